@@ -1,0 +1,74 @@
+#include "engine/tokenizer/regex.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "engine/tokenizer/error.h"
+
+namespace sparkd::tokenizer {
+
+namespace {
+
+pcre2_code* as_code(void* p) { return static_cast<pcre2_code*>(p); }
+
+// One match-data block per thread: matching allocates nothing on the hot path, and
+// concurrent callers never share state. One ovector pair suffices: we only need the
+// overall match, and PCRE2 still reports it when groups do not fit.
+pcre2_match_data* thread_match_data() {
+  struct Holder {
+    pcre2_match_data* data = pcre2_match_data_create(1, nullptr);
+    ~Holder() { pcre2_match_data_free(data); }
+  };
+  thread_local Holder holder;
+  return holder.data;
+}
+
+}  // namespace
+
+Regex::Regex(const std::string& expression) : expression_(expression) {
+  int error_code = 0;
+  PCRE2_SIZE error_offset = 0;
+  pcre2_code* code =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(expression.data()), expression.size(),
+                    PCRE2_UTF | PCRE2_UCP, &error_code, &error_offset, nullptr);
+  if (code == nullptr) {
+    PCRE2_UCHAR message[256];
+    pcre2_get_error_message(error_code, message, sizeof(message));
+    throw ConfigError("invalid regex /" + expression + "/ at offset " +
+                      std::to_string(error_offset) + ": " +
+                      reinterpret_cast<const char*>(message));
+  }
+  code_ = code;
+  jit_ = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+}
+
+Regex::~Regex() { pcre2_code_free(as_code(code_)); }
+
+bool Regex::search(std::string_view text, size_t start, size_t* match_begin,
+                   size_t* match_end) const {
+  pcre2_match_data* data = thread_match_data();
+  auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+  // The pipeline only ever holds valid UTF-8 (inputs are sanitized on entry).
+  int rc = jit_ ? pcre2_jit_match(as_code(code_), subject, text.size(), start, 0, data, nullptr)
+                : pcre2_match(as_code(code_), subject, text.size(), start, PCRE2_NO_UTF_CHECK,
+                              data, nullptr);
+  if (rc < 0) {
+    if (rc == PCRE2_ERROR_NOMATCH) return false;
+    PCRE2_UCHAR message[256];
+    pcre2_get_error_message(rc, message, sizeof(message));
+    throw EncodeError("regex /" + expression_ + "/ failed: " +
+                      reinterpret_cast<const char*>(message));
+  }
+  const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(data);
+  *match_begin = ovector[0];
+  *match_end = ovector[1];
+  return true;
+}
+
+std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) const {
+  std::vector<std::pair<size_t, size_t>> matches;
+  for_each_match(text, [&](size_t begin, size_t end) { matches.emplace_back(begin, end); });
+  return matches;
+}
+
+}  // namespace sparkd::tokenizer

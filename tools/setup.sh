@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs everything sparkd needs to build and test, from Debian 12 packages.
+# Idempotent and quick when everything is already there (it asks apt only for what is
+# missing). Run as root, or as a user with sudo.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git
+  # clang + libFuzzer/sanitizer runtimes for the fuzz targets
+  clang libclang-rt-14-dev
+  # engine: tokenizers, model configs, hashing
+  libpcre2-dev libutf8proc-dev nlohmann-json3-dev libxxhash-dev
+  # daemon, API and operations
+  libuv1-dev libprotobuf-dev protobuf-compiler libtomlplusplus-dev libsystemd-dev
+  # tests
+  catch2
+  # fixture generators and benchmarks compare against Python libraries
+  python3 python3-pip python3-venv
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} > 0)); then
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "setup: run as root (missing: ${missing[*]})" >&2; exit 1; }
+    SUDO=sudo
+  fi
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [[ -x /usr/local/cuda/bin/nvcc ]]; then
+  echo "setup: CUDA toolkit found at /usr/local/cuda: the CUDA backend will be built"
+else
+  echo "setup: no CUDA toolkit (/usr/local/cuda/bin/nvcc): building the CPU backend only"
+fi
