@@ -10,8 +10,13 @@
 
 namespace sparkd::tokenizer {
 
+// Rewrites the shorthand classes whose meaning differs between Oniguruma (the engine the
+// library runs tokenizer.json regexes on) and PCRE2: \s \S \w \W \h \H.
+std::string translate_oniguruma(std::string_view expression);
+
 class Regex {
  public:
+  // `expression` is in Oniguruma's dialect, as tokenizer.json files hold it.
   // Throws ConfigError naming the expression and PCRE2's reason when it does not compile.
   explicit Regex(const std::string& expression);
   ~Regex();

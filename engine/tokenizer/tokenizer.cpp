@@ -224,16 +224,12 @@ Expected<Encoding> Tokenizer::finish(Encoding encoding, std::optional<Encoding> 
   if (truncation) {
     TruncationParams params = *truncation;
     size_t n_added = post_processor_ ? post_processor_->added_tokens(pair.has_value()) : 0;
-    if (add_special_tokens && n_added > 0) {
-      if (n_added > params.max_length) {
-        return Status(StatusCode::kInvalidArgument,
-                      "max_length " + std::to_string(params.max_length) +
-                          " leaves no room for the " + std::to_string(n_added) +
-                          " special tokens this tokenizer adds");
-      }
-      params.max_length -= n_added;
-    }
-    truncate_encodings(&encoding, pair ? &*pair : nullptr, params);
+    // The library subtracts the special tokens in unsigned arithmetic: a max_length smaller
+    // than their count wraps around and nothing is truncated. We keep that for identical
+    // results; callers that want an error check max_length against added tokens first.
+    bool wraps = add_special_tokens && n_added > params.max_length;
+    if (add_special_tokens) params.max_length -= std::min(n_added, params.max_length);
+    if (!wraps) truncate_encodings(&encoding, pair ? &*pair : nullptr, params);
   }
   if (post_processor_) {
     return post_processor_->process(std::move(encoding), std::move(pair), add_special_tokens);

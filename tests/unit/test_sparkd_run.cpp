@@ -1,0 +1,108 @@
+// The sparkd-run command line, run as a real process: JSON lines in, JSON lines out, bad
+// lines reported on their own line while the rest are still processed.
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/tokenizer/tokenizer.h"
+
+namespace {
+
+using nlohmann::json;
+
+const std::filesystem::path kFixtures =
+    std::filesystem::path(SPARKD_SOURCE_DIR) / "tests/fixtures/tokenizers";
+
+struct RunResult {
+  int exit_code = -1;
+  std::vector<std::string> lines;
+};
+
+RunResult run_sparkd_run(const std::string& args, const std::string& stdin_text) {
+  auto input = std::filesystem::temp_directory_path() /
+               ("sparkd-run-input-" + std::to_string(::getpid()));
+  std::ofstream(input, std::ios::binary) << stdin_text;
+  std::string command = std::string(SPARKD_RUN_BINARY) + " " + args + " < " + input.string();
+  RunResult result;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string current;
+  int ch;
+  while ((ch = std::fgetc(pipe)) != EOF) {
+    if (ch == '\n') {
+      result.lines.push_back(current);
+      current.clear();
+    } else {
+      current.push_back(static_cast<char>(ch));
+    }
+  }
+  int status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::filesystem::remove(input);
+  return result;
+}
+
+}  // namespace
+
+TEST_CASE("sparkd-run tokenize and detokenize agree with the library", "[cli]") {
+  const auto dir = kFixtures / "qwen2_bytelevel_bpe";
+  auto tokenizer = sparkd::tokenizer::Tokenizer::from_file(dir);
+  REQUIRE(tokenizer.has_value());
+  const std::vector<std::string> texts = {"Hello, world!", "line one\nline two",
+                                          "<|im_start|>user\nhi<|im_end|>", ""};
+  std::string input;
+  for (const auto& t : texts) input += json(t).dump() + "\n";
+
+  RunResult run = run_sparkd_run(dir.string() + " tokenize", input);
+  CHECK(run.exit_code == 0);
+  // Blank input lines are skipped; "" is a JSON string, so it is encoded (to no ids).
+  REQUIRE(run.lines.size() == texts.size());
+  std::string ids_input;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    json out = json::parse(run.lines[i]);
+    auto expected = (*tokenizer)->encode(texts[i]);
+    REQUIRE(expected.has_value());
+    CHECK(out.at("ids").get<std::vector<uint32_t>>() == expected->ids);
+    ids_input += out.at("ids").dump() + "\n";
+  }
+
+  RunResult back = run_sparkd_run(dir.string() + " detokenize", ids_input);
+  CHECK(back.exit_code == 0);
+  REQUIRE(back.lines.size() == texts.size());
+  for (size_t i = 0; i < texts.size(); ++i) {
+    CHECK(json::parse(back.lines[i]).at("text").get<std::string>() == texts[i]);
+  }
+}
+
+TEST_CASE("sparkd-run reports a bad line and keeps going", "[cli]") {
+  const auto dir = kFixtures / "bert_wordpiece_uncased";
+  RunResult run =
+      run_sparkd_run(dir.string() + " tokenize", "\"ok\"\nnot json\n42\n\"still ok\"\n");
+  CHECK(run.exit_code == 1);
+  REQUIRE(run.lines.size() == 4);
+  CHECK(json::parse(run.lines[0]).contains("ids"));
+  CHECK(json::parse(run.lines[1]).contains("error"));
+  CHECK(json::parse(run.lines[2]).contains("error"));
+  CHECK(json::parse(run.lines[3]).contains("ids"));
+
+  RunResult pairs = run_sparkd_run(dir.string() + " tokenize --pair --tokens",
+                                   "[\"what is a cat\", \"a cat is an animal\"]\n\"no pair\"\n");
+  CHECK(pairs.exit_code == 1);
+  REQUIRE(pairs.lines.size() == 2);
+  json first = json::parse(pairs.lines[0]);
+  CHECK(first.at("type_ids").back() == 1);
+  CHECK(json::parse(pairs.lines[1]).contains("error"));
+}
+
+TEST_CASE("sparkd-run fails clearly on a missing tokenizer", "[cli]") {
+  RunResult run = run_sparkd_run("/nonexistent/model tokenize", "\"x\"\n");
+  CHECK(run.exit_code == 1);
+  CHECK(run.lines.empty());
+}
