@@ -27,6 +27,10 @@ def main() -> None:
     if os.path.isdir(path):
         path = os.path.join(path, "tokenizer.json")
     tok = Tokenizer.from_file(path)
+    # Some real tokenizer.json files (all-MiniLM-L6-v2) enable truncation and padding to 128;
+    # sparkd applies truncation only when asked, so compare the plain encode.
+    tok.no_truncation()
+    tok.no_padding()
     with open(args.text, "rb") as f:
         data = f.read().decode("utf-8", "replace")
     sep = "\n\n" if args.paragraphs else "\n"
