@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "engine/backend/devices.h"
@@ -55,76 +56,52 @@ void print_line(const json& j) {
   std::fwrite(line.data(), 1, line.size(), stdout);
 }
 
-json error_line(const std::string& message) { return json{{"error", message}}; }
+sparkd::Status bad_line(std::string message) {
+  return sparkd::Status(sparkd::StatusCode::kInvalidArgument, std::move(message));
+}
 
-// Handles one tokenize input line; returns false when the line was rejected.
-bool tokenize_line(const Tokenizer& tokenizer, const Options& options, const std::string& line) {
-  json input;
-  try {
-    input = json::parse(line);
-  } catch (const json::exception& e) {
-    print_line(error_line(std::string("input is not JSON: ") + e.what()));
-    return false;
-  }
+// One tokenize input line -> {"ids": [...]} (and tokens/type_ids with --tokens).
+Expected<json> tokenize_line(const Tokenizer& tokenizer, const Options& options,
+                             const json& input) {
   Expected<Encoding> encoding = sparkd::Status();
   if (options.pair) {
     if (!input.is_array() || input.size() != 2 || !input[0].is_string() || !input[1].is_string()) {
-      print_line(error_line("with --pair each line must be a JSON array [text, pair]"));
-      return false;
+      return bad_line("with --pair each line must be a JSON array [text, pair]");
     }
     encoding = tokenizer.encode_pair(input[0].get_ref<const std::string&>(),
                                      input[1].get_ref<const std::string&>(),
                                      options.add_special_tokens, options.truncation);
   } else {
-    if (!input.is_string()) {
-      print_line(error_line("each line must be a JSON string"));
-      return false;
-    }
+    if (!input.is_string()) return bad_line("each line must be a JSON string");
     encoding = tokenizer.encode(input.get_ref<const std::string&>(), options.add_special_tokens,
                                 options.truncation);
   }
-  if (!encoding) {
-    print_line(error_line(encoding.status().to_string()));
-    return false;
-  }
+  if (!encoding) return encoding.status();
   json out{{"ids", encoding->ids}};
   if (options.with_tokens) {
     out["tokens"] = encoding->tokens;
     out["type_ids"] = encoding->type_ids;
   }
-  print_line(out);
-  return true;
+  return out;
 }
 
-bool detokenize_line(const Tokenizer& tokenizer, const Options& options,
-                     const std::string& line) {
-  json input;
-  try {
-    input = json::parse(line);
-  } catch (const json::exception& e) {
-    print_line(error_line(std::string("input is not JSON: ") + e.what()));
-    return false;
-  }
+// One detokenize input line (ids, or {"ids": [...]}) -> {"text": "..."}.
+Expected<json> detokenize_line(const Tokenizer& tokenizer, const Options& options,
+                               const json& input) {
   const json& ids_json = input.is_object() && input.contains("ids") ? input["ids"] : input;
-  std::vector<uint32_t> ids;
   if (!ids_json.is_array()) {
-    print_line(error_line("each line must be a JSON array of token ids or {\"ids\": [...]}"));
-    return false;
+    return bad_line("each line must be a JSON array of token ids or {\"ids\": [...]}");
   }
+  std::vector<uint32_t> ids;
   for (const json& id : ids_json) {
     if (!id.is_number_unsigned() || id.get<uint64_t>() > UINT32_MAX) {
-      print_line(error_line("token ids must be non-negative 32-bit integers, got " + id.dump()));
-      return false;
+      return bad_line("token ids must be non-negative 32-bit integers, got " + id.dump());
     }
     ids.push_back(id.get<uint32_t>());
   }
   Expected<std::string> text = tokenizer.decode(ids, options.skip_special_tokens);
-  if (!text) {
-    print_line(error_line(text.status().to_string()));
-    return false;
-  }
-  print_line(json{{"text", *text}});
-  return true;
+  if (!text) return text.status();
+  return json{{"text", *text}};
 }
 
 int run_devices() {
@@ -227,13 +204,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sparkd-run: %s\n", tokenizer.status().to_string().c_str());
     return 1;
   }
+  auto handle = command == "tokenize" ? tokenize_line : detokenize_line;
   bool all_ok = true;
   std::string line;
   while (std::getline(std::cin, line)) {
     if (line.empty()) continue;
-    bool ok = command == "tokenize" ? tokenize_line(**tokenizer, options, line)
-                                    : detokenize_line(**tokenizer, options, line);
-    all_ok = all_ok && ok;
+    Expected<json> out = sparkd::Status();
+    try {
+      out = handle(**tokenizer, options, json::parse(line));
+    } catch (const json::exception& e) {
+      out = bad_line(std::string("input is not JSON: ") + e.what());
+    }
+    if (!out) {
+      all_ok = false;
+      print_line(json{{"error", out.status().to_string()}});
+    } else {
+      print_line(*out);
+    }
   }
   std::fflush(stdout);
   return all_ok ? 0 : 1;

@@ -13,6 +13,7 @@
 #include <shared_mutex>
 #include <utility>
 
+#include "engine/tokenizer/config_reader.h"
 #include "engine/tokenizer/error.h"
 #include "engine/tokenizer/unicode.h"
 
@@ -52,32 +53,29 @@ std::string byte_token(unsigned char byte) {
 
 // Merges in either serialization: [["a", "b"], ...] (current) or ["a b", ...] (legacy,
 // also what merges.txt holds; "#version" lines are skipped).
-std::vector<BpeModel::Merge> parse_merges(const json& value) {
-  constexpr const char* kWhere = "BPE model: field \"merges\"";
-  if (!value.is_array()) {
-    throw ConfigError(std::string(kWhere) + " must be an array, got " + value.type_name());
-  }
+std::vector<BpeModel::Merge> parse_merges(const ConfigReader& reader) {
+  const json& value = reader.get_array("merges");
   std::vector<BpeModel::Merge> merges;
   merges.reserve(value.size());
   const bool legacy = !value.empty() && value.front().is_string();
   for (const json& item : value) {
     if (legacy) {
       if (!item.is_string()) {
-        throw ConfigError(std::string(kWhere) + " mixes \"a b\" strings with other values");
+        reader.fail("field \"merges\" mixes \"a b\" strings with other values");
       }
       const std::string& line = item.get_ref<const std::string&>();
       if (line.rfind("#version", 0) == 0) continue;
       // Exactly one space: "a b". The line number counts only non-#version lines.
       const size_t space = line.find(' ');
       if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos) {
-        throw ConfigError(std::string(kWhere) + ": merge " + std::to_string(merges.size() + 1) +
-                          " (\"" + line + "\") is not of the form \"left right\"");
+        reader.fail("field \"merges\": merge " + std::to_string(merges.size() + 1) + " (\"" + line +
+                    "\") is not of the form \"left right\"");
       }
       merges.emplace_back(line.substr(0, space), line.substr(space + 1));
     } else {
       if (!item.is_array() || item.size() != 2 || !item[0].is_string() || !item[1].is_string()) {
-        throw ConfigError(std::string(kWhere) + ": merge " + std::to_string(merges.size() + 1) +
-                          " must be a pair of strings [\"left\", \"right\"], got " + item.dump());
+        reader.fail("field \"merges\": merge " + std::to_string(merges.size() + 1) +
+                    " must be a pair of strings [\"left\", \"right\"], got " + item.dump());
       }
       merges.emplace_back(item[0].get<std::string>(), item[1].get<std::string>());
     }
@@ -184,8 +182,8 @@ class BpeModel::WordCache {
 // ---------------------------------------------------------------------------------------
 
 BpeModel::BpeModel(Vocab vocab, const std::vector<Merge>& merges, Options options)
-    : vocab_(std::move(vocab)), options_(std::move(options)) {
-  if (merges.size() >= kEmptyRank) throw ConfigError("BPE model: too many merges");
+    : VocabModel(std::move(vocab)), options_(std::move(options)) {
+  if (merges.size() >= kEmptyRank) throw ConfigError("model BPE: too many merges");
   // A merge (a, b) produces a + b with b's continuing-subword prefix stripped: with prefix
   // "##", ("a", "##b") -> "ab" and ("##a", "##b") -> "##ab". The library strips
   // prefix-length bytes without checking that b actually starts with the prefix.
@@ -196,24 +194,24 @@ BpeModel::BpeModel(Vocab vocab, const std::vector<Merge>& merges, Options option
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const auto& [left, right] = merges[rank];
     auto out_of_vocab = [](const std::string& token) {
-      return ConfigError("BPE model: merge token `" + token + "` is not in the vocabulary");
+      return ConfigError("model BPE: merge token `" + token + "` is not in the vocabulary");
     };
-    const auto left_id = vocab_.find(left);
+    const auto left_id = this->vocab().find(left);
     if (!left_id) throw out_of_vocab(left);
-    const auto right_id = vocab_.find(right);
+    const auto right_id = this->vocab().find(right);
     if (!right_id) throw out_of_vocab(right);
     if (right.size() < prefix_len) throw out_of_vocab(right);  // the library panics here
     merged.assign(left);
     merged.append(right, prefix_len);
-    const auto new_id = vocab_.find(merged);
+    const auto new_id = this->vocab().find(merged);
     if (!new_id) throw out_of_vocab(merged);
     merges_.insert_or_assign(*left_id, *right_id, static_cast<uint32_t>(rank), *new_id);
   }
 
-  if (options_.unk_token) unk_id_ = vocab_.find(*options_.unk_token);
+  if (options_.unk_token) unk_id_ = this->vocab().find(*options_.unk_token);
   if (options_.byte_fallback) {
     for (size_t b = 0; b < byte_ids_.size(); ++b) {
-      byte_ids_[b] = vocab_.find(byte_token(static_cast<unsigned char>(b)));
+      byte_ids_[b] = this->vocab().find(byte_token(static_cast<unsigned char>(b)));
     }
   }
   cache_ = std::make_unique<WordCache>();
@@ -222,43 +220,35 @@ BpeModel::BpeModel(Vocab vocab, const std::vector<Merge>& merges, Options option
 BpeModel::~BpeModel() = default;
 
 std::unique_ptr<BpeModel> BpeModel::from_json(const json& config) {
-  constexpr std::string_view kModel = "BPE";
-  model_config::check_type(config, kModel);
+  const ConfigReader reader(config, "model", "BPE");
+  reader.check_type();
   Options options;
-  if (const json* dropout = model_config::find(config, "dropout");
-      dropout != nullptr && !dropout->is_null()) {
-    if (!dropout->is_number()) {
-      throw ConfigError("BPE model: field \"dropout\" must be a number or null");
-    }
+  if (const json* dropout = reader.find("dropout"); dropout != nullptr && !dropout->is_null()) {
+    if (!dropout->is_number()) reader.fail("field \"dropout\" must be a number or null");
     // The library stores dropout as f32 and draws a uniform value in [0, 1) per merge: 0
     // never drops, 1 always drops (no merges at all); anything between is random.
     const float p = dropout->get<float>();
     if (!(p >= 0.0f && p <= 1.0f)) {
-      throw ConfigError("BPE model: field \"dropout\" should be between 0 and 1, inclusive");
+      reader.fail("field \"dropout\" should be between 0 and 1, inclusive");
     }
     if (p == 1.0f) {
       options.drop_all_merges = true;
     } else if (p != 0.0f) {
-      throw ConfigError("BPE model: dropout " + dropout->dump() +
-                        " is not supported: it makes tokenization random (use null or 0)");
+      reader.fail("dropout " + dropout->dump() +
+                  " is not supported: it makes tokenization random (use null or 0)");
     }
   }
-  options.unk_token = model_config::optional_string(config, kModel, "unk_token");
-  options.continuing_subword_prefix =
-      model_config::optional_string(config, kModel, "continuing_subword_prefix");
-  options.end_of_word_suffix = model_config::optional_string(config, kModel, "end_of_word_suffix");
-  options.fuse_unk = model_config::optional_bool(config, kModel, "fuse_unk", false);
-  options.byte_fallback = model_config::optional_bool(config, kModel, "byte_fallback", false);
-  options.ignore_merges = model_config::optional_bool(config, kModel, "ignore_merges", false);
+  options.unk_token = reader.get_optional_string("unk_token");
+  options.continuing_subword_prefix = reader.get_optional_string("continuing_subword_prefix");
+  options.end_of_word_suffix = reader.get_optional_string("end_of_word_suffix");
+  options.fuse_unk = reader.get_bool_or("fuse_unk", false);
+  options.byte_fallback = reader.get_bool_or("byte_fallback", false);
+  options.ignore_merges = reader.get_bool_or("ignore_merges", false);
 
-  const json* vocab_json = model_config::find(config, "vocab");
-  const json* merges_json = model_config::find(config, "merges");
-  if (vocab_json == nullptr || merges_json == nullptr) {
-    throw ConfigError("BPE model: missing field \"vocab\" or \"merges\"");
-  }
-  Vocab vocab = Vocab::from_json(*vocab_json, "BPE model: field \"vocab\"");
-  return std::make_unique<BpeModel>(std::move(vocab), parse_merges(*merges_json),
-                                    std::move(options));
+  const json& vocab_json = reader.require("vocab");
+  reader.require("merges");
+  Vocab vocab = Vocab::from_json(vocab_json, reader.field_label("vocab"));
+  return std::make_unique<BpeModel>(std::move(vocab), parse_merges(reader), std::move(options));
 }
 
 uint32_t BpeModel::unk_id_or_throw() const {
@@ -302,7 +292,7 @@ std::vector<BpeModel::Symbol> BpeModel::initial_symbols(std::string_view word) c
       key = affixed;
     }
 
-    if (const auto id = vocab_.find(key)) {
+    if (const auto id = vocab().find(key)) {
       if (pending_unk) {
         add(pending_unk->first, pending_unk->second);
         pending_unk.reset();
@@ -393,7 +383,7 @@ std::vector<Token> BpeModel::tokenize(std::string_view sequence) const {
   // With dropout the library bypasses both ignore_merges and the cache.
   const bool deterministic = !options_.drop_all_merges;
   if (deterministic && options_.ignore_merges) {
-    if (const auto id = vocab_.find(sequence)) {
+    if (const auto id = vocab().find(sequence)) {
       tokens.push_back(Token{*id, std::string(sequence), {0, sequence.size()}});
       return tokens;
     }
@@ -404,7 +394,7 @@ std::vector<Token> BpeModel::tokenize(std::string_view sequence) const {
         tokens.reserve(pieces.size());
         size_t offset = 0;
         for (const auto& piece : pieces) {
-          tokens.push_back(Token{piece.id, *vocab_.token(piece.id), {offset, offset + piece.len}});
+          tokens.push_back(Token{piece.id, *vocab().token(piece.id), {offset, offset + piece.len}});
           offset += piece.len;
         }
       })) {
@@ -419,7 +409,7 @@ std::vector<Token> BpeModel::tokenize(std::string_view sequence) const {
   size_t offset = 0;
   for (const Symbol& symbol : symbols) {
     if (symbol.len == 0) continue;  // merged into its left neighbour
-    tokens.push_back(Token{symbol.id, *vocab_.token(symbol.id), {offset, offset + symbol.len}});
+    tokens.push_back(Token{symbol.id, *vocab().token(symbol.id), {offset, offset + symbol.len}});
     offset += symbol.len;
     if (cacheable) pieces.push_back(WordCache::Piece{symbol.id, static_cast<uint32_t>(symbol.len)});
   }

@@ -15,12 +15,11 @@
 #include <utility>
 #include <vector>
 
-#include "engine/tokenizer/model.h"
-#include "engine/tokenizer/wordlevel_model.h"  // Vocab
+#include "engine/tokenizer/vocab.h"
 
 namespace sparkd::tokenizer {
 
-class BpeModel final : public Model {
+class BpeModel final : public VocabModel {
  public:
   struct Options {
     std::optional<std::string> unk_token;
@@ -42,11 +41,6 @@ class BpeModel final : public Model {
   static std::unique_ptr<BpeModel> from_json(const nlohmann::json& config);
 
   std::vector<Token> tokenize(std::string_view sequence) const override;
-  std::optional<uint32_t> token_to_id(std::string_view token) const override {
-    return vocab_.find(token);
-  }
-  const std::string* id_to_token(uint32_t id) const override { return vocab_.token(id); }
-  size_t vocab_size() const override { return vocab_.size(); }
 
  private:
   // One symbol of a word being merged: a doubly-linked list laid out in an array, so a merge
@@ -84,7 +78,6 @@ class BpeModel final : public Model {
   void merge_all(std::vector<Symbol>* symbols) const;
   uint32_t unk_id_or_throw() const;
 
-  Vocab vocab_;
   MergeTable merges_;
   Options options_;
   std::optional<uint32_t> unk_id_;

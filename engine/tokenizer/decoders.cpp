@@ -4,13 +4,13 @@
 #include "engine/tokenizer/decoders.h"
 
 #include <cstdint>
-#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 
+#include "engine/tokenizer/config_reader.h"
 #include "engine/tokenizer/error.h"
 #include "engine/tokenizer/pattern.h"
 #include "engine/tokenizer/unicode.h"
@@ -27,50 +27,6 @@ namespace {
 
 using nlohmann::json;
 using Tokens = std::vector<std::string>;
-
-// ---------------------------------------------------------------------------------------
-// JSON helpers: errors name the decoder and the field.
-// ---------------------------------------------------------------------------------------
-
-[[noreturn]] void fail(std::string_view what, const std::string& message) {
-  throw ConfigError("decoder " + std::string(what) + ": " + message);
-}
-
-const json& require(const json& config, std::string_view what, const char* field) {
-  auto it = config.find(field);
-  if (it == config.end()) fail(what, std::string("missing field \"") + field + "\"");
-  return *it;
-}
-
-bool require_bool(const json& config, std::string_view what, const char* field) {
-  const json& value = require(config, what, field);
-  if (!value.is_boolean()) fail(what, std::string("field \"") + field + "\" must be a boolean");
-  return value.get<bool>();
-}
-
-std::string require_string(const json& config, std::string_view what, const char* field) {
-  const json& value = require(config, what, field);
-  if (!value.is_string()) fail(what, std::string("field \"") + field + "\" must be a string");
-  return value.get<std::string>();
-}
-
-size_t require_size(const json& config, std::string_view what, const char* field) {
-  const json& value = require(config, what, field);
-  if (!value.is_number_unsigned() || value.get<uint64_t>() > std::numeric_limits<size_t>::max()) {
-    fail(what, std::string("field \"") + field + "\" must be a non-negative integer");
-  }
-  return static_cast<size_t>(value.get<uint64_t>());
-}
-
-// A Rust `char` field: a string holding exactly one code point.
-char32_t require_char(const json& config, std::string_view what, const char* field) {
-  const std::string text = require_string(config, what, field);
-  if (!is_valid_utf8(text) || count_code_points(text) != 1) {
-    fail(what, std::string("field \"") + field + "\" must be a single character");
-  }
-  size_t pos = 0;
-  return next_code_point(text, &pos);
-}
 
 // ---------------------------------------------------------------------------------------
 // String helpers with Rust's semantics.
@@ -314,22 +270,17 @@ class StripDecoder final : public Decoder {
   size_t stop_;
 };
 
-// Replace: every match of a literal string or a regex becomes `content`.
+// Replace: every match of the pattern (a literal string or a regex) becomes `content`.
 class ReplaceDecoder final : public Decoder {
  public:
-  ReplaceDecoder(std::optional<std::string> literal, std::optional<Pattern> regex,
-                 std::string content)
-      : literal_(std::move(literal)), regex_(std::move(regex)), content_(std::move(content)) {}
+  ReplaceDecoder(Pattern pattern, std::string content)
+      : pattern_(std::move(pattern)), content_(std::move(content)) {}
 
   Tokens decode_chain(Tokens tokens) const override {
     for (std::string& token : tokens) {
       if (token.empty()) continue;  // the library's matcher yields no match on ""
-      if (literal_) {
-        token = replace_all(token, *literal_, content_);
-        continue;
-      }
       std::string out;
-      for (const PatternMatch& m : regex_->find_matches(token)) {
+      for (const PatternMatch& m : pattern_.find_matches(token)) {
         if (m.is_match) {
           out += content_;
         } else {
@@ -342,8 +293,7 @@ class ReplaceDecoder final : public Decoder {
   }
 
  private:
-  std::optional<std::string> literal_;
-  std::optional<Pattern> regex_;
+  Pattern pattern_;
   std::string content_;
 };
 
@@ -408,130 +358,78 @@ class SequenceDecoder final : public Decoder {
 // Parsing.
 // ---------------------------------------------------------------------------------------
 
-std::unique_ptr<Decoder> parse_byte_level(const json& config) {
-  // The library requires these fields even though decoding ignores them.
-  require_bool(config, "ByteLevel", "add_prefix_space");
-  require_bool(config, "ByteLevel", "trim_offsets");
-  if (config.contains("use_regex")) require_bool(config, "ByteLevel", "use_regex");
-  return std::make_unique<ByteLevelDecoder>();
-}
-
-std::unique_ptr<Decoder> parse_wordpiece(const json& config) {
-  return std::make_unique<WordPieceDecoder>(require_string(config, "WordPiece", "prefix"),
-                                            require_bool(config, "WordPiece", "cleanup"));
-}
-
-std::unique_ptr<Decoder> parse_metaspace(const json& config) {
-  constexpr std::string_view kWhat = "Metaspace";
-  const char32_t replacement = require_char(config, kWhat, "replacement");
+std::unique_ptr<Decoder> parse_metaspace(const ConfigReader& reader) {
+  constexpr PrependScheme kSchemes[] = {PrependScheme::kAlways, PrependScheme::kFirst,
+                                        PrependScheme::kNever};
+  const char32_t replacement = reader.get_char("replacement");
   PrependScheme scheme = PrependScheme::kAlways;  // the default when absent
-  if (config.contains("prepend_scheme")) {
-    const std::string name = require_string(config, kWhat, "prepend_scheme");
-    if (name == "always") {
-      scheme = PrependScheme::kAlways;
-    } else if (name == "first") {
-      scheme = PrependScheme::kFirst;
-    } else if (name == "never") {
-      scheme = PrependScheme::kNever;
-    } else {
-      fail(kWhat, "field \"prepend_scheme\" must be \"first\", \"never\" or \"always\", got \"" +
-                      name + "\"");
-    }
+  if (const json* name = reader.find("prepend_scheme")) {
+    scheme = kSchemes[reader.one_of(*name, "prepend_scheme", {"always", "first", "never"})];
   }
   // Legacy files carry add_prefix_space; false means "never" and must not contradict an
   // explicit scheme (the library rejects that, even against the default "always").
-  auto legacy = config.find("add_prefix_space");
-  if (legacy != config.end() && !legacy->is_null()) {
-    if (!legacy->is_boolean()) fail(kWhat, "field \"add_prefix_space\" must be a boolean");
-    if (!legacy->get<bool>()) {
-      if (scheme != PrependScheme::kNever) {
-        fail(kWhat, "add_prefix_space does not match declared prepend_scheme");
-      }
-    }
+  if (!reader.get_bool_or("add_prefix_space", true) && scheme != PrependScheme::kNever) {
+    reader.fail("add_prefix_space does not match declared prepend_scheme");
   }
-  auto split = config.find("split");
-  if (split != config.end() && !split->is_null() && !split->is_boolean()) {
-    fail(kWhat, "field \"split\" must be a boolean");
-  }
+  reader.get_bool_or("split", true);  // checked, but decoding does not use it
   return std::make_unique<MetaspaceDecoder>(replacement, scheme);
 }
 
-std::unique_ptr<Decoder> parse_strip(const json& config) {
-  constexpr std::string_view kWhat = "Strip";
-  return std::make_unique<StripDecoder>(require_char(config, kWhat, "content"),
-                                        require_size(config, kWhat, "start"),
-                                        require_size(config, kWhat, "stop"));
+std::unique_ptr<Decoder> parse_replace(const ConfigReader& reader) {
+  Pattern pattern = reader.get_pattern("pattern");
+  return std::make_unique<ReplaceDecoder>(std::move(pattern), reader.get_string("content"));
 }
 
-std::unique_ptr<Decoder> parse_replace(const json& config) {
-  constexpr std::string_view kWhat = "Replace";
-  const json& pattern = require(config, kWhat, "pattern");
-  std::string content = require_string(config, kWhat, "content");
-  if (!pattern.is_object() || pattern.size() != 1) {
-    fail(kWhat, "field \"pattern\" must be {\"String\": ...} or {\"Regex\": ...}");
-  }
-  if (auto s = pattern.find("String"); s != pattern.end()) {
-    if (!s->is_string()) fail(kWhat, "pattern \"String\" must be a string");
-    return std::make_unique<ReplaceDecoder>(s->get<std::string>(), std::nullopt,
-                                            std::move(content));
-  }
-  if (auto r = pattern.find("Regex"); r != pattern.end()) {
-    if (!r->is_string()) fail(kWhat, "pattern \"Regex\" must be a string");
-    return std::make_unique<ReplaceDecoder>(std::nullopt, Pattern::regex(r->get<std::string>()),
-                                            std::move(content));
-  }
-  fail(kWhat, "field \"pattern\" must be {\"String\": ...} or {\"Regex\": ...}");
-}
-
-std::unique_ptr<Decoder> parse_bpe(const json& config) {
-  return std::make_unique<BpeDecoder>(require_string(config, "BPEDecoder", "suffix"));
-}
-
-std::unique_ptr<Decoder> parse_ctc(const json& config) {
-  constexpr std::string_view kWhat = "CTC";
-  return std::make_unique<CtcDecoder>(require_string(config, kWhat, "pad_token"),
-                                      require_string(config, kWhat, "word_delimiter_token"),
-                                      require_bool(config, kWhat, "cleanup"));
-}
-
-std::unique_ptr<Decoder> parse_sequence(const json& config) {
-  const json& list = require(config, "Sequence", "decoders");
-  if (!list.is_array()) fail("Sequence", "field \"decoders\" must be a list");
-  std::vector<std::unique_ptr<Decoder>> decoders;
-  for (const json& item : list) decoders.push_back(make_decoder(item));
-  return std::make_unique<SequenceDecoder>(std::move(decoders));
+// Legacy files may omit "type"; the library then recognises a decoder by its fields (only
+// those decoders whose type tag is optional).
+std::string infer_legacy_type(const json& config) {
+  if (config.contains("suffix")) return "BPEDecoder";
+  if (config.contains("prefix") && config.contains("cleanup")) return "WordPiece";
+  if (config.contains("pad_token")) return "CTC";
+  if (config.contains("pattern")) return "Replace";
+  if (config.contains("start") && config.contains("stop")) return "Strip";
+  throw ConfigError("decoder: missing field \"type\"");
 }
 
 }  // namespace
 
 std::unique_ptr<Decoder> make_decoder(const nlohmann::json& config) {
-  if (!config.is_object()) throw ConfigError("decoder must be a JSON object");
-  auto type = config.find("type");
-  if (type == config.end()) {
-    // Legacy files may omit "type"; the library then recognises a decoder by its fields
-    // (only those decoders whose type tag is optional).
-    if (config.contains("suffix")) return parse_bpe(config);
-    if (config.contains("prefix") && config.contains("cleanup")) return parse_wordpiece(config);
-    if (config.contains("pad_token")) return parse_ctc(config);
-    if (config.contains("pattern")) return parse_replace(config);
-    if (config.contains("start") && config.contains("stop")) return parse_strip(config);
-    throw ConfigError("decoder: missing field \"type\"");
+  const std::optional<std::string> tag = read_type_tag(config, "decoder");
+  const std::string type = tag ? *tag : infer_legacy_type(config);
+  const ConfigReader reader(config, "decoder", type);
+  if (type == "ByteLevel") {
+    // The library requires these fields even though decoding ignores them.
+    reader.get_bool("add_prefix_space");
+    reader.get_bool("trim_offsets");
+    if (reader.has("use_regex")) reader.get_bool("use_regex");
+    return std::make_unique<ByteLevelDecoder>();
   }
-  if (!type->is_string()) throw ConfigError("decoder: field \"type\" must be a string");
-  const std::string name = type->get<std::string>();
-  if (name == "ByteLevel") return parse_byte_level(config);
-  if (name == "WordPiece") return parse_wordpiece(config);
-  if (name == "Metaspace") return parse_metaspace(config);
-  if (name == "ByteFallback") return std::make_unique<ByteFallbackDecoder>();
-  if (name == "Fuse") return std::make_unique<FuseDecoder>();
-  if (name == "Strip") return parse_strip(config);
-  if (name == "Replace") return parse_replace(config);
-  if (name == "Sequence") return parse_sequence(config);
-  if (name == "BPEDecoder") return parse_bpe(config);
-  if (name == "CTC") return parse_ctc(config);
-  throw ConfigError("unsupported decoder type \"" + name +
-                    "\" (supported: BPEDecoder, ByteLevel, WordPiece, Metaspace, CTC, Sequence, "
-                    "Replace, Fuse, Strip, ByteFallback)");
+  if (type == "WordPiece") {
+    std::string prefix = reader.get_string("prefix");
+    return std::make_unique<WordPieceDecoder>(std::move(prefix), reader.get_bool("cleanup"));
+  }
+  if (type == "Metaspace") return parse_metaspace(reader);
+  if (type == "ByteFallback") return std::make_unique<ByteFallbackDecoder>();
+  if (type == "Fuse") return std::make_unique<FuseDecoder>();
+  if (type == "Strip") {
+    const char32_t content = reader.get_char("content");
+    const size_t start = reader.get_size("start");
+    return std::make_unique<StripDecoder>(content, start, reader.get_size("stop"));
+  }
+  if (type == "Replace") return parse_replace(reader);
+  if (type == "Sequence") {
+    return std::make_unique<SequenceDecoder>(reader.map_array("decoders", make_decoder));
+  }
+  if (type == "BPEDecoder") return std::make_unique<BpeDecoder>(reader.get_string("suffix"));
+  if (type == "CTC") {
+    std::string pad_token = reader.get_string("pad_token");
+    std::string word_delimiter = reader.get_string("word_delimiter_token");
+    return std::make_unique<CtcDecoder>(std::move(pad_token), std::move(word_delimiter),
+                                        reader.get_bool("cleanup"));
+  }
+  unsupported_type("decoder", type,
+                   "BPEDecoder, ByteLevel, WordPiece, Metaspace, CTC, Sequence, Replace, Fuse, "
+                   "Strip, ByteFallback");
 }
 
 }  // namespace sparkd::tokenizer

@@ -196,4 +196,39 @@ void truncate_encodings(Encoding* encoding, Encoding* pair, const TruncationPara
   target->truncate(target_length - to_remove, params.stride, params.direction);
 }
 
+void Encoding::pad(size_t target_length, const PaddingParams& params) {
+  for (Encoding& overflow : overflowing) overflow.pad(target_length, params);
+  if (ids.size() >= target_length) return;
+  const size_t n = target_length - ids.size();
+  // Inserts n copies of `value` at the padded end of `v`.
+  auto extend = [&](auto& v, const auto& value) {
+    v.insert(params.pad_left ? v.begin() : v.end(), n, value);
+  };
+  extend(ids, params.pad_id);
+  extend(type_ids, params.pad_type_id);
+  extend(tokens, params.pad_token);
+  extend(words, std::optional<uint32_t>());
+  extend(attention_mask, uint32_t{0});
+  extend(special_tokens_mask, uint32_t{1});
+  extend(offsets, Offsets{0, 0});
+  if (params.pad_left) {
+    for (auto& [sequence, range] : sequence_ranges) range = {range.first + n, range.second + n};
+  }
+}
+
+void pad_encodings(std::vector<Encoding*> encodings, const PaddingParams& params) {
+  if (encodings.empty()) return;
+  size_t length = 0;
+  if (params.fixed_length) {
+    length = *params.fixed_length;
+  } else {
+    for (const Encoding* e : encodings) length = std::max(length, e->size());
+  }
+  if (params.pad_to_multiple_of && *params.pad_to_multiple_of > 0 &&
+      length % *params.pad_to_multiple_of > 0) {
+    length += *params.pad_to_multiple_of - length % *params.pad_to_multiple_of;
+  }
+  for (Encoding* e : encodings) e->pad(length, params);
+}
+
 }  // namespace sparkd::tokenizer

@@ -25,6 +25,17 @@ struct TruncationParams {
   TruncationDirection direction = TruncationDirection::kRight;
 };
 
+// How encodings are padded (tokenizer.json "padding"). For one encoding, BatchLongest pads
+// only up to pad_to_multiple_of.
+struct PaddingParams {
+  std::optional<size_t> fixed_length;  // Fixed(n); nullopt is BatchLongest
+  std::optional<size_t> pad_to_multiple_of;
+  bool pad_left = false;
+  uint32_t pad_id = 0;
+  uint32_t pad_type_id = 0;
+  std::string pad_token = "[PAD]";
+};
+
 struct Encoding {
   std::vector<uint32_t> ids;
   std::vector<uint32_t> type_ids;
@@ -48,8 +59,14 @@ struct Encoding {
   void truncate(size_t max_length, size_t stride, TruncationDirection direction);
   // Appends `pair` (and combines overflowing encodings the way the library does).
   void merge_with(Encoding pair, bool growing_offsets);
+  // Pads (this and every overflowing encoding) up to target_length; longer ones are kept.
+  void pad(size_t target_length, const PaddingParams& params);
   static Encoding merge(std::vector<Encoding> encodings, bool growing_offsets);
 };
+
+// Pads like the library's pad_encodings: to the fixed length, or to the longest encoding,
+// rounded up to pad_to_multiple_of.
+void pad_encodings(std::vector<Encoding*> encodings, const PaddingParams& params);
 
 // Truncates one or two encodings to fit params.max_length in total (Hugging Face's
 // truncate_encodings). Throws EncodeError on impossible requests, with the library's message.

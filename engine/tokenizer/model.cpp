@@ -3,9 +3,11 @@
 #include "engine/tokenizer/model.h"
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "engine/tokenizer/bpe_model.h"
+#include "engine/tokenizer/config_reader.h"
 #include "engine/tokenizer/error.h"
 #include "engine/tokenizer/unigram_model.h"
 #include "engine/tokenizer/wordlevel_model.h"
@@ -22,21 +24,14 @@ std::unique_ptr<Model> make_typed(const std::string& type, const nlohmann::json&
   if (type == "WordPiece") return WordPieceModel::from_json(config);
   if (type == "WordLevel") return WordLevelModel::from_json(config);
   if (type == "Unigram") return UnigramModel::from_json(config);
-  throw ConfigError("model: unsupported type \"" + type + "\" (supported: " + kSupported + ")");
+  unsupported_type("model", type, kSupported);
 }
 
 }  // namespace
 
 std::unique_ptr<Model> make_model(const nlohmann::json& config) {
-  if (!config.is_object()) {
-    throw ConfigError(std::string("model: expected an object, got ") + config.type_name());
-  }
-  if (const auto type = config.find("type"); type != config.end()) {
-    if (!type->is_string()) {
-      throw ConfigError("model: field \"type\" must be a string naming one of " +
-                        std::string(kSupported) + ", got " + type->dump());
-    }
-    return make_typed(type->get<std::string>(), config);
+  if (const std::optional<std::string> type = read_type_tag(config, "model")) {
+    return make_typed(*type, config);
   }
 
   // Files written before "type" existed: the library tries each model in this order and

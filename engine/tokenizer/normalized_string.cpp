@@ -179,36 +179,30 @@ void NormalizedString::nfkd() { unicode_normalize(Form::kNfkd); }
 void NormalizedString::nfc() { unicode_normalize(Form::kNfc); }
 void NormalizedString::nfkc() { unicode_normalize(Form::kNfkc); }
 
+void NormalizedString::map_case(void (*mapping)(char32_t, std::vector<char32_t>*)) {
+  // One char may map to several (U+0130 -> "i\u0307"): the extra ones are insertions.
+  std::vector<CharChange> changes;
+  changes.reserve(normalized_.size());
+  std::vector<char32_t> mapped;
+  size_t pos = 0;
+  while (pos < normalized_.size()) {
+    mapped.clear();
+    mapping(next_code_point(normalized_, &pos), &mapped);
+    for (size_t i = 0; i < mapped.size(); ++i) changes.push_back({mapped[i], i > 0 ? 1 : 0});
+  }
+  transform(changes, 0);
+}
+
 void NormalizedString::lowercase() {
   if (is_ascii(normalized_)) {  // byte-for-byte: alignments do not move
     for (char& ch : normalized_)
       if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch + ('a' - 'A'));
     return;
   }
-  std::vector<CharChange> changes;
-  changes.reserve(normalized_.size());
-  std::vector<char32_t> mapped;
-  size_t pos = 0;
-  while (pos < normalized_.size()) {
-    mapped.clear();
-    to_lowercase(next_code_point(normalized_, &pos), &mapped);
-    for (size_t i = 0; i < mapped.size(); ++i) changes.push_back({mapped[i], i > 0 ? 1 : 0});
-  }
-  transform(changes, 0);
+  map_case(to_lowercase);
 }
 
-void NormalizedString::uppercase() {
-  std::vector<CharChange> changes;
-  changes.reserve(normalized_.size());
-  std::vector<char32_t> mapped;
-  size_t pos = 0;
-  while (pos < normalized_.size()) {
-    mapped.clear();
-    to_uppercase(next_code_point(normalized_, &pos), &mapped);
-    for (size_t i = 0; i < mapped.size(); ++i) changes.push_back({mapped[i], i > 0 ? 1 : 0});
-  }
-  transform(changes, 0);
-}
+void NormalizedString::uppercase() { map_case(to_uppercase); }
 
 void NormalizedString::filter(const std::function<bool(char32_t)>& keep) {
   // Removed chars are folded into the kept char before them (or, at the start, skipped via

@@ -69,6 +69,7 @@ class NormalizedString {
  private:
   enum class Form { kNfd, kNfkd, kNfc, kNfkc };
   void unicode_normalize(Form form);
+  void map_case(void (*mapping)(char32_t, std::vector<char32_t>*));
 
   std::string original_;
   std::string normalized_;

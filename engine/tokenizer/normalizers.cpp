@@ -11,14 +11,14 @@
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "engine/tokenizer/config_reader.h"
 #include "engine/tokenizer/error.h"
 #include "engine/tokenizer/pattern.h"
 #include "engine/tokenizer/unicode.h"
@@ -31,51 +31,6 @@ using nlohmann::json;
 constexpr const char* kSupportedTypes =
     "BertNormalizer, Strip, StripAccents, NFC, NFD, NFKC, NFKD, Sequence, Lowercase, Nmt, "
     "Precompiled, Replace, Prepend, ByteLevel";
-
-// ---------------------------------------------------------------------------------------
-// Config helpers. Field requirements follow the reference deserializer: a field without a
-// serde default there is required here too, so a file that the reference rejects is not
-// silently given a meaning.
-// ---------------------------------------------------------------------------------------
-
-[[noreturn]] void fail(const std::string& type, const std::string& message) {
-  throw ConfigError("normalizer " + type + ": " + message);
-}
-
-const json& require_field(const json& config, const std::string& type, const char* field) {
-  auto it = config.find(field);
-  if (it == config.end()) fail(type, std::string("missing field `") + field + "`");
-  return *it;
-}
-
-bool get_bool(const json& config, const std::string& type, const char* field) {
-  const json& value = require_field(config, type, field);
-  if (!value.is_boolean()) fail(type, std::string("field `") + field + "` must be a boolean");
-  return value.get<bool>();
-}
-
-std::string get_string(const json& config, const std::string& type, const char* field) {
-  const json& value = require_field(config, type, field);
-  if (!value.is_string()) fail(type, std::string("field `") + field + "` must be a string");
-  return value.get<std::string>();
-}
-
-// `{"String": "..."}` or `{"Regex": "..."}`, as Replace and Split serialize their pattern.
-// A literal is searched like the reference's escaped regex; the one difference between
-// the two is the empty literal, which as a regex matches between every pair of chars.
-Pattern pattern_from_json(const json& config, const std::string& type) {
-  const json& pattern = require_field(config, type, "pattern");
-  if (pattern.is_object() && pattern.size() == 1) {
-    auto it = pattern.begin();
-    if (it.value().is_string()) {
-      const std::string text = it.value().get<std::string>();
-      if (it.key() == "String") return text.empty() ? Pattern::regex("") : Pattern::literal(text);
-      if (it.key() == "Regex") return Pattern::regex(text);
-    }
-  }
-  fail(type, "field `pattern` must be {\"String\": \"...\"} or {\"Regex\": \"...\"}, got " +
-                 pattern.dump());
-}
 
 // Calls fn(c) for each code point of `s`.
 template <typename Fn>
@@ -521,37 +476,24 @@ std::string infer_legacy_type(const json& config) {
   if (has("precompiled_charsmap")) return "Precompiled";
   if (has("pattern") && has("content")) return "Replace";
   if (has("prepend")) return "Prepend";
-  throw ConfigError("normalizer: missing field `type` and the fields match no normalizer (" +
+  throw ConfigError("normalizer: missing field \"type\" and the fields match no normalizer (" +
                     config.dump() + "); supported types: " + kSupportedTypes);
 }
 
 }  // namespace
 
 std::unique_ptr<Normalizer> make_normalizer(const json& config) {
-  if (!config.is_object()) {
-    throw ConfigError("normalizer: expected a JSON object, got " + config.dump());
-  }
-  std::string type;
-  auto type_it = config.find("type");
-  if (type_it == config.end()) {
-    type = infer_legacy_type(config);
-  } else if (type_it->is_string()) {
-    type = type_it->get<std::string>();
-  } else {
-    throw ConfigError("normalizer: field `type` must be a string, got " + type_it->dump());
-  }
+  const std::optional<std::string> tag = read_type_tag(config, "normalizer");
+  const std::string type = tag ? *tag : infer_legacy_type(config);
+  const ConfigReader reader(config, "normalizer", type);
 
   if (type == "BertNormalizer") {
-    const bool lowercase = get_bool(config, type, "lowercase");
-    bool strip_accents = lowercase;  // null or absent: accents go when case goes
-    auto it = config.find("strip_accents");
-    if (it != config.end() && !it->is_null()) {
-      if (!it->is_boolean()) fail(type, "field `strip_accents` must be a boolean or null");
-      strip_accents = it->get<bool>();
-    }
-    return std::make_unique<BertNormalizer>(get_bool(config, type, "clean_text"),
-                                            get_bool(config, type, "handle_chinese_chars"),
-                                            strip_accents, lowercase);
+    const bool lowercase = reader.get_bool("lowercase");
+    // null or absent: accents go when case goes
+    const bool strip_accents = reader.get_bool_or("strip_accents", lowercase);
+    return std::make_unique<BertNormalizer>(reader.get_bool("clean_text"),
+                                            reader.get_bool("handle_chinese_chars"), strip_accents,
+                                            lowercase);
   }
   if (type == "NFC") return std::make_unique<UnicodeForm>(UnicodeForm::Form::kNfc);
   if (type == "NFD") return std::make_unique<UnicodeForm>(UnicodeForm::Form::kNfd);
@@ -562,30 +504,22 @@ std::unique_ptr<Normalizer> make_normalizer(const json& config) {
   if (type == "Nmt") return std::make_unique<Nmt>();
   if (type == "ByteLevel") return std::make_unique<ByteLevelNormalizer>();
   if (type == "Strip") {
-    return std::make_unique<Strip>(get_bool(config, type, "strip_left"),
-                                   get_bool(config, type, "strip_right"));
+    return std::make_unique<Strip>(reader.get_bool("strip_left"), reader.get_bool("strip_right"));
   }
-  if (type == "Prepend") return std::make_unique<Prepend>(get_string(config, type, "prepend"));
+  if (type == "Prepend") return std::make_unique<Prepend>(reader.get_string("prepend"));
   if (type == "Replace") {
-    return std::make_unique<Replace>(pattern_from_json(config, type),
-                                     get_string(config, type, "content"));
+    Pattern pattern = reader.get_pattern("pattern");
+    return std::make_unique<Replace>(std::move(pattern), reader.get_string("content"));
   }
   if (type == "Precompiled") {
-    const std::string encoded = get_string(config, type, "precompiled_charsmap");
-    std::optional<std::string> blob = decode_base64(encoded);
-    if (!blob) fail(type, "field `precompiled_charsmap` is not valid base64");
+    std::optional<std::string> blob = decode_base64(reader.get_string("precompiled_charsmap"));
+    if (!blob) reader.fail("field \"precompiled_charsmap\" is not valid base64");
     return std::make_unique<Precompiled>(*blob);
   }
   if (type == "Sequence") {
-    const json& list = require_field(config, type, "normalizers");
-    if (!list.is_array()) fail(type, "field `normalizers` must be an array");
-    std::vector<std::unique_ptr<Normalizer>> normalizers;
-    normalizers.reserve(list.size());
-    for (const json& item : list) normalizers.push_back(make_normalizer(item));
-    return std::make_unique<SequenceNormalizer>(std::move(normalizers));
+    return std::make_unique<SequenceNormalizer>(reader.map_array("normalizers", make_normalizer));
   }
-  throw ConfigError("unsupported normalizer type \"" + type + "\"; supported types: " +
-                    kSupportedTypes);
+  unsupported_type("normalizer", type, kSupportedTypes);
 }
 
 }  // namespace sparkd::tokenizer

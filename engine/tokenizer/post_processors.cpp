@@ -9,11 +9,13 @@
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "engine/tokenizer/config_reader.h"
 #include "engine/tokenizer/error.h"
 #include "engine/tokenizer/unicode.h"
 
@@ -22,51 +24,22 @@ namespace {
 
 using nlohmann::json;
 
-// ---------------------------------------------------------------------------------------
-// JSON helpers. Errors name the processor and the field so a bad tokenizer.json is easy to
-// fix.
-// ---------------------------------------------------------------------------------------
-
-[[noreturn]] void fail(std::string_view what, const std::string& message) {
-  throw ConfigError("post_processor " + std::string(what) + ": " + message);
-}
-
-const json& require(const json& config, std::string_view what, const char* field) {
-  auto it = config.find(field);
-  if (it == config.end()) fail(what, std::string("missing field \"") + field + "\"");
-  return *it;
-}
-
-bool require_bool(const json& config, std::string_view what, const char* field) {
-  const json& value = require(config, what, field);
-  if (!value.is_boolean()) fail(what, std::string("field \"") + field + "\" must be a boolean");
-  return value.get<bool>();
-}
-
-uint32_t to_u32(const json& value, std::string_view what, const std::string& field) {
-  if (!value.is_number_unsigned() || value.get<uint64_t>() > std::numeric_limits<uint32_t>::max()) {
-    fail(what, "field \"" + field + "\" must be an unsigned 32-bit integer");
-  }
-  return static_cast<uint32_t>(value.get<uint64_t>());
-}
-
-std::string to_string_field(const json& value, std::string_view what, const std::string& field) {
-  if (!value.is_string()) fail(what, "field \"" + field + "\" must be a string");
-  return value.get<std::string>();
-}
-
 // A special token (text, id), serialized as the two-element array ["[SEP]", 102].
 struct SpecialToken {
   std::string token;
   uint32_t id = 0;
 };
 
-SpecialToken require_token_pair(const json& config, std::string_view what, const char* field) {
-  const json& value = require(config, what, field);
+uint32_t as_u32(const ConfigReader& reader, const json& value, std::string_view field) {
+  return static_cast<uint32_t>(reader.as_uint(value, field, std::numeric_limits<uint32_t>::max()));
+}
+
+SpecialToken get_token_pair(const ConfigReader& reader, std::string_view field) {
+  const json& value = reader.require(field);
   if (!value.is_array() || value.size() != 2 || !value[0].is_string()) {
-    fail(what, std::string("field \"") + field + "\" must be a [token, id] pair");
+    reader.fail("field \"" + std::string(field) + "\" must be a [token, id] pair");
   }
-  return {value[0].get<std::string>(), to_u32(value[1], what, field)};
+  return {value[0].get<std::string>(), as_u32(reader, value[1], field)};
 }
 
 // ---------------------------------------------------------------------------------------
@@ -341,18 +314,19 @@ Piece piece_from_string(const std::string& s) {
 
 // One piece as serialized ({"Sequence": {"id": "A", "type_id": 0}} or
 // {"SpecialToken": {"id": "[CLS]", "type_id": 0}}), or in the string form.
-Piece parse_piece(const json& value, const char* field) {
-  constexpr std::string_view kWhat = "TemplateProcessing";
+Piece parse_piece(const ConfigReader& reader, const json& value, std::string_view field) {
   if (value.is_string()) return piece_from_string(value.get<std::string>());
   if (!value.is_object() || value.size() != 1) {
-    fail(kWhat, std::string("each piece of \"") + field +
-                    "\" must be {\"Sequence\": ...} or {\"SpecialToken\": ...}");
+    reader.fail("each piece of \"" + std::string(field) +
+                "\" must be {\"Sequence\": ...} or {\"SpecialToken\": ...}");
   }
-  const auto& [kind, body] = *value.items().begin();
-  if (!body.is_object()) fail(kWhat, "piece \"" + kind + "\" must be an object");
+  const std::string& kind = value.begin().key();
+  const json& body = value.begin().value();
+  if (!body.is_object()) reader.fail("piece \"" + kind + "\" must be an object");
+  const ConfigReader piece_reader = reader.nested(body);
   Piece piece;
-  piece.type_id = to_u32(require(body, kWhat, "type_id"), kWhat, "type_id");
-  const json& id = require(body, kWhat, "id");
+  piece.type_id = as_u32(reader, piece_reader.require("type_id"), "type_id");
+  const json& id = piece_reader.require("id");
   if (kind == "Sequence") {
     piece.is_sequence = true;
     if (id == "A") {
@@ -360,20 +334,19 @@ Piece parse_piece(const json& value, const char* field) {
     } else if (id == "B") {
       piece.sequence = 1;
     } else {
-      fail(kWhat, "a Sequence piece's \"id\" must be \"A\" or \"B\"");
+      reader.fail("a Sequence piece's \"id\" must be \"A\" or \"B\"");
     }
   } else if (kind == "SpecialToken") {
-    piece.special_id = to_string_field(id, kWhat, "id");
+    piece.special_id = reader.as_string(id, "id");
   } else {
-    fail(kWhat, "unknown piece kind \"" + kind + "\" (expected Sequence or SpecialToken)");
+    reader.fail("unknown piece kind \"" + kind + "\" (expected Sequence or SpecialToken)");
   }
   return piece;
 }
 
 // A template: a list of pieces, or one string of pieces separated by single spaces.
-std::vector<Piece> parse_template(const json& config, const char* field) {
-  constexpr std::string_view kWhat = "TemplateProcessing";
-  const json& value = require(config, kWhat, field);
+std::vector<Piece> parse_template(const ConfigReader& reader, std::string_view field) {
+  const json& value = reader.require(field);
   std::vector<Piece> pieces;
   if (value.is_string()) {
     // Split on every ' ' (so "a  b" has an empty piece, as in the library).
@@ -387,8 +360,8 @@ std::vector<Piece> parse_template(const json& config, const char* field) {
     }
     return pieces;
   }
-  if (!value.is_array()) fail(kWhat, std::string("field \"") + field + "\" must be a list");
-  for (const json& item : value) pieces.push_back(parse_piece(item, field));
+  if (!value.is_array()) reader.fail("field \"" + std::string(field) + "\" must be an array");
+  for (const json& item : value) pieces.push_back(parse_piece(reader, item, field));
   return pieces;
 }
 
@@ -475,28 +448,26 @@ class TemplateProcessing final : public ChainableProcessor {
   size_t added_pair_ = 0;
 };
 
-ProcessorPtr parse_template_processing(const json& config) {
-  constexpr std::string_view kWhat = "TemplateProcessing";
-  std::vector<Piece> single = parse_template(config, "single");
-  std::vector<Piece> pair = parse_template(config, "pair");
-  const json& tokens_json = require(config, kWhat, "special_tokens");
-  if (!tokens_json.is_object()) fail(kWhat, "field \"special_tokens\" must be an object");
+ProcessorPtr parse_template_processing(const ConfigReader& reader) {
+  std::vector<Piece> single = parse_template(reader, "single");
+  std::vector<Piece> pair = parse_template(reader, "pair");
   std::map<std::string, TemplateSpecialToken> special_tokens;
   // Pieces refer to the map key (normally equal to the entry's own "id").
-  for (const auto& [key, entry] : tokens_json.items()) {
-    if (!entry.is_object()) fail(kWhat, "special_tokens[\"" + key + "\"] must be an object");
-    require(entry, kWhat, "id");
-    const json& ids = require(entry, kWhat, "ids");
-    const json& tokens = require(entry, kWhat, "tokens");
+  for (const auto& [key, entry] : reader.get_object("special_tokens").items()) {
+    if (!entry.is_object()) reader.fail("special_tokens[\"" + key + "\"] must be an object");
+    const ConfigReader entry_reader = reader.nested(entry);
+    entry_reader.require("id");
+    const json& ids = entry_reader.require("ids");
+    const json& tokens = entry_reader.require("tokens");
     if (!ids.is_array() || !tokens.is_array()) {
-      fail(kWhat, "special_tokens[\"" + key + "\"]: \"ids\" and \"tokens\" must be lists");
+      reader.fail("special_tokens[\"" + key + "\"]: \"ids\" and \"tokens\" must be arrays");
     }
     TemplateSpecialToken token;
-    for (const json& id : ids) token.ids.push_back(to_u32(id, kWhat, "ids"));
-    for (const json& t : tokens) token.tokens.push_back(to_string_field(t, kWhat, "tokens"));
+    for (const json& id : ids) token.ids.push_back(as_u32(reader, id, "ids"));
+    for (const json& t : tokens) token.tokens.push_back(reader.as_string(t, "tokens"));
     if (token.ids.size() != token.tokens.size()) {
       // The library would build encodings of mismatched lengths; refuse instead.
-      fail(kWhat, "special_tokens[\"" + key + "\"]: ids and tokens must be of the same length");
+      reader.fail("special_tokens[\"" + key + "\"]: ids and tokens must be of the same length");
     }
     special_tokens.emplace(key, std::move(token));
   }
@@ -533,68 +504,52 @@ class SequenceProcessing final : public ChainableProcessor {
 // ---------------------------------------------------------------------------------------
 // Parsing by "type".
 // ---------------------------------------------------------------------------------------
-ProcessorPtr parse_bert(const json& config) {
-  constexpr std::string_view kWhat = "BertProcessing";
-  SpecialToken sep = require_token_pair(config, kWhat, "sep");
-  SpecialToken cls = require_token_pair(config, kWhat, "cls");
-  return std::make_unique<BertProcessing>(std::move(sep), std::move(cls));
-}
 
-ProcessorPtr parse_roberta(const json& config) {
-  constexpr std::string_view kWhat = "RobertaProcessing";
-  SpecialToken sep = require_token_pair(config, kWhat, "sep");
-  SpecialToken cls = require_token_pair(config, kWhat, "cls");
-  const bool trim = require_bool(config, kWhat, "trim_offsets");
-  const bool add_prefix_space = require_bool(config, kWhat, "add_prefix_space");
-  return std::make_unique<RobertaProcessing>(std::move(sep), std::move(cls), trim,
-                                             add_prefix_space);
-}
-
-ProcessorPtr parse_byte_level(const json& config) {
-  constexpr std::string_view kWhat = "ByteLevel";
-  // All three are read by the library (use_regex is optional and unused here).
-  const bool add_prefix_space = require_bool(config, kWhat, "add_prefix_space");
-  const bool trim = require_bool(config, kWhat, "trim_offsets");
-  if (config.contains("use_regex")) require_bool(config, kWhat, "use_regex");
-  return std::make_unique<ByteLevelProcessing>(trim, add_prefix_space);
-}
-
-ProcessorPtr parse_sequence(const json& config) {
-  constexpr std::string_view kWhat = "Sequence";
-  const json& list = require(config, kWhat, "processors");
-  if (!list.is_array()) fail(kWhat, "field \"processors\" must be a list");
-  std::vector<ProcessorPtr> processors;
-  for (const json& item : list) processors.push_back(parse_processor(item));
-  return std::make_unique<SequenceProcessing>(std::move(processors));
+// Old files may omit "type"; the library then tries each shape in turn (Roberta before
+// Bert, since a Roberta config also fits Bert's fields).
+std::string infer_legacy_type(const json& config) {
+  if (config.contains("sep") && config.contains("cls")) {
+    if (config.contains("trim_offsets") && config.contains("add_prefix_space")) {
+      return "RobertaProcessing";
+    }
+    return "BertProcessing";
+  }
+  if (config.contains("single") && config.contains("pair") && config.contains("special_tokens")) {
+    return "TemplateProcessing";
+  }
+  throw ConfigError("post_processor: missing field \"type\"");
 }
 
 ProcessorPtr parse_processor(const json& config) {
-  if (!config.is_object()) throw ConfigError("post_processor must be a JSON object");
-  auto type = config.find("type");
-  if (type == config.end()) {
-    // Old files may omit "type"; the library then tries each shape in turn (Roberta
-    // before Bert, since a Roberta config also fits Bert's fields).
-    if (config.contains("sep") && config.contains("cls")) {
-      if (config.contains("trim_offsets") && config.contains("add_prefix_space")) {
-        return parse_roberta(config);
-      }
-      return parse_bert(config);
-    }
-    if (config.contains("single") && config.contains("pair") && config.contains("special_tokens")) {
-      return parse_template_processing(config);
-    }
-    throw ConfigError("post_processor: missing field \"type\"");
+  const std::optional<std::string> tag = read_type_tag(config, "post_processor");
+  const std::string type = tag ? *tag : infer_legacy_type(config);
+  const ConfigReader reader(config, "post_processor", type);
+  if (type == "TemplateProcessing") return parse_template_processing(reader);
+  if (type == "BertProcessing") {
+    SpecialToken sep = get_token_pair(reader, "sep");
+    SpecialToken cls = get_token_pair(reader, "cls");
+    return std::make_unique<BertProcessing>(std::move(sep), std::move(cls));
   }
-  if (!type->is_string()) throw ConfigError("post_processor: field \"type\" must be a string");
-  const std::string name = type->get<std::string>();
-  if (name == "TemplateProcessing") return parse_template_processing(config);
-  if (name == "BertProcessing") return parse_bert(config);
-  if (name == "RobertaProcessing") return parse_roberta(config);
-  if (name == "ByteLevel") return parse_byte_level(config);
-  if (name == "Sequence") return parse_sequence(config);
-  throw ConfigError("unsupported post_processor type \"" + name +
-                    "\" (supported: TemplateProcessing, BertProcessing, RobertaProcessing, "
-                    "ByteLevel, Sequence)");
+  if (type == "RobertaProcessing") {
+    SpecialToken sep = get_token_pair(reader, "sep");
+    SpecialToken cls = get_token_pair(reader, "cls");
+    const bool trim = reader.get_bool("trim_offsets");
+    const bool add_prefix_space = reader.get_bool("add_prefix_space");
+    return std::make_unique<RobertaProcessing>(std::move(sep), std::move(cls), trim,
+                                               add_prefix_space);
+  }
+  if (type == "ByteLevel") {
+    // All three are read by the library (use_regex is optional and unused here).
+    const bool add_prefix_space = reader.get_bool("add_prefix_space");
+    const bool trim = reader.get_bool("trim_offsets");
+    if (reader.has("use_regex")) reader.get_bool("use_regex");
+    return std::make_unique<ByteLevelProcessing>(trim, add_prefix_space);
+  }
+  if (type == "Sequence") {
+    return std::make_unique<SequenceProcessing>(reader.map_array("processors", parse_processor));
+  }
+  unsupported_type("post_processor", type,
+                   "TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel, Sequence");
 }
 
 }  // namespace

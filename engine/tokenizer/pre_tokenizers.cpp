@@ -13,14 +13,14 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "engine/tokenizer/config_reader.h"
 #include "engine/tokenizer/error.h"
 #include "engine/tokenizer/pattern.h"
 #include "engine/tokenizer/unicode.h"
@@ -34,59 +34,14 @@ constexpr const char* kSupportedTypes =
     "BertPreTokenizer, ByteLevel, CharDelimiterSplit, Metaspace, Whitespace, Sequence, Split, "
     "Punctuation, WhitespaceSplit, Digits, UnicodeScripts, FixedLength";
 
-// ---------------------------------------------------------------------------------------
-// Config helpers. A field the reference requires is required here too.
-// ---------------------------------------------------------------------------------------
-
-[[noreturn]] void fail(const std::string& type, const std::string& message) {
-  throw ConfigError("pre_tokenizer " + type + ": " + message);
-}
-
-const json& require_field(const json& config, const std::string& type, const char* field) {
-  auto it = config.find(field);
-  if (it == config.end()) fail(type, std::string("missing field `") + field + "`");
-  return *it;
-}
-
-bool get_bool(const json& config, const std::string& type, const char* field) {
-  const json& value = require_field(config, type, field);
-  if (!value.is_boolean()) fail(type, std::string("field `") + field + "` must be a boolean");
-  return value.get<bool>();
-}
-
-bool get_bool_or(const json& config, const std::string& type, const char* field, bool fallback) {
-  auto it = config.find(field);
-  if (it == config.end() || it->is_null()) return fallback;
-  if (!it->is_boolean()) fail(type, std::string("field `") + field + "` must be a boolean");
-  return it->get<bool>();
-}
-
-// A JSON string holding exactly one char (Rust's `char` fields).
-char32_t get_char(const json& config, const std::string& type, const char* field) {
-  const json& value = require_field(config, type, field);
-  if (value.is_string()) {
-    const std::string text = value.get<std::string>();
-    if (!text.empty() && is_valid_utf8(text)) {
-      size_t pos = 0;
-      const char32_t c = next_code_point(text, &pos);
-      if (pos == text.size()) return c;
-    }
-  }
-  fail(type, std::string("field `") + field + "` must be a string of exactly one character, got " +
-                 value.dump());
-}
-
-SplitBehavior parse_behavior(const json& value, const std::string& type) {
-  if (value.is_string()) {
-    const std::string name = value.get<std::string>();
-    if (name == "Removed") return SplitBehavior::kRemoved;
-    if (name == "Isolated") return SplitBehavior::kIsolated;
-    if (name == "MergedWithPrevious") return SplitBehavior::kMergedWithPrevious;
-    if (name == "MergedWithNext") return SplitBehavior::kMergedWithNext;
-    if (name == "Contiguous") return SplitBehavior::kContiguous;
-  }
-  fail(type, "field `behavior` must be one of Removed, Isolated, MergedWithPrevious, "
-             "MergedWithNext, Contiguous; got " + value.dump());
+// Split's and Punctuation's "behavior" (SplitDelimiterBehavior in the reference).
+SplitBehavior parse_behavior(const ConfigReader& reader, const json& value) {
+  constexpr SplitBehavior kBehaviors[] = {
+      SplitBehavior::kRemoved, SplitBehavior::kIsolated, SplitBehavior::kMergedWithPrevious,
+      SplitBehavior::kMergedWithNext, SplitBehavior::kContiguous};
+  return kBehaviors[reader.one_of(
+      value, "behavior",
+      {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous"})];
 }
 
 // Appends text[begin, end) to `out` unless it is empty. Pieces are always slices, even
@@ -786,127 +741,91 @@ class SequencePreTokenizer final : public PreTokenizer {
   std::vector<std::unique_ptr<PreTokenizer>> pre_tokenizers_;
 };
 
-std::unique_ptr<PreTokenizer> make_metaspace(const json& config, const std::string& type) {
+std::unique_ptr<PreTokenizer> make_metaspace(const ConfigReader& reader) {
   using Scheme = MetaspacePreTokenizer::PrependScheme;
-  const char32_t replacement = get_char(config, type, "replacement");
+  constexpr Scheme kSchemes[] = {Scheme::kAlways, Scheme::kFirst, Scheme::kNever};
+  const char32_t replacement = reader.get_char("replacement");
   std::optional<Scheme> scheme;
-  auto it = config.find("prepend_scheme");
-  if (it != config.end()) {
-    const std::string name = it->is_string() ? it->get<std::string>() : std::string();
-    if (name == "always") {
-      scheme = Scheme::kAlways;
-    } else if (name == "first") {
-      scheme = Scheme::kFirst;
-    } else if (name == "never") {
-      scheme = Scheme::kNever;
-    } else {
-      fail(type, "field `prepend_scheme` must be \"always\", \"first\" or \"never\", got " +
-                     it->dump());
-    }
+  if (const json* name = reader.find("prepend_scheme")) {
+    scheme = kSchemes[reader.one_of(*name, "prepend_scheme", {"always", "first", "never"})];
   }
   // Files from before prepend_scheme existed say add_prefix_space instead. The reference
   // rejects add_prefix_space=false next to a scheme other than "never" -- and, because its
   // scheme defaults to "always", also when the scheme is absent; that last case is
   // accepted here with the meaning those older files had.
-  if (!get_bool_or(config, type, "add_prefix_space", true)) {
+  if (!reader.get_bool_or("add_prefix_space", true)) {
     if (scheme && *scheme != Scheme::kNever) {
-      fail(type, "add_prefix_space does not match declared prepend_scheme");
+      reader.fail("add_prefix_space does not match declared prepend_scheme");
     }
     scheme = Scheme::kNever;
   }
   return std::make_unique<MetaspacePreTokenizer>(replacement, scheme.value_or(Scheme::kAlways),
-                                                 get_bool_or(config, type, "split", true));
+                                                 reader.get_bool_or("split", true));
 }
 
-std::unique_ptr<PreTokenizer> make_split(const json& config, const std::string& type) {
-  const json& pattern = require_field(config, type, "pattern");
-  std::optional<Pattern> compiled;
-  if (pattern.is_object() && pattern.size() == 1 && pattern.begin().value().is_string()) {
-    const std::string text = pattern.begin().value().get<std::string>();
-    // The reference searches a literal as an escaped regex; they differ only for the
-    // empty literal, which as a regex matches between every pair of chars.
-    if (pattern.begin().key() == "String") {
-      compiled = text.empty() ? Pattern::regex("") : Pattern::literal(text);
-    } else if (pattern.begin().key() == "Regex") {
-      compiled = Pattern::regex(text);
-    }
-  }
-  if (!compiled) {
-    fail(type, "field `pattern` must be {\"String\": \"...\"} or {\"Regex\": \"...\"}, got " +
-                   pattern.dump());
-  }
-  const SplitBehavior behavior = parse_behavior(require_field(config, type, "behavior"), type);
-  if (get_bool(config, type, "invert")) compiled = compiled->inverted();
-  return std::make_unique<PatternSplit>(std::move(*compiled), behavior);
+std::unique_ptr<PreTokenizer> make_split(const ConfigReader& reader) {
+  Pattern pattern = reader.get_pattern("pattern");
+  const SplitBehavior behavior = parse_behavior(reader, reader.require("behavior"));
+  if (reader.get_bool("invert")) pattern = pattern.inverted();
+  return std::make_unique<PatternSplit>(std::move(pattern), behavior);
 }
 
 }  // namespace
 
 std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& config) {
-  if (!config.is_object()) {
-    throw ConfigError("pre_tokenizer: expected a JSON object, got " + config.dump());
-  }
-  auto type_it = config.find("type");
-  if (type_it == config.end()) {
-    throw ConfigError("pre_tokenizer: missing field `type`; supported types: " +
+  const std::optional<std::string> tag = read_type_tag(config, "pre_tokenizer");
+  if (!tag) {
+    throw ConfigError("pre_tokenizer: missing field \"type\"; supported types: " +
                       std::string(kSupportedTypes));
   }
-  if (!type_it->is_string()) {
-    throw ConfigError("pre_tokenizer: field `type` must be a string, got " + type_it->dump());
-  }
-  const std::string type = type_it->get<std::string>();
+  const std::string& type = *tag;
+  const ConfigReader reader(config, "pre_tokenizer", type);
 
   if (type == "BertPreTokenizer") return std::make_unique<BertPreTokenizer>();
   if (type == "ByteLevel") {
-    const bool add_prefix_space = get_bool(config, type, "add_prefix_space");
+    const bool add_prefix_space = reader.get_bool("add_prefix_space");
     // trim_offsets only matters to the post-processor; it is still required, as there.
-    get_bool(config, type, "trim_offsets");
+    reader.get_bool("trim_offsets");
     return std::make_unique<ByteLevelPreTokenizer>(add_prefix_space,
-                                                   get_bool_or(config, type, "use_regex", true));
+                                                   reader.get_bool_or("use_regex", true));
   }
   if (type == "Whitespace") return std::make_unique<WhitespacePreTokenizer>();
   if (type == "WhitespaceSplit") return std::make_unique<WhitespaceSplitPreTokenizer>();
-  if (type == "Metaspace") return make_metaspace(config, type);
-  if (type == "Split") return make_split(config, type);
+  if (type == "Metaspace") return make_metaspace(reader);
+  if (type == "Split") return make_split(reader);
   if (type == "Punctuation") {
-    auto it = config.find("behavior");
-    const SplitBehavior behavior =
-        it == config.end() ? SplitBehavior::kIsolated : parse_behavior(*it, type);
-    return std::make_unique<PatternSplit>(Pattern::char_class(is_bert_punctuation), behavior);
+    const json* behavior = reader.find("behavior");
+    return std::make_unique<PatternSplit>(
+        Pattern::char_class(is_bert_punctuation),
+        behavior == nullptr ? SplitBehavior::kIsolated : parse_behavior(reader, *behavior));
   }
   if (type == "Digits") {
     // Rust's char::is_numeric: any N* char, not just decimal digits.
-    return std::make_unique<PatternSplit>(
-        Pattern::char_class(is_numeric), get_bool(config, type, "individual_digits")
-                                             ? SplitBehavior::kIsolated
-                                             : SplitBehavior::kContiguous);
+    return std::make_unique<PatternSplit>(Pattern::char_class(is_numeric),
+                                          reader.get_bool("individual_digits")
+                                              ? SplitBehavior::kIsolated
+                                              : SplitBehavior::kContiguous);
   }
   if (type == "CharDelimiterSplit") {
-    return std::make_unique<PatternSplit>(
-        Pattern::literal(to_utf8(get_char(config, type, "delimiter"))), SplitBehavior::kRemoved);
+    return std::make_unique<PatternSplit>(Pattern::literal(to_utf8(reader.get_char("delimiter"))),
+                                          SplitBehavior::kRemoved);
   }
   if (type == "UnicodeScripts") return std::make_unique<UnicodeScriptsPreTokenizer>();
   if (type == "FixedLength") {
     size_t length = 5;
-    auto it = config.find("length");
-    if (it != config.end()) {
-      if (!it->is_number_unsigned() || it->get<uint64_t>() == 0) {
-        fail(type, "field `length` must be a positive integer, got " + it->dump());
+    if (const json* value = reader.find("length")) {
+      if (!value->is_number_unsigned() || value->get<uint64_t>() == 0) {
+        reader.fail("field \"length\" must be a positive integer, got " + value->dump());
       }
-      length = static_cast<size_t>(it->get<uint64_t>());
+      length = static_cast<size_t>(value->get<uint64_t>());
     }
     return std::make_unique<FixedLengthPreTokenizer>(length);
   }
   if (type == "Sequence") {
-    const json& list = require_field(config, type, "pretokenizers");
-    if (!list.is_array()) fail(type, "field `pretokenizers` must be an array");
-    std::vector<std::unique_ptr<PreTokenizer>> pre_tokenizers;
-    pre_tokenizers.reserve(list.size());
-    for (const json& item : list) pre_tokenizers.push_back(make_pre_tokenizer(item));
-    return std::make_unique<SequencePreTokenizer>(std::move(pre_tokenizers));
+    return std::make_unique<SequencePreTokenizer>(
+        reader.map_array("pretokenizers", make_pre_tokenizer));
   }
-  throw ConfigError("unsupported pre_tokenizer type \"" + type + "\"; supported types: " +
-                    kSupportedTypes);
+  unsupported_type("pre_tokenizer", type, kSupportedTypes);
 }
 
 }  // namespace sparkd::tokenizer

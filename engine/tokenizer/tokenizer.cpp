@@ -83,8 +83,73 @@ void add_tokens(const std::vector<AddedToken>& incoming, const Model& model,
   }
 }
 
+// tokenizer.json "truncation": {"max_length", "strategy", "stride", "direction"} or null.
+std::optional<TruncationParams> parse_truncation(const json& root) {
+  auto it = root.find("truncation");
+  if (it == root.end() || it->is_null()) return std::nullopt;
+  try {
+    TruncationParams p;
+    p.max_length = it->at("max_length").get<size_t>();
+    p.stride = it->value("stride", size_t{0});
+    const std::string strategy = it->value("strategy", std::string("LongestFirst"));
+    if (strategy == "LongestFirst") {
+      p.strategy = TruncationStrategy::kLongestFirst;
+    } else if (strategy == "OnlyFirst") {
+      p.strategy = TruncationStrategy::kOnlyFirst;
+    } else if (strategy == "OnlySecond") {
+      p.strategy = TruncationStrategy::kOnlySecond;
+    } else {
+      throw ConfigError("unknown strategy '" + strategy +
+                        "' (supported: LongestFirst, OnlyFirst, OnlySecond)");
+    }
+    const std::string direction = it->value("direction", std::string("Right"));
+    if (direction != "Left" && direction != "Right") {
+      throw ConfigError("unknown direction '" + direction + "' (supported: Left, Right)");
+    }
+    p.direction = direction == "Left" ? TruncationDirection::kLeft : TruncationDirection::kRight;
+    return p;
+  } catch (const json::exception& e) {
+    throw ConfigError(std::string("truncation: malformed: ") + e.what());
+  } catch (const ConfigError& e) {
+    throw ConfigError(std::string("truncation: ") + e.what());
+  }
+}
+
+// tokenizer.json "padding": {"strategy": "BatchLongest" | {"Fixed": n}, "direction",
+// "pad_to_multiple_of", "pad_id", "pad_type_id", "pad_token"} or null.
+std::optional<PaddingParams> parse_padding(const json& root) {
+  auto it = root.find("padding");
+  if (it == root.end() || it->is_null()) return std::nullopt;
+  try {
+    PaddingParams p;
+    const json& strategy = it->at("strategy");
+    if (strategy.is_object() && strategy.contains("Fixed")) {
+      p.fixed_length = strategy.at("Fixed").get<size_t>();
+    } else if (!(strategy.is_string() && strategy == "BatchLongest")) {
+      throw ConfigError("unknown strategy " + strategy.dump() +
+                        " (supported: \"BatchLongest\", {\"Fixed\": n})");
+    }
+    const std::string direction = it->value("direction", std::string("Right"));
+    if (direction != "Left" && direction != "Right") {
+      throw ConfigError("unknown direction '" + direction + "' (supported: Left, Right)");
+    }
+    p.pad_left = direction == "Left";
+    if (auto m = it->find("pad_to_multiple_of"); m != it->end() && !m->is_null()) {
+      p.pad_to_multiple_of = m->get<size_t>();
+    }
+    p.pad_id = it->value("pad_id", 0u);
+    p.pad_type_id = it->value("pad_type_id", 0u);
+    p.pad_token = it->value("pad_token", std::string("[PAD]"));
+    return p;
+  } catch (const json::exception& e) {
+    throw ConfigError(std::string("padding: malformed: ") + e.what());
+  } catch (const ConfigError& e) {
+    throw ConfigError(std::string("padding: ") + e.what());
+  }
+}
+
 template <typename T, typename Make>
-std::unique_ptr<T> make_component(const json& root, const char* key, Make make) {
+std::shared_ptr<const T> make_component(const json& root, const char* key, Make make) {
   auto it = root.find(key);
   if (it == root.end() || it->is_null()) return nullptr;
   try {
@@ -133,8 +198,8 @@ Expected<std::shared_ptr<const Tokenizer>> Tokenizer::from_file(
     std::vector<AddedToken> incoming;
     for (auto& [id, token] : listed) incoming.push_back(std::move(token));
     add_tokens(incoming, *mutable_tokenizer->model_, &tokens);
-    *mutable_tokenizer->added_vocabulary_ =
-        AddedVocabulary(std::move(tokens), mutable_tokenizer->normalizer_.get());
+    mutable_tokenizer->added_vocabulary_ = std::make_shared<const AddedVocabulary>(
+        std::move(tokens), mutable_tokenizer->normalizer_.get());
   } catch (const std::exception& e) {
     return Status(StatusCode::kInvalidArgument, config_path.string() + ": " + e.what());
   }
@@ -178,7 +243,9 @@ Expected<std::shared_ptr<const Tokenizer>> Tokenizer::from_json(std::string_view
     std::vector<AddedToken> tokens;
     add_tokens(incoming, *tokenizer->model_, &tokens);
     tokenizer->added_vocabulary_ =
-        std::make_unique<AddedVocabulary>(std::move(tokens), tokenizer->normalizer_.get());
+        std::make_shared<const AddedVocabulary>(std::move(tokens), tokenizer->normalizer_.get());
+    tokenizer->truncation_ = parse_truncation(root);
+    tokenizer->padding_ = parse_padding(root);
   } catch (const ConfigError& e) {
     return Status(StatusCode::kInvalidArgument, source + ": " + e.what());
   } catch (const std::exception& e) {
@@ -221,8 +288,9 @@ Encoding Tokenizer::encode_sequence(std::string_view text, uint32_t type_id) con
 Expected<Encoding> Tokenizer::finish(Encoding encoding, std::optional<Encoding> pair,
                                      bool add_special_tokens,
                                      const std::optional<TruncationParams>& truncation) const {
-  if (truncation) {
-    TruncationParams params = *truncation;
+  const std::optional<TruncationParams>& use_truncation = truncation ? truncation : truncation_;
+  if (use_truncation) {
+    TruncationParams params = *use_truncation;
     size_t n_added = post_processor_ ? post_processor_->added_tokens(pair.has_value()) : 0;
     // The library subtracts the special tokens in unsigned arithmetic: a max_length smaller
     // than their count wraps around and nothing is truncated. We keep that for identical
@@ -231,10 +299,19 @@ Expected<Encoding> Tokenizer::finish(Encoding encoding, std::optional<Encoding> 
     if (add_special_tokens) params.max_length -= std::min(n_added, params.max_length);
     if (!wraps) truncate_encodings(&encoding, pair ? &*pair : nullptr, params);
   }
-  if (post_processor_) {
-    return post_processor_->process(std::move(encoding), std::move(pair), add_special_tokens);
-  }
-  return default_post_process(std::move(encoding), std::move(pair));
+  Encoding result = post_processor_ ? post_processor_->process(std::move(encoding),
+                                                               std::move(pair), add_special_tokens)
+                                     : default_post_process(std::move(encoding), std::move(pair));
+  if (padding_) pad_encodings({&result}, *padding_);
+  return result;
+}
+
+std::shared_ptr<const Tokenizer> Tokenizer::with_defaults(
+    std::optional<TruncationParams> truncation, std::optional<PaddingParams> padding) const {
+  std::shared_ptr<Tokenizer> copy(new Tokenizer(*this));
+  copy->truncation_ = std::move(truncation);
+  copy->padding_ = std::move(padding);
+  return copy;
 }
 
 Expected<Encoding> Tokenizer::encode(std::string_view text, bool add_special_tokens,

@@ -34,8 +34,18 @@ class Tokenizer {
                                                               std::string_view source_name);
   ~Tokenizer();
 
+  // The same tokenizer with other default truncation and padding (what tokenizer.json's
+  // "truncation" and "padding" set, and what encode() applies when the caller gives no
+  // truncation). Components are shared, so this is cheap. with_defaults({}, {}) is the
+  // library's no_truncation() + no_padding(): plain encodes, as a server wants them.
+  std::shared_ptr<const Tokenizer> with_defaults(std::optional<TruncationParams> truncation,
+                                                 std::optional<PaddingParams> padding) const;
+  const std::optional<TruncationParams>& default_truncation() const { return truncation_; }
+  const std::optional<PaddingParams>& default_padding() const { return padding_; }
+
   // Input bytes that are not valid UTF-8 are replaced by U+FFFD (what Python's str does
-  // before the library ever sees them).
+  // before the library ever sees them). `truncation` overrides default_truncation();
+  // default_padding() always applies.
   Expected<Encoding> encode(std::string_view text, bool add_special_tokens = true,
                             const std::optional<TruncationParams>& truncation = {}) const;
   // A (query, document) pair, as rerankers take it.
@@ -60,12 +70,14 @@ class Tokenizer {
                             bool add_special_tokens,
                             const std::optional<TruncationParams>& truncation) const;
 
-  std::unique_ptr<Normalizer> normalizer_;
-  std::unique_ptr<PreTokenizer> pre_tokenizer_;
-  std::unique_ptr<Model> model_;
-  std::unique_ptr<PostProcessor> post_processor_;
-  std::unique_ptr<Decoder> decoder_;
-  std::unique_ptr<AddedVocabulary> added_vocabulary_;
+  std::shared_ptr<const Normalizer> normalizer_;
+  std::shared_ptr<const PreTokenizer> pre_tokenizer_;
+  std::shared_ptr<const Model> model_;
+  std::shared_ptr<const PostProcessor> post_processor_;
+  std::shared_ptr<const Decoder> decoder_;
+  std::shared_ptr<const AddedVocabulary> added_vocabulary_;
+  std::optional<TruncationParams> truncation_;
+  std::optional<PaddingParams> padding_;
 };
 
 }  // namespace sparkd::tokenizer

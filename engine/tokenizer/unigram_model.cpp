@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "engine/tokenizer/config_reader.h"
 #include "engine/tokenizer/error.h"
 #include "engine/tokenizer/unicode.h"
 
@@ -35,17 +36,17 @@ UnigramModel::UnigramModel(std::vector<Piece> pieces, std::optional<size_t> unk_
     : pieces_(std::move(pieces)), byte_fallback_(byte_fallback) {
   if (unk_id) {
     if (pieces_.empty()) {
-      throw ConfigError("Unigram model: the vocabulary is empty but at least <unk> is needed");
+      throw ConfigError("model Unigram: the vocabulary is empty but at least <unk> is needed");
     }
     if (*unk_id >= pieces_.size()) {
-      throw ConfigError("Unigram model: unk_id " + std::to_string(*unk_id) +
+      throw ConfigError("model Unigram: unk_id " + std::to_string(*unk_id) +
                         " is not smaller than the vocabulary size " +
                         std::to_string(pieces_.size()));
     }
     unk_id_ = static_cast<uint32_t>(*unk_id);
   }
   if (pieces_.size() > std::numeric_limits<uint32_t>::max()) {
-    throw ConfigError("Unigram model: too many pieces");
+    throw ConfigError("model Unigram: too many pieces");
   }
 
   min_score_ = std::numeric_limits<double>::infinity();
@@ -63,38 +64,30 @@ UnigramModel::UnigramModel(std::vector<Piece> pieces, std::optional<size_t> unk_
 }
 
 std::unique_ptr<UnigramModel> UnigramModel::from_json(const json& config) {
-  constexpr std::string_view kModel = "Unigram";
-  model_config::check_type(config, kModel);
+  const ConfigReader reader(config, "model", "Unigram");
+  reader.check_type();
 
-  const json* vocab = model_config::find(config, "vocab");
-  if (vocab == nullptr) throw ConfigError("Unigram model: field \"vocab\" is missing");
-  if (!vocab->is_array()) {
-    throw ConfigError("Unigram model: field \"vocab\" must be an array of [piece, score], got " +
-                      std::string(vocab->type_name()));
+  const json& vocab = reader.require("vocab");
+  if (!vocab.is_array()) {
+    reader.fail("field \"vocab\" must be an array of [piece, score], got " +
+                std::string(vocab.type_name()));
   }
   std::vector<Piece> pieces;
-  pieces.reserve(vocab->size());
-  for (const json& item : *vocab) {
+  pieces.reserve(vocab.size());
+  for (const json& item : vocab) {
     if (!item.is_array() || item.size() != 2 || !item[0].is_string() || !item[1].is_number()) {
-      throw ConfigError("Unigram model: vocab entry " + std::to_string(pieces.size()) +
-                        " must be [piece, score], got " + item.dump());
+      reader.fail("vocab entry " + std::to_string(pieces.size()) + " must be [piece, score], got " +
+                  item.dump());
     }
     pieces.push_back(Piece{item[0].get<std::string>(), item[1].get<double>()});
   }
 
   std::optional<size_t> unk_id;
-  if (const json* unk = model_config::find(config, "unk_id"); unk != nullptr && !unk->is_null()) {
-    unk_id = static_cast<size_t>(
-        model_config::required_uint(config, kModel, "unk_id", std::numeric_limits<size_t>::max()));
+  if (const json* unk = reader.find("unk_id"); unk != nullptr && !unk->is_null()) {
+    unk_id = reader.get_size("unk_id");
   }
-  bool byte_fallback = false;
-  if (const json* fallback = model_config::find(config, "byte_fallback")) {
-    // Not optional in serde's sense: null is rejected like any non-boolean.
-    if (!fallback->is_boolean()) {
-      throw ConfigError("Unigram model: field \"byte_fallback\" must be a boolean");
-    }
-    byte_fallback = fallback->get<bool>();
-  }
+  // Not optional in serde's sense: when present, null is rejected like any non-boolean.
+  const bool byte_fallback = reader.has("byte_fallback") && reader.get_bool("byte_fallback");
   return std::make_unique<UnigramModel>(std::move(pieces), unk_id, byte_fallback);
 }
 

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "engine/tokenizer/model.h"
-#include "engine/tokenizer/wordlevel_model.h"  // StringMap
+#include "engine/tokenizer/vocab.h"  // StringMap
 
 namespace sparkd::tokenizer {
 

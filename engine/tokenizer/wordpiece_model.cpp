@@ -3,10 +3,10 @@
 #include "engine/tokenizer/wordpiece_model.h"
 
 #include <algorithm>
-#include <limits>
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "engine/tokenizer/config_reader.h"
 #include "engine/tokenizer/error.h"
 #include "engine/tokenizer/unicode.h"
 
@@ -24,24 +24,22 @@ bool is_char_boundary(std::string_view s, size_t pos) {
 WordPieceModel::WordPieceModel(Vocab vocab, std::string unk_token,
                                std::string continuing_subword_prefix,
                                size_t max_input_chars_per_word)
-    : vocab_(std::move(vocab)),
+    : VocabModel(std::move(vocab)),
       unk_token_(std::move(unk_token)),
       prefix_(std::move(continuing_subword_prefix)),
       max_input_chars_per_word_(max_input_chars_per_word) {
-  unk_id_ = vocab_.find(unk_token_);
+  unk_id_ = this->vocab().find(unk_token_);
 }
 
 std::unique_ptr<WordPieceModel> WordPieceModel::from_json(const nlohmann::json& config) {
-  constexpr std::string_view kModel = "WordPiece";
-  model_config::check_type(config, kModel);
-  std::string unk_token = model_config::required_string(config, kModel, "unk_token");
-  std::string prefix = model_config::required_string(config, kModel, "continuing_subword_prefix");
-  const uint64_t max_chars = model_config::required_uint(config, kModel, "max_input_chars_per_word",
-                                                         std::numeric_limits<size_t>::max());
-  Vocab vocab = Vocab::from_json(model_config::required(config, kModel, "vocab"),
-                                 "WordPiece model: field \"vocab\"");
+  const ConfigReader reader(config, "model", "WordPiece");
+  reader.check_type();
+  std::string unk_token = reader.get_string("unk_token");
+  std::string prefix = reader.get_string("continuing_subword_prefix");
+  const size_t max_chars = reader.get_size("max_input_chars_per_word");
+  Vocab vocab = Vocab::from_json(reader.require("vocab"), reader.field_label("vocab"));
   return std::make_unique<WordPieceModel>(std::move(vocab), std::move(unk_token), std::move(prefix),
-                                          static_cast<size_t>(max_chars));
+                                          max_chars);
 }
 
 std::vector<Token> WordPieceModel::unknown_word(std::string_view sequence) const {
@@ -60,7 +58,7 @@ std::vector<Token> WordPieceModel::tokenize(std::string_view sequence) const {
   // Candidates are prefixes of prefix_ + sequence[start..]: build that string once per
   // start and probe the vocabulary with views of it instead of allocating per candidate.
   std::string candidate;
-  const size_t max_bytes = vocab_.max_token_bytes();
+  const size_t max_bytes = vocab().max_token_bytes();
   size_t start = 0;
   while (start < sequence.size()) {
     const std::string_view rest = sequence.substr(start);
@@ -82,7 +80,7 @@ std::vector<Token> WordPieceModel::tokenize(std::string_view sequence) const {
 
     std::optional<uint32_t> match;
     while (end > start) {
-      match = vocab_.find(std::string_view(candidate).substr(0, affix + (end - start)));
+      match = vocab().find(std::string_view(candidate).substr(0, affix + (end - start)));
       if (match) break;
       // Step back one char.
       do {

@@ -12,12 +12,11 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/tokenizer/model.h"
-#include "engine/tokenizer/wordlevel_model.h"  // Vocab
+#include "engine/tokenizer/vocab.h"
 
 namespace sparkd::tokenizer {
 
-class WordPieceModel final : public Model {
+class WordPieceModel final : public VocabModel {
  public:
   // Library defaults: unk "[UNK]", prefix "##", 100 chars.
   WordPieceModel(Vocab vocab, std::string unk_token, std::string continuing_subword_prefix,
@@ -27,16 +26,10 @@ class WordPieceModel final : public Model {
   static std::unique_ptr<WordPieceModel> from_json(const nlohmann::json& config);
 
   std::vector<Token> tokenize(std::string_view sequence) const override;
-  std::optional<uint32_t> token_to_id(std::string_view token) const override {
-    return vocab_.find(token);
-  }
-  const std::string* id_to_token(uint32_t id) const override { return vocab_.token(id); }
-  size_t vocab_size() const override { return vocab_.size(); }
 
  private:
   std::vector<Token> unknown_word(std::string_view sequence) const;
 
-  Vocab vocab_;
   std::string unk_token_;
   std::string prefix_;
   size_t max_input_chars_per_word_;
