@@ -86,7 +86,6 @@ int main(int argc, char** argv) {
       "sparkd  %-28s docs=%zu bytes=%zu tokens=%zu best_of=%d time=%.3fs  %.2f MB/s  %.0f "
       "tokens/s\n",
       argv[1], documents.size(), bytes, tokens, repeat, best_seconds,
-      static_cast<double>(bytes) / best_seconds / 1e6,
-      static_cast<double>(tokens) / best_seconds);
+      static_cast<double>(bytes) / best_seconds / 1e6, static_cast<double>(tokens) / best_seconds);
   return 0;
 }

@@ -3,7 +3,9 @@
 
 namespace sparkd {
 
-bool cuda_compiled_in() { return false; }
+bool cuda_compiled_in() {
+  return false;
+}
 
 std::vector<DeviceInfo> list_devices(std::string* error) {
   if (error) *error = "built without CUDA";

@@ -3,7 +3,8 @@
 //
 //   sparkd-run TOKENIZER_OR_MODEL_DIR tokenize   [--no-special] [--pair] [--tokens]
 //                                                [--max-length N] [--truncation-side left|right]
-//                                                [--truncation-strategy longest_first|only_first|only_second]
+//                                                [--truncation-strategy
+//                                                longest_first|only_first|only_second]
 //   sparkd-run TOKENIZER_OR_MODEL_DIR detokenize [--skip-special]
 //   sparkd-run devices
 //

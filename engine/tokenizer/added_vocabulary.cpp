@@ -77,7 +77,9 @@ bool is_word_char(char32_t c) {
   if (c == 0x200C || c == 0x200D) return true;
   if (is_alphabetic(c) || is_digit(c)) return true;
   switch (general_category(c)) {
-    case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_MC:
+    case UTF8PROC_CATEGORY_ME:
     case UTF8PROC_CATEGORY_PC:
       return true;
     default:
@@ -134,8 +136,8 @@ AddedVocabulary::AddedVocabulary(std::vector<AddedToken> tokens, const Normalize
     std::unique_ptr<Trie>& trie = t.normalized ? normalized_trie_ : raw_trie_;
     if (!trie) trie = std::make_unique<Trie>();
     auto it = normalized_content_.find(t.id);
-    const std::string& pattern = (t.normalized && it != normalized_content_.end()) ? it->second
-                                                                                   : t.content;
+    const std::string& pattern =
+        (t.normalized && it != normalized_content_.end()) ? it->second : t.content;
     if (!pattern.empty()) trie->insert(pattern, t.id);
   }
 }

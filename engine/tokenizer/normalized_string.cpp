@@ -90,14 +90,14 @@ std::optional<Offsets> NormalizedString::normalized_to_original(Offsets range) c
 }
 
 void NormalizedString::transform_range(size_t begin, size_t end,
-                                       const std::vector<CharChange>& dest,
-                                       size_t initial_offset) {
-  std::vector<CharAt> replaced = chars_with_offsets(std::string_view(normalized_).substr(begin, end - begin));
+                                       const std::vector<CharChange>& dest, size_t initial_offset) {
+  std::vector<CharAt> replaced =
+      chars_with_offsets(std::string_view(normalized_).substr(begin, end - begin));
   size_t next_replaced = 0;
   size_t offset = begin;
   for (; next_replaced < initial_offset && next_replaced < replaced.size(); ++next_replaced) {
-    size_t char_end = next_replaced + 1 < replaced.size() ? replaced[next_replaced + 1].byte
-                                                         : end - begin;
+    size_t char_end =
+        next_replaced + 1 < replaced.size() ? replaced[next_replaced + 1].byte : end - begin;
     offset += char_end - replaced[next_replaced].byte;
   }
   auto replaced_size = [&](size_t i) {
@@ -137,10 +137,18 @@ void NormalizedString::unicode_normalize(Form form) {
   if (is_ascii(normalized_)) return;  // every normalization form is the identity on ASCII
   int options = 0;
   switch (form) {
-    case Form::kNfd: options = UTF8PROC_DECOMPOSE; break;
-    case Form::kNfkd: options = UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
-    case Form::kNfc: options = UTF8PROC_COMPOSE; break;
-    case Form::kNfkc: options = UTF8PROC_COMPOSE | UTF8PROC_COMPAT; break;
+    case Form::kNfd:
+      options = UTF8PROC_DECOMPOSE;
+      break;
+    case Form::kNfkd:
+      options = UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
+      break;
+    case Form::kNfc:
+      options = UTF8PROC_COMPOSE;
+      break;
+    case Form::kNfkc:
+      options = UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
+      break;
   }
   std::string whole = utf8proc_normalize(normalized_, options);
   if (whole == normalized_) return;
@@ -155,9 +163,9 @@ void NormalizedString::unicode_normalize(Form form) {
   std::string joined;
   size_t seg_begin = 0;
   for (size_t i = 1; i <= chars.size(); ++i) {
-    bool boundary = i == chars.size() ||
-                    utf8proc_get_property(static_cast<utf8proc_int32_t>(chars[i].c))
-                            ->combining_class == 0;
+    bool boundary =
+        i == chars.size() ||
+        utf8proc_get_property(static_cast<utf8proc_int32_t>(chars[i].c))->combining_class == 0;
     if (!boundary) continue;
     size_t byte_begin = chars[seg_begin].byte;
     size_t byte_end = i == chars.size() ? normalized_.size() : chars[i].byte;
@@ -174,10 +182,18 @@ void NormalizedString::unicode_normalize(Form form) {
   transform(changes, 0);
 }
 
-void NormalizedString::nfd() { unicode_normalize(Form::kNfd); }
-void NormalizedString::nfkd() { unicode_normalize(Form::kNfkd); }
-void NormalizedString::nfc() { unicode_normalize(Form::kNfc); }
-void NormalizedString::nfkc() { unicode_normalize(Form::kNfkc); }
+void NormalizedString::nfd() {
+  unicode_normalize(Form::kNfd);
+}
+void NormalizedString::nfkd() {
+  unicode_normalize(Form::kNfkd);
+}
+void NormalizedString::nfc() {
+  unicode_normalize(Form::kNfc);
+}
+void NormalizedString::nfkc() {
+  unicode_normalize(Form::kNfkc);
+}
 
 void NormalizedString::map_case(void (*mapping)(char32_t, std::vector<char32_t>*)) {
   // One char may map to several (U+0130 -> "i\u0307"): the extra ones are insertions.
@@ -202,7 +218,9 @@ void NormalizedString::lowercase() {
   map_case(to_lowercase);
 }
 
-void NormalizedString::uppercase() { map_case(to_uppercase); }
+void NormalizedString::uppercase() {
+  map_case(to_uppercase);
+}
 
 void NormalizedString::filter(const std::function<bool(char32_t)>& keep) {
   // Removed chars are folded into the kept char before them (or, at the start, skipped via
@@ -284,7 +302,8 @@ void NormalizedString::replace(const Pattern& pattern, std::string_view content)
     if (!m.is_match) continue;
     auto [start, end] = m.offsets;
     new_text.append(normalized_, last_end, start - last_end);
-    new_alignments.insert(new_alignments.end(), alignments_.begin() + static_cast<std::ptrdiff_t>(last_end),
+    new_alignments.insert(new_alignments.end(),
+                          alignments_.begin() + static_cast<std::ptrdiff_t>(last_end),
                           alignments_.begin() + static_cast<std::ptrdiff_t>(start));
     // Every char of `content` is an insertion after the removed match: it takes the
     // alignment of the byte before the match's end (the library's transform_range with
@@ -296,7 +315,8 @@ void NormalizedString::replace(const Pattern& pattern, std::string_view content)
     last_end = end;
   }
   new_text.append(normalized_, last_end, std::string::npos);
-  new_alignments.insert(new_alignments.end(), alignments_.begin() + static_cast<std::ptrdiff_t>(last_end),
+  new_alignments.insert(new_alignments.end(),
+                        alignments_.begin() + static_cast<std::ptrdiff_t>(last_end),
                         alignments_.end());
   normalized_ = std::move(new_text);
   alignments_ = std::move(new_alignments);
@@ -332,8 +352,8 @@ std::optional<NormalizedString> NormalizedString::slice(size_t begin, size_t end
   size_t n_shift = original_range->first;
   if (original_range->first <= original_range->second &&
       original_range->second <= original_.size()) {
-    out.original_ = original_.substr(original_range->first,
-                                     original_range->second - original_range->first);
+    out.original_ =
+        original_.substr(original_range->first, original_range->second - original_range->first);
   }
   out.normalized_ = normalized_.substr(begin, end - begin);
   out.alignments_.reserve(end - begin);

@@ -67,8 +67,8 @@ bool is_general_category(char32_t c, std::initializer_list<int> categories) {
 
 // General category M (Mn, Mc, Me); no mark precedes U+0300.
 bool is_mark(char32_t c) {
-  return c >= 0x300 && is_general_category(c, {UTF8PROC_CATEGORY_MN, UTF8PROC_CATEGORY_MC,
-                                                UTF8PROC_CATEGORY_ME});
+  return c >= 0x300 &&
+         is_general_category(c, {UTF8PROC_CATEGORY_MN, UTF8PROC_CATEGORY_MC, UTF8PROC_CATEGORY_ME});
 }
 
 // ---------------------------------------------------------------------------------------
@@ -86,8 +86,8 @@ bool is_bert_whitespace(char32_t c) {
 bool is_bert_control(char32_t c) {
   if (c == '\t' || c == '\n' || c == '\r') return false;
   if (c < 0x80) return c < 0x20 || c == 0x7F;
-  return is_general_category(c, {UTF8PROC_CATEGORY_CC, UTF8PROC_CATEGORY_CF,
-                                 UTF8PROC_CATEGORY_CO, UTF8PROC_CATEGORY_CS});
+  return is_general_category(
+      c, {UTF8PROC_CATEGORY_CC, UTF8PROC_CATEGORY_CF, UTF8PROC_CATEGORY_CO, UTF8PROC_CATEGORY_CS});
 }
 
 class BertNormalizer final : public Normalizer {
@@ -158,10 +158,18 @@ class UnicodeForm final : public Normalizer {
 
   void normalize(NormalizedString& text) const override {
     switch (form_) {
-      case Form::kNfc: text.nfc(); break;
-      case Form::kNfd: text.nfd(); break;
-      case Form::kNfkc: text.nfkc(); break;
-      case Form::kNfkd: text.nfkd(); break;
+      case Form::kNfc:
+        text.nfc();
+        break;
+      case Form::kNfd:
+        text.nfd();
+        break;
+      case Form::kNfkc:
+        text.nfkc();
+        break;
+      case Form::kNfkd:
+        text.nfkd();
+        break;
     }
   }
 
@@ -205,8 +213,16 @@ class Nmt final : public Normalizer {
   }
   static bool is_space_like(char32_t c) {
     switch (c) {
-      case 0x09: case 0x0A: case 0x0C: case 0x0D: case 0x1680: case 0x2028: case 0x2029:
-      case 0x2581: case 0xFEFF: case 0xFFFD:
+      case 0x09:
+      case 0x0A:
+      case 0x0C:
+      case 0x0D:
+      case 0x1680:
+      case 0x2028:
+      case 0x2029:
+      case 0x2581:
+      case 0xFEFF:
+      case 0xFFFD:
         return true;
       default:
         return c >= 0x200B && c <= 0x200F;
@@ -325,7 +341,8 @@ std::optional<std::string> decode_base64(std::string_view text) {
 class Precompiled final : public Normalizer {
  public:
   explicit Precompiled(std::string_view blob) {
-    if (blob.size() < 4) throw ConfigError("normalizer Precompiled: cannot parse precompiled_charsmap");
+    if (blob.size() < 4)
+      throw ConfigError("normalizer Precompiled: cannot parse precompiled_charsmap");
     const uint32_t trie_bytes = read_u32(blob, 0);
     const size_t units = trie_bytes / 4;
     if (4 + units * 4 > blob.size()) {
@@ -440,7 +457,8 @@ class Precompiled final : public Normalizer {
     for_each_char(replacement, [&](char32_t c) { changes->push_back({c, 0}); });
     const long diff = new_count - old_count;
     if (diff > 0) {
-      for (long i = 0; i < diff; ++i) (*changes)[changes->size() - 1 - static_cast<size_t>(i)].change = 1;
+      for (long i = 0; i < diff; ++i)
+        (*changes)[changes->size() - 1 - static_cast<size_t>(i)].change = 1;
     } else if (diff < 0 && !changes->empty()) {
       changes->back().change += static_cast<int>(diff);
     }

@@ -4,9 +4,8 @@
 
 #include <cstddef>
 #include <memory>
-#include <optional>
-
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 
 #include "engine/tokenizer/encoding.h"
 

@@ -31,7 +31,8 @@ void PreTokenizedString::split(
 void PreTokenizedString::split_normalized(
     const std::function<std::vector<NormalizedString>(size_t, NormalizedString&&)>& fn) {
   split([&](size_t i, NormalizedString&& s, std::vector<Split>* out) {
-    for (NormalizedString& piece : fn(i, std::move(s))) out->push_back({std::move(piece), std::nullopt});
+    for (NormalizedString& piece : fn(i, std::move(s)))
+      out->push_back({std::move(piece), std::nullopt});
   });
 }
 

@@ -111,10 +111,15 @@ CharKind gpt2_kind(char32_t c) {
   }
   if (is_whitespace(c)) return CharKind::kSpace;
   switch (general_category(c)) {
-    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO:
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO:
       return CharKind::kLetter;
-    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_NO:
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_NO:
       return CharKind::kNumber;
     default:
       return CharKind::kOther;
@@ -242,10 +247,17 @@ bool is_regex_word_char(char32_t c) {
     return ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9') || c == '_';
   }
   switch (general_category(c)) {
-    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_NL:
-    case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME:
-    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_PC:
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO:
+    case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_MC:
+    case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_PC:
       return true;
     default:
       return c == 0x200C || c == 0x200D || (c >= 0x24B6 && c <= 0x24E9) ||
@@ -268,7 +280,7 @@ class WhitespacePreTokenizer final : public PreTokenizer {
       while (pos < s.size()) {
         const size_t begin = pos;
         const char32_t c = next_code_point(s, &pos);
-        const Run kind = is_whitespace(c)          ? Run::kNone
+        const Run kind = is_whitespace(c)        ? Run::kNone
                          : is_regex_word_char(c) ? Run::kWord
                                                  : Run::kOther;
         if (kind != run) {
@@ -436,6 +448,7 @@ struct ScriptRange {
 // 119 Tagbanwa, 120 TaiLe, 121 TaiTham, 122 TaiViet, 123 Takri, 124 Tamil, 125 Tangut,
 // 126 Telugu, 127 Thaana, 128 Thai, 129 Tibetan, 130 Tifinagh, 131 Tirhuta, 132 Ugaritic,
 // 133 Vai, 134 WarangCiti, 135 Yi
+// clang-format off
 constexpr ScriptRange kScriptRanges[] = {
     {0x0, 0x1F, 24}, {0x21, 0x40, 24}, {0x41, 0x5A, 60}, {0x5B, 0x60, 24},
     {0x61, 0x7A, 60}, {0x7B, 0xA9, 24}, {0xAA, 0xAA, 60}, {0xAB, 0xB9, 24},
@@ -681,16 +694,16 @@ constexpr ScriptRange kScriptRanges[] = {
     {0x2B820, 0x2CEA1, 42}, {0x2F800, 0x2FA1D, 42}, {0xE0001, 0xE0001, 24},
     {0xE0020, 0xE007F, 24}, {0xE0100, 0xE01EF, 48}
 };
+// clang-format on
 
 constexpr uint8_t kAnyScript = 0;
 
 uint8_t script_of(char32_t c) {
   if (c == ' ') return kAnyScript;
   const auto* end = std::end(kScriptRanges);
-  const auto* it = std::upper_bound(std::begin(kScriptRanges), end, static_cast<uint32_t>(c),
-                                    [](uint32_t value, const ScriptRange& range) {
-                                      return value < range.first;
-                                    });
+  const auto* it = std::upper_bound(
+      std::begin(kScriptRanges), end, static_cast<uint32_t>(c),
+      [](uint32_t value, const ScriptRange& range) { return value < range.first; });
   if (it == std::begin(kScriptRanges)) return kAnyScript;
   --it;
   return static_cast<uint32_t>(c) <= it->last ? it->script : kAnyScript;

@@ -9,7 +9,9 @@ namespace sparkd::tokenizer {
 
 namespace {
 
-pcre2_code* as_code(void* p) { return static_cast<pcre2_code*>(p); }
+pcre2_code* as_code(void* p) {
+  return static_cast<pcre2_code*>(p);
+}
 
 // One match-data block per thread: matching allocates nothing on the hot path, and
 // concurrent callers never share state. One ovector pair suffices: we only need the
@@ -44,13 +46,29 @@ std::string translate_oniguruma(std::string_view expression) {
       const char* chars = nullptr;
       bool negated = false;
       switch (next) {
-        case 's': chars = kSpaceChars; break;
-        case 'S': chars = kSpaceChars; negated = true; break;
-        case 'w': chars = kWordChars; break;
-        case 'W': chars = kWordChars; negated = true; break;
-        case 'h': chars = kHexChars; break;
-        case 'H': chars = kHexChars; negated = true; break;
-        default: break;
+        case 's':
+          chars = kSpaceChars;
+          break;
+        case 'S':
+          chars = kSpaceChars;
+          negated = true;
+          break;
+        case 'w':
+          chars = kWordChars;
+          break;
+        case 'W':
+          chars = kWordChars;
+          negated = true;
+          break;
+        case 'h':
+          chars = kHexChars;
+          break;
+        case 'H':
+          chars = kHexChars;
+          negated = true;
+          break;
+        default:
+          break;
       }
       if (chars == nullptr || (in_class && negated)) {
         // Other escapes mean the same in both dialects. A negated shorthand inside a class
@@ -99,14 +117,15 @@ Regex::Regex(const std::string& expression) : expression_(expression) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error_code, message, sizeof(message));
     throw ConfigError("invalid regex /" + expression + "/ at offset " +
-                      std::to_string(error_offset) + ": " +
-                      reinterpret_cast<const char*>(message));
+                      std::to_string(error_offset) + ": " + reinterpret_cast<const char*>(message));
   }
   code_ = code;
   jit_ = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
 }
 
-Regex::~Regex() { pcre2_code_free(as_code(code_)); }
+Regex::~Regex() {
+  pcre2_code_free(as_code(code_));
+}
 
 bool Regex::search(std::string_view text, size_t start, size_t* match_begin,
                    size_t* match_end) const {
@@ -114,14 +133,14 @@ bool Regex::search(std::string_view text, size_t start, size_t* match_begin,
   auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   // The pipeline only ever holds valid UTF-8 (inputs are sanitized on entry).
   int rc = jit_ ? pcre2_jit_match(as_code(code_), subject, text.size(), start, 0, data, nullptr)
-                : pcre2_match(as_code(code_), subject, text.size(), start, PCRE2_NO_UTF_CHECK,
-                              data, nullptr);
+                : pcre2_match(as_code(code_), subject, text.size(), start, PCRE2_NO_UTF_CHECK, data,
+                              nullptr);
   if (rc < 0) {
     if (rc == PCRE2_ERROR_NOMATCH) return false;
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(rc, message, sizeof(message));
-    throw EncodeError("regex /" + expression_ + "/ failed: " +
-                      reinterpret_cast<const char*>(message));
+    throw EncodeError("regex /" + expression_ +
+                      "/ failed: " + reinterpret_cast<const char*>(message));
   }
   const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(data);
   *match_begin = ovector[0];

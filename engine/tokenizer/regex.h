@@ -53,7 +53,12 @@ void Regex::for_each_match(std::string_view text, Visit&& visit) const {
       if (last_end >= text.size()) return;
       size_t step = 1;
       unsigned char lead = static_cast<unsigned char>(text[last_end]);
-      if (lead >= 0xF0) step = 4; else if (lead >= 0xE0) step = 3; else if (lead >= 0xC0) step = 2;
+      if (lead >= 0xF0)
+        step = 4;
+      else if (lead >= 0xE0)
+        step = 3;
+      else if (lead >= 0xC0)
+        step = 2;
       last_end += step;
       continue;
     }

@@ -166,8 +166,7 @@ std::shared_ptr<const T> make_component(const json& root, const char* key, Make 
 Tokenizer::Tokenizer() = default;
 Tokenizer::~Tokenizer() = default;
 
-Expected<std::shared_ptr<const Tokenizer>> Tokenizer::from_file(
-    const std::filesystem::path& path) {
+Expected<std::shared_ptr<const Tokenizer>> Tokenizer::from_file(const std::filesystem::path& path) {
   std::filesystem::path file = path;
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) file = path / "tokenizer.json";
@@ -271,8 +270,8 @@ Encoding Tokenizer::encode_sequence(std::string_view text, uint32_t type_id) con
     size_t shift = split.normalized.offsets_original().first;
     for (const Token& token : *split.tokens) {
       std::optional<Offsets> original = split.normalized.normalized_to_original(token.offsets);
-      Offsets offsets = original ? Offsets{shift + original->first, shift + original->second}
-                                 : token.offsets;
+      Offsets offsets =
+          original ? Offsets{shift + original->first, shift + original->second} : token.offsets;
       encoding.ids.push_back(token.id);
       encoding.tokens.push_back(token.value);
       encoding.offsets.push_back(offsets);
@@ -299,9 +298,9 @@ Expected<Encoding> Tokenizer::finish(Encoding encoding, std::optional<Encoding> 
     if (add_special_tokens) params.max_length -= std::min(n_added, params.max_length);
     if (!wraps) truncate_encodings(&encoding, pair ? &*pair : nullptr, params);
   }
-  Encoding result = post_processor_ ? post_processor_->process(std::move(encoding),
-                                                               std::move(pair), add_special_tokens)
-                                     : default_post_process(std::move(encoding), std::move(pair));
+  Encoding result = post_processor_ ? post_processor_->process(std::move(encoding), std::move(pair),
+                                                               add_special_tokens)
+                                    : default_post_process(std::move(encoding), std::move(pair));
   if (padding_) pad_encodings({&result}, *padding_);
   return result;
 }

@@ -150,8 +150,20 @@ int general_category(char32_t c) {
 
 bool is_whitespace(char32_t c) {
   switch (c) {
-    case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D: case 0x20: case 0x85: case 0xA0:
-    case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
+    case 0x09:
+    case 0x0A:
+    case 0x0B:
+    case 0x0C:
+    case 0x0D:
+    case 0x20:
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000:
       return true;
     default:
       return c >= 0x2000 && c <= 0x200A;
@@ -161,8 +173,12 @@ bool is_whitespace(char32_t c) {
 bool is_alphabetic(char32_t c) {
   if (c < 0x80) return (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
   switch (general_category(c)) {
-    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO:
+    case UTF8PROC_CATEGORY_NL:
       return true;
     // Other_Alphabetic is not exposed by utf8proc; nearly all of it is spacing marks.
     case UTF8PROC_CATEGORY_MC:
@@ -175,18 +191,25 @@ bool is_alphabetic(char32_t c) {
 bool is_numeric(char32_t c) {
   if (c < 0x80) return c >= '0' && c <= '9';
   int cat = general_category(c);
-  return cat == UTF8PROC_CATEGORY_ND || cat == UTF8PROC_CATEGORY_NL ||
-         cat == UTF8PROC_CATEGORY_NO;
+  return cat == UTF8PROC_CATEGORY_ND || cat == UTF8PROC_CATEGORY_NL || cat == UTF8PROC_CATEGORY_NO;
 }
 
-bool is_alphanumeric(char32_t c) { return is_alphabetic(c) || is_numeric(c); }
+bool is_alphanumeric(char32_t c) {
+  return is_alphabetic(c) || is_numeric(c);
+}
 
-bool is_control(char32_t c) { return general_category(c) == UTF8PROC_CATEGORY_CC; }
+bool is_control(char32_t c) {
+  return general_category(c) == UTF8PROC_CATEGORY_CC;
+}
 
 bool is_punctuation(char32_t c) {
   switch (general_category(c)) {
-    case UTF8PROC_CATEGORY_PC: case UTF8PROC_CATEGORY_PD: case UTF8PROC_CATEGORY_PS:
-    case UTF8PROC_CATEGORY_PE: case UTF8PROC_CATEGORY_PI: case UTF8PROC_CATEGORY_PF:
+    case UTF8PROC_CATEGORY_PC:
+    case UTF8PROC_CATEGORY_PD:
+    case UTF8PROC_CATEGORY_PS:
+    case UTF8PROC_CATEGORY_PE:
+    case UTF8PROC_CATEGORY_PI:
+    case UTF8PROC_CATEGORY_PF:
     case UTF8PROC_CATEGORY_PO:
       return true;
     default:
@@ -194,7 +217,9 @@ bool is_punctuation(char32_t c) {
   }
 }
 
-bool is_mark_nonspacing(char32_t c) { return general_category(c) == UTF8PROC_CATEGORY_MN; }
+bool is_mark_nonspacing(char32_t c) {
+  return general_category(c) == UTF8PROC_CATEGORY_MN;
+}
 
 bool is_digit(char32_t c) {
   if (c < 0x80) return c >= '0' && c <= '9';
@@ -222,14 +247,31 @@ void to_uppercase(char32_t c, std::vector<char32_t>* out) {
   // Unconditional multi-char uppercase mappings that occur in real text; the rest of
   // SpecialCasing.txt (Greek with ypogegrammeni, Armenian ligatures) maps char by char.
   switch (c) {
-    case 0xDF: out->insert(out->end(), {'S', 'S'}); return;
-    case 0xFB00: out->insert(out->end(), {'F', 'F'}); return;
-    case 0xFB01: out->insert(out->end(), {'F', 'I'}); return;
-    case 0xFB02: out->insert(out->end(), {'F', 'L'}); return;
-    case 0xFB03: out->insert(out->end(), {'F', 'F', 'I'}); return;
-    case 0xFB04: out->insert(out->end(), {'F', 'F', 'L'}); return;
-    case 0xFB05: case 0xFB06: out->insert(out->end(), {'S', 'T'}); return;
-    case 0x149: out->insert(out->end(), {0x2BC, 'N'}); return;
+    case 0xDF:
+      out->insert(out->end(), {'S', 'S'});
+      return;
+    case 0xFB00:
+      out->insert(out->end(), {'F', 'F'});
+      return;
+    case 0xFB01:
+      out->insert(out->end(), {'F', 'I'});
+      return;
+    case 0xFB02:
+      out->insert(out->end(), {'F', 'L'});
+      return;
+    case 0xFB03:
+      out->insert(out->end(), {'F', 'F', 'I'});
+      return;
+    case 0xFB04:
+      out->insert(out->end(), {'F', 'F', 'L'});
+      return;
+    case 0xFB05:
+    case 0xFB06:
+      out->insert(out->end(), {'S', 'T'});
+      return;
+    case 0x149:
+      out->insert(out->end(), {0x2BC, 'N'});
+      return;
     default:
       out->push_back(static_cast<char32_t>(utf8proc_toupper(static_cast<utf8proc_int32_t>(c))));
   }

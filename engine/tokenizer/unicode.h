@@ -25,16 +25,16 @@ bool is_valid_utf8(std::string_view s);
 // bytes.decode("utf-8", "replace") and Rust's String::from_utf8_lossy do.
 std::string sanitize_utf8(std::string_view s);
 
-bool is_whitespace(char32_t c);      // Unicode White_Space (Rust char::is_whitespace)
-bool is_alphabetic(char32_t c);      // Rust char::is_alphabetic (Alphabetic property)
-bool is_numeric(char32_t c);         // Rust char::is_numeric (general category N*)
+bool is_whitespace(char32_t c);  // Unicode White_Space (Rust char::is_whitespace)
+bool is_alphabetic(char32_t c);  // Rust char::is_alphabetic (Alphabetic property)
+bool is_numeric(char32_t c);     // Rust char::is_numeric (general category N*)
 bool is_alphanumeric(char32_t c);
-bool is_control(char32_t c);         // general category Cc
-bool is_punctuation(char32_t c);     // general category P*
-bool is_mark_nonspacing(char32_t c); // general category Mn
-bool is_digit(char32_t c);           // Rust char::is_ascii_digit || general category Nd
-bool is_chinese_char(char32_t c);    // CJK ideograph blocks, as BertNormalizer defines them
-int general_category(char32_t c);    // utf8proc_category_t
+bool is_control(char32_t c);          // general category Cc
+bool is_punctuation(char32_t c);      // general category P*
+bool is_mark_nonspacing(char32_t c);  // general category Mn
+bool is_digit(char32_t c);            // Rust char::is_ascii_digit || general category Nd
+bool is_chinese_char(char32_t c);     // CJK ideograph blocks, as BertNormalizer defines them
+int general_category(char32_t c);     // utf8proc_category_t
 // Full lowercase/uppercase mappings (one char may map to several, e.g. U+0130 -> "i\u0307").
 void to_lowercase(char32_t c, std::vector<char32_t>* out);
 void to_uppercase(char32_t c, std::vector<char32_t>* out);

@@ -1,6 +1,5 @@
 // The regex dialect: tokenizer.json regexes are Oniguruma's, run here on PCRE2.
 #include <catch2/catch.hpp>
-
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,10 +14,14 @@ TEST_CASE("\\s means Unicode White_Space, as in Oniguruma", "[regex]") {
   // mismatch on "word\u180Eword" before the dialect translation).
   CHECK(re.find_all("word\xE1\xA0\x8Eword").empty());
   // U+3000 IDEOGRAPHIC SPACE, U+0085 NEXT LINE and U+2029 are.
-  CHECK(re.find_all("a\xE3\x80\x80" "b\xC2\x85" "c\xE2\x80\xA9" "d").size() == 3);
+  CHECK(re.find_all("a\xE3\x80\x80"
+                    "b\xC2\x85"
+                    "c\xE2\x80\xA9"
+                    "d")
+            .size() == 3);
   Regex not_space("[^\\s]+");
-  CHECK(not_space.find_all("ab\xE3\x80\x80" "cd") ==
-        std::vector<std::pair<size_t, size_t>>{{0, 2}, {5, 7}});
+  CHECK(not_space.find_all("ab\xE3\x80\x80"
+                           "cd") == std::vector<std::pair<size_t, size_t>>{{0, 2}, {5, 7}});
 }
 
 TEST_CASE("\\w takes combining marks and only decimal digits", "[regex]") {

@@ -1,9 +1,8 @@
 // The sparkd-run command line, run as a real process: JSON lines in, JSON lines out, bad
 // lines reported on their own line while the rest are still processed.
-#include <catch2/catch.hpp>
-
 #include <sys/wait.h>
 
+#include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -26,8 +25,8 @@ struct RunResult {
 };
 
 RunResult run_sparkd_run(const std::string& args, const std::string& stdin_text) {
-  auto input = std::filesystem::temp_directory_path() /
-               ("sparkd-run-input-" + std::to_string(::getpid()));
+  auto input =
+      std::filesystem::temp_directory_path() / ("sparkd-run-input-" + std::to_string(::getpid()));
   std::ofstream(input, std::ios::binary) << stdin_text;
   std::string command = std::string(SPARKD_RUN_BINARY) + " " + args + " < " + input.string();
   RunResult result;

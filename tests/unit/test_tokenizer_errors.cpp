@@ -1,7 +1,6 @@
 // Bad tokenizer files and bad input: each gives an error that names the file and the
 // component, or is handled the way the library handles it; nothing crashes.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -133,7 +132,8 @@ TEST_CASE("invalid UTF-8 input is replaced by U+FFFD, never a crash", "[tokenize
     // A lone continuation byte, a truncated 3-byte sequence, an overlong NUL, a surrogate.
     const std::string bad = "a\x80 b\xE2\x82 c\xC0\x80 d\xED\xA0\x80 e";
     const std::string replaced =
-        "a\xEF\xBF\xBD b\xEF\xBF\xBD c\xEF\xBF\xBD\xEF\xBF\xBD d\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD e";
+        "a\xEF\xBF\xBD b\xEF\xBF\xBD c\xEF\xBF\xBD\xEF\xBF\xBD "
+        "d\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD e";
     auto got = (*t)->encode(bad);
     auto want = (*t)->encode(replaced);
     REQUIRE(got.has_value());

@@ -2,7 +2,6 @@
 // (tests/fixtures/tokenizers, written by tools/fixtures/make_tokenizer_fixtures.py): ids,
 // tokens and type ids of single texts and pairs, truncation, and decoding.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -29,8 +28,8 @@ TruncationParams truncation_of(const json& c) {
   TruncationParams p;
   p.max_length = c.at("max_length").get<size_t>();
   p.stride = c.value("stride", 0);
-  p.direction = c.at("direction") == "left" ? TruncationDirection::kLeft
-                                            : TruncationDirection::kRight;
+  p.direction =
+      c.at("direction") == "left" ? TruncationDirection::kLeft : TruncationDirection::kRight;
   const std::string strategy = c.at("strategy");
   p.strategy = strategy == "only_first"    ? TruncationStrategy::kOnlyFirst
                : strategy == "only_second" ? TruncationStrategy::kOnlySecond
@@ -50,9 +49,9 @@ struct Tally {
     if (examples.size() < 8) {
       json expected = c;
       expected.erase("offsets");
-      examples.push_back(what + "\n  case: " + expected.dump(-1, ' ', false,
-                                                            json::error_handler_t::replace) +
-                         "\n  got:  " + got.dump(-1, ' ', false, json::error_handler_t::replace));
+      examples.push_back(
+          what + "\n  case: " + expected.dump(-1, ' ', false, json::error_handler_t::replace) +
+          "\n  got:  " + got.dump(-1, ' ', false, json::error_handler_t::replace));
     }
   }
 };
@@ -63,8 +62,8 @@ void check_encoding(const sparkd::Expected<Encoding>& got, const json& c, const 
     tally->check(false, std::string(kind) + ": error", c, json(got.status().to_string()));
     return;
   }
-  tally->check(got->ids == c.at("ids").get<std::vector<uint32_t>>(), std::string(kind) + ": ids",
-               c, json(got->ids));
+  tally->check(got->ids == c.at("ids").get<std::vector<uint32_t>>(), std::string(kind) + ": ids", c,
+               json(got->ids));
   if (c.contains("type_ids")) {
     tally->check(got->type_ids == c.at("type_ids").get<std::vector<uint32_t>>(),
                  std::string(kind) + ": type_ids", c, json(got->type_ids));
@@ -92,8 +91,7 @@ void check_golden(const std::string& name) {
   check_cases(*plain, dir / "expected.jsonl", 600);
 }
 
-void check_cases(const Tokenizer& tok, const std::filesystem::path& expected,
-                 size_t min_cases) {
+void check_cases(const Tokenizer& tok, const std::filesystem::path& expected, size_t min_cases) {
   INFO("expectations " << expected.string());
   std::ifstream in(expected);
   REQUIRE(in.good());
@@ -150,7 +148,7 @@ void check_cases(const Tokenizer& tok, const std::filesystem::path& expected,
 
 }  // namespace
 
-#define GOLDEN_TOKENIZER_TEST(name) \
+#define GOLDEN_TOKENIZER_TEST(name)                                                      \
   TEST_CASE("tokenizer matches Hugging Face tokenizers: " name, "[tokenizer][golden]") { \
     check_golden(name);                                                                  \
   }

@@ -6,7 +6,9 @@
 
 namespace sparkd {
 
-bool cuda_compiled_in() { return true; }
+bool cuda_compiled_in() {
+  return true;
+}
 
 std::vector<DeviceInfo> list_devices(std::string* error) {
   std::vector<DeviceInfo> devices;
