@@ -29,8 +29,8 @@ case "$cmd" in
     # Until the daemon lands, the main program is the engine's command line: it tokenizes
     # JSON strings read from stdin with the bundled all-MiniLM-L6-v2 tokenizer.
     model=tests/fixtures/tokenizers/all_minilm_l6_v2
-    echo "sparkd-run $model tokenize --tokens   (type a JSON string per line, Ctrl-D to end)" >&2
-    exec build/sparkd-run "$model" tokenize --tokens
+    echo "sparkd-run $model tokenize --tokens --plain   (type a JSON string per line, Ctrl-D to end)" >&2
+    exec build/sparkd-run "$model" tokenize --tokens --plain
     ;;
   test)
     bash tools/setup.sh

@@ -1,7 +1,7 @@
 // sparkd-run: run one engine component from the command line, so anyone can check it
 // against the reference libraries from a script.
 //
-//   sparkd-run TOKENIZER_OR_MODEL_DIR tokenize   [--no-special] [--pair] [--tokens]
+//   sparkd-run TOKENIZER_OR_MODEL_DIR tokenize   [--no-special] [--pair] [--tokens] [--plain]
 //                                                [--max-length N] [--truncation-side left|right]
 //                                                [--truncation-strategy
 //                                                longest_first|only_first|only_second]
@@ -10,12 +10,14 @@
 //
 // tokenize reads one JSON string per line on stdin (JSON, so texts may hold newlines; with
 // --pair a JSON array [text, pair]) and writes one JSON object per line: {"ids": [...]}
-// (plus "tokens" and "type_ids" with --tokens). detokenize reads a JSON array of ids (or an
-// object with "ids") per line and writes {"text": "..."}. A bad line gets {"error": "..."}
+// (plus "tokens" and "type_ids" with --tokens). Like the library, the truncation and
+// padding a tokenizer.json sets apply unless --plain is given. detokenize reads a JSON array of ids
+// (or an object with "ids") per line and writes {"text": "..."}. A bad line gets {"error": "..."}
 // on its own output line; the other lines are still processed, and the exit status is 1.
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -37,7 +39,8 @@ using sparkd::tokenizer::TruncationParams;
 using sparkd::tokenizer::TruncationStrategy;
 
 constexpr const char* kUsage =
-    "usage: sparkd-run TOKENIZER_OR_MODEL_DIR tokenize [--no-special] [--pair] [--tokens]\n"
+    "usage: sparkd-run TOKENIZER_OR_MODEL_DIR tokenize [--no-special] [--pair] [--tokens] "
+    "[--plain]\n"
     "                  [--max-length N] [--truncation-side left|right]\n"
     "                  [--truncation-strategy longest_first|only_first|only_second]\n"
     "       sparkd-run TOKENIZER_OR_MODEL_DIR detokenize [--skip-special]\n"
@@ -48,6 +51,7 @@ struct Options {
   bool pair = false;
   bool with_tokens = false;
   bool skip_special_tokens = false;
+  bool plain = false;  // ignore tokenizer.json's own truncation and padding
   std::optional<TruncationParams> truncation;
 };
 
@@ -140,6 +144,8 @@ bool parse_options(int argc, char** argv, int first, Options* options, std::stri
       options->with_tokens = true;
     } else if (arg == "--skip-special") {
       options->skip_special_tokens = true;
+    } else if (arg == "--plain") {
+      options->plain = true;
     } else if (arg == "--max-length") {
       auto v = value();
       char* end = nullptr;
@@ -200,11 +206,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sparkd-run: %s\n%s", error.c_str(), kUsage);
     return 2;
   }
-  auto tokenizer = Tokenizer::from_file(argv[1]);
-  if (!tokenizer) {
-    std::fprintf(stderr, "sparkd-run: %s\n", tokenizer.status().to_string().c_str());
+  auto loaded = Tokenizer::from_file(argv[1]);
+  if (!loaded) {
+    std::fprintf(stderr, "sparkd-run: %s\n", loaded.status().to_string().c_str());
     return 1;
   }
+  std::shared_ptr<const Tokenizer> tokenizer =
+      options.plain ? (*loaded)->with_defaults(std::nullopt, std::nullopt) : *loaded;
   auto handle = command == "tokenize" ? tokenize_line : detokenize_line;
   bool all_ok = true;
   std::string line;
@@ -212,7 +220,7 @@ int main(int argc, char** argv) {
     if (line.empty()) continue;
     Expected<json> out = sparkd::Status();
     try {
-      out = handle(**tokenizer, options, json::parse(line));
+      out = handle(*tokenizer, options, json::parse(line));
     } catch (const json::exception& e) {
       out = bad_line(std::string("input is not JSON: ") + e.what());
     }

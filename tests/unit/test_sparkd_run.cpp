@@ -105,3 +105,14 @@ TEST_CASE("sparkd-run fails clearly on a missing tokenizer", "[cli]") {
   CHECK(run.exit_code == 1);
   CHECK(run.lines.empty());
 }
+
+TEST_CASE("sparkd-run applies tokenizer.json padding unless --plain", "[cli]") {
+  // all-MiniLM-L6-v2's tokenizer.json pads to 128, and the library applies it.
+  const auto dir = kFixtures / "all_minilm_l6_v2";
+  RunResult padded = run_sparkd_run(dir.string() + " tokenize", "\"hello world\"\n");
+  REQUIRE(padded.lines.size() == 1);
+  CHECK(json::parse(padded.lines[0]).at("ids").size() == 128);
+  RunResult plain = run_sparkd_run(dir.string() + " tokenize --plain", "\"hello world\"\n");
+  REQUIRE(plain.lines.size() == 1);
+  CHECK(json::parse(plain.lines[0]).at("ids") == json({101, 7592, 2088, 102}));
+}
