@@ -71,22 +71,6 @@ struct AddedVocabulary::Trie {
 
 namespace {
 
-// Rust regex's Unicode \w: Alphabetic, marks, decimal digits, connector punctuation and
-// the joiners. Used for single_word boundaries.
-bool is_word_char(char32_t c) {
-  if (c == 0x200C || c == 0x200D) return true;
-  if (is_alphabetic(c) || is_digit(c)) return true;
-  switch (general_category(c)) {
-    case UTF8PROC_CATEGORY_MN:
-    case UTF8PROC_CATEGORY_MC:
-    case UTF8PROC_CATEGORY_ME:
-    case UTF8PROC_CATEGORY_PC:
-      return true;
-    default:
-      return false;
-  }
-}
-
 char32_t last_char(std::string_view s) {
   size_t begin = s.size() - 1;
   while (begin > 0 && (static_cast<unsigned char>(s[begin]) & 0xC0) == 0x80) --begin;

@@ -239,33 +239,6 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
 // Whitespace (`\w+|[^\w\s]+` as Rust's regex crate reads it) and WhitespaceSplit.
 // ---------------------------------------------------------------------------------------
 
-// Rust regex's Unicode \w: Alphabetic, marks, decimal digits, connector punctuation and
-// the two joiners. Alphabetic is letters, letter numbers and Other_Alphabetic; the latter
-// is all marks except for the enclosed/squared Latin letters listed here.
-bool is_regex_word_char(char32_t c) {
-  if (c < 0x80) {
-    return ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9') || c == '_';
-  }
-  switch (general_category(c)) {
-    case UTF8PROC_CATEGORY_LU:
-    case UTF8PROC_CATEGORY_LL:
-    case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM:
-    case UTF8PROC_CATEGORY_LO:
-    case UTF8PROC_CATEGORY_NL:
-    case UTF8PROC_CATEGORY_MN:
-    case UTF8PROC_CATEGORY_MC:
-    case UTF8PROC_CATEGORY_ME:
-    case UTF8PROC_CATEGORY_ND:
-    case UTF8PROC_CATEGORY_PC:
-      return true;
-    default:
-      return c == 0x200C || c == 0x200D || (c >= 0x24B6 && c <= 0x24E9) ||
-             (c >= 0x1F130 && c <= 0x1F149) || (c >= 0x1F150 && c <= 0x1F169) ||
-             (c >= 0x1F170 && c <= 0x1F189);
-  }
-}
-
 class WhitespacePreTokenizer final : public PreTokenizer {
  public:
   void pre_tokenize(PreTokenizedString& text) const override {
@@ -281,7 +254,7 @@ class WhitespacePreTokenizer final : public PreTokenizer {
         const size_t begin = pos;
         const char32_t c = next_code_point(s, &pos);
         const Run kind = is_whitespace(c)        ? Run::kNone
-                         : is_regex_word_char(c) ? Run::kWord
+                         : is_word_char(c) ? Run::kWord
                                                  : Run::kOther;
         if (kind != run) {
           if (run != Run::kNone) push_slice(normalized, run_begin, begin, &pieces);

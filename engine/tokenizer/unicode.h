@@ -29,6 +29,8 @@ bool is_whitespace(char32_t c);  // Unicode White_Space (Rust char::is_whitespac
 bool is_alphabetic(char32_t c);  // Rust char::is_alphabetic (Alphabetic property)
 bool is_numeric(char32_t c);     // Rust char::is_numeric (general category N*)
 bool is_alphanumeric(char32_t c);
+// Rust regex's Unicode \w (Whitespace pre-tokenizer, single_word added tokens).
+bool is_word_char(char32_t c);
 bool is_control(char32_t c);          // general category Cc
 bool is_punctuation(char32_t c);      // general category P*
 bool is_mark_nonspacing(char32_t c);  // general category Mn
