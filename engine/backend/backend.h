@@ -1,0 +1,111 @@
+// The Backend interface: the only way architecture code touches memory and kernels.
+//
+// Architectures (engine/arch/) are written once against these ops; a backend (cpu/, cuda/)
+// owns its memory and kernels. Activations are in the backend's activation_dtype(); weights
+// may be F32, F16 or BF16 as stored in the model file. Unless an op says otherwise, every
+// tensor is row-major and contiguous, "rows" are all leading dimensions flattened, and
+// `out` may alias an input of the same shape.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/backend/tensor.h"
+
+namespace sparkd {
+
+// Where one layer's keys and values live. Slots are token positions of some sequence; a
+// sequence's slots are either contiguous (block_tokens == 0: slot = kv_slot_begin + pos)
+// or paged (slot = block_table[pos / block_tokens] * block_tokens + pos % block_tokens).
+struct KvLayerView {
+  Tensor keys;    // [slots, kv_heads, head_dim]
+  Tensor values;  // [slots, kv_heads, head_dim]
+  int32_t block_tokens = 0;
+};
+
+// One sequence's part of a batched attention call.
+struct AttentionSequence {
+  int32_t query_begin = 0;     // first row of this sequence in q and out
+  int32_t query_tokens = 0;    // its rows: the tokens of this step
+  int32_t context_tokens = 0;  // keys it attends to, this step's included (they are the last)
+  int32_t kv_slot_begin = 0;   // contiguous layout: the slot of position 0
+  std::span<const int32_t> block_table;  // paged layout
+};
+
+struct AttentionParams {
+  float scale = 1.0f;  // applied to q·k, usually 1/sqrt(head_dim)
+  // Causal: query i of a sequence sits at position context_tokens - query_tokens + i and sees
+  // keys at positions <= its own. Bidirectional (encoders): every query sees every key.
+  bool causal = true;
+  // When > 0 (causal only), a query at position p sees keys at positions > p - sliding_window.
+  int32_t sliding_window = 0;
+};
+
+// A run of rows [begin, begin + count) that belongs to one sequence (for pooling).
+struct RowSpan {
+  int32_t begin = 0;
+  int32_t count = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string name() const = 0;
+  // The dtype this backend computes activations in (F32 on the CPU).
+  virtual DType activation_dtype() const = 0;
+
+  // ---- memory -------------------------------------------------------------------------
+  virtual Expected<Buffer> allocate(size_t size_bytes) = 0;
+  // True when the CPU may write allocate()d memory directly (CPU backend, unified memory);
+  // model loading then reads files straight into it instead of staging.
+  virtual bool memory_is_host_accessible() const = 0;
+  // Raw bytes from host memory into backend memory.
+  virtual void upload(void* dst, const void* src_host, size_t size_bytes) = 0;
+  // `src` converted to F32 into host memory (dst.size() == src.numel()).
+  virtual void download_f32(const Tensor& src, std::span<float> dst) = 0;
+  // Waits for queued work (a no-op where ops run synchronously).
+  virtual void synchronize() {}
+
+  // ---- ops ----------------------------------------------------------------------------
+  // y[M, N] = x[M, K] · weight[N, K]ᵀ (+ bias[N]); weight is laid out as PyTorch's Linear.
+  virtual void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& y) = 0;
+  // out[i, :] = src[rows[i], :], converted to out's dtype (embedding lookup, pooling of one
+  // token per sequence, picking the rows whose logits are wanted).
+  virtual void gather_rows(const Tensor& src, std::span<const int32_t> rows, Tensor& out) = 0;
+  // out = a + b, elementwise; b may also be a single row [cols] broadcast over a's rows.
+  virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
+  // Per row: x / sqrt(mean(x²) + eps) * weight[cols].
+  virtual void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) = 0;
+  // Per row: (x - mean) / sqrt(var + eps) * weight + bias.
+  virtual void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
+                          Tensor& out) = 0;
+  // out = silu(gate) * up: the SwiGLU of Llama-family MLPs.
+  virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
+  // GELU, exact (erf) or the tanh approximation ("gelu_new", "gelu_pytorch_tanh").
+  virtual void gelu(const Tensor& x, bool tanh_approximation, Tensor& out) = 0;
+  virtual void tanh(const Tensor& x, Tensor& out) = 0;
+  // Rotary embedding in place on x[tokens, heads, head_dim], rotating the two halves of each
+  // head as transformers' rotate_half does: angle(t, i) = positions[t] * inv_freq[i],
+  // inv_freq: [head_dim / 2] F32 (the architecture folds rope scaling into it).
+  virtual void rope(Tensor& x, std::span<const int32_t> positions, const Tensor& inv_freq) = 0;
+  // Writes this step's k, v [tokens, kv_heads, head_dim] into the slots given per token.
+  virtual void store_kv(const Tensor& k, const Tensor& v, std::span<const int32_t> slots,
+                        const KvLayerView& kv) = 0;
+  // Scaled-dot-product attention of q [tokens, heads, head_dim] over the keys and values in
+  // kv, per sequence; heads share kv heads in groups (GQA: heads / kv_heads queries per kv
+  // head). out: [tokens, heads, head_dim].
+  virtual void attention(const Tensor& q, const KvLayerView& kv,
+                         std::span<const AttentionSequence> sequences,
+                         const AttentionParams& params, Tensor& out) = 0;
+  // out[s, :] = mean of x's rows in spans[s].
+  virtual void mean_rows(const Tensor& x, std::span<const RowSpan> spans, Tensor& out) = 0;
+  // Each row scaled to unit L2 norm (rows of zeros stay zero).
+  virtual void l2_normalize_rows(Tensor& x) = 0;
+};
+
+}  // namespace sparkd

@@ -1,0 +1,97 @@
+// ModelSpec: the whole truth about a model once its directory has been read. Architecture
+// code reads only this (never config.json), so every family quirk is decided here, once.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace sparkd::model {
+
+enum class ModelFamily { kLlama, kMistral, kQwen2, kQwen3, kBert, kXlmRoberta };
+
+// What the loaded model is for; decided by the architecture and sentence-transformers files.
+enum class ModelTask {
+  kGenerate,  // *ForCausalLM
+  kEmbed,     // BertModel / XLMRobertaModel / a decoder used as an embedder (Qwen3-Embedding)
+  kRerank,    // *ForSequenceClassification
+};
+
+enum class Activation { kSilu, kGelu, kGeluTanh };
+
+// sentence-transformers pooling (1_Pooling/config.json); last-token is Qwen3-Embedding's.
+enum class Pooling { kCls, kMean, kLastToken };
+
+struct RopeSpec {
+  enum class Scaling { kNone, kLinear, kLlama3 };
+  float theta = 10000.0f;
+  Scaling scaling = Scaling::kNone;
+  float factor = 1.0f;
+  // llama3 scaling only.
+  float low_freq_factor = 1.0f;
+  float high_freq_factor = 4.0f;
+  int32_t original_max_position_embeddings = 8192;
+};
+
+struct ModelSpec {
+  std::string architecture;  // config.json "architectures"[0], e.g. "Qwen2ForCausalLM"
+  ModelFamily family = ModelFamily::kLlama;
+  ModelTask task = ModelTask::kGenerate;
+  bool is_decoder = true;  // causal attention with a KV cache (false: bidirectional encoder)
+
+  int32_t vocab_size = 0;
+  int32_t hidden_size = 0;
+  int32_t intermediate_size = 0;
+  int32_t num_layers = 0;
+  int32_t num_heads = 0;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;  // may differ from hidden_size / num_heads (Qwen3)
+  int32_t max_position_embeddings = 0;
+  float norm_eps = 1e-6f;  // rms_norm_eps (decoders) or layer_norm_eps (encoders)
+  Activation activation = Activation::kSilu;
+
+  // Decoders.
+  RopeSpec rope;
+  bool tie_word_embeddings = false;
+  bool qk_norm = false;         // RMSNorm over head_dim on q and k (Qwen3)
+  bool attention_qkv_bias = false;  // q/k/v projections have biases (Qwen2; Llama's attention_bias)
+  bool attention_out_bias = false;  // o_proj has a bias (Llama's attention_bias)
+  bool mlp_bias = false;
+  int32_t sliding_window = 0;  // 0: none (Mistral sets it)
+
+  // Encoders.
+  int32_t type_vocab_size = 0;
+  int32_t pad_token_id = 0;
+  // XLM-R numbers positions from pad_token_id + 1; BERT from 0.
+  int32_t position_offset = 0;
+
+  // Embedding models: sentence-transformers pooling and whether a Normalize module follows.
+  Pooling pooling = Pooling::kMean;
+  bool normalize_embeddings = false;
+
+  // Rerankers (sequence classification).
+  int32_t num_labels = 0;
+  std::vector<std::string> labels;  // id2label, in id order
+  // Special token ids from config.json / generation_config.json (-1 when absent).
+  int32_t bos_token_id = -1;
+  std::vector<int32_t> eos_token_ids;
+};
+
+const char* family_name(ModelFamily family);
+const char* task_name(ModelTask task);
+// The architectures config.json may name, for "unsupported architecture" errors.
+std::vector<std::string> supported_architectures();
+
+// Parses config.json text (no file access): the fuzz target's entry point. `source` names
+// the file in error messages.
+Expected<ModelSpec> parse_model_config(std::string_view config_json, std::string_view source);
+
+// Reads a model directory: config.json, generation_config.json when present, and the
+// sentence-transformers files (modules.json, 1_Pooling/config.json) for embedding models.
+Expected<ModelSpec> load_model_spec(const std::string& model_dir);
+
+}  // namespace sparkd::model

@@ -1,0 +1,50 @@
+// ModelWeights: every tensor of a model directory, read into one backend's memory.
+//
+// Files are read with large sequential reads straight into the backend's allocation (or
+// through a staging buffer when the backend's memory is not host-accessible). Not mmap: on
+// the DGX Spark mmap loading was measured 10x slower than sequential reads.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/backend/backend.h"
+#include "engine/model/safetensors.h"
+
+namespace sparkd::model {
+
+struct LoadStats {
+  uint64_t bytes_read = 0;
+  double seconds = 0.0;
+  double gigabytes_per_second() const { return seconds > 0 ? bytes_read / seconds / 1e9 : 0.0; }
+};
+
+struct WeightLoadOptions {
+  // Tensors of rank 1 (norm weights, biases) are converted to F32 at load: they are tiny,
+  // and every backend's elementwise ops then read one dtype.
+  bool vectors_as_f32 = true;
+};
+
+class ModelWeights {
+ public:
+  // Loads every tensor of model_dir's safetensors file(s) into `backend` memory.
+  static Expected<ModelWeights> load(const std::string& model_dir, Backend& backend,
+                                     const WeightLoadOptions& options = {});
+
+  bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
+  // The tensor called `name`, which must have `expected_shape`; otherwise NOT_FOUND or
+  // INVALID_ARGUMENT naming the tensor, the expected and the found shape.
+  Expected<Tensor> get(const std::string& name, const std::vector<int64_t>& expected_shape) const;
+  const std::map<std::string, Tensor>& tensors() const { return tensors_; }
+  const LoadStats& stats() const { return stats_; }
+  uint64_t size_bytes() const;
+
+ private:
+  std::vector<Buffer> buffers_;
+  std::map<std::string, Tensor> tensors_;
+  LoadStats stats_;
+};
+
+}  // namespace sparkd::model
