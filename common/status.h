@@ -65,3 +65,20 @@ class Expected {
 };
 
 }  // namespace sparkd
+
+// Early returns for functions that return Status or Expected<T>.
+#define SPARKD_RETURN_IF_ERROR(expr)                    \
+  do {                                                  \
+    ::sparkd::Status sparkd_status_ = (expr);           \
+    if (!sparkd_status_.is_ok()) return sparkd_status_; \
+  } while (0)
+
+#define SPARKD_CONCAT_INNER_(a, b) a##b
+#define SPARKD_CONCAT_(a, b) SPARKD_CONCAT_INNER_(a, b)
+// `lhs = value of expr`, or return its Status. lhs may declare a variable: `auto x`.
+#define SPARKD_ASSIGN_OR_RETURN(lhs, expr) \
+  SPARKD_ASSIGN_OR_RETURN_IMPL_(SPARKD_CONCAT_(sparkd_expected_, __LINE__), lhs, expr)
+#define SPARKD_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
+  auto tmp = (expr);                                  \
+  if (!tmp.has_value()) return tmp.status();          \
+  lhs = std::move(tmp).value()

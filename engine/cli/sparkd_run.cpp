@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "engine/backend/devices.h"
+#include "engine/cli/model_commands.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace {
@@ -193,17 +194,21 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::string_view(argv[1]) == "devices") return run_devices();
   if (argc < 3 || std::string_view(argv[1]) == "--help") {
     std::fputs(kUsage, argc < 3 ? stderr : stdout);
+    std::fputs(sparkd::cli::kModelCommandsUsage, argc < 3 ? stderr : stdout);
     return argc < 3 ? 2 : 0;
   }
+  if (sparkd::cli::is_model_command(argv[2])) return sparkd::cli::run_model_command(argc, argv);
   std::string_view command = argv[2];
   if (command != "tokenize" && command != "detokenize") {
-    std::fprintf(stderr, "sparkd-run: unknown command '%s'\n%s", argv[2], kUsage);
+    std::fprintf(stderr, "sparkd-run: unknown command '%s'\n%s%s", argv[2], kUsage,
+                 sparkd::cli::kModelCommandsUsage);
     return 2;
   }
   Options options;
   std::string error;
   if (!parse_options(argc, argv, 3, &options, &error)) {
-    std::fprintf(stderr, "sparkd-run: %s\n%s", error.c_str(), kUsage);
+    std::fprintf(stderr, "sparkd-run: %s\n%s%s", error.c_str(), kUsage,
+                 sparkd::cli::kModelCommandsUsage);
     return 2;
   }
   auto loaded = Tokenizer::from_file(argv[1]);

@@ -57,7 +57,7 @@ struct ModelSpec {
   // Decoders.
   RopeSpec rope;
   bool tie_word_embeddings = false;
-  bool qk_norm = false;         // RMSNorm over head_dim on q and k (Qwen3)
+  bool qk_norm = false;             // RMSNorm over head_dim on q and k (Qwen3)
   bool attention_qkv_bias = false;  // q/k/v projections have biases (Qwen2; Llama's attention_bias)
   bool attention_out_bias = false;  // o_proj has a bias (Llama's attention_bias)
   bool mlp_bias = false;

@@ -30,9 +30,13 @@ struct SafetensorsTensorInfo {
 struct SafetensorsHeader {
   std::string path;
   uint64_t file_size_bytes = 0;
-  uint64_t data_offset = 0;  // 8 + header length
+  uint64_t data_offset = 0;                    // 8 + header length
   std::vector<SafetensorsTensorInfo> tensors;  // in file order (by offset)
   std::map<std::string, std::string> metadata;
+  // Integer buffers older transformers versions saved with the weights (e.g.
+  // "embeddings.position_ids", I64): validated like every tensor, then left out of `tensors`,
+  // because no architecture reads them (transformers ignores them on load too).
+  std::vector<std::string> ignored_tensors;
 };
 
 // Largest header accepted (the reference implementation's limit).

@@ -18,7 +18,9 @@ namespace sparkd::model {
 struct LoadStats {
   uint64_t bytes_read = 0;
   double seconds = 0.0;
-  double gigabytes_per_second() const { return seconds > 0 ? bytes_read / seconds / 1e9 : 0.0; }
+  double gigabytes_per_second() const {
+    return seconds > 0 ? static_cast<double>(bytes_read) / seconds / 1e9 : 0.0;
+  }
 };
 
 struct WeightLoadOptions {

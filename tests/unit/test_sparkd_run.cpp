@@ -1,7 +1,5 @@
 // The sparkd-run command line, run as a real process: JSON lines in, JSON lines out, bad
 // lines reported on their own line while the rest are still processed.
-#include <sys/wait.h>
-
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -11,41 +9,18 @@
 #include <vector>
 
 #include "engine/tokenizer/tokenizer.h"
+#include "tests/support/run_command.h"
 
 namespace {
 
 using nlohmann::json;
+using sparkd::testing::RunResult;
 
 const std::filesystem::path kFixtures =
     std::filesystem::path(SPARKD_SOURCE_DIR) / "tests/fixtures/tokenizers";
 
-struct RunResult {
-  int exit_code = -1;
-  std::vector<std::string> lines;
-};
-
-RunResult run_sparkd_run(const std::string& args, const std::string& stdin_text) {
-  auto input =
-      std::filesystem::temp_directory_path() / ("sparkd-run-input-" + std::to_string(::getpid()));
-  std::ofstream(input, std::ios::binary) << stdin_text;
-  std::string command = std::string(SPARKD_RUN_BINARY) + " " + args + " < " + input.string();
-  RunResult result;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string current;
-  int ch;
-  while ((ch = std::fgetc(pipe)) != EOF) {
-    if (ch == '\n') {
-      result.lines.push_back(current);
-      current.clear();
-    } else {
-      current.push_back(static_cast<char>(ch));
-    }
-  }
-  int status = ::pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::filesystem::remove(input);
-  return result;
+sparkd::testing::RunResult run_sparkd_run(const std::string& args, const std::string& stdin_text) {
+  return sparkd::testing::run_command(std::string(SPARKD_RUN_BINARY) + " " + args, stdin_text);
 }
 
 }  // namespace

@@ -9,8 +9,14 @@
 
 namespace sparkd {
 
+// Which hand-vectorised kernels may run. kWidest takes the best this CPU has (AVX-512, AVX2,
+// or portable C++ off x86); the others cap it, so tests and benchmarks can run every code
+// path on one machine.
+enum class CpuKernels { kWidest, kAvx2, kPortable };
+
 struct CpuBackendOptions {
   int num_threads = 0;  // 0: OpenMP's default (all cores, or OMP_NUM_THREADS)
+  CpuKernels kernels = CpuKernels::kWidest;
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options = {});

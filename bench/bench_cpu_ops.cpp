@@ -1,0 +1,265 @@
+// bench_cpu_ops: the CPU backend's hot ops at model shapes, in GFLOP/s and GB/s.
+//
+//   bench_cpu_ops [--threads N] [--kernels widest|avx2|portable] [--min-seconds S]
+//                 [--only linear|attention] [--rotate-mib MIB]
+//
+// First the machine's read bandwidth (a multi-threaded sum over a large buffer): the roofline
+// for decode. Then linear at decode shapes (M = 1: every weight byte read once per call, so
+// effective GB/s = weight bytes / time), at prefill shapes (M = 128, 512: GFLOP/s), and
+// attention for a few context lengths (decode: GB/s of K/V read; prefill: GFLOP/s).
+// Decode weights rotate over copies totalling --rotate-mib (default 768) so that they come
+// from DRAM, not from a large L3. Each figure is the best time of calls repeated for at
+// least --min-seconds (default 0.3): on a shared machine the best is the stable statistic.
+// --kernels caps the hand-vectorised kernels (see CpuKernels).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/half.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using sparkd::AttentionParams;
+using sparkd::AttentionSequence;
+using sparkd::Backend;
+using sparkd::Buffer;
+using sparkd::DType;
+using sparkd::KvLayerView;
+using sparkd::Tensor;
+
+struct Options {
+  int threads = 0;
+  sparkd::CpuKernels kernels = sparkd::CpuKernels::kWidest;
+  double min_seconds = 0.3;
+  std::string only;
+  int64_t rotate_mib = 768;
+};
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Best seconds per call of fn(i) (i counts calls), after one warm-up call.
+template <typename Fn>
+double time_per_call(double min_seconds, Fn&& fn) {
+  fn(0);
+  std::vector<double> times;
+  const Clock::time_point begin = Clock::now();
+  for (int i = 1; seconds_since(begin) < min_seconds || times.size() < 3; ++i) {
+    const Clock::time_point start = Clock::now();
+    fn(i);
+    times.push_back(seconds_since(start));
+  }
+  return *std::min_element(times.begin(), times.end());
+}
+
+class Memory {
+ public:
+  explicit Memory(Backend& backend) : backend_(backend) {}
+  Tensor make(DType dtype, std::vector<int64_t> shape) {
+    Tensor t(dtype, std::move(shape), nullptr);
+    auto buffer = backend_.allocate(t.size_bytes());
+    if (!buffer) {
+      std::fprintf(stderr, "%s\n", buffer.status().to_string().c_str());
+      std::exit(1);
+    }
+    t.data = buffer->data();
+    buffers_.push_back(std::move(*buffer));
+    return t;
+  }
+  // Pseudo-random values in [-1, 1) stored as `dtype` (a multiplicative hash: fast enough
+  // for gigabytes, and the values don't matter to the timing).
+  Tensor random(DType dtype, std::vector<int64_t> shape, uint32_t seed) {
+    Tensor t = make(dtype, std::move(shape));
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      const uint32_t hash = (static_cast<uint32_t>(i) + seed * 0x9e3779b9u) * 0x85ebca6bu;
+      const float v = static_cast<float>(hash >> 8) * 0x1p-23f - 1.0f;
+      if (dtype == DType::kF32) {
+        t.as<float>()[i] = v;
+      } else {
+        t.as<uint16_t>()[i] =
+            dtype == DType::kBF16 ? sparkd::f32_to_bf16(v) : sparkd::f32_to_f16(v);
+      }
+    }
+    return t;
+  }
+
+ private:
+  Backend& backend_;
+  std::vector<Buffer> buffers_;
+};
+
+// Read bandwidth: `threads` threads each summing its part of a 1 GiB buffer as 64-bit words
+// into eight independent registers (two loads per cycle outrun DRAM on any core).
+double measure_read_gbs(int threads, double min_seconds) {
+  const size_t words = size_t{1} << 27;
+  std::vector<uint64_t> data(words, 1);
+  std::vector<uint64_t> sums(static_cast<size_t>(threads));
+  const double seconds = time_per_call(min_seconds, [&](int) {
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+      workers.emplace_back([&, t] {
+        const size_t begin = words / threads * t, end = words / threads * (t + 1);
+        uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+        for (size_t i = begin; i < end; i += 8) {
+          s0 += data[i];
+          s1 += data[i + 1];
+          s2 += data[i + 2];
+          s3 += data[i + 3];
+          s4 += data[i + 4];
+          s5 += data[i + 5];
+          s6 += data[i + 6];
+          s7 += data[i + 7];
+        }
+        sums[t] = s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
+      });
+    }
+    for (std::thread& w : workers) w.join();
+  });
+  return static_cast<double>(words * sizeof(uint64_t)) / seconds / 1e9;
+}
+
+void bench_linear(Backend& backend, const Options& options) {
+  struct Case {
+    int64_t m, n, k;
+  };
+  const std::vector<Case> decode = {{1, 4096, 4096}, {1, 14336, 4096}, {1, 4096, 14336}};
+  const std::vector<Case> prefill = {{128, 4096, 4096}, {512, 4096, 4096}, {128, 14336, 4096}};
+  std::printf("\nlinear  y[M,N] = x[M,K] W[N,K]^T       %8s %10s %10s\n", "ms", "GFLOP/s",
+              "W GB/s");
+  for (DType dtype : {DType::kBF16, DType::kF32, DType::kF16}) {
+    for (bool is_decode : {true, false}) {
+      for (const Case& c : is_decode ? decode : prefill) {
+        if (!is_decode && dtype == DType::kF16) continue;  // same path as BF16
+        Memory memory(backend);
+        const int64_t weight_bytes =
+            c.n * c.k * static_cast<int64_t>(sparkd::dtype_size_bytes(dtype));
+        const int64_t copies =
+            is_decode ? std::max<int64_t>(1, options.rotate_mib * (1 << 20) / weight_bytes) : 1;
+        std::vector<Tensor> weights = {memory.random(dtype, {c.n, c.k}, 1)};
+        for (int64_t i = 1; i < copies; ++i) {
+          weights.push_back(memory.make(dtype, {c.n, c.k}));
+          std::memcpy(weights.back().data, weights[0].data, weights[0].size_bytes());
+        }
+        Tensor x = memory.random(DType::kF32, {c.m, c.k}, 99);
+        Tensor y = memory.make(DType::kF32, {c.m, c.n});
+        const double seconds = time_per_call(options.min_seconds, [&](int call) {
+          backend.linear(x, weights[static_cast<size_t>(call) % weights.size()], nullptr, y);
+        });
+        const double flops = 2.0 * static_cast<double>(c.m * c.n * c.k);
+        std::printf("  %-5s M=%-4lld N=%-6lld K=%-6lld %s %8.3f %10.1f %10.1f\n",
+                    sparkd::dtype_name(dtype), static_cast<long long>(c.m),
+                    static_cast<long long>(c.n), static_cast<long long>(c.k),
+                    is_decode ? "decode " : "prefill", seconds * 1e3, flops / seconds / 1e9,
+                    static_cast<double>(weight_bytes) / seconds / 1e9);
+      }
+    }
+  }
+}
+
+void bench_attention(Backend& backend, const Options& options) {
+  // Llama-3-8B's attention: 32 query heads over 8 kv heads of 128.
+  const int64_t heads = 32, kv_heads = 8, head_dim = 128;
+  std::printf("\nattention  heads %lld / kv %lld x %lld, F32 KV  %8s %10s %10s\n",
+              static_cast<long long>(heads), static_cast<long long>(kv_heads),
+              static_cast<long long>(head_dim), "ms", "GFLOP/s", "KV GB/s");
+  struct Case {
+    int32_t query_tokens;
+    int32_t context_tokens;
+  };
+  const std::vector<Case> cases = {{1, 512}, {1, 2048}, {1, 8192}, {512, 512}, {128, 2048}};
+  for (const Case& c : cases) {
+    Memory memory(backend);
+    KvLayerView kv;
+    kv.keys = memory.random(DType::kF32, {c.context_tokens, kv_heads, head_dim}, 1);
+    kv.values = memory.random(DType::kF32, {c.context_tokens, kv_heads, head_dim}, 2);
+    Tensor q = memory.random(DType::kF32, {c.query_tokens, heads, head_dim}, 3);
+    Tensor out = memory.make(DType::kF32, {c.query_tokens, heads, head_dim});
+    AttentionSequence sequence;
+    sequence.query_tokens = c.query_tokens;
+    sequence.context_tokens = c.context_tokens;
+    AttentionParams params;
+    params.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+    const double seconds = time_per_call(options.min_seconds, [&](int) {
+      backend.attention(q, kv, {&sequence, 1}, params, out);
+    });
+    // Causal: query i sees context - query + i + 1 keys; two products of head_dim each.
+    double visible_keys = 0.0;
+    for (int32_t i = 0; i < c.query_tokens; ++i) {
+      visible_keys += c.context_tokens - c.query_tokens + i + 1;
+    }
+    const double flops = 4.0 * visible_keys * static_cast<double>(heads * head_dim);
+    const double kv_bytes = 2.0 * static_cast<double>(kv.keys.size_bytes());
+    std::printf("  query %-4d context %-5d %s               %8.3f %10.1f %10.1f\n", c.query_tokens,
+                c.context_tokens, c.query_tokens == 1 ? "decode " : "prefill", seconds * 1e3,
+                flops / seconds / 1e9, kv_bytes / seconds / 1e9);
+  }
+}
+
+int usage() {
+  std::fprintf(stderr,
+               "usage: bench_cpu_ops [--threads N] [--kernels widest|avx2|portable] "
+               "[--min-seconds S] "
+               "[--only linear|attention] [--rotate-mib MIB]\n");
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const bool has_value = i + 1 < argc;
+    if (arg == "--threads" && has_value) {
+      options.threads = std::atoi(argv[++i]);
+    } else if (arg == "--kernels" && has_value) {
+      const std::string kernels = argv[++i];
+      if (kernels == "widest") {
+        options.kernels = sparkd::CpuKernels::kWidest;
+      } else if (kernels == "avx2") {
+        options.kernels = sparkd::CpuKernels::kAvx2;
+      } else if (kernels == "portable") {
+        options.kernels = sparkd::CpuKernels::kPortable;
+      } else {
+        return usage();
+      }
+    } else if (arg == "--min-seconds" && has_value) {
+      options.min_seconds = std::atof(argv[++i]);
+    } else if (arg == "--only" && has_value) {
+      options.only = argv[++i];
+    } else if (arg == "--rotate-mib" && has_value) {
+      options.rotate_mib = std::atoll(argv[++i]);
+    } else {
+      return usage();
+    }
+  }
+  sparkd::CpuBackendOptions backend_options;
+  backend_options.num_threads = options.threads;
+  backend_options.kernels = options.kernels;
+  std::unique_ptr<Backend> backend = sparkd::make_cpu_backend(backend_options);
+
+  const int threads = options.threads > 0
+                          ? options.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const char* kernels_name = options.kernels == sparkd::CpuKernels::kWidest ? "widest"
+                             : options.kernels == sparkd::CpuKernels::kAvx2 ? "avx2"
+                                                                            : "portable";
+  std::printf("bench_cpu_ops: %d threads, %s kernels\n", threads, kernels_name);
+  if (options.only.empty()) {
+    std::printf("read bandwidth (%d threads, 1 GiB): %.1f GB/s\n", threads,
+                measure_read_gbs(threads, options.min_seconds));
+  }
+  if (options.only.empty() || options.only == "linear") bench_linear(*backend, options);
+  if (options.only.empty() || options.only == "attention") bench_attention(*backend, options);
+  return 0;
+}

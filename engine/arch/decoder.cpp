@@ -1,0 +1,225 @@
+#include "engine/arch/decoder.h"
+
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "engine/arch/rope.h"
+
+namespace sparkd::arch {
+
+namespace {
+
+// Tensor `name` with `shape`, or the loader's error naming both.
+Status bind(const model::ModelWeights& weights, const std::string& name, std::vector<int64_t> shape,
+            Tensor& out) {
+  SPARKD_ASSIGN_OR_RETURN(out, weights.get(name, shape));
+  return Status::ok();
+}
+
+Status bind_optional(const model::ModelWeights& weights, bool present, const std::string& name,
+                     std::vector<int64_t> shape, std::optional<Tensor>& out) {
+  if (!present) return Status::ok();
+  SPARKD_ASSIGN_OR_RETURN(out, weights.get(name, shape));
+  return Status::ok();
+}
+
+const Tensor* ptr(const std::optional<Tensor>& t) {
+  return t ? &*t : nullptr;
+}
+
+}  // namespace
+
+Expected<std::unique_ptr<DecoderModel>> DecoderModel::create(const model::ModelSpec& spec,
+                                                             const model::ModelWeights& weights,
+                                                             Backend& backend) {
+  std::unique_ptr<DecoderModel> decoder(new DecoderModel(spec, backend));
+  SPARKD_RETURN_IF_ERROR(decoder->bind_weights(weights));
+  const std::vector<float> inv_freq = rope_inv_freq(spec.rope, spec.head_dim);
+  SPARKD_ASSIGN_OR_RETURN(decoder->inv_freq_buffer_,
+                          backend.allocate(inv_freq.size() * sizeof(float)));
+  backend.upload(decoder->inv_freq_buffer_.data(), inv_freq.data(),
+                 inv_freq.size() * sizeof(float));
+  decoder->inv_freq_ = Tensor(DType::kF32, {static_cast<int64_t>(inv_freq.size())},
+                              decoder->inv_freq_buffer_.data());
+  return decoder;
+}
+
+Status DecoderModel::bind_weights(const model::ModelWeights& weights) {
+  const int64_t hidden = spec_.hidden_size;
+  const int64_t q_dim = int64_t{spec_.num_heads} * spec_.head_dim;
+  const int64_t kv_dim = int64_t{spec_.num_kv_heads} * spec_.head_dim;
+  const int64_t inter = spec_.intermediate_size;
+  // Causal LMs nest the decoder under "model."; a bare decoder saved as an embedding model
+  // (Qwen3-Embedding) has no prefix.
+  const std::string prefix = weights.contains("model.embed_tokens.weight") ? "model." : "";
+
+  SPARKD_RETURN_IF_ERROR(
+      bind(weights, prefix + "embed_tokens.weight", {spec_.vocab_size, hidden}, embed_tokens_));
+  SPARKD_RETURN_IF_ERROR(bind(weights, prefix + "norm.weight", {hidden}, final_norm_));
+  if (spec_.task == model::ModelTask::kGenerate) {
+    if (spec_.tie_word_embeddings) {
+      lm_head_ = embed_tokens_;
+    } else {
+      SPARKD_RETURN_IF_ERROR(bind(weights, "lm_head.weight", {spec_.vocab_size, hidden}, lm_head_));
+    }
+  }
+  layers_.resize(spec_.num_layers);
+  for (int32_t i = 0; i < spec_.num_layers; ++i) {
+    const std::string p = prefix + "layers." + std::to_string(i) + ".";
+    LayerWeights& w = layers_[i];
+    SPARKD_RETURN_IF_ERROR(bind(weights, p + "input_layernorm.weight", {hidden}, w.input_norm));
+    SPARKD_RETURN_IF_ERROR(
+        bind(weights, p + "post_attention_layernorm.weight", {hidden}, w.post_attention_norm));
+    SPARKD_RETURN_IF_ERROR(bind(weights, p + "self_attn.q_proj.weight", {q_dim, hidden}, w.q_proj));
+    SPARKD_RETURN_IF_ERROR(
+        bind(weights, p + "self_attn.k_proj.weight", {kv_dim, hidden}, w.k_proj));
+    SPARKD_RETURN_IF_ERROR(
+        bind(weights, p + "self_attn.v_proj.weight", {kv_dim, hidden}, w.v_proj));
+    SPARKD_RETURN_IF_ERROR(bind(weights, p + "self_attn.o_proj.weight", {hidden, q_dim}, w.o_proj));
+    const bool qkv_bias = spec_.attention_qkv_bias;
+    SPARKD_RETURN_IF_ERROR(
+        bind_optional(weights, qkv_bias, p + "self_attn.q_proj.bias", {q_dim}, w.q_bias));
+    SPARKD_RETURN_IF_ERROR(
+        bind_optional(weights, qkv_bias, p + "self_attn.k_proj.bias", {kv_dim}, w.k_bias));
+    SPARKD_RETURN_IF_ERROR(
+        bind_optional(weights, qkv_bias, p + "self_attn.v_proj.bias", {kv_dim}, w.v_bias));
+    SPARKD_RETURN_IF_ERROR(bind_optional(weights, spec_.attention_out_bias,
+                                         p + "self_attn.o_proj.bias", {hidden}, w.o_bias));
+    SPARKD_RETURN_IF_ERROR(bind_optional(weights, spec_.qk_norm, p + "self_attn.q_norm.weight",
+                                         {spec_.head_dim}, w.q_norm));
+    SPARKD_RETURN_IF_ERROR(bind_optional(weights, spec_.qk_norm, p + "self_attn.k_norm.weight",
+                                         {spec_.head_dim}, w.k_norm));
+    SPARKD_RETURN_IF_ERROR(bind(weights, p + "mlp.gate_proj.weight", {inter, hidden}, w.gate_proj));
+    SPARKD_RETURN_IF_ERROR(bind(weights, p + "mlp.up_proj.weight", {inter, hidden}, w.up_proj));
+    SPARKD_RETURN_IF_ERROR(bind(weights, p + "mlp.down_proj.weight", {hidden, inter}, w.down_proj));
+    const bool mlp_bias = spec_.mlp_bias;
+    SPARKD_RETURN_IF_ERROR(
+        bind_optional(weights, mlp_bias, p + "mlp.gate_proj.bias", {inter}, w.gate_bias));
+    SPARKD_RETURN_IF_ERROR(
+        bind_optional(weights, mlp_bias, p + "mlp.up_proj.bias", {inter}, w.up_bias));
+    SPARKD_RETURN_IF_ERROR(
+        bind_optional(weights, mlp_bias, p + "mlp.down_proj.bias", {hidden}, w.down_bias));
+  }
+  return Status::ok();
+}
+
+Expected<KvCache> DecoderModel::allocate_kv_cache(int32_t num_slots, int32_t block_tokens) const {
+  return KvCache::allocate(backend_, spec_.num_layers, spec_.num_kv_heads, spec_.head_dim,
+                           num_slots, block_tokens);
+}
+
+Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequence> batch,
+                                              const KvCache& kv, Activations& act) {
+  // Host-side bookkeeping: the flat token list, each token's position and KV slot, and the
+  // per-sequence attention spans.
+  std::vector<int32_t> tokens, positions, slots;
+  std::vector<AttentionSequence> sequences;
+  for (const DecoderStepSequence& seq : batch) {
+    AttentionSequence attention;
+    attention.query_begin = static_cast<int32_t>(tokens.size());
+    attention.query_tokens = static_cast<int32_t>(seq.tokens.size());
+    attention.context_tokens = seq.past_tokens + attention.query_tokens;
+    attention.kv_slot_begin = seq.kv.kv_slot_begin;
+    attention.block_table = seq.kv.block_table;
+    sequences.push_back(attention);
+    for (size_t i = 0; i < seq.tokens.size(); ++i) {
+      const int32_t token = seq.tokens[i];
+      if (token < 0 || token >= spec_.vocab_size) {
+        return Status(StatusCode::kInvalidArgument, "token id " + std::to_string(token) +
+                                                        " is outside the vocabulary (size " +
+                                                        std::to_string(spec_.vocab_size) + ")");
+      }
+      const int32_t position = seq.past_tokens + static_cast<int32_t>(i);
+      tokens.push_back(token);
+      positions.push_back(position);
+      slots.push_back(kv.slot(seq.kv, position));
+    }
+  }
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  const int64_t hidden = spec_.hidden_size;
+  const int64_t heads = spec_.num_heads, kv_heads = spec_.num_kv_heads, head_dim = spec_.head_dim;
+  const int64_t inter = spec_.intermediate_size;
+
+  SPARKD_ASSIGN_OR_RETURN(Tensor x, act.make({n, hidden}));
+  SPARKD_ASSIGN_OR_RETURN(Tensor normed, act.make({n, hidden}));
+  SPARKD_ASSIGN_OR_RETURN(Tensor q, act.make({n, heads * head_dim}));
+  SPARKD_ASSIGN_OR_RETURN(Tensor k, act.make({n, kv_heads * head_dim}));
+  SPARKD_ASSIGN_OR_RETURN(Tensor v, act.make({n, kv_heads * head_dim}));
+  SPARKD_ASSIGN_OR_RETURN(Tensor attention_out, act.make({n, heads * head_dim}));
+  SPARKD_ASSIGN_OR_RETURN(Tensor projected, act.make({n, hidden}));
+  SPARKD_ASSIGN_OR_RETURN(Tensor gate, act.make({n, inter}));
+  SPARKD_ASSIGN_OR_RETURN(Tensor up, act.make({n, inter}));
+
+  AttentionParams params;
+  params.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  params.causal = true;
+  params.sliding_window = spec_.sliding_window;
+
+  Backend& b = backend_;
+  b.gather_rows(embed_tokens_, tokens, x);
+  for (int32_t l = 0; l < spec_.num_layers; ++l) {
+    const LayerWeights& w = layers_[l];
+    b.rms_norm(x, w.input_norm, spec_.norm_eps, normed);
+    b.linear(normed, w.q_proj, ptr(w.q_bias), q);
+    b.linear(normed, w.k_proj, ptr(w.k_bias), k);
+    b.linear(normed, w.v_proj, ptr(w.v_bias), v);
+    Tensor q_heads = q.reshaped({n, heads, head_dim});
+    Tensor k_heads = k.reshaped({n, kv_heads, head_dim});
+    if (spec_.qk_norm) {  // RMSNorm over each head's vector, before rope (Qwen3)
+      Tensor q_rows = q.reshaped({n * heads, head_dim});
+      Tensor k_rows = k.reshaped({n * kv_heads, head_dim});
+      b.rms_norm(q_rows, *w.q_norm, spec_.norm_eps, q_rows);
+      b.rms_norm(k_rows, *w.k_norm, spec_.norm_eps, k_rows);
+    }
+    b.rope(q_heads, positions, inv_freq_);
+    b.rope(k_heads, positions, inv_freq_);
+    Tensor v_heads = v.reshaped({n, kv_heads, head_dim});
+    b.store_kv(k_heads, v_heads, slots, kv.layer(l));
+    Tensor attention_heads = attention_out.reshaped({n, heads, head_dim});
+    b.attention(q_heads, kv.layer(l), sequences, params, attention_heads);
+    b.linear(attention_out, w.o_proj, ptr(w.o_bias), projected);
+    b.add(x, projected, x);
+
+    b.rms_norm(x, w.post_attention_norm, spec_.norm_eps, normed);
+    b.linear(normed, w.gate_proj, ptr(w.gate_bias), gate);
+    b.linear(normed, w.up_proj, ptr(w.up_bias), up);
+    b.silu_mul(gate, up, gate);
+    b.linear(gate, w.down_proj, ptr(w.down_bias), projected);
+    b.add(x, projected, x);
+  }
+  b.rms_norm(x, final_norm_, spec_.norm_eps, x);
+  return x;
+}
+
+Expected<std::vector<float>> DecoderModel::forward(std::span<const DecoderStepSequence> batch,
+                                                   const KvCache& kv) {
+  if (lm_head_.data == nullptr) {
+    return Status(StatusCode::kFailedPrecondition,
+                  spec_.architecture + " has no language-model head: it is an embedding model");
+  }
+  Activations act(backend_);
+  SPARKD_ASSIGN_OR_RETURN(Tensor hidden, forward_hidden(batch, kv, act));
+  // Only the rows whose logits are wanted go through the (large) vocabulary projection.
+  std::vector<int32_t> rows;
+  int32_t begin = 0;
+  for (const DecoderStepSequence& seq : batch) {
+    const int32_t count = static_cast<int32_t>(seq.tokens.size());
+    if (seq.all_logits) {
+      for (int32_t i = 0; i < count; ++i) rows.push_back(begin + i);
+    } else if (count > 0) {
+      rows.push_back(begin + count - 1);
+    }
+    begin += count;
+  }
+  const int64_t n_rows = static_cast<int64_t>(rows.size());
+  SPARKD_ASSIGN_OR_RETURN(Tensor picked, act.make({n_rows, spec_.hidden_size}));
+  backend_.gather_rows(hidden, rows, picked);
+  SPARKD_ASSIGN_OR_RETURN(Tensor logits, act.make({n_rows, spec_.vocab_size}));
+  backend_.linear(picked, lm_head_, nullptr, logits);
+  std::vector<float> host(static_cast<size_t>(logits.numel()));
+  backend_.download_f32(logits, host);
+  return host;
+}
+
+}  // namespace sparkd::arch

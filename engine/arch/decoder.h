@@ -1,0 +1,74 @@
+// The Llama-family decoder: Llama, Mistral, Qwen2 and Qwen3 differ only in what ModelSpec
+// says (GQA, rope scaling, q/k/v biases, qk-norm, tied embeddings, sliding window).
+//
+// One forward() runs a step for a batch of sequences: each contributes its new tokens (a
+// whole prompt for prefill, one token for decode), attends over its cached positions plus
+// the new ones, and appends the new keys/values to the KV cache at its placement.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/arch/activations.h"
+#include "engine/backend/backend.h"
+#include "engine/kv/kv_cache.h"
+#include "engine/model/model_spec.h"
+#include "engine/model/weights.h"
+
+namespace sparkd::arch {
+
+struct DecoderStepSequence {
+  std::span<const int32_t> tokens;  // this step's new tokens
+  int32_t past_tokens = 0;          // tokens of this sequence already in the KV cache
+  KvPlacement kv;
+  bool all_logits = false;  // logits for every new token (scoring a prompt), not only the last
+};
+
+class DecoderModel {
+ public:
+  // Checks that `weights` hold every tensor the spec implies, with the right shapes.
+  static Expected<std::unique_ptr<DecoderModel>> create(const model::ModelSpec& spec,
+                                                        const model::ModelWeights& weights,
+                                                        Backend& backend);
+
+  const model::ModelSpec& spec() const { return spec_; }
+  Backend& backend() const { return backend_; }
+  Expected<KvCache> allocate_kv_cache(int32_t num_slots, int32_t block_tokens = 0) const;
+
+  // One step. Returns the logits (host F32, [rows, vocab_size]) of each sequence's last new
+  // token, or of all its new tokens when all_logits: rows in batch order.
+  Expected<std::vector<float>> forward(std::span<const DecoderStepSequence> batch,
+                                       const KvCache& kv);
+
+  // The same step up to the final norm: the hidden states of every new token [tokens,
+  // hidden_size], in `activations` memory (decoders used as embedding models pool these).
+  Expected<Tensor> forward_hidden(std::span<const DecoderStepSequence> batch, const KvCache& kv,
+                                  Activations& activations);
+
+ private:
+  struct LayerWeights {
+    Tensor input_norm, post_attention_norm;
+    Tensor q_proj, k_proj, v_proj, o_proj;
+    std::optional<Tensor> q_bias, k_bias, v_bias, o_bias;
+    std::optional<Tensor> q_norm, k_norm;  // Qwen3
+    Tensor gate_proj, up_proj, down_proj;
+    std::optional<Tensor> gate_bias, up_bias, down_bias;
+  };
+
+  DecoderModel(const model::ModelSpec& spec, Backend& backend) : spec_(spec), backend_(backend) {}
+  Status bind_weights(const model::ModelWeights& weights);
+
+  model::ModelSpec spec_;
+  Backend& backend_;
+  Tensor embed_tokens_;
+  std::vector<LayerWeights> layers_;
+  Tensor final_norm_;
+  Tensor lm_head_;  // embed_tokens_ itself when the embeddings are tied
+  Buffer inv_freq_buffer_;
+  Tensor inv_freq_;
+};
+
+}  // namespace sparkd::arch

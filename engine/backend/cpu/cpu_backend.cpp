@@ -1,0 +1,353 @@
+// The CPU backend: host memory, shape checks, and dispatch to the kernels of cpu_kernels.h.
+//
+// Every op checks its tensors before touching them; a mismatch is a bug in the caller, so it
+// aborts with a message naming the op and the shapes (see SPARKD_CPU_CHECK).
+#include "engine/backend/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include "engine/backend/cpu/cpu_kernels.h"
+
+namespace sparkd {
+namespace {
+
+using cpu::KernelConfig;
+
+constexpr size_t kAlignmentBytes = 64;  // a cache line, and an AVX-512 register
+
+std::string describe(const Tensor& t) {
+  return std::string(dtype_name(t.dtype)) + shape_string(t.shape);
+}
+
+void check_f32(const char* op, const char* what, const Tensor& t) {
+  SPARKD_CPU_CHECK(t.dtype == DType::kF32, op,
+                   std::string(what) + " must be F32 (activations), got " + describe(t));
+}
+
+void check_same_shape(const char* op, const Tensor& a, const Tensor& b) {
+  SPARKD_CPU_CHECK(a.numel() == b.numel() && a.cols() == b.cols(), op,
+                   "shapes differ: " + describe(a) + " vs " + describe(b));
+}
+
+bool overlaps(const Tensor& a, const Tensor& b) {
+  const char* a_begin = static_cast<const char*>(a.data);
+  const char* b_begin = static_cast<const char*>(b.data);
+  return a_begin < b_begin + b.size_bytes() && b_begin < a_begin + a.size_bytes();
+}
+
+// A small tensor (weights of norms, biases, inv_freq) as F32: the tensor's own memory when
+// it already is F32, a converted copy otherwise.
+class F32Values {
+ public:
+  explicit F32Values(const Tensor& t) {
+    if (t.dtype == DType::kF32) {
+      data_ = t.as<const float>();
+    } else {
+      copy_.resize(static_cast<size_t>(t.numel()));
+      cpu::convert_to_f32(t.data, t.dtype, 0, t.numel(), copy_.data());
+      data_ = copy_.data();
+    }
+  }
+  const float* data() const { return data_; }
+
+ private:
+  const float* data_ = nullptr;
+  std::vector<float> copy_;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const CpuBackendOptions& options) {
+    config_.num_threads = options.num_threads;
+    if (config_.num_threads <= 0) {
+#if defined(_OPENMP)
+      config_.num_threads = omp_get_max_threads();
+#else
+      config_.num_threads = 1;
+#endif
+    }
+    const cpu::SimdLevel widest = cpu::detected_simd_level();
+    switch (options.kernels) {
+      case CpuKernels::kWidest:
+        config_.simd = widest;
+        break;
+      case CpuKernels::kAvx2:
+        config_.simd = std::min(widest, cpu::SimdLevel::kAvx2);
+        break;
+      case CpuKernels::kPortable:
+        config_.simd = cpu::SimdLevel::kPortable;
+        break;
+    }
+  }
+
+  std::string name() const override {
+    return "cpu";
+  }
+  DType activation_dtype() const override {
+    return DType::kF32;
+  }
+
+  // ---- memory ---------------------------------------------------------------------------
+  Expected<Buffer> allocate(size_t size_bytes) override {
+    // aligned_alloc wants a multiple of the alignment; a zero-byte request still gets memory
+    // so that data() is never null for a live buffer.
+    const size_t rounded_bytes =
+        (std::max<size_t>(size_bytes, 1) + kAlignmentBytes - 1) / kAlignmentBytes * kAlignmentBytes;
+    void* data = std::aligned_alloc(kAlignmentBytes, rounded_bytes);
+    if (data == nullptr) {
+      return Status(
+          StatusCode::kResourceExhausted,
+          "cpu backend: cannot allocate " + std::to_string(size_bytes) + " bytes of host memory");
+    }
+    return Buffer(data, size_bytes, [](void* p) { std::free(p); });
+  }
+  bool memory_is_host_accessible() const override {
+    return true;
+  }
+  void upload(void* dst, const void* src_host, size_t size_bytes) override {
+    if (size_bytes != 0) std::memcpy(dst, src_host, size_bytes);
+  }
+  void download_f32(const Tensor& src, std::span<float> dst) override {
+    SPARKD_CPU_CHECK(static_cast<int64_t>(dst.size()) == src.numel(), "download_f32",
+                     describe(src) + " into " + std::to_string(dst.size()) + " floats");
+    cpu::convert_to_f32(src.data, src.dtype, 0, src.numel(), dst.data());
+  }
+
+  // ---- ops ------------------------------------------------------------------------------
+  void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& y) override {
+    const int64_t m = x.rows(), k = x.cols(), n = weight.rank() == 2 ? weight.dim(0) : -1;
+    const auto shapes = [&] {
+      return "x " + describe(x) + ", weight " + describe(weight) + ", bias " +
+             (bias ? describe(*bias) : std::string("none")) + ", y " + describe(y);
+    };
+    check_f32("linear", "x", x);
+    check_f32("linear", "y", y);
+    SPARKD_CPU_CHECK(weight.rank() == 2 && weight.dim(1) == k && y.rows() == m && y.cols() == n,
+                     "linear", "shape mismatch: " + shapes());
+    SPARKD_CPU_CHECK(!bias || bias->numel() == n, "linear", "bias shape mismatch: " + shapes());
+    std::vector<float> x_copy;
+    const float* x_data = x.as<const float>();
+    if (overlaps(x, y)) {  // y = x·Wᵀ in place (N == K): read x from a copy
+      x_copy.assign(x_data, x_data + x.numel());
+      x_data = x_copy.data();
+    }
+    std::optional<F32Values> bias_f32;
+    if (bias) bias_f32.emplace(*bias);
+    cpu::linear(config_, x_data, m, k, weight.data, weight.dtype, n,
+                bias_f32 ? bias_f32->data() : nullptr, y.as<float>());
+  }
+
+  void gather_rows(const Tensor& src, std::span<const int32_t> rows, Tensor& out) override {
+    const int64_t cols = src.cols(), src_rows = src.rows();
+    SPARKD_CPU_CHECK(
+        out.cols() == cols && out.rows() == static_cast<int64_t>(rows.size()), "gather_rows",
+        std::to_string(rows.size()) + " rows of " + describe(src) + " into " + describe(out));
+    for (int32_t row : rows) {
+      SPARKD_CPU_CHECK(row >= 0 && row < src_rows, "gather_rows",
+                       "row " + std::to_string(row) + " outside " + describe(src));
+    }
+    const size_t src_row_bytes = static_cast<size_t>(cols) * dtype_size_bytes(src.dtype);
+    cpu::parallel_for(config_, static_cast<int64_t>(rows.size()), cols, [&](int64_t i) {
+      const int64_t row = rows[i];
+      if (src.dtype == out.dtype) {
+        std::memcpy(static_cast<char*>(out.data) + i * src_row_bytes,
+                    static_cast<const char*>(src.data) + row * src_row_bytes, src_row_bytes);
+        return;
+      }
+      float* row_f32 = cpu::thread_scratch(0, static_cast<size_t>(cols));
+      cpu::convert_to_f32(src.data, src.dtype, row * cols, cols, row_f32);
+      cpu::convert_from_f32(row_f32, cols, out.dtype, out.data, i * cols);
+    });
+  }
+
+  void add(const Tensor& a, const Tensor& b, Tensor& out) override {
+    check_f32("add", "a", a);
+    check_f32("add", "out", out);
+    check_same_shape("add", a, out);
+    const bool broadcast = b.numel() != a.numel();
+    SPARKD_CPU_CHECK(
+        (!broadcast && b.cols() == a.cols()) || b.numel() == a.cols(), "add",
+        "b " + describe(b) + " is neither a's shape " + describe(a) + " nor one row of it");
+    const F32Values b_f32(b);
+    cpu::add(config_, a.as<const float>(), b_f32.data(), broadcast, a.rows(), a.cols(),
+             out.as<float>());
+  }
+
+  void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) override {
+    check_f32("rms_norm", "x", x);
+    check_f32("rms_norm", "out", out);
+    check_same_shape("rms_norm", x, out);
+    SPARKD_CPU_CHECK(weight.numel() == x.cols(), "rms_norm",
+                     "weight " + describe(weight) + " for x " + describe(x));
+    const F32Values weight_f32(weight);
+    cpu::rms_norm(config_, x.as<const float>(), weight_f32.data(), eps, x.rows(), x.cols(),
+                  out.as<float>());
+  }
+
+  void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
+                  Tensor& out) override {
+    check_f32("layer_norm", "x", x);
+    check_f32("layer_norm", "out", out);
+    check_same_shape("layer_norm", x, out);
+    SPARKD_CPU_CHECK(
+        weight.numel() == x.cols() && bias.numel() == x.cols(), "layer_norm",
+        "weight " + describe(weight) + ", bias " + describe(bias) + " for x " + describe(x));
+    const F32Values weight_f32(weight);
+    const F32Values bias_f32(bias);
+    cpu::layer_norm(config_, x.as<const float>(), weight_f32.data(), bias_f32.data(), eps, x.rows(),
+                    x.cols(), out.as<float>());
+  }
+
+  void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override {
+    check_f32("silu_mul", "gate", gate);
+    check_f32("silu_mul", "up", up);
+    check_f32("silu_mul", "out", out);
+    check_same_shape("silu_mul", gate, up);
+    check_same_shape("silu_mul", gate, out);
+    cpu::silu_mul(config_, gate.as<const float>(), up.as<const float>(), gate.numel(),
+                  out.as<float>());
+  }
+
+  void gelu(const Tensor& x, bool tanh_approximation, Tensor& out) override {
+    check_f32("gelu", "x", x);
+    check_f32("gelu", "out", out);
+    check_same_shape("gelu", x, out);
+    cpu::gelu(config_, x.as<const float>(), tanh_approximation, x.numel(), out.as<float>());
+  }
+
+  void tanh(const Tensor& x, Tensor& out) override {
+    check_f32("tanh", "x", x);
+    check_f32("tanh", "out", out);
+    check_same_shape("tanh", x, out);
+    cpu::tanh(config_, x.as<const float>(), x.numel(), out.as<float>());
+  }
+
+  void rope(Tensor& x, std::span<const int32_t> positions, const Tensor& inv_freq) override {
+    check_f32("rope", "x", x);
+    SPARKD_CPU_CHECK(
+        x.rank() == 3 && x.dim(2) % 2 == 0 && static_cast<int64_t>(positions.size()) == x.dim(0) &&
+            inv_freq.numel() == x.dim(2) / 2,
+        "rope",
+        "x " + describe(x) + " (want [tokens, heads, even head_dim]), " +
+            std::to_string(positions.size()) + " positions, inv_freq " + describe(inv_freq));
+    const F32Values inv_freq_f32(inv_freq);
+    cpu::rope(config_, x.as<float>(), x.dim(0), x.dim(1), x.dim(2), positions, inv_freq_f32.data());
+  }
+
+  void store_kv(const Tensor& k, const Tensor& v, std::span<const int32_t> slots,
+                const KvLayerView& kv) override {
+    check_kv_view("store_kv", kv);
+    check_f32("store_kv", "k", k);
+    check_f32("store_kv", "v", v);
+    const int64_t tokens = static_cast<int64_t>(slots.size());
+    const int64_t row_elements = kv.keys.dim(1) * kv.keys.dim(2);
+    SPARKD_CPU_CHECK(k.numel() == tokens * row_elements && k.cols() == kv.keys.dim(2) &&
+                         v.numel() == k.numel() && v.cols() == k.cols(),
+                     "store_kv",
+                     "k " + describe(k) + ", v " + describe(v) + ", " + std::to_string(tokens) +
+                         " slots, cache " + describe(kv.keys));
+    for (int32_t slot : slots) {
+      SPARKD_CPU_CHECK(slot >= 0 && slot < kv.keys.dim(0), "store_kv",
+                       "slot " + std::to_string(slot) + " outside cache " + describe(kv.keys));
+    }
+    cpu::store_kv(config_, k.as<const float>(), v.as<const float>(), slots, kv);
+  }
+
+  void attention(const Tensor& q, const KvLayerView& kv,
+                 std::span<const AttentionSequence> sequences, const AttentionParams& params,
+                 Tensor& out) override {
+    check_kv_view("attention", kv);
+    check_f32("attention", "q", q);
+    check_f32("attention", "out", out);
+    const int64_t kv_heads = kv.keys.dim(1), head_dim = kv.keys.dim(2);
+    SPARKD_CPU_CHECK(
+        q.rank() == 3 && q.dim(2) == head_dim && q.dim(1) % kv_heads == 0 && out.shape == q.shape,
+        "attention",
+        "q " + describe(q) + ", out " + describe(out) + ", cache " + describe(kv.keys) +
+            " (want q [tokens, kv_heads * group, head_dim])");
+    SPARKD_CPU_CHECK(params.sliding_window >= 0, "attention", "negative sliding_window");
+    for (const AttentionSequence& sequence : sequences) {
+      check_sequence(q.dim(0), kv, sequence);
+    }
+    cpu::attention(config_, q.as<const float>(), q.dim(1), kv, sequences, params, out.as<float>());
+  }
+
+  void mean_rows(const Tensor& x, std::span<const RowSpan> spans, Tensor& out) override {
+    check_f32("mean_rows", "x", x);
+    check_f32("mean_rows", "out", out);
+    SPARKD_CPU_CHECK(
+        out.rows() == static_cast<int64_t>(spans.size()) && out.cols() == x.cols(), "mean_rows",
+        std::to_string(spans.size()) + " spans of x " + describe(x) + " into " + describe(out));
+    for (const RowSpan& span : spans) {
+      SPARKD_CPU_CHECK(span.begin >= 0 && span.count > 0 && span.begin + span.count <= x.rows(),
+                       "mean_rows",
+                       "span [" + std::to_string(span.begin) + ", +" + std::to_string(span.count) +
+                           ") of x " + describe(x));
+    }
+    cpu::mean_rows(config_, x.as<const float>(), x.cols(), spans, out.as<float>());
+  }
+
+  void l2_normalize_rows(Tensor& x) override {
+    check_f32("l2_normalize_rows", "x", x);
+    cpu::l2_normalize_rows(config_, x.as<float>(), x.rows(), x.cols());
+  }
+
+ private:
+  static void check_kv_view(const char* op, const KvLayerView& kv) {
+    SPARKD_CPU_CHECK(kv.keys.rank() == 3 && kv.keys.dim(1) > 0 && kv.keys.dim(2) > 0 &&
+                         kv.values.shape == kv.keys.shape && kv.keys.dtype == kv.values.dtype &&
+                         kv.block_tokens >= 0,
+                     op,
+                     "keys " + describe(kv.keys) + ", values " + describe(kv.values) +
+                         ", block_tokens " + std::to_string(kv.block_tokens) +
+                         " (want equal [slots, kv_heads, head_dim])");
+  }
+
+  // The sequence's rows lie inside q and every slot it reads lies inside the cache.
+  static void check_sequence(int64_t q_tokens, const KvLayerView& kv,
+                             const AttentionSequence& sequence) {
+    const int64_t slots = kv.keys.dim(0);
+    const auto describe_sequence = [&] {
+      return "sequence {query_begin " + std::to_string(sequence.query_begin) + ", query_tokens " +
+             std::to_string(sequence.query_tokens) + ", context_tokens " +
+             std::to_string(sequence.context_tokens) + ", kv_slot_begin " +
+             std::to_string(sequence.kv_slot_begin) + ", " +
+             std::to_string(sequence.block_table.size()) + " blocks} with " +
+             std::to_string(q_tokens) + " query rows, " + std::to_string(slots) + " slots";
+    };
+    SPARKD_CPU_CHECK(sequence.query_begin >= 0 && sequence.query_tokens >= 0 &&
+                         sequence.query_begin + sequence.query_tokens <= q_tokens &&
+                         sequence.context_tokens >= sequence.query_tokens,
+                     "attention", describe_sequence());
+    if (kv.block_tokens == 0) {
+      SPARKD_CPU_CHECK(sequence.kv_slot_begin >= 0 &&
+                           sequence.kv_slot_begin + int64_t{sequence.context_tokens} <= slots,
+                       "attention", "contiguous slots outside the cache: " + describe_sequence());
+      return;
+    }
+    const int64_t blocks_needed =
+        (int64_t{sequence.context_tokens} + kv.block_tokens - 1) / kv.block_tokens;
+    SPARKD_CPU_CHECK(static_cast<int64_t>(sequence.block_table.size()) >= blocks_needed,
+                     "attention", "block table too short: " + describe_sequence());
+    for (int64_t b = 0; b < blocks_needed; ++b) {
+      const int64_t block = sequence.block_table[b];
+      SPARKD_CPU_CHECK(
+          block >= 0 && (block + 1) * kv.block_tokens <= slots, "attention",
+          "block " + std::to_string(block) + " outside the cache: " + describe_sequence());
+    }
+  }
+
+  KernelConfig config_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options) {
+  return std::make_unique<CpuBackend>(options);
+}
+
+}  // namespace sparkd

@@ -1,0 +1,756 @@
+// config.json (plus generation_config.json and the sentence-transformers files) -> ModelSpec.
+//
+// Defaults are the transformers 5.x config classes' defaults for a missing or null field, so
+// a config that loads in transformers means the same thing here. Every value that sizes
+// something is bounded, because config.json is untrusted input (the fuzz target feeds it
+// arbitrary bytes) and architecture code allocates from these numbers.
+
+#include "engine/model/model_spec.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <utility>
+
+#include "engine/model/untrusted_json.h"
+
+namespace sparkd::model {
+
+namespace {
+
+using nlohmann::json;
+
+// Far above any real model, far below what would overflow the products that size buffers.
+constexpr int64_t kMaxDim = int64_t{1} << 20;
+constexpr int64_t kMaxVocab = int64_t{1} << 22;
+constexpr int64_t kMaxLayers = 1024;
+constexpr int64_t kMaxPositions = int64_t{1} << 24;
+constexpr int64_t kMaxLabels = int64_t{1} << 16;
+constexpr size_t kMaxTokenIds = 1024;
+// Config files are a few KiB; anything this large is not one.
+constexpr uintmax_t kMaxConfigFileBytes = 16u << 20;
+
+// Thrown inside this file only, caught at the two entry points: the field readers below can
+// then simply return values.
+struct SpecError {
+  Status status;
+};
+
+[[noreturn]] void fail(StatusCode code, std::string_view source, const std::string& message) {
+  throw SpecError{Status(code, std::string(source) + ": " + message)};
+}
+
+json parse_json_object(std::string_view text, std::string_view source) {
+  json root;
+  try {
+    root = json::parse(text.begin(), text.end());
+  } catch (const json::exception& error) {
+    fail(StatusCode::kInvalidArgument, source, "not valid JSON (" + json_error_text(error) + ")");
+  }
+  if (!root.is_object()) {
+    fail(StatusCode::kInvalidArgument, source,
+         "must be a JSON object, got " + describe_untrusted_json(root));
+  }
+  return root;
+}
+
+// The fields of one JSON object. `prefix` names a nested object in errors
+// ("rope_parameters.factor").
+class Fields {
+ public:
+  Fields(const json& object, std::string_view source, std::string prefix = "")
+      : object_(object), source_(source), prefix_(std::move(prefix)) {}
+
+  std::string_view source() const { return source_; }
+  std::string label(std::string_view field) const { return prefix_ + std::string(field); }
+  [[noreturn]] void fail_field(StatusCode code, std::string_view field,
+                               const std::string& message) const {
+    fail(code, source_, label(field) + " " + message);
+  }
+
+  // nullptr when absent or null: transformers reads both as "use the default".
+  const json* find(std::string_view field) const {
+    auto it = object_.find(field);
+    if (it == object_.end() || it->is_null()) return nullptr;
+    return &*it;
+  }
+  bool has(std::string_view field) const { return find(field) != nullptr; }
+
+  int32_t get_int(std::string_view field, int64_t min, int64_t max) const {
+    const json* value = find(field);
+    if (value == nullptr) fail(StatusCode::kInvalidArgument, source_, "missing " + label(field));
+    return as_int(*value, field, min, max);
+  }
+  int32_t get_int_or(std::string_view field, int64_t min, int64_t max, int32_t fallback) const {
+    const json* value = find(field);
+    return value == nullptr ? fallback : as_int(*value, field, min, max);
+  }
+  int32_t as_int(const json& value, std::string_view field, int64_t min, int64_t max) const {
+    bool ok = false;
+    int64_t result = 0;
+    if (value.is_number_unsigned()) {
+      const uint64_t raw = value.get<uint64_t>();
+      ok = raw <= static_cast<uint64_t>(max);
+      result = ok ? static_cast<int64_t>(raw) : 0;
+    } else if (value.is_number_integer()) {
+      result = value.get<int64_t>();
+      ok = true;
+    }
+    if (!ok || result < min || result > max) {
+      fail_field(StatusCode::kInvalidArgument, field,
+                 "must be an integer in [" + std::to_string(min) + ", " + std::to_string(max) +
+                     "], got " + describe_untrusted_json(value));
+    }
+    return static_cast<int32_t>(result);
+  }
+
+  // A finite number in (min_exclusive, max_inclusive].
+  float get_float(std::string_view field, double min_exclusive, double max_inclusive) const {
+    const json* value = find(field);
+    if (value == nullptr) fail(StatusCode::kInvalidArgument, source_, "missing " + label(field));
+    return as_float(*value, field, min_exclusive, max_inclusive);
+  }
+  float get_float_or(std::string_view field, double min_exclusive, double max_inclusive,
+                     float fallback) const {
+    const json* value = find(field);
+    return value == nullptr ? fallback : as_float(*value, field, min_exclusive, max_inclusive);
+  }
+  float as_float(const json& value, std::string_view field, double min_exclusive,
+                 double max_inclusive) const {
+    // Range-checked as a double before narrowing: an out-of-range double -> float is UB.
+    const double number = value.is_number() ? value.get<double>() : std::nan("");
+    if (!(number > min_exclusive && number <= max_inclusive)) {
+      std::ostringstream range;
+      range << "(" << min_exclusive << ", " << max_inclusive << "]";
+      fail_field(StatusCode::kInvalidArgument, field,
+                 "must be a number in " + range.str() + ", got " + describe_untrusted_json(value));
+    }
+    return static_cast<float>(number);
+  }
+
+  bool get_bool_or(std::string_view field, bool fallback) const {
+    const json* value = find(field);
+    if (value == nullptr) return fallback;
+    if (!value->is_boolean()) {
+      fail_field(StatusCode::kInvalidArgument, field,
+                 "must be true or false, got " + describe_untrusted_json(*value));
+    }
+    return value->get<bool>();
+  }
+
+  std::string get_string_or(std::string_view field, std::string fallback) const {
+    const json* value = find(field);
+    if (value == nullptr) return fallback;
+    if (!value->is_string()) {
+      fail_field(StatusCode::kInvalidArgument, field,
+                 "must be a string, got " + describe_untrusted_json(*value));
+    }
+    return value->get<std::string>();
+  }
+
+ private:
+  const json& object_;
+  std::string_view source_;
+  std::string prefix_;
+};
+
+struct ArchitectureInfo {
+  const char* name;
+  ModelFamily family;
+  ModelTask task;
+};
+
+// What each supported config.json "architectures" entry means. The *Model classes of the
+// decoder families are the bare transformer (no LM head): embedders such as Qwen3-Embedding.
+constexpr ArchitectureInfo kArchitectures[] = {
+    {"LlamaForCausalLM", ModelFamily::kLlama, ModelTask::kGenerate},
+    {"MistralForCausalLM", ModelFamily::kMistral, ModelTask::kGenerate},
+    {"Qwen2ForCausalLM", ModelFamily::kQwen2, ModelTask::kGenerate},
+    {"Qwen3ForCausalLM", ModelFamily::kQwen3, ModelTask::kGenerate},
+    {"LlamaModel", ModelFamily::kLlama, ModelTask::kEmbed},
+    {"MistralModel", ModelFamily::kMistral, ModelTask::kEmbed},
+    {"Qwen2Model", ModelFamily::kQwen2, ModelTask::kEmbed},
+    {"Qwen3Model", ModelFamily::kQwen3, ModelTask::kEmbed},
+    {"BertModel", ModelFamily::kBert, ModelTask::kEmbed},
+    {"XLMRobertaModel", ModelFamily::kXlmRoberta, ModelTask::kEmbed},
+    // RoBERTa is XLM-R's architecture (transformers' XLM-R classes are copies of it).
+    {"RobertaModel", ModelFamily::kXlmRoberta, ModelTask::kEmbed},
+    {"BertForSequenceClassification", ModelFamily::kBert, ModelTask::kRerank},
+    {"XLMRobertaForSequenceClassification", ModelFamily::kXlmRoberta, ModelTask::kRerank},
+};
+
+// Old configs without "architectures": the class AutoModel would pick from model_type.
+constexpr std::pair<const char*, const char*> kModelTypeArchitectures[] = {
+    {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"},
+    {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"},
+    {"bert", "BertModel"},         {"xlm-roberta", "XLMRobertaModel"},
+    {"roberta", "RobertaModel"},
+};
+
+const ArchitectureInfo* find_architecture(std::string_view name) {
+  for (const ArchitectureInfo& info : kArchitectures) {
+    if (name == info.name) return &info;
+  }
+  return nullptr;
+}
+
+std::string supported_list() {
+  std::string out;
+  for (const std::string& name : supported_architectures()) {
+    if (!out.empty()) out += ", ";
+    out += name;
+  }
+  return out;
+}
+
+const ArchitectureInfo& read_architecture(const Fields& config) {
+  const json* list = config.find("architectures");
+  if (list != nullptr) {
+    if (!list->is_array() || list->empty()) {
+      config.fail_field(
+          StatusCode::kInvalidArgument, "architectures",
+          "must be a non-empty list of class names, got " + describe_untrusted_json(*list));
+    }
+    for (const json& name : *list) {
+      if (!name.is_string()) {
+        config.fail_field(StatusCode::kInvalidArgument, "architectures",
+                          "must list class names (strings), got " + describe_untrusted_json(name));
+      }
+      if (const ArchitectureInfo* info = find_architecture(name.get_ref<const std::string&>())) {
+        return *info;
+      }
+    }
+    fail(StatusCode::kUnimplemented, config.source(),
+         "unsupported architecture " + describe_untrusted_json(list->front()) +
+             " (supported: " + supported_list() + ")");
+  }
+  const std::string model_type = config.get_string_or("model_type", "");
+  for (const auto& [type, architecture] : kModelTypeArchitectures) {
+    if (model_type == type) return *find_architecture(architecture);
+  }
+  fail(StatusCode::kUnimplemented, config.source(),
+       "no \"architectures\" entry" +
+           (model_type.empty() ? std::string()
+                               : " and unsupported model_type '" + model_type + "'") +
+           " (supported architectures: " + supported_list() + ")");
+}
+
+Activation read_activation(const Fields& config, const char* fallback) {
+  const std::string name = config.get_string_or("hidden_act", fallback);
+  if (name == "silu" || name == "swish") return Activation::kSilu;
+  if (name == "gelu") return Activation::kGelu;
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh") return Activation::kGeluTanh;
+  config.fail_field(
+      StatusCode::kUnimplemented, "hidden_act",
+      "'" + name + "' is not supported (supported: silu, gelu, gelu_new, " + "gelu_pytorch_tanh)");
+}
+
+// transformers 5.x writes "rope_parameters": {rope_theta, rope_type, factor, ...}; older
+// configs have "rope_scaling": {type | rope_type, factor, ...} beside a top-level rope_theta.
+RopeSpec read_rope(const Fields& config) {
+  RopeSpec rope;
+  std::string key = "rope_parameters";
+  const json* params = config.find(key);
+  if (params == nullptr) {
+    key = "rope_scaling";
+    params = config.find(key);
+  }
+  rope.theta = config.get_float_or("rope_theta", 0.0, 1e12, 10000.0f);
+  if (params == nullptr) return rope;
+  if (!params->is_object()) {
+    config.fail_field(StatusCode::kInvalidArgument, key,
+                      "must be an object, got " + describe_untrusted_json(*params));
+  }
+  const Fields p(*params, config.source(), key + ".");
+  if (!p.has("rope_type") && !p.has("type") && !p.has("rope_theta") && !params->empty() &&
+      std::all_of(params->begin(), params->end(), [](const json& v) { return v.is_object(); })) {
+    config.fail_field(StatusCode::kUnimplemented, key,
+                      "gives rope parameters per layer type; sparkd supports one set for all "
+                      "layers");
+  }
+  rope.theta = p.get_float_or("rope_theta", 0.0, 1e12, rope.theta);
+  const std::string type = p.get_string_or("rope_type", p.get_string_or("type", "default"));
+  if (type == "default") return rope;
+  if (type == "linear") {
+    rope.scaling = RopeSpec::Scaling::kLinear;
+    rope.factor = p.get_float("factor", 0.0, 1e6);
+    return rope;
+  }
+  if (type == "llama3") {
+    rope.scaling = RopeSpec::Scaling::kLlama3;
+    rope.factor = p.get_float("factor", 0.0, 1e6);
+    rope.low_freq_factor = p.get_float("low_freq_factor", 0.0, 1e6);
+    rope.high_freq_factor = p.get_float("high_freq_factor", 0.0, 1e6);
+    rope.original_max_position_embeddings =
+        p.get_int("original_max_position_embeddings", 1, kMaxPositions);
+    if (!(rope.high_freq_factor > rope.low_freq_factor)) {
+      p.fail_field(StatusCode::kInvalidArgument, "high_freq_factor",
+                   "(" + describe_untrusted_json(*p.find("high_freq_factor")) +
+                       ") must be larger than low_freq_factor (" +
+                       describe_untrusted_json(*p.find("low_freq_factor")) + ")");
+    }
+    return rope;
+  }
+  p.fail_field(StatusCode::kUnimplemented, p.has("rope_type") ? "rope_type" : "type",
+               "'" + type + "' is not supported (supported: default, linear, llama3)");
+}
+
+// Qwen2/Qwen3: a window only when use_sliding_window, and then only on the layers from
+// max_window_layers on (transformers 5.x spells the result out as "layer_types").
+int32_t read_qwen_sliding_window(const Fields& config, int32_t num_layers) {
+  int64_t sliding_layers = 0;
+  if (const json* types = config.find("layer_types")) {
+    if (!types->is_array() || types->size() != static_cast<size_t>(num_layers)) {
+      config.fail_field(StatusCode::kInvalidArgument, "layer_types",
+                        "must list one entry per layer (" + std::to_string(num_layers) + "), got " +
+                            describe_untrusted_json(*types));
+    }
+    for (const json& type : *types) {
+      if (type == "sliding_attention") {
+        ++sliding_layers;
+      } else if (type != "full_attention") {
+        config.fail_field(StatusCode::kUnimplemented, "layer_types",
+                          "entry " + describe_untrusted_json(type) +
+                              " is not supported (supported: full_attention, sliding_attention)");
+      }
+    }
+  } else if (config.get_bool_or("use_sliding_window", false)) {
+    const int32_t full_layers = config.get_int_or("max_window_layers", 0, kMaxLayers, 28);
+    sliding_layers = std::max(0, num_layers - full_layers);
+  }
+  if (sliding_layers == 0) return 0;
+  if (sliding_layers != num_layers) {
+    fail(StatusCode::kUnimplemented, config.source(),
+         std::to_string(sliding_layers) + " of " + std::to_string(num_layers) +
+             " layers use sliding-window attention; sparkd supports a window on all layers or "
+             "none");
+  }
+  return config.get_int("sliding_window", 1, std::numeric_limits<int32_t>::max());
+}
+
+std::vector<int32_t> read_token_ids(const Fields& config, std::string_view field,
+                                    int32_t vocab_size) {
+  std::vector<int32_t> ids;
+  const json* value = config.find(field);
+  if (value == nullptr) return ids;
+  if (value->is_array()) {
+    if (value->size() > kMaxTokenIds) {
+      config.fail_field(StatusCode::kInvalidArgument, field,
+                        "lists " + std::to_string(value->size()) + " ids; at most " +
+                            std::to_string(kMaxTokenIds) + " are supported");
+    }
+    for (const json& id : *value) {
+      if (!id.is_null()) ids.push_back(config.as_int(id, field, 0, vocab_size - 1));
+    }
+  } else {
+    ids.push_back(config.as_int(*value, field, 0, vocab_size - 1));
+  }
+  return ids;
+}
+
+void read_labels(const Fields& config, ModelSpec& spec) {
+  const json* id2label = config.find("id2label");
+  if (id2label == nullptr) {
+    // PretrainedConfig's default is two labels.
+    spec.num_labels = config.get_int_or("num_labels", 1, kMaxLabels, 2);
+    for (int32_t i = 0; i < spec.num_labels; ++i)
+      spec.labels.push_back("LABEL_" + std::to_string(i));
+    return;
+  }
+  if (!id2label->is_object() || id2label->empty() ||
+      id2label->size() > static_cast<size_t>(kMaxLabels)) {
+    config.fail_field(StatusCode::kInvalidArgument, "id2label",
+                      "must be a non-empty object {\"0\": label, ...} of at most " +
+                          std::to_string(kMaxLabels) + " labels, got " +
+                          describe_untrusted_json(*id2label));
+  }
+  // id2label wins over num_labels, as in transformers.
+  std::vector<std::optional<std::string>> labels(id2label->size());
+  for (auto it = id2label->begin(); it != id2label->end(); ++it) {
+    const std::string& key = it.key();
+    size_t id = 0;
+    bool ok = !key.empty() && key.size() <= 6 &&
+              std::all_of(key.begin(), key.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (ok) {
+      id = static_cast<size_t>(std::stoul(key));
+      ok = id < labels.size() && !labels[id].has_value() && it->is_string();
+    }
+    if (!ok) {
+      config.fail_field(StatusCode::kInvalidArgument, "id2label",
+                        "must map the ids 0.." + std::to_string(labels.size() - 1) +
+                            " to label strings, got key " + describe_untrusted_json(json(key)) +
+                            " -> " + describe_untrusted_json(*it));
+    }
+    labels[id] = it->get<std::string>();
+  }
+  spec.num_labels = static_cast<int32_t>(labels.size());
+  for (auto& label : labels) spec.labels.push_back(std::move(*label));
+}
+
+void read_decoder(const Fields& config, ModelSpec& spec) {
+  spec.is_decoder = true;
+  spec.vocab_size = config.get_int("vocab_size", 1, kMaxVocab);
+  spec.hidden_size = config.get_int("hidden_size", 1, kMaxDim);
+  spec.intermediate_size = config.get_int("intermediate_size", 1, kMaxDim);
+  spec.num_layers = config.get_int("num_hidden_layers", 1, kMaxLayers);
+  spec.num_heads = config.get_int("num_attention_heads", 1, kMaxDim);
+  spec.num_kv_heads = config.get_int_or("num_key_value_heads", 1, kMaxDim, spec.num_heads);
+  if (spec.num_heads % spec.num_kv_heads != 0) {
+    fail(StatusCode::kInvalidArgument, config.source(),
+         "num_attention_heads (" + std::to_string(spec.num_heads) +
+             ") is not a multiple of num_key_value_heads (" + std::to_string(spec.num_kv_heads) +
+             ")");
+  }
+  if (config.has("head_dim")) {
+    spec.head_dim = config.get_int("head_dim", 1, kMaxDim);
+  } else {
+    if (spec.hidden_size % spec.num_heads != 0) {
+      fail(StatusCode::kInvalidArgument, config.source(),
+           "hidden_size (" + std::to_string(spec.hidden_size) +
+               ") is not a multiple of num_attention_heads (" + std::to_string(spec.num_heads) +
+               ") and no head_dim is given");
+    }
+    spec.head_dim = spec.hidden_size / spec.num_heads;
+  }
+  if (int64_t{spec.num_heads} * spec.head_dim > kMaxDim) {
+    fail(StatusCode::kInvalidArgument, config.source(),
+         "num_attention_heads * head_dim (" + std::to_string(spec.num_heads) + " * " +
+             std::to_string(spec.head_dim) + ") exceeds " + std::to_string(kMaxDim));
+  }
+  if (spec.head_dim % 2 != 0) {
+    fail(StatusCode::kInvalidArgument, config.source(),
+         "head_dim (" + std::to_string(spec.head_dim) +
+             ") must be even: rotary embeddings rotate pairs of dimensions");
+  }
+  int32_t default_positions = 2048;  // LlamaConfig
+  if (spec.family == ModelFamily::kMistral) default_positions = 131072;
+  if (spec.family == ModelFamily::kQwen2 || spec.family == ModelFamily::kQwen3) {
+    default_positions = 32768;
+  }
+  spec.max_position_embeddings =
+      config.get_int_or("max_position_embeddings", 1, kMaxPositions, default_positions);
+  spec.norm_eps = config.get_float_or("rms_norm_eps", 0.0, 1.0, 1e-6f);
+  spec.activation = read_activation(config, "silu");
+  spec.rope = read_rope(config);
+  spec.tie_word_embeddings = config.get_bool_or("tie_word_embeddings", false);
+  spec.pad_token_id = 0;  // decoders never read it; configs often say null or -1
+
+  // Which projections have biases, per transformers' modeling code for each family.
+  switch (spec.family) {
+    case ModelFamily::kLlama:
+      spec.attention_qkv_bias = spec.attention_out_bias =
+          config.get_bool_or("attention_bias", false);
+      spec.mlp_bias = config.get_bool_or("mlp_bias", false);
+      break;
+    case ModelFamily::kQwen3:
+      spec.attention_qkv_bias = spec.attention_out_bias =
+          config.get_bool_or("attention_bias", false);
+      spec.qk_norm = true;
+      break;
+    case ModelFamily::kQwen2:
+      spec.attention_qkv_bias = true;  // hard-coded in Qwen2Attention; o_proj has none
+      break;
+    case ModelFamily::kMistral:  // MistralAttention has no biases, whatever the config says
+    case ModelFamily::kBert:
+    case ModelFamily::kXlmRoberta:
+      break;
+  }
+  if (spec.family == ModelFamily::kMistral) {
+    spec.sliding_window =
+        config.get_int_or("sliding_window", 1, std::numeric_limits<int32_t>::max(), 0);
+  } else if (spec.family == ModelFamily::kQwen2 || spec.family == ModelFamily::kQwen3) {
+    spec.sliding_window = read_qwen_sliding_window(config, spec.num_layers);
+  }
+  spec.pooling = Pooling::kLastToken;
+}
+
+void read_encoder(const Fields& config, ModelSpec& spec) {
+  spec.is_decoder = false;
+  spec.vocab_size = config.get_int("vocab_size", 1, kMaxVocab);
+  spec.hidden_size = config.get_int("hidden_size", 1, kMaxDim);
+  spec.intermediate_size = config.get_int("intermediate_size", 1, kMaxDim);
+  spec.num_layers = config.get_int("num_hidden_layers", 1, kMaxLayers);
+  spec.num_heads = config.get_int("num_attention_heads", 1, kMaxDim);
+  if (spec.hidden_size % spec.num_heads != 0) {
+    fail(StatusCode::kInvalidArgument, config.source(),
+         "hidden_size (" + std::to_string(spec.hidden_size) +
+             ") is not a multiple of num_attention_heads (" + std::to_string(spec.num_heads) + ")");
+  }
+  spec.num_kv_heads = spec.num_heads;
+  spec.head_dim = spec.hidden_size / spec.num_heads;
+  spec.max_position_embeddings =
+      config.get_int_or("max_position_embeddings", 1, kMaxPositions, 512);
+  spec.norm_eps = config.get_float_or("layer_norm_eps", 0.0, 1.0, 1e-12f);
+  spec.activation = read_activation(config, "gelu");
+  const std::string positions = config.get_string_or("position_embedding_type", "absolute");
+  if (positions != "absolute") {
+    config.fail_field(StatusCode::kUnimplemented, "position_embedding_type",
+                      "'" + positions + "' is not supported (supported: absolute)");
+  }
+  spec.type_vocab_size = config.get_int_or("type_vocab_size", 1, kMaxDim, 2);
+  const bool roberta = spec.family == ModelFamily::kXlmRoberta;
+  spec.pad_token_id = config.get_int_or("pad_token_id", 0, spec.vocab_size - 1, roberta ? 1 : 0);
+  // RoBERTa numbers positions after the padding index (create_position_ids_from_input_ids).
+  spec.position_offset = roberta ? spec.pad_token_id + 1 : 0;
+  if (spec.position_offset >= spec.max_position_embeddings) {
+    fail(StatusCode::kInvalidArgument, config.source(),
+         "max_position_embeddings (" + std::to_string(spec.max_position_embeddings) +
+             ") leaves no positions after the offset pad_token_id + 1 (" +
+             std::to_string(spec.position_offset) + ")");
+  }
+  // sentence-transformers' Pooling default for encoders is mean; a reranker's classifier
+  // reads the first ([CLS]) token.
+  spec.pooling = spec.task == ModelTask::kRerank ? Pooling::kCls : Pooling::kMean;
+}
+
+ModelSpec parse_config(std::string_view config_json, std::string_view source) {
+  const json root = parse_json_object(config_json, source);
+  const Fields config(root, source);
+  const ArchitectureInfo& info = read_architecture(config);
+  if (const json* quantization = config.find("quantization_config")) {
+    std::string method = "unknown";
+    if (quantization->is_object()) {
+      auto it = quantization->find("quant_method");
+      if (it != quantization->end()) method = describe_untrusted_json(*it);
+    }
+    config.fail_field(StatusCode::kUnimplemented, "quantization_config",
+                      "(quant_method " + method +
+                          "): quantized checkpoints are not supported; use an F32, F16 or BF16 "
+                          "checkpoint");
+  }
+  ModelSpec spec;
+  spec.architecture = info.name;
+  spec.family = info.family;
+  spec.task = info.task;
+  if (info.family == ModelFamily::kBert || info.family == ModelFamily::kXlmRoberta) {
+    read_encoder(config, spec);
+  } else {
+    read_decoder(config, spec);
+  }
+  if (spec.task == ModelTask::kRerank) read_labels(config, spec);
+  const std::vector<int32_t> bos = read_token_ids(config, "bos_token_id", spec.vocab_size);
+  if (bos.size() > 1) {
+    config.fail_field(StatusCode::kInvalidArgument, "bos_token_id", "must be a single id");
+  }
+  spec.bos_token_id = bos.empty() ? -1 : bos.front();
+  spec.eos_token_ids = read_token_ids(config, "eos_token_id", spec.vocab_size);
+  return spec;
+}
+
+// ---- model directories --------------------------------------------------------------------
+
+std::string read_text_file(const std::filesystem::path& path) {
+  std::error_code error;
+  const uintmax_t size = std::filesystem::file_size(path, error);
+  if (error) {
+    fail(StatusCode::kNotFound, path.string(), "cannot read: " + error.message());
+  }
+  if (size > kMaxConfigFileBytes) {
+    fail(StatusCode::kInvalidArgument, path.string(),
+         "is " + std::to_string(size) + " bytes; a config file is at most " +
+             std::to_string(kMaxConfigFileBytes));
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in && !in.eof()) fail(StatusCode::kUnavailable, path.string(), "read failed");
+  return text.str();
+}
+
+// generation_config.json's special tokens override config.json's (generate() uses them).
+void read_generation_config(const std::filesystem::path& path, ModelSpec& spec) {
+  const std::string text = read_text_file(path);
+  const std::string source = path.string();
+  const json root = parse_json_object(text, source);
+  const Fields config(root, source);
+  const std::vector<int32_t> eos = read_token_ids(config, "eos_token_id", spec.vocab_size);
+  if (config.has("eos_token_id")) spec.eos_token_ids = eos;
+  const std::vector<int32_t> bos = read_token_ids(config, "bos_token_id", spec.vocab_size);
+  if (bos.size() > 1) {
+    config.fail_field(StatusCode::kInvalidArgument, "bos_token_id", "must be a single id");
+  }
+  if (!bos.empty()) spec.bos_token_id = bos.front();
+}
+
+// The pooling a sentence-transformers Pooling config asks for: "pooling_mode" (a name or a
+// list, sentence-transformers >= 6) or the legacy pooling_mode_* booleans.
+Pooling read_pooling_config(const std::filesystem::path& path) {
+  const std::string text = read_text_file(path);
+  const std::string source = path.string();
+  const json root = parse_json_object(text, source);
+  const Fields config(root, source);
+  std::vector<std::string> modes;
+  if (const json* mode = config.find("pooling_mode")) {
+    if (mode->is_string()) {
+      modes.push_back(mode->get<std::string>());
+    } else if (mode->is_array() && !mode->empty() && mode->size() <= 8 &&
+               std::all_of(mode->begin(), mode->end(),
+                           [](const json& m) { return m.is_string(); })) {
+      for (const json& m : *mode) modes.push_back(m.get<std::string>());
+    } else {
+      config.fail_field(
+          StatusCode::kInvalidArgument, "pooling_mode",
+          "must be a mode name or a list of them, got " + describe_untrusted_json(*mode));
+    }
+  } else {
+    constexpr std::pair<const char*, const char*> kLegacy[] = {
+        {"pooling_mode_cls_token", "cls"},
+        {"pooling_mode_max_tokens", "max"},
+        {"pooling_mode_mean_tokens", "mean"},
+        {"pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len_tokens"},
+        {"pooling_mode_weightedmean_tokens", "weightedmean"},
+        {"pooling_mode_lasttoken", "lasttoken"},
+    };
+    for (const auto& [key, legacy_mode] : kLegacy) {
+      if (config.get_bool_or(key, false)) modes.push_back(legacy_mode);
+    }
+    if (modes.empty()) modes.push_back("mean");  // sentence-transformers' default
+  }
+  if (modes.size() > 1) {
+    std::string joined;
+    for (const std::string& mode : modes) joined += (joined.empty() ? "" : " + ") + mode;
+    fail(StatusCode::kUnimplemented, source,
+         "pooling combines several modes (" + joined +
+             "); sparkd supports one of cls, mean, lasttoken");
+  }
+  if (modes[0] == "cls") return Pooling::kCls;
+  if (modes[0] == "mean") return Pooling::kMean;
+  if (modes[0] == "lasttoken") return Pooling::kLastToken;
+  fail(StatusCode::kUnimplemented, source,
+       "pooling mode '" + modes[0] + "' is not supported (supported: cls, mean, lasttoken)");
+}
+
+// modules.json: the sentence-transformers pipeline. Transformer, Pooling and Normalize are
+// what sparkd runs; any other module (Dense, LayerNorm, ...) would change the embedding, so
+// it is refused rather than skipped.
+void read_sentence_transformers(const std::filesystem::path& dir, ModelSpec& spec) {
+  const std::filesystem::path modules_path = dir / "modules.json";
+  const std::string source = modules_path.string();
+  json modules;
+  try {
+    modules = json::parse(read_text_file(modules_path));
+  } catch (const json::exception& error) {
+    fail(StatusCode::kInvalidArgument, source, "not valid JSON (" + json_error_text(error) + ")");
+  }
+  if (!modules.is_array()) {
+    fail(StatusCode::kInvalidArgument, source,
+         "must be a list of modules, got " + describe_untrusted_json(modules));
+  }
+  for (size_t i = 0; i < modules.size(); ++i) {
+    const json& module = modules[i];
+    if (!module.is_object()) {
+      fail(StatusCode::kInvalidArgument, source,
+           "module " + std::to_string(i) + " must be an object, got " +
+               describe_untrusted_json(module));
+    }
+    const Fields fields(module, source, "module " + std::to_string(i) + " ");
+    const std::string type = fields.get_string_or("type", "");
+    const std::string module_path = fields.get_string_or("path", "");
+    // "sentence_transformers.models.Pooling" and the newer module paths end alike.
+    const size_t dot = type.rfind('.');
+    const std::string kind = dot == std::string::npos ? type : type.substr(dot + 1);
+    if (kind == "Transformer") continue;
+    if (kind == "Normalize") {
+      spec.normalize_embeddings = true;
+      continue;
+    }
+    if (kind == "Pooling") {
+      const std::filesystem::path relative(module_path);
+      if (module_path.empty() || relative.is_absolute() ||
+          std::any_of(relative.begin(), relative.end(),
+                      [](const std::filesystem::path& part) { return part == ".."; })) {
+        fields.fail_field(StatusCode::kInvalidArgument, "path",
+                          "must name the Pooling module's folder in the model directory, got '" +
+                              module_path + "'");
+      }
+      spec.pooling = read_pooling_config(dir / relative / "config.json");
+      continue;
+    }
+    fail(StatusCode::kUnimplemented, source,
+         "module " + std::to_string(i) + " ('" + type +
+             "') is not supported: sparkd runs Transformer, Pooling and Normalize modules");
+  }
+}
+
+}  // namespace
+
+const char* family_name(ModelFamily family) {
+  switch (family) {
+    case ModelFamily::kLlama:
+      return "llama";
+    case ModelFamily::kMistral:
+      return "mistral";
+    case ModelFamily::kQwen2:
+      return "qwen2";
+    case ModelFamily::kQwen3:
+      return "qwen3";
+    case ModelFamily::kBert:
+      return "bert";
+    case ModelFamily::kXlmRoberta:
+      return "xlm-roberta";
+  }
+  return "?";
+}
+
+const char* task_name(ModelTask task) {
+  switch (task) {
+    case ModelTask::kGenerate:
+      return "generate";
+    case ModelTask::kEmbed:
+      return "embed";
+    case ModelTask::kRerank:
+      return "rerank";
+  }
+  return "?";
+}
+
+std::vector<std::string> supported_architectures() {
+  std::vector<std::string> names;
+  for (const ArchitectureInfo& info : kArchitectures) names.emplace_back(info.name);
+  return names;
+}
+
+Expected<ModelSpec> parse_model_config(std::string_view config_json, std::string_view source) {
+  try {
+    return parse_config(config_json, source);
+  } catch (const SpecError& error) {
+    return error.status;
+  }
+}
+
+Expected<ModelSpec> load_model_spec(const std::string& model_dir) {
+  namespace fs = std::filesystem;
+  const fs::path dir(model_dir);
+  std::error_code error;
+  if (!fs::is_directory(dir, error)) {
+    return Status(StatusCode::kNotFound,
+                  model_dir + ": model directory does not exist or is not a directory");
+  }
+  const fs::path config_path = dir / "config.json";
+  if (!fs::exists(config_path, error)) {
+    return Status(StatusCode::kNotFound,
+                  config_path.string() + ": not found (a model directory needs config.json)");
+  }
+  try {
+    ModelSpec spec = parse_config(read_text_file(config_path), config_path.string());
+    if (fs::exists(dir / "generation_config.json", error)) {
+      read_generation_config(dir / "generation_config.json", spec);
+    }
+    // A reranker's classifier decides its output; sentence-transformers files (if any)
+    // describe embedding pipelines, so they only apply to the other tasks.
+    if (spec.task != ModelTask::kRerank && fs::exists(dir / "modules.json", error)) {
+      spec.task = ModelTask::kEmbed;  // e.g. Qwen3-Embedding ships as Qwen3ForCausalLM
+      read_sentence_transformers(dir, spec);
+    }
+    return spec;
+  } catch (const SpecError& spec_error) {
+    return spec_error.status;
+  }
+}
+
+}  // namespace sparkd::model

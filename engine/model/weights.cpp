@@ -1,0 +1,250 @@
+// ModelWeights: reads every tensor of a model directory into one backend's memory.
+//
+// Each tensor gets its own allocation: safetensors data offsets are not aligned, and the
+// kernels want every tensor at least 64-byte aligned. Files are read front to back with
+// large preads (sequential I/O is what storage and the page cache's read-ahead are fast
+// at), straight into the allocation when the CPU can write it, through a host staging
+// buffer otherwise; pages already read are dropped from the page cache as the load goes,
+// because on a unified-memory machine cached file pages compete with the weights.
+
+#include "engine/model/weights.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+#include "engine/backend/half.h"
+#include "engine/model/posix_file.h"
+
+namespace sparkd::model {
+
+namespace {
+
+// One pread's size: large enough to reach the storage's full bandwidth, small enough that
+// the staging buffer stays modest.
+constexpr uint64_t kReadChunkBytes = 64ull << 20;
+// Source bytes converted per step when widening a vector to F32 (its F32 copy is 2x).
+constexpr uint64_t kConvertChunkBytes = 16ull << 20;
+// How much read data may sit in the page cache before it is dropped.
+constexpr uint64_t kDropBehindBytes = 256ull << 20;
+constexpr uintptr_t kTensorAlignmentBytes = 64;
+
+Status data_loss(const std::string& path, const std::string& message) {
+  return Status(StatusCode::kDataLoss, path + ": " + message);
+}
+
+std::string in_quotes(const std::string& text) {
+  return "'" + text + "'";
+}
+
+// One open safetensors file being read front to back.
+class WeightFile {
+ public:
+  WeightFile() = default;
+  WeightFile(const WeightFile&) = delete;
+  WeightFile& operator=(const WeightFile&) = delete;
+  ~WeightFile() {
+    if (fd_.is_open()) drop_cache_behind(/*force=*/true);
+  }
+
+  // Opens the file whose header said it holds `expected_size_bytes`.
+  Status open(const std::string& path, uint64_t expected_size_bytes) {
+    path_ = path;
+    auto file = open_regular_file(path);
+    if (!file) return file.status();
+    // A file replaced between the header check and now would be read as if it were the old.
+    if (file->size_bytes != expected_size_bytes) {
+      return data_loss(path, "file changed while loading: it was " +
+                                 std::to_string(expected_size_bytes) +
+                                 " bytes when its header was checked and is " +
+                                 std::to_string(file->size_bytes) + " now");
+    }
+    fd_ = std::move(file->fd);
+    (void)::posix_fadvise(fd_.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+    return Status::ok();
+  }
+
+  // Reads exactly `size` bytes at `offset` into `dst`; a file that ends early is DATA_LOSS
+  // (it changed or was truncated after its header was checked).
+  Status read_exact(void* dst, uint64_t size, uint64_t offset, const std::string& tensor) {
+    auto* out = static_cast<uint8_t*>(dst);
+    uint64_t done = 0;
+    while (done < size) {
+      const size_t want = static_cast<size_t>(std::min(size - done, kReadChunkBytes));
+      const ssize_t got = ::pread(fd_.get(), out + done, want, static_cast<off_t>(offset + done));
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        return data_loss(path_, "read failed at byte " + std::to_string(offset + done) +
+                                    " (tensor " + in_quotes(tensor) + "): " + std::strerror(errno));
+      }
+      if (got == 0) {
+        return data_loss(path_, "short read: tensor " + in_quotes(tensor) + " needs bytes [" +
+                                    std::to_string(offset) + ", " + std::to_string(offset + size) +
+                                    ") but the file ends at byte " + std::to_string(offset + done) +
+                                    "; it changed or was truncated after its header was checked");
+      }
+      done += static_cast<uint64_t>(got);
+      bytes_read_ += static_cast<uint64_t>(got);
+      read_end_ = std::max(read_end_, offset + done);
+      drop_cache_behind(/*force=*/false);
+    }
+    return Status::ok();
+  }
+
+  uint64_t bytes_read() const { return bytes_read_; }
+
+ private:
+  void drop_cache_behind(bool force) {
+    if (read_end_ > dropped_end_ && (force || read_end_ - dropped_end_ >= kDropBehindBytes)) {
+      (void)::posix_fadvise(fd_.get(), static_cast<off_t>(dropped_end_),
+                            static_cast<off_t>(read_end_ - dropped_end_), POSIX_FADV_DONTNEED);
+      dropped_end_ = read_end_;
+    }
+  }
+
+  std::string path_;
+  FileDescriptor fd_;
+  uint64_t bytes_read_ = 0;
+  uint64_t read_end_ = 0;
+  uint64_t dropped_end_ = 0;
+};
+
+// Widens `count` F16/BF16 values to F32.
+void widen_to_f32(DType dtype, const uint8_t* src, float* dst, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    uint16_t bits;
+    std::memcpy(&bits, src + 2 * i, sizeof bits);
+    dst[i] = dtype == DType::kBF16 ? bf16_to_f32(bits) : f16_to_f32(bits);
+  }
+}
+
+}  // namespace
+
+Expected<ModelWeights> ModelWeights::load(const std::string& model_dir, Backend& backend,
+                                          const WeightLoadOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  auto headers = read_model_safetensors(model_dir);
+  if (!headers) return headers.status();
+
+  const bool host_writes = backend.memory_is_host_accessible();
+  ModelWeights weights;
+  std::vector<uint8_t> staging;  // raw file bytes on their way to non-host memory
+  std::vector<float> widened;    // F32 copies of vectors on their way to any memory
+  // Copies host bytes to backend memory at `dst`.
+  auto store = [&](void* dst, const void* src, size_t size_bytes) {
+    if (host_writes) {
+      std::memcpy(dst, src, size_bytes);
+    } else {
+      backend.upload(dst, src, size_bytes);
+    }
+  };
+
+  for (const SafetensorsHeader& header : *headers) {
+    WeightFile file;
+    Status status = file.open(header.path, header.file_size_bytes);
+    if (!status.is_ok()) return status;
+
+    for (const SafetensorsTensorInfo& info : header.tensors) {
+      const bool widen =
+          options.vectors_as_f32 && info.shape.size() == 1 && info.dtype != DType::kF32;
+      const DType dtype = widen ? DType::kF32 : info.dtype;
+      const uint64_t numel = info.size_bytes / dtype_size_bytes(info.dtype);
+      const uint64_t size_bytes = numel * dtype_size_bytes(dtype);
+
+      Buffer buffer;
+      if (size_bytes > 0) {
+        auto allocated = backend.allocate(static_cast<size_t>(size_bytes));
+        if (!allocated) {
+          const Status& error = allocated.status();
+          return Status(error.code(), "allocating " + std::to_string(size_bytes) +
+                                          " bytes for tensor " + in_quotes(info.name) + " of " +
+                                          header.path + ": " + error.message());
+        }
+        buffer = std::move(*allocated);
+        if (reinterpret_cast<uintptr_t>(buffer.data()) % kTensorAlignmentBytes != 0) {
+          return Status(StatusCode::kInternal,
+                        backend.name() + " backend returned memory for tensor " +
+                            in_quotes(info.name) + " that is not " +
+                            std::to_string(kTensorAlignmentBytes) + "-byte aligned");
+        }
+      }
+      auto* dst = static_cast<uint8_t*>(buffer.data());
+
+      if (widen) {
+        // Chunk by chunk, so even a hostile multi-gigabyte "vector" needs bounded staging.
+        const uint64_t chunk = std::min(info.size_bytes, kConvertChunkBytes);
+        staging.resize(std::max<size_t>(staging.size(), static_cast<size_t>(chunk)));
+        widened.resize(std::max<size_t>(widened.size(), static_cast<size_t>(chunk / 2)));
+        for (uint64_t done = 0; done < info.size_bytes; done += chunk) {
+          const uint64_t part = std::min(chunk, info.size_bytes - done);
+          status = file.read_exact(staging.data(), part, info.file_offset + done, info.name);
+          if (!status.is_ok()) return status;
+          const size_t count = static_cast<size_t>(part / 2);
+          widen_to_f32(info.dtype, staging.data(), widened.data(), count);
+          store(dst + done * 2, widened.data(), count * sizeof(float));
+        }
+      } else if (host_writes) {
+        status = file.read_exact(dst, info.size_bytes, info.file_offset, info.name);
+        if (!status.is_ok()) return status;
+      } else {
+        const uint64_t chunk = std::min(info.size_bytes, kReadChunkBytes);
+        staging.resize(std::max<size_t>(staging.size(), static_cast<size_t>(chunk)));
+        for (uint64_t done = 0; done < info.size_bytes; done += chunk) {
+          const uint64_t part = std::min(chunk, info.size_bytes - done);
+          status = file.read_exact(staging.data(), part, info.file_offset + done, info.name);
+          if (!status.is_ok()) return status;
+          store(dst + done, staging.data(), static_cast<size_t>(part));
+        }
+      }
+
+      weights.tensors_.emplace(info.name, Tensor(dtype, info.shape, buffer.data()));
+      if (!buffer.empty()) weights.buffers_.push_back(std::move(buffer));
+    }
+    weights.stats_.bytes_read += file.bytes_read();
+  }
+  backend.synchronize();
+  weights.stats_.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return weights;
+}
+
+Expected<Tensor> ModelWeights::get(const std::string& name,
+                                   const std::vector<int64_t>& expected_shape) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) {
+    std::string message = "model is missing tensor " + in_quotes(name) + " (expected shape " +
+                          shape_string(expected_shape) + ")";
+    // A different prefix ("model.", "bert.") is the usual reason: point at the near miss.
+    auto ends_with_part = [](const std::string& text, const std::string& tail) {
+      return text.size() > tail.size() && text[text.size() - tail.size() - 1] == '.' &&
+             text.compare(text.size() - tail.size(), tail.size(), tail) == 0;
+    };
+    for (const auto& [candidate, tensor] : tensors_) {
+      if (ends_with_part(candidate, name) || ends_with_part(name, candidate)) {
+        message += "; the file has " + in_quotes(candidate);
+        break;
+      }
+    }
+    return Status(StatusCode::kNotFound, message);
+  }
+  if (it->second.shape != expected_shape) {
+    return Status(StatusCode::kInvalidArgument,
+                  "tensor " + in_quotes(name) + " has shape " + shape_string(it->second.shape) +
+                      " but the model config needs " + shape_string(expected_shape));
+  }
+  return it->second;
+}
+
+uint64_t ModelWeights::size_bytes() const {
+  uint64_t total = 0;
+  for (const auto& [name, tensor] : tensors_) total += tensor.size_bytes();
+  return total;
+}
+
+}  // namespace sparkd::model

@@ -1,0 +1,263 @@
+#include "engine/tasks/loaded_model.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <utility>
+
+#include "engine/arch/pooling.h"
+
+namespace sparkd::tasks {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// An integer field of an optional JSON file in the model directory (0 when absent).
+int64_t optional_json_int(const std::filesystem::path& path, const char* field) {
+  std::ifstream in(path);
+  if (!in) return 0;
+  std::stringstream text;
+  text << in.rdbuf();
+  const nlohmann::json json = nlohmann::json::parse(text.str(), nullptr, false);
+  if (!json.is_object() || !json.contains(field) || !json[field].is_number()) return 0;
+  const double value = json[field].get<double>();
+  // tokenizer_config.json says "no limit" with a huge sentinel (1e30).
+  return value > 0 && value < 1e9 ? static_cast<int64_t>(value) : 0;
+}
+
+// The packed inputs of an encoder batch, each at most max_input_tokens.
+Expected<std::vector<arch::EncoderInput>> as_encoder_inputs(
+    std::span<const std::vector<int32_t>> ids, std::span<const std::vector<int32_t>> type_ids) {
+  std::vector<arch::EncoderInput> inputs;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    arch::EncoderInput input;
+    input.tokens = ids[i];
+    if (!type_ids.empty()) input.type_ids = type_ids[i];
+    inputs.push_back(input);
+  }
+  return inputs;
+}
+
+std::vector<int32_t> to_int32(const std::vector<uint32_t>& ids) {
+  return std::vector<int32_t>(ids.begin(), ids.end());
+}
+
+// Inputs are run in batches of about this many tokens: large enough to keep the matmuls
+// efficient, small enough that activations stay modest.
+constexpr int64_t kBatchTokens = 8192;
+
+}  // namespace
+
+Expected<std::unique_ptr<LoadedModel>> LoadedModel::load(const std::string& model_dir,
+                                                         Backend& backend) {
+  std::unique_ptr<LoadedModel> model(new LoadedModel(backend));
+  model->dir_ = model_dir;
+  SPARKD_ASSIGN_OR_RETURN(model->spec_, model::load_model_spec(model_dir));
+  SPARKD_ASSIGN_OR_RETURN(auto tokenizer, tokenizer::Tokenizer::from_file(model_dir));
+  // Requests are tokenized plainly: truncation is decided per task here, and batches are
+  // packed, never padded.
+  model->tokenizer_ = tokenizer->with_defaults({}, {});
+  SPARKD_ASSIGN_OR_RETURN(model->weights_, model::ModelWeights::load(model_dir, backend));
+
+  const model::ModelSpec& spec = model->spec_;
+  if (spec.is_decoder) {
+    SPARKD_ASSIGN_OR_RETURN(model->decoder_,
+                            arch::DecoderModel::create(spec, model->weights_, backend));
+    model->max_input_tokens_ = spec.max_position_embeddings;
+  } else {
+    SPARKD_ASSIGN_OR_RETURN(model->encoder_,
+                            arch::EncoderModel::create(spec, model->weights_, backend));
+    model->max_input_tokens_ = model->encoder_->max_tokens();
+  }
+  if (spec.task == model::ModelTask::kRerank && spec.num_labels != 1) {
+    return Status(StatusCode::kUnimplemented,
+                  model_dir + ": rerankers score with one label; this classifier has " +
+                      std::to_string(spec.num_labels));
+  }
+  // sentence-transformers truncates to max_seq_length, cross-encoders to the tokenizer's
+  // model_max_length; neither may exceed what the position table holds.
+  const std::filesystem::path dir(model_dir);
+  int64_t limit = optional_json_int(dir / "sentence_bert_config.json", "max_seq_length");
+  if (limit == 0 && spec.task != model::ModelTask::kGenerate) {
+    limit = optional_json_int(dir / "tokenizer_config.json", "model_max_length");
+  }
+  if (limit > 0) {
+    model->max_input_tokens_ =
+        static_cast<int32_t>(std::min<int64_t>(limit, model->max_input_tokens_));
+  }
+  return model;
+}
+
+Expected<Embeddings> embed_token_ids(const LoadedModel& model,
+                                     std::span<const std::vector<int32_t>> inputs) {
+  if (model.spec().task != model::ModelTask::kEmbed) {
+    return Status(StatusCode::kFailedPrecondition, model.dir() + " is a " +
+                                                       model::task_name(model.spec().task) +
+                                                       " model, not an embedding model");
+  }
+  Embeddings result;
+  result.dimensions = model.spec().hidden_size;
+  Backend& backend = model.backend();
+  for (size_t begin = 0; begin < inputs.size();) {
+    // One batch: inputs until the token budget is reached (at least one).
+    size_t end = begin;
+    int64_t batch_tokens = 0;
+    while (
+        end < inputs.size() &&
+        (end == begin || batch_tokens + static_cast<int64_t>(inputs[end].size()) <= kBatchTokens)) {
+      batch_tokens += static_cast<int64_t>(inputs[end].size());
+      ++end;
+    }
+    std::span<const std::vector<int32_t>> batch = inputs.subspan(begin, end - begin);
+    std::vector<RowSpan> spans;
+    int32_t row = 0;
+    for (const std::vector<int32_t>& ids : batch) {
+      if (ids.empty()) return Status(StatusCode::kInvalidArgument, "an input has no tokens");
+      spans.push_back({row, static_cast<int32_t>(ids.size())});
+      row += static_cast<int32_t>(ids.size());
+      result.token_counts.push_back(static_cast<int32_t>(ids.size()));
+    }
+    arch::Activations act(backend);
+    Tensor hidden;
+    if (model.encoder()) {
+      SPARKD_ASSIGN_OR_RETURN(auto encoder_inputs, as_encoder_inputs(batch, {}));
+      SPARKD_ASSIGN_OR_RETURN(hidden, model.encoder()->forward_hidden(encoder_inputs, act));
+    } else {
+      // A decoder embedder: one causal pass per batch; its KV cache is just this batch.
+      SPARKD_ASSIGN_OR_RETURN(KvCache kv, model.decoder()->allocate_kv_cache(row));
+      std::vector<arch::DecoderStepSequence> steps;
+      for (size_t i = 0; i < batch.size(); ++i) {
+        arch::DecoderStepSequence step;
+        step.tokens = batch[i];
+        step.kv.kv_slot_begin = spans[i].begin;
+        steps.push_back(step);
+      }
+      SPARKD_ASSIGN_OR_RETURN(hidden, model.decoder()->forward_hidden(steps, kv, act));
+    }
+    SPARKD_ASSIGN_OR_RETURN(std::vector<float> pooled,
+                            arch::pool_embeddings(backend, act, hidden, spans, model.spec().pooling,
+                                                  model.spec().normalize_embeddings));
+    result.values.insert(result.values.end(), pooled.begin(), pooled.end());
+    begin = end;
+  }
+  return result;
+}
+
+Expected<Embeddings> embed_texts(const LoadedModel& model, std::span<const std::string> texts) {
+  tokenizer::TruncationParams truncation;
+  truncation.max_length = static_cast<size_t>(model.max_input_tokens());
+  std::vector<std::vector<int32_t>> inputs;
+  for (const std::string& text : texts) {
+    SPARKD_ASSIGN_OR_RETURN(tokenizer::Encoding encoding,
+                            model.tokenizer().encode(text, true, truncation));
+    inputs.push_back(to_int32(encoding.ids));
+  }
+  return embed_token_ids(model, inputs);
+}
+
+Expected<RerankScores> rerank(const LoadedModel& model, std::string_view query,
+                              std::span<const std::string> documents) {
+  if (model.spec().task != model::ModelTask::kRerank || !model.encoder()) {
+    return Status(
+        StatusCode::kFailedPrecondition,
+        model.dir() + " is a " + model::task_name(model.spec().task) + " model, not a reranker");
+  }
+  tokenizer::TruncationParams truncation;
+  truncation.max_length = static_cast<size_t>(model.max_input_tokens());
+  RerankScores scores;
+  std::vector<std::vector<int32_t>> ids, type_ids;
+  for (const std::string& document : documents) {
+    SPARKD_ASSIGN_OR_RETURN(tokenizer::Encoding encoding,
+                            model.tokenizer().encode_pair(query, document, true, truncation));
+    ids.push_back(to_int32(encoding.ids));
+    type_ids.push_back(to_int32(encoding.type_ids));
+    scores.token_counts.push_back(static_cast<int32_t>(encoding.ids.size()));
+  }
+  SPARKD_ASSIGN_OR_RETURN(auto inputs, as_encoder_inputs(ids, type_ids));
+  for (size_t begin = 0; begin < inputs.size();) {
+    size_t end = begin;
+    int64_t batch_tokens = 0;
+    while (end < inputs.size() &&
+           (end == begin ||
+            batch_tokens + static_cast<int64_t>(inputs[end].tokens.size()) <= kBatchTokens)) {
+      batch_tokens += static_cast<int64_t>(inputs[end].tokens.size());
+      ++end;
+    }
+    SPARKD_ASSIGN_OR_RETURN(
+        std::vector<float> logits,
+        model.encoder()->classify(std::span(inputs).subspan(begin, end - begin)));
+    for (float logit : logits) {
+      scores.logits.push_back(logit);
+      scores.probabilities.push_back(1.0f / (1.0f + std::exp(-logit)));
+    }
+    begin = end;
+  }
+  return scores;
+}
+
+Expected<Generation> generate_greedy(const LoadedModel& model, std::span<const int32_t> prompt_ids,
+                                     const GenerateOptions& options,
+                                     const std::function<void(int32_t)>& on_token) {
+  arch::DecoderModel* decoder = model.decoder();
+  if (model.spec().task != model::ModelTask::kGenerate || !decoder) {
+    return Status(StatusCode::kFailedPrecondition, model.dir() + " is a " +
+                                                       model::task_name(model.spec().task) +
+                                                       " model, not a text generator");
+  }
+  const int32_t context = model.max_input_tokens();
+  const int32_t prompt_tokens = static_cast<int32_t>(prompt_ids.size());
+  if (prompt_tokens == 0) return Status(StatusCode::kInvalidArgument, "the prompt is empty");
+  if (prompt_tokens >= context) {
+    return Status(StatusCode::kInvalidArgument, "the prompt has " + std::to_string(prompt_tokens) +
+                                                    " tokens; the model's context holds " +
+                                                    std::to_string(context) +
+                                                    " including the generated ones");
+  }
+  const int32_t max_new = std::max(0, std::min(options.max_new_tokens, context - prompt_tokens));
+  Generation generation;
+  generation.prompt_ids.assign(prompt_ids.begin(), prompt_ids.end());
+  generation.finish_reason = "length";
+  if (max_new == 0) return generation;
+
+  SPARKD_ASSIGN_OR_RETURN(KvCache kv, decoder->allocate_kv_cache(prompt_tokens + max_new));
+  const std::vector<int32_t>& eos = model.spec().eos_token_ids;
+  const int32_t vocab = model.spec().vocab_size;
+
+  arch::DecoderStepSequence step;
+  step.tokens = prompt_ids;
+  step.past_tokens = 0;
+  int32_t next_token = 0;
+  auto start = Clock::now();
+  for (int32_t produced = 0; produced < max_new; ++produced) {
+    SPARKD_ASSIGN_OR_RETURN(std::vector<float> logits, decoder->forward({&step, 1}, kv));
+    // argmax; the first of equal maxima, as torch.argmax.
+    next_token = static_cast<int32_t>(std::max_element(logits.begin(), logits.begin() + vocab) -
+                                      logits.begin());
+    if (produced == 0) {
+      generation.prefill_seconds = seconds_since(start);
+      start = Clock::now();
+    }
+    step.past_tokens += static_cast<int32_t>(step.tokens.size());
+    const bool is_eos = std::find(eos.begin(), eos.end(), next_token) != eos.end();
+    if (is_eos && !options.ignore_eos) {
+      generation.finish_reason = "stop";
+      break;
+    }
+    generation.new_ids.push_back(next_token);
+    if (on_token) on_token(next_token);
+    step.tokens = std::span<const int32_t>(&next_token, 1);
+  }
+  generation.decode_seconds = seconds_since(start);
+  return generation;
+}
+
+}  // namespace sparkd::tasks
