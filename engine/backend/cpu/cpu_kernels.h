@@ -79,8 +79,8 @@ void parallel_for(const KernelConfig& config, int64_t count, int64_t work_per_it
 }
 
 // Per-thread scratch memory, grown on demand and kept, so hot ops don't allocate per call.
-// Distinct `slot`s are distinct buffers; a pointer stays valid until the next call with the
-// same slot on the same thread.
+// Slots 0 to 5; distinct `slot`s are distinct buffers; a pointer stays valid until the next call
+// with the same slot on the same thread.
 float* thread_scratch(int slot, size_t floats);
 
 // ---- dtype conversions ------------------------------------------------------------------

@@ -5,11 +5,12 @@
 // 16-bit weights are widened to F32 right after the load) or in L1 (portable: the row is
 // converted into a scratch row first).
 //
-// Prefill (many rows) is compute-bound: a GEMM in the BLIS style. Per task (a block of W's
-// rows times a block of x's rows) and per depth slice, W is packed (converted to F32 and
-// transposed) into a [kc x nc] panel in per-thread memory and x into a [mc x kc] block; a
-// register-blocked micro-kernel then computes [rows x cols] tiles of y. A packed panel is
-// reused by all mc rows of x, so 16-bit conversion costs 1/mc of the arithmetic.
+// Prefill (many rows) is compute-bound: a GEMM in the BLIS style. W is packed once per call
+// (converted to F32 and transposed) into [kc x cols] micro-panels and x into [kc x rows]
+// ones; per task (a block of W's rows times a block of x's rows) and depth slice, a
+// register-blocked micro-kernel computes [rows x cols] tiles of y. Each packed element is
+// reused by every tile of the other operand, so packing and 16-bit conversion cost 1/m or
+// 1/n of the arithmetic.
 //
 // All sums are F32; the bias is added once at the end, as PyTorch's addmm does in effect.
 #include <algorithm>
@@ -172,9 +173,10 @@ void gemv(const KernelConfig& config, const float* x, int64_t m, int64_t k, cons
 
 // ---- prefill: packed GEMM ---------------------------------------------------------------
 
-// c[rows, cols] (row stride ldc) += a_packed[kc][rows] · b_packed[kc][cols].
+// c[rows, cols] (row stride ldc) = a_packed[kc][rows] · b_packed[kc][cols] (+ c when
+// `accumulate`; otherwise c is only written).
 using MicroKernelFn = void (*)(int64_t kc, const float* a_packed, const float* b_packed, float* c,
-                               int64_t ldc);
+                               int64_t ldc, bool accumulate);
 struct MicroKernel {
   int64_t rows;
   int64_t cols;
@@ -187,12 +189,14 @@ using Float4 = float __attribute__((vector_size(16)));
 constexpr int64_t kPortableRows = 4;
 constexpr int64_t kPortableCols = 8;
 void micro_kernel_portable(int64_t kc, const float* a_packed, const float* b_packed, float* c,
-                           int64_t ldc) {
-  Float4 acc[kPortableRows][2];
+                           int64_t ldc, bool accumulate) {
+  Float4 acc[kPortableRows][2] = {};
+  if (accumulate) {
 #pragma GCC unroll 4
-  for (int64_t r = 0; r < kPortableRows; ++r) {
-    std::memcpy(&acc[r][0], c + r * ldc, sizeof(Float4));
-    std::memcpy(&acc[r][1], c + r * ldc + 4, sizeof(Float4));
+    for (int64_t r = 0; r < kPortableRows; ++r) {
+      std::memcpy(&acc[r][0], c + r * ldc, sizeof(Float4));
+      std::memcpy(&acc[r][1], c + r * ldc + 4, sizeof(Float4));
+    }
   }
   for (int64_t p = 0; p < kc; ++p) {
     Float4 b0, b1;
@@ -216,13 +220,13 @@ void micro_kernel_portable(int64_t kc, const float* a_packed, const float* b_pac
 // AVX2 + FMA: a 6 x 16 tile of y in 12 ymm accumulators; per depth step two loads of W and
 // six broadcasts of x feed twelve FMAs.
 SPARKD_CPU_AVX2 void micro_kernel_avx2(int64_t kc, const float* a_packed, const float* b_packed,
-                                       float* c, int64_t ldc) {
+                                       float* c, int64_t ldc, bool accumulate) {
   constexpr int kRows = 6;
   __m256 acc[kRows][2];
 #pragma GCC unroll 6
   for (int r = 0; r < kRows; ++r) {
-    acc[r][0] = _mm256_loadu_ps(c + r * ldc);
-    acc[r][1] = _mm256_loadu_ps(c + r * ldc + 8);
+    acc[r][0] = accumulate ? _mm256_loadu_ps(c + r * ldc) : _mm256_setzero_ps();
+    acc[r][1] = accumulate ? _mm256_loadu_ps(c + r * ldc + 8) : _mm256_setzero_ps();
   }
   for (int64_t p = 0; p < kc; ++p) {
     const __m256 b0 = _mm256_loadu_ps(b_packed + p * 16);
@@ -244,13 +248,13 @@ SPARKD_CPU_AVX2 void micro_kernel_avx2(int64_t kc, const float* a_packed, const 
 // AVX-512: a 12 x 32 tile in 24 zmm accumulators.
 __attribute__((target("avx512f"))) void micro_kernel_avx512(int64_t kc, const float* a_packed,
                                                             const float* b_packed, float* c,
-                                                            int64_t ldc) {
+                                                            int64_t ldc, bool accumulate) {
   constexpr int kRows = 12;
   __m512 acc[kRows][2];
 #pragma GCC unroll 12
   for (int r = 0; r < kRows; ++r) {
-    acc[r][0] = _mm512_loadu_ps(c + r * ldc);
-    acc[r][1] = _mm512_loadu_ps(c + r * ldc + 16);
+    acc[r][0] = accumulate ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
+    acc[r][1] = accumulate ? _mm512_loadu_ps(c + r * ldc + 16) : _mm512_setzero_ps();
   }
   for (int64_t p = 0; p < kc; ++p) {
     const __m512 b0 = _mm512_loadu_ps(b_packed + p * 32);
@@ -283,56 +287,64 @@ MicroKernel micro_kernel_for(SimdLevel level) {
 constexpr int64_t kGemmDepth = 256;
 // Rows of x per task: the packed x block (kGemmRows x kc) and the y tile stay in L2.
 constexpr int64_t kGemmRows = 192;
-// Upper bound on W rows per task (the packed panel is kc x this).
+// Upper bound on W rows per task (its packed panel is kc x this).
 constexpr int64_t kGemmCols = 256;
 
-// W rows [col_begin, col_begin + cols) and depth [depth_begin, depth_begin + depth) as F32
-// micro-panels [depth][tile_cols], zero-padded past W's last row.
+// The depth loop is outermost (BLIS order): for each slice of depth kGemmDepth, both
+// operands' slices are packed once, shared by the team, and then every tile of y takes that
+// slice's contribution. Packing is therefore O(mk + nk) against the GEMM's O(mnk) (packing
+// per task instead repacked x once per column block and W once per row block: a third of
+// the arithmetic at BERT's sizes), and the packed buffers stay (m + n) x kGemmDepth floats
+// whatever K is, so a large model's prefill doesn't hold a whole F32 copy of W.
+
+// Rows [row, row + tile) of depth slice [depth_begin, depth_begin + depth) of a row-major
+// [rows, k] matrix of `dtype`, as `depth` groups of `tile` consecutive floats at
+// packed + row * depth, zero-padded past `rows`. `row_f32` holds tile * depth floats for
+// 16-bit conversion.
 SPARKD_CPU_CLONES
-void pack_weight_panel(const void* weight, DType weight_dtype, int64_t k, int64_t n,
-                       int64_t col_begin, int64_t cols, int64_t depth_begin, int64_t depth,
-                       int64_t tile_cols, float* row_f32, float* panel) {
-  for (int64_t tile = 0; tile < cols; tile += tile_cols) {
-    float* micro_panel = panel + tile * depth;
-    for (int64_t l = 0; l < tile_cols; ++l) {
-      const int64_t row = col_begin + tile + l;
-      if (row >= n) {
-        for (int64_t p = 0; p < depth; ++p) micro_panel[p * tile_cols + l] = 0.0f;
-        continue;
-      }
-      const float* src;
-      if (weight_dtype == DType::kF32) {
-        src = static_cast<const float*>(weight) + row * k + depth_begin;
-      } else {
-        convert_to_f32(weight, weight_dtype, row * k + depth_begin, depth, row_f32);
-        src = row_f32;
-      }
-      for (int64_t p = 0; p < depth; ++p) micro_panel[p * tile_cols + l] = src[p];
+void pack_tile(const void* src, DType dtype, int64_t rows, int64_t k, int64_t row, int64_t tile,
+               int64_t depth_begin, int64_t depth, float* row_f32, float* packed) {
+  const int64_t valid = std::min(tile, rows - row);
+  float* dst = packed + row * depth;
+  const float* base;
+  int64_t stride;
+  if (dtype == DType::kF32) {
+    base = static_cast<const float*>(src) + row * k + depth_begin;
+    stride = k;
+  } else {
+    for (int64_t l = 0; l < valid; ++l) {
+      convert_to_f32(src, dtype, (row + l) * k + depth_begin, depth, row_f32 + l * depth);
     }
+    base = row_f32;
+    stride = depth;
+  }
+  // Writes stream through dst in order; the `valid` source rows are each read in order.
+  for (int64_t p = 0; p < depth; ++p) {
+    for (int64_t l = 0; l < valid; ++l) dst[p * tile + l] = base[l * stride + p];
+    for (int64_t l = valid; l < tile; ++l) dst[p * tile + l] = 0.0f;
   }
 }
 
-// x rows [row_begin, row_begin + rows) and depth slice as micro-panels [depth][tile_rows],
-// zero-padded past x's last row.
-void pack_input_block(const float* x, int64_t m, int64_t k, int64_t row_begin, int64_t rows,
-                      int64_t depth_begin, int64_t depth, int64_t tile_rows, float* block) {
-  for (int64_t tile = 0; tile < rows; tile += tile_rows) {
-    float* micro_panel = block + tile * depth;
-    for (int64_t r = 0; r < tile_rows; ++r) {
-      const int64_t row = row_begin + tile + r;
-      if (row >= m) {
-        for (int64_t p = 0; p < depth; ++p) micro_panel[p * tile_rows + r] = 0.0f;
-        continue;
-      }
-      const float* src = x + row * k + depth_begin;
-      for (int64_t p = 0; p < depth; ++p) micro_panel[p * tile_rows + r] = src[p];
-    }
-  }
+// One depth slice of a whole [rows, k] matrix packed as above, the tiles shared out over
+// the team.
+void pack_slice(const KernelConfig& config, const void* src, DType dtype, int64_t rows, int64_t k,
+                int64_t tile, int64_t depth_begin, int64_t depth, float* packed) {
+  parallel_for(config, ceil_div(rows, tile), tile * depth, [&](int64_t t) {
+    float* row_f32 =
+        dtype == DType::kF32 ? nullptr : thread_scratch(2, static_cast<size_t>(tile * depth));
+    pack_tile(src, dtype, rows, k, t * tile, tile, depth_begin, depth, row_f32, packed);
+  });
 }
 
 void gemm(const KernelConfig& config, const float* x, int64_t m, int64_t k, const void* weight,
           DType weight_dtype, int64_t n, const float* bias, float* y) {
   const MicroKernel kernel = micro_kernel_for(config.simd);
+  const int64_t padded_m = round_up(m, kernel.rows);
+  const int64_t padded_n = round_up(n, kernel.cols);
+  // The calling thread's slots 4 and 5; the team's kernels below use only slots 0 to 3.
+  float* packed_x = thread_scratch(4, static_cast<size_t>(padded_m * kGemmDepth));
+  float* packed_w = thread_scratch(5, static_cast<size_t>(padded_n * kGemmDepth));
+
   const int64_t max_rows = round_up(kGemmRows, kernel.rows);
   // Enough column blocks that each thread gets a few (load balance), none wider than
   // kGemmCols.
@@ -344,28 +356,23 @@ void gemm(const KernelConfig& config, const float* x, int64_t m, int64_t k, cons
   [[maybe_unused]] const bool parallel =
       config.num_threads > 1 && col_blocks * row_blocks > 1 && m * n * k >= kMinParallelWork * 64;
 
-#pragma omp parallel for collapse(2) schedule(dynamic) num_threads(config.num_threads) if (parallel)
-  for (int64_t col_block = 0; col_block < col_blocks; ++col_block) {
-    for (int64_t row_block = 0; row_block < row_blocks; ++row_block) {
-      const int64_t col_begin = col_block * max_cols;
-      const int64_t cols = std::min(max_cols, n - col_begin);
-      const int64_t row_begin = row_block * max_rows;
-      const int64_t rows = std::min(max_rows, m - row_begin);
-      const int64_t padded_cols = round_up(cols, kernel.cols);
-      const int64_t padded_rows = round_up(rows, kernel.rows);
-      float* panel = thread_scratch(0, static_cast<size_t>(padded_cols * kGemmDepth));
-      float* block = thread_scratch(1, static_cast<size_t>(padded_rows * kGemmDepth));
-      float* row_f32 = thread_scratch(2, kGemmDepth);
-      float* edge_tile = thread_scratch(3, static_cast<size_t>(kernel.rows * kernel.cols));
+  for (int64_t depth_begin = 0; depth_begin < k; depth_begin += kGemmDepth) {
+    const int64_t depth = std::min(kGemmDepth, k - depth_begin);
+    pack_slice(config, x, DType::kF32, m, k, kernel.rows, depth_begin, depth, packed_x);
+    pack_slice(config, weight, weight_dtype, n, k, kernel.cols, depth_begin, depth, packed_w);
+    // The first slice overwrites y's tiles, so y needs no zeroing.
+    const bool accumulate = depth_begin > 0;
 
-      for (int64_t i = 0; i < rows; ++i) {
-        std::fill_n(y + (row_begin + i) * n + col_begin, cols, 0.0f);
-      }
-      for (int64_t depth_begin = 0; depth_begin < k; depth_begin += kGemmDepth) {
-        const int64_t depth = std::min(kGemmDepth, k - depth_begin);
-        pack_weight_panel(weight, weight_dtype, k, n, col_begin, cols, depth_begin, depth,
-                          kernel.cols, row_f32, panel);
-        pack_input_block(x, m, k, row_begin, rows, depth_begin, depth, kernel.rows, block);
+#pragma omp parallel for collapse(2) schedule(dynamic) num_threads(config.num_threads) if (parallel)
+    for (int64_t col_block = 0; col_block < col_blocks; ++col_block) {
+      for (int64_t row_block = 0; row_block < row_blocks; ++row_block) {
+        const int64_t col_begin = col_block * max_cols;
+        const int64_t cols = std::min(max_cols, n - col_begin);
+        const int64_t row_begin = row_block * max_rows;
+        const int64_t rows = std::min(max_rows, m - row_begin);
+        float* edge_tile = thread_scratch(3, static_cast<size_t>(kernel.rows * kernel.cols));
+        const float* block = packed_x + row_begin * depth;
+        const float* panel = packed_w + col_begin * depth;
         for (int64_t tile_col = 0; tile_col < cols; tile_col += kernel.cols) {
           for (int64_t tile_row = 0; tile_row < rows; tile_row += kernel.rows) {
             const float* a_packed = block + tile_row * depth;
@@ -374,28 +381,29 @@ void gemm(const KernelConfig& config, const float* x, int64_t m, int64_t k, cons
             const int64_t valid_rows = std::min(kernel.rows, rows - tile_row);
             const int64_t valid_cols = std::min(kernel.cols, cols - tile_col);
             if (valid_rows == kernel.rows && valid_cols == kernel.cols) {
-              kernel.run(depth, a_packed, b_packed, c, n);
+              kernel.run(depth, a_packed, b_packed, c, n, accumulate);
               continue;
             }
             // A partial tile at the edge of y: compute the full tile into scratch.
-            std::fill_n(edge_tile, kernel.rows * kernel.cols, 0.0f);
-            for (int64_t r = 0; r < valid_rows; ++r) {
-              std::copy_n(c + r * n, valid_cols, edge_tile + r * kernel.cols);
+            if (accumulate) {
+              for (int64_t r = 0; r < valid_rows; ++r) {
+                std::copy_n(c + r * n, valid_cols, edge_tile + r * kernel.cols);
+              }
             }
-            kernel.run(depth, a_packed, b_packed, edge_tile, kernel.cols);
+            kernel.run(depth, a_packed, b_packed, edge_tile, kernel.cols, accumulate);
             for (int64_t r = 0; r < valid_rows; ++r) {
               std::copy_n(edge_tile + r * kernel.cols, valid_cols, c + r * n);
             }
           }
         }
       }
-      if (bias) {
-        for (int64_t i = 0; i < rows; ++i) {
-          float* y_row = y + (row_begin + i) * n + col_begin;
-          for (int64_t j = 0; j < cols; ++j) y_row[j] += bias[col_begin + j];
-        }
-      }
     }
+  }
+  if (bias) {
+    parallel_for(config, m, n, [&](int64_t i) {
+      float* y_row = y + i * n;
+      for (int64_t j = 0; j < n; ++j) y_row[j] += bias[j];
+    });
   }
 }
 
