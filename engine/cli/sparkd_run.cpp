@@ -7,6 +7,7 @@
 //                                                longest_first|only_first|only_second]
 //   sparkd-run TOKENIZER_OR_MODEL_DIR detokenize [--skip-special]
 //   sparkd-run devices
+//   sparkd-run MODEL_DIR embed|rerank|generate ...   (engine/cli/model_commands.cpp)
 //
 // tokenize reads one JSON string per line on stdin (JSON, so texts may hold newlines; with
 // --pair a JSON array [text, pair]) and writes one JSON object per line: {"ids": [...]}
