@@ -66,10 +66,10 @@ inline float sum_of_squared_deviations(const float* x, float mean, int64_t count
 // erf in AVX2 registers, for exact GELU: libm's scalar erff cost more than a BERT layer's
 // attention. On [0, 4), split into eight intervals of width 1/2, erf(u) = offset + p(t),
 // t = u - (interval centre), p of degree 8 (a least-squares fit in double on Chebyshev
-// nodes, coefficients rounded to F32). Each lane picks its interval's coefficients with a
-// permute. The offsets (0, 0.75, then 1) keep p small where erf nears 1, so the final add
-// rounds once: the result is within 6.2e-8 of the true erf (an ulp just below 1 is 6e-8).
-// From 4 on, erf is 1.0f in F32.
+// nodes, coefficients rounded to F32: tools/kernels/fit_erf_polynomials.py). Each lane picks its
+// interval's coefficients with a permute. The offsets (0, 0.75, then 1) keep p small where erf
+// nears 1, so the final add rounds once: the result is within 6.2e-8 of the true erf (an ulp just
+// below 1 is 6e-8). From 4 on, erf is 1.0f in F32.
 constexpr float kErfOffset[8] = {0.0f, 0.75f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
 constexpr int kErfDegree = 8;
 constexpr float kErfPoly[kErfDegree + 1][8] = {
