@@ -34,9 +34,9 @@ int64_t optional_json_int(const std::filesystem::path& path, const char* field) 
   return value > 0 && value < 1e9 ? static_cast<int64_t>(value) : 0;
 }
 
-// The packed inputs of an encoder batch, each at most max_input_tokens.
-Expected<std::vector<arch::EncoderInput>> as_encoder_inputs(
-    std::span<const std::vector<int32_t>> ids, std::span<const std::vector<int32_t>> type_ids) {
+// Encoder inputs viewing `ids` (and `type_ids`, when given) without copying them.
+std::vector<arch::EncoderInput> as_encoder_inputs(std::span<const std::vector<int32_t>> ids,
+                                                  std::span<const std::vector<int32_t>> type_ids) {
   std::vector<arch::EncoderInput> inputs;
   for (size_t i = 0; i < ids.size(); ++i) {
     arch::EncoderInput input;
@@ -54,6 +54,19 @@ std::vector<int32_t> to_int32(const std::vector<uint32_t>& ids) {
 // Inputs are run in batches of about this many tokens: large enough to keep the matmuls
 // efficient, small enough that activations stay modest.
 constexpr int64_t kBatchTokens = 8192;
+
+// The end of the batch that starts at `begin`: inputs until kBatchTokens is reached, and
+// always at least one.
+size_t batch_end(std::span<const int32_t> token_counts, size_t begin) {
+  size_t end = begin;
+  int64_t tokens = 0;
+  while (end < token_counts.size() &&
+         (end == begin || tokens + token_counts[end] <= kBatchTokens)) {
+    tokens += token_counts[end];
+    ++end;
+  }
+  return end;
+}
 
 }  // namespace
 
@@ -107,29 +120,25 @@ Expected<Embeddings> embed_token_ids(const LoadedModel& model,
   Embeddings result;
   result.dimensions = model.spec().hidden_size;
   Backend& backend = model.backend();
+  std::vector<int32_t> token_counts;
+  for (const std::vector<int32_t>& ids : inputs) {
+    if (ids.empty()) return Status(StatusCode::kInvalidArgument, "an input has no tokens");
+    token_counts.push_back(static_cast<int32_t>(ids.size()));
+  }
+  result.token_counts = token_counts;
   for (size_t begin = 0; begin < inputs.size();) {
-    // One batch: inputs until the token budget is reached (at least one).
-    size_t end = begin;
-    int64_t batch_tokens = 0;
-    while (
-        end < inputs.size() &&
-        (end == begin || batch_tokens + static_cast<int64_t>(inputs[end].size()) <= kBatchTokens)) {
-      batch_tokens += static_cast<int64_t>(inputs[end].size());
-      ++end;
-    }
+    const size_t end = batch_end(token_counts, begin);
     std::span<const std::vector<int32_t>> batch = inputs.subspan(begin, end - begin);
     std::vector<RowSpan> spans;
     int32_t row = 0;
     for (const std::vector<int32_t>& ids : batch) {
-      if (ids.empty()) return Status(StatusCode::kInvalidArgument, "an input has no tokens");
       spans.push_back({row, static_cast<int32_t>(ids.size())});
       row += static_cast<int32_t>(ids.size());
-      result.token_counts.push_back(static_cast<int32_t>(ids.size()));
     }
     arch::Activations act(backend);
     Tensor hidden;
     if (model.encoder()) {
-      SPARKD_ASSIGN_OR_RETURN(auto encoder_inputs, as_encoder_inputs(batch, {}));
+      const std::vector<arch::EncoderInput> encoder_inputs = as_encoder_inputs(batch, {});
       SPARKD_ASSIGN_OR_RETURN(hidden, model.encoder()->forward_hidden(encoder_inputs, act));
     } else {
       // A decoder embedder: one causal pass per batch; its KV cache is just this batch.
@@ -182,16 +191,9 @@ Expected<RerankScores> rerank(const LoadedModel& model, std::string_view query,
     type_ids.push_back(to_int32(encoding.type_ids));
     scores.token_counts.push_back(static_cast<int32_t>(encoding.ids.size()));
   }
-  SPARKD_ASSIGN_OR_RETURN(auto inputs, as_encoder_inputs(ids, type_ids));
+  const std::vector<arch::EncoderInput> inputs = as_encoder_inputs(ids, type_ids);
   for (size_t begin = 0; begin < inputs.size();) {
-    size_t end = begin;
-    int64_t batch_tokens = 0;
-    while (end < inputs.size() &&
-           (end == begin ||
-            batch_tokens + static_cast<int64_t>(inputs[end].tokens.size()) <= kBatchTokens)) {
-      batch_tokens += static_cast<int64_t>(inputs[end].tokens.size());
-      ++end;
-    }
+    const size_t end = batch_end(scores.token_counts, begin);
     SPARKD_ASSIGN_OR_RETURN(
         std::vector<float> logits,
         model.encoder()->classify(std::span(inputs).subspan(begin, end - begin)));
