@@ -8,31 +8,13 @@
 #include <vector>
 
 #include "engine/kv/prefix_cache.h"
+#include "tests/support/lowest_first_block_source.h"
 
 namespace {
 
 using sparkd::kv::kRootBlockKey;
 using sparkd::kv::PrefixCache;
-
-class LowestFirstSource : public sparkd::kv::BlockSource {
- public:
-  explicit LowestFirstSource(int32_t blocks) {
-    for (int32_t b = 0; b < blocks; ++b) free_.insert(b);
-  }
-  std::optional<int32_t> allocate_block() override {
-    if (free_.empty()) return std::nullopt;
-    const int32_t block = *free_.begin();
-    free_.erase(free_.begin());
-    return block;
-  }
-  void free_block(int32_t block) override {
-    REQUIRE(free_.insert(block).second);  // never freed twice
-  }
-  size_t free_blocks() const { return free_.size(); }
-
- private:
-  std::set<int32_t> free_;
-};
+using sparkd::testing::LowestFirstSource;
 
 constexpr int32_t kBlockTokens = 4;
 
