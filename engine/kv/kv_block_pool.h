@@ -29,6 +29,7 @@
 
 #include "common/status.h"
 #include "engine/backend/backend.h"
+#include "engine/kv/prefix_cache.h"
 #include "governor/memory_arbiter.h"
 
 namespace sparkd {
@@ -51,7 +52,7 @@ enum class KvGroupRelease {
   kOnRequest,
 };
 
-class KvBlockPool {
+class KvBlockPool : public kv::BlockSource {
  public:
   // Reserves the address space (nothing is committed or granted yet). Errors:
   // INVALID_ARGUMENT for a geometry that is empty or too large to address, RESOURCE_EXHAUSTED
@@ -72,10 +73,10 @@ class KvBlockPool {
   // lowest id of the lowest uncommitted group (committing it). Taking low ids keeps live
   // blocks packed so whole groups empty out and can be given back. nullopt when the arbiter
   // refuses the granules (nothing changes) or all max_blocks are in use.
-  std::optional<int32_t> allocate_block();
+  std::optional<int32_t> allocate_block() override;
   // Returns a block allocate_block() gave. Freeing a block that is not in use is a bug in the
   // caller: it aborts with a message (its memory may already be decommitted or reused).
-  void free_block(int32_t block);
+  void free_block(int32_t block) override;
   // Decommits every committed group without a live block; returns the granules released.
   uint64_t release_unused_groups();
 

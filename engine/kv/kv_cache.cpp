@@ -32,6 +32,14 @@ Expected<KvCache> KvCache::allocate(Backend& backend, int32_t num_layers, int32_
   return cache;
 }
 
+KvCache KvCache::over(std::vector<KvLayerView> layers, int32_t num_slots, int32_t block_tokens) {
+  KvCache cache;
+  cache.layers_ = std::move(layers);
+  cache.num_slots_ = num_slots;
+  cache.block_tokens_ = block_tokens;
+  return cache;
+}
+
 uint64_t KvCache::size_bytes() const {
   uint64_t total = 0;
   for (const Buffer& b : buffers_) total += b.size_bytes();

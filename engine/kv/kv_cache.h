@@ -25,6 +25,10 @@ class KvCache {
   static Expected<KvCache> allocate(Backend& backend, int32_t num_layers, int32_t kv_heads,
                                     int32_t head_dim, int32_t num_slots, int32_t block_tokens = 0);
 
+  // A cache over memory someone else owns (a KvBlockPool's layer views): nothing is freed
+  // when it goes.
+  static KvCache over(std::vector<KvLayerView> layers, int32_t num_slots, int32_t block_tokens);
+
   const KvLayerView& layer(int32_t index) const { return layers_[index]; }
   int32_t num_layers() const { return static_cast<int32_t>(layers_.size()); }
   int32_t num_slots() const { return num_slots_; }

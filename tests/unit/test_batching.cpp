@@ -1,5 +1,6 @@
 // Continuous batching end to end on the fixture decoders: scheduler + prefix cache + paged
-// KV cache + batched forward steps. Greedy outputs of many concurrent requests must be
+// KV block pool (real reserved memory, granules granted by an arbiter) + batched forward
+// steps. Greedy outputs of many concurrent requests must be
 // exactly what each request produces alone, also when a tight KV budget forces preemption
 // and when requests share a cached prompt prefix.
 #include <algorithm>
@@ -10,11 +11,13 @@
 #include <vector>
 
 #include "engine/backend/cpu/cpu_backend.h"
+#include "engine/kv/kv_block_pool.h"
+#include "engine/kv/kv_cache.h"
 #include "engine/kv/prefix_cache.h"
 #include "engine/sched/decoder_step.h"
 #include "engine/sched/scheduler.h"
 #include "engine/tasks/loaded_model.h"
-#include "tests/support/lowest_first_block_source.h"
+#include "governor/fixed_budget_arbiter.h"
 
 namespace {
 
@@ -40,10 +43,21 @@ struct RunResult {
 // Greedy generation of kNewTokens for every request through the batching machinery.
 RunResult generate_all(sparkd::arch::DecoderModel& model, const std::vector<Request>& requests,
                        const SchedulerConfig& config, int32_t num_blocks, bool caching) {
-  sparkd::testing::LowestFirstSource source(num_blocks);
-  sparkd::kv::PrefixCache cache(source, kBlockTokens, caching);
-  auto kv = model.allocate_kv_cache(num_blocks * kBlockTokens, kBlockTokens);
-  REQUIRE(kv.has_value());
+  // Real KV memory: a block pool whose granules the arbiter grants.
+  sparkd::governor::FixedBudgetArbiter arbiter(/*budget_granules=*/64);
+  sparkd::KvBlockPoolGeometry geometry;
+  geometry.num_layers = model.spec().num_layers;
+  geometry.kv_heads = model.spec().num_kv_heads;
+  geometry.head_dim = model.spec().head_dim;
+  geometry.block_tokens = kBlockTokens;
+  geometry.max_blocks = num_blocks;
+  auto pool = sparkd::KvBlockPool::create(geometry, arbiter, /*consumer=*/1);
+  REQUIRE(pool.has_value());
+  std::vector<sparkd::KvLayerView> layers;
+  for (int32_t l = 0; l < geometry.num_layers; ++l) layers.push_back(pool->layer_view(l));
+  const sparkd::KvCache kv =
+      sparkd::KvCache::over(std::move(layers), num_blocks * kBlockTokens, kBlockTokens);
+  sparkd::kv::PrefixCache cache(*pool, kBlockTokens, caching);
   Scheduler scheduler(config, cache);
   const size_t vocab = static_cast<size_t>(model.spec().vocab_size);
   RunResult result;
@@ -59,7 +73,7 @@ RunResult generate_all(sparkd::arch::DecoderModel& model, const std::vector<Requ
                           [&](const Request& r) { return r.step_added > step; }));
       continue;
     }
-    auto logits = sparkd::sched::run_decoder_step(model, *kv, scheduler, plan);
+    auto logits = sparkd::sched::run_decoder_step(model, kv, scheduler, plan);
     REQUIRE(logits.has_value());
     std::vector<int32_t> sampled;
     for (size_t row = 0; row * vocab < logits->size(); ++row) {
@@ -83,7 +97,8 @@ RunResult generate_all(sparkd::arch::DecoderModel& model, const std::vector<Requ
   CHECK(scheduler.running() == 0);
   CHECK(scheduler.waiting() == 0);
   cache.reclaim(static_cast<size_t>(num_blocks));
-  CHECK(source.free_blocks() == static_cast<size_t>(num_blocks));  // every block came back
+  CHECK(pool->blocks_in_use() == 0);        // every block came back
+  CHECK(arbiter.granted_granules(1) == 0);  // and with it every granule
   return result;
 }
 
