@@ -32,6 +32,8 @@ class LoadedModel {
   const std::string& dir() const { return dir_; }
   const model::ModelSpec& spec() const { return spec_; }
   const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
+  // Shared ownership, for components that keep the tokenizer (incremental detokenizers).
+  const std::shared_ptr<const tokenizer::Tokenizer>& tokenizer_ptr() const { return tokenizer_; }
   const model::ModelWeights& weights() const { return weights_; }
   Backend& backend() const { return backend_; }
   // The longest input (in tokens) one sequence may have: sentence-transformers'

@@ -1,0 +1,523 @@
+#include "engine/sched/decoder_runner.h"
+
+#include <algorithm>
+#include <exception>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <span>
+
+#include "engine/kv/kv_block_pool.h"
+#include "engine/kv/kv_cache.h"
+#include "engine/kv/prefix_cache.h"
+#include "engine/sched/decoder_step.h"
+#include "engine/sched/detokenizer.h"
+#include "engine/sched/stop_strings.h"
+#include "engine/tasks/loaded_model.h"
+
+namespace sparkd::sched {
+namespace {
+
+// True when tokenizer.json's decoder is WordPiece (alone or in a Sequence): its cleanup
+// rewrites text across id boundaries, so the detokenizer must hold back 2 ids. The
+// Tokenizer does not expose its decoder, hence the look at the file.
+bool has_wordpiece_decoder(const std::string& model_dir) {
+  std::ifstream file(model_dir + "/tokenizer.json");
+  if (!file) return false;
+  const nlohmann::json json = nlohmann::json::parse(file, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded() || !json.is_object()) return false;
+  const auto it = json.find("decoder");
+  if (it == json.end()) return false;
+  const std::function<bool(const nlohmann::json&)> visit = [&](const nlohmann::json& d) {
+    if (!d.is_object()) return false;
+    const auto type = d.find("type");
+    if (type != d.end() && type->is_string() && type->get<std::string>() == "WordPiece")
+      return true;
+    const auto children = d.find("decoders");
+    if (children != d.end() && children->is_array()) {
+      for (const auto& child : *children)
+        if (visit(child)) return true;
+    }
+    return false;
+  };
+  return visit(*it);
+}
+
+}  // namespace
+
+struct DecoderRunner::State {
+  struct Active {
+    GenerateRequest request;
+    GenerateCallbacks callbacks;
+    TokenCounts counts;
+    uint64_t seed = 0;
+    std::optional<IncrementalDetokenizer> detokenizer;
+    std::optional<StopStringMatcher> stops;
+    std::vector<int32_t> output;
+    std::string text;
+    int32_t cached_prompt_tokens = 0;
+    bool scheduled_once = false;
+  };
+
+  DecoderRunner* runner = nullptr;
+  const tasks::LoadedModel* model = nullptr;
+  arch::DecoderModel* decoder = nullptr;
+  std::shared_ptr<const tokenizer::Tokenizer> tokenizer;
+  RunnerConfig config;
+  DetokenizerOptions detokenizer_options;
+  int32_t vocab_size = 0;
+  int32_t context_tokens = 0;
+  std::unique_ptr<KvBlockPool> pool;
+  std::unique_ptr<kv::PrefixCache> cache;
+  std::unique_ptr<KvCache> kv;
+  std::unique_ptr<Scheduler> scheduler;
+  Sampler sampler;
+  std::map<RequestId, Active> active;
+  uint64_t generated_tokens = 0;
+  uint64_t finished_requests = 0;
+
+  ~State() {
+    // Sequences first (their blocks go back to the cache), then the cache (cached blocks go
+    // back to the pool), then the pool (granules go back to the arbiter).
+    scheduler.reset();
+    cache.reset();
+    kv.reset();
+    pool.reset();
+  }
+
+  void publish_stats() {
+    RunnerStats s;
+    const SchedulerStats& sched = scheduler->stats();
+    s.steps = sched.steps;
+    s.computed_tokens = sched.computed_tokens;
+    s.generated_tokens = generated_tokens;
+    s.preemptions = sched.preemptions;
+    s.cached_prefix_tokens = sched.cached_prefix_tokens;
+    s.prefix_hit_blocks = cache->stats().hit_blocks;
+    s.finished_requests = finished_requests;
+    s.running = scheduler->running();
+    s.waiting = scheduler->waiting();
+    s.kv_blocks_in_use = static_cast<int32_t>(cache->referenced_blocks());
+    s.kv_blocks_cached = static_cast<int32_t>(cache->cached_unreferenced_blocks());
+    s.kv_blocks_committed = pool->blocks_in_use();
+    std::lock_guard<std::mutex> lock(runner->mutex_);
+    runner->stats_ = s;
+  }
+
+  static void call_done(GenerateCallbacks& callbacks, GenerateResult result) {
+    if (!callbacks.on_done) return;
+    try {
+      callbacks.on_done(std::move(result));
+    } catch (...) {
+      // The request is over either way; a throwing callback must not stop the runner.
+    }
+  }
+
+  // Answers a request that never entered the scheduler.
+  void reject(RequestId id, GenerateRequest& request, GenerateCallbacks& callbacks, Status status) {
+    GenerateResult result;
+    result.id = id;
+    result.status = std::move(status);
+    result.finish_reason = "error";
+    result.prompt_tokens = static_cast<int32_t>(request.prompt_ids.size());
+    ++finished_requests;
+    call_done(callbacks, std::move(result));
+  }
+
+  // Ends an active request: its blocks go back before on_done runs.
+  void finish(RequestId id, std::string reason, Status status) {
+    const auto it = active.find(id);
+    if (it == active.end()) return;
+    Active a = std::move(it->second);
+    active.erase(it);
+    GenerateResult result;
+    result.id = id;
+    result.status = std::move(status);
+    result.finish_reason = std::move(reason);
+    result.token_ids = std::move(a.output);
+    result.text = std::move(a.text);
+    result.prompt_tokens = static_cast<int32_t>(a.request.prompt_ids.size());
+    result.cached_prompt_tokens = a.cached_prompt_tokens;
+    if (const SequenceState* seq = scheduler->find(id)) result.preemptions = seq->preemptions;
+    scheduler->finish(id);
+    ++finished_requests;
+    publish_stats();
+    call_done(a.callbacks, std::move(result));
+  }
+
+  Status check(const GenerateRequest& r) const {
+    SPARKD_RETURN_IF_ERROR(validate(r.sampling, vocab_size));
+    if (r.prompt_ids.empty()) return {StatusCode::kInvalidArgument, "the prompt is empty"};
+    if (static_cast<int64_t>(r.prompt_ids.size()) > context_tokens) {
+      return {StatusCode::kInvalidArgument,
+              "the prompt has " + std::to_string(r.prompt_ids.size()) +
+                  " tokens; the model's context holds " + std::to_string(context_tokens)};
+    }
+    for (size_t i = 0; i < r.prompt_ids.size(); ++i) {
+      if (r.prompt_ids[i] < 0 || r.prompt_ids[i] >= vocab_size) {
+        return {StatusCode::kInvalidArgument,
+                "prompt token " + std::to_string(i) + " is " + std::to_string(r.prompt_ids[i]) +
+                    ", outside the vocabulary [0, " + std::to_string(vocab_size) + ")"};
+      }
+    }
+    for (int32_t id : r.stop_token_ids) {
+      if (id < 0 || id >= vocab_size) {
+        return {StatusCode::kInvalidArgument, "stop token id " + std::to_string(id) +
+                                                  " is outside the vocabulary [0, " +
+                                                  std::to_string(vocab_size) + ")"};
+      }
+    }
+    if (r.max_tokens < 1) {
+      return {StatusCode::kInvalidArgument,
+              "max_tokens must be at least 1, got " + std::to_string(r.max_tokens)};
+    }
+    return Status::ok();
+  }
+
+  void admit(Submitted& s) {
+    if (Status status = check(s.request); !status.is_ok()) {
+      reject(s.id, s.request, s.callbacks, std::move(status));
+      return;
+    }
+    Active a;
+    if (!s.request.stop.empty()) {
+      auto stops = StopStringMatcher::create(
+          s.request.stop, {.include_stop_str_in_output = s.request.include_stop_str_in_output});
+      if (!stops) {
+        reject(s.id, s.request, s.callbacks,
+               {StatusCode::kInvalidArgument, "stop strings: " + stops.status().message()});
+        return;
+      }
+      a.stops.emplace(std::move(stops).value());
+    }
+    const std::vector<uint32_t> prompt(s.request.prompt_ids.begin(), s.request.prompt_ids.end());
+    auto detokenizer = IncrementalDetokenizer::create(tokenizer, prompt, detokenizer_options);
+    if (!detokenizer) {
+      reject(s.id, s.request, s.callbacks, detokenizer.status());
+      return;
+    }
+    a.detokenizer.emplace(std::move(detokenizer).value());
+    a.counts = TokenCounts(s.request.prompt_ids);
+    a.seed = admission_seed(s.request.sampling);
+    scheduler->add(s.id, s.request.prompt_ids, s.request.priority, s.request.cache_salt);
+    a.request = std::move(s.request);
+    a.callbacks = std::move(s.callbacks);
+    active.emplace(s.id, std::move(a));
+  }
+
+  void expire_deadlines() {
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<RequestId> expired;
+    for (const auto& [id, a] : active) {
+      if (a.request.deadline && *a.request.deadline <= now) expired.push_back(id);
+    }
+    for (RequestId id : expired) {
+      finish(id, "deadline", {StatusCode::kDeadlineExceeded, "the request's deadline passed"});
+    }
+  }
+
+  // Nothing runs and nothing could be admitted: the head waiting request needs more KV than
+  // the pool can ever give it.
+  void fail_head() {
+    RequestId head = 0;
+    const SequenceState* best = nullptr;
+    for (const auto& [id, a] : active) {
+      const SequenceState* seq = scheduler->find(id);
+      if (seq == nullptr || seq->running) continue;
+      if (best == nullptr || seq->priority < best->priority ||
+          (seq->priority == best->priority && seq->preemptions > 0 && best->preemptions == 0) ||
+          (seq->priority == best->priority && (seq->preemptions > 0) == (best->preemptions > 0) &&
+           seq->arrival < best->arrival)) {
+        best = seq;
+        head = id;
+      }
+    }
+    if (best == nullptr) {
+      // Should not happen (an empty plan with nothing waiting); end everything rather than spin.
+      fail_all({StatusCode::kInternal, "the scheduler planned nothing while requests were live"});
+      return;
+    }
+    const int64_t tokens = static_cast<int64_t>(best->tokens.size());
+    const int64_t blocks = (tokens + config.block_tokens - 1) / config.block_tokens;
+    finish(head, "error",
+           {StatusCode::kResourceExhausted,
+            "the request needs " + std::to_string(blocks) + " KV blocks of " +
+                std::to_string(config.block_tokens) + " tokens for its " + std::to_string(tokens) +
+                " tokens, but the pool holds " + std::to_string(config.max_blocks) +
+                " blocks (or the memory arbiter granted fewer)"});
+  }
+
+  void fail_all(const Status& status) {
+    std::vector<RequestId> ids;
+    for (const auto& [id, a] : active) ids.push_back(id);
+    for (RequestId id : ids) finish(id, "error", status);
+  }
+
+  // Delivers a delta; false when on_delta threw (the request is then ended with an error).
+  bool deliver(RequestId id, Active& a, GenerateDelta& delta) {
+    a.text += delta.text;
+    if (!a.callbacks.on_delta) return true;
+    try {
+      a.callbacks.on_delta(delta);
+      return true;
+    } catch (const std::exception& e) {
+      finish(id, "error", {StatusCode::kInternal, std::string("on_delta threw: ") + e.what()});
+    } catch (...) {
+      finish(id, "error", {StatusCode::kInternal, "on_delta threw"});
+    }
+    return false;
+  }
+
+  // The token `sampled` was appended to request `id`: count it, stream its text, and end the
+  // request when it is done.
+  void accept(RequestId id, const SampledToken& sampled) {
+    Active& a = active.at(id);
+    const int32_t token = sampled.token;
+    a.output.push_back(token);
+    a.counts.add_output_token(token);
+    ++generated_tokens;
+
+    GenerateDelta delta;
+    delta.id = id;
+    delta.token_ids.push_back(token);
+    if (a.request.sampling.logprobs > 0) {
+      delta.logprobs.push_back(sampled.logprob);
+      delta.top_logprobs.push_back(sampled.top_logprobs);
+    }
+
+    const auto& eos = model->spec().eos_token_ids;
+    const bool stop_token =
+        std::find(a.request.stop_token_ids.begin(), a.request.stop_token_ids.end(), token) !=
+            a.request.stop_token_ids.end() ||
+        (!a.request.ignore_eos && std::find(eos.begin(), eos.end(), token) != eos.end());
+    std::optional<std::string> reason;
+    if (stop_token) reason = "stop";
+
+    // A stop or EOS token is kept in token_ids, but its text is not part of the output.
+    if (!stop_token) {
+      auto piece = a.detokenizer->push(static_cast<uint32_t>(token));
+      if (!piece) {
+        finish(id, "error", piece.status());
+        return;
+      }
+      if (a.stops) {
+        StopStringResult released = a.stops->push(*piece);
+        delta.text = std::move(released.text);
+        if (released.stopped_index) reason = "stop";
+      } else {
+        delta.text = std::move(*piece);
+      }
+    }
+    if (!reason) {
+      const int64_t total = static_cast<int64_t>(a.request.prompt_ids.size() + a.output.size());
+      if (static_cast<int32_t>(a.output.size()) >= a.request.max_tokens || total >= context_tokens)
+        reason = "length";
+    }
+    // At the end, whatever the detokenizer and the matcher still hold is final (unless a
+    // stop string fired: the text after it is dropped).
+    if (reason && !(a.stops && a.stops->stopped())) {
+      auto rest = a.detokenizer->flush();
+      if (!rest) {
+        finish(id, "error", rest.status());
+        return;
+      }
+      if (a.stops) {
+        StopStringResult released = a.stops->push(*rest);
+        delta.text += released.text;
+        if (released.stopped_index) {
+          reason = "stop";
+        } else {
+          delta.text += a.stops->flush();
+        }
+      } else {
+        delta.text += *rest;
+      }
+    }
+    if (!deliver(id, a, delta)) return;
+    if (reason) finish(id, *reason, Status::ok());
+  }
+
+  void step() {
+    const StepPlan plan = scheduler->schedule();
+    for (const ScheduledChunk& chunk : plan.chunks) {
+      Active& a = active.at(chunk.id);
+      if (!a.scheduled_once) {
+        a.scheduled_once = true;
+        a.cached_prompt_tokens = chunk.begin;  // the prefix found in the cache at admission
+      }
+    }
+    if (plan.empty()) {
+      if (scheduler->running() == 0 && !active.empty()) fail_head();
+      return;
+    }
+    auto logits = run_decoder_step(*decoder, *kv, *scheduler, plan);
+    if (!logits) {
+      // Every sequence in the plan may have half-written KV: end them.
+      for (const ScheduledChunk& chunk : plan.chunks) finish(chunk.id, "error", logits.status());
+      return;
+    }
+    std::vector<int32_t> tokens;
+    std::vector<std::pair<RequestId, SampledToken>> sampled;
+    std::vector<RequestId> failed;
+    size_t row = 0;
+    const size_t vocab = static_cast<size_t>(vocab_size);
+    for (const ScheduledChunk& chunk : plan.chunks) {
+      if (!chunk.samples) continue;
+      const std::span<const float> logits_row(logits->data() + row * vocab, vocab);
+      ++row;
+      Active& a = active.at(chunk.id);
+      auto token = sampler.sample(logits_row, a.request.sampling, a.counts, a.seed,
+                                  static_cast<int64_t>(a.output.size()));
+      if (!token) {
+        failed.push_back(chunk.id);
+        tokens.push_back(0);  // a placeholder: the sequence is finished right after
+        sampled.emplace_back(chunk.id, SampledToken{});
+        continue;
+      }
+      tokens.push_back(token->token);
+      sampled.emplace_back(chunk.id, std::move(token).value());
+    }
+    scheduler->complete(plan, tokens);
+    for (RequestId id : failed) {
+      finish(id, "error", {StatusCode::kInternal, "sampling failed"});
+    }
+    for (auto& [id, token] : sampled) {
+      if (active.count(id) == 0) continue;  // failed above, or ended by a callback
+      accept(id, token);
+    }
+    publish_stats();
+  }
+};
+
+Expected<std::unique_ptr<DecoderRunner>> DecoderRunner::start(const tasks::LoadedModel& model,
+                                                              const RunnerConfig& config,
+                                                              governor::MemoryArbiter& arbiter) {
+  if (model.decoder() == nullptr) {
+    return Status(StatusCode::kInvalidArgument, model.dir() + " is not a decoder model");
+  }
+  if (config.block_tokens < 1 || config.max_blocks < 1 || config.scheduler.max_batch_tokens < 1 ||
+      config.scheduler.max_seqs < 1) {
+    return Status(StatusCode::kInvalidArgument,
+                  "runner config: block_tokens, max_blocks, max_batch_tokens and max_seqs must "
+                  "be positive");
+  }
+  const model::ModelSpec& spec = model.spec();
+  KvBlockPoolGeometry geometry;
+  geometry.num_layers = spec.num_layers;
+  geometry.kv_heads = spec.num_kv_heads;
+  geometry.head_dim = spec.head_dim;
+  geometry.block_tokens = config.block_tokens;
+  geometry.max_blocks = config.max_blocks;
+  auto pool = KvBlockPool::create(geometry, arbiter, config.consumer);
+  if (!pool) return pool.status();
+
+  std::unique_ptr<DecoderRunner> runner(new DecoderRunner());
+  auto state = std::make_unique<State>();
+  state->runner = runner.get();
+  state->model = &model;
+  state->decoder = model.decoder();
+  // LoadedModel keeps its tokenizer in a shared_ptr but hands out a reference; the model
+  // outlives the runner, so an owner-less alias is safe.
+  state->tokenizer = model.tokenizer_ptr();
+  state->config = config;
+  if (has_wordpiece_decoder(model.dir())) state->detokenizer_options.holdback_tokens = 2;
+  state->vocab_size = spec.vocab_size;
+  state->context_tokens = model.max_input_tokens();
+  state->pool = std::make_unique<KvBlockPool>(std::move(pool).value());
+  state->cache =
+      std::make_unique<kv::PrefixCache>(*state->pool, config.block_tokens, config.prefix_caching);
+  std::vector<KvLayerView> layers;
+  for (int32_t l = 0; l < geometry.num_layers; ++l) layers.push_back(state->pool->layer_view(l));
+  state->kv = std::make_unique<KvCache>(KvCache::over(
+      std::move(layers), config.max_blocks * config.block_tokens, config.block_tokens));
+  state->scheduler = std::make_unique<Scheduler>(config.scheduler, *state->cache);
+  state->publish_stats();
+  runner->state_ = std::move(state);
+  runner->thread_ = std::thread([r = runner.get()] { r->run(); });
+  return runner;
+}
+
+DecoderRunner::~DecoderRunner() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  state_.reset();
+}
+
+RequestId DecoderRunner::submit(GenerateRequest request, GenerateCallbacks callbacks) {
+  RequestId id = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    id = next_id_++;
+    intake_.push_back({id, std::move(request), std::move(callbacks)});
+  }
+  wake_.notify_one();
+  return id;
+}
+
+void DecoderRunner::cancel(RequestId id) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    cancels_.push_back(id);
+  }
+  wake_.notify_one();
+}
+
+RunnerStats DecoderRunner::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
+}
+
+void DecoderRunner::run() {
+  State& s = *state_;
+  for (;;) {
+    std::vector<Submitted> intake;
+    std::vector<RequestId> cancels;
+    bool stopping = false;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (s.active.empty()) {
+        wake_.wait(lock, [&] { return stopping_ || !intake_.empty() || !cancels_.empty(); });
+      }
+      intake.swap(intake_);
+      cancels.swap(cancels_);
+      stopping = stopping_;
+    }
+    try {
+      if (stopping) {
+        for (Submitted& sub : intake) {
+          GenerateResult result;
+          result.id = sub.id;
+          result.status = {StatusCode::kCancelled, "the runner is shutting down"};
+          result.finish_reason = "cancelled";
+          result.prompt_tokens = static_cast<int32_t>(sub.request.prompt_ids.size());
+          ++s.finished_requests;
+          State::call_done(sub.callbacks, std::move(result));
+        }
+        std::vector<RequestId> ids;
+        for (const auto& [id, a] : s.active) ids.push_back(id);
+        for (RequestId id : ids) {
+          s.finish(id, "cancelled", {StatusCode::kCancelled, "the runner is shutting down"});
+        }
+        s.publish_stats();
+        return;
+      }
+      for (Submitted& sub : intake) s.admit(sub);
+      for (RequestId id : cancels) {
+        s.finish(id, "cancelled", {StatusCode::kCancelled, "the request was cancelled"});
+      }
+      s.expire_deadlines();
+      if (!s.active.empty()) s.step();
+      s.publish_stats();
+    } catch (const std::exception& e) {
+      s.fail_all({StatusCode::kInternal, std::string("runner step failed: ") + e.what()});
+    } catch (...) {
+      s.fail_all({StatusCode::kInternal, "runner step failed"});
+    }
+  }
+}
+
+}  // namespace sparkd::sched
