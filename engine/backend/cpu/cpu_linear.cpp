@@ -32,7 +32,7 @@ int64_t round_up(int64_t a, int64_t multiple) {
 // ---- decode: streaming GEMV -------------------------------------------------------------
 
 // Up to this many rows of x, W is streamed row by row (GEMV); above, the GEMM packs it.
-constexpr int64_t kGemvMaxRows = 4;
+constexpr int64_t kGemvMaxRows = 8;
 // W rows per scheduling unit: large enough that each thread reads long contiguous runs.
 constexpr int64_t kGemvRowsPerChunk = 16;
 
@@ -85,31 +85,31 @@ template <DType kDtype, int kRows>
 SPARKD_CPU_AVX2 void gemv_rows_avx2(const float* x, int64_t k, const void* weight, int64_t n,
                                     const float* bias, int64_t row_begin, int64_t row_end,
                                     float* y) {
-  constexpr int kUnroll = kRows <= 2 ? 4 : 2;
+  constexpr int kUnroll = kRows <= 2 ? 4 : (kRows <= 4 ? 2 : 1);
   constexpr int64_t kStep = 8 * kUnroll;
   for (int64_t j = row_begin; j < row_end; ++j) {
     const int64_t row_offset = j * k;
     __m256 acc[kRows][kUnroll];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int u = 0; u < kUnroll; ++u) acc[r][u] = _mm256_setzero_ps();
     }
     int64_t c = 0;
     for (; c + kStep <= k; c += kStep) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int u = 0; u < kUnroll; ++u) {
         const __m256 w = load_weights8<kDtype>(weight, row_offset + c + 8 * u);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < kRows; ++r) {
           acc[r][u] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + r * k + c + 8 * u), acc[r][u]);
         }
       }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) {
       __m256 total = acc[r][0];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int u = 1; u < kUnroll; ++u) total = _mm256_add_ps(total, acc[r][u]);
       float sum = horizontal_sum(total);
       for (int64_t tail = c; tail < k; ++tail) {
@@ -130,8 +130,16 @@ void gemv_rows_avx2_dispatch(const float* x, int64_t m, int64_t k, const void* w
       return gemv_rows_avx2<kDtype, 2>(x, k, weight, n, bias, row_begin, row_end, y);
     case 3:
       return gemv_rows_avx2<kDtype, 3>(x, k, weight, n, bias, row_begin, row_end, y);
-    default:
+    case 4:
       return gemv_rows_avx2<kDtype, 4>(x, k, weight, n, bias, row_begin, row_end, y);
+    case 5:
+      return gemv_rows_avx2<kDtype, 5>(x, k, weight, n, bias, row_begin, row_end, y);
+    case 6:
+      return gemv_rows_avx2<kDtype, 6>(x, k, weight, n, bias, row_begin, row_end, y);
+    case 7:
+      return gemv_rows_avx2<kDtype, 7>(x, k, weight, n, bias, row_begin, row_end, y);
+    default:
+      return gemv_rows_avx2<kDtype, 8>(x, k, weight, n, bias, row_begin, row_end, y);
   }
 }
 #endif
@@ -299,13 +307,14 @@ constexpr int64_t kGemmCols = 256;
 
 // Rows [row, row + tile) of depth slice [depth_begin, depth_begin + depth) of a row-major
 // [rows, k] matrix of `dtype`, as `depth` groups of `tile` consecutive floats at
-// packed + row * depth, zero-padded past `rows`. `row_f32` holds tile * depth floats for
-// 16-bit conversion.
+// packed + (row - row_origin) * depth, zero-padded past `rows`. `row_f32` holds tile * depth floats
+// for 16-bit conversion.
 SPARKD_CPU_CLONES
 void pack_tile(const void* src, DType dtype, int64_t rows, int64_t k, int64_t row, int64_t tile,
-               int64_t depth_begin, int64_t depth, float* row_f32, float* packed) {
+               int64_t depth_begin, int64_t depth, float* row_f32, float* packed,
+               int64_t row_origin = 0) {
   const int64_t valid = std::min(tile, rows - row);
-  float* dst = packed + row * depth;
+  float* dst = packed + (row - row_origin) * depth;
   const float* base;
   int64_t stride;
   if (dtype == DType::kF32) {
@@ -343,7 +352,6 @@ void gemm(const KernelConfig& config, const float* x, int64_t m, int64_t k, cons
   const int64_t padded_n = round_up(n, kernel.cols);
   // The calling thread's slots 4 and 5; the team's kernels below use only slots 0 to 3.
   float* packed_x = thread_scratch(4, static_cast<size_t>(padded_m * kGemmDepth));
-  float* packed_w = thread_scratch(5, static_cast<size_t>(padded_n * kGemmDepth));
 
   const int64_t max_rows = round_up(kGemmRows, kernel.rows);
   // Enough column blocks that each thread gets a few (load balance), none wider than
@@ -353,13 +361,21 @@ void gemm(const KernelConfig& config, const float* x, int64_t m, int64_t k, cons
                  round_up(kGemmCols, kernel.cols));
   const int64_t col_blocks = ceil_div(n, max_cols);
   const int64_t row_blocks = ceil_div(m, max_rows);
+  float* packed_w =
+      row_blocks > 1 ? thread_scratch(5, static_cast<size_t>(padded_n * kGemmDepth)) : nullptr;
   [[maybe_unused]] const bool parallel =
       config.num_threads > 1 && col_blocks * row_blocks > 1 && m * n * k >= kMinParallelWork * 64;
 
   for (int64_t depth_begin = 0; depth_begin < k; depth_begin += kGemmDepth) {
     const int64_t depth = std::min(kGemmDepth, k - depth_begin);
     pack_slice(config, x, DType::kF32, m, k, kernel.rows, depth_begin, depth, packed_x);
-    pack_slice(config, weight, weight_dtype, n, k, kernel.cols, depth_begin, depth, packed_w);
+    // With one block of x rows (decode batches, short prompts) every W panel is used by one
+    // task only: that task packs it into its own cache-resident scratch, instead of the whole
+    // slice making a round trip through memory (which cost more than the arithmetic at M=8).
+    const bool shared_weight_panels = row_blocks > 1;
+    if (shared_weight_panels) {
+      pack_slice(config, weight, weight_dtype, n, k, kernel.cols, depth_begin, depth, packed_w);
+    }
     // The first slice overwrites y's tiles, so y needs no zeroing.
     const bool accumulate = depth_begin > 0;
 
@@ -372,7 +388,21 @@ void gemm(const KernelConfig& config, const float* x, int64_t m, int64_t k, cons
         const int64_t rows = std::min(max_rows, m - row_begin);
         float* edge_tile = thread_scratch(3, static_cast<size_t>(kernel.rows * kernel.cols));
         const float* block = packed_x + row_begin * depth;
-        const float* panel = packed_w + col_begin * depth;
+        const float* panel = nullptr;
+        if (shared_weight_panels) {
+          panel = packed_w + col_begin * depth;
+        } else {
+          float* own_panel =
+              thread_scratch(0, static_cast<size_t>(round_up(cols, kernel.cols) * depth));
+          float* row_f32 = weight_dtype == DType::kF32
+                               ? nullptr
+                               : thread_scratch(2, static_cast<size_t>(kernel.cols * depth));
+          for (int64_t tile_col = 0; tile_col < cols; tile_col += kernel.cols) {
+            pack_tile(weight, weight_dtype, n, k, col_begin + tile_col, kernel.cols, depth_begin,
+                      depth, row_f32, own_panel, col_begin);
+          }
+          panel = own_panel;
+        }
         for (int64_t tile_col = 0; tile_col < cols; tile_col += kernel.cols) {
           for (int64_t tile_row = 0; tile_row < rows; tile_row += kernel.rows) {
             const float* a_packed = block + tile_row * depth;
