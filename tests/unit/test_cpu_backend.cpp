@@ -275,13 +275,15 @@ TEST_CASE("cpu backend: linear matches a double reference", "[cpu_backend]") {
   struct Shape {
     int64_t m, k, n;
   };
-  // Odd sizes around the kernels' blocks: GEMV (m <= 4) and GEMM, partial micro-tiles in both
-  // directions, several depth slices (256) and row blocks (192), k of 1, and shapes large
-  // enough to run multi-threaded.
+  // Odd sizes around the kernels' blocks: GEMV (m <= 8, in passes of 8 up to 16) and GEMM
+  // (per-task weight panels for one row block, shared ones for several), partial micro-tiles
+  // in both directions, several depth slices (256) and row blocks (192), k of 1, and shapes
+  // large enough to run multi-threaded.
   const std::vector<Shape> shapes = {{1, 1, 1},      {1, 7, 5},     {1, 64, 33},   {2, 130, 17},
                                      {3, 257, 100},  {4, 1000, 3},  {5, 300, 40},  {6, 256, 16},
                                      {12, 32, 32},   {13, 100, 49}, {37, 513, 77}, {64, 256, 300},
-                                     {200, 600, 70}, {7, 1, 9},     {1, 512, 300}, {3, 700, 129}};
+                                     {200, 600, 70}, {7, 1, 9},     {1, 512, 300}, {3, 700, 129},
+                                     {8, 300, 33},   {16, 260, 65}, {17, 90, 31}};
   for (auto& [backend_name, backend] : all_backends()) {
     TensorStore store(*backend);
     for (DType weight_dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
