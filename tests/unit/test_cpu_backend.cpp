@@ -3,13 +3,10 @@
 // those of F32 arithmetic: 1e-5 of the magnitude of what was summed, or a few ulps for
 // elementwise functions. Each op runs on three backends (the default one, the portable
 // kernels, one thread) so that every code path meets the same reference.
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
-#include <csignal>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -23,6 +20,7 @@
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/backend/cpu/cpu_erf.h"
 #include "engine/backend/half.h"
+#include "tests/support/check_aborts.h"
 
 namespace {
 
@@ -160,34 +158,6 @@ void check_close(const std::vector<float>& actual, const std::vector<double>& ex
     tolerance[i] = relative * std::abs(expected[i]) + absolute_floor;
   }
   check_close(actual, expected, tolerance);
-}
-
-// Runs `op` in a child process and checks that it aborts with `message_part` on stderr.
-void check_aborts(const std::function<void()>& op, const std::string& message_part) {
-  int pipe_fds[2];
-  REQUIRE(pipe(pipe_fds) == 0);
-  const pid_t child = fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    // Catch2's own SIGABRT handler would report a failed test from the child.
-    std::signal(SIGABRT, SIG_DFL);
-    dup2(pipe_fds[1], STDERR_FILENO);
-    close(pipe_fds[0]);
-    op();
-    _exit(0);  // not reached when the op aborts
-  }
-  close(pipe_fds[1]);
-  std::string stderr_text;
-  char chunk[256];
-  for (ssize_t got; (got = read(pipe_fds[0], chunk, sizeof chunk)) > 0;) {
-    stderr_text.append(chunk, static_cast<size_t>(got));
-  }
-  close(pipe_fds[0]);
-  int status = 0;
-  REQUIRE(waitpid(child, &status, 0) == child);
-  INFO("stderr: " << stderr_text);
-  CHECK(WIFSIGNALED(status));
-  CHECK(stderr_text.find(message_part) != std::string::npos);
 }
 
 const char* dtype_label(DType dtype) {
@@ -856,10 +826,11 @@ TEST_CASE("cpu backend: mismatched shapes abort naming the op", "[cpu_backend]")
   Tensor x = store.make(DType::kF32, {2, 8});
   Tensor w = store.make(DType::kBF16, {4, 9});
   Tensor y = store.make(DType::kF32, {2, 4});
-  check_aborts([&] { backend->linear(x, w, nullptr, y); }, "linear: shape mismatch");
+  sparkd::testing::check_aborts([&] { backend->linear(x, w, nullptr, y); },
+                                "linear: shape mismatch");
 
   Tensor weight = store.make(DType::kF32, {7});
-  check_aborts([&] { backend->rms_norm(x, weight, 1e-6f, x); }, "rms_norm");
+  sparkd::testing::check_aborts([&] { backend->rms_norm(x, weight, 1e-6f, x); }, "rms_norm");
 
   KvLayerView kv;
   kv.keys = store.make(DType::kF32, {32, 1, 8});
@@ -871,7 +842,7 @@ TEST_CASE("cpu backend: mismatched shapes abort naming the op", "[cpu_backend]")
   sequence.context_tokens = 20;
   sequence.block_table = block_table;
   Tensor q = store.make(DType::kF32, {1, 1, 8});
-  check_aborts(
+  sparkd::testing::check_aborts(
       [&] {
         backend->attention(q, kv, {&sequence, 1}, AttentionParams{}, q);
       },

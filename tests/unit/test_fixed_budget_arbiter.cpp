@@ -1,11 +1,8 @@
 // FixedBudgetArbiter: all-or-nothing grants within a fixed budget, per-consumer counts, and
 // the budget invariant under concurrent grant/release.
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
-#include <csignal>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -13,6 +10,7 @@
 #include <vector>
 
 #include "governor/fixed_budget_arbiter.h"
+#include "tests/support/check_aborts.h"
 
 namespace {
 
@@ -80,30 +78,8 @@ TEST_CASE("fixed budget arbiter: counts per consumer", "[governor]") {
 TEST_CASE("fixed budget arbiter: releasing more than held aborts with a message", "[governor]") {
   FixedBudgetArbiter arbiter(10);
   REQUIRE(arbiter.grant_granules(4, 2));
-  int pipe_fds[2];
-  REQUIRE(pipe(pipe_fds) == 0);
-  const pid_t child = fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    // Catch2's own SIGABRT handler would report a failed test from the child.
-    std::signal(SIGABRT, SIG_DFL);
-    dup2(pipe_fds[1], STDERR_FILENO);
-    close(pipe_fds[0]);
-    arbiter.release_granules(4, 3);
-    _exit(0);  // not reached when release aborts
-  }
-  close(pipe_fds[1]);
-  std::string stderr_text;
-  char chunk[256];
-  for (ssize_t got; (got = read(pipe_fds[0], chunk, sizeof chunk)) > 0;) {
-    stderr_text.append(chunk, static_cast<size_t>(got));
-  }
-  close(pipe_fds[0]);
-  int status = 0;
-  REQUIRE(waitpid(child, &status, 0) == child);
-  INFO("stderr: " << stderr_text);
-  CHECK(WIFSIGNALED(status));
-  CHECK(stderr_text.find("consumer 4 released 3 granules but holds 2") != std::string::npos);
+  sparkd::testing::check_aborts([&] { arbiter.release_granules(4, 3); },
+                                "consumer 4 released 3 granules but holds 2");
   // The parent's ledger is untouched.
   CHECK(arbiter.granted_granules(4) == 2);
 }

@@ -1,12 +1,9 @@
 // KvBlockPool: low-id allocation, group commit/decommit through the MemoryArbiter with an
 // exact ledger, resident memory that really falls on release, and attention over paged
 // blocks that matches a contiguous KvCache bit for bit.
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cmath>
-#include <csignal>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -20,6 +17,7 @@
 #include "engine/kv/kv_block_pool.h"
 #include "engine/kv/kv_cache.h"
 #include "governor/fixed_budget_arbiter.h"
+#include "tests/support/check_aborts.h"
 
 namespace {
 
@@ -440,30 +438,7 @@ TEST_CASE("kv block pool: freeing a block not in use aborts with a message", "[k
   FixedBudgetArbiter arbiter(10);
   KvBlockPool pool = make_pool(small_geometry(16), arbiter);
   must_allocate(pool);
-  int pipe_fds[2];
-  REQUIRE(pipe(pipe_fds) == 0);
-  const pid_t child = fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    // Catch2's own SIGABRT handler would report a failed test from the child.
-    std::signal(SIGABRT, SIG_DFL);
-    dup2(pipe_fds[1], STDERR_FILENO);
-    close(pipe_fds[0]);
-    pool.free_block(5);
-    _exit(0);  // not reached when free_block aborts
-  }
-  close(pipe_fds[1]);
-  std::string stderr_text;
-  char chunk[256];
-  for (ssize_t got; (got = read(pipe_fds[0], chunk, sizeof chunk)) > 0;) {
-    stderr_text.append(chunk, static_cast<size_t>(got));
-  }
-  close(pipe_fds[0]);
-  int status = 0;
-  REQUIRE(waitpid(child, &status, 0) == child);
-  INFO("stderr: " << stderr_text);
-  CHECK(WIFSIGNALED(status));
-  CHECK(stderr_text.find("free_block(5) of a block not in use") != std::string::npos);
+  sparkd::testing::check_aborts([&] { pool.free_block(5); }, "free_block(5) of a block not in use");
 }
 
 }  // namespace
