@@ -276,18 +276,11 @@ class Engine {
   Engine(sparkd::arch::DecoderModel& model, int32_t max_blocks,
          const sparkd::sched::SchedulerConfig& config)
       : model_(model), arbiter_(/*budget_granules=*/uint64_t{1} << 32) {
-    sparkd::KvBlockPoolGeometry geometry;
-    geometry.num_layers = model.spec().num_layers;
-    geometry.kv_heads = model.spec().num_kv_heads;
-    geometry.head_dim = model.spec().head_dim;
-    geometry.block_tokens = kBlockTokens;
-    geometry.max_blocks = max_blocks;
+    const sparkd::KvBlockPoolGeometry geometry = model.kv_pool_geometry(kBlockTokens, max_blocks);
     auto pool = sparkd::KvBlockPool::create(geometry, arbiter_, /*consumer=*/1);
     if (!pool) fail(pool.status().to_string());
     pool_.emplace(std::move(*pool));
-    std::vector<sparkd::KvLayerView> layers;
-    for (int32_t l = 0; l < geometry.num_layers; ++l) layers.push_back(pool_->layer_view(l));
-    kv_.emplace(sparkd::KvCache::over(std::move(layers), max_blocks * kBlockTokens, kBlockTokens));
+    kv_.emplace(pool_->cache_view());
     cache_ = std::make_unique<sparkd::kv::PrefixCache>(*pool_, kBlockTokens, /*caching=*/false);
     scheduler_ = std::make_unique<sparkd::sched::Scheduler>(config, *cache_);
   }

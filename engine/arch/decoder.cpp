@@ -109,6 +109,17 @@ Expected<KvCache> DecoderModel::allocate_kv_cache(int32_t num_slots, int32_t blo
                            num_slots, block_tokens);
 }
 
+KvBlockPoolGeometry DecoderModel::kv_pool_geometry(int32_t block_tokens, int32_t max_blocks) const {
+  KvBlockPoolGeometry geometry;
+  geometry.num_layers = spec_.num_layers;
+  geometry.kv_heads = spec_.num_kv_heads;
+  geometry.head_dim = spec_.head_dim;
+  geometry.block_tokens = block_tokens;
+  geometry.max_blocks = max_blocks;
+  geometry.dtype = backend_.activation_dtype();
+  return geometry;
+}
+
 Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequence> batch,
                                               const KvCache& kv, Activations& act) {
   // Host-side bookkeeping: the flat token list, each token's position and KV slot, and the

@@ -14,6 +14,7 @@
 #include "common/status.h"
 #include "engine/arch/activations.h"
 #include "engine/backend/backend.h"
+#include "engine/kv/kv_block_pool.h"
 #include "engine/kv/kv_cache.h"
 #include "engine/model/model_spec.h"
 #include "engine/model/weights.h"
@@ -37,6 +38,8 @@ class DecoderModel {
   const model::ModelSpec& spec() const { return spec_; }
   Backend& backend() const { return backend_; }
   Expected<KvCache> allocate_kv_cache(int32_t num_slots, int32_t block_tokens = 0) const;
+  // The shape of a paged KV block pool for this model.
+  KvBlockPoolGeometry kv_pool_geometry(int32_t block_tokens, int32_t max_blocks) const;
 
   // One step. Returns the logits (host F32, [rows, vocab_size]) of each sequence's last new
   // token, or of all its new tokens when all_logits: rows in batch order.

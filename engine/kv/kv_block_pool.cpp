@@ -187,6 +187,13 @@ bool KvBlockPool::block_in_use(int32_t block) const {
   return block >= 0 && block < geometry_.max_blocks && block_live_[block] != 0;
 }
 
+KvCache KvBlockPool::cache_view() const {
+  std::vector<KvLayerView> layers;
+  for (int32_t l = 0; l < geometry_.num_layers; ++l) layers.push_back(layer_view(l));
+  return KvCache::over(std::move(layers), geometry_.max_blocks * geometry_.block_tokens,
+                       geometry_.block_tokens);
+}
+
 KvLayerView KvBlockPool::layer_view(int32_t layer) const {
   const std::vector<int64_t> shape = {int64_t{geometry_.max_blocks} * geometry_.block_tokens,
                                       geometry_.kv_heads, geometry_.head_dim};

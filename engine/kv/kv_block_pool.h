@@ -29,6 +29,7 @@
 
 #include "common/status.h"
 #include "engine/backend/backend.h"
+#include "engine/kv/kv_cache.h"
 #include "engine/kv/prefix_cache.h"
 #include "governor/memory_arbiter.h"
 
@@ -83,6 +84,9 @@ class KvBlockPool : public kv::BlockSource {
   // Keys and values of `layer` as [max_blocks * block_tokens, kv_heads, head_dim] tensors
   // over the whole sub-range; only slots of allocated blocks may be touched.
   KvLayerView layer_view(int32_t layer) const;
+  // Every layer's view as the KvCache the decoder reads and writes through block tables
+  // (it owns nothing: the pool must outlive it).
+  KvCache cache_view() const;
 
   const KvBlockPoolGeometry& geometry() const { return geometry_; }
   int32_t blocks_in_use() const { return blocks_in_use_; }

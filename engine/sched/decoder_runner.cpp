@@ -402,12 +402,8 @@ Expected<std::unique_ptr<DecoderRunner>> DecoderRunner::start(const tasks::Loade
                   "be positive");
   }
   const model::ModelSpec& spec = model.spec();
-  KvBlockPoolGeometry geometry;
-  geometry.num_layers = spec.num_layers;
-  geometry.kv_heads = spec.num_kv_heads;
-  geometry.head_dim = spec.head_dim;
-  geometry.block_tokens = config.block_tokens;
-  geometry.max_blocks = config.max_blocks;
+  const KvBlockPoolGeometry geometry =
+      model.decoder()->kv_pool_geometry(config.block_tokens, config.max_blocks);
   auto pool = KvBlockPool::create(geometry, arbiter, config.consumer);
   if (!pool) return pool.status();
 
@@ -416,8 +412,6 @@ Expected<std::unique_ptr<DecoderRunner>> DecoderRunner::start(const tasks::Loade
   state->runner = runner.get();
   state->model = &model;
   state->decoder = model.decoder();
-  // LoadedModel keeps its tokenizer in a shared_ptr but hands out a reference; the model
-  // outlives the runner, so an owner-less alias is safe.
   state->tokenizer = model.tokenizer_ptr();
   state->config = config;
   if (has_wordpiece_decoder(model.dir())) state->detokenizer_options.holdback_tokens = 2;
@@ -426,10 +420,7 @@ Expected<std::unique_ptr<DecoderRunner>> DecoderRunner::start(const tasks::Loade
   state->pool = std::make_unique<KvBlockPool>(std::move(pool).value());
   state->cache =
       std::make_unique<kv::PrefixCache>(*state->pool, config.block_tokens, config.prefix_caching);
-  std::vector<KvLayerView> layers;
-  for (int32_t l = 0; l < geometry.num_layers; ++l) layers.push_back(state->pool->layer_view(l));
-  state->kv = std::make_unique<KvCache>(KvCache::over(
-      std::move(layers), config.max_blocks * config.block_tokens, config.block_tokens));
+  state->kv = std::make_unique<KvCache>(state->pool->cache_view());
   state->scheduler = std::make_unique<Scheduler>(config.scheduler, *state->cache);
   state->publish_stats();
   runner->state_ = std::move(state);

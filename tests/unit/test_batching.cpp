@@ -45,18 +45,10 @@ RunResult generate_all(sparkd::arch::DecoderModel& model, const std::vector<Requ
                        const SchedulerConfig& config, int32_t num_blocks, bool caching) {
   // Real KV memory: a block pool whose granules the arbiter grants.
   sparkd::governor::FixedBudgetArbiter arbiter(/*budget_granules=*/64);
-  sparkd::KvBlockPoolGeometry geometry;
-  geometry.num_layers = model.spec().num_layers;
-  geometry.kv_heads = model.spec().num_kv_heads;
-  geometry.head_dim = model.spec().head_dim;
-  geometry.block_tokens = kBlockTokens;
-  geometry.max_blocks = num_blocks;
+  const sparkd::KvBlockPoolGeometry geometry = model.kv_pool_geometry(kBlockTokens, num_blocks);
   auto pool = sparkd::KvBlockPool::create(geometry, arbiter, /*consumer=*/1);
   REQUIRE(pool.has_value());
-  std::vector<sparkd::KvLayerView> layers;
-  for (int32_t l = 0; l < geometry.num_layers; ++l) layers.push_back(pool->layer_view(l));
-  const sparkd::KvCache kv =
-      sparkd::KvCache::over(std::move(layers), num_blocks * kBlockTokens, kBlockTokens);
+  const sparkd::KvCache kv = pool->cache_view();
   sparkd::kv::PrefixCache cache(*pool, kBlockTokens, caching);
   Scheduler scheduler(config, cache);
   const size_t vocab = static_cast<size_t>(model.spec().vocab_size);
