@@ -9,13 +9,11 @@
 namespace sparkd::kv {
 
 BlockKey block_key(BlockKey parent, std::span<const int32_t> tokens, uint64_t salt) {
-  XXH3_state_t* state = XXH3_createState();
-  XXH3_64bits_reset(state);
-  XXH3_64bits_update(state, &parent, sizeof parent);
-  XXH3_64bits_update(state, &salt, sizeof salt);
-  XXH3_64bits_update(state, tokens.data(), tokens.size_bytes());
-  BlockKey key = XXH3_64bits_digest(state);
-  XXH3_freeState(state);
+  // The tokens are hashed with a seed that is itself the hash of (parent, salt): a chain, with
+  // no allocation (this runs for every block a sequence fills).
+  const uint64_t chain[2] = {parent, salt};
+  const XXH64_hash_t seed = XXH3_64bits(chain, sizeof chain);
+  const BlockKey key = XXH3_64bits_withSeed(tokens.data(), tokens.size_bytes(), seed);
   // kRootBlockKey marks "no parent"; keep real keys distinct from it.
   return key == kRootBlockKey ? 1 : key;
 }
@@ -37,7 +35,8 @@ PrefixCache::BlockState& PrefixCache::state(int32_t block) {
 }
 
 std::vector<int32_t> PrefixCache::acquire_cached_prefix(std::span<const int32_t> tokens,
-                                                        uint64_t salt) {
+                                                        uint64_t salt,
+                                                        std::vector<BlockKey>* keys) {
   std::vector<int32_t> found;
   if (!caching_enabled_ || tokens.empty()) return found;
   const size_t full_blocks = (tokens.size() - 1) / static_cast<size_t>(block_tokens_);
@@ -60,6 +59,7 @@ std::vector<int32_t> PrefixCache::acquire_cached_prefix(std::span<const int32_t>
     }
     if (s.references++ == 0) ++referenced_;
     found.push_back(it->second);
+    if (keys) keys->push_back(key);
     parent = key;
   }
   return found;

@@ -22,7 +22,8 @@ using BlockKey = uint64_t;
 // The key of the first block's parent.
 inline constexpr BlockKey kRootBlockKey = 0;
 
-// The key of a full block: xxHash3 of (parent key, salt, token ids).
+// The key of a full block: xxHash3 of its token ids, seeded with the hash of (parent key,
+// salt).
 BlockKey block_key(BlockKey parent, std::span<const int32_t> tokens, uint64_t salt);
 
 // Where fresh block ids come from (the KV block pool, which owns the memory).
@@ -53,7 +54,9 @@ class PrefixCache {
   // The blocks holding the longest cached prefix of `tokens`, in order, each now referenced
   // by the caller. Only full blocks count, and at least one token is always left to
   // compute (the step that produces the next token needs a query).
-  std::vector<int32_t> acquire_cached_prefix(std::span<const int32_t> tokens, uint64_t salt);
+  // `keys`, when given, receives their keys (to continue the chain from the last one).
+  std::vector<int32_t> acquire_cached_prefix(std::span<const int32_t> tokens, uint64_t salt,
+                                             std::vector<BlockKey>* keys = nullptr);
 
   // A fresh block for a sequence, referenced once. When the source is empty the least
   // recently used unreferenced cached block is evicted and reused; nullopt when neither

@@ -133,14 +133,8 @@ StepPlan Scheduler::schedule() {
         stop_admitting = true;  // it would only take back the blocks it just gave up
         break;
       }
-      seq.block_table = cache_.acquire_cached_prefix(seq.tokens, seq.cache_salt);
-      kv::BlockKey parent = kv::kRootBlockKey;
+      seq.block_table = cache_.acquire_cached_prefix(seq.tokens, seq.cache_salt, &seq.block_keys);
       const int32_t block_tokens = cache_.block_tokens();
-      for (size_t b = 0; b < seq.block_table.size(); ++b) {
-        parent = kv::block_key(
-            parent, std::span(seq.tokens).subspan(b * block_tokens, block_tokens), seq.cache_salt);
-        seq.block_keys.push_back(parent);
-      }
       const int32_t cached = static_cast<int32_t>(seq.block_table.size()) * block_tokens;
       seq.computed_tokens = cached;
       const int32_t remaining = static_cast<int32_t>(seq.tokens.size()) - cached;
