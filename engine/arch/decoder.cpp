@@ -216,9 +216,9 @@ Expected<std::vector<float>> DecoderModel::forward(std::span<const DecoderStepSe
   int32_t begin = 0;
   for (const DecoderStepSequence& seq : batch) {
     const int32_t count = static_cast<int32_t>(seq.tokens.size());
-    if (seq.all_logits) {
+    if (seq.logits == StepLogits::kAll) {
       for (int32_t i = 0; i < count; ++i) rows.push_back(begin + i);
-    } else if (count > 0) {
+    } else if (seq.logits == StepLogits::kLast && count > 0) {
       rows.push_back(begin + count - 1);
     }
     begin += count;

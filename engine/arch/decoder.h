@@ -21,11 +21,18 @@
 
 namespace sparkd::arch {
 
+// Which of a sequence's new tokens get logits in a step.
+enum class StepLogits {
+  kLast,  // the next-token distribution (decode, a prompt's last chunk)
+  kAll,   // every new token (scoring a prompt)
+  kNone,  // none: a prefill chunk that does not reach the end of its prompt
+};
+
 struct DecoderStepSequence {
   std::span<const int32_t> tokens;  // this step's new tokens
   int32_t past_tokens = 0;          // tokens of this sequence already in the KV cache
   KvPlacement kv;
-  bool all_logits = false;  // logits for every new token (scoring a prompt), not only the last
+  StepLogits logits = StepLogits::kLast;
 };
 
 class DecoderModel {
@@ -42,7 +49,7 @@ class DecoderModel {
   KvBlockPoolGeometry kv_pool_geometry(int32_t block_tokens, int32_t max_blocks) const;
 
   // One step. Returns the logits (host F32, [rows, vocab_size]) of each sequence's last new
-  // token, or of all its new tokens when all_logits: rows in batch order.
+  // token, of all its new tokens (kAll) or of none (kNone): rows in batch order.
   Expected<std::vector<float>> forward(std::span<const DecoderStepSequence> batch,
                                        const KvCache& kv);
 

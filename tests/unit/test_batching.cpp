@@ -173,3 +173,20 @@ TEST_CASE("requests sharing a system prompt hit the prefix cache and compute les
   CHECK(cached.stats.computed_tokens + cached.stats.cached_prefix_tokens ==
         uncached.stats.computed_tokens);
 }
+
+TEST_CASE("prompts longer than the step budget are prefilled in chunks with the same result",
+          "[batching]") {
+  auto backend = sparkd::make_cpu_backend();
+  auto model = sparkd::tasks::LoadedModel::load(
+      std::string(SPARKD_SOURCE_DIR) + "/tests/fixtures/models/llama_f32", *backend);
+  REQUIRE(model.has_value());
+  auto& decoder = *(*model)->decoder();
+  std::vector<Request> requests = random_requests(3, (*model)->spec().vocab_size, 5);
+  requests[0].prompt.assign(19, 3);
+  requests[1].prompt.assign(30, 17);
+  requests[2].prompt.assign(23, 42);
+  // 8 tokens a step: every prompt takes several steps, and the first steps carry only chunks
+  // that sample nothing (a forward with no logits at all).
+  const auto chunked = generate_all(decoder, requests, {8, 4}, 64, false);
+  CHECK(chunked.outputs == each_alone(decoder, requests));
+}

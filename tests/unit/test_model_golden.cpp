@@ -124,7 +124,7 @@ void check_decoder(const std::string& name, double logits_tolerance) {
     REQUIRE(kv.has_value());
     sparkd::arch::DecoderStepSequence step;
     step.tokens = ids;
-    step.all_logits = true;
+    step.logits = sparkd::arch::StepLogits::kAll;
     auto logits = model->decoder()->forward({&step, 1}, *kv);
     REQUIRE(logits.has_value());
     std::vector<int64_t> shape;
