@@ -2,9 +2,7 @@
 
 #include <algorithm>
 #include <exception>
-#include <fstream>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <span>
 
 #include "engine/kv/kv_block_pool.h"
@@ -16,34 +14,6 @@
 #include "engine/tasks/loaded_model.h"
 
 namespace sparkd::sched {
-namespace {
-
-// True when tokenizer.json's decoder is WordPiece (alone or in a Sequence): its cleanup
-// rewrites text across id boundaries, so the detokenizer must hold back 2 ids. The
-// Tokenizer does not expose its decoder, hence the look at the file.
-bool has_wordpiece_decoder(const std::string& model_dir) {
-  std::ifstream file(model_dir + "/tokenizer.json");
-  if (!file) return false;
-  const nlohmann::json json = nlohmann::json::parse(file, nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded() || !json.is_object()) return false;
-  const auto it = json.find("decoder");
-  if (it == json.end()) return false;
-  const std::function<bool(const nlohmann::json&)> visit = [&](const nlohmann::json& d) {
-    if (!d.is_object()) return false;
-    const auto type = d.find("type");
-    if (type != d.end() && type->is_string() && type->get<std::string>() == "WordPiece")
-      return true;
-    const auto children = d.find("decoders");
-    if (children != d.end() && children->is_array()) {
-      for (const auto& child : *children)
-        if (visit(child)) return true;
-    }
-    return false;
-  };
-  return visit(*it);
-}
-
-}  // namespace
 
 struct DecoderRunner::State {
   struct Active {
@@ -414,7 +384,6 @@ Expected<std::unique_ptr<DecoderRunner>> DecoderRunner::start(const tasks::Loade
   state->decoder = model.decoder();
   state->tokenizer = model.tokenizer_ptr();
   state->config = config;
-  if (has_wordpiece_decoder(model.dir())) state->detokenizer_options.holdback_tokens = 2;
   state->vocab_size = spec.vocab_size;
   state->context_tokens = model.max_input_tokens();
   state->pool = std::make_unique<KvBlockPool>(std::move(pool).value());

@@ -34,10 +34,10 @@ struct DetokenizerOptions {
   // INITIAL_INCREMENTAL_DETOKENIZATION_OFFSET), so the first output token's leading space is
   // decided as in a decode of prompt + output. Also the context kept when the window slides.
   size_t context_tokens = 5;
-  // Extra ids of delay before text is final. 0 (vLLM) suits ByteLevel, Metaspace and
-  // byte-fallback decoders, whose text for earlier ids never changes. Decoders with a
-  // cleanup step that rewrites text across id boundaries (WordPiece "cleanup": " ' " ->
-  // "'", " n't" -> "n't") need 2 for the deltas to equal a full decode exactly.
+  // Extra ids of delay before text is final: text is released only once it has stayed the
+  // same over this many further decodes. 0 (vLLM) is right for every decoder here: ByteLevel,
+  // Metaspace and byte fallback map each token on its own, and WordPiece's cleanup
+  // (" ' " -> "'", " n't" -> "n't") also runs per token, as in the tokenizers library.
   size_t holdback_tokens = 0;
 };
 

@@ -112,6 +112,10 @@ TEST_CASE("detokenizer: deltas concatenate to a full decode (WordPiece with clea
   check_corpus("bert_wordpiece_uncased", 2);
 }
 
+TEST_CASE("detokenizer: WordPiece cleanup needs no holdback (it runs per token)", "[detokenizer]") {
+  check_corpus("bert_wordpiece_uncased", 0);
+}
+
 TEST_CASE("detokenizer: an emoji split across byte-fallback tokens comes out whole",
           "[detokenizer]") {
   const auto tok = load("llama2_sentencepiece_bpe");
