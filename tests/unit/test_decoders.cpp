@@ -8,24 +8,16 @@
 
 #include "engine/tokenizer/decoders.h"
 #include "engine/tokenizer/error.h"
+#include "tests/support/tokenizer_helpers.h"
 
 namespace {
+
+using sparkd::testing::error_of;
 
 using sparkd::tokenizer::ConfigError;
 using sparkd::tokenizer::Decoder;
 using sparkd::tokenizer::EncodeError;
 using Tokens = std::vector<std::string>;
-
-// The message of the E that `f` throws ("<no exception>" if none, so the check fails).
-template <typename E, typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
 
 std::unique_ptr<Decoder> load(const char* json) {
   return sparkd::tokenizer::make_decoder(nlohmann::json::parse(json));

@@ -13,8 +13,12 @@
 #include "engine/tokenizer/encoding.h"
 #include "engine/tokenizer/error.h"
 #include "engine/tokenizer/post_processors.h"
+#include "tests/support/tokenizer_helpers.h"
 
 namespace {
+
+using sparkd::testing::error_of;
+using sparkd::testing::letters;
 
 using sparkd::tokenizer::EncodeError;
 using sparkd::tokenizer::Encoding;
@@ -24,33 +28,6 @@ using sparkd::tokenizer::TruncationParams;
 using sparkd::tokenizer::TruncationStrategy;
 using Ids = std::vector<uint32_t>;
 using OffsetList = std::vector<Offsets>;
-
-// The message of the E that `f` throws ("<no exception>" if none, so the check fails).
-template <typename E, typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-
-// What `tok.encode("a b c ...", add_special_tokens=False)` returns for single-letter words.
-Encoding letters(const std::string& text) {
-  Encoding e;
-  uint32_t word = 0;
-  for (size_t i = 0; i < text.size(); i += 2, ++word) {
-    e.ids.push_back(static_cast<uint32_t>(text[i] - 'a') + 5);
-    e.type_ids.push_back(0);
-    e.tokens.emplace_back(1, text[i]);
-    e.words.emplace_back(word);
-    e.offsets.emplace_back(i, i + 1);
-    e.special_tokens_mask.push_back(0);
-    e.attention_mask.push_back(1);
-  }
-  return e;
-}
 
 // Python's Encoding.sequence_ids (get_sequence_ids in encoding.rs), with -1 for None.
 std::vector<int> sequence_ids(const Encoding& e) {

@@ -14,8 +14,12 @@
 #include "engine/tokenizer/encoding.h"
 #include "engine/tokenizer/error.h"
 #include "engine/tokenizer/post_processors.h"
+#include "tests/support/tokenizer_helpers.h"
 
 namespace {
+
+using sparkd::testing::error_of;
+using sparkd::testing::letters;
 
 using sparkd::tokenizer::ConfigError;
 using sparkd::tokenizer::EncodeError;
@@ -31,32 +35,6 @@ using Words = std::vector<std::optional<uint32_t>>;
 using OffsetList = std::vector<Offsets>;
 using Strings = std::vector<std::string>;
 constexpr std::nullopt_t kNone = std::nullopt;
-
-// The message of the E that `f` throws ("<no exception>" if none, so the check fails).
-template <typename E, typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "<no exception>";
-}
-
-Encoding letters(const std::string& text) {
-  Encoding e;
-  uint32_t word = 0;
-  for (size_t i = 0; i < text.size(); i += 2, ++word) {
-    e.ids.push_back(static_cast<uint32_t>(text[i] - 'a') + 5);
-    e.type_ids.push_back(0);
-    e.tokens.emplace_back(1, text[i]);
-    e.words.emplace_back(word);
-    e.offsets.emplace_back(i, i + 1);
-    e.special_tokens_mask.push_back(0);
-    e.attention_mask.push_back(1);
-  }
-  return e;
-}
 
 // An encoding with explicit ids, tokens and offsets (words 0.., type ids 0).
 Encoding raw(Ids ids, Strings tokens, OffsetList offsets) {
