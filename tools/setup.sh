@@ -14,7 +14,7 @@ PACKAGES=(
   libpcre2-dev libutf8proc-dev nlohmann-json3-dev libxxhash-dev
   # daemon, API and operations
   libuv1-dev libprotobuf-dev protobuf-compiler libtomlplusplus-dev libsystemd-dev
-  prometheus-cpp-dev systemd python3-protobuf
+  prometheus-cpp-dev systemd python3-protobuf python3-prometheus-client
   # tests
   catch2
   # fixture generators and benchmarks compare against Python libraries
