@@ -110,51 +110,83 @@ Expected<std::unique_ptr<LoadedModel>> LoadedModel::load(const std::string& mode
   return model;
 }
 
-Expected<Embeddings> embed_token_ids(const LoadedModel& model,
-                                     std::span<const std::vector<int32_t>> inputs) {
-  if (model.spec().task != model::ModelTask::kEmbed) {
-    return Status(StatusCode::kFailedPrecondition, model.dir() + " is a " +
-                                                       model::task_name(model.spec().task) +
-                                                       " model, not an embedding model");
+namespace {
+
+Status check_task(const LoadedModel& model, model::ModelTask task, const char* what) {
+  if (model.spec().task == task) return Status::ok();
+  return Status(
+      StatusCode::kFailedPrecondition,
+      model.dir() + " is a " + model::task_name(model.spec().task) + " model, not " + what);
+}
+
+Status too_long(size_t tokens, int32_t limit) {
+  return Status(StatusCode::kInvalidArgument,
+                "the input has " + std::to_string(tokens) + " tokens; the model accepts at most " +
+                    std::to_string(limit) + " (set truncate to cut longer inputs)");
+}
+
+}  // namespace
+
+Expected<std::vector<int32_t>> encode_embed_input(const LoadedModel& model, std::string_view text,
+                                                  bool truncate) {
+  tokenizer::TruncationParams truncation;
+  truncation.max_length = static_cast<size_t>(model.max_input_tokens());
+  std::optional<tokenizer::TruncationParams> applied;
+  if (truncate) applied = truncation;
+  SPARKD_ASSIGN_OR_RETURN(tokenizer::Encoding encoding,
+                          model.tokenizer().encode(text, true, applied));
+  if (encoding.ids.size() > truncation.max_length) {
+    return too_long(encoding.ids.size(), model.max_input_tokens());
   }
-  Embeddings result;
-  result.dimensions = model.spec().hidden_size;
+  return to_int32(encoding.ids);
+}
+
+Expected<std::vector<float>> embed_batch(const LoadedModel& model,
+                                         std::span<const std::vector<int32_t>> inputs,
+                                         bool normalize) {
+  SPARKD_RETURN_IF_ERROR(check_task(model, model::ModelTask::kEmbed, "an embedding model"));
   Backend& backend = model.backend();
-  std::vector<int32_t> token_counts;
+  std::vector<RowSpan> spans;
+  int32_t rows = 0;
   for (const std::vector<int32_t>& ids : inputs) {
     if (ids.empty()) return Status(StatusCode::kInvalidArgument, "an input has no tokens");
-    token_counts.push_back(static_cast<int32_t>(ids.size()));
+    spans.push_back({rows, static_cast<int32_t>(ids.size())});
+    rows += static_cast<int32_t>(ids.size());
   }
-  result.token_counts = token_counts;
+  arch::Activations act(backend);
+  Tensor hidden;
+  if (model.encoder()) {
+    const std::vector<arch::EncoderInput> encoder_inputs = as_encoder_inputs(inputs, {});
+    SPARKD_ASSIGN_OR_RETURN(hidden, model.encoder()->forward_hidden(encoder_inputs, act));
+  } else {
+    // A decoder embedder: one causal pass per batch; its KV cache is just this batch.
+    SPARKD_ASSIGN_OR_RETURN(KvCache kv, model.decoder()->allocate_kv_cache(rows));
+    std::vector<arch::DecoderStepSequence> steps;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      arch::DecoderStepSequence step;
+      step.tokens = inputs[i];
+      step.kv.kv_slot_begin = spans[i].begin;
+      steps.push_back(step);
+    }
+    SPARKD_ASSIGN_OR_RETURN(hidden, model.decoder()->forward_hidden(steps, kv, act));
+  }
+  return arch::pool_embeddings(backend, act, hidden, spans, model.spec().pooling, normalize);
+}
+
+Expected<Embeddings> embed_token_ids(const LoadedModel& model,
+                                     std::span<const std::vector<int32_t>> inputs) {
+  SPARKD_RETURN_IF_ERROR(check_task(model, model::ModelTask::kEmbed, "an embedding model"));
+  Embeddings result;
+  result.dimensions = model.spec().hidden_size;
+  for (const std::vector<int32_t>& ids : inputs) {
+    if (ids.empty()) return Status(StatusCode::kInvalidArgument, "an input has no tokens");
+    result.token_counts.push_back(static_cast<int32_t>(ids.size()));
+  }
   for (size_t begin = 0; begin < inputs.size();) {
-    const size_t end = batch_end(token_counts, begin);
-    std::span<const std::vector<int32_t>> batch = inputs.subspan(begin, end - begin);
-    std::vector<RowSpan> spans;
-    int32_t row = 0;
-    for (const std::vector<int32_t>& ids : batch) {
-      spans.push_back({row, static_cast<int32_t>(ids.size())});
-      row += static_cast<int32_t>(ids.size());
-    }
-    arch::Activations act(backend);
-    Tensor hidden;
-    if (model.encoder()) {
-      const std::vector<arch::EncoderInput> encoder_inputs = as_encoder_inputs(batch, {});
-      SPARKD_ASSIGN_OR_RETURN(hidden, model.encoder()->forward_hidden(encoder_inputs, act));
-    } else {
-      // A decoder embedder: one causal pass per batch; its KV cache is just this batch.
-      SPARKD_ASSIGN_OR_RETURN(KvCache kv, model.decoder()->allocate_kv_cache(row));
-      std::vector<arch::DecoderStepSequence> steps;
-      for (size_t i = 0; i < batch.size(); ++i) {
-        arch::DecoderStepSequence step;
-        step.tokens = batch[i];
-        step.kv.kv_slot_begin = spans[i].begin;
-        steps.push_back(step);
-      }
-      SPARKD_ASSIGN_OR_RETURN(hidden, model.decoder()->forward_hidden(steps, kv, act));
-    }
-    SPARKD_ASSIGN_OR_RETURN(std::vector<float> pooled,
-                            arch::pool_embeddings(backend, act, hidden, spans, model.spec().pooling,
-                                                  model.spec().normalize_embeddings));
+    const size_t end = batch_end(result.token_counts, begin);
+    SPARKD_ASSIGN_OR_RETURN(
+        std::vector<float> pooled,
+        embed_batch(model, inputs.subspan(begin, end - begin), model.spec().normalize_embeddings));
     result.values.insert(result.values.end(), pooled.begin(), pooled.end());
     begin = end;
   }
@@ -162,44 +194,63 @@ Expected<Embeddings> embed_token_ids(const LoadedModel& model,
 }
 
 Expected<Embeddings> embed_texts(const LoadedModel& model, std::span<const std::string> texts) {
-  tokenizer::TruncationParams truncation;
-  truncation.max_length = static_cast<size_t>(model.max_input_tokens());
   std::vector<std::vector<int32_t>> inputs;
   for (const std::string& text : texts) {
-    SPARKD_ASSIGN_OR_RETURN(tokenizer::Encoding encoding,
-                            model.tokenizer().encode(text, true, truncation));
-    inputs.push_back(to_int32(encoding.ids));
+    SPARKD_ASSIGN_OR_RETURN(std::vector<int32_t> ids, encode_embed_input(model, text, true));
+    inputs.push_back(std::move(ids));
   }
   return embed_token_ids(model, inputs);
 }
 
-Expected<RerankScores> rerank(const LoadedModel& model, std::string_view query,
-                              std::span<const std::string> documents) {
-  if (model.spec().task != model::ModelTask::kRerank || !model.encoder()) {
-    return Status(
-        StatusCode::kFailedPrecondition,
-        model.dir() + " is a " + model::task_name(model.spec().task) + " model, not a reranker");
-  }
+Expected<PairEncoding> encode_rerank_pair(const LoadedModel& model, std::string_view query,
+                                          std::string_view document, bool truncate) {
   tokenizer::TruncationParams truncation;
   truncation.max_length = static_cast<size_t>(model.max_input_tokens());
-  RerankScores scores;
-  std::vector<std::vector<int32_t>> ids, type_ids;
-  for (const std::string& document : documents) {
-    SPARKD_ASSIGN_OR_RETURN(tokenizer::Encoding encoding,
-                            model.tokenizer().encode_pair(query, document, true, truncation));
-    ids.push_back(to_int32(encoding.ids));
-    type_ids.push_back(to_int32(encoding.type_ids));
-    scores.token_counts.push_back(static_cast<int32_t>(encoding.ids.size()));
+  std::optional<tokenizer::TruncationParams> applied;
+  if (truncate) applied = truncation;
+  SPARKD_ASSIGN_OR_RETURN(tokenizer::Encoding encoding,
+                          model.tokenizer().encode_pair(query, document, true, applied));
+  if (encoding.ids.size() > truncation.max_length) {
+    return too_long(encoding.ids.size(), model.max_input_tokens());
   }
-  const std::vector<arch::EncoderInput> inputs = as_encoder_inputs(ids, type_ids);
-  for (size_t begin = 0; begin < inputs.size();) {
+  return PairEncoding{to_int32(encoding.ids), to_int32(encoding.type_ids)};
+}
+
+Expected<std::vector<float>> classify_batch(const LoadedModel& model,
+                                            std::span<const PairEncoding> pairs) {
+  SPARKD_RETURN_IF_ERROR(check_task(model, model::ModelTask::kRerank, "a reranker"));
+  if (!model.encoder()) {
+    return Status(StatusCode::kFailedPrecondition, model.dir() + " has no encoder classifier");
+  }
+  std::vector<arch::EncoderInput> inputs;
+  for (const PairEncoding& pair : pairs) {
+    if (pair.ids.empty()) return Status(StatusCode::kInvalidArgument, "a pair has no tokens");
+    inputs.push_back({pair.ids, pair.type_ids});
+  }
+  return model.encoder()->classify(inputs);
+}
+
+float sigmoid(float logit) {
+  return 1.0f / (1.0f + std::exp(-logit));
+}
+
+Expected<RerankScores> rerank(const LoadedModel& model, std::string_view query,
+                              std::span<const std::string> documents) {
+  SPARKD_RETURN_IF_ERROR(check_task(model, model::ModelTask::kRerank, "a reranker"));
+  RerankScores scores;
+  std::vector<PairEncoding> pairs;
+  for (const std::string& document : documents) {
+    SPARKD_ASSIGN_OR_RETURN(PairEncoding pair, encode_rerank_pair(model, query, document, true));
+    scores.token_counts.push_back(static_cast<int32_t>(pair.ids.size()));
+    pairs.push_back(std::move(pair));
+  }
+  for (size_t begin = 0; begin < pairs.size();) {
     const size_t end = batch_end(scores.token_counts, begin);
-    SPARKD_ASSIGN_OR_RETURN(
-        std::vector<float> logits,
-        model.encoder()->classify(std::span(inputs).subspan(begin, end - begin)));
+    SPARKD_ASSIGN_OR_RETURN(std::vector<float> logits,
+                            classify_batch(model, std::span(pairs).subspan(begin, end - begin)));
     for (float logit : logits) {
       scores.logits.push_back(logit);
-      scores.probabilities.push_back(1.0f / (1.0f + std::exp(-logit)));
+      scores.probabilities.push_back(sigmoid(logit));
     }
     begin = end;
   }

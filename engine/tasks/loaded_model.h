@@ -58,6 +58,17 @@ class LoadedModel {
 };
 
 // ---- embed ------------------------------------------------------------------------------
+// One input's tokens, with the model's special tokens. Longer than max_input_tokens():
+// cut to it when `truncate` (sentence-transformers' behaviour), else INVALID_ARGUMENT saying
+// both lengths (TEI's behaviour when truncation is off).
+Expected<std::vector<int32_t>> encode_embed_input(const LoadedModel& model, std::string_view text,
+                                                  bool truncate);
+// One forward pass over `inputs` (each non-empty, packed without padding): pooled
+// embeddings [inputs, dimensions], L2-normalised when `normalize`.
+Expected<std::vector<float>> embed_batch(const LoadedModel& model,
+                                         std::span<const std::vector<int32_t>> inputs,
+                                         bool normalize);
+
 struct Embeddings {
   int32_t dimensions = 0;
   std::vector<float> values;          // [inputs, dimensions], row-major
@@ -70,6 +81,19 @@ Expected<Embeddings> embed_token_ids(const LoadedModel& model,
                                      std::span<const std::vector<int32_t>> inputs);
 
 // ---- rerank -----------------------------------------------------------------------------
+struct PairEncoding {
+  std::vector<int32_t> ids;
+  std::vector<int32_t> type_ids;
+};
+// A (query, document) pair as the model's pair template. Longer than max_input_tokens():
+// cut longest-first when `truncate`, else INVALID_ARGUMENT.
+Expected<PairEncoding> encode_rerank_pair(const LoadedModel& model, std::string_view query,
+                                          std::string_view document, bool truncate);
+// One forward pass of the classifier over `pairs`: one logit each.
+Expected<std::vector<float>> classify_batch(const LoadedModel& model,
+                                            std::span<const PairEncoding> pairs);
+float sigmoid(float logit);
+
 struct RerankScores {
   std::vector<float> logits;         // the classifier's raw output, one per document
   std::vector<float> probabilities;  // sigmoid(logit): sentence-transformers CrossEncoder's score
