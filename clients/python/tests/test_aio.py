@@ -1,0 +1,198 @@
+"""The asyncio AsyncClient against the same scripted peer (which runs on its own thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import unittest
+from typing import List
+
+from sparkd import AsyncClient, SparkdError
+from sparkd import sparkd_pb2 as pb
+
+from ._peer import PeerConnection, ScriptedPeer, error_response, response
+
+
+async def in_thread(function, *args):  # type: ignore[no-untyped-def]
+    """Play the daemon's blocking side without blocking the event loop the client runs on."""
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
+def embed_answer(request: pb.Request, values: List[float]) -> pb.Response:
+    answer = response(request.id)
+    answer.embed.dimensions = len(values)
+    answer.embed.embeddings.add().values.extend(values)
+    return answer
+
+
+class AsyncClientTest(unittest.IsolatedAsyncioTestCase):
+    client_timeout_s = 10.0
+
+    async def asyncSetUp(self) -> None:
+        self.peer = ScriptedPeer()
+        self.client = await AsyncClient.connect(self.peer.socket_path, timeout=self.client_timeout_s)
+        self.peer_conn: PeerConnection = self.peer.accept()
+
+    async def asyncTearDown(self) -> None:
+        await self.client.close()
+        self.peer.close()
+
+    async def test_embed_roundtrip(self) -> None:
+        call = asyncio.ensure_future(self.client.embed("minilm", ["a", "b"], normalize=True))
+        request = await in_thread(self.peer_conn.recv_request)
+        self.assertEqual(list(request.embed.inputs), ["a", "b"])
+        self.assertTrue(request.embed.normalize)
+        answer = response(request.id)
+        answer.embed.dimensions = 1
+        answer.embed.embeddings.add().values.append(0.5)
+        answer.embed.embeddings.add().values.append(-0.5)
+        answer.usage.prompt_tokens = 2
+        await in_thread(self.peer_conn.send, answer)
+        result = await call
+        self.assertEqual(result.embeddings, [[0.5], [-0.5]])
+        self.assertEqual(result.usage.prompt_tokens, 2)
+
+    async def test_concurrent_calls_get_their_own_out_of_order_answers(self) -> None:
+        count = 6
+        calls = [
+            asyncio.ensure_future(self.client.embed("minilm", [str(index)]))
+            for index in range(count)
+        ]
+        requests = await in_thread(self.peer_conn.recv_requests, count)
+        self.assertEqual(len({r.id for r in requests}), count)
+        frames = b"".join(
+            PeerConnection.frame(embed_answer(r, [float(r.embed.inputs[0])]))
+            for r in reversed(requests)
+        )
+        # All answers in one write, split into odd-sized pieces: frames straddle reads.
+        await in_thread(self.peer_conn.send_in_pieces, frames, 5)
+        results = await asyncio.gather(*calls)
+        self.assertEqual([r.embeddings for r in results], [[[float(i)]] for i in range(count)])
+
+    async def test_async_for_over_a_stream(self) -> None:
+        async def play_daemon() -> pb.Request:
+            request = await in_thread(self.peer_conn.recv_request)
+            for index, text in enumerate(["a", "b", "c"]):
+                chunk = response(request.id, final=index == 2)
+                chunk.generate.text = text
+                if index == 2:
+                    chunk.generate.finish_reason = "length"
+                    chunk.usage.completion_tokens = 3
+                await in_thread(self.peer_conn.send, chunk)
+            return request
+
+        daemon = asyncio.ensure_future(play_daemon())
+        stream = self.client.generate_stream("qwen3-demo", prompt="p", max_tokens=3)
+        texts = [chunk.text async for chunk in stream]
+        request = await daemon
+        self.assertTrue(request.generate.stream)
+        self.assertEqual(request.generate.max_tokens, 3)
+        self.assertEqual(texts, ["a", "b", "c"])
+        self.assertEqual(stream.finish_reason, "length")
+        assert stream.usage is not None
+        self.assertEqual(stream.usage.completion_tokens, 3)
+
+    async def test_generate_joins_the_text(self) -> None:
+        call = asyncio.ensure_future(
+            self.client.generate("qwen3-demo", messages=[{"role": "user", "content": "q"}])
+        )
+        request = await in_thread(self.peer_conn.recv_request)
+        self.assertFalse(request.generate.stream)
+        answer = response(request.id)
+        answer.generate.text = "answer"
+        answer.generate.token_ids.extend([1, 2])
+        answer.generate.finish_reason = "stop"
+        await in_thread(self.peer_conn.send, answer)
+        generation = await call
+        self.assertEqual((generation.text, generation.token_ids), ("answer", [1, 2]))
+        self.assertEqual(generation.finish_reason, "stop")
+
+    async def test_error_response_raises(self) -> None:
+        call = asyncio.ensure_future(self.client.rerank("rerank-demo", "q", ["d"]))
+        request = await in_thread(self.peer_conn.recv_request)
+        await in_thread(
+            self.peer_conn.send, error_response(request.id, pb.PERMISSION_DENIED, "not admin")
+        )
+        with self.assertRaises(SparkdError) as raised:
+            await call
+        self.assertEqual(raised.exception.code, "PERMISSION_DENIED")
+        self.assertEqual(raised.exception.request_id, request.id)
+
+    async def test_aclose_before_the_end_sends_cancel(self) -> None:
+        async with self.client.generate_stream("qwen3-demo", prompt="p") as stream:
+            request = await in_thread(self.peer_conn.recv_request)
+            chunk = response(request.id, final=False)
+            chunk.generate.text = "first"
+            await in_thread(self.peer_conn.send, chunk)
+            async for received in stream:
+                self.assertEqual(received.text, "first")
+                break
+        cancel = await in_thread(self.peer_conn.recv_request)
+        self.assertEqual(cancel.WhichOneof("kind"), "cancel")
+        self.assertEqual(cancel.cancel.target_id, request.id)
+        # The connection still works afterwards, and a late chunk is ignored.
+        late = response(request.id)
+        await in_thread(self.peer_conn.send, late)
+        call = asyncio.ensure_future(self.client.health())
+        health_request = await in_thread(self.peer_conn.recv_request)
+        answer = response(health_request.id)
+        answer.health.ready = True
+        await in_thread(self.peer_conn.send, answer)
+        self.assertTrue((await call).ready)
+
+    async def test_connection_lost_fails_every_waiting_call(self) -> None:
+        calls = [asyncio.ensure_future(self.client.health()) for _ in range(3)]
+        await in_thread(self.peer_conn.recv_requests, 3)
+        await in_thread(self.peer_conn.close)
+        for call in calls:
+            with self.assertRaises(SparkdError) as raised:
+                await call
+            self.assertEqual(raised.exception.code, "UNAVAILABLE")
+        with self.assertRaises(SparkdError) as raised:
+            await self.client.models()
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+
+    async def test_stream_interrupted_by_connection_loss(self) -> None:
+        stream = self.client.generate_stream("qwen3-demo", prompt="p")
+        pending_chunk = asyncio.ensure_future(stream.__anext__())
+        request = await in_thread(self.peer_conn.recv_request)
+        chunk = response(request.id, final=False)
+        chunk.generate.text = "so far"
+        await in_thread(self.peer_conn.send, chunk)
+        self.assertEqual((await pending_chunk).text, "so far")
+        await in_thread(self.peer_conn.close)
+        with self.assertRaises(SparkdError) as raised:
+            await stream.__anext__()
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+
+    async def test_close_fails_waiting_calls(self) -> None:
+        call = asyncio.ensure_future(self.client.health())
+        await in_thread(self.peer_conn.recv_request)
+        await self.client.close()
+        with self.assertRaises(SparkdError) as raised:
+            await call
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+        self.assertTrue(await in_thread(self.peer_conn.expect_eof))
+
+
+class AsyncTimeoutTest(unittest.IsolatedAsyncioTestCase):
+    async def test_unanswered_request_times_out_and_is_cancelled(self) -> None:
+        peer = ScriptedPeer()
+        self.addCleanup(peer.close)
+        client = await AsyncClient.connect(peer.socket_path, timeout=0.2)
+        peer_conn = peer.accept()
+        with self.assertRaises(SparkdError) as raised:
+            await client.embed("minilm", ["x"])
+        self.assertEqual(raised.exception.code, "DEADLINE_EXCEEDED")
+        request, cancel = await in_thread(peer_conn.recv_requests, 2)
+        self.assertEqual(cancel.cancel.target_id, request.id)
+        await client.close()
+
+    async def test_connect_failure_is_unavailable(self) -> None:
+        with self.assertRaises(SparkdError) as raised:
+            await AsyncClient.connect("/nonexistent/sparkd.sock")
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+        self.assertIn("/nonexistent/sparkd.sock", raised.exception.message)
+
+
+if __name__ == "__main__":
+    unittest.main()

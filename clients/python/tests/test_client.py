@@ -1,0 +1,597 @@
+"""The sync Client against a scripted peer on a real Unix socket."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import unittest
+from typing import Dict, List
+from unittest import mock
+
+from sparkd import Client, SparkdError
+from sparkd import sparkd_pb2 as pb
+
+from ._peer import PeerConnection, ScriptedPeer, error_response, response
+
+
+class ClientTestCase(unittest.TestCase):
+    """Starts a peer and a client connected to it; ``self.peer_conn`` is the daemon's end."""
+
+    client_timeout_s = 10.0
+
+    def setUp(self) -> None:
+        self.peer = ScriptedPeer()
+        self.addCleanup(self.peer.close)
+        self.client = Client(self.peer.socket_path, timeout=self.client_timeout_s)
+        self.addCleanup(self.client.close)
+        self.peer_conn: PeerConnection = self.peer.accept()
+
+    def in_thread(self, target, *args, **kwargs) -> "Result":  # type: ignore[no-untyped-def]
+        """Run a client call in a thread, so the test can play the daemon meanwhile."""
+        result = Result()
+
+        def run() -> None:
+            try:
+                result.value = target(*args, **kwargs)
+            except BaseException as error:  # handed to the test to assert on
+                result.error = error
+
+        result.thread = threading.Thread(target=run, daemon=True)
+        result.thread.start()
+        return result
+
+
+class Result:
+    value: object = None
+    error: "BaseException | None" = None
+    thread: threading.Thread
+
+    def get(self) -> object:
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive(), "client call did not return"
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def embed_answer(request: pb.Request, values: List[float]) -> pb.Response:
+    answer = response(request.id)
+    answer.embed.dimensions = len(values)
+    answer.embed.embeddings.add().values.extend(values)
+    answer.usage.prompt_tokens = 3
+    answer.usage.total_tokens = 3
+    answer.timing.queue_ms = 0.5
+    answer.timing.compute_ms = 2.0
+    answer.timing.total_ms = 3.0
+    return answer
+
+
+class EmbedAndUnaryCallsTest(ClientTestCase):
+    def test_embed_sends_the_fields_and_returns_the_embeddings(self) -> None:
+        call = self.in_thread(
+            self.client.embed, "minilm", ["hello", "world"], truncate=True, priority=2,
+            deadline_ms=500,
+        )
+        request = self.peer_conn.recv_request()
+        self.assertEqual(request.WhichOneof("kind"), "embed")
+        self.assertEqual(request.embed.model, "minilm")
+        self.assertEqual(list(request.embed.inputs), ["hello", "world"])
+        self.assertFalse(request.embed.HasField("normalize"), "unset normalize must stay unset")
+        self.assertTrue(request.embed.truncate)
+        self.assertEqual(request.embed.priority, 2)
+        self.assertEqual(request.embed.deadline_ms, 500)
+
+        answer = response(request.id)
+        answer.embed.dimensions = 2
+        answer.embed.embeddings.add().values.extend([0.5, 0.25])
+        answer.embed.embeddings.add().values.extend([-1.0, 0.0])
+        answer.usage.prompt_tokens = 6
+        answer.timing.total_ms = 4.5
+        self.peer_conn.send(answer)
+
+        result = call.get()
+        self.assertEqual(result.embeddings, [[0.5, 0.25], [-1.0, 0.0]])
+        self.assertEqual(result.dimensions, 2)
+        self.assertEqual(result.usage.prompt_tokens, 6)
+        self.assertEqual(result.timing.total_ms, 4.5)
+
+    def test_explicit_normalize_false_is_sent(self) -> None:
+        call = self.in_thread(self.client.embed, "minilm", "one string", normalize=False)
+        request = self.peer_conn.recv_request()
+        self.assertTrue(request.embed.HasField("normalize"))
+        self.assertFalse(request.embed.normalize)
+        self.assertEqual(list(request.embed.inputs), ["one string"])
+        self.peer_conn.send(embed_answer(request, [1.0]))
+        self.assertEqual(call.get().embeddings, [[1.0]])
+
+    def test_request_ids_are_a_per_connection_counter(self) -> None:
+        seen: List[int] = []
+        for _ in range(3):
+            call = self.in_thread(self.client.health)
+            request = self.peer_conn.recv_request()
+            seen.append(request.id)
+            answer = response(request.id)
+            answer.health.ready = True
+            answer.health.status = "serving"
+            self.peer_conn.send(answer)
+            health = call.get()
+            self.assertTrue(health.ready)
+            self.assertEqual(health.status, "serving")
+        self.assertEqual(seen, [seen[0], seen[0] + 1, seen[0] + 2])
+        self.assertGreater(seen[0], 0, "id 0 is the proto default and would be ambiguous")
+
+    def test_rerank(self) -> None:
+        call = self.in_thread(
+            self.client.rerank, "rerank-demo", "q", ["d0", "d1", "d2"], top_n=2,
+            return_documents=True, raw_scores=True,
+        )
+        request = self.peer_conn.recv_request()
+        self.assertEqual(request.rerank.query, "q")
+        self.assertEqual(list(request.rerank.documents), ["d0", "d1", "d2"])
+        self.assertEqual(request.rerank.top_n, 2)
+        self.assertTrue(request.rerank.return_documents)
+        self.assertTrue(request.rerank.raw_scores)
+        answer = response(request.id)
+        answer.rerank.results.add(index=2, score=0.75, document="d2")
+        answer.rerank.results.add(index=0, score=0.25, document="d0")
+        self.peer_conn.send(answer)
+        reranked = call.get()
+        self.assertEqual([r.index for r in reranked.results], [2, 0])
+        self.assertEqual(reranked[0].document, "d2")
+        self.assertEqual(reranked[0].score, 0.75)
+        self.assertEqual(len(reranked), 2)
+
+    def test_tokenize_and_detokenize(self) -> None:
+        call = self.in_thread(
+            self.client.tokenize, "qwen3-demo", "hi there", add_special_tokens=False,
+            return_tokens=True,
+        )
+        request = self.peer_conn.recv_request()
+        self.assertTrue(request.tokenize.HasField("add_special_tokens"))
+        self.assertFalse(request.tokenize.add_special_tokens)
+        self.assertTrue(request.tokenize.return_tokens)
+        answer = response(request.id)
+        answer.tokenize.ids.extend([5, 6])
+        answer.tokenize.tokens.extend(["hi", " there"])
+        self.peer_conn.send(answer)
+        tokens = call.get()
+        self.assertEqual(tokens.ids, [5, 6])
+        self.assertEqual(tokens.tokens, ["hi", " there"])
+
+        call = self.in_thread(self.client.detokenize, "qwen3-demo", [5, 6], skip_special_tokens=True)
+        request = self.peer_conn.recv_request()
+        self.assertEqual(list(request.detokenize.ids), [5, 6])
+        self.assertTrue(request.detokenize.skip_special_tokens)
+        answer = response(request.id)
+        answer.detokenize.text = "hi there"
+        self.peer_conn.send(answer)
+        self.assertEqual(call.get(), "hi there")
+
+    def test_models_status_and_admin_calls(self) -> None:
+        call = self.in_thread(self.client.models)
+        request = self.peer_conn.recv_request()
+        self.assertEqual(request.WhichOneof("kind"), "list_models")
+        answer = response(request.id)
+        answer.list_models.models.add(
+            name="minilm", task="embed", state="ready", weights_bytes=90_000_000, dimensions=384
+        )
+        self.peer_conn.send(answer)
+        (model,) = call.get()
+        self.assertEqual((model.name, model.task, model.state), ("minilm", "embed", "ready"))
+        self.assertEqual(model.dimensions, 384)
+
+        call = self.in_thread(self.client.models)
+        request = self.peer_conn.recv_request()
+        self.peer_conn.send(response(request.id))  # no models: an empty, kind-less response
+        self.assertEqual(call.get(), [])
+
+        call = self.in_thread(self.client.status)
+        request = self.peer_conn.recv_request()
+        self.assertEqual(request.WhichOneof("kind"), "status")
+        answer = response(request.id)
+        answer.status.version = "0.1"
+        answer.status.mem_available_bytes = 1 << 30
+        answer.status.models.add(name="qwen3-demo", running=2, waiting=1)
+        self.peer_conn.send(answer)
+        status = call.get()
+        self.assertEqual(status.version, "0.1")
+        self.assertEqual(status.mem_available_bytes, 1 << 30)
+        self.assertEqual(status.models[0].running, 2)
+
+        for method, args, kind in (
+            (self.client.load, ("qwen3-demo", "/models/q"), "load"),
+            (self.client.unload, ("qwen3-demo",), "unload"),
+            (self.client.reload, (), "reload"),
+        ):
+            call = self.in_thread(method, *args)
+            request = self.peer_conn.recv_request()
+            self.assertEqual(request.WhichOneof("kind"), kind)
+            answer = response(request.id)
+            answer.admin.message = f"did {kind}"
+            self.peer_conn.send(answer)
+            self.assertEqual(call.get(), f"did {kind}")
+            if kind == "load":
+                self.assertEqual(request.load.path, "/models/q")
+
+    def test_cancel_returns_whether_the_daemon_cancelled(self) -> None:
+        call = self.in_thread(self.client.cancel, 77)
+        request = self.peer_conn.recv_request()
+        self.assertEqual(request.cancel.target_id, 77)
+        answer = response(request.id)
+        answer.cancel.cancelled = True
+        self.peer_conn.send(answer)
+        self.assertIs(call.get(), True)
+
+
+class ErrorsTest(ClientTestCase):
+    def test_error_response_raises_with_code_message_and_id(self) -> None:
+        call = self.in_thread(self.client.embed, "nope", ["x"])
+        request = self.peer_conn.recv_request()
+        self.peer_conn.send(
+            error_response(request.id, pb.NOT_FOUND, "no model 'nope'; configured: minilm")
+        )
+        with self.assertRaises(SparkdError) as raised:
+            call.get()
+        self.assertEqual(raised.exception.code, "NOT_FOUND")
+        self.assertEqual(raised.exception.message, "no model 'nope'; configured: minilm")
+        self.assertEqual(raised.exception.request_id, request.id)
+        self.assertIn("NOT_FOUND", str(raised.exception))
+
+    def test_unknown_error_code_is_kept_recognisable(self) -> None:
+        call = self.in_thread(self.client.health)
+        request = self.peer_conn.recv_request()
+        self.peer_conn.send(error_response(request.id, 99, "from the future"))
+        with self.assertRaises(SparkdError) as raised:
+            call.get()
+        self.assertEqual(raised.exception.code, "UNKNOWN")
+        self.assertIn("99", raised.exception.message)
+
+    def test_response_of_the_wrong_kind_is_a_protocol_error(self) -> None:
+        call = self.in_thread(self.client.embed, "minilm", ["x"])
+        request = self.peer_conn.recv_request()
+        answer = response(request.id)
+        answer.rerank.results.add(index=0, score=1.0)
+        self.peer_conn.send(answer)
+        with self.assertRaises(SparkdError) as raised:
+            call.get()
+        self.assertEqual(raised.exception.code, "INTERNAL")
+
+    def test_connection_still_usable_after_an_error(self) -> None:
+        call = self.in_thread(self.client.embed, "nope", ["x"])
+        request = self.peer_conn.recv_request()
+        self.peer_conn.send(error_response(request.id, pb.INVALID_ARGUMENT, "bad"))
+        with self.assertRaises(SparkdError):
+            call.get()
+        call = self.in_thread(self.client.embed, "minilm", ["x"])
+        request = self.peer_conn.recv_request()
+        self.peer_conn.send(embed_answer(request, [2.0]))
+        self.assertEqual(call.get().embeddings, [[2.0]])
+
+    def test_generate_needs_exactly_one_of_prompt_and_messages(self) -> None:
+        with self.assertRaises(SparkdError) as raised:
+            self.client.generate("qwen3-demo")
+        self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
+        with self.assertRaises(SparkdError):
+            self.client.generate("qwen3-demo", prompt="a", messages=[])
+        # Nothing was sent for either: the next request the peer sees is this one.
+        call = self.in_thread(self.client.health)
+        request = self.peer_conn.recv_request()
+        self.assertEqual(request.WhichOneof("kind"), "health")
+        self.peer_conn.send(response(request.id))
+        call.get()
+
+
+class ConcurrencyAndFramingTest(ClientTestCase):
+    def test_out_of_order_responses_reach_the_right_threads(self) -> None:
+        thread_count = 8
+        calls = [
+            self.in_thread(self.client.embed, "minilm", [f"input {index}"])
+            for index in range(thread_count)
+        ]
+        requests = self.peer_conn.recv_requests(thread_count)
+        self.assertEqual(len({r.id for r in requests}), thread_count, "ids must be unique")
+        # Answer newest first, each with a value derived from its own input.
+        for request in reversed(requests):
+            index = float(request.embed.inputs[0].split()[1])
+            self.peer_conn.send(embed_answer(request, [index, -index]))
+        for index, call in enumerate(calls):
+            self.assertEqual(call.get().embeddings, [[float(index), -float(index)]])
+
+    def test_interleaved_stream_and_unary_responses(self) -> None:
+        stream = self.client.generate_stream("qwen3-demo", prompt="p")
+        stream_request = self.peer_conn.recv_request()
+        call = self.in_thread(self.client.embed, "minilm", ["x"])
+        embed_request = self.peer_conn.recv_request()
+        first = response(stream_request.id, final=False)
+        first.generate.text = "a"
+        self.peer_conn.send(first)
+        self.peer_conn.send(embed_answer(embed_request, [3.0]))
+        last = response(stream_request.id)
+        last.generate.text = "b"
+        last.generate.finish_reason = "stop"
+        self.peer_conn.send(last)
+        self.assertEqual([chunk.text for chunk in stream], ["a", "b"])
+        self.assertEqual(call.get().embeddings, [[3.0]])
+
+    def test_frame_split_across_writes(self) -> None:
+        call = self.in_thread(self.client.embed, "minilm", ["x"])
+        request = self.peer_conn.recv_request()
+        answer = embed_answer(request, [0.125] * 64)
+        self.peer_conn.send_in_pieces(PeerConnection.frame(answer), piece_bytes=3)
+        self.assertEqual(call.get().embeddings, [[0.125] * 64])
+
+    def test_two_frames_in_one_write(self) -> None:
+        first = self.in_thread(self.client.embed, "minilm", ["a"])
+        request_a = self.peer_conn.recv_request()
+        second = self.in_thread(self.client.embed, "minilm", ["b"])
+        request_b = self.peer_conn.recv_request()
+        self.peer_conn.send_raw(
+            PeerConnection.frame(embed_answer(request_b, [2.0]))
+            + PeerConnection.frame(embed_answer(request_a, [1.0]))
+        )
+        self.assertEqual(first.get().embeddings, [[1.0]])
+        self.assertEqual(second.get().embeddings, [[2.0]])
+
+    def test_responses_for_unknown_ids_are_ignored(self) -> None:
+        call = self.in_thread(self.client.embed, "minilm", ["x"])
+        request = self.peer_conn.recv_request()
+        stray = response(request.id + 1000)
+        stray.embed.dimensions = 1
+        self.peer_conn.send(stray)
+        self.peer_conn.send(embed_answer(request, [4.0]))
+        self.assertEqual(call.get().embeddings, [[4.0]])
+
+
+class StreamingTest(ClientTestCase):
+    def _send_chunks(self, request_id: int, texts: List[str], final_reason: str) -> None:
+        for index, text in enumerate(texts):
+            final = index == len(texts) - 1
+            chunk = response(request_id, final=final)
+            chunk.generate.text = text
+            chunk.generate.token_ids.append(100 + index)
+            if final:
+                chunk.generate.finish_reason = final_reason
+                chunk.usage.prompt_tokens = 4
+                chunk.usage.completion_tokens = len(texts)
+                chunk.timing.ttft_ms = 1.5
+            self.peer_conn.send(chunk)
+
+    def test_stream_yields_chunks_until_final(self) -> None:
+        stream = self.client.generate_stream(
+            "qwen3-demo",
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=16,
+            temperature=0.0,
+            top_k=40,
+            seed=7,
+            stop="\n\n",
+            stop_token_ids=[2],
+            logit_bias={5: -1.5},
+            logprobs=2,
+        )
+        request = self.peer_conn.recv_request()
+        generate = request.generate
+        self.assertTrue(generate.stream)
+        self.assertEqual(generate.WhichOneof("input"), "chat")
+        self.assertEqual(
+            [(m.role, m.content) for m in generate.chat.messages], [("user", "hi")]
+        )
+        self.assertEqual(generate.max_tokens, 16)
+        self.assertTrue(generate.sampling.HasField("temperature"), "temperature 0 = greedy")
+        self.assertEqual(generate.sampling.temperature, 0.0)
+        self.assertFalse(generate.sampling.HasField("top_p"))
+        self.assertEqual(generate.sampling.top_k, 40)
+        self.assertEqual(generate.sampling.seed, 7)
+        self.assertEqual(generate.sampling.logprobs, 2)
+        self.assertEqual(
+            [(b.token_id, b.bias) for b in generate.sampling.logit_bias], [(5, -1.5)]
+        )
+        self.assertEqual(list(generate.stop), ["\n\n"])
+        self.assertEqual(list(generate.stop_token_ids), [2])
+
+        self._send_chunks(request.id, ["Hel", "lo", "!"], "stop")
+        chunks = list(stream)
+        self.assertEqual([c.text for c in chunks], ["Hel", "lo", "!"])
+        self.assertEqual([c.token_ids for c in chunks], [[100], [101], [102]])
+        self.assertEqual([c.final for c in chunks], [False, False, True])
+        self.assertEqual(chunks[-1].finish_reason, "stop")
+        self.assertIsNone(chunks[0].usage)
+        self.assertEqual(stream.finish_reason, "stop")
+        assert stream.usage is not None and stream.timing is not None
+        self.assertEqual(stream.usage.completion_tokens, 3)
+        self.assertEqual(stream.timing.ttft_ms, 1.5)
+
+    def test_generate_returns_the_joined_generation(self) -> None:
+        call = self.in_thread(self.client.generate, "qwen3-demo", prompt="Once")
+        request = self.peer_conn.recv_request()
+        self.assertFalse(request.generate.stream)
+        self.assertEqual(request.generate.prompt, "Once")
+        self.assertFalse(request.generate.HasField("sampling"), "all-default sampling stays unset")
+        self._send_chunks(request.id, [" upon", " a time"], "length")
+        generation = call.get()
+        self.assertEqual(generation.text, " upon a time")
+        self.assertEqual(generation.token_ids, [100, 101])
+        self.assertEqual(generation.finish_reason, "length")
+        self.assertEqual(generation.usage.prompt_tokens, 4)
+
+    def test_error_in_the_middle_of_a_stream(self) -> None:
+        stream = self.client.generate_stream("qwen3-demo", prompt="p")
+        request = self.peer_conn.recv_request()
+        chunk = response(request.id, final=False)
+        chunk.generate.text = "partial"
+        self.peer_conn.send(chunk)
+        self.peer_conn.send(
+            error_response(request.id, pb.RESOURCE_EXHAUSTED, "KV needs 2 GiB, 1 GiB free")
+        )
+        self.assertEqual(next(stream).text, "partial")
+        with self.assertRaises(SparkdError) as raised:
+            next(stream)
+        self.assertEqual(raised.exception.code, "RESOURCE_EXHAUSTED")
+        self.assertEqual(list(stream), [], "a failed stream is over")
+
+    def _expect_cancel_of(self, target_id: int) -> None:
+        request = self.peer_conn.recv_request()
+        self.assertEqual(request.WhichOneof("kind"), "cancel")
+        self.assertEqual(request.cancel.target_id, target_id)
+
+    def _start_stream_and_read_one_chunk(self):  # type: ignore[no-untyped-def]
+        stream = self.client.generate_stream("qwen3-demo", prompt="p")
+        request = self.peer_conn.recv_request()
+        chunk = response(request.id, final=False)
+        chunk.generate.text = "first"
+        self.peer_conn.send(chunk)
+        self.assertEqual(next(stream).text, "first")
+        return stream, request
+
+    def test_close_before_the_end_sends_cancel(self) -> None:
+        stream, request = self._start_stream_and_read_one_chunk()
+        stream.close()
+        self._expect_cancel_of(request.id)
+        # Chunks the daemon had already sent are dropped, and the connection stays usable.
+        late = response(request.id, final=False)
+        late.generate.text = "late"
+        self.peer_conn.send(late)
+        call = self.in_thread(self.client.embed, "minilm", ["x"])
+        embed_request = self.peer_conn.recv_request()
+        self.peer_conn.send(embed_answer(embed_request, [1.0]))
+        self.assertEqual(call.get().embeddings, [[1.0]])
+        self.assertEqual(list(stream), [])
+
+    def test_leaving_a_with_block_early_sends_cancel(self) -> None:
+        stream, request = self._start_stream_and_read_one_chunk()
+        with stream:
+            pass
+        self._expect_cancel_of(request.id)
+
+    def test_break_out_of_a_for_loop_sends_cancel(self) -> None:
+        def play_daemon() -> "tuple[pb.Request, pb.Request]":
+            request = self.peer_conn.recv_request()
+            chunk = response(request.id, final=False)
+            chunk.generate.text = "first"
+            self.peer_conn.send(chunk)
+            return request, self.peer_conn.recv_request()
+
+        daemon = self.in_thread(play_daemon)
+        texts: List[str] = []
+        for chunk in self.client.generate_stream("qwen3-demo", prompt="p"):
+            texts.append(chunk.text)
+            break  # the last reference to the stream goes here
+        gc.collect()  # CPython has finalised it already; other interpreters need the nudge
+        self.assertEqual(texts, ["first"])
+        request, cancel = daemon.get()  # type: ignore[misc]
+        self.assertEqual(cancel.WhichOneof("kind"), "cancel")
+        self.assertEqual(cancel.cancel.target_id, request.id)
+
+    def test_finished_stream_does_not_send_cancel(self) -> None:
+        stream = self.client.generate_stream("qwen3-demo", prompt="p")
+        request = self.peer_conn.recv_request()
+        self._send_chunks(request.id, ["done"], "stop")
+        self.assertEqual(len(list(stream)), 1)
+        stream.close()
+        # The next frame the peer sees must be the health request, not a cancel.
+        call = self.in_thread(self.client.health)
+        self.assertEqual(self.peer_conn.recv_request().WhichOneof("kind"), "health")
+        self.peer_conn.close()
+        with self.assertRaises(SparkdError):
+            call.get()
+
+
+class ConnectionLossTest(ClientTestCase):
+    def test_every_waiting_call_raises_unavailable(self) -> None:
+        calls = [self.in_thread(self.client.embed, "minilm", [str(i)]) for i in range(4)]
+        self.peer_conn.recv_requests(4)
+        self.peer_conn.close()
+        for call in calls:
+            with self.assertRaises(SparkdError) as raised:
+                call.get()
+            self.assertEqual(raised.exception.code, "UNAVAILABLE")
+            self.assertIn(self.peer.socket_path, raised.exception.message)
+        # Later calls fail at once instead of waiting for an answer that cannot come.
+        with self.assertRaises(SparkdError) as raised:
+            self.client.health()
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+        self.assertTrue(self.client.closed)
+
+    def test_connection_closed_mid_frame(self) -> None:
+        call = self.in_thread(self.client.embed, "minilm", ["x"])
+        request = self.peer_conn.recv_request()
+        frame = PeerConnection.frame(embed_answer(request, [1.0, 2.0]))
+        self.peer_conn.send_raw(frame[: len(frame) // 2])
+        self.peer_conn.close()
+        with self.assertRaises(SparkdError) as raised:
+            call.get()
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+        self.assertIn("middle of a frame", raised.exception.message)
+
+    def test_stream_interrupted_by_connection_loss(self) -> None:
+        stream = self.client.generate_stream("qwen3-demo", prompt="p")
+        request = self.peer_conn.recv_request()
+        chunk = response(request.id, final=False)
+        chunk.generate.text = "so far"
+        self.peer_conn.send(chunk)
+        self.assertEqual(next(stream).text, "so far")
+        self.peer_conn.close()
+        with self.assertRaises(SparkdError) as raised:
+            next(stream)
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+
+    def test_garbage_frame_is_a_protocol_error(self) -> None:
+        call = self.in_thread(self.client.health)
+        self.peer_conn.recv_request()
+        self.peer_conn.send_raw(b"\x03\x00\x00\x00\xff\xff\xff")  # not a valid Response
+        with self.assertRaises(SparkdError) as raised:
+            call.get()
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+        self.assertIn("protocol error", raised.exception.message)
+
+    def test_close_fails_waiting_calls_and_tells_the_peer(self) -> None:
+        call = self.in_thread(self.client.health)
+        self.peer_conn.recv_request()
+        self.client.close()
+        with self.assertRaises(SparkdError) as raised:
+            call.get()
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+        self.assertIn("client was closed", raised.exception.message)
+        self.assertTrue(self.peer_conn.expect_eof())
+
+
+class TimeoutTest(ClientTestCase):
+    client_timeout_s = 0.2
+
+    def test_unanswered_request_times_out_and_is_cancelled(self) -> None:
+        with self.assertRaises(SparkdError) as raised:
+            self.client.embed("minilm", ["x"])
+        self.assertEqual(raised.exception.code, "DEADLINE_EXCEEDED")
+        request = self.peer_conn.recv_request()
+        cancel = self.peer_conn.recv_request()
+        self.assertEqual(cancel.cancel.target_id, request.id)
+        self.assertEqual(raised.exception.request_id, request.id)
+
+
+class ConnectTest(unittest.TestCase):
+    def test_socket_path_comes_from_the_environment(self) -> None:
+        peer = ScriptedPeer()
+        self.addCleanup(peer.close)
+        with mock.patch.dict(os.environ, {"SPARKD_SOCKET": peer.socket_path}):
+            with Client() as client:
+                self.assertEqual(client.socket_path, peer.socket_path)
+                peer.accept()
+
+    def test_connect_failure_names_the_path(self) -> None:
+        missing = os.path.join(os.path.dirname(__file__), "no-such-dir", "sparkd.sock")
+        with self.assertRaises(SparkdError) as raised:
+            Client(missing)
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+        self.assertIn(missing, raised.exception.message)
+
+    def test_default_path(self) -> None:
+        from sparkd._protocol import resolve_socket_path
+
+        env: Dict[str, str] = {k: v for k, v in os.environ.items() if k != "SPARKD_SOCKET"}
+        with mock.patch.dict(os.environ, env, clear=True):
+            self.assertEqual(resolve_socket_path(None), "/run/sparkd/sparkd.sock")
+
+
+if __name__ == "__main__":
+    unittest.main()
