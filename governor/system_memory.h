@@ -1,0 +1,43 @@
+// What the machine really has: /proc/meminfo and /proc/pressure/memory (PSI).
+//
+// On unified-memory machines (DGX Spark: CPU and GPU share one pool) cudaMemGetInfo reports
+// MemFree, so page cache looks used, and NVML memory queries are unsupported. MemAvailable
+// (what the kernel could hand out without swapping) and PSI (how much time tasks stall
+// waiting for memory) are the readings the governor trusts. Pure parsing, no CUDA.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace sparkd::governor {
+
+struct SystemMemory {
+  uint64_t total_bytes = 0;      // MemTotal
+  uint64_t available_bytes = 0;  // MemAvailable
+};
+
+// Parses the text of /proc/meminfo (values in kB, converted to bytes). MemTotal and
+// MemAvailable must both be present; other lines are ignored.
+Expected<SystemMemory> parse_meminfo(std::string_view text);
+Expected<SystemMemory> read_system_memory(const std::string& path = "/proc/meminfo");
+
+// One line of a PSI file: the share of wall time (percent, 0..100, as the kernel prints
+// it) some/all tasks were stalled over the last 10/60/300 s, and the cumulative stall time.
+struct PressureLine {
+  double avg10 = 0, avg60 = 0, avg300 = 0;
+  uint64_t total_us = 0;
+};
+struct MemoryPressure {
+  PressureLine some;  // at least one task stalled on memory
+  PressureLine full;  // all non-idle tasks stalled at once: the box is thrashing
+};
+
+// Parses the text of /proc/pressure/memory: a "some" and a "full" line.
+Expected<MemoryPressure> parse_memory_pressure(std::string_view text);
+// NOT_FOUND when the kernel has no PSI (containers often don't): callers then omit it.
+Expected<MemoryPressure> read_memory_pressure(const std::string& path = "/proc/pressure/memory");
+
+}  // namespace sparkd::governor
