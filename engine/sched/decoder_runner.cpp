@@ -27,6 +27,8 @@ struct DecoderRunner::State {
     std::string text;
     int32_t cached_prompt_tokens = 0;
     bool scheduled_once = false;
+    std::chrono::steady_clock::time_point submitted_at;
+    double queue_seconds = 0;
   };
 
   DecoderRunner* runner = nullptr;
@@ -44,6 +46,7 @@ struct DecoderRunner::State {
   Sampler sampler;
   std::map<RequestId, Active> active;
   uint64_t generated_tokens = 0;
+  uint64_t prompt_tokens = 0;
   uint64_t finished_requests = 0;
 
   ~State() {
@@ -64,6 +67,8 @@ struct DecoderRunner::State {
     s.preemptions = sched.preemptions;
     s.cached_prefix_tokens = sched.cached_prefix_tokens;
     s.prefix_hit_blocks = cache->stats().hit_blocks;
+    s.prefix_lookup_blocks = cache->stats().lookup_blocks;
+    s.prompt_tokens = prompt_tokens;
     s.finished_requests = finished_requests;
     s.running = scheduler->running();
     s.waiting = scheduler->waiting();
@@ -108,6 +113,7 @@ struct DecoderRunner::State {
     result.text = std::move(a.text);
     result.prompt_tokens = static_cast<int32_t>(a.request.prompt_ids.size());
     result.cached_prompt_tokens = a.cached_prompt_tokens;
+    result.queue_seconds = a.queue_seconds;
     if (const SequenceState* seq = scheduler->find(id)) result.preemptions = seq->preemptions;
     scheduler->finish(id);
     ++finished_requests;
@@ -170,8 +176,10 @@ struct DecoderRunner::State {
     a.counts = TokenCounts(s.request.prompt_ids);
     a.seed = admission_seed(s.request.sampling);
     scheduler->add(s.id, s.request.prompt_ids, s.request.priority, s.request.cache_salt);
+    prompt_tokens += s.request.prompt_ids.size();
     a.request = std::move(s.request);
     a.callbacks = std::move(s.callbacks);
+    a.submitted_at = s.submitted_at;
     active.emplace(s.id, std::move(a));
   }
 
@@ -314,6 +322,9 @@ struct DecoderRunner::State {
       if (!a.scheduled_once) {
         a.scheduled_once = true;
         a.cached_prompt_tokens = chunk.begin;  // the prefix found in the cache at admission
+        a.queue_seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - a.submitted_at)
+                .count();
       }
     }
     if (plan.empty()) {
@@ -412,7 +423,8 @@ RequestId DecoderRunner::submit(GenerateRequest request, GenerateCallbacks callb
   {
     std::lock_guard<std::mutex> lock(mutex_);
     id = next_id_++;
-    intake_.push_back({id, std::move(request), std::move(callbacks)});
+    intake_.push_back(
+        {id, std::move(request), std::move(callbacks), std::chrono::steady_clock::now()});
   }
   wake_.notify_one();
   return id;

@@ -67,6 +67,7 @@ struct GenerateResult {
   int32_t prompt_tokens = 0;
   int32_t cached_prompt_tokens = 0;  // served from the prefix cache at first admission
   int32_t preemptions = 0;
+  double queue_seconds = 0;  // submitted -> first scheduled
 };
 
 struct GenerateCallbacks {
@@ -88,7 +89,9 @@ struct RunnerStats {
   uint64_t generated_tokens = 0;  // tokens sampled
   uint64_t preemptions = 0;
   uint64_t cached_prefix_tokens = 0;  // prompt tokens served from the prefix cache
+  uint64_t prefix_lookup_blocks = 0;  // full prompt blocks a hit could have served
   uint64_t prefix_hit_blocks = 0;
+  uint64_t prompt_tokens = 0;  // prompt tokens of admitted requests
   uint64_t finished_requests = 0;
   size_t running = 0;
   size_t waiting = 0;
@@ -132,6 +135,7 @@ class DecoderRunner {
     RequestId id = 0;
     GenerateRequest request;
     GenerateCallbacks callbacks;
+    std::chrono::steady_clock::time_point submitted_at;
   };
 
   std::unique_ptr<State> state_;  // touched only by the runner thread once started

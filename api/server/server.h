@@ -1,0 +1,146 @@
+// sparkd's Unix-socket server: one libuv loop thread that accepts connections, decodes
+// frames, validates requests and hands them to a RequestHandler, then writes the responses
+// the handler sends back from any thread (through Call, woken with uv_async_send).
+//
+// What it enforces, each with an error a client can act on:
+//  - max_frame_bytes: a larger length prefix gets an error frame, then the connection closes
+//    (framing is lost after it);
+//  - max_connections: the connection over the limit gets an error frame and is closed;
+//  - max_inflight_per_connection and unique ids among a connection's requests in flight;
+//  - a request that does not parse or validate gets its error, and the connection goes on;
+//  - backpressure: while a connection has more than max_write_buffer_bytes of responses not
+//    yet taken by the peer, the server stops reading its requests (a slow reader cannot make
+//    the daemon queue unbounded work); it resumes below half of that.
+// A disconnect cancels every request the connection had in flight (Call::on_cancel hooks),
+// so their KV is freed. Cancel requests are answered by the server itself.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "api/protocol/request_validation.h"
+#include "api/sparkd.pb.h"
+#include "common/status.h"
+
+namespace sparkd::api {
+
+struct ServerOptions {
+  std::string socket_path;  // bound unless listen_fd is given
+  uint32_t socket_mode = 0660;
+  std::optional<gid_t> socket_group;  // chown the socket to it
+  int listen_fd = -1;                 // an already-listening socket (systemd activation)
+  size_t max_frame_bytes = 16u << 20;
+  uint32_t max_connections = 256;
+  uint32_t max_inflight_per_connection = 64;
+  size_t max_write_buffer_bytes = 8u << 20;
+  RequestLimits limits;
+};
+
+struct PeerCredentials {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups (SO_PEERGROUPS)
+  bool in_group(gid_t group) const;
+};
+
+class Outbox;  // the server's queue of responses to write (defined in server.cpp)
+
+// One request in flight. The handler keeps it (e.g. in a runner callback) and answers through
+// it from any thread.
+class Call {
+ public:
+  Call(uint64_t connection_id, uint64_t request_id, PeerCredentials peer,
+       std::shared_ptr<Outbox> outbox);
+
+  uint64_t id() const { return request_id_; }
+  const PeerCredentials& peer() const { return peer_; }
+  std::chrono::steady_clock::time_point received_at() const { return received_at_; }
+
+  // Thread-safe. Sends `response` with this call's id; a response with final = true ends the
+  // call, and anything sent after it is dropped. Sends after the client left are dropped.
+  void send(v1::Response response);
+  // Thread-safe: a final error response.
+  void fail(const Status& status);
+  // Thread-safe. `hook` runs once when the client cancels the request or disconnects (on the
+  // loop thread), or right away if that already happened.
+  void on_cancel(std::function<void()> hook);
+  bool cancelled() const { return cancelled_.load(); }
+  bool finished() const { return finished_.load(); }
+
+  // Server side: marks the call cancelled and runs its hook.
+  void cancel();
+
+ private:
+  uint64_t connection_id_;
+  uint64_t request_id_;
+  PeerCredentials peer_;
+  std::shared_ptr<Outbox> outbox_;
+  std::chrono::steady_clock::time_point received_at_;
+  std::mutex mutex_;
+  std::function<void()> cancel_hook_;  // guarded by mutex_
+  std::atomic<bool> cancelled_{false};
+  std::atomic<bool> finished_{false};
+};
+
+class RequestHandler {
+ public:
+  virtual ~RequestHandler() = default;
+  // On the loop thread, for every valid request except Cancel. Must not block: post work to
+  // a runner or a worker thread and answer through `call`.
+  virtual void handle(const v1::Request& request, std::shared_ptr<Call> call) = 0;
+};
+
+struct ServerStats {
+  uint32_t connections = 0;
+  uint32_t requests_in_flight = 0;
+  uint64_t connections_total = 0;
+  uint64_t requests_total = 0;
+  uint64_t rejected_frames_total = 0;  // unparsable, invalid or refused requests
+};
+
+class Server {
+ public:
+  // Binds (or adopts) the socket. Errors: the path is in use by a live server, bind/chmod/
+  // chown failures, a listen_fd that is not a listening socket.
+  static Expected<std::unique_ptr<Server>> create(const ServerOptions& options,
+                                                  RequestHandler& handler);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Runs the loop on the calling thread until shutdown() has finished.
+  void run();
+  // Thread-safe. Stops accepting connections and new requests (they get UNAVAILABLE), waits
+  // up to `drain_timeout` for the requests in flight to finish, then closes every connection
+  // and makes run() return.
+  void shutdown(std::chrono::milliseconds drain_timeout);
+  // Thread-safe: runs `task` on the loop thread.
+  void post(std::function<void()> task);
+  // Runs `tick` on the loop thread every `interval` (watchdog pings prove the loop is alive).
+  // Call before run().
+  void every(std::chrono::milliseconds interval, std::function<void()> tick);
+
+  // Thread-safe: the validation limits for requests read from now on (config reload).
+  void set_limits(const RequestLimits& limits);
+
+  ServerStats stats() const;
+  const std::string& socket_path() const;
+
+  struct Loop;  // libuv state (defined in server.cpp)
+
+ private:
+  Server() = default;
+  std::unique_ptr<Loop> loop_;
+};
+
+}  // namespace sparkd::api

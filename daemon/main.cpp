@@ -1,0 +1,211 @@
+// sparkd: the serving daemon. Reads and validates the config, loads the configured models,
+// then serves them on the Unix socket until SIGTERM; SIGHUP re-reads the config. Runs under
+// systemd (Type=notify, watchdog, socket activation) or by hand.
+#include <grp.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include "api/server/server.h"
+#include "daemon/config.h"
+#include "daemon/metrics.h"
+#include "daemon/service.h"
+#include "daemon/systemd_notify.h"
+#include "governor/system_memory.h"
+
+namespace {
+
+using sparkd::Status;
+using namespace sparkd::daemon;
+
+// One line per event on stderr; journald adds the time and the unit.
+void log_line(const std::string& text) {
+  std::cerr << "sparkd: " << text << std::endl;
+}
+
+void usage() {
+  std::cerr << "usage: sparkd [--config PATH] [--check-config] [--version]\n"
+               "  --config PATH    the configuration file (default /etc/sparkd/config.toml)\n"
+               "  --check-config   validate the file and exit (0 when valid)\n";
+}
+
+sparkd::api::RequestLimits request_limits(const DaemonConfig& config) {
+  sparkd::api::RequestLimits limits;
+  limits.max_inputs = config.max_inputs_per_request;
+  limits.max_text_bytes = config.max_text_bytes;
+  return limits;
+}
+
+std::optional<gid_t> group_id(const std::string& name) {
+  if (name.empty()) return std::nullopt;
+  if (const group* g = ::getgrnam(name.c_str())) return g->gr_gid;
+  return std::nullopt;
+}
+
+// The KV budget: the configured one, or ("auto") what the machine has available now minus
+// the OS reserve. MemAvailable, not cudaMemGetInfo: on unified memory it is the truth.
+uint64_t kv_budget_bytes(const GovernorConfig& governor) {
+  if (governor.budget_bytes > 0) return governor.budget_bytes;
+  constexpr uint64_t kFloor = 256ull << 20;
+  auto memory = sparkd::governor::read_system_memory();
+  if (!memory) return kFloor;
+  if (memory->available_bytes <= governor.os_reserve_bytes + kFloor) return kFloor;
+  return memory->available_bytes - governor.os_reserve_bytes;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path = "/etc/sparkd/config.toml";
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--config" && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (arg.rfind("--config=", 0) == 0) {
+      config_path = arg.substr(9);
+    } else if (arg == "--check-config") {
+      check_only = true;
+    } else if (arg == "--version") {
+      std::cout << "sparkd " << SPARKD_VERSION << "\n";
+      return 0;
+    } else {
+      usage();
+      return arg == "--help" || arg == "-h" ? 0 : 2;
+    }
+  }
+
+  // Signals are taken by one thread with sigwait: block them before any thread starts, so
+  // every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  auto config = load_config(config_path);
+  if (!config) {
+    std::cerr << "sparkd: " << config.status().message() << "\n";
+    return 2;
+  }
+  if (check_only) {
+    std::cout << config_path << ": OK (" << config->models.size() << " models)\n";
+    return 0;
+  }
+
+  SystemdNotifier notifier;
+  std::optional<gid_t> socket_gid = group_id(config->server.socket_group);
+  if (!config->server.socket_group.empty() && !socket_gid) {
+    log_line(
+        "server.socket_group '" + config->server.socket_group +
+        "' does not exist (create it, e.g. with systemd-sysusers, or set socket_group = \"\")");
+    return 2;
+  }
+  ServiceOptions service_options;
+  service_options.config = *config;
+  service_options.admin_gid = group_id(config->server.admin_group);
+  service_options.kv_budget_bytes = kv_budget_bytes(config->governor);
+  log_line("KV budget " + std::to_string(service_options.kv_budget_bytes >> 20) + " MiB");
+  Service service(service_options);
+
+  std::unique_ptr<Metrics> metrics;
+  if (config->metrics.enabled) {
+    auto started =
+        Metrics::start(config->metrics.listen,
+                       [&service](std::vector<ModelSnapshot>& models, SystemSnapshot& system) {
+                         service.snapshot(models, system);
+                       });
+    if (!started) {
+      log_line("metrics: " + started.status().message());
+      return 1;
+    }
+    metrics = std::move(started).value();
+    service.set_metrics(metrics.get());
+    const std::string& listen = config->metrics.listen;
+    log_line("metrics on http://" + listen.substr(0, listen.rfind(':')) + ":" +
+             std::to_string(metrics->port()) + "/metrics");
+  }
+
+  sparkd::api::ServerOptions server_options;
+  server_options.socket_path = config->server.socket_path;
+  server_options.socket_mode = config->server.socket_mode;
+  server_options.socket_group = socket_gid;
+  server_options.max_frame_bytes = config->server.max_frame_bytes;
+  server_options.max_connections = config->server.max_connections;
+  server_options.max_inflight_per_connection = config->server.max_inflight_per_connection;
+  server_options.max_write_buffer_bytes = config->server.max_write_buffer_bytes;
+  server_options.limits = request_limits(*config);
+  auto activated = systemd_listen_fds();
+  if (!activated) {
+    log_line(activated.status().message());
+    return 1;
+  }
+  if (!activated->empty()) {
+    server_options.listen_fd = activated->front();
+    log_line("using the socket passed by systemd");
+  }
+
+  // Models load before the socket opens: a client never sees a half-loaded daemon.
+  for (const Status& failure : service.load_configured_models([&](const std::string& step) {
+         log_line(step);
+         notifier.status(step);
+       })) {
+    log_line("load failed: " + failure.message());
+  }
+
+  auto server = sparkd::api::Server::create(server_options, service);
+  if (!server) {
+    log_line(server.status().message());
+    return 1;
+  }
+  sparkd::api::Server& srv = **server;
+  service.set_server_stats_source([&srv] { return srv.stats(); });
+  service.set_config_observer(
+      [&srv](const DaemonConfig& fresh) { srv.set_limits(request_limits(fresh)); });
+  if (auto interval = notifier.watchdog_interval()) {
+    // Pinged from the loop thread: a wedged loop stops the pings and systemd restarts us.
+    srv.every(std::chrono::duration_cast<std::chrono::milliseconds>(*interval / 2),
+              [&notifier] { notifier.watchdog(); });
+  }
+
+  const auto drain_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(config->server.drain_timeout_s * 1000.0));
+  std::thread signal_thread([&] {
+    for (;;) {
+      int signal_number = 0;
+      if (sigwait(&signals, &signal_number) != 0) continue;
+      if (signal_number == SIGHUP) {
+        notifier.reloading();
+        log_line("SIGHUP: reloading " + config->source_path);
+        auto reloaded = service.reload_config();
+        log_line(reloaded ? "reloaded: " + *reloaded
+                          : "reload refused, the running config is kept: " +
+                                reloaded.status().message());
+        notifier.ready();
+        continue;
+      }
+      log_line(std::string(strsignal(signal_number)) + ": draining (up to " +
+               std::to_string(config->server.drain_timeout_s) + " s)");
+      notifier.stopping();
+      service.set_draining();
+      srv.shutdown(drain_timeout);
+      return;
+    }
+  });
+
+  notifier.ready();
+  notifier.status("serving on " + srv.socket_path());
+  log_line("serving on " + srv.socket_path());
+  srv.run();
+  signal_thread.join();
+  log_line("stopped");
+  return 0;
+}

@@ -1,0 +1,881 @@
+#include "daemon/service.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "api/protocol/status_codes.h"
+#include "engine/backend/cpu/cpu_backend.h"
+#include "engine/sched/decoder_runner.h"
+#include "engine/sched/encoder_runner.h"
+#include "engine/tasks/chat_template.h"
+#include "engine/tasks/loaded_model.h"
+#include "governor/system_memory.h"
+
+namespace sparkd::daemon {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double ms(double seconds) {
+  return seconds * 1000.0;
+}
+
+std::optional<Clock::time_point> deadline_of(const api::Call& call, uint32_t deadline_ms) {
+  if (deadline_ms == 0) return std::nullopt;
+  return call.received_at() + std::chrono::milliseconds(deadline_ms);
+}
+
+// Usage and timing of a final embed or rerank response.
+void set_encoder_usage(v1::Response& response, uint64_t tokens, const sched::EncoderTiming& t,
+                       double total_seconds) {
+  response.mutable_usage()->set_prompt_tokens(static_cast<uint32_t>(tokens));
+  response.mutable_usage()->set_total_tokens(static_cast<uint32_t>(tokens));
+  v1::Timing* timing = response.mutable_timing();
+  timing->set_queue_ms(ms(t.queue_seconds));
+  timing->set_tokenize_ms(ms(t.tokenize_seconds));
+  timing->set_compute_ms(ms(t.compute_seconds));
+  timing->set_total_ms(ms(total_seconds));
+}
+
+RequestOutcome outcome_of(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kOk:
+      return RequestOutcome::kOk;
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kFailedPrecondition:
+      return RequestOutcome::kInvalid;
+    case StatusCode::kNotFound:
+      return RequestOutcome::kNotFound;
+    case StatusCode::kCancelled:
+      return RequestOutcome::kCancelled;
+    case StatusCode::kDeadlineExceeded:
+      return RequestOutcome::kDeadline;
+    case StatusCode::kResourceExhausted:
+      return RequestOutcome::kResourceExhausted;
+    default:
+      return RequestOutcome::kError;
+  }
+}
+
+}  // namespace
+
+// One configured model: loaded weights plus the runner that serves them. The runner pointer
+// is guarded by runner_mutex so that unloading (which destroys the runner, answering what
+// it still holds) never races a submission.
+struct ModelEntry {
+  ModelConfig config;
+  governor::ConsumerId consumer = 0;
+  std::atomic<const char*> state{"loading"};  // loading | ready | failed | unloading
+  std::string error;                          // state "failed": why
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<tasks::LoadedModel> model;
+  std::optional<tasks::ChatTemplateKind> chat_template;
+  uint64_t kv_block_bytes = 0;
+  std::mutex runner_mutex;
+  std::unique_ptr<sched::DecoderRunner> decoder_runner;  // guarded by runner_mutex
+  std::unique_ptr<sched::EncoderRunner> encoder_runner;  // guarded by runner_mutex
+  std::atomic<uint64_t> requests_total{0};
+  std::atomic<uint64_t> encoder_prompt_tokens{0};
+  // The previous metrics refresh's step count, to turn steps into effective bandwidth.
+  std::mutex bandwidth_mutex;
+  uint64_t last_steps = 0;                         // guarded by bandwidth_mutex
+  Clock::time_point last_steps_at = Clock::now();  // guarded by bandwidth_mutex
+
+  // Effective decode bandwidth since the previous call: every step reads all the weights
+  // once (batching amortises that read, which is the point), so bytes/s = steps/s × weight
+  // bytes. KV reads are not counted: a lower bound.
+  double decode_bytes_per_second(uint64_t steps_now) {
+    std::lock_guard<std::mutex> lock(bandwidth_mutex);
+    const Clock::time_point now = Clock::now();
+    const double seconds = std::chrono::duration<double>(now - last_steps_at).count();
+    const uint64_t steps = steps_now >= last_steps ? steps_now - last_steps : 0;
+    last_steps = steps_now;
+    last_steps_at = now;
+    if (seconds <= 0 || !model) return 0;
+    return static_cast<double>(steps) * static_cast<double>(model->weights().size_bytes()) /
+           seconds;
+  }
+
+  std::string task() const { return model ? model::task_name(model->spec().task) : "unknown"; }
+
+  // Thread-safe; false when the model is unloading.
+  template <typename Fn>
+  bool with_decoder(Fn&& fn) {
+    std::lock_guard<std::mutex> lock(runner_mutex);
+    if (!decoder_runner) return false;
+    fn(*decoder_runner);
+    return true;
+  }
+  template <typename Fn>
+  bool with_encoder(Fn&& fn) {
+    std::lock_guard<std::mutex> lock(runner_mutex);
+    if (!encoder_runner) return false;
+    fn(*encoder_runner);
+    return true;
+  }
+  // Destroys the runner (on the calling thread): its requests are answered CANCELLED.
+  void stop() {
+    std::unique_ptr<sched::DecoderRunner> decoder;
+    std::unique_ptr<sched::EncoderRunner> encoder;
+    {
+      std::lock_guard<std::mutex> lock(runner_mutex);
+      decoder = std::move(decoder_runner);
+      encoder = std::move(encoder_runner);
+    }
+  }
+};
+
+Service::Service(ServiceOptions options)
+    : options_(std::move(options)),
+      started_at_(Clock::now()),
+      arbiter_(std::max<uint64_t>(1, options_.kv_budget_bytes / governor::kGranuleBytes)),
+      tokenize_worker_(std::make_unique<WorkQueue>()),
+      admin_worker_(std::make_unique<WorkQueue>()) {}
+
+Service::~Service() {
+  admin_worker_.reset();
+  tokenize_worker_.reset();
+  std::map<std::string, std::shared_ptr<ModelEntry>> models;
+  {
+    std::unique_lock lock(models_mutex_);
+    models.swap(models_);
+  }
+  for (auto& [name, entry] : models) entry->stop();
+}
+
+void Service::set_server_stats_source(std::function<api::ServerStats()> source) {
+  server_stats_ = std::move(source);
+}
+
+std::shared_ptr<ModelEntry> Service::find(const std::string& name) const {
+  std::shared_lock lock(models_mutex_);
+  const auto it = models_.find(name);
+  return it == models_.end() ? nullptr : it->second;
+}
+
+bool Service::ready() const {
+  std::shared_lock lock(models_mutex_);
+  for (const auto& [name, entry] : models_) {
+    if (entry->config.residency == Residency::kPinned &&
+        std::string_view(entry->state.load()) != "ready") {
+      return false;
+    }
+  }
+  return true;
+}
+
+Status Service::load_model(const ModelConfig& config) {
+  auto entry = std::make_shared<ModelEntry>();
+  entry->config = config;
+  {
+    std::unique_lock lock(models_mutex_);
+    if (models_.count(config.name) != 0 &&
+        std::string_view(models_[config.name]->state.load()) != "failed") {
+      return Status(StatusCode::kFailedPrecondition,
+                    "model '" + config.name + "' is already loaded; unload it first");
+    }
+    entry->consumer = next_consumer_++;
+    models_[config.name] = entry;  // visible as "loading"
+  }
+  const Clock::time_point start = Clock::now();
+  auto fail = [&](Status status) {
+    entry->error = status.message();
+    entry->state = "failed";
+    if (metrics_) metrics_->observe_model_load(config.name, seconds_since(start), false);
+    return Status(status.code(), "model '" + config.name + "': " + status.message());
+  };
+  CpuBackendOptions backend_options;
+  backend_options.num_threads = options_.config.engine.threads;
+  entry->backend = make_cpu_backend(backend_options);
+  auto loaded = tasks::LoadedModel::load(config.path, *entry->backend);
+  if (!loaded) return fail(loaded.status());
+  entry->model = std::move(loaded).value();
+  const model::ModelSpec& spec = entry->model->spec();
+  if (spec.task == model::ModelTask::kGenerate) {
+    if (!config.chat_template.empty()) {
+      auto kind = tasks::parse_chat_template_name(config.chat_template);
+      if (!kind) return fail(kind.status());
+      entry->chat_template = *kind;
+    } else if (auto kind = tasks::chat_template_for(spec)) {
+      entry->chat_template = *kind;
+    }
+    const KvBlockPoolGeometry unit =
+        entry->model->decoder()->kv_pool_geometry(config.block_tokens, 1);
+    entry->kv_block_bytes = 2ull * static_cast<uint64_t>(unit.num_layers) * unit.kv_heads *
+                            unit.head_dim * unit.block_tokens * dtype_size_bytes(unit.dtype);
+    sched::RunnerConfig runner_config;
+    runner_config.scheduler.max_batch_tokens = config.max_batch_tokens;
+    runner_config.scheduler.max_seqs = config.max_seqs;
+    runner_config.block_tokens = config.block_tokens;
+    runner_config.max_blocks =
+        static_cast<int32_t>(std::max<uint64_t>(1, config.kv_max_bytes / entry->kv_block_bytes));
+    runner_config.prefix_caching = config.prefix_caching;
+    runner_config.consumer = entry->consumer;
+    auto runner = sched::DecoderRunner::start(*entry->model, runner_config, arbiter_);
+    if (!runner) return fail(runner.status());
+    std::lock_guard<std::mutex> lock(entry->runner_mutex);
+    entry->decoder_runner = std::move(runner).value();
+  } else {
+    sched::EncoderRunnerConfig runner_config;
+    runner_config.batcher.max_batch_tokens = config.max_batch_tokens;
+    runner_config.batcher.max_batch_inputs = config.max_batch_inputs;
+    auto runner = sched::EncoderRunner::start(*entry->model, runner_config);
+    if (!runner) return fail(runner.status());
+    std::lock_guard<std::mutex> lock(entry->runner_mutex);
+    entry->encoder_runner = std::move(runner).value();
+  }
+  entry->state = "ready";
+  if (metrics_) metrics_->observe_model_load(config.name, seconds_since(start), true);
+  return Status::ok();
+}
+
+Status Service::unload_model(const std::string& name) {
+  std::shared_ptr<ModelEntry> entry;
+  {
+    std::unique_lock lock(models_mutex_);
+    const auto it = models_.find(name);
+    if (it == models_.end()) {
+      return Status(StatusCode::kNotFound, "no model named '" + name + "' is loaded");
+    }
+    entry = it->second;
+    models_.erase(it);
+  }
+  entry->state = "unloading";
+  entry->stop();  // requests still running are answered CANCELLED; KV goes back
+  return Status::ok();
+}
+
+std::vector<Status> Service::load_configured_models(
+    const std::function<void(const std::string&)>& progress) {
+  std::vector<Status> failures;
+  const auto& models = options_.config.models;
+  for (size_t i = 0; i < models.size(); ++i) {
+    if (progress) {
+      progress("loading " + models[i].name + " (" + std::to_string(i + 1) + "/" +
+               std::to_string(models.size()) + ")");
+    }
+    if (Status status = load_model(models[i]); !status.is_ok()) failures.push_back(status);
+  }
+  return failures;
+}
+
+Expected<std::string> Service::reload_config() {
+  SPARKD_ASSIGN_OR_RETURN(DaemonConfig fresh, load_config(options_.config.source_path));
+  std::map<std::string, ModelConfig> wanted;
+  for (const ModelConfig& m : fresh.models) wanted[m.name] = m;
+  std::map<std::string, ModelConfig> running;
+  {
+    std::shared_lock lock(models_mutex_);
+    for (const auto& [name, entry] : models_) running[name] = entry->config;
+  }
+  std::vector<std::string> changes;
+  std::vector<std::string> problems;
+  auto same = [](const ModelConfig& a, const ModelConfig& b) {
+    return a.path == b.path && a.max_batch_tokens == b.max_batch_tokens &&
+           a.max_seqs == b.max_seqs && a.block_tokens == b.block_tokens &&
+           a.kv_max_bytes == b.kv_max_bytes && a.kv_min_bytes == b.kv_min_bytes &&
+           a.prefix_caching == b.prefix_caching && a.max_batch_inputs == b.max_batch_inputs &&
+           a.chat_template == b.chat_template && a.residency == b.residency &&
+           a.priority == b.priority && a.default_max_tokens == b.default_max_tokens;
+  };
+  for (const auto& [name, config] : running) {
+    const auto it = wanted.find(name);
+    if (it == wanted.end()) {
+      unload_model(name);
+      changes.push_back("unloaded " + name);
+    } else if (!same(config, it->second)) {
+      unload_model(name);
+      Status status = load_model(it->second);
+      changes.push_back("reloaded " + name);
+      if (!status.is_ok()) problems.push_back(status.message());
+    }
+  }
+  for (const auto& [name, config] : wanted) {
+    if (running.count(name) != 0) continue;
+    Status status = load_model(config);
+    changes.push_back("loaded " + name);
+    if (!status.is_ok()) problems.push_back(status.message());
+  }
+  options_.config.models = fresh.models;
+  options_.config.max_inputs_per_request = fresh.max_inputs_per_request;
+  options_.config.max_text_bytes = fresh.max_text_bytes;
+  if (config_observer_) config_observer_(fresh);
+  std::string text;
+  for (const std::string& change : changes) text += (text.empty() ? "" : "; ") + change;
+  if (text.empty()) text = "no model changed";
+  for (const std::string& problem : problems) text += "; failed: " + problem;
+  return text;
+}
+
+Expected<std::shared_ptr<ModelEntry>> Service::resolve(const std::string& name,
+                                                       const char* task) const {
+  std::shared_ptr<ModelEntry> entry = find(name);
+  if (!entry) {
+    std::string names;
+    {
+      std::shared_lock lock(models_mutex_);
+      for (const auto& [n, e] : models_) names += (names.empty() ? "" : ", ") + n;
+    }
+    return Status(StatusCode::kNotFound, "no model named '" + name + "' (loaded: " +
+                                             (names.empty() ? "none" : names) + ")");
+  }
+  const std::string_view state = entry->state.load();
+  if (state == "failed") {
+    return Status(StatusCode::kUnavailable, "model '" + name + "' failed to load: " + entry->error);
+  }
+  if (state != "ready") {
+    return Status(StatusCode::kUnavailable,
+                  "model '" + name + "' is " + std::string(state) + "; retry shortly");
+  }
+  if (entry->task() != task) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "model '" + name + "' is a " + entry->task() + " model; it cannot " + task);
+  }
+  return entry;
+}
+
+void Service::observe(const std::string& model, const std::string& task, const Status& status,
+                      double queue_s, double e2e_s, std::optional<double> ttft_s,
+                      uint64_t prompt_tokens, uint64_t completion_tokens) {
+  if (!metrics_) return;
+  RequestObservation o;
+  o.model = model;
+  o.task = task;
+  o.outcome = outcome_of(status);
+  o.queue_s = queue_s;
+  o.e2e_s = e2e_s;
+  o.ttft_s = ttft_s;
+  o.prompt_tokens = prompt_tokens;
+  o.completion_tokens = completion_tokens;
+  metrics_->observe_request(o);
+}
+
+void Service::handle(const v1::Request& request, std::shared_ptr<api::Call> call) {
+  switch (request.kind_case()) {
+    case v1::Request::kEmbed:
+      return handle_embed(request, std::move(call));
+    case v1::Request::kRerank:
+      return handle_rerank(request, std::move(call));
+    case v1::Request::kGenerate:
+      return handle_generate(request, std::move(call));
+    case v1::Request::kTokenize:
+      return handle_tokenize(request, std::move(call));
+    case v1::Request::kDetokenize:
+      return handle_detokenize(request, std::move(call));
+    case v1::Request::kListModels:
+      return call->send(list_models());
+    case v1::Request::kStatus:
+      return call->send(status());
+    case v1::Request::kHealth: {
+      v1::Response response;
+      response.set_final(true);
+      const bool is_ready = ready();
+      response.mutable_health()->set_ready(is_ready);
+      response.mutable_health()->set_status(draining_  ? "draining"
+                                            : is_ready ? "serving"
+                                                       : "loading");
+      return call->send(std::move(response));
+    }
+    case v1::Request::kLoad:
+    case v1::Request::kUnload:
+    case v1::Request::kReload:
+      return handle_admin(request, std::move(call));
+    default:
+      return call->fail(Status(StatusCode::kUnimplemented, "this request kind is not served"));
+  }
+}
+
+void Service::handle_embed(const v1::Request& request, std::shared_ptr<api::Call> call) {
+  // The server has checked the fields (counts and sizes against [limits]) already.
+  const v1::EmbedRequest& embed = request.embed();
+  auto entry = resolve(embed.model(), "embed");
+  if (!entry) return call->fail(entry.status());
+  sched::EmbedRequest r;
+  r.inputs.assign(embed.inputs().begin(), embed.inputs().end());
+  if (embed.has_normalize()) r.normalize = embed.normalize();
+  r.truncate = embed.truncate();
+  r.priority = embed.priority();
+  r.deadline = deadline_of(*call, embed.deadline_ms());
+  std::shared_ptr<ModelEntry> model = *entry;
+  ++model->requests_total;
+  auto on_done = [this, call, model](sched::EmbedResult result) {
+    const uint64_t tokens =
+        std::accumulate(result.token_counts.begin(), result.token_counts.end(), uint64_t{0});
+    model->encoder_prompt_tokens += tokens;
+    const double total = seconds_since(call->received_at());
+    observe(model->config.name, "embed", result.status, result.timing.queue_seconds, total,
+            std::nullopt, tokens, 0);
+    if (!result.status.is_ok()) return call->fail(result.status);
+    v1::Response response;
+    response.set_final(true);
+    auto* out = response.mutable_embed();
+    out->set_dimensions(static_cast<uint32_t>(result.dimensions));
+    const auto dims = static_cast<size_t>(result.dimensions);
+    for (size_t row = 0; row * dims < result.values.size(); ++row) {
+      auto* values = out->add_embeddings()->mutable_values();
+      values->Add(result.values.begin() + static_cast<std::ptrdiff_t>(row * dims),
+                  result.values.begin() + static_cast<std::ptrdiff_t>((row + 1) * dims));
+    }
+    set_encoder_usage(response, tokens, result.timing, total);
+    call->send(std::move(response));
+  };
+  sched::RequestId id = 0;
+  if (!model->with_encoder(
+          [&](sched::EncoderRunner& runner) { id = runner.submit_embed(std::move(r), on_done); })) {
+    return call->fail(
+        Status(StatusCode::kUnavailable, "model '" + embed.model() + "' is unloading"));
+  }
+  call->on_cancel([model, id] { model->with_encoder([id](auto& runner) { runner.cancel(id); }); });
+}
+
+void Service::handle_rerank(const v1::Request& request, std::shared_ptr<api::Call> call) {
+  const v1::RerankRequest& rerank = request.rerank();
+  auto entry = resolve(rerank.model(), "rerank");
+  if (!entry) return call->fail(entry.status());
+  sched::RerankRequest r;
+  r.query = rerank.query();
+  r.documents.assign(rerank.documents().begin(), rerank.documents().end());
+  r.truncate = rerank.truncate();
+  r.priority = rerank.priority();
+  r.deadline = deadline_of(*call, rerank.deadline_ms());
+  std::shared_ptr<ModelEntry> model = *entry;
+  ++model->requests_total;
+  // The documents are echoed only when asked for; keep them only then.
+  auto documents = std::make_shared<std::vector<std::string>>();
+  if (rerank.return_documents()) *documents = r.documents;
+  auto on_done = [this, call, model, documents, top_n = rerank.top_n(),
+                  raw = rerank.raw_scores()](sched::RerankResult result) {
+    const uint64_t tokens =
+        std::accumulate(result.token_counts.begin(), result.token_counts.end(), uint64_t{0});
+    model->encoder_prompt_tokens += tokens;
+    const double total = seconds_since(call->received_at());
+    observe(model->config.name, "rerank", result.status, result.timing.queue_seconds, total,
+            std::nullopt, tokens, 0);
+    if (!result.status.is_ok()) return call->fail(result.status);
+    const std::vector<float>& scores = raw ? result.logits : result.probabilities;
+    std::vector<uint32_t> order(scores.size());
+    std::iota(order.begin(), order.end(), 0u);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](uint32_t a, uint32_t b) { return scores[a] > scores[b]; });
+    if (top_n > 0 && top_n < order.size()) order.resize(top_n);
+    v1::Response response;
+    response.set_final(true);
+    for (uint32_t index : order) {
+      v1::RerankResult* ranked = response.mutable_rerank()->add_results();
+      ranked->set_index(index);
+      ranked->set_score(scores[index]);
+      if (!documents->empty()) ranked->set_document((*documents)[index]);
+    }
+    response.mutable_rerank();  // present even with no results
+    set_encoder_usage(response, tokens, result.timing, total);
+    call->send(std::move(response));
+  };
+  sched::RequestId id = 0;
+  if (!model->with_encoder([&](sched::EncoderRunner& runner) {
+        id = runner.submit_rerank(std::move(r), on_done);
+      })) {
+    return call->fail(
+        Status(StatusCode::kUnavailable, "model '" + rerank.model() + "' is unloading"));
+  }
+  call->on_cancel([model, id] { model->with_encoder([id](auto& runner) { runner.cancel(id); }); });
+}
+
+namespace {
+
+// What a generate call accumulates between its runner callbacks (all on the runner thread).
+struct GenerateProgress {
+  bool stream = false;
+  std::optional<double> ttft_s;
+  Clock::time_point last_token_at;
+  double tokenize_s = 0;
+  std::string text;  // non-streaming: the whole output
+  std::vector<int32_t> token_ids;
+  std::vector<v1::TokenLogprob> logprobs;
+};
+
+void add_logprobs(const sched::GenerateDelta& delta,
+                  google::protobuf::RepeatedPtrField<v1::TokenLogprob>* out) {
+  for (size_t i = 0; i < delta.logprobs.size() && i < delta.token_ids.size(); ++i) {
+    v1::TokenLogprob* lp = out->Add();
+    lp->set_token_id(delta.token_ids[i]);
+    lp->set_logprob(delta.logprobs[i]);
+    if (i < delta.top_logprobs.size()) {
+      for (const auto& [token, logprob] : delta.top_logprobs[i]) {
+        v1::TopLogprob* top = lp->add_top();
+        top->set_token_id(token);
+        top->set_logprob(logprob);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void Service::handle_generate(const v1::Request& request, std::shared_ptr<api::Call> call) {
+  auto entry = resolve(request.generate().model(), "generate");
+  if (!entry) return call->fail(entry.status());
+  std::shared_ptr<ModelEntry> model = *entry;
+  ++model->requests_total;
+  // Rendering and tokenizing a long prompt is real work: off the loop thread.
+  tokenize_worker_->post([this, request, call, model] {
+    const v1::GenerateRequest& g = request.generate();
+    const Clock::time_point tokenize_start = Clock::now();
+    std::string text;
+    bool add_special = true;
+    if (g.has_chat()) {
+      if (!model->chat_template) {
+        return call->fail(Status(StatusCode::kFailedPrecondition,
+                                 "model '" + g.model() +
+                                     "' has no chat template; send a prompt, or set "
+                                     "chat_template for it in the config"));
+      }
+      std::vector<tasks::ChatMessage> messages;
+      for (const v1::ChatMessage& m : g.chat().messages())
+        messages.push_back({m.role(), m.content()});
+      auto rendered = tasks::render_chat(
+          *model->chat_template, messages,
+          g.chat().has_add_generation_prompt() ? g.chat().add_generation_prompt() : true);
+      if (!rendered) return call->fail(rendered.status());
+      text = std::move(rendered).value();
+      add_special = !tasks::rendered_text_has_bos(*model->chat_template);
+    } else {
+      text = g.prompt();
+    }
+    auto encoding = model->model->tokenizer().encode(text, add_special);
+    if (!encoding) return call->fail(encoding.status());
+    sched::GenerateRequest r;
+    r.prompt_ids.assign(encoding->ids.begin(), encoding->ids.end());
+    const v1::Sampling& s = g.sampling();
+    r.sampling.temperature = s.has_temperature() ? s.temperature() : 1.0f;
+    r.sampling.top_k = s.top_k();
+    r.sampling.top_p = s.has_top_p() ? s.top_p() : 1.0f;
+    r.sampling.min_p = s.min_p();
+    r.sampling.repetition_penalty = s.has_repetition_penalty() ? s.repetition_penalty() : 1.0f;
+    r.sampling.presence_penalty = s.presence_penalty();
+    r.sampling.frequency_penalty = s.frequency_penalty();
+    for (const v1::LogitBias& b : s.logit_bias())
+      r.sampling.logit_bias.emplace_back(b.token_id(), b.bias());
+    if (s.has_seed()) r.sampling.seed = s.seed();
+    r.sampling.logprobs = static_cast<int32_t>(s.logprobs());
+    r.max_tokens = static_cast<int32_t>(g.max_tokens() > 0 ? g.max_tokens()
+                                                           : model->config.default_max_tokens);
+    r.ignore_eos = g.ignore_eos();
+    r.stop_token_ids.assign(g.stop_token_ids().begin(), g.stop_token_ids().end());
+    r.stop.assign(g.stop().begin(), g.stop().end());
+    r.include_stop_str_in_output = g.include_stop_str_in_output();
+    r.priority = g.priority();
+    r.deadline = deadline_of(*call, g.deadline_ms());
+
+    auto progress = std::make_shared<GenerateProgress>();
+    progress->stream = g.stream();
+    progress->tokenize_s = seconds_since(tokenize_start);
+    sched::GenerateCallbacks callbacks;
+    callbacks.on_delta = [this, call, model, progress](const sched::GenerateDelta& delta) {
+      const Clock::time_point now = Clock::now();
+      if (!progress->ttft_s) {
+        progress->ttft_s = std::chrono::duration<double>(now - call->received_at()).count();
+      } else if (metrics_) {
+        metrics_->observe_inter_token(
+            model->config.name,
+            std::chrono::duration<double>(now - progress->last_token_at).count() /
+                static_cast<double>(std::max<size_t>(1, delta.token_ids.size())));
+      }
+      progress->last_token_at = now;
+      if (!progress->stream) {
+        progress->text += delta.text;
+        progress->token_ids.insert(progress->token_ids.end(), delta.token_ids.begin(),
+                                   delta.token_ids.end());
+        google::protobuf::RepeatedPtrField<v1::TokenLogprob> lps;
+        add_logprobs(delta, &lps);
+        for (auto& lp : lps) progress->logprobs.push_back(std::move(lp));
+        return;
+      }
+      v1::Response response;
+      auto* chunk = response.mutable_generate();
+      chunk->set_text(delta.text);
+      chunk->mutable_token_ids()->Add(delta.token_ids.begin(), delta.token_ids.end());
+      add_logprobs(delta, chunk->mutable_logprobs());
+      call->send(std::move(response));
+    };
+    callbacks.on_done = [this, call, model, progress](sched::GenerateResult result) {
+      const double total = seconds_since(call->received_at());
+      observe(model->config.name, "generate", result.status, result.queue_seconds, total,
+              progress->ttft_s, static_cast<uint64_t>(result.prompt_tokens),
+              result.token_ids.size());
+      if (!result.status.is_ok()) return call->fail(result.status);
+      v1::Response response;
+      response.set_final(true);
+      auto* chunk = response.mutable_generate();
+      chunk->set_finish_reason(result.finish_reason);
+      if (!progress->stream) {
+        chunk->set_text(progress->text);
+        chunk->mutable_token_ids()->Add(progress->token_ids.begin(), progress->token_ids.end());
+        for (auto& lp : progress->logprobs) *chunk->add_logprobs() = std::move(lp);
+      }
+      auto* usage = response.mutable_usage();
+      usage->set_prompt_tokens(static_cast<uint32_t>(result.prompt_tokens));
+      usage->set_completion_tokens(static_cast<uint32_t>(result.token_ids.size()));
+      usage->set_cached_prompt_tokens(static_cast<uint32_t>(result.cached_prompt_tokens));
+      usage->set_total_tokens(
+          static_cast<uint32_t>(result.prompt_tokens + result.token_ids.size()));
+      auto* timing = response.mutable_timing();
+      timing->set_tokenize_ms(ms(progress->tokenize_s));
+      timing->set_queue_ms(ms(result.queue_seconds));
+      timing->set_total_ms(ms(total));
+      if (progress->ttft_s) {
+        timing->set_ttft_ms(ms(*progress->ttft_s));
+        timing->set_compute_ms(ms(total - progress->tokenize_s));
+      }
+      call->send(std::move(response));
+    };
+    sched::RequestId id = 0;
+    if (!model->with_decoder([&](sched::DecoderRunner& runner) {
+          id = runner.submit(std::move(r), std::move(callbacks));
+        })) {
+      return call->fail(Status(StatusCode::kUnavailable, "model '" + g.model() + "' is unloading"));
+    }
+    call->on_cancel(
+        [model, id] { model->with_decoder([id](auto& runner) { runner.cancel(id); }); });
+  });
+}
+
+void Service::handle_tokenize(const v1::Request& request, std::shared_ptr<api::Call> call) {
+  std::shared_ptr<ModelEntry> model = find(request.tokenize().model());
+  if (!model || std::string_view(model->state.load()) != "ready") {
+    auto missing = resolve(request.tokenize().model(), "tokenize");
+    return call->fail(missing ? Status(StatusCode::kInternal, "model vanished") : missing.status());
+  }
+  tokenize_worker_->post([request, call, model] {
+    const v1::TokenizeRequest& t = request.tokenize();
+    const Clock::time_point start = Clock::now();
+    auto encoding = model->model->tokenizer().encode(
+        t.text(), t.has_add_special_tokens() ? t.add_special_tokens() : true);
+    if (!encoding) return call->fail(encoding.status());
+    v1::Response response;
+    response.set_final(true);
+    auto* out = response.mutable_tokenize();
+    out->mutable_ids()->Add(encoding->ids.begin(), encoding->ids.end());
+    if (t.return_tokens()) {
+      for (const std::string& token : encoding->tokens) out->add_tokens(token);
+    }
+    response.mutable_usage()->set_prompt_tokens(static_cast<uint32_t>(encoding->ids.size()));
+    response.mutable_usage()->set_total_tokens(static_cast<uint32_t>(encoding->ids.size()));
+    response.mutable_timing()->set_tokenize_ms(ms(seconds_since(start)));
+    response.mutable_timing()->set_total_ms(ms(seconds_since(call->received_at())));
+    call->send(std::move(response));
+  });
+}
+
+void Service::handle_detokenize(const v1::Request& request, std::shared_ptr<api::Call> call) {
+  std::shared_ptr<ModelEntry> model = find(request.detokenize().model());
+  if (!model || std::string_view(model->state.load()) != "ready") {
+    auto missing = resolve(request.detokenize().model(), "detokenize");
+    return call->fail(missing ? Status(StatusCode::kInternal, "model vanished") : missing.status());
+  }
+  tokenize_worker_->post([request, call, model] {
+    const v1::DetokenizeRequest& d = request.detokenize();
+    const int32_t vocab = model->model->spec().vocab_size;
+    std::vector<uint32_t> ids;
+    for (int i = 0; i < d.ids_size(); ++i) {
+      if (d.ids(i) < 0 || d.ids(i) >= vocab) {
+        return call->fail(
+            Status(StatusCode::kInvalidArgument,
+                   "detokenize.ids[" + std::to_string(i) + "] = " + std::to_string(d.ids(i)) +
+                       " is outside the vocabulary [0, " + std::to_string(vocab) + ")"));
+      }
+      ids.push_back(static_cast<uint32_t>(d.ids(i)));
+    }
+    auto text = model->model->tokenizer().decode(ids, d.skip_special_tokens());
+    if (!text) return call->fail(text.status());
+    v1::Response response;
+    response.set_final(true);
+    response.mutable_detokenize()->set_text(*text);
+    response.mutable_timing()->set_total_ms(ms(seconds_since(call->received_at())));
+    call->send(std::move(response));
+  });
+}
+
+void Service::handle_admin(const v1::Request& request, std::shared_ptr<api::Call> call) {
+  const api::PeerCredentials& peer = call->peer();
+  const bool admin = peer.uid == 0 || peer.uid == ::geteuid() ||
+                     (options_.admin_gid && peer.in_group(*options_.admin_gid));
+  if (!admin) {
+    return call->fail(Status(
+        StatusCode::kPermissionDenied,
+        "load, unload and reload need root, the daemon's own user, or membership in the admin "
+        "group '" +
+            options_.config.server.admin_group + "' (server.admin_group); peer uid " +
+            std::to_string(peer.uid) + " is none of these"));
+  }
+  admin_worker_->post([this, request, call] {
+    Expected<std::string> done = Status::ok();
+    if (request.has_load()) {
+      ModelConfig config;
+      bool known = false;
+      for (const ModelConfig& m : options_.config.models) {
+        if (m.name == request.load().name()) {
+          config = m;
+          known = true;
+        }
+      }
+      if (!request.load().path().empty()) {
+        config.name = request.load().name();
+        config.path = request.load().path();
+        known = true;
+      }
+      if (!known) {
+        done = Status(StatusCode::kNotFound,
+                      "model '" + request.load().name() + "' is not in the config; give its path");
+      } else if (Status status = load_model(config); !status.is_ok()) {
+        done = status;
+      } else {
+        done = "loaded " + config.name + " from " + config.path;
+      }
+    } else if (request.has_unload()) {
+      std::shared_ptr<ModelEntry> entry = find(request.unload().name());
+      if (entry && entry->config.residency == Residency::kPinned) {
+        // Pinned models stay resident: only a config change (and reload) removes them.
+        done = Status(StatusCode::kFailedPrecondition,
+                      "model '" + request.unload().name() +
+                          "' is pinned (residency = \"pinned\"); remove it from the config or "
+                          "make it on_demand, then reload");
+      } else if (Status status = unload_model(request.unload().name()); !status.is_ok()) {
+        done = status;
+      } else {
+        done = "unloaded " + request.unload().name();
+      }
+    } else {
+      done = reload_config();
+      if (!done)
+        done = Status(
+            StatusCode::kFailedPrecondition,
+            "the config was not reloaded, the running one is kept: " + done.status().message());
+    }
+    if (!done) return call->fail(done.status());
+    v1::Response response;
+    response.set_final(true);
+    response.mutable_admin()->set_message(*done);
+    call->send(std::move(response));
+  });
+}
+
+v1::Response Service::list_models() const {
+  v1::Response response;
+  response.set_final(true);
+  auto* out = response.mutable_list_models();
+  std::shared_lock lock(models_mutex_);
+  for (const auto& [name, entry] : models_) {
+    v1::ModelInfo* info = out->add_models();
+    info->set_name(name);
+    info->set_state(entry->state.load());
+    info->set_path(entry->config.path);
+    info->set_error(entry->error);
+    if (entry->model && std::string_view(entry->state.load()) != "loading") {
+      info->set_task(entry->task());
+      info->set_weights_bytes(entry->model->weights().size_bytes());
+      info->set_kv_bytes(arbiter_.granted_granules(entry->consumer) * governor::kGranuleBytes);
+      info->set_max_input_tokens(static_cast<uint32_t>(entry->model->max_input_tokens()));
+      if (entry->model->spec().task == model::ModelTask::kEmbed) {
+        info->set_dimensions(static_cast<uint32_t>(entry->model->spec().hidden_size));
+      }
+    }
+  }
+  return response;
+}
+
+void Service::snapshot(std::vector<ModelSnapshot>& models, SystemSnapshot& system) {
+  {
+    std::shared_lock lock(models_mutex_);
+    for (const auto& [name, entry] : models_) {
+      if (std::string_view(entry->state.load()) != "ready") continue;
+      ModelSnapshot m;
+      m.model = name;
+      m.task = entry->task();
+      m.weights_bytes = entry->model->weights().size_bytes();
+      m.kv_granted_bytes = arbiter_.granted_granules(entry->consumer) * governor::kGranuleBytes;
+      entry->with_decoder([&](sched::DecoderRunner& runner) {
+        const sched::RunnerStats s = runner.stats();
+        m.kv_used_bytes = static_cast<uint64_t>(s.kv_blocks_in_use) * entry->kv_block_bytes;
+        m.prefix_cached_bytes = static_cast<uint64_t>(s.kv_blocks_cached) * entry->kv_block_bytes;
+        m.queue_depth = s.waiting;
+        m.running = s.running;
+        m.preemptions_total = s.preemptions;
+        m.prefix_cache_hit_blocks_total = s.prefix_hit_blocks;
+        m.prefix_cache_queried_blocks_total = s.prefix_lookup_blocks;
+        m.prompt_tokens_total = s.prompt_tokens;
+        m.generated_tokens_total = s.generated_tokens;
+        m.decode_bytes_per_second = entry->decode_bytes_per_second(s.steps);
+      });
+      entry->with_encoder([&](sched::EncoderRunner& runner) {
+        const sched::EncoderRunnerStats s = runner.stats();
+        m.queue_depth = s.waiting_requests;
+        m.running = s.running_inputs;
+        m.prompt_tokens_total = entry->encoder_prompt_tokens.load();
+      });
+      models.push_back(std::move(m));
+    }
+  }
+  if (auto memory = governor::read_system_memory()) {
+    system.mem_available_bytes = memory->available_bytes;
+    system.mem_total_bytes = memory->total_bytes;
+  }
+  if (auto pressure = governor::read_memory_pressure()) system.pressure = *pressure;
+  system.governor_budget_bytes = arbiter_.budget_granules() * governor::kGranuleBytes;
+  if (server_stats_) {
+    const api::ServerStats s = server_stats_();
+    system.connections = s.connections;
+    system.requests_in_flight = s.requests_in_flight;
+  }
+}
+
+v1::Response Service::status() const {
+  v1::Response response;
+  response.set_final(true);
+  auto* out = response.mutable_status();
+  out->set_version(SPARKD_VERSION);
+  out->set_uptime_s(seconds_since(started_at_));
+  if (server_stats_) {
+    const api::ServerStats s = server_stats_();
+    out->set_connections(s.connections);
+    out->set_requests_in_flight(s.requests_in_flight);
+  }
+  if (auto memory = governor::read_system_memory()) {
+    out->set_mem_available_bytes(memory->available_bytes);
+  }
+  if (auto pressure = governor::read_memory_pressure()) {
+    out->set_memory_pressure_some_avg10(pressure->some.avg10);
+  }
+  std::shared_lock lock(models_mutex_);
+  for (const auto& [name, entry] : models_) {
+    v1::ModelStatus* m = out->add_models();
+    m->set_name(name);
+    m->set_requests_total(entry->requests_total.load());
+    entry->with_decoder([&](sched::DecoderRunner& runner) {
+      const sched::RunnerStats s = runner.stats();
+      m->set_running(static_cast<uint32_t>(s.running));
+      m->set_waiting(static_cast<uint32_t>(s.waiting));
+      m->set_kv_blocks_in_use(static_cast<uint64_t>(s.kv_blocks_in_use));
+      m->set_kv_blocks_cached(static_cast<uint64_t>(s.kv_blocks_cached));
+      m->set_kv_bytes_committed(arbiter_.granted_granules(entry->consumer) *
+                                governor::kGranuleBytes);
+      m->set_preemptions_total(s.preemptions);
+      m->set_prefix_cache_hit_blocks(s.prefix_hit_blocks);
+      m->set_generated_tokens_total(s.generated_tokens);
+    });
+    entry->with_encoder([&](sched::EncoderRunner& runner) {
+      const sched::EncoderRunnerStats s = runner.stats();
+      m->set_running(static_cast<uint32_t>(s.running_inputs));
+      m->set_waiting(static_cast<uint32_t>(s.waiting_inputs));
+    });
+  }
+  return response;
+}
+
+}  // namespace sparkd::daemon
