@@ -1,0 +1,405 @@
+// sparkctl: the command-line client of sparkd. One command per run: parse argv into one
+// request, send it over the daemon's socket, print the answer for people (tables, streamed
+// text) or for scripts (--json: one JSON object on stdout).
+//
+// Exit status: 0 done, 1 the daemon answered with an error, 2 usage error, 3 the daemon could
+// not be reached or the connection broke, 130 interrupted (Ctrl-C) during generate.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "api/client/client.h"
+#include "api/sparkctl/command_line.h"
+#include "api/sparkctl/json_output.h"
+#include "api/sparkd.pb.h"
+
+namespace sparkd::sparkctl {
+namespace {
+
+namespace v1 = sparkd::v1;
+
+constexpr int kExitOk = 0;
+constexpr int kExitDaemonError = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitUnreachable = 3;
+constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as shells report it
+
+// Short enough that Ctrl-C feels immediate, long enough not to spin.
+constexpr std::chrono::milliseconds kInterruptPollInterval(100);
+// Requests other than generate answer within this (model loads on demand included).
+constexpr std::chrono::minutes kCallTimeout(10);
+// After Ctrl-C: how long to wait for the daemon to confirm the cancel before leaving anyway.
+constexpr std::chrono::seconds kCancelGrace(2);
+
+std::atomic<bool> interrupted{false};
+
+extern "C" void on_sigint(int) {
+  interrupted.store(true);
+}
+
+void install_sigint_handler() {
+  struct sigaction action {};
+  action.sa_handler = on_sigint;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = 0;  // no SA_RESTART: a blocked poll returns so the loop sees the flag
+  sigaction(SIGINT, &action, nullptr);
+}
+
+void print_error(const std::string& code_name, const std::string& message) {
+  std::cerr << "sparkctl: " << code_name << ": " << message << "\n";
+}
+
+// A transport failure (the client, not the daemon, reports it): exit 3.
+int report_unreachable(const Status& status) {
+  print_error(status_code_name(status.code()), status.message());
+  return kExitUnreachable;
+}
+
+// An error response from the daemon: exit 1.
+int report_daemon_error(const v1::Error& error) {
+  print_error(v1::Code_Name(error.code()).empty() ? std::to_string(error.code())
+                                                  : v1::Code_Name(error.code()),
+              error.message());
+  return kExitDaemonError;
+}
+
+// "1.5 GiB": sizes for people, powers of 1024 as the config file's KiB/MiB/GiB are.
+std::string human_bytes(uint64_t bytes) {
+  static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  size_t unit = 0;
+  while (value >= 1024.0 && unit + 1 < std::size(kUnits)) {
+    value /= 1024.0;
+    ++unit;
+  }
+  char text[32];
+  if (unit == 0) {
+    std::snprintf(text, sizeof(text), "%llu B", static_cast<unsigned long long>(bytes));
+  } else {
+    std::snprintf(text, sizeof(text), "%.1f %s", value, kUnits[unit]);
+  }
+  return text;
+}
+
+std::string format_double(const char* format, double value) {
+  char text[64];
+  std::snprintf(text, sizeof(text), format, value);
+  return text;
+}
+
+// One line of a document or token for a table cell: control characters shown, long text cut.
+std::string cell_text(const std::string& text, size_t max_chars) {
+  std::string cell;
+  for (const char c : text) {
+    if (c == '\n') {
+      cell += "\\n";
+    } else if (c == '\t') {
+      cell += "\\t";
+    } else if (c == '\r') {
+      cell += "\\r";
+    } else {
+      cell += c;
+    }
+  }
+  if (cell.size() > max_chars) {
+    cell.resize(max_chars);
+    // Do not leave half a UTF-8 sequence behind.
+    while (!cell.empty() && (static_cast<unsigned char>(cell.back()) & 0xC0) == 0x80) {
+      cell.pop_back();
+    }
+    if (!cell.empty() && (static_cast<unsigned char>(cell.back()) & 0x80) != 0) cell.pop_back();
+    cell += "...";
+  }
+  return cell;
+}
+
+// Columns padded to their widest cell, two spaces apart; the last column is not padded.
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    if (widths.size() < row.size()) widths.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+}
+
+std::string timing_summary(const v1::Timing& timing) {
+  return "queue " + format_double("%.1f", timing.queue_ms()) + " ms, tokenize " +
+         format_double("%.1f", timing.tokenize_ms()) + " ms, compute " +
+         format_double("%.1f", timing.compute_ms()) + " ms, total " +
+         format_double("%.1f", timing.total_ms()) + " ms";
+}
+
+void print_embed(const v1::Request& request, const v1::Response& response) {
+  constexpr int kValuesShown = 4;
+  const v1::EmbedResponse& embed = response.embed();
+  for (int i = 0; i < embed.embeddings_size(); ++i) {
+    const auto& values = embed.embeddings(i).values();
+    std::string line = "[" + std::to_string(i) + "] " + std::to_string(values.size()) + " dims: ";
+    for (int j = 0; j < std::min(values.size(), kValuesShown); ++j) {
+      line += format_double("%.6f", static_cast<double>(values[j])) + " ";
+    }
+    if (values.size() > kValuesShown) line += "... ";
+    if (i < request.embed().inputs_size()) line += "  " + cell_text(request.embed().inputs(i), 40);
+    std::cout << line << "\n";
+  }
+  std::cout << "usage: " << response.usage().prompt_tokens() << " prompt tokens; "
+            << timing_summary(response.timing()) << "\n";
+}
+
+void print_rerank(const v1::Request& request, const v1::Response& response) {
+  std::vector<std::vector<std::string>> rows = {{"RANK", "INDEX", "SCORE", "DOCUMENT"}};
+  const auto& results = response.rerank().results();
+  for (int rank = 0; rank < results.size(); ++rank) {
+    const v1::RerankResult& result = results[rank];
+    const std::string document =
+        result.index() < static_cast<uint32_t>(request.rerank().documents_size())
+            ? request.rerank().documents(static_cast<int>(result.index()))
+            : result.document();
+    rows.push_back({std::to_string(rank + 1), std::to_string(result.index()),
+                    format_double("%.6f", static_cast<double>(result.score())),
+                    cell_text(document, 70)});
+  }
+  print_table(rows);
+  std::cout << "usage: " << response.usage().prompt_tokens() << " prompt tokens; "
+            << timing_summary(response.timing()) << "\n";
+}
+
+void print_tokenize(const v1::Response& response) {
+  const v1::TokenizeResponse& tokenize = response.tokenize();
+  std::cout << tokenize.ids_size() << " tokens\n";
+  std::vector<std::vector<std::string>> rows = {{"ID", "TOKEN"}};
+  for (int i = 0; i < tokenize.ids_size(); ++i) {
+    rows.push_back({std::to_string(tokenize.ids(i)),
+                    i < tokenize.tokens_size() ? cell_text(tokenize.tokens(i), 60) : ""});
+  }
+  print_table(rows);
+}
+
+void print_models(const v1::Response& response) {
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "TASK", "STATE", "WEIGHTS", "KV", "MAX_INPUT"}};
+  std::vector<std::string> failures;
+  for (const v1::ModelInfo& model : response.list_models().models()) {
+    rows.push_back({model.name(), model.task(), model.state(), human_bytes(model.weights_bytes()),
+                    human_bytes(model.kv_bytes()), std::to_string(model.max_input_tokens())});
+    if (!model.error().empty()) failures.push_back(model.name() + ": " + model.error());
+  }
+  print_table(rows);
+  for (const std::string& failure : failures) std::cout << failure << "\n";
+}
+
+void print_status(const v1::Response& response) {
+  const v1::StatusResponse& status = response.status();
+  std::cout << "version            " << status.version() << "\n"
+            << "uptime             " << format_double("%.0f", status.uptime_s()) << " s\n"
+            << "connections        " << status.connections() << "\n"
+            << "requests in flight " << status.requests_in_flight() << "\n"
+            << "memory available   " << human_bytes(status.mem_available_bytes()) << "\n"
+            << "memory pressure    " << format_double("%.2f", status.memory_pressure_some_avg10())
+            << "% (PSI some avg10)\n\n";
+  std::vector<std::vector<std::string>> rows = {{"MODEL", "RUNNING", "WAITING", "KV_BLOCKS",
+                                                 "KV_CACHED", "KV_BYTES", "REQUESTS", "PREEMPTIONS",
+                                                 "PREFIX_HITS", "GENERATED"}};
+  for (const v1::ModelStatus& model : status.models()) {
+    rows.push_back(
+        {model.name(), std::to_string(model.running()), std::to_string(model.waiting()),
+         std::to_string(model.kv_blocks_in_use()), std::to_string(model.kv_blocks_cached()),
+         human_bytes(model.kv_bytes_committed()), std::to_string(model.requests_total()),
+         std::to_string(model.preemptions_total()), std::to_string(model.prefix_cache_hit_blocks()),
+         std::to_string(model.generated_tokens_total())});
+  }
+  print_table(rows);
+}
+
+void print_for_people(const Invocation& invocation, const v1::Response& response) {
+  const std::string& command = invocation.command;
+  if (command == "embed") {
+    print_embed(invocation.request, response);
+  } else if (command == "rerank") {
+    print_rerank(invocation.request, response);
+  } else if (command == "tokenize") {
+    print_tokenize(response);
+  } else if (command == "detokenize") {
+    std::cout << response.detokenize().text() << "\n";
+  } else if (command == "models") {
+    print_models(response);
+  } else if (command == "status") {
+    print_status(response);
+  } else if (command == "health") {
+    std::cout << response.health().status() << " ("
+              << (response.health().ready() ? "ready" : "not ready") << ")\n";
+  } else {
+    std::cout << response.admin().message() << "\n";  // load, unload, reload
+  }
+}
+
+// The stats line after a generation, for people, on stderr (stdout holds only the text).
+void print_generate_stats(const v1::Response& final_response, const std::string& finish_reason) {
+  const v1::Usage& usage = final_response.usage();
+  const v1::Timing& timing = final_response.timing();
+  std::string line = "[" + std::to_string(usage.prompt_tokens()) + " prompt tokens";
+  if (usage.cached_prompt_tokens() > 0) {
+    line += " (" + std::to_string(usage.cached_prompt_tokens()) + " cached)";
+  }
+  line += ", " + std::to_string(usage.completion_tokens()) + " generated";
+  // Decode rate: tokens after the first over the time after the first, so prefill and queueing
+  // do not hide it.
+  const double decode_ms = timing.total_ms() - timing.ttft_ms();
+  if (usage.completion_tokens() > 1 && decode_ms > 0) {
+    line += ", " + format_double("%.1f", (usage.completion_tokens() - 1) / (decode_ms / 1000.0)) +
+            " tok/s";
+  }
+  line += ", ttft " + format_double("%.1f", timing.ttft_ms()) + " ms, total " +
+          format_double("%.1f", timing.total_ms()) + " ms";
+  if (!finish_reason.empty()) line += ", finish " + finish_reason;
+  std::cerr << line << "]\n";
+}
+
+// Generate: read responses with a short poll so Ctrl-C can cancel the request on the daemon.
+int run_generate(api::Client& client, const Invocation& invocation) {
+  v1::Request request = invocation.request;
+  request.set_id(client.next_id());
+  if (Status sent = client.send(request); !sent.is_ok()) return report_unreachable(sent);
+
+  std::vector<v1::Response> responses;
+  bool ended_with_newline = true;
+  const auto deadline = std::chrono::steady_clock::now() + kCallTimeout;
+  for (;;) {
+    if (interrupted.load()) {
+      v1::Request cancel;
+      cancel.set_id(client.next_id());
+      cancel.mutable_cancel()->set_target_id(request.id());
+      const Status sent = client.send(cancel);
+      // Wait briefly for the generation to end, so the daemon has freed its KV when we go.
+      const auto grace_end = std::chrono::steady_clock::now() + kCancelGrace;
+      while (sent.is_ok() && std::chrono::steady_clock::now() < grace_end) {
+        auto response = client.receive(kInterruptPollInterval);
+        if (!response && response.status().code() != StatusCode::kDeadlineExceeded) break;
+        if (response && response->id() == request.id() && response->final()) break;
+      }
+      if (invocation.stream_output && !ended_with_newline) std::cout << "\n";
+      std::cout.flush();
+      print_error("CANCELLED", "interrupted; generate request " + std::to_string(request.id()) +
+                                   (sent.is_ok() ? " cancelled on the daemon"
+                                                 : " not cancelled: " + sent.message()));
+      return kExitInterrupted;
+    }
+    auto received = client.receive(kInterruptPollInterval);
+    if (!received) {
+      if (received.status().code() != StatusCode::kDeadlineExceeded) {
+        return report_unreachable(received.status());
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        return report_unreachable(
+            Status(StatusCode::kDeadlineExceeded, "no end of generation within 10 minutes"));
+      }
+      continue;
+    }
+    v1::Response response = std::move(received).value();
+    if (response.id() != request.id()) continue;  // nothing else is in flight; ignore strays
+    if (response.has_error() && response.error().code() != v1::OK) {
+      if (invocation.stream_output && !ended_with_newline) std::cout << "\n";
+      std::cout.flush();
+      return report_daemon_error(response.error());
+    }
+    if (invocation.stream_output && response.has_generate() &&
+        !response.generate().text().empty()) {
+      const std::string& text = response.generate().text();
+      std::cout << text;
+      std::cout.flush();
+      ended_with_newline = text.back() == '\n';
+    }
+    const bool final = response.final();
+    responses.push_back(std::move(response));
+    if (final) break;
+  }
+
+  const v1::GenerateChunk assembled = assemble_generate(responses);
+  if (invocation.json) {
+    auto json = command_result_json("generate", responses);
+    if (!json) {
+      print_error(status_code_name(json.status().code()), json.status().message());
+      return kExitDaemonError;
+    }
+    std::cout << *json << "\n";
+    return kExitOk;
+  }
+  if (!invocation.stream_output) {
+    std::cout << assembled.text();
+    ended_with_newline = assembled.text().empty() || assembled.text().back() == '\n';
+  }
+  if (!ended_with_newline) std::cout << "\n";
+  std::cout.flush();
+  print_generate_stats(responses.back(), assembled.finish_reason());
+  return kExitOk;
+}
+
+int run(const std::vector<std::string>& args) {
+  auto parsed = parse_command_line(args, std::getenv("SPARKD_SOCKET"), std::cin);
+  if (!parsed) {
+    print_error("INVALID_ARGUMENT", parsed.status().message());
+    return kExitUsage;
+  }
+  const Invocation& invocation = *parsed;
+  if (invocation.help) {
+    std::cout << kUsageText;
+    return kExitOk;
+  }
+
+  auto connected = api::Client::connect(invocation.socket_path);
+  if (!connected) return report_unreachable(connected.status());
+  api::Client& client = *connected;
+
+  if (invocation.command == "generate") {
+    install_sigint_handler();
+    return run_generate(client, invocation);
+  }
+
+  auto responses = client.call(invocation.request, kCallTimeout);
+  if (!responses) return report_unreachable(responses.status());
+  if (responses->empty()) {
+    return report_unreachable(Status(StatusCode::kInternal, "the daemon sent no response"));
+  }
+  const v1::Response& final_response = responses->back();
+  if (final_response.has_error() && final_response.error().code() != v1::OK) {
+    return report_daemon_error(final_response.error());
+  }
+  if (invocation.json) {
+    auto json = command_result_json(invocation.command, *responses);
+    if (!json) {
+      print_error(status_code_name(json.status().code()), json.status().message());
+      return kExitDaemonError;
+    }
+    std::cout << *json << "\n";
+  } else {
+    print_for_people(invocation, final_response);
+  }
+  std::cout.flush();
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace sparkd::sparkctl
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  return sparkd::sparkctl::run(args);
+}
