@@ -75,6 +75,12 @@ void Call::send(v1::Response response) {
   if (finished_.load()) return;
   if (response.final() && finished_.exchange(true)) return;
   response.set_id(request_id_);
+  if (response.final() && response.timing().total_ms() == 0) {
+    // Every final response says how long the daemon took, whatever answered it.
+    response.mutable_timing()->set_total_ms(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - received_at_)
+            .count());
+  }
   outbox_->push({connection_id_, request_id_, response.final(), encode_frame(response)});
 }
 

@@ -222,6 +222,11 @@ TEST_CASE("Daemon: a disconnect mid-stream cancels the request and frees its KV"
   }  // the client goes away mid-stream
   api::Client observer = daemon.connect();
   CHECK(wait_kv_released(observer, "gen"));
+  // The metrics page agrees.
+  const std::string page = http_get(daemon.metrics_port(), "/metrics");
+  CHECK(metric_value(page, R"(sparkd_model_kv_used_bytes{model="gen",task="generate"})") == 0);
+  CHECK(metric_value(page, R"(sparkd_model_running{model="gen",task="generate"})") == 0);
+  CHECK(metric_value(page, R"(sparkd_generated_tokens_total{model="gen",task="generate"})") >= 1);
   // Cancel over the protocol does the same.
   api::Client client = daemon.connect();
   v1::Request request = generate_request("gen", "another story", 5000, true);

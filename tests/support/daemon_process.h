@@ -16,6 +16,8 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "api/client/client.h"
 
@@ -49,9 +51,20 @@ inline std::string fixture_config(const std::filesystem::path& dir,
   return toml.str();
 }
 
+// How the daemon is started, beyond its config: what systemd would hand it.
+struct DaemonLaunch {
+  // Set in the daemon's environment; "$PID" in a value becomes the daemon's pid (LISTEN_PID,
+  // WATCHDOG_PID name the process they are meant for).
+  std::vector<std::pair<std::string, std::string>> environment;
+  int listen_fd = -1;  // passed as fd 3 (socket activation)
+  bool wait_until_serving = true;
+};
+
 class DaemonProcess {
  public:
-  explicit DaemonProcess(const std::function<std::string(const std::filesystem::path&)>& config) {
+  explicit DaemonProcess(const std::function<std::string(const std::filesystem::path&)>& config,
+                         DaemonLaunch launch = {})
+      : launch_(std::move(launch)) {
     static int counter = 0;
     dir_ = std::filesystem::temp_directory_path() /
            ("sparkd-it-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
@@ -150,14 +163,22 @@ class DaemonProcess {
       const int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(fd, STDOUT_FILENO);
       ::dup2(fd, STDERR_FILENO);
+      if (launch_.listen_fd >= 0) ::dup2(launch_.listen_fd, 3);
+      const std::string pid = std::to_string(::getpid());
+      for (const auto& [name, value] : launch_.environment) {
+        ::setenv(name.c_str(), value == "$PID" ? pid.c_str() : value.c_str(), 1);
+      }
       ::execl(SPARKD_DAEMON_BINARY, SPARKD_DAEMON_BINARY, "--config", config_path_.c_str(),
               static_cast<char*>(nullptr));
       ::_exit(127);
     }
-    INFO(log());
-    REQUIRE(wait_for_log("serving on"));
+    if (launch_.wait_until_serving) {
+      INFO(log());
+      REQUIRE(wait_for_log("serving on"));
+    }
   }
 
+  DaemonLaunch launch_;
   std::filesystem::path dir_, config_path_, log_path_;
   std::string socket_path_;
   pid_t pid_ = -1;
