@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <random>
@@ -326,4 +327,68 @@ TEST_CASE("Daemon: the metrics page is valid Prometheus text and follows the tra
   REQUIRE(parsed.exit_code == 0);
   REQUIRE(parsed.lines.size() == 1);
   CHECK(std::stoi(parsed.lines[0]) > 20);
+}
+
+TEST_CASE("Daemon: a client that does not read is not buffered without bound", "[daemon]") {
+  DaemonProcess daemon(
+      [](const auto& dir) { return fixture_config(dir, "max_write_buffer = \"64KiB\"\n"); });
+  const long rss_before = daemon.rss_kib();
+  api::Client client = daemon.connect();
+  // Far more requests than the daemon may buffer answers for; every answer (a result or
+  // RESOURCE_EXHAUSTED for too many in flight) is larger than its request.
+  constexpr uint64_t kRequests = 400000;
+  std::string frames;
+  for (uint64_t id = 1; id <= kRequests; ++id) {
+    v1::Request request = embed_request("embed", {"x"});
+    request.set_id(id);
+    api::append_frame(request, frames);
+  }
+  std::atomic<size_t> sent{0};
+  std::thread sender([&] {
+    for (size_t at = 0; at < frames.size(); at += 4096) {
+      const size_t n = std::min<size_t>(4096, frames.size() - at);
+      if (!client.send_bytes(std::string_view(frames).substr(at, n)).is_ok()) return;
+      sent += n;
+    }
+  });
+  // Wait until the sender stalls: the daemon has stopped reading this connection.
+  size_t last = 0;
+  for (int quiet = 0; quiet < 20 && sent < frames.size();) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    quiet = sent == last ? quiet + 1 : 0;
+    last = sent;
+  }
+  const size_t stalled_at = sent;
+  const long rss_stalled = daemon.rss_kib();
+  WARN("sender stalled after " << stalled_at / 1024 << " KiB of " << frames.size() / 1024
+                               << " KiB; daemon RSS " << rss_before / 1024 << " -> "
+                               << rss_stalled / 1024 << " MiB");
+  CHECK(stalled_at < frames.size());
+  CHECK(rss_stalled - rss_before < 64 * 1024);
+  // Reading resumes the flow: every request is answered exactly once.
+  std::vector<bool> answered(kRequests + 1, false);
+  uint64_t finals = 0, duplicates = 0, unknown_ids = 0;
+  Status receive_status;
+  while (finals < kRequests) {
+    auto response = client.receive(std::chrono::minutes(2));
+    if (!response) {
+      receive_status = response.status();
+      break;
+    }
+    if (!response->final()) continue;
+    const uint64_t id = response->id();
+    if (id < 1 || id > kRequests) {
+      ++unknown_ids;
+    } else {
+      duplicates += answered[id] ? 1 : 0;
+      answered[id] = true;
+    }
+    ++finals;
+  }
+  sender.join();
+  INFO(receive_status.message());
+  CHECK(finals == kRequests);
+  CHECK(duplicates == 0);
+  CHECK(unknown_ids == 0);
+  check_still_serving(daemon);
 }
