@@ -42,6 +42,16 @@ sparkd::api::RequestLimits request_limits(const DaemonConfig& config) {
   return limits;
 }
 
+sparkd::api::Server::Limits server_limits(const DaemonConfig& config) {
+  sparkd::api::Server::Limits limits;
+  limits.max_frame_bytes = config.server.max_frame_bytes;
+  limits.max_connections = config.server.max_connections;
+  limits.max_inflight_per_connection = config.server.max_inflight_per_connection;
+  limits.max_write_buffer_bytes = config.server.max_write_buffer_bytes;
+  limits.requests = request_limits(config);
+  return limits;
+}
+
 std::optional<gid_t> group_id(const std::string& name) {
   if (name.empty()) return std::nullopt;
   if (const group* g = ::getgrnam(name.c_str())) return g->gr_gid;
@@ -169,7 +179,7 @@ int main(int argc, char** argv) {
   sparkd::api::Server& srv = **server;
   service.set_server_stats_source([&srv] { return srv.stats(); });
   service.set_config_observer(
-      [&srv](const DaemonConfig& fresh) { srv.set_limits(request_limits(fresh)); });
+      [&srv](const DaemonConfig& fresh) { srv.set_limits(server_limits(fresh)); });
   if (auto interval = notifier.watchdog_interval()) {
     // Pinged from the loop thread: a wedged loop stops the pings and systemd restarts us.
     srv.every(std::chrono::duration_cast<std::chrono::milliseconds>(*interval / 2),

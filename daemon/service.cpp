@@ -306,10 +306,34 @@ Expected<std::string> Service::reload_config() {
   options_.config.models = fresh.models;
   options_.config.max_inputs_per_request = fresh.max_inputs_per_request;
   options_.config.max_text_bytes = fresh.max_text_bytes;
+  options_.config.server.max_frame_bytes = fresh.server.max_frame_bytes;
+  options_.config.server.max_connections = fresh.server.max_connections;
+  options_.config.server.max_inflight_per_connection = fresh.server.max_inflight_per_connection;
+  options_.config.server.max_write_buffer_bytes = fresh.server.max_write_buffer_bytes;
   if (config_observer_) config_observer_(fresh);
+  // What a reload cannot change in a running process: say so rather than ignore it.
+  const DaemonConfig& old = options_.config;
+  std::vector<std::string> need_restart;
+  if (fresh.server.socket_path != old.server.socket_path) need_restart.push_back("server.socket");
+  if (fresh.server.socket_mode != old.server.socket_mode)
+    need_restart.push_back("server.socket_mode");
+  if (fresh.server.socket_group != old.server.socket_group)
+    need_restart.push_back("server.socket_group");
+  if (fresh.server.admin_group != old.server.admin_group)
+    need_restart.push_back("server.admin_group");
+  if (fresh.metrics.enabled != old.metrics.enabled || fresh.metrics.listen != old.metrics.listen)
+    need_restart.push_back("[metrics]");
+  if (fresh.engine.threads != old.engine.threads) need_restart.push_back("engine.threads");
+  if (fresh.governor.budget_bytes != old.governor.budget_bytes ||
+      fresh.governor.os_reserve_bytes != old.governor.os_reserve_bytes)
+    need_restart.push_back("[governor]");
   std::string text;
   for (const std::string& change : changes) text += (text.empty() ? "" : "; ") + change;
   if (text.empty()) text = "no model changed";
+  if (!need_restart.empty()) {
+    text += "; these changes take effect at the next restart:";
+    for (const std::string& key : need_restart) text += " " + key;
+  }
   for (const std::string& problem : problems) text += "; failed: " + problem;
   return text;
 }

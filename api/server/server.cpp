@@ -582,8 +582,14 @@ void Server::every(std::chrono::milliseconds interval, std::function<void()> tic
   loop_->ticks.push_back(std::move(entry));
 }
 
-void Server::set_limits(const RequestLimits& limits) {
-  post([l = loop_.get(), limits] { l->options.limits = limits; });
+void Server::set_limits(const Limits& limits) {
+  post([l = loop_.get(), limits] {
+    l->options.max_frame_bytes = limits.max_frame_bytes;
+    l->options.max_connections = limits.max_connections;
+    l->options.max_inflight_per_connection = limits.max_inflight_per_connection;
+    l->options.max_write_buffer_bytes = limits.max_write_buffer_bytes;
+    l->options.limits = limits.requests;
+  });
 }
 
 ServerStats Server::stats() const {

@@ -130,8 +130,16 @@ class Server {
   // Call before run().
   void every(std::chrono::milliseconds interval, std::function<void()> tick);
 
-  // Thread-safe: the validation limits for requests read from now on (config reload).
-  void set_limits(const RequestLimits& limits);
+  // Thread-safe (config reload): the limits from now on. Frame size applies to new
+  // connections; the others at once. The socket itself is not rebound.
+  struct Limits {
+    size_t max_frame_bytes = 0;
+    uint32_t max_connections = 0;
+    uint32_t max_inflight_per_connection = 0;
+    size_t max_write_buffer_bytes = 0;
+    RequestLimits requests;
+  };
+  void set_limits(const Limits& limits);
 
   ServerStats stats() const;
   const std::string& socket_path() const;

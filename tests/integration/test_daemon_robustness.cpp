@@ -266,14 +266,14 @@ TEST_CASE("Daemon: SIGHUP with a broken config keeps the old one; a good one app
   models.mutable_list_models();
   CHECK(call_once(client, models).list_models().models_size() == 3);
 
-  // Drop "rerank", add "xlmr".
-  daemon.write_config(fixture_config(daemon.dir()) + "[[models]]\nname = \"xlmr\"\npath = \"" +
-                      fixture_path("xlmr_embed") + "\"\n");
+  // Drop "rerank", add "xlmr", allow one request in flight per connection, move the
+  // metrics port (which needs a restart: the reload says so).
   {
-    std::string text = fixture_config(daemon.dir());
+    std::string text = fixture_config(daemon.dir(), "max_inflight_per_connection = 1\n");
     const size_t at = text.find("[[models]]\nname = \"rerank\"");
     const size_t end = text.find("[[models]]", at + 1);
     text.erase(at, end - at);
+    text.replace(text.find("127.0.0.1:0"), 11, "127.0.0.1:1");
     daemon.write_config(text + "[[models]]\nname = \"xlmr\"\npath = \"" +
                         fixture_path("xlmr_embed") + "\"\n");
   }
@@ -281,6 +281,23 @@ TEST_CASE("Daemon: SIGHUP with a broken config keeps the old one; a good one app
   REQUIRE(daemon.wait_for_log("reloaded:"));
   CHECK(error_code(call_once(client, embed_request("xlmr", {"hi"}))) == v1::OK);
   CHECK(error_code(call_once(client, rerank_request("rerank", "q", {"d"}))) == v1::NOT_FOUND);
+  CHECK_THAT(daemon.log(), Catch::Contains("take effect at the next restart: [metrics]"));
+  // The new in-flight limit holds: of two pipelined requests, the second is refused.
+  v1::Request first = generate_request("gen", "slow", 200);
+  first.mutable_generate()->set_ignore_eos(true);
+  first.set_id(100);
+  v1::Request second = embed_request("embed", {"second"});
+  second.set_id(101);
+  REQUIRE(client.send(first).is_ok());
+  REQUIRE(client.send(second).is_ok());
+  std::map<uint64_t, v1::Code> codes;
+  while (codes.size() < 2) {
+    auto response = client.receive();
+    REQUIRE(response.has_value());
+    if (response->final()) codes[response->id()] = error_code(*response);
+  }
+  CHECK(codes[100] == v1::OK);
+  CHECK(codes[101] == v1::RESOURCE_EXHAUSTED);
 }
 
 TEST_CASE("Daemon: SIGTERM lets requests in flight finish, then exits", "[daemon]") {
