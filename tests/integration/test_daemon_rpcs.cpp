@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "engine/sched/sampler.h"
+#include "engine/tasks/chat_template.h"
 #include "tests/integration/daemon_test_helpers.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/loaded_fixture.h"
@@ -114,6 +115,40 @@ TEST_CASE("Daemon: embed, rerank, generate, tokenize equal the engine's direct r
     CHECK(chunks->back().final());
     CHECK(chunks->back().timing().ttft_ms() > 0);
     for (size_t i = 0; i + 1 < chunks->size(); ++i) CHECK_FALSE((*chunks)[i].final());
+  }
+
+  SECTION("chat messages are rendered with the family's template (Qwen3: ChatML)") {
+    LoadedFixture engine("qwen3_f32");
+    const std::vector<tasks::ChatMessage> messages = {{"system", "Be brief."},
+                                                      {"user", "What is unified memory?"}};
+    auto rendered = tasks::render_chat(tasks::ChatTemplateKind::kChatMl, messages, true);
+    REQUIRE(rendered.has_value());
+    auto ids = engine.model->tokenizer().encode(*rendered, /*add_special_tokens=*/true);
+    REQUIRE(ids.has_value());
+    const std::vector<int32_t> prompt_ids(ids->ids.begin(), ids->ids.end());
+    tasks::GenerateOptions options;
+    options.max_new_tokens = 8;
+    options.ignore_eos = true;
+    auto expected = tasks::generate_greedy(*engine.model, prompt_ids, options);
+    REQUIRE(expected.has_value());
+
+    v1::Request request = generate_request("gen", "", 8);
+    auto* chat = request.mutable_generate()->mutable_chat();
+    for (const auto& m : messages) {
+      v1::ChatMessage* message = chat->add_messages();
+      message->set_role(m.role);
+      message->set_content(m.content);
+    }
+    request.mutable_generate()->set_ignore_eos(true);
+    v1::Response response = call_once(client, request);
+    REQUIRE(error_code(response) == v1::OK);
+    CHECK(response.usage().prompt_tokens() == prompt_ids.size());
+    CHECK(std::vector<int32_t>(response.generate().token_ids().begin(),
+                               response.generate().token_ids().end()) == expected->new_ids);
+    // A conversation the template refuses is the client's error.
+    chat->mutable_messages(1)->set_role("narrator");
+    request.set_id(0);
+    CHECK(error_code(call_once(client, request)) == v1::INVALID_ARGUMENT);
   }
 
   SECTION("tokenize and detokenize") {
