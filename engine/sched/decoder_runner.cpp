@@ -75,7 +75,7 @@ struct DecoderRunner::State {
     s.kv_blocks_in_use = static_cast<int32_t>(cache->referenced_blocks());
     s.kv_blocks_cached = static_cast<int32_t>(cache->cached_unreferenced_blocks());
     s.kv_blocks_committed = pool->blocks_in_use();
-    std::lock_guard<std::mutex> lock(runner->mutex_);
+    std::lock_guard<std::mutex> lock(runner->stats_mutex_);
     runner->stats_ = s;
   }
 
@@ -409,55 +409,31 @@ Expected<std::unique_ptr<DecoderRunner>> DecoderRunner::start(const tasks::Loade
 }
 
 DecoderRunner::~DecoderRunner() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
+  inbox_.stop();
   if (thread_.joinable()) thread_.join();
   state_.reset();
 }
 
 RequestId DecoderRunner::submit(GenerateRequest request, GenerateCallbacks callbacks) {
-  RequestId id = 0;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    id = next_id_++;
-    intake_.push_back(
-        {id, std::move(request), std::move(callbacks), std::chrono::steady_clock::now()});
-  }
-  wake_.notify_one();
-  return id;
+  Submitted submitted;
+  submitted.request = std::move(request);
+  submitted.callbacks = std::move(callbacks);
+  return inbox_.post(std::move(submitted));
 }
 
 void DecoderRunner::cancel(RequestId id) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    cancels_.push_back(id);
-  }
-  wake_.notify_one();
+  inbox_.cancel(id);
 }
 
 RunnerStats DecoderRunner::stats() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<std::mutex> lock(stats_mutex_);
   return stats_;
 }
 
 void DecoderRunner::run() {
   State& s = *state_;
   for (;;) {
-    std::vector<Submitted> intake;
-    std::vector<RequestId> cancels;
-    bool stopping = false;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      if (s.active.empty()) {
-        wake_.wait(lock, [&] { return stopping_ || !intake_.empty() || !cancels_.empty(); });
-      }
-      intake.swap(intake_);
-      cancels.swap(cancels_);
-      stopping = stopping_;
-    }
+    auto [intake, cancels, stopping] = inbox_.take(s.active.empty());
     try {
       if (stopping) {
         for (Submitted& sub : intake) {

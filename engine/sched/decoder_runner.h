@@ -13,7 +13,6 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -25,6 +24,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "engine/sched/runner_inbox.h"
 #include "engine/sched/sampler.h"
 #include "engine/sched/scheduler.h"
 #include "governor/memory_arbiter.h"
@@ -140,13 +140,9 @@ class DecoderRunner {
 
   std::unique_ptr<State> state_;  // touched only by the runner thread once started
 
-  mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  std::vector<Submitted> intake_;   // guarded by mutex_
-  std::vector<RequestId> cancels_;  // guarded by mutex_
-  bool stopping_ = false;           // guarded by mutex_
-  RequestId next_id_ = 1;           // guarded by mutex_
-  RunnerStats stats_;               // guarded by mutex_
+  RunnerInbox<Submitted> inbox_;
+  mutable std::mutex stats_mutex_;
+  RunnerStats stats_;  // guarded by stats_mutex_
   std::thread thread_;
 };
 

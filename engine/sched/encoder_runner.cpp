@@ -69,7 +69,7 @@ struct EncoderRunner::State {
   void publish_stats() {
     stats.waiting_inputs = batcher->waiting_inputs();
     stats.waiting_requests = batcher->waiting_requests();
-    std::lock_guard<std::mutex> lock(runner->mutex_);
+    std::lock_guard<std::mutex> lock(runner->stats_mutex_);
     runner->stats_ = stats;
   }
 
@@ -198,7 +198,7 @@ struct EncoderRunner::State {
       }
     }
     {
-      std::lock_guard<std::mutex> lock(runner->mutex_);
+      std::lock_guard<std::mutex> lock(runner->stats_mutex_);
       runner->stats_.running_inputs = batch.items.size();
       runner->stats_.waiting_inputs = batcher->waiting_inputs();
     }
@@ -275,25 +275,8 @@ Expected<std::unique_ptr<EncoderRunner>> EncoderRunner::start(const tasks::Loade
 }
 
 EncoderRunner::~EncoderRunner() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
+  inbox_.stop();
   if (thread_.joinable()) thread_.join();
-}
-
-RequestId EncoderRunner::enqueue(Submitted submitted) {
-  RequestId id = 0;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    id = next_id_++;
-    submitted.id = id;
-    submitted.submitted_at = Clock::now();
-    intake_.push_back(std::move(submitted));
-  }
-  wake_.notify_one();
-  return id;
 }
 
 RequestId EncoderRunner::submit_embed(EmbedRequest request,
@@ -301,7 +284,7 @@ RequestId EncoderRunner::submit_embed(EmbedRequest request,
   Submitted s;
   s.request = std::move(request);
   s.on_embed_done = std::move(on_done);
-  return enqueue(std::move(s));
+  return inbox_.post(std::move(s));
 }
 
 RequestId EncoderRunner::submit_rerank(RerankRequest request,
@@ -309,37 +292,22 @@ RequestId EncoderRunner::submit_rerank(RerankRequest request,
   Submitted s;
   s.request = std::move(request);
   s.on_rerank_done = std::move(on_done);
-  return enqueue(std::move(s));
+  return inbox_.post(std::move(s));
 }
 
 void EncoderRunner::cancel(RequestId id) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    cancels_.push_back(id);
-  }
-  wake_.notify_one();
+  inbox_.cancel(id);
 }
 
 EncoderRunnerStats EncoderRunner::stats() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<std::mutex> lock(stats_mutex_);
   return stats_;
 }
 
 void EncoderRunner::run() {
   State& s = *state_;
   for (;;) {
-    std::vector<Submitted> intake;
-    std::vector<RequestId> cancels;
-    bool stopping = false;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      if (s.active.empty()) {
-        wake_.wait(lock, [&] { return stopping_ || !intake_.empty() || !cancels_.empty(); });
-      }
-      intake.swap(intake_);
-      cancels.swap(cancels_);
-      stopping = stopping_;
-    }
+    auto [intake, cancels, stopping] = inbox_.take(s.active.empty());
     try {
       if (stopping) {
         const Status shutting_down(StatusCode::kCancelled, "the runner is shutting down");

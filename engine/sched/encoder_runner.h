@@ -9,7 +9,6 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -22,6 +21,7 @@
 
 #include "common/status.h"
 #include "engine/sched/encoder_batcher.h"
+#include "engine/sched/runner_inbox.h"
 
 namespace sparkd::tasks {
 class LoadedModel;
@@ -119,18 +119,13 @@ class EncoderRunner {
   };
 
   EncoderRunner() = default;
-  RequestId enqueue(Submitted submitted);
   void run();
 
   std::unique_ptr<State> state_;
 
-  mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  std::vector<Submitted> intake_;   // guarded by mutex_
-  std::vector<RequestId> cancels_;  // guarded by mutex_
-  bool stopping_ = false;           // guarded by mutex_
-  RequestId next_id_ = 1;           // guarded by mutex_
-  EncoderRunnerStats stats_;        // guarded by mutex_
+  RunnerInbox<Submitted> inbox_;
+  mutable std::mutex stats_mutex_;
+  EncoderRunnerStats stats_;  // guarded by stats_mutex_
   std::thread thread_;
 };
 
