@@ -70,6 +70,9 @@ struct ModelConfig {
   // embed/rerank models: TEI-style batching under a token budget that counts padding
   int32_t max_batch_inputs = 64;  // inputs per forward batch, not the client's request limit
   std::string chat_template;      // "" = by model family; else "chatml"|"llama3"|"mistral"
+
+  // Reload compares the running entry with the file's: any difference reloads the model.
+  bool operator==(const ModelConfig&) const = default;
 };
 
 struct DaemonConfig {

@@ -64,6 +64,23 @@ RequestOutcome outcome_of(const Status& status) {
   }
 }
 
+enum class ModelState { kLoading, kReady, kFailed, kUnloading };
+
+// ListModels' `state` values.
+const char* model_state_name(ModelState state) {
+  switch (state) {
+    case ModelState::kLoading:
+      return "loading";
+    case ModelState::kReady:
+      return "ready";
+    case ModelState::kFailed:
+      return "failed";
+    case ModelState::kUnloading:
+      return "unloading";
+  }
+  return "unknown";
+}
+
 }  // namespace
 
 // One configured model: loaded weights plus the runner that serves them. The runner pointer
@@ -72,8 +89,8 @@ RequestOutcome outcome_of(const Status& status) {
 struct ModelEntry {
   ModelConfig config;
   governor::ConsumerId consumer = 0;
-  std::atomic<const char*> state{"loading"};  // loading | ready | failed | unloading
-  std::string error;                          // state "failed": why
+  std::atomic<ModelState> state{ModelState::kLoading};
+  std::string error;  // kFailed: why (written before the state is set)
   std::unique_ptr<Backend> backend;
   std::unique_ptr<tasks::LoadedModel> model;
   std::optional<tasks::ChatTemplateKind> chat_template;
@@ -163,8 +180,7 @@ std::shared_ptr<ModelEntry> Service::find(const std::string& name) const {
 bool Service::ready() const {
   std::shared_lock lock(models_mutex_);
   for (const auto& [name, entry] : models_) {
-    if (entry->config.residency == Residency::kPinned &&
-        std::string_view(entry->state.load()) != "ready") {
+    if (entry->config.residency == Residency::kPinned && entry->state != ModelState::kReady) {
       return false;
     }
   }
@@ -176,18 +192,17 @@ Status Service::load_model(const ModelConfig& config) {
   entry->config = config;
   {
     std::unique_lock lock(models_mutex_);
-    if (models_.count(config.name) != 0 &&
-        std::string_view(models_[config.name]->state.load()) != "failed") {
+    if (models_.count(config.name) != 0 && models_[config.name]->state != ModelState::kFailed) {
       return Status(StatusCode::kFailedPrecondition,
                     "model '" + config.name + "' is already loaded; unload it first");
     }
     entry->consumer = next_consumer_++;
-    models_[config.name] = entry;  // visible as "loading"
+    models_[config.name] = entry;  // visible as loading
   }
   const Clock::time_point start = Clock::now();
   auto fail = [&](Status status) {
     entry->error = status.message();
-    entry->state = "failed";
+    entry->state = ModelState::kFailed;
     if (metrics_) metrics_->observe_model_load(config.name, seconds_since(start), false);
     return Status(status.code(), "model '" + config.name + "': " + status.message());
   };
@@ -231,7 +246,7 @@ Status Service::load_model(const ModelConfig& config) {
     std::lock_guard<std::mutex> lock(entry->runner_mutex);
     entry->encoder_runner = std::move(runner).value();
   }
-  entry->state = "ready";
+  entry->state = ModelState::kReady;
   if (metrics_) metrics_->observe_model_load(config.name, seconds_since(start), true);
   return Status::ok();
 }
@@ -247,7 +262,7 @@ Status Service::unload_model(const std::string& name) {
     entry = it->second;
     models_.erase(it);
   }
-  entry->state = "unloading";
+  entry->state = ModelState::kUnloading;
   entry->stop();  // requests still running are answered CANCELLED; KV goes back
   return Status::ok();
 }
@@ -277,20 +292,12 @@ Expected<std::string> Service::reload_config() {
   }
   std::vector<std::string> changes;
   std::vector<std::string> problems;
-  auto same = [](const ModelConfig& a, const ModelConfig& b) {
-    return a.path == b.path && a.max_batch_tokens == b.max_batch_tokens &&
-           a.max_seqs == b.max_seqs && a.block_tokens == b.block_tokens &&
-           a.kv_max_bytes == b.kv_max_bytes && a.kv_min_bytes == b.kv_min_bytes &&
-           a.prefix_caching == b.prefix_caching && a.max_batch_inputs == b.max_batch_inputs &&
-           a.chat_template == b.chat_template && a.residency == b.residency &&
-           a.priority == b.priority && a.default_max_tokens == b.default_max_tokens;
-  };
   for (const auto& [name, config] : running) {
     const auto it = wanted.find(name);
     if (it == wanted.end()) {
       unload_model(name);
       changes.push_back("unloaded " + name);
-    } else if (!same(config, it->second)) {
+    } else if (config != it->second) {
       unload_model(name);
       Status status = load_model(it->second);
       changes.push_back("reloaded " + name);
@@ -350,15 +357,15 @@ Expected<std::shared_ptr<ModelEntry>> Service::resolve(const std::string& name,
     return Status(StatusCode::kNotFound, "no model named '" + name + "' (loaded: " +
                                              (names.empty() ? "none" : names) + ")");
   }
-  const std::string_view state = entry->state.load();
-  if (state == "failed") {
+  const ModelState state = entry->state;
+  if (state == ModelState::kFailed) {
     return Status(StatusCode::kUnavailable, "model '" + name + "' failed to load: " + entry->error);
   }
-  if (state != "ready") {
+  if (state != ModelState::kReady) {
     return Status(StatusCode::kUnavailable,
-                  "model '" + name + "' is " + std::string(state) + "; retry shortly");
+                  "model '" + name + "' is " + model_state_name(state) + "; retry shortly");
   }
-  if (entry->task() != task) {
+  if (task != nullptr && entry->task() != task) {
     return Status(StatusCode::kFailedPrecondition,
                   "model '" + name + "' is a " + entry->task() + " model; it cannot " + task);
   }
@@ -521,7 +528,7 @@ struct GenerateProgress {
   double tokenize_s = 0;
   std::string text;  // non-streaming: the whole output
   std::vector<int32_t> token_ids;
-  std::vector<v1::TokenLogprob> logprobs;
+  google::protobuf::RepeatedPtrField<v1::TokenLogprob> logprobs;
 };
 
 void add_logprobs(const sched::GenerateDelta& delta,
@@ -616,9 +623,7 @@ void Service::handle_generate(const v1::Request& request, std::shared_ptr<api::C
         progress->text += delta.text;
         progress->token_ids.insert(progress->token_ids.end(), delta.token_ids.begin(),
                                    delta.token_ids.end());
-        google::protobuf::RepeatedPtrField<v1::TokenLogprob> lps;
-        add_logprobs(delta, &lps);
-        for (auto& lp : lps) progress->logprobs.push_back(std::move(lp));
+        add_logprobs(delta, &progress->logprobs);
         return;
       }
       v1::Response response;
@@ -641,7 +646,7 @@ void Service::handle_generate(const v1::Request& request, std::shared_ptr<api::C
       if (!progress->stream) {
         chunk->set_text(progress->text);
         chunk->mutable_token_ids()->Add(progress->token_ids.begin(), progress->token_ids.end());
-        for (auto& lp : progress->logprobs) *chunk->add_logprobs() = std::move(lp);
+        chunk->mutable_logprobs()->Swap(&progress->logprobs);
       }
       auto* usage = response.mutable_usage();
       usage->set_prompt_tokens(static_cast<uint32_t>(result.prompt_tokens));
@@ -671,11 +676,9 @@ void Service::handle_generate(const v1::Request& request, std::shared_ptr<api::C
 }
 
 void Service::handle_tokenize(const v1::Request& request, std::shared_ptr<api::Call> call) {
-  std::shared_ptr<ModelEntry> model = find(request.tokenize().model());
-  if (!model || std::string_view(model->state.load()) != "ready") {
-    auto missing = resolve(request.tokenize().model(), "tokenize");
-    return call->fail(missing ? Status(StatusCode::kInternal, "model vanished") : missing.status());
-  }
+  auto entry = resolve(request.tokenize().model(), nullptr);  // every task has a tokenizer
+  if (!entry) return call->fail(entry.status());
+  std::shared_ptr<ModelEntry> model = *entry;
   tokenize_worker_->post([request, call, model] {
     const v1::TokenizeRequest& t = request.tokenize();
     const Clock::time_point start = Clock::now();
@@ -698,11 +701,9 @@ void Service::handle_tokenize(const v1::Request& request, std::shared_ptr<api::C
 }
 
 void Service::handle_detokenize(const v1::Request& request, std::shared_ptr<api::Call> call) {
-  std::shared_ptr<ModelEntry> model = find(request.detokenize().model());
-  if (!model || std::string_view(model->state.load()) != "ready") {
-    auto missing = resolve(request.detokenize().model(), "detokenize");
-    return call->fail(missing ? Status(StatusCode::kInternal, "model vanished") : missing.status());
-  }
+  auto entry = resolve(request.detokenize().model(), nullptr);  // every task has a tokenizer
+  if (!entry) return call->fail(entry.status());
+  std::shared_ptr<ModelEntry> model = *entry;
   tokenize_worker_->post([request, call, model] {
     const v1::DetokenizeRequest& d = request.detokenize();
     const int32_t vocab = model->model->spec().vocab_size;
@@ -798,10 +799,10 @@ v1::Response Service::list_models() const {
   for (const auto& [name, entry] : models_) {
     v1::ModelInfo* info = out->add_models();
     info->set_name(name);
-    info->set_state(entry->state.load());
+    info->set_state(model_state_name(entry->state));
     info->set_path(entry->config.path);
     info->set_error(entry->error);
-    if (entry->model && std::string_view(entry->state.load()) != "loading") {
+    if (entry->model && entry->state != ModelState::kLoading) {
       info->set_task(entry->task());
       info->set_weights_bytes(entry->model->weights().size_bytes());
       info->set_kv_bytes(arbiter_.granted_granules(entry->consumer) * governor::kGranuleBytes);
@@ -818,7 +819,7 @@ void Service::snapshot(std::vector<ModelSnapshot>& models, SystemSnapshot& syste
   {
     std::shared_lock lock(models_mutex_);
     for (const auto& [name, entry] : models_) {
-      if (std::string_view(entry->state.load()) != "ready") continue;
+      if (entry->state != ModelState::kReady) continue;
       ModelSnapshot m;
       m.model = name;
       m.task = entry->task();

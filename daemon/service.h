@@ -77,6 +77,8 @@ class Service : public api::RequestHandler {
   void handle_admin(const v1::Request& request, std::shared_ptr<api::Call> call);
   v1::Response list_models() const;
   v1::Response status() const;
+  // The ready model `name`, able to do `task` (nullptr: any task); otherwise the error a
+  // client should see (NOT_FOUND, UNAVAILABLE while loading or failed, FAILED_PRECONDITION).
   Expected<std::shared_ptr<ModelEntry>> resolve(const std::string& name, const char* task) const;
   void observe(const std::string& model, const std::string& task, const Status& status,
                double queue_s, double e2e_s, std::optional<double> ttft_s, uint64_t prompt_tokens,
