@@ -163,6 +163,7 @@ struct Server::Loop {
   uv_loop_t loop{};
   uv_pipe_t listener{};
   bool listener_open = false;
+  uint32_t requests_in_flight = 0;  // over all connections
   bool bound_socket_file = false;
   uv_async_t wake{};
   std::shared_ptr<Outbox> outbox;
@@ -184,6 +185,7 @@ struct Server::Loop {
   ServerStats stats;  // guarded by stats_mutex
 
   void publish_stats();
+  void close_listener();  // stop accepting; remove the socket file we bound
   void on_connection();
   void on_frame(Connection* c, std::string payload);
   void reject(Connection* c, uint64_t id, const Status& status);
@@ -277,11 +279,16 @@ void on_connection_closed(uv_handle_t* handle) {
 }  // namespace
 
 void Server::Loop::publish_stats() {
-  uint32_t inflight = 0;
-  for (const auto& [id, c] : connections) inflight += static_cast<uint32_t>(c->inflight.size());
   std::lock_guard<std::mutex> lock(stats_mutex);
   stats.connections = static_cast<uint32_t>(connections.size());
-  stats.requests_in_flight = inflight;
+  stats.requests_in_flight = requests_in_flight;
+}
+
+void Server::Loop::close_listener() {
+  if (!listener_open) return;
+  listener_open = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(&listener), nullptr);
+  if (bound_socket_file) ::unlink(options.socket_path.c_str());
 }
 
 void Server::Loop::write_frame(Connection* c, std::string frame) {
@@ -320,6 +327,7 @@ void Server::Loop::close_connection(Connection* c) {
   // The client is gone: its requests are cancelled, so runners free their KV.
   auto inflight = std::move(c->inflight);
   c->inflight.clear();
+  requests_in_flight -= static_cast<uint32_t>(inflight.size());
   for (auto& [id, call] : inflight) call->cancel();
   connections.erase(c->id);
   uv_close(reinterpret_cast<uv_handle_t*>(&c->pipe), on_connection_closed);
@@ -412,6 +420,7 @@ void Server::Loop::on_frame(Connection* c, std::string payload) {
   }
   auto call = std::make_shared<Call>(c->id, id, c->peer, outbox);
   c->inflight[id] = call;
+  ++requests_in_flight;
   publish_stats();
   handler->handle(*request, std::move(call));
 }
@@ -426,8 +435,8 @@ void Server::Loop::deliver_outbox() {
     const auto it = connections.find(item.connection_id);
     if (it == connections.end()) continue;  // the client left; its calls were cancelled
     Connection* c = it->second;
-    if (item.final) {
-      c->inflight.erase(item.request_id);
+    if (item.final && c->inflight.erase(item.request_id) != 0) {
+      --requests_in_flight;
       changed = true;
     }
     write_frame(c, std::move(item.frame));
@@ -442,11 +451,7 @@ void Server::Loop::begin_drain(std::chrono::milliseconds timeout) {
   if (draining || finished) return;
   draining = true;
   drain_deadline = std::chrono::steady_clock::now() + timeout;
-  if (listener_open) {
-    listener_open = false;
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener), nullptr);
-    if (bound_socket_file) ::unlink(options.socket_path.c_str());
-  }
+  close_listener();
   drain_timer.data = this;
   uv_timer_start(
       &drain_timer, [](uv_timer_t* timer) { static_cast<Loop*>(timer->data)->check_drained(); }, 20,
@@ -456,9 +461,7 @@ void Server::Loop::begin_drain(std::chrono::milliseconds timeout) {
 
 void Server::Loop::check_drained() {
   if (finished) return;
-  bool idle = true;
-  for (const auto& [id, c] : connections) idle = idle && c->inflight.empty();
-  if (idle || std::chrono::steady_clock::now() >= drain_deadline) finish();
+  if (requests_in_flight == 0 || std::chrono::steady_clock::now() >= drain_deadline) finish();
 }
 
 void Server::Loop::finish() {
@@ -467,11 +470,7 @@ void Server::Loop::finish() {
   std::vector<Connection*> open;
   for (const auto& [id, c] : connections) open.push_back(c);
   for (Connection* c : open) close_connection(c);
-  if (listener_open) {
-    listener_open = false;
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener), nullptr);
-    if (bound_socket_file) ::unlink(options.socket_path.c_str());
-  }
+  close_listener();
   uv_timer_stop(&drain_timer);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer), nullptr);
   for (auto& tick : ticks) {
@@ -499,53 +498,50 @@ Expected<std::unique_ptr<Server>> Server::create(const ServerOptions& options,
   l.listener.data = &l;
   l.listener_open = true;
 
-  auto fail = [&](Status status) -> Expected<std::unique_ptr<Server>> {
-    return status;  // the destructor closes what was opened
-  };
+  // On an error return below, ~Server closes what was opened.
   if (options.listen_fd >= 0) {
     if (int rc = uv_pipe_open(&l.listener, options.listen_fd); rc != 0) {
-      return fail(uv_status("adopting the socket passed by systemd", rc));
+      return uv_status("adopting the socket passed by systemd", rc);
     }
   } else {
     const std::string& path = options.socket_path;
     if (path.empty() || path.size() >= sizeof(sockaddr_un{}.sun_path)) {
-      return fail(Status(StatusCode::kInvalidArgument,
-                         "socket path '" + path + "' must be non-empty and shorter than " +
-                             std::to_string(sizeof(sockaddr_un{}.sun_path)) + " bytes"));
+      return Status(StatusCode::kInvalidArgument,
+                    "socket path '" + path + "' must be non-empty and shorter than " +
+                        std::to_string(sizeof(sockaddr_un{}.sun_path)) + " bytes");
     }
     struct stat existing {};
     if (::lstat(path.c_str(), &existing) == 0) {
       if (!S_ISSOCK(existing.st_mode)) {
-        return fail(Status(StatusCode::kFailedPrecondition,
-                           path + " exists and is not a socket; remove it or choose another "
-                                  "server.socket"));
+        return Status(StatusCode::kFailedPrecondition,
+                      path +
+                          " exists and is not a socket; remove it or choose another "
+                          "server.socket");
       }
       if (socket_is_live(path)) {
-        return fail(
-            Status(StatusCode::kUnavailable, "another server is already listening on " + path));
+        return Status(StatusCode::kUnavailable, "another server is already listening on " + path);
       }
       ::unlink(path.c_str());  // a stale socket left by a process that died
     }
     if (int rc = uv_pipe_bind(&l.listener, path.c_str()); rc != 0) {
-      return fail(uv_status("binding " + path, rc));
+      return uv_status("binding " + path, rc);
     }
     l.bound_socket_file = true;
     if (::chmod(path.c_str(), options.socket_mode) != 0) {
-      return fail(
-          Status(StatusCode::kPermissionDenied, "chmod " + path + ": " + std::strerror(errno)));
+      return Status(StatusCode::kPermissionDenied, "chmod " + path + ": " + std::strerror(errno));
     }
     if (options.socket_group &&
         ::chown(path.c_str(), static_cast<uid_t>(-1), *options.socket_group) != 0) {
-      return fail(Status(StatusCode::kPermissionDenied, "chown " + path + " to group " +
-                                                            std::to_string(*options.socket_group) +
-                                                            ": " + std::strerror(errno)));
+      return Status(StatusCode::kPermissionDenied, "chown " + path + " to group " +
+                                                       std::to_string(*options.socket_group) +
+                                                       ": " + std::strerror(errno));
     }
   }
   const int rc = uv_listen(reinterpret_cast<uv_stream_t*>(&l.listener), kListenBacklog,
                            [](uv_stream_t* listener, int status) {
                              if (status == 0) static_cast<Loop*>(listener->data)->on_connection();
                            });
-  if (rc != 0) return fail(uv_status("listening on " + options.socket_path, rc));
+  if (rc != 0) return uv_status("listening on " + options.socket_path, rc);
   return server;
 }
 
