@@ -275,7 +275,7 @@ TEST_CASE("Daemon: SIGHUP with a broken config keeps the old one; a good one app
     text.erase(at, end - at);
     text.replace(text.find("127.0.0.1:0"), 11, "127.0.0.1:1");
     daemon.write_config(text + "[[models]]\nname = \"xlmr\"\npath = \"" +
-                        fixture_path("xlmr_embed") + "\"\n");
+                        fixture_model_dir("xlmr_embed") + "\"\n");
   }
   daemon.signal(SIGHUP);
   REQUIRE(daemon.wait_for_log("reloaded:"));

@@ -213,7 +213,7 @@ TEST_CASE("Daemon: embed, rerank, generate, tokenize equal the engine's direct r
     CHECK(error_code(call_once(client, rerank_request("rerank", "q", {"d"}))) == v1::OK);
     v1::Request load_path;
     load_path.mutable_load()->set_name("xlmr");
-    load_path.mutable_load()->set_path(fixture_path("xlmr_embed"));
+    load_path.mutable_load()->set_path(fixture_model_dir("xlmr_embed"));
     CHECK(error_code(call_once(client, load_path)) == v1::OK);
     CHECK(error_code(call_once(client, embed_request("xlmr", {"hello"}))) == v1::OK);
     v1::Request reload;

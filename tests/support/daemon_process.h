@@ -20,12 +20,9 @@
 #include <vector>
 
 #include "api/client/client.h"
+#include "tests/support/loaded_fixture.h"
 
 namespace sparkd::testing {
-
-inline std::string fixture_path(const std::string& name) {
-  return std::string(SPARKD_SOURCE_DIR) + "/tests/fixtures/models/" + name;
-}
 
 // A config with the three tiny fixture models: "embed" (bert_embed), "rerank" (bert_rerank)
 // and "gen" (qwen3_f32). `extra_server` lines go into [server].
@@ -42,10 +39,10 @@ inline std::string fixture_config(const std::filesystem::path& dir,
        << "[metrics]\nenabled = true\nlisten = \"127.0.0.1:0\"\n"
        << "[engine]\nthreads = 1\n"
        << "[governor]\nbudget = \"1GiB\"\n"
-       << "[[models]]\nname = \"embed\"\npath = \"" << fixture_path("bert_embed") << "\"\n"
+       << "[[models]]\nname = \"embed\"\npath = \"" << fixture_model_dir("bert_embed") << "\"\n"
        << "max_batch_tokens = 4096\n"
-       << "[[models]]\nname = \"rerank\"\npath = \"" << fixture_path("bert_rerank") << "\"\n"
-       << "[[models]]\nname = \"gen\"\npath = \"" << fixture_path("qwen3_f32") << "\"\n"
+       << "[[models]]\nname = \"rerank\"\npath = \"" << fixture_model_dir("bert_rerank") << "\"\n"
+       << "[[models]]\nname = \"gen\"\npath = \"" << fixture_model_dir("qwen3_f32") << "\"\n"
        << "kv_max = \"16MiB\"\nmax_batch_tokens = 1024\nmax_seqs = 64\n"
        << extra_models;
   return toml.str();

@@ -14,10 +14,10 @@
 #include <thread>
 #include <vector>
 
-#include "engine/backend/cpu/cpu_backend.h"
 #include "engine/sched/decoder_runner.h"
 #include "engine/tasks/loaded_model.h"
 #include "governor/fixed_budget_arbiter.h"
+#include "tests/support/loaded_fixture.h"
 
 namespace {
 
@@ -33,19 +33,8 @@ using sparkd::sched::RunnerConfig;
 
 constexpr auto kSafetyTimeout = std::chrono::seconds(300);
 
-std::string fixture_dir(const std::string& name) {
-  return std::string(SPARKD_SOURCE_DIR) + "/tests/fixtures/models/" + name;
-}
-
-struct Fixture {
-  std::unique_ptr<sparkd::Backend> backend = sparkd::make_cpu_backend();
-  std::unique_ptr<sparkd::tasks::LoadedModel> model;
-  explicit Fixture(const std::string& name) {
-    auto loaded = sparkd::tasks::LoadedModel::load(fixture_dir(name), *backend);
-    REQUIRE(loaded.has_value());
-    model = std::move(loaded).value();
-  }
-};
+using Fixture = sparkd::testing::LoadedFixture;
+using sparkd::testing::fixture_model_dir;
 
 // Collects every callback; keyed by the id each callback carries.
 struct Collector {
@@ -152,7 +141,7 @@ std::map<size_t, GenerateResult> submit_concurrently(DecoderRunner& runner,
 }
 
 nlohmann::json expected_json(const std::string& name) {
-  std::ifstream in(fixture_dir(name) + "/expected.json");
+  std::ifstream in(fixture_model_dir(name) + "/expected.json");
   REQUIRE(in.good());
   return nlohmann::json::parse(in);
 }
