@@ -151,6 +151,36 @@ TEST_CASE("Daemon: embed, rerank, generate, tokenize equal the engine's direct r
     CHECK(error_code(call_once(client, request)) == v1::INVALID_ARGUMENT);
   }
 
+  SECTION("logprobs: one entry per token, the greedy token first among its top-n") {
+    v1::Request request = generate_request("gen", "The daemon serves", 6);
+    request.mutable_generate()->set_ignore_eos(true);
+    request.mutable_generate()->mutable_sampling()->set_logprobs(3);
+    for (const bool stream : {false, true}) {
+      request.mutable_generate()->set_stream(stream);
+      request.set_id(0);
+      auto responses = client.call(request);
+      REQUIRE(responses.has_value());
+      std::vector<v1::TokenLogprob> logprobs;
+      std::vector<int32_t> tokens;
+      for (const v1::Response& r : *responses) {
+        REQUIRE(error_code(r) == v1::OK);
+        logprobs.insert(logprobs.end(), r.generate().logprobs().begin(),
+                        r.generate().logprobs().end());
+        tokens.insert(tokens.end(), r.generate().token_ids().begin(),
+                      r.generate().token_ids().end());
+      }
+      INFO("stream " << stream);
+      REQUIRE(logprobs.size() == 6);
+      for (size_t i = 0; i < logprobs.size(); ++i) {
+        CHECK(logprobs[i].token_id() == tokens[i]);
+        REQUIRE(logprobs[i].top_size() == 3);
+        CHECK(logprobs[i].top(0).token_id() == tokens[i]);
+        CHECK(logprobs[i].logprob() == logprobs[i].top(0).logprob());
+        CHECK(logprobs[i].logprob() <= 0.0f);
+      }
+    }
+  }
+
   SECTION("tokenize and detokenize") {
     LoadedFixture engine("qwen3_f32");
     v1::Request request;
