@@ -122,15 +122,20 @@ class Fields {
   }
   float as_float(const json& value, std::string_view field, double min_exclusive,
                  double max_inclusive) const {
-    // Range-checked as a double before narrowing: an out-of-range double -> float is UB.
+    // Range-checked as a double before narrowing (an out-of-range double -> float is UB),
+    // and again after it: a tiny positive double such as 1e-86 rounds to 0.0f, which would
+    // pass as "> 0" here and divide by zero later.
     const double number = value.is_number() ? value.get<double>() : std::nan("");
-    if (!(number > min_exclusive && number <= max_inclusive)) {
+    const bool in_range = number > min_exclusive && number <= max_inclusive;
+    const float narrowed = in_range ? static_cast<float>(number) : 0.0f;
+    if (!in_range || !(narrowed > min_exclusive && narrowed <= max_inclusive)) {
       std::ostringstream range;
       range << "(" << min_exclusive << ", " << max_inclusive << "]";
       fail_field(StatusCode::kInvalidArgument, field,
-                 "must be a number in " + range.str() + ", got " + describe_untrusted_json(value));
+                 "must be a number in " + range.str() + " as a 32-bit float, got " +
+                     describe_untrusted_json(value));
     }
-    return static_cast<float>(number);
+    return narrowed;
   }
 
   bool get_bool_or(std::string_view field, bool fallback) const {

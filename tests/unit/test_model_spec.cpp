@@ -454,6 +454,8 @@ TEST_CASE("model spec: every bad value names its field", "[model][spec]") {
       {"max_position_embeddings", -1, StatusCode::kInvalidArgument, {"max_position_embeddings"}},
       {"rms_norm_eps", 0, StatusCode::kInvalidArgument, {"rms_norm_eps must be a number in"}},
       {"rms_norm_eps", "1e-5", StatusCode::kInvalidArgument, {"rms_norm_eps"}},
+      // Positive as a double, 0 as a float (a fuzz_model_files finding): refused, not 0.
+      {"rms_norm_eps", 1e-86, StatusCode::kInvalidArgument, {"rms_norm_eps", "32-bit float"}},
       {"rope_theta", -1.0, StatusCode::kInvalidArgument, {"rope_theta"}},
       {"rope_theta", 1e300, StatusCode::kInvalidArgument, {"rope_theta"}},
       {"hidden_act",
