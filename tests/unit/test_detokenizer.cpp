@@ -192,7 +192,7 @@ TEST_CASE("detokenizer: long outputs slide the window and still match", "[detoke
   CHECK(got.text == tok->decode(ids, true).value());
 }
 
-TEST_CASE("detokenizer: a missing tokenizer is an error; unknown ids decode to nothing",
+TEST_CASE("detokenizer: a missing tokenizer is an error, unknown ids decode to nothing",
           "[detokenizer]") {
   CHECK_FALSE(IncrementalDetokenizer::create(nullptr, {}, {}).has_value());
   const auto tok = load("gpt2_bytelevel_bpe");

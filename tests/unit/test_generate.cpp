@@ -89,7 +89,7 @@ TEST_CASE("max_new_tokens bounds the continuation", "[generate]") {
   }
 }
 
-TEST_CASE("a prompt that does not fit the context is refused; one that nearly does is cut short",
+TEST_CASE("a prompt that does not fit the context is refused, one that nearly does is cut short",
           "[generate]") {
   sparkd::testing::ModelCopy copy("qwen3_f32");
   copy.edit_config([](json& c) { c["max_position_embeddings"] = 16; });

@@ -8,7 +8,7 @@
 
 using sparkd::tokenizer::Regex;
 
-TEST_CASE("\\s means Unicode White_Space, as in Oniguruma", "[regex]") {
+TEST_CASE("regex class s (whitespace) means Unicode White_Space, as in Oniguruma", "[regex]") {
   Regex re("\\s+");
   // U+180E MONGOLIAN VOWEL SEPARATOR is not White_Space (PCRE2's \s took it: a golden
   // mismatch on "word\u180Eword" before the dialect translation).
@@ -24,7 +24,7 @@ TEST_CASE("\\s means Unicode White_Space, as in Oniguruma", "[regex]") {
                            "cd") == std::vector<std::pair<size_t, size_t>>{{0, 2}, {5, 7}});
 }
 
-TEST_CASE("\\w takes combining marks and only decimal digits", "[regex]") {
+TEST_CASE("regex class w (word) takes combining marks and only decimal digits", "[regex]") {
   Regex re("\\w+");
   // "cafe" + U+0301 COMBINING ACUTE stays one word; U+00B2 SUPERSCRIPT TWO (No) does not
   // belong to \w in Oniguruma.
@@ -32,7 +32,8 @@ TEST_CASE("\\w takes combining marks and only decimal digits", "[regex]") {
   CHECK(re.find_all("x\xC2\xB2") == std::vector<std::pair<size_t, size_t>>{{0, 1}});
 }
 
-TEST_CASE("\\h is a hex digit and character classes survive translation", "[regex]") {
+TEST_CASE("regex class h (hex) is a hex digit and character classes survive translation",
+          "[regex]") {
   CHECK(Regex("\\h+").find_all("zz0fFg") == std::vector<std::pair<size_t, size_t>>{{2, 5}});
   CHECK(Regex("[]a]+").find_all("x]a]y") == std::vector<std::pair<size_t, size_t>>{{1, 4}});
   CHECK(Regex("[[:digit:]\\s]+").find_all("a1 2b") ==

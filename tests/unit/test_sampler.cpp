@@ -93,7 +93,7 @@ std::vector<int32_t> ids(std::initializer_list<int32_t> list) {
 
 }  // namespace
 
-TEST_CASE("greedy picks the argmax; ties go to the lowest id", "[sampler]") {
+TEST_CASE("greedy picks the argmax, ties go to the lowest id", "[sampler]") {
   Sampler sampler;
   const std::vector<float> logits = random_logits(1000, 7);
   int32_t expected = 0;
@@ -366,7 +366,7 @@ TEST_CASE("a seeded draw depends only on (seed, position), not on the batch", "[
   CHECK(std::unique(row0_tokens.begin(), row0_tokens.end()) - row0_tokens.begin() > 20);
 }
 
-TEST_CASE("different seeds draw different tokens; admission fixes a seed", "[sampler]") {
+TEST_CASE("different seeds draw different tokens, admission fixes a seed", "[sampler]") {
   Sampler sampler;
   const std::vector<float> flat(50, 0.0f);
   int same = 0;
@@ -433,7 +433,7 @@ TEST_CASE("20k seeded draws follow the softmax (chi-square)", "[sampler]") {
             filtered, [](int) { return uint64_t{5}; }, [](int i) { return i; }) < 25.0);
 }
 
-TEST_CASE("a logit bias of -100 bans a token; a large one forces it", "[sampler]") {
+TEST_CASE("a logit bias of -100 bans a token, a large one forces it", "[sampler]") {
   Sampler sampler;
   const std::vector<float> logits = {0.0f, 0.0f, 10.0f, 0.0f};
   SamplingParams banned;

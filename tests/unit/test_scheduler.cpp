@@ -42,7 +42,7 @@ int32_t tokens_for(const StepPlan& plan, RequestId id) {
 
 }  // namespace
 
-TEST_CASE("decodes go first; prefill is chunked to fit the token budget", "[scheduler]") {
+TEST_CASE("decodes go first, prefill is chunked to fit the token budget", "[scheduler]") {
   sparkd::testing::LowestFirstSource source(64);
   sparkd::kv::PrefixCache cache(source, kBlockTokens, /*caching_enabled=*/false);
   Scheduler scheduler({/*max_batch_tokens=*/16, /*max_seqs=*/8}, cache);
@@ -153,7 +153,7 @@ TEST_CASE("out of blocks, the newest sequence is preempted and later recomputed"
   CHECK(source.free_blocks() == 6);
 }
 
-TEST_CASE("a sequence that can never fit waits; finishing frees every block", "[scheduler]") {
+TEST_CASE("a sequence that can never fit waits, finishing frees every block", "[scheduler]") {
   sparkd::testing::LowestFirstSource source(2);
   sparkd::kv::PrefixCache cache(source, kBlockTokens, false);
   Scheduler scheduler({100, 8}, cache);
