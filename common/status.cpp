@@ -14,6 +14,8 @@ const char* status_code_name(StatusCode code) {
       return "DEADLINE_EXCEEDED";
     case StatusCode::kNotFound:
       return "NOT_FOUND";
+    case StatusCode::kAlreadyExists:
+      return "ALREADY_EXISTS";
     case StatusCode::kPermissionDenied:
       return "PERMISSION_DENIED";
     case StatusCode::kResourceExhausted:

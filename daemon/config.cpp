@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <filesystem>
@@ -15,6 +16,8 @@
 #include <optional>
 #include <sstream>
 #include <utility>
+
+#include "common/model_name.h"
 
 namespace sparkd::daemon {
 namespace {
@@ -317,11 +320,6 @@ std::string resolve_path(const fs::path& config_dir, const std::string& path) {
   return (config_dir / fs::path(path)).lexically_normal().string();
 }
 
-bool is_model_name_char(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-         c == '_' || c == '-';
-}
-
 // Why `listen` is not "host:port" with an IP literal or localhost host; "" when it is.
 std::string listen_address_problem(std::string_view listen) {
   const std::string_view example = " (e.g. \"127.0.0.1:9464\" or \"[::1]:9464\")";
@@ -416,6 +414,24 @@ void read_socket_mode(Section& section, uint32_t& out) {
   out = static_cast<uint32_t>(mode);
 }
 
+// A duration in seconds: an integer or a float, 0 to kMaxSeconds.
+void read_seconds(Section& section, std::string_view key, double& out) {
+  constexpr double kMaxSeconds = 1e7;  // ~115 days; any longer is a typo, and ms must fit
+  const toml::node* node = section.get(key);
+  if (node == nullptr) return;
+  const std::optional<double> seconds = node->value<double>();  // integer or float
+  if (!node->is_number() || !seconds.has_value()) {
+    section.type_error(key, *node, "a number of seconds");
+  } else if (!std::isfinite(*seconds) || *seconds < 0 || *seconds > kMaxSeconds) {
+    char text[64];
+    std::snprintf(text, sizeof(text), "%g", *seconds);
+    section.error(key, *node,
+                  std::string("must be a number of seconds from 0 to 1e7, got ") + text);
+  } else {
+    out = *seconds;
+  }
+}
+
 void read_server(Section& section, const fs::path& config_dir, ServerConfig& server) {
   std::string socket;
   if (read_string(section, "socket", socket)) {
@@ -444,19 +460,9 @@ void read_server(Section& section, const fs::path& config_dir, ServerConfig& ser
   read_integer(section, "max_inflight_per_connection", 1, kUint32Max,
                server.max_inflight_per_connection);
   read_size(section, "max_write_buffer", 1, kUint64Max, server.max_write_buffer_bytes);
-
-  const toml::node* drain = section.get("drain_timeout_s");
-  if (drain != nullptr) {
-    const std::optional<double> seconds = drain->value<double>();  // integer or float
-    if (!drain->is_number() || !seconds.has_value()) {
-      section.type_error("drain_timeout_s", *drain, "a number of seconds");
-    } else if (!std::isfinite(*seconds) || *seconds < 0) {
-      section.error("drain_timeout_s", *drain,
-                    "must be a finite number of seconds >= 0, got " + std::to_string(*seconds));
-    } else {
-      server.drain_timeout_s = *seconds;
-    }
-  }
+  read_seconds(section, "drain_timeout_s", server.drain_timeout_s);
+  read_seconds(section, "frame_timeout_s", server.frame_timeout_s);
+  read_seconds(section, "idle_timeout_s", server.idle_timeout_s);
 }
 
 void read_limits(Section& section, DaemonConfig& config) {
@@ -514,11 +520,9 @@ void read_model(Section& section, const fs::path& config_dir, ModelConfig& model
   const toml::source_region& where = section.table()->source();
   if (read_string(section, "name", model.name)) {
     const toml::node& node = *section.table()->get("name");
-    if (model.name.empty() || model.name.size() > 64 ||
-        !std::all_of(model.name.begin(), model.name.end(), is_model_name_char)) {
-      section.error(
-          "name", node,
-          "must be 1 to 64 characters of A-Z a-z 0-9 . _ -, got " + quote_text(model.name));
+    if (!is_valid_model_name(model.name)) {
+      section.error("name", node,
+                    "must be " + std::string(kModelNameRule) + ", got " + quote_text(model.name));
     }
   } else if (section.table()->get("name") == nullptr) {
     section.errors().add(where, "`" + section.path() + "`: missing required key `name`");

@@ -28,6 +28,11 @@ struct ServerConfig {
   uint32_t max_inflight_per_connection = 64;
   size_t max_write_buffer_bytes = 8 << 20;  // per connection; beyond it the server stops reading
   double drain_timeout_s = 30;
+  // A frame not completed this long after its first byte closes its connection; 0 = never.
+  double frame_timeout_s = 10;
+  // A connection with nothing in flight and nothing received for this long is closed (clients
+  // reconnect); 0 = never.
+  double idle_timeout_s = 300;
 };
 
 // [metrics]: the Prometheus exposer.

@@ -42,15 +42,32 @@ sparkd::api::RequestLimits request_limits(const DaemonConfig& config) {
   return limits;
 }
 
+std::chrono::milliseconds milliseconds(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0));
+}
+
 sparkd::api::Server::Limits server_limits(const DaemonConfig& config) {
   sparkd::api::Server::Limits limits;
   limits.max_frame_bytes = config.server.max_frame_bytes;
   limits.max_connections = config.server.max_connections;
   limits.max_inflight_per_connection = config.server.max_inflight_per_connection;
   limits.max_write_buffer_bytes = config.server.max_write_buffer_bytes;
+  limits.frame_timeout = milliseconds(config.server.frame_timeout_s);
+  limits.idle_timeout = milliseconds(config.server.idle_timeout_s);
   limits.requests = request_limits(config);
   return limits;
 }
+
+std::string seconds_text(double seconds) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g", seconds);
+  return text;
+}
+
+// Exit statuses besides 0 and 1: systemd's unit keeps these from restarting in a loop
+// (RestartPreventExitStatus), since starting again cannot fix them.
+constexpr int kExitBadConfig = 2;
+constexpr int kExitPinnedModelFailed = 3;
 
 std::optional<gid_t> group_id(const std::string& name) {
   if (name.empty()) return std::nullopt;
@@ -104,7 +121,7 @@ int main(int argc, char** argv) {
   auto config = load_config(config_path);
   if (!config) {
     std::cerr << "sparkd: " << config.status().message() << "\n";
-    return 2;
+    return kExitBadConfig;
   }
   if (check_only) {
     std::cout << config_path << ": OK (" << config->models.size() << " models)\n";
@@ -117,12 +134,13 @@ int main(int argc, char** argv) {
     log_line(
         "server.socket_group '" + config->server.socket_group +
         "' does not exist (create it, e.g. with systemd-sysusers, or set socket_group = \"\")");
-    return 2;
+    return kExitBadConfig;
   }
   ServiceOptions service_options;
   service_options.config = *config;
   service_options.admin_gid = group_id(config->server.admin_group);
   service_options.kv_budget_bytes = kv_budget_bytes(config->governor);
+  service_options.log = log_line;
   log_line("KV budget " + std::to_string(service_options.kv_budget_bytes >> 20) + " MiB");
   Service service(service_options);
 
@@ -152,6 +170,8 @@ int main(int argc, char** argv) {
   server_options.max_connections = config->server.max_connections;
   server_options.max_inflight_per_connection = config->server.max_inflight_per_connection;
   server_options.max_write_buffer_bytes = config->server.max_write_buffer_bytes;
+  server_options.frame_timeout = milliseconds(config->server.frame_timeout_s);
+  server_options.idle_timeout = milliseconds(config->server.idle_timeout_s);
   server_options.limits = request_limits(*config);
   auto activated = systemd_listen_fds();
   if (!activated) {
@@ -163,12 +183,16 @@ int main(int argc, char** argv) {
     log_line("using the socket passed by systemd");
   }
 
-  // Models load before the socket opens: a client never sees a half-loaded daemon.
-  for (const Status& failure : service.load_configured_models([&](const std::string& step) {
-         log_line(step);
-         notifier.status(step);
-       })) {
-    log_line("load failed: " + failure.message());
+  // Models load before the socket opens: a client never sees a half-loaded daemon. A pinned
+  // model is required: without it the start fails (no READY=1), and systemd says why.
+  if (Status loaded = service.load_configured_models([&](const std::string& step) {
+        log_line(step);
+        notifier.status(step);
+      });
+      !loaded.is_ok()) {
+    log_line("cannot start: " + loaded.message());
+    notifier.status("failed: " + loaded.message());
+    return kExitPinnedModelFailed;
   }
 
   auto server = sparkd::api::Server::create(server_options, service);
@@ -186,24 +210,19 @@ int main(int argc, char** argv) {
               [&notifier] { notifier.watchdog(); });
   }
 
-  const auto drain_timeout =
-      std::chrono::milliseconds(static_cast<int64_t>(config->server.drain_timeout_s * 1000.0));
+  const auto drain_timeout = milliseconds(config->server.drain_timeout_s);
   std::thread signal_thread([&] {
     for (;;) {
       int signal_number = 0;
       if (sigwait(&signals, &signal_number) != 0) continue;
       if (signal_number == SIGHUP) {
         notifier.reloading();
-        log_line("SIGHUP: reloading " + config->source_path);
-        auto reloaded = service.reload_config();
-        log_line(reloaded ? "reloaded: " + *reloaded
-                          : "reload refused, the running config is kept: " +
-                                reloaded.status().message());
+        service.reload_from_signal();  // logs what it did
         notifier.ready();
         continue;
       }
       log_line(std::string(strsignal(signal_number)) + ": draining (up to " +
-               std::to_string(config->server.drain_timeout_s) + " s)");
+               seconds_text(config->server.drain_timeout_s) + " s)");
       notifier.stopping();
       service.set_draining();
       srv.shutdown(drain_timeout);
@@ -216,6 +235,8 @@ int main(int argc, char** argv) {
   log_line("serving on " + srv.socket_path());
   srv.run();
   signal_thread.join();
+  // Runners stop while the metrics they report to still exist (they are destroyed first).
+  service.stop_models();
   log_line("stopped");
   return 0;
 }

@@ -122,6 +122,10 @@ const char* request_outcome_label(RequestOutcome outcome) {
       return "deadline";
     case RequestOutcome::kResourceExhausted:
       return "resource_exhausted";
+    case RequestOutcome::kUnavailable:
+      return "unavailable";
+    case RequestOutcome::kPermissionDenied:
+      return "permission_denied";
     case RequestOutcome::kError:
       return "error";
   }
@@ -264,14 +268,16 @@ Expected<std::unique_ptr<Metrics>> Metrics::start(const std::string& listen,
   return metrics;
 }
 
+void Metrics::count_request(const std::string& model, const std::string& task,
+                            RequestOutcome outcome) {
+  families_->requests
+      .Add({{"model", model}, {"task", task}, {"outcome", request_outcome_label(outcome)}})
+      .Increment();
+}
+
 void Metrics::observe_request(const RequestObservation& request) {
   const Labels model_task{{"model", request.model}, {"task", request.task}};
   Families& f = *families_;
-  f.requests
-      .Add({{"model", request.model},
-            {"task", request.task},
-            {"outcome", request_outcome_label(request.outcome)}})
-      .Increment();
   f.queue_seconds.Add(model_task, kRequestSecondsBuckets).Observe(request.queue_s);
   f.request_seconds.Add(model_task, kRequestSecondsBuckets).Observe(request.e2e_s);
   if (request.ttft_s)

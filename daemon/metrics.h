@@ -58,15 +58,16 @@ enum class RequestOutcome {
   kCancelled,
   kDeadline,
   kResourceExhausted,
+  kUnavailable,
+  kPermissionDenied,
   kError
 };
 // The `outcome` label value: ok, invalid, not_found, cancelled, deadline,
-// resource_exhausted, error.
+// resource_exhausted, unavailable, permission_denied, error.
 const char* request_outcome_label(RequestOutcome outcome);
 
 struct RequestObservation {
   std::string model, task;
-  RequestOutcome outcome = RequestOutcome::kOk;
   double queue_s = 0, e2e_s = 0;
   std::optional<double> ttft_s;  // generate requests that produced a token
   uint64_t prompt_tokens = 0, completion_tokens = 0;
@@ -89,6 +90,12 @@ class Metrics {
   uint16_t port() const { return port_; }  // the bound port (useful with port 0)
 
   // Thread-safe, all of them.
+  // One answered request (sparkd_requests_total): every request, whatever its kind (`task`:
+  // embed, generate, health, ...) and however it ended. `model` is "" when the request names
+  // no model the daemon has.
+  void count_request(const std::string& model, const std::string& task, RequestOutcome outcome);
+  // The latency histograms of a request a model ran (queue, end to end, time to first token);
+  // count_request counts it.
   void observe_request(const RequestObservation& request);
   void observe_inter_token(const std::string& model, double seconds);
   void observe_model_load(const std::string& model, double seconds, bool ok);

@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <future>
 #include <numeric>
+#include <set>
 
 #include "api/protocol/status_codes.h"
 #include "engine/backend/cpu/cpu_backend.h"
@@ -44,12 +46,13 @@ void set_encoder_usage(v1::Response& response, uint64_t tokens, const sched::Enc
   timing->set_total_ms(ms(total_seconds));
 }
 
-RequestOutcome outcome_of(const Status& status) {
-  switch (status.code()) {
+RequestOutcome outcome_of(StatusCode code) {
+  switch (code) {
     case StatusCode::kOk:
       return RequestOutcome::kOk;
     case StatusCode::kInvalidArgument:
     case StatusCode::kFailedPrecondition:
+    case StatusCode::kAlreadyExists:
       return RequestOutcome::kInvalid;
     case StatusCode::kNotFound:
       return RequestOutcome::kNotFound;
@@ -59,12 +62,31 @@ RequestOutcome outcome_of(const Status& status) {
       return RequestOutcome::kDeadline;
     case StatusCode::kResourceExhausted:
       return RequestOutcome::kResourceExhausted;
+    case StatusCode::kUnavailable:
+      return RequestOutcome::kUnavailable;
+    case StatusCode::kPermissionDenied:
+      return RequestOutcome::kPermissionDenied;
     default:
       return RequestOutcome::kError;
   }
 }
 
 enum class ModelState { kLoading, kReady, kFailed, kUnloading };
+
+const char* model_source_name(ModelSource source) {
+  return source == ModelSource::kConfig ? "config" : "admin";
+}
+
+// "an embed model", "a rerank model": the article for a task name.
+std::string with_article(const std::string& word) {
+  const bool vowel =
+      !word.empty() && std::string_view("aeiou").find(word.front()) != std::string_view::npos;
+  return (vowel ? "an " : "a ") + word;
+}
+
+std::string uid_text(const api::PeerCredentials& peer) {
+  return "uid " + std::to_string(peer.uid) + " (pid " + std::to_string(peer.pid) + ")";
+}
 
 // ListModels' `state` values.
 const char* model_state_name(ModelState state) {
@@ -88,6 +110,7 @@ const char* model_state_name(ModelState state) {
 // it still holds) never races a submission.
 struct ModelEntry {
   ModelConfig config;
+  ModelSource source = ModelSource::kConfig;
   governor::ConsumerId consumer = 0;
   std::atomic<ModelState> state{ModelState::kLoading};
   std::string error;  // kFailed: why (written before the state is set)
@@ -157,6 +180,11 @@ Service::Service(ServiceOptions options)
       admin_worker_(std::make_unique<WorkQueue>()) {}
 
 Service::~Service() {
+  stop_models();
+}
+
+void Service::stop_models() {
+  // The workers first: a load or tokenize still queued runs to its end before the runners go.
   admin_worker_.reset();
   tokenize_worker_.reset();
   std::map<std::string, std::shared_ptr<ModelEntry>> models;
@@ -165,6 +193,7 @@ Service::~Service() {
     models.swap(models_);
   }
   for (auto& [name, entry] : models) entry->stop();
+  metrics_ = nullptr;  // the caller may destroy the metrics next
 }
 
 void Service::set_server_stats_source(std::function<api::ServerStats()> source) {
@@ -177,19 +206,47 @@ std::shared_ptr<ModelEntry> Service::find(const std::string& name) const {
   return it == models_.end() ? nullptr : it->second;
 }
 
-bool Service::ready() const {
-  std::shared_lock lock(models_mutex_);
-  for (const auto& [name, entry] : models_) {
-    if (entry->config.residency == Residency::kPinned && entry->state != ModelState::kReady) {
-      return false;
+Service::Health Service::health() const {
+  Health health;
+  if (draining_) {
+    health.status = "draining";
+    health.reason =
+        "sparkd is shutting down: it answers the requests in flight and takes no new ones";
+    return health;
+  }
+  std::vector<std::string> loading, failed;
+  {
+    std::shared_lock lock(models_mutex_);
+    for (const auto& [name, entry] : models_) {
+      if (entry->config.residency != Residency::kPinned) continue;
+      const ModelState state = entry->state;
+      if (state == ModelState::kFailed) {
+        failed.push_back("model '" + name + "' failed to load: " + entry->error);
+      } else if (state != ModelState::kReady) {
+        loading.push_back(name);
+      }
     }
   }
-  return true;
+  health.ready = loading.empty() && failed.empty();
+  if (!failed.empty()) {
+    health.status = "degraded";
+    for (const std::string& failure : failed) {
+      health.reason += (health.reason.empty() ? "" : "; ") + failure;
+    }
+  } else if (!loading.empty()) {
+    health.status = "loading";
+    health.reason = "loading pinned model(s):";
+    for (const std::string& name : loading) health.reason += " " + name;
+  } else {
+    health.status = "serving";
+  }
+  return health;
 }
 
-Status Service::load_model(const ModelConfig& config) {
+Status Service::load_model(const ModelConfig& config, ModelSource source, bool keep_failed_entry) {
   auto entry = std::make_shared<ModelEntry>();
   entry->config = config;
+  entry->source = source;
   {
     std::unique_lock lock(models_mutex_);
     if (models_.count(config.name) != 0 && models_[config.name]->state != ModelState::kFailed) {
@@ -203,6 +260,11 @@ Status Service::load_model(const ModelConfig& config) {
   auto fail = [&](Status status) {
     entry->error = status.message();
     entry->state = ModelState::kFailed;
+    if (!keep_failed_entry) {
+      std::unique_lock lock(models_mutex_);
+      const auto it = models_.find(config.name);
+      if (it != models_.end() && it->second == entry) models_.erase(it);
+    }
     if (metrics_) metrics_->observe_model_load(config.name, seconds_since(start), false);
     return Status(status.code(), "model '" + config.name + "': " + status.message());
   };
@@ -267,73 +329,27 @@ Status Service::unload_model(const std::string& name) {
   return Status::ok();
 }
 
-std::vector<Status> Service::load_configured_models(
-    const std::function<void(const std::string&)>& progress) {
-  std::vector<Status> failures;
+Status Service::load_configured_models(const std::function<void(const std::string&)>& progress) {
   const auto& models = options_.config.models;
   for (size_t i = 0; i < models.size(); ++i) {
+    const ModelConfig& model = models[i];
     if (progress) {
-      progress("loading " + models[i].name + " (" + std::to_string(i + 1) + "/" +
+      progress("loading " + model.name + " (" + std::to_string(i + 1) + "/" +
                std::to_string(models.size()) + ")");
     }
-    if (Status status = load_model(models[i]); !status.is_ok()) failures.push_back(status);
+    Status status = load_model(model, ModelSource::kConfig, /*keep_failed_entry=*/true);
+    if (status.is_ok()) continue;
+    if (model.residency == Residency::kPinned) {
+      return Status(status.code(), "pinned " + status.message() +
+                                       " (a pinned model is required: fix or remove it, or make "
+                                       "it residency = \"on_demand\")");
+    }
+    log("load failed: " + status.message() + " (on_demand: sparkd serves without it)");
   }
-  return failures;
+  return Status::ok();
 }
 
-Expected<std::string> Service::reload_config() {
-  SPARKD_ASSIGN_OR_RETURN(DaemonConfig fresh, load_config(options_.config.source_path));
-  std::map<std::string, ModelConfig> wanted;
-  for (const ModelConfig& m : fresh.models) wanted[m.name] = m;
-  std::map<std::string, ModelConfig> running;
-  {
-    std::shared_lock lock(models_mutex_);
-    for (const auto& [name, entry] : models_) running[name] = entry->config;
-  }
-  std::vector<std::string> changes;
-  std::vector<std::string> problems;
-  for (const auto& [name, config] : running) {
-    const auto it = wanted.find(name);
-    if (it == wanted.end()) {
-      unload_model(name);
-      changes.push_back("unloaded " + name);
-    } else if (config != it->second) {
-      unload_model(name);
-      Status status = load_model(it->second);
-      changes.push_back("reloaded " + name);
-      if (!status.is_ok()) problems.push_back(status.message());
-    }
-  }
-  for (const auto& [name, config] : wanted) {
-    if (running.count(name) != 0) continue;
-    Status status = load_model(config);
-    changes.push_back("loaded " + name);
-    if (!status.is_ok()) problems.push_back(status.message());
-  }
-  options_.config.models = fresh.models;
-  options_.config.max_inputs_per_request = fresh.max_inputs_per_request;
-  options_.config.max_text_bytes = fresh.max_text_bytes;
-  options_.config.server.max_frame_bytes = fresh.server.max_frame_bytes;
-  options_.config.server.max_connections = fresh.server.max_connections;
-  options_.config.server.max_inflight_per_connection = fresh.server.max_inflight_per_connection;
-  options_.config.server.max_write_buffer_bytes = fresh.server.max_write_buffer_bytes;
-  if (config_observer_) config_observer_(fresh);
-  // What a reload cannot change in a running process: say so rather than ignore it.
-  const DaemonConfig& old = options_.config;
-  std::vector<std::string> need_restart;
-  if (fresh.server.socket_path != old.server.socket_path) need_restart.push_back("server.socket");
-  if (fresh.server.socket_mode != old.server.socket_mode)
-    need_restart.push_back("server.socket_mode");
-  if (fresh.server.socket_group != old.server.socket_group)
-    need_restart.push_back("server.socket_group");
-  if (fresh.server.admin_group != old.server.admin_group)
-    need_restart.push_back("server.admin_group");
-  if (fresh.metrics.enabled != old.metrics.enabled || fresh.metrics.listen != old.metrics.listen)
-    need_restart.push_back("[metrics]");
-  if (fresh.engine.threads != old.engine.threads) need_restart.push_back("engine.threads");
-  if (fresh.governor.budget_bytes != old.governor.budget_bytes ||
-      fresh.governor.os_reserve_bytes != old.governor.os_reserve_bytes)
-    need_restart.push_back("[governor]");
+std::string Service::ReloadReport::summary() const {
   std::string text;
   for (const std::string& change : changes) text += (text.empty() ? "" : "; ") + change;
   if (text.empty()) text = "no model changed";
@@ -341,8 +357,112 @@ Expected<std::string> Service::reload_config() {
     text += "; these changes take effect at the next restart:";
     for (const std::string& key : need_restart) text += " " + key;
   }
-  for (const std::string& problem : problems) text += "; failed: " + problem;
   return text;
+}
+
+Status Service::ReloadReport::status() const {
+  if (failures.empty()) return Status::ok();
+  std::string text = "the config was reloaded, but " + std::to_string(failures.size()) +
+                     " model(s) failed to load:";
+  for (const Status& failure : failures) text += " " + failure.message() + ";";
+  text += " applied: " + summary();
+  return Status(failures.front().code(), text);
+}
+
+Expected<Service::ReloadReport> Service::reload_config() {
+  SPARKD_ASSIGN_OR_RETURN(DaemonConfig fresh, load_config(options_.config.source_path));
+  std::map<std::string, ModelConfig> wanted;
+  for (const ModelConfig& m : fresh.models) wanted[m.name] = m;
+  // What the config put there. Models an admin loaded from a path stay, unless the config now
+  // defines the same name: then the config's definition takes over.
+  std::map<std::string, ModelConfig> running;
+  std::set<std::string> to_reload;  // admin-defined or failed: loaded again from the config
+  {
+    std::shared_lock lock(models_mutex_);
+    for (const auto& [name, entry] : models_) {
+      if (entry->source == ModelSource::kAdmin && wanted.count(name) == 0) continue;
+      running[name] = entry->config;
+      if (entry->source != ModelSource::kConfig || entry->state == ModelState::kFailed) {
+        to_reload.insert(name);
+      }
+    }
+  }
+  ReloadReport report;
+  for (const auto& [name, config] : running) {
+    const auto it = wanted.find(name);
+    if (it == wanted.end()) {
+      unload_model(name);
+      report.changes.push_back("unloaded " + name);
+    } else if (config != it->second || to_reload.count(name) != 0) {
+      unload_model(name);
+      Status status = load_model(it->second, ModelSource::kConfig, /*keep_failed_entry=*/true);
+      report.changes.push_back("reloaded " + name);
+      if (!status.is_ok()) report.failures.push_back(status);
+    }
+  }
+  for (const auto& [name, config] : wanted) {
+    if (running.count(name) != 0) continue;
+    Status status = load_model(config, ModelSource::kConfig, /*keep_failed_entry=*/true);
+    report.changes.push_back("loaded " + name);
+    if (!status.is_ok()) report.failures.push_back(status);
+  }
+  // What a reload cannot change in a running process: say so rather than ignore it.
+  const DaemonConfig& old = options_.config;
+  if (fresh.server.socket_path != old.server.socket_path)
+    report.need_restart.push_back("server.socket");
+  if (fresh.server.socket_mode != old.server.socket_mode)
+    report.need_restart.push_back("server.socket_mode");
+  if (fresh.server.socket_group != old.server.socket_group)
+    report.need_restart.push_back("server.socket_group");
+  if (fresh.server.admin_group != old.server.admin_group)
+    report.need_restart.push_back("server.admin_group");
+  if (fresh.metrics.enabled != old.metrics.enabled || fresh.metrics.listen != old.metrics.listen)
+    report.need_restart.push_back("[metrics]");
+  if (fresh.engine.threads != old.engine.threads) report.need_restart.push_back("engine.threads");
+  if (fresh.governor.budget_bytes != old.governor.budget_bytes ||
+      fresh.governor.os_reserve_bytes != old.governor.os_reserve_bytes)
+    report.need_restart.push_back("[governor]");
+  if (fresh.server.drain_timeout_s != old.server.drain_timeout_s)
+    report.need_restart.push_back("server.drain_timeout_s");
+  // Only the admin worker (and start-up, before it serves) reads what changes here.
+  options_.config.models = fresh.models;
+  options_.config.max_inputs_per_request = fresh.max_inputs_per_request;
+  options_.config.max_text_bytes = fresh.max_text_bytes;
+  options_.config.server.max_frame_bytes = fresh.server.max_frame_bytes;
+  options_.config.server.max_connections = fresh.server.max_connections;
+  options_.config.server.max_inflight_per_connection = fresh.server.max_inflight_per_connection;
+  options_.config.server.max_write_buffer_bytes = fresh.server.max_write_buffer_bytes;
+  options_.config.server.frame_timeout_s = fresh.server.frame_timeout_s;
+  options_.config.server.idle_timeout_s = fresh.server.idle_timeout_s;
+  if (config_observer_) config_observer_(fresh);
+  return report;
+}
+
+Expected<Service::ReloadReport> Service::reload_from_signal() {
+  // The admin worker runs every load, unload and reload, so a SIGHUP never races an admin call.
+  std::promise<Expected<ReloadReport>> done;
+  std::future<Expected<ReloadReport>> result = done.get_future();
+  admin_worker_->post([this, &done] {
+    log("SIGHUP: reloading " + options_.config.source_path);
+    auto report = reload_config();
+    log_reload(report);
+    done.set_value(std::move(report));
+  });
+  return result.get();
+}
+
+void Service::log_reload(const Expected<ReloadReport>& report) {
+  if (!report) {
+    log("reload refused, the running config is kept: " + report.status().message());
+  } else if (Status status = report->status(); !status.is_ok()) {
+    log("reloaded with failures: " + status.message());
+  } else {
+    log("reloaded: " + report->summary());
+  }
+}
+
+void Service::log(const std::string& line) const {
+  if (options_.log) options_.log(line);
 }
 
 Expected<std::shared_ptr<ModelEntry>> Service::resolve(const std::string& name,
@@ -366,20 +486,28 @@ Expected<std::shared_ptr<ModelEntry>> Service::resolve(const std::string& name,
                   "model '" + name + "' is " + model_state_name(state) + "; retry shortly");
   }
   if (task != nullptr && entry->task() != task) {
-    return Status(StatusCode::kFailedPrecondition,
-                  "model '" + name + "' is a " + entry->task() + " model; it cannot " + task);
+    return Status(
+        StatusCode::kFailedPrecondition,
+        "model '" + name + "' is " + with_article(entry->task()) + " model; it cannot " + task);
   }
   return entry;
 }
 
-void Service::observe(const std::string& model, const std::string& task, const Status& status,
-                      double queue_s, double e2e_s, std::optional<double> ttft_s,
-                      uint64_t prompt_tokens, uint64_t completion_tokens) {
+void Service::answered(const api::AnsweredRequest& request) {
+  if (!metrics_) return;
+  // Only names of models the daemon has become label values: a client cannot mint series.
+  const std::string model(request.model);
+  const bool known = !model.empty() && find(model) != nullptr;
+  metrics_->count_request(known ? model : "", std::string(request.kind), outcome_of(request.code));
+}
+
+void Service::observe(const std::string& model, const std::string& task, double queue_s,
+                      double e2e_s, std::optional<double> ttft_s, uint64_t prompt_tokens,
+                      uint64_t completion_tokens) {
   if (!metrics_) return;
   RequestObservation o;
   o.model = model;
   o.task = task;
-  o.outcome = outcome_of(status);
   o.queue_s = queue_s;
   o.e2e_s = e2e_s;
   o.ttft_s = ttft_s;
@@ -405,13 +533,12 @@ void Service::handle(const v1::Request& request, std::shared_ptr<api::Call> call
     case v1::Request::kStatus:
       return call->send(status());
     case v1::Request::kHealth: {
+      const Health now = health();
       v1::Response response;
       response.set_final(true);
-      const bool is_ready = ready();
-      response.mutable_health()->set_ready(is_ready);
-      response.mutable_health()->set_status(draining_  ? "draining"
-                                            : is_ready ? "serving"
-                                                       : "loading");
+      response.mutable_health()->set_ready(now.ready);
+      response.mutable_health()->set_status(now.status);
+      response.mutable_health()->set_reason(now.reason);
       return call->send(std::move(response));
     }
     case v1::Request::kLoad:
@@ -441,8 +568,8 @@ void Service::handle_embed(const v1::Request& request, std::shared_ptr<api::Call
         std::accumulate(result.token_counts.begin(), result.token_counts.end(), uint64_t{0});
     model->encoder_prompt_tokens += tokens;
     const double total = seconds_since(call->received_at());
-    observe(model->config.name, "embed", result.status, result.timing.queue_seconds, total,
-            std::nullopt, tokens, 0);
+    observe(model->config.name, "embed", result.timing.queue_seconds, total, std::nullopt, tokens,
+            0);
     if (!result.status.is_ok()) return call->fail(result.status);
     v1::Response response;
     response.set_final(true);
@@ -487,8 +614,8 @@ void Service::handle_rerank(const v1::Request& request, std::shared_ptr<api::Cal
         std::accumulate(result.token_counts.begin(), result.token_counts.end(), uint64_t{0});
     model->encoder_prompt_tokens += tokens;
     const double total = seconds_since(call->received_at());
-    observe(model->config.name, "rerank", result.status, result.timing.queue_seconds, total,
-            std::nullopt, tokens, 0);
+    observe(model->config.name, "rerank", result.timing.queue_seconds, total, std::nullopt, tokens,
+            0);
     if (!result.status.is_ok()) return call->fail(result.status);
     const std::vector<float>& scores = raw ? result.logits : result.probabilities;
     std::vector<uint32_t> order(scores.size());
@@ -595,8 +722,7 @@ void Service::handle_generate(const v1::Request& request, std::shared_ptr<api::C
       r.sampling.logit_bias.emplace_back(b.token_id(), b.bias());
     if (s.has_seed()) r.sampling.seed = s.seed();
     r.sampling.logprobs = static_cast<int32_t>(s.logprobs());
-    r.max_tokens = static_cast<int32_t>(g.max_tokens() > 0 ? g.max_tokens()
-                                                           : model->config.default_max_tokens);
+    r.max_tokens = g.max_tokens() > 0 ? g.max_tokens() : model->config.default_max_tokens;
     r.ignore_eos = g.ignore_eos();
     r.stop_token_ids.assign(g.stop_token_ids().begin(), g.stop_token_ids().end());
     r.stop.assign(g.stop().begin(), g.stop().end());
@@ -635,9 +761,8 @@ void Service::handle_generate(const v1::Request& request, std::shared_ptr<api::C
     };
     callbacks.on_done = [this, call, model, progress](sched::GenerateResult result) {
       const double total = seconds_since(call->received_at());
-      observe(model->config.name, "generate", result.status, result.queue_seconds, total,
-              progress->ttft_s, static_cast<uint64_t>(result.prompt_tokens),
-              result.token_ids.size());
+      observe(model->config.name, "generate", result.queue_seconds, total, progress->ttft_s,
+              static_cast<uint64_t>(result.prompt_tokens), result.token_ids.size());
       if (!result.status.is_ok()) return call->fail(result.status);
       v1::Response response;
       response.set_final(true);
@@ -732,6 +857,8 @@ void Service::handle_admin(const v1::Request& request, std::shared_ptr<api::Call
   const bool admin = peer.uid == 0 || peer.uid == ::geteuid() ||
                      (options_.admin_gid && peer.in_group(*options_.admin_gid));
   if (!admin) {
+    log("admin " + std::string(api::request_kind_name(request)) + " refused: " + uid_text(peer) +
+        " is not an admin");
     return call->fail(Status(
         StatusCode::kPermissionDenied,
         "load, unload and reload need root, the daemon's own user, or membership in the admin "
@@ -740,48 +867,29 @@ void Service::handle_admin(const v1::Request& request, std::shared_ptr<api::Call
             std::to_string(peer.uid) + " is none of these"));
   }
   admin_worker_->post([this, request, call] {
+    const std::string who = uid_text(call->peer());
     Expected<std::string> done = Status::ok();
     if (request.has_load()) {
-      ModelConfig config;
-      bool known = false;
-      for (const ModelConfig& m : options_.config.models) {
-        if (m.name == request.load().name()) {
-          config = m;
-          known = true;
-        }
-      }
-      if (!request.load().path().empty()) {
-        config.name = request.load().name();
-        config.path = request.load().path();
-        known = true;
-      }
-      if (!known) {
-        done = Status(StatusCode::kNotFound,
-                      "model '" + request.load().name() + "' is not in the config; give its path");
-      } else if (Status status = load_model(config); !status.is_ok()) {
-        done = status;
-      } else {
-        done = "loaded " + config.name + " from " + config.path;
-      }
+      done = admin_load(request.load());
+      log("admin load " + request.load().name() + " by " + who + ": " +
+          (done ? *done : done.status().to_string()));
     } else if (request.has_unload()) {
-      std::shared_ptr<ModelEntry> entry = find(request.unload().name());
-      if (entry && entry->config.residency == Residency::kPinned) {
-        // Pinned models stay resident: only a config change (and reload) removes them.
-        done = Status(StatusCode::kFailedPrecondition,
-                      "model '" + request.unload().name() +
-                          "' is pinned (residency = \"pinned\"); remove it from the config or "
-                          "make it on_demand, then reload");
-      } else if (Status status = unload_model(request.unload().name()); !status.is_ok()) {
-        done = status;
-      } else {
-        done = "unloaded " + request.unload().name();
-      }
+      done = admin_unload(request.unload().name());
+      log("admin unload " + request.unload().name() + " by " + who + ": " +
+          (done ? *done : done.status().to_string()));
     } else {
-      done = reload_config();
-      if (!done)
+      log("admin reload by " + who + ": reloading " + options_.config.source_path);
+      auto report = reload_config();
+      log_reload(report);
+      if (!report) {
         done = Status(
             StatusCode::kFailedPrecondition,
-            "the config was not reloaded, the running one is kept: " + done.status().message());
+            "the config was not reloaded, the running one is kept: " + report.status().message());
+      } else if (Status status = report->status(); !status.is_ok()) {
+        done = status;  // applied, but a model failed: the caller must hear it as a failure
+      } else {
+        done = report->summary();
+      }
     }
     if (!done) return call->fail(done.status());
     v1::Response response;
@@ -789,6 +897,49 @@ void Service::handle_admin(const v1::Request& request, std::shared_ptr<api::Call
     response.mutable_admin()->set_message(*done);
     call->send(std::move(response));
   });
+}
+
+Expected<std::string> Service::admin_load(const v1::LoadRequest& load) {
+  // Validated already: the name follows the name rule, a path is absolute, the residency is
+  // empty, pinned or on_demand.
+  ModelConfig config;
+  bool configured = false;
+  for (const ModelConfig& m : options_.config.models) {
+    if (m.name == load.name()) {
+      config = m;
+      configured = true;
+    }
+  }
+  ModelSource source = ModelSource::kConfig;
+  if (!load.path().empty()) {
+    config.name = load.name();
+    config.path = load.path();
+    source = ModelSource::kAdmin;
+    if (!configured) config.residency = Residency::kOnDemand;
+  } else if (!configured) {
+    return Status(StatusCode::kNotFound,
+                  "model '" + load.name() + "' is not in the config; give its absolute path");
+  }
+  if (load.residency() == "pinned") config.residency = Residency::kPinned;
+  if (load.residency() == "on_demand") config.residency = Residency::kOnDemand;
+  // A failed admin load leaves nothing behind: the caller has the error.
+  SPARKD_RETURN_IF_ERROR(load_model(config, source, /*keep_failed_entry=*/false));
+  return "loaded " + config.name + " from " + config.path + " (" +
+         std::string(residency_name(config.residency)) + ")";
+}
+
+Expected<std::string> Service::admin_unload(const std::string& name) {
+  std::shared_ptr<ModelEntry> entry = find(name);
+  if (entry && entry->source == ModelSource::kConfig &&
+      entry->config.residency == Residency::kPinned) {
+    // A pinned model of the config stays resident: the config, not a request, removes it.
+    return Status(StatusCode::kFailedPrecondition,
+                  "model '" + name +
+                      "' is pinned by the config (residency = \"pinned\"); remove it from the "
+                      "config or make it on_demand, then reload");
+  }
+  SPARKD_RETURN_IF_ERROR(unload_model(name));
+  return "unloaded " + name;
 }
 
 v1::Response Service::list_models() const {
@@ -802,6 +953,8 @@ v1::Response Service::list_models() const {
     info->set_state(model_state_name(entry->state));
     info->set_path(entry->config.path);
     info->set_error(entry->error);
+    info->set_residency(std::string(residency_name(entry->config.residency)));
+    info->set_source(model_source_name(entry->source));
     if (entry->model && entry->state != ModelState::kLoading) {
       info->set_task(entry->task());
       info->set_weights_bytes(entry->model->weights().size_bytes());

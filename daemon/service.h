@@ -26,10 +26,16 @@ namespace sparkd::daemon {
 
 struct ModelEntry;  // one configured model and its runner (service.cpp)
 
+// Where a model's definition comes from: config.toml (a reload manages it) or an admin Load
+// request with a path (it stays until unloaded, whatever reloads do).
+enum class ModelSource { kConfig, kAdmin };
+
 struct ServiceOptions {
   DaemonConfig config;
   std::optional<gid_t> admin_gid;  // peers in it may call load/unload/reload
   uint64_t kv_budget_bytes = 0;    // what the KV arbiter may grant, all models together
+  // One line per event (admin actions, reloads, load failures); the daemon's log.
+  std::function<void(const std::string&)> log;
 };
 
 class Service : public api::RequestHandler {
@@ -38,15 +44,24 @@ class Service : public api::RequestHandler {
   ~Service() override;  // stops every runner: requests still running are answered CANCELLED
 
   // Loads every configured model, one after the other, reporting progress through
-  // `progress` ("loading minilm (1/3)"). A model that fails to load is marked failed (with
-  // its error in ListModels) and the others still load; the failures are returned.
-  std::vector<Status> load_configured_models(
-      const std::function<void(const std::string&)>& progress);
+  // `progress` ("loading minilm (1/3)"). A pinned model is required: the first that fails
+  // ends the loading with its error (the daemon must not start). An on_demand model that
+  // fails is logged and marked failed (its error in ListModels), and the others still load.
+  Status load_configured_models(const std::function<void(const std::string&)>& progress);
 
-  // Re-reads the config file (SIGHUP, admin Reload): a bad file is refused and the running
-  // config kept; otherwise removed models unload, added ones load, changed ones reload.
-  // Runs on the calling thread (blocking); returns what changed.
-  Expected<std::string> reload_config();
+  // What a reload did: the changes, the loads that failed, the keys that need a restart.
+  struct ReloadReport {
+    std::vector<std::string> changes;  // "loaded x", "unloaded y", "reloaded z"
+    std::vector<Status> failures;      // a model of the new config that failed to load
+    std::vector<std::string> need_restart;
+    std::string summary() const;  // changes and restart keys, for people
+    // OK, or the first failure's code with every failure and what was applied.
+    Status status() const;
+  };
+
+  // SIGHUP: the same reload as an admin Reload, run on the admin worker (so it never races an
+  // admin call) and logged; blocks until done.
+  Expected<ReloadReport> reload_from_signal();
 
   // Called (on the reloading thread) with each config a reload applied: the parts the
   // service does not own (the server's limits) follow it there.
@@ -55,20 +70,42 @@ class Service : public api::RequestHandler {
   }
 
   void handle(const v1::Request& request, std::shared_ptr<api::Call> call) override;
+  // Counts every answered request (sparkd_requests_total) with its outcome.
+  void answered(const api::AnsweredRequest& request) override;
 
   // The socket server's counters, shown in Status and metrics.
   void set_server_stats_source(std::function<api::ServerStats()> source);
   void set_metrics(Metrics* metrics) { metrics_ = metrics; }
   // Snapshots for the metrics page (thread-safe).
   void snapshot(std::vector<ModelSnapshot>& models, SystemSnapshot& system);
-  // Every pinned model is loaded.
-  bool ready() const;
+  // What Health says: "serving", "loading", "degraded" (a pinned model failed to load) or
+  // "draining", with the reason unless serving.
+  struct Health {
+    bool ready = false;  // every pinned model is loaded and the daemon is not draining
+    std::string status;
+    std::string reason;
+  };
+  Health health() const;
   void set_draining() { draining_ = true; }
+  // Stops every runner now (their requests are answered CANCELLED), while what they report to
+  // (metrics) still exists. The destructor does it too.
+  void stop_models();
 
  private:
   std::shared_ptr<ModelEntry> find(const std::string& name) const;
-  Status load_model(const ModelConfig& config);  // admin thread / startup
-  Status unload_model(const std::string& name);  // admin thread
+  // Admin worker / start-up. A failed load leaves a "failed" entry when `keep_failed_entry`
+  // (config models: ListModels shows why), nothing otherwise (admin loads).
+  Status load_model(const ModelConfig& config, ModelSource source, bool keep_failed_entry);
+  Status unload_model(const std::string& name);                   // admin worker
+  Expected<std::string> admin_load(const v1::LoadRequest& load);  // admin worker
+  Expected<std::string> admin_unload(const std::string& name);    // admin worker
+  // Re-reads the config file: a bad file is refused and the running config kept; otherwise
+  // removed models unload, added ones load, and changed ones and ones that failed to load are
+  // loaded again. A model an admin loaded from a path stays, unless the config now defines its
+  // name. Runs on the admin worker only (SIGHUP and admin Reload both go through it).
+  Expected<ReloadReport> reload_config();
+  void log_reload(const Expected<ReloadReport>& report);
+  void log(const std::string& line) const;
   void handle_embed(const v1::Request& request, std::shared_ptr<api::Call> call);
   void handle_rerank(const v1::Request& request, std::shared_ptr<api::Call> call);
   void handle_generate(const v1::Request& request, std::shared_ptr<api::Call> call);
@@ -80,9 +117,9 @@ class Service : public api::RequestHandler {
   // The ready model `name`, able to do `task` (nullptr: any task); otherwise the error a
   // client should see (NOT_FOUND, UNAVAILABLE while loading or failed, FAILED_PRECONDITION).
   Expected<std::shared_ptr<ModelEntry>> resolve(const std::string& name, const char* task) const;
-  void observe(const std::string& model, const std::string& task, const Status& status,
-               double queue_s, double e2e_s, std::optional<double> ttft_s, uint64_t prompt_tokens,
-               uint64_t completion_tokens);
+  // The latency histograms of a request its model ran (answered() counts it).
+  void observe(const std::string& model, const std::string& task, double queue_s, double e2e_s,
+               std::optional<double> ttft_s, uint64_t prompt_tokens, uint64_t completion_tokens);
 
   ServiceOptions options_;
   std::chrono::steady_clock::time_point started_at_;

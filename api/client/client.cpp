@@ -8,7 +8,16 @@
 #include <cerrno>
 #include <cstring>
 
+#include "api/protocol/status_codes.h"
+
 namespace sparkd::api {
+namespace {
+
+// How long a failed send waits for the daemon's reason: it is written before the close, so it
+// is normally there at once.
+constexpr std::chrono::milliseconds kReasonWait(2000);
+
+}  // namespace
 
 Expected<Client> Client::connect(const std::string& socket_path, size_t max_frame_bytes) {
   sockaddr_un address{};
@@ -36,6 +45,7 @@ Client::Client(Client&& other) noexcept
     : fd_(other.fd_),
       decoder_(std::move(other.decoder_)),
       held_(std::move(other.held_)),
+      connection_error_(std::move(other.connection_error_)),
       next_id_(other.next_id_) {
   other.fd_ = -1;
 }
@@ -47,6 +57,7 @@ Client& Client::operator=(Client&& other) noexcept {
     other.fd_ = -1;
     decoder_ = std::move(other.decoder_);
     held_ = std::move(other.held_);
+    connection_error_ = std::move(other.connection_error_);
     next_id_ = other.next_id_;
   }
   return *this;
@@ -66,11 +77,55 @@ Status Client::send_bytes(std::string_view bytes) {
     const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Status(StatusCode::kUnavailable, std::string("send: ") + strerror(errno));
+      const Status failed(StatusCode::kUnavailable, std::string("send: ") + strerror(errno));
+      // The daemon may have closed the connection with a reason: read it before giving up.
+      read_until_closed(kReasonWait);
+      if (connection_error_) {
+        return Status(from_proto_code(connection_error_->error().code()),
+                      connection_error_->error().message());
+      }
+      return failed;
     }
     bytes.remove_prefix(static_cast<size_t>(n));
   }
   return Status::ok();
+}
+
+void Client::read_until_closed(std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  char buffer[64 * 1024];
+  for (;;) {
+    // Frames already buffered first: the reason may be among them.
+    for (;;) {
+      auto frame = decoder_.next();
+      if (!frame || !frame->has_value()) break;
+      auto response = parse_response(**frame);
+      if (response) held_.push_back(std::move(response).value());
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return;
+    pollfd pfd{fd_, POLLIN, 0};
+    const int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
+    if (ready < 0 && errno != EINTR) return;
+    if (ready <= 0) continue;
+    const ssize_t n = ::recv(fd_, buffer, sizeof(buffer), 0);
+    if (n == 0) return;  // closed
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;  // ECONNRESET: the daemon closed with our unread bytes; what it sent came first
+    }
+    decoder_.feed(std::string_view(buffer, static_cast<size_t>(n)));
+  }
+}
+
+Expected<v1::Response> Client::parse_response(const std::string& frame) {
+  v1::Response response;
+  if (!response.ParseFromString(frame)) {
+    return Status(StatusCode::kDataLoss, "the daemon sent a frame that is not a Response");
+  }
+  if (response.id() == 0 && response.has_error()) connection_error_ = response;
+  return response;
 }
 
 Status Client::send(const v1::Request& request) {
@@ -78,17 +133,21 @@ Status Client::send(const v1::Request& request) {
 }
 
 Expected<v1::Response> Client::receive(std::chrono::milliseconds timeout) {
+  // Responses held back (by call() for other ids, or read after a failed send) come first.
+  if (!held_.empty()) {
+    v1::Response response = std::move(held_.front());
+    held_.erase(held_.begin());
+    return response;
+  }
+  return receive_frame(timeout);
+}
+
+Expected<v1::Response> Client::receive_frame(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   char buffer[64 * 1024];
   for (;;) {
     SPARKD_ASSIGN_OR_RETURN(std::optional<std::string> frame, decoder_.next());
-    if (frame) {
-      v1::Response response;
-      if (!response.ParseFromString(*frame)) {
-        return Status(StatusCode::kDataLoss, "the daemon sent a frame that is not a Response");
-      }
-      return response;
-    }
+    if (frame) return parse_response(*frame);
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
@@ -113,7 +172,10 @@ Expected<v1::Response> Client::receive(std::chrono::milliseconds timeout) {
 Expected<std::vector<v1::Response>> Client::call(v1::Request request,
                                                  std::chrono::milliseconds timeout) {
   if (request.id() == 0) request.set_id(next_id());
-  SPARKD_RETURN_IF_ERROR(send(request));
+  if (Status sent = send(request); !sent.is_ok()) {
+    if (connection_error_) return std::vector<v1::Response>{*connection_error_};
+    return sent;
+  }
   std::vector<v1::Response> responses;
   // Responses held from earlier waits first.
   for (auto it = held_.begin(); it != held_.end();) {
@@ -126,7 +188,14 @@ Expected<std::vector<v1::Response>> Client::call(v1::Request request,
     }
   }
   for (;;) {
-    SPARKD_ASSIGN_OR_RETURN(v1::Response response, receive(timeout));
+    auto received = receive_frame(timeout);
+    if (!received) {
+      if (connection_error_) return std::vector<v1::Response>{*connection_error_};
+      return received.status();
+    }
+    v1::Response response = std::move(received).value();
+    // The daemon's reason for closing the connection answers this call too.
+    if (response.id() == 0 && response.has_error()) return std::vector<v1::Response>{response};
     if (response.id() != request.id()) {
       held_.push_back(std::move(response));
       continue;

@@ -4,12 +4,16 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/message.h>
 #include <google/protobuf/unknown_field_set.h>
+#include <google/protobuf/wire_format_lite.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
 #include <string>
 #include <vector>
+
+#include "common/model_name.h"
 
 namespace sparkd::api {
 namespace {
@@ -169,6 +173,34 @@ std::string indexed(const std::string& path, int index) {
   return path + "[" + std::to_string(index) + "]";
 }
 
+// A client's text in an error message: quoted, control characters escaped, long text cut at a
+// character boundary (the message is a proto3 string: it must stay valid UTF-8).
+std::string quoted_excerpt(std::string_view text) {
+  constexpr size_t kMaxShownBytes = 80;
+  size_t shown = std::min(text.size(), kMaxShownBytes);
+  while (shown > 0 && shown < text.size() &&
+         (static_cast<unsigned char>(text[shown]) & 0xC0) == 0x80) {
+    --shown;
+  }
+  std::string quoted = "\"";
+  for (size_t i = 0; i < shown; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '"' || c == '\\') {
+      quoted += '\\';
+      quoted += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof(escaped), "\\x%02x", c);
+      quoted += escaped;
+    } else {
+      quoted += static_cast<char>(c);
+    }
+  }
+  quoted += '"';
+  if (shown < text.size()) quoted += "... (" + std::to_string(text.size()) + " bytes)";
+  return quoted;
+}
+
 Status check_model(const std::string& model, const std::string& path) {
   if (model.empty()) {
     return invalid(path + " is empty (name a model the daemon serves; list_models shows them)");
@@ -251,8 +283,8 @@ Status validate_chat(const v1::Chat& chat, const RequestLimits& limits) {
     const std::string message_path = indexed(path, i);
     const std::string& role = message.role();
     if (role != "system" && role != "user" && role != "assistant") {
-      return invalid(message_path + ".role is \"" + role.substr(0, 64) +
-                     "\"; it must be system, user or assistant");
+      return invalid(message_path + ".role is " + quoted_excerpt(role) +
+                     "; it must be system, user or assistant");
     }
     if (message.content().empty() && role != "assistant") {
       return invalid(message_path + ".content is empty (only an assistant message may be empty)");
@@ -351,6 +383,25 @@ Status validate_generate(const v1::GenerateRequest& generate, const RequestLimit
 
 Status validate_name(const std::string& name, const std::string& path) {
   if (name.empty()) return invalid(path + " is empty (name a model from the configuration)");
+  if (!is_valid_model_name(name)) {
+    return invalid(path + " must be " + std::string(kModelNameRule) + ", got " +
+                   quoted_excerpt(name));
+  }
+  return Status::ok();
+}
+
+Status validate_load(const v1::LoadRequest& load) {
+  SPARKD_RETURN_IF_ERROR(validate_name(load.name(), "load.name"));
+  // The daemon's working directory means nothing to its clients (under systemd it is /).
+  if (!load.path().empty() && load.path().front() != '/') {
+    return invalid("load.path must be an absolute path, got " + quoted_excerpt(load.path()) +
+                   " (sparkctl and the Python client make a relative path absolute for you)");
+  }
+  const std::string& residency = load.residency();
+  if (!residency.empty() && residency != "pinned" && residency != "on_demand") {
+    return invalid("load.residency must be \"pinned\" or \"on_demand\" (or empty), got " +
+                   quoted_excerpt(residency));
+  }
   return Status::ok();
 }
 
@@ -372,6 +423,54 @@ Expected<v1::Request> parse_request(std::string_view payload) {
   }
   SPARKD_RETURN_IF_ERROR(check_no_unknown_fields(request, "request"));
   return request;
+}
+
+std::string_view request_kind_name(const v1::Request& request) {
+  const FieldDescriptor* kind = request.GetReflection()->GetOneofFieldDescriptor(
+      request, v1::Request::descriptor()->FindOneofByName("kind"));
+  return kind != nullptr ? std::string_view(kind->name()) : std::string_view("none");
+}
+
+const std::string& request_model(const v1::Request& request) {
+  static const std::string kNone;
+  switch (request.kind_case()) {
+    case v1::Request::kEmbed:
+      return request.embed().model();
+    case v1::Request::kRerank:
+      return request.rerank().model();
+    case v1::Request::kGenerate:
+      return request.generate().model();
+    case v1::Request::kTokenize:
+      return request.tokenize().model();
+    case v1::Request::kDetokenize:
+      return request.detokenize().model();
+    case v1::Request::kLoad:
+      return request.load().name();
+    case v1::Request::kUnload:
+      return request.unload().name();
+    default:
+      return kNone;
+  }
+}
+
+uint64_t recover_request_id(std::string_view payload) {
+  if (payload.size() > static_cast<size_t>(std::numeric_limits<int>::max())) return 0;
+  google::protobuf::io::CodedInputStream input(reinterpret_cast<const uint8_t*>(payload.data()),
+                                               static_cast<int>(payload.size()));
+  uint64_t id = 0;
+  while (static_cast<size_t>(input.CurrentPosition()) < payload.size()) {
+    const uint32_t tag = input.ReadTag();
+    if (tag == 0) break;
+    if (tag == ((v1::Request::kIdFieldNumber << 3) | 0)) {
+      uint64_t value = 0;
+      if (!input.ReadVarint64(&value)) break;
+      id = value;
+      continue;
+    }
+    // Skip any other field; stop at the first that cannot be skipped.
+    if (!google::protobuf::internal::WireFormatLite::SkipField(&input, tag)) break;
+  }
+  return id;
 }
 
 Status validate_request(const v1::Request& request, const RequestLimits& limits) {
@@ -397,7 +496,7 @@ Status validate_request(const v1::Request& request, const RequestLimits& limits)
       return Status::ok();
     }
     case v1::Request::kLoad:
-      return validate_name(request.load().name(), "load.name");
+      return validate_load(request.load());
     case v1::Request::kUnload:
       return validate_name(request.unload().name(), "unload.name");
     case v1::Request::kCancel:

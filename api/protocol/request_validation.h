@@ -29,6 +29,17 @@ struct RequestLimits {
 // from a newer or wrong schema must hear about it rather than have its options ignored.
 Expected<v1::Request> parse_request(std::string_view payload);
 
+// The id (field 1 of sparkd.v1.Request, last occurrence wins as in protobuf) of a payload that
+// parse_request refused, read by walking its top-level fields: the error then reaches the
+// caller that sent it. 0 when no id can be read (the payload is too broken, or has none).
+uint64_t recover_request_id(std::string_view payload);
+
+// The name of the request's kind ("embed", "list_models", ...), "none" when unset.
+std::string_view request_kind_name(const v1::Request& request);
+// The model a request names (embed/rerank/generate/tokenize/detokenize.model, load/unload.name);
+// "" for the kinds that name none.
+const std::string& request_model(const v1::Request& request);
+
 // Field-level checks that need no model: INVALID_ARGUMENT naming the field path, e.g.
 // "generate.sampling.top_p must be in (0, 1], got 1.5"; or OK.
 Status validate_request(const v1::Request& request, const RequestLimits& limits);

@@ -14,6 +14,8 @@ v1::Code to_proto_code(StatusCode code) {
       return v1::DEADLINE_EXCEEDED;
     case StatusCode::kNotFound:
       return v1::NOT_FOUND;
+    case StatusCode::kAlreadyExists:
+      return v1::ALREADY_EXISTS;
     case StatusCode::kPermissionDenied:
       return v1::PERMISSION_DENIED;
     case StatusCode::kResourceExhausted:
@@ -47,7 +49,7 @@ StatusCode from_proto_code(v1::Code code) {
     case v1::NOT_FOUND:
       return StatusCode::kNotFound;
     case v1::ALREADY_EXISTS:
-      return StatusCode::kFailedPrecondition;
+      return StatusCode::kAlreadyExists;
     case v1::PERMISSION_DENIED:
       return StatusCode::kPermissionDenied;
     case v1::RESOURCE_EXHAUSTED:

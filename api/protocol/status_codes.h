@@ -11,7 +11,7 @@ namespace sparkd::api {
 // Every StatusCode has the gRPC code of the same name.
 v1::Code to_proto_code(StatusCode code);
 // The inverse for every code to_proto_code produces. The gRPC codes sparkd never sends map
-// to the nearest StatusCode: UNKNOWN -> INTERNAL, ALREADY_EXISTS -> FAILED_PRECONDITION,
+// to the nearest StatusCode: UNKNOWN -> INTERNAL,
 // ABORTED -> UNAVAILABLE (both say "try again"), OUT_OF_RANGE -> INVALID_ARGUMENT,
 // UNAUTHENTICATED -> PERMISSION_DENIED; a number outside the enum (proto3 enums are open)
 // -> INTERNAL.

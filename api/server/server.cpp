@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <map>
 
@@ -63,25 +64,37 @@ class Outbox {
   std::vector<std::function<void()>> tasks_;
 };
 
-Call::Call(uint64_t connection_id, uint64_t request_id, PeerCredentials peer,
-           std::shared_ptr<Outbox> outbox)
+Call::Call(uint64_t connection_id, const v1::Request& request, PeerCredentials peer,
+           std::shared_ptr<Outbox> outbox, RequestHandler* handler)
     : connection_id_(connection_id),
-      request_id_(request_id),
+      request_id_(request.id()),
+      kind_(request_kind_name(request)),
+      model_(request_model(request)),
       peer_(std::move(peer)),
       outbox_(std::move(outbox)),
+      handler_(handler),
       received_at_(std::chrono::steady_clock::now()) {}
 
 void Call::send(v1::Response response) {
-  if (finished_.load()) return;
-  if (response.final() && finished_.exchange(true)) return;
-  response.set_id(request_id_);
-  if (response.final() && response.timing().total_ms() == 0) {
-    // Every final response says how long the daemon took, whatever answered it.
-    response.mutable_timing()->set_total_ms(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - received_at_)
-            .count());
+  const bool final = response.final();
+  {
+    std::lock_guard<std::mutex> lock(send_mutex_);
+    if (finished_.load()) return;
+    if (final) finished_.store(true);
+    response.set_id(request_id_);
+    if (final && response.timing().total_ms() == 0) {
+      // Every final response says how long the daemon took, whatever answered it.
+      response.mutable_timing()->set_total_ms(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - received_at_)
+              .count());
+    }
+    outbox_->push({connection_id_, request_id_, final, encode_frame(response)});
   }
-  outbox_->push({connection_id_, request_id_, response.final(), encode_frame(response)});
+  if (final && handler_ != nullptr) {
+    const StatusCode code =
+        response.has_error() ? from_proto_code(response.error().code()) : StatusCode::kOk;
+    handler_->answered({kind_, model_, code});
+  }
 }
 
 void Call::fail(const Status& status) {
@@ -111,8 +124,32 @@ void Call::cancel() {
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
 constexpr size_t kReadChunkBytes = 64 * 1024;
 constexpr int kListenBacklog = 128;
+// A connection being closed gets this long to take its last responses; a peer that does not
+// read them is then cut off, so it cannot hold the connection open.
+constexpr std::chrono::seconds kCloseGrace(5);
+
+std::string seconds_text(std::chrono::milliseconds duration) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g", static_cast<double>(duration.count()) / 1000.0);
+  return text;
+}
+
+// Requests a draining server still answers: they read state or stop work, and start none.
+bool answered_while_draining(const v1::Request& request) {
+  switch (request.kind_case()) {
+    case v1::Request::kHealth:
+    case v1::Request::kStatus:
+    case v1::Request::kListModels:
+    case v1::Request::kCancel:
+      return true;
+    default:
+      return false;
+  }
+}
 
 Status uv_status(const std::string& what, int code) {
   return Status(StatusCode::kUnavailable, what + ": " + uv_strerror(code));
@@ -177,6 +214,8 @@ struct Server::Loop {
   };
   std::vector<std::unique_ptr<Tick>> ticks;
   uv_timer_t drain_timer{};
+  uv_timer_t sweep_timer{};  // frame and idle timeouts, and the close grace
+  bool sweep_closed = false;
   bool draining = false;
   bool finished = false;
   std::chrono::steady_clock::time_point drain_deadline;
@@ -188,9 +227,19 @@ struct Server::Loop {
   void close_listener();  // stop accepting; remove the socket file we bound
   void on_connection();
   void on_frame(Connection* c, std::string payload);
-  void reject(Connection* c, uint64_t id, const Status& status);
+  // Answers request `id` with `status` without running it, and tells the handler. A non-final
+  // refusal (a duplicate id) leaves the request in flight under that id alone.
+  void refuse(Connection* c, uint64_t id, const AnsweredRequest& request, const Status& status,
+              bool final = true);
   void write_frame(Connection* c, std::string frame);
+  // Sends `status` as an id-0 error, stops reading, and closes once it is written.
+  void close_with_error(Connection* c, const Status& status);
+  // Stops reading; closes once the pending responses are written (or after kCloseGrace).
+  void close_after_writes(Connection* c);
   void close_connection(Connection* c);
+  void start_sweep();
+  void sweep();
+  void close_sweep();
   void deliver_outbox();
   void begin_drain(std::chrono::milliseconds timeout);
   void check_drained();
@@ -208,6 +257,9 @@ struct Connection {
   bool reading = false;
   bool closing = false;
   bool close_after_writes = false;
+  Clock::time_point last_activity = Clock::now();        // a byte received or a request finished
+  std::optional<Clock::time_point> partial_frame_since;  // while reading an incomplete frame
+  Clock::time_point close_deadline;                      // with close_after_writes
 
   explicit Connection(size_t max_frame_bytes) : decoder(max_frame_bytes) {}
 };
@@ -232,23 +284,30 @@ void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
     loop->close_connection(c);  // EOF or error: the client is gone
     return;
   }
+  if (nread == 0) return;  // EAGAIN: nothing read
+  const Clock::time_point now = Clock::now();
+  c->last_activity = now;
   c->decoder.feed(std::string_view(buf->base, static_cast<size_t>(nread)));
   while (!c->closing && !c->close_after_writes) {
     auto frame = c->decoder.next();
     if (!frame) {
       // Framing is lost: answer once, then close.
-      loop->reject(c, 0, frame.status());
-      c->close_after_writes = true;
-      if (c->reading) {
-        uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->pipe));
-        c->reading = false;
+      {
+        std::lock_guard<std::mutex> lock(loop->stats_mutex);
+        ++loop->stats.oversized_frames_total;
       }
-      if (c->pending_write_bytes == 0) loop->close_connection(c);
+      loop->close_with_error(c, frame.status());
       return;
     }
     if (!frame->has_value()) break;
     loop->on_frame(c, std::move(**frame));
     // Backpressure may have stopped reading; frames already buffered are still handled.
+  }
+  // What is left buffered is the start of a frame: its clock runs from its first byte.
+  if (c->decoder.buffered_bytes() == 0) {
+    c->partial_frame_since.reset();
+  } else if (!c->partial_frame_since) {
+    c->partial_frame_since = now;
   }
 }
 
@@ -268,6 +327,8 @@ void on_write(uv_write_t* request, int status) {
   }
   if (!c->reading && c->pending_write_bytes <= loop->options.max_write_buffer_bytes / 2) {
     c->reading = true;
+    // The server, not the peer, paused the frame in progress: its clock restarts.
+    if (c->partial_frame_since) c->partial_frame_since = Clock::now();
     uv_read_start(reinterpret_cast<uv_stream_t*>(&c->pipe), on_alloc, on_read);
   }
 }
@@ -313,12 +374,34 @@ void Server::Loop::write_frame(Connection* c, std::string frame) {
   }
 }
 
-void Server::Loop::reject(Connection* c, uint64_t id, const Status& status) {
+void Server::Loop::refuse(Connection* c, uint64_t id, const AnsweredRequest& request,
+                          const Status& status, bool final) {
   {
     std::lock_guard<std::mutex> lock(stats_mutex);
     ++stats.rejected_frames_total;
   }
-  write_frame(c, encode_frame(error_response(id, status)));
+  v1::Response response = error_response(id, status);
+  response.set_final(final);
+  write_frame(c, encode_frame(response));
+  handler->answered({request.kind, request.model, status.code()});
+}
+
+void Server::Loop::close_with_error(Connection* c, const Status& status) {
+  write_frame(c, encode_frame(error_response(0, status)));
+  close_after_writes(c);
+}
+
+void Server::Loop::close_after_writes(Connection* c) {
+  if (c->closing) return;
+  if (!c->close_after_writes) {
+    c->close_after_writes = true;
+    c->close_deadline = Clock::now() + kCloseGrace;
+  }
+  if (c->reading) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->pipe));
+    c->reading = false;
+  }
+  if (c->pending_write_bytes == 0) close_connection(c);
 }
 
 void Server::Loop::close_connection(Connection* c) {
@@ -332,7 +415,65 @@ void Server::Loop::close_connection(Connection* c) {
   connections.erase(c->id);
   uv_close(reinterpret_cast<uv_handle_t*>(&c->pipe), on_connection_closed);
   publish_stats();
+  if (finished && connections.empty()) close_sweep();  // nothing is left for it to do
   if (draining) check_drained();
+}
+
+void Server::Loop::close_sweep() {
+  if (sweep_closed) return;
+  sweep_closed = true;
+  uv_timer_stop(&sweep_timer);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sweep_timer), nullptr);
+}
+
+void Server::Loop::start_sweep() {
+  // Often enough that a timeout fires within a quarter of itself, at most once a second.
+  std::chrono::milliseconds interval(1000);
+  for (const std::chrono::milliseconds timeout : {options.frame_timeout, options.idle_timeout}) {
+    if (timeout.count() > 0)
+      interval = std::min(interval, std::max(timeout / 4, std::chrono::milliseconds(10)));
+  }
+  const auto ms = static_cast<uint64_t>(interval.count());
+  uv_timer_start(
+      &sweep_timer, [](uv_timer_t* timer) { static_cast<Loop*>(timer->data)->sweep(); }, ms, ms);
+}
+
+void Server::Loop::sweep() {
+  const Clock::time_point now = Clock::now();
+  std::vector<Connection*> open;
+  for (const auto& [id, c] : connections) open.push_back(c);
+  for (Connection* c : open) {
+    if (c->closing) continue;
+    if (c->close_after_writes) {
+      if (now >= c->close_deadline) close_connection(c);  // the peer is not reading
+      continue;
+    }
+    if (options.frame_timeout.count() > 0 && c->reading && c->partial_frame_since &&
+        now - *c->partial_frame_since >= options.frame_timeout) {
+      {
+        std::lock_guard<std::mutex> lock(stats_mutex);
+        ++stats.frame_timeouts_total;
+      }
+      close_with_error(
+          c, Status(StatusCode::kDeadlineExceeded,
+                    "closing the connection: a frame was started but not completed within " +
+                        seconds_text(options.frame_timeout) + " s (server.frame_timeout_s); " +
+                        std::to_string(c->decoder.buffered_bytes()) +
+                        " bytes of it arrived. Send each frame whole"));
+      continue;
+    }
+    if (options.idle_timeout.count() > 0 && c->inflight.empty() && !c->partial_frame_since &&
+        c->pending_write_bytes == 0 && now - c->last_activity >= options.idle_timeout) {
+      {
+        std::lock_guard<std::mutex> lock(stats_mutex);
+        ++stats.idle_closes_total;
+      }
+      close_with_error(
+          c, Status(StatusCode::kUnavailable,
+                    "closing the connection: idle for " + seconds_text(options.idle_timeout) +
+                        " s (server.idle_timeout_s); connect again to send more"));
+    }
+  }
 }
 
 void Server::Loop::on_connection() {
@@ -353,12 +494,14 @@ void Server::Loop::on_connection() {
     ++stats.connections_total;
   }
   if (connections.size() > options.max_connections) {
-    reject(c, 0,
-           Status(StatusCode::kResourceExhausted,
-                  "sparkd already serves " + std::to_string(options.max_connections) +
-                      " connections (server.max_connections); close idle connections or "
-                      "send more requests over each"));
-    c->close_after_writes = true;
+    {
+      std::lock_guard<std::mutex> lock(stats_mutex);
+      ++stats.refused_connections_total;
+    }
+    close_with_error(c, Status(StatusCode::kResourceExhausted,
+                               "sparkd already serves " + std::to_string(options.max_connections) +
+                                   " connections (server.max_connections); close idle "
+                                   "connections or send more requests over each"));
     publish_stats();
     return;
   }
@@ -376,16 +519,18 @@ void Server::Loop::on_frame(Connection* c, std::string payload) {
   }
   auto request = parse_request(payload);
   if (!request) {
-    reject(c, 0, request.status());
+    // The id is echoed when it can be read, so the client can match the error.
+    refuse(c, recover_request_id(payload), {"unknown", ""}, request.status());
     return;
   }
   const uint64_t id = request->id();
+  const AnsweredRequest what{request_kind_name(*request), request_model(*request)};
   if (Status valid = validate_request(*request, options.limits); !valid.is_ok()) {
-    reject(c, id, valid);
+    refuse(c, id, what, valid);
     return;
   }
-  if (draining) {
-    reject(c, id,
+  if (draining && !answered_while_draining(*request)) {
+    refuse(c, id, what,
            Status(StatusCode::kUnavailable,
                   "sparkd is shutting down and accepts no new requests; retry on its successor"));
     return;
@@ -399,18 +544,22 @@ void Server::Loop::on_frame(Connection* c, std::string payload) {
     response.set_final(true);
     response.mutable_cancel()->set_cancelled(found);
     write_frame(c, encode_frame(response));
+    handler->answered({what.kind, what.model, StatusCode::kOk});
     return;
   }
   if (c->inflight.count(id) != 0) {
-    reject(c, id,
-           Status(StatusCode::kInvalidArgument,
+    // Not final: the request in flight under this id goes on and gets its own final response.
+    refuse(c, id, what,
+           Status(StatusCode::kAlreadyExists,
                   "request id " + std::to_string(id) +
-                      " is already in flight on this connection; ids must be unique among a "
-                      "connection's requests in flight"));
+                      " is already in flight on this connection, so this second request with it "
+                      "was not run (the first goes on); ids must be unique among a "
+                      "connection's requests in flight"),
+           /*final=*/false);
     return;
   }
   if (c->inflight.size() >= options.max_inflight_per_connection) {
-    reject(c, id,
+    refuse(c, id, what,
            Status(StatusCode::kResourceExhausted,
                   std::to_string(c->inflight.size()) +
                       " requests are already in flight on this connection "
@@ -418,7 +567,7 @@ void Server::Loop::on_frame(Connection* c, std::string payload) {
                       "another connection"));
     return;
   }
-  auto call = std::make_shared<Call>(c->id, id, c->peer, outbox);
+  auto call = std::make_shared<Call>(c->id, *request, c->peer, outbox, handler);
   c->inflight[id] = call;
   ++requests_in_flight;
   publish_stats();
@@ -429,7 +578,8 @@ void Server::Loop::deliver_outbox() {
   std::vector<Outbox::Item> items;
   std::vector<std::function<void()>> tasks;
   outbox->take(items, tasks);
-  for (auto& task : tasks) task();
+  // Responses first: a task may finish the server, which delivers what was queued after
+  // these; writing these first keeps every connection's frames in the order they were sent.
   bool changed = false;
   for (Outbox::Item& item : items) {
     const auto it = connections.find(item.connection_id);
@@ -437,6 +587,7 @@ void Server::Loop::deliver_outbox() {
     Connection* c = it->second;
     if (item.final && c->inflight.erase(item.request_id) != 0) {
       --requests_in_flight;
+      c->last_activity = Clock::now();
       changed = true;
     }
     write_frame(c, std::move(item.frame));
@@ -445,6 +596,7 @@ void Server::Loop::deliver_outbox() {
     publish_stats();
     if (draining) check_drained();
   }
+  for (auto& task : tasks) task();
 }
 
 void Server::Loop::begin_drain(std::chrono::milliseconds timeout) {
@@ -467,9 +619,18 @@ void Server::Loop::check_drained() {
 void Server::Loop::finish() {
   if (finished) return;
   finished = true;
-  std::vector<Connection*> open;
-  for (const auto& [id, c] : connections) open.push_back(c);
-  for (Connection* c : open) close_connection(c);
+  // Requests still in flight (the drain timed out) are cancelled, and each caller is told so
+  // before its connection closes.
+  const Status cut_off(StatusCode::kCancelled,
+                       "sparkd is shutting down: the drain timeout (server.drain_timeout_s) ended "
+                       "this request before it finished");
+  for (const auto& [connection_id, c] : connections) {
+    for (const auto& [request_id, call] : c->inflight) {
+      call->cancel();
+      call->fail(cut_off);
+    }
+  }
+  deliver_outbox();  // every final response queued so far, those above included
   close_listener();
   uv_timer_stop(&drain_timer);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer), nullptr);
@@ -479,6 +640,12 @@ void Server::Loop::finish() {
   }
   outbox->close();
   uv_close(reinterpret_cast<uv_handle_t*>(&wake), nullptr);
+  std::vector<Connection*> open;
+  for (const auto& [id, c] : connections) open.push_back(c);
+  for (Connection* c : open) close_after_writes(c);
+  // The sweep force-closes any peer that does not take its last responses; with no
+  // connection left it is closed here (or by the last close_connection).
+  if (connections.empty()) close_sweep();
 }
 
 Expected<std::unique_ptr<Server>> Server::create(const ServerOptions& options,
@@ -494,6 +661,9 @@ Expected<std::unique_ptr<Server>> Server::create(const ServerOptions& options,
   l.wake.data = &l;
   l.outbox = std::make_shared<Outbox>(&l.wake);
   uv_timer_init(&l.loop, &l.drain_timer);
+  uv_timer_init(&l.loop, &l.sweep_timer);
+  l.sweep_timer.data = &l;
+  l.start_sweep();
   uv_pipe_init(&l.loop, &l.listener, 0);
   l.listener.data = &l;
   l.listener_open = true;
@@ -584,7 +754,10 @@ void Server::set_limits(const Limits& limits) {
     l->options.max_connections = limits.max_connections;
     l->options.max_inflight_per_connection = limits.max_inflight_per_connection;
     l->options.max_write_buffer_bytes = limits.max_write_buffer_bytes;
+    l->options.frame_timeout = limits.frame_timeout;
+    l->options.idle_timeout = limits.idle_timeout;
     l->options.limits = limits.requests;
+    if (!l->sweep_closed) l->start_sweep();
   });
 }
 

@@ -6,13 +6,23 @@
 //  - max_frame_bytes: a larger length prefix gets an error frame, then the connection closes
 //    (framing is lost after it);
 //  - max_connections: the connection over the limit gets an error frame and is closed;
-//  - max_inflight_per_connection and unique ids among a connection's requests in flight;
-//  - a request that does not parse or validate gets its error, and the connection goes on;
+//  - frame_timeout: a frame still incomplete that long after its first byte closes the
+//    connection (a stalled peer must not hold a connection slot for ever);
+//  - idle_timeout: a connection with nothing in flight and nothing received for that long is
+//    closed;
+//  - max_inflight_per_connection and unique ids among a connection's requests in flight (a
+//    duplicate id is refused with a non-final ALREADY_EXISTS error: the original goes on);
+//  - a request that does not parse or validate gets its error (with its id when one can be
+//    read), and the connection goes on;
 //  - backpressure: while a connection has more than max_write_buffer_bytes of responses not
 //    yet taken by the peer, the server stops reading its requests (a slow reader cannot make
 //    the daemon queue unbounded work); it resumes below half of that.
-// A disconnect cancels every request the connection had in flight (Call::on_cancel hooks),
-// so their KV is freed. Cancel requests are answered by the server itself.
+// Errors about the connection itself go out with id 0, just before the connection closes; its
+// pending responses are written before it closes. A disconnect cancels every request the
+// connection had in flight (Call::on_cancel hooks), so their KV is freed. Cancel requests are
+// answered by the server itself. While draining, Health, Status, ListModels and Cancel are
+// still answered; other requests get UNAVAILABLE; at the drain timeout every request still in
+// flight gets a final CANCELLED response before its connection closes.
 #pragma once
 
 #include <sys/types.h>
@@ -25,6 +35,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "api/protocol/request_validation.h"
@@ -42,6 +53,8 @@ struct ServerOptions {
   uint32_t max_connections = 256;
   uint32_t max_inflight_per_connection = 64;
   size_t max_write_buffer_bytes = 8u << 20;
+  std::chrono::milliseconds frame_timeout{10'000};  // 0 = no limit
+  std::chrono::milliseconds idle_timeout{300'000};  // 0 = no limit
   RequestLimits limits;
 };
 
@@ -54,20 +67,31 @@ struct PeerCredentials {
 };
 
 class Outbox;  // the server's queue of responses to write (defined in server.cpp)
+class RequestHandler;
+
+// What the server reports of every request it answers, once, when its final response is sent:
+// what the daemon's request counters count.
+struct AnsweredRequest {
+  std::string_view kind;   // the request's kind ("embed", "health", ...); "unknown" unparsed
+  std::string_view model;  // the model it named; "" when it names none
+  StatusCode code = StatusCode::kOk;
+};
 
 // One request in flight. The handler keeps it (e.g. in a runner callback) and answers through
 // it from any thread.
 class Call {
  public:
-  Call(uint64_t connection_id, uint64_t request_id, PeerCredentials peer,
-       std::shared_ptr<Outbox> outbox);
+  // `handler` (told of the final response) must outlive the call.
+  Call(uint64_t connection_id, const v1::Request& request, PeerCredentials peer,
+       std::shared_ptr<Outbox> outbox, RequestHandler* handler);
 
   uint64_t id() const { return request_id_; }
   const PeerCredentials& peer() const { return peer_; }
   std::chrono::steady_clock::time_point received_at() const { return received_at_; }
 
   // Thread-safe. Sends `response` with this call's id; a response with final = true ends the
-  // call, and anything sent after it is dropped. Sends after the client left are dropped.
+  // call (the handler hears of it), and anything sent after it is dropped. Sends after the
+  // client left are dropped.
   void send(v1::Response response);
   // Thread-safe: a final error response.
   void fail(const Status& status);
@@ -83,13 +107,18 @@ class Call {
  private:
   uint64_t connection_id_;
   uint64_t request_id_;
+  std::string kind_, model_;  // for AnsweredRequest
   PeerCredentials peer_;
   std::shared_ptr<Outbox> outbox_;
+  RequestHandler* handler_;
   std::chrono::steady_clock::time_point received_at_;
   std::mutex mutex_;
   std::function<void()> cancel_hook_;  // guarded by mutex_
+  // Held while a response is queued: whoever ends the call first has its final response in
+  // the outbox before anyone else can look (the drain relies on it).
+  std::mutex send_mutex_;
   std::atomic<bool> cancelled_{false};
-  std::atomic<bool> finished_{false};
+  std::atomic<bool> finished_{false};  // written under send_mutex_
 };
 
 class RequestHandler {
@@ -98,6 +127,9 @@ class RequestHandler {
   // On the loop thread, for every valid request except Cancel. Must not block: post work to
   // a runner or a worker thread and answer through `call`.
   virtual void handle(const v1::Request& request, std::shared_ptr<Call> call) = 0;
+  // Once per request answered, from the thread that sent its final response (any thread),
+  // including the requests the server refused itself. Must be thread-safe and not block.
+  virtual void answered(const AnsweredRequest& /*request*/) {}
 };
 
 struct ServerStats {
@@ -106,6 +138,11 @@ struct ServerStats {
   uint64_t connections_total = 0;
   uint64_t requests_total = 0;
   uint64_t rejected_frames_total = 0;  // unparsable, invalid or refused requests
+  // Connections the server closed for a reason of its own.
+  uint64_t refused_connections_total = 0;  // over max_connections
+  uint64_t oversized_frames_total = 0;     // a length prefix over max_frame_bytes
+  uint64_t frame_timeouts_total = 0;       // a frame not completed within frame_timeout
+  uint64_t idle_closes_total = 0;          // idle for idle_timeout
 };
 
 class Server {
@@ -137,6 +174,8 @@ class Server {
     uint32_t max_connections = 0;
     uint32_t max_inflight_per_connection = 0;
     size_t max_write_buffer_bytes = 0;
+    std::chrono::milliseconds frame_timeout{0};
+    std::chrono::milliseconds idle_timeout{0};
     RequestLimits requests;
   };
   void set_limits(const Limits& limits);

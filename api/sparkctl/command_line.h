@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <istream>
 #include <limits>
 #include <optional>
@@ -36,7 +37,8 @@ Commands:
   tokenize MODEL TEXT [--no-special]
   detokenize MODEL ID... [--skip-special]
   models | status | health
-  load NAME [PATH] | unload NAME | reload
+  load NAME [PATH] [--residency pinned|on_demand] | unload NAME | reload
+        a relative PATH is taken from the current directory
 
 Options:
   --socket PATH  the daemon's socket (else $SPARKD_SOCKET, else /run/sparkd/sparkd.sock)
@@ -90,6 +92,7 @@ inline const std::vector<OptionSpec>& option_specs() {
       {"no-stream", false, {"generate"}},
       {"no-special", false, {"tokenize"}},
       {"skip-special", false, {"detokenize"}},
+      {"residency", true, {"load"}},
   };
   return specs;
 }
@@ -284,7 +287,16 @@ inline Expected<Invocation> parse_command_line(const std::vector<std::string>& a
   } else if (command == "load") {
     if (operands.empty() || operands.size() > 2) return operand_count_error("NAME [PATH]");
     request.mutable_load()->set_name(operands[0]);
-    if (operands.size() == 2) request.mutable_load()->set_path(operands[1]);
+    if (operands.size() == 2) {
+      // The daemon resolves nothing against its own working directory: paths go absolute.
+      std::error_code error;
+      const std::filesystem::path absolute = std::filesystem::absolute(operands[1], error);
+      if (error) {
+        return usage_error("load: cannot make '" + operands[1] +
+                           "' an absolute path: " + error.message());
+      }
+      request.mutable_load()->set_path(absolute.lexically_normal().string());
+    }
   } else if (command == "unload") {
     if (operands.size() != 1) return operand_count_error("NAME");
     request.mutable_unload()->set_name(operands[0]);
@@ -345,6 +357,11 @@ inline Expected<Invocation> parse_command_line(const std::vector<std::string>& a
       request.mutable_tokenize()->set_add_special_tokens(false);
     } else if (name == "skip-special") {
       request.mutable_detokenize()->set_skip_special_tokens(true);
+    } else if (name == "residency") {
+      if (value != "pinned" && value != "on_demand") {
+        return usage_error("--residency wants pinned or on_demand, not '" + value + "'");
+      }
+      request.mutable_load()->set_residency(value);
     }
   }
 

@@ -73,6 +73,13 @@ int report_daemon_error(const v1::Error& error) {
   return kExitDaemonError;
 }
 
+// A broken connection: the daemon's own reason when it gave one before closing (exit 1),
+// otherwise the transport's (exit 3).
+int report_connection_failure(const api::Client& client, const Status& status) {
+  if (client.connection_error()) return report_daemon_error(client.connection_error()->error());
+  return report_unreachable(status);
+}
+
 // "1.5 GiB": sizes for people, powers of 1024 as the config file's KiB/MiB/GiB are.
 std::string human_bytes(uint64_t bytes) {
   static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -277,7 +284,9 @@ void print_generate_stats(const v1::Response& final_response, const std::string&
 int run_generate(api::Client& client, const Invocation& invocation) {
   v1::Request request = invocation.request;
   request.set_id(client.next_id());
-  if (Status sent = client.send(request); !sent.is_ok()) return report_unreachable(sent);
+  if (Status sent = client.send(request); !sent.is_ok()) {
+    return report_connection_failure(client, sent);
+  }
 
   std::vector<v1::Response> responses;
   bool ended_with_newline = true;
@@ -305,7 +314,9 @@ int run_generate(api::Client& client, const Invocation& invocation) {
     auto received = client.receive(kInterruptPollInterval);
     if (!received) {
       if (received.status().code() != StatusCode::kDeadlineExceeded) {
-        return report_unreachable(received.status());
+        if (invocation.stream_output && !ended_with_newline) std::cout << "\n";
+        std::cout.flush();
+        return report_connection_failure(client, received.status());
       }
       if (std::chrono::steady_clock::now() > deadline) {
         return report_unreachable(

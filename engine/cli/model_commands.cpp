@@ -205,6 +205,9 @@ int generate_for_people(const LoadedModel& model, const ModelOptions& options,
     }
   });
   std::fputs("\n", stdout);
+  // The text goes to stdout and the stats to stderr: flush, so that with both on one pipe
+  // the stats line still starts a line of its own.
+  std::fflush(stdout);
   if (!generation) {
     std::fprintf(stderr, "sparkd-run: %s\n", generation.status().to_string().c_str());
     return 1;

@@ -143,7 +143,7 @@ struct DecoderRunner::State {
                                                   std::to_string(vocab_size) + ")"};
       }
     }
-    if (r.max_tokens < 1) {
+    if (r.max_tokens == 0) {
       return {StatusCode::kInvalidArgument,
               "max_tokens must be at least 1, got " + std::to_string(r.max_tokens)};
     }
@@ -288,8 +288,7 @@ struct DecoderRunner::State {
     }
     if (!reason) {
       const int64_t total = static_cast<int64_t>(a.request.prompt_ids.size() + a.output.size());
-      if (static_cast<int32_t>(a.output.size()) >= a.request.max_tokens || total >= context_tokens)
-        reason = "length";
+      if (a.output.size() >= a.request.max_tokens || total >= context_tokens) reason = "length";
     }
     // At the end, whatever the detokenizer and the matcher still hold is final (unless a
     // stop string fired: the text after it is dropped).

@@ -38,7 +38,9 @@ namespace sparkd::sched {
 struct GenerateRequest {
   std::vector<int32_t> prompt_ids;
   SamplingParams sampling;
-  int32_t max_tokens = 16;  // output tokens at most; generation also ends at the context
+  // Output tokens at most, 1 or more: the wire's uint32 range, so any value a client can send is
+  // taken as it is. Generation also ends at the context, whichever comes first.
+  uint32_t max_tokens = 16;
   bool ignore_eos = false;
   std::vector<int32_t> stop_token_ids;  // end like EOS; the token is kept, its text is not
   std::vector<std::string> stop;        // stop strings (StopStringMatcher's limits)

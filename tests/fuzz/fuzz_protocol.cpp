@@ -2,7 +2,9 @@
 // server would make, the rest goes through a FrameDecoder in reads of that size, and every
 // frame through parse_request and validate_request, as the server does. Broken promises
 // abort: the decoder holds more than one frame after a drain, an error of the wrong code,
-// or a request that validates but does not survive serialize -> parse -> validate unchanged.
+// or a request that validates but does not survive serialize -> parse -> validate unchanged;
+// an error message that is not valid UTF-8; an id recovered from a payload that parses which
+// is not the id protobuf reads.
 #include <google/protobuf/stubs/logging.h>
 #include <google/protobuf/util/message_differencer.h>
 
@@ -35,15 +37,22 @@ void check_refusal(const Status& status) {
   if (!response.final() || response.id() != 7) std::abort();
   if (sparkd::api::from_proto_code(response.error().code()) != status.code()) std::abort();
   if (response.error().message() != status.message()) std::abort();
+  // The message quotes what the client sent: it must still be valid UTF-8, or the client
+  // could not parse the response that carries it.
+  sparkd::v1::Response received;
+  if (!received.ParseFromString(response.SerializeAsString())) std::abort();
 }
 
 void check_payload(const std::string& payload, const sparkd::api::RequestLimits& limits) {
   if (payload.size() > kMaxFrameBytes) std::abort();
   sparkd::Expected<sparkd::v1::Request> parsed = sparkd::api::parse_request(payload);
+  const uint64_t recovered_id = sparkd::api::recover_request_id(payload);
   if (!parsed.has_value()) {
     check_refusal(parsed.status());
     return;
   }
+  // What the server echoes for a refused frame is the id protobuf reads, when it parses.
+  if (recovered_id != parsed->id()) std::abort();
   const Status status = sparkd::api::validate_request(*parsed, limits);
   if (!status.is_ok()) {
     check_refusal(status);

@@ -169,15 +169,22 @@ TEST_CASE("Daemon: malformed frames and bad requests each get an error", "[daemo
     sixth.set_id(6);
     REQUIRE(client.send(sixth).is_ok());
     std::map<uint64_t, std::vector<v1::Code>> finals;
+    std::vector<v1::Code> refusals_of_1;  // non-final errors for id 1
     while (finals[1].size() + finals[2].size() + finals[3].size() + finals[4].size() +
                finals[6].size() <
-           6) {
+           5) {
       auto response = client.receive();
       REQUIRE(response.has_value());
-      if (response->final()) finals[response->id()].push_back(error_code(*response));
+      if (response->final()) {
+        finals[response->id()].push_back(error_code(*response));
+      } else if (response->has_error()) {
+        CHECK(response->id() == 1);
+        refusals_of_1.push_back(error_code(*response));
+      }
     }
-    CHECK(finals[1].size() == 2);  // the real one and the duplicate's error
-    CHECK(std::count(finals[1].begin(), finals[1].end(), v1::INVALID_ARGUMENT) == 1);
+    // The duplicate is refused without ending the request in flight under id 1.
+    CHECK(refusals_of_1 == std::vector<v1::Code>{v1::ALREADY_EXISTS});
+    CHECK(finals[1] == std::vector<v1::Code>{v1::OK});
     CHECK(finals[6] == std::vector<v1::Code>{v1::RESOURCE_EXHAUSTED});
   }
   SECTION("an admin call from a non-admin peer") {
@@ -255,7 +262,7 @@ TEST_CASE("Daemon: a disconnect mid-stream cancels the request and frees its KV"
   CHECK(wait_kv_released(observer, "gen"));
 }
 
-TEST_CASE("Daemon: SIGHUP with a broken config keeps the old one; a good one applies", "[daemon]") {
+TEST_CASE("Daemon: SIGHUP with a broken config keeps the old one, a good one applies", "[daemon]") {
   DaemonProcess daemon([](const auto& dir) { return fixture_config(dir); });
   daemon.write_config("[server]\nsocket = 12\n[[models]]\nname = \"bad name!\"\n");
   daemon.signal(SIGHUP);
@@ -315,6 +322,7 @@ TEST_CASE("Daemon: SIGTERM lets requests in flight finish, then exits", "[daemon
   CHECK(error_code(*response) == v1::OK);
   CHECK(response->generate().token_ids_size() == 300);
   CHECK(daemon.wait_exit() == 0);
+  CHECK_THAT(daemon.log(), Catch::Contains("Terminated: draining (up to 60 s)\n"));
   CHECK_FALSE(std::filesystem::exists(daemon.socket_path()));
 }
 
@@ -329,6 +337,9 @@ TEST_CASE("Daemon: the metrics page is valid Prometheus text and follows the tra
   const std::string after = http_get(port, "/metrics");
   CHECK(metric_value(after, R"(sparkd_requests_total{model="embed",outcome="ok",task="embed"})") ==
         3);
+  // An unknown model is not a label value (clients must not mint series): model="".
+  CHECK(metric_value(after,
+                     R"(sparkd_requests_total{model="",outcome="not_found",task="embed"})") == 1);
   CHECK(metric_value(after, R"(sparkd_generated_tokens_total{model="gen",task="generate"})") >= 1);
   CHECK(metric_value(after, R"(sparkd_model_weights_bytes{model="gen",task="generate"})") > 0);
   CHECK(metric_value(after, "sparkd_memory_available_bytes") > 0);
@@ -344,6 +355,44 @@ TEST_CASE("Daemon: the metrics page is valid Prometheus text and follows the tra
   REQUIRE(parsed.exit_code == 0);
   REQUIRE(parsed.lines.size() == 1);
   CHECK(std::stoi(parsed.lines[0]) > 20);
+}
+
+TEST_CASE("Daemon: every answered request is counted once, with its outcome", "[daemon]") {
+  DaemonProcess daemon([](const auto& dir) { return fixture_config(dir); });
+  api::Client client = daemon.connect();
+  // Refused in validation (by the server), by the service, and served.
+  CHECK(error_code(call_once(client, generate_with([](v1::GenerateRequest& g) {
+                               g.mutable_sampling()->set_temperature(-1.0f);
+                             }))) == v1::INVALID_ARGUMENT);
+  CHECK(error_code(call_once(client, embed_request("embed", {""}))) == v1::INVALID_ARGUMENT);
+  const v1::Response wrong_task = call_once(client, embed_request("gen", {"x"}));
+  CHECK(error_code(wrong_task) == v1::FAILED_PRECONDITION);
+  CHECK(wrong_task.error().message() == "model 'gen' is a generate model; it cannot embed");
+  const v1::Response wrong_task_an = call_once(client, generate_request("embed", "x", 1));
+  CHECK(wrong_task_an.error().message() == "model 'embed' is an embed model; it cannot generate");
+  CHECK(error_code(call_once(client, embed_request("nobody", {"x"}))) == v1::NOT_FOUND);
+  REQUIRE(client.send_bytes(length_prefix(3) + std::string("\x08\x09\x0f", 3)).is_ok());
+  REQUIRE(client.receive().has_value());
+  v1::Request health;
+  health.mutable_health();
+  CHECK(error_code(call_once(client, health)) == v1::OK);
+  v1::Request cancel;
+  cancel.mutable_cancel()->set_target_id(12345);
+  CHECK_FALSE(call_once(client, cancel).cancel().cancelled());
+
+  const std::string page = http_get(daemon.metrics_port(), "/metrics");
+  INFO(page);
+  const auto count = [&](const std::string& labels) {
+    return metric_value(page, "sparkd_requests_total{" + labels + "}");
+  };
+  CHECK(count(R"(model="gen",outcome="invalid",task="generate")") == 1);
+  CHECK(count(R"(model="embed",outcome="invalid",task="embed")") == 1);
+  CHECK(count(R"(model="gen",outcome="invalid",task="embed")") == 1);
+  CHECK(count(R"(model="embed",outcome="invalid",task="generate")") == 1);
+  CHECK(count(R"(model="",outcome="not_found",task="embed")") == 1);
+  CHECK(count(R"(model="",outcome="invalid",task="unknown")") == 1);
+  CHECK(count(R"(model="",outcome="ok",task="health")") == 1);
+  CHECK(count(R"(model="",outcome="ok",task="cancel")") == 1);
 }
 
 TEST_CASE("Daemon: a client that does not read is not buffered without bound", "[daemon]") {

@@ -9,6 +9,7 @@
 
 #include "tests/integration/daemon_test_helpers.h"
 #include "tests/support/daemon_process.h"
+#include "tests/support/model_copy.h"
 
 namespace {
 
@@ -117,4 +118,80 @@ TEST_CASE("Daemon: the socket gets the configured mode", "[daemon][systemd]") {
   REQUIRE(::stat(daemon.socket_path().c_str(), &info) == 0);
   CHECK(S_ISSOCK(info.st_mode));
   CHECK((info.st_mode & 0777) == 0640);
+}
+
+TEST_CASE("Daemon: a pinned model that cannot load fails the start, without READY",
+          "[daemon][systemd]") {
+  ModelCopy broken("bert_embed");
+  broken.edit_json("config.json", [](json& config) { config["hidden_size"] = -3; });
+  const std::filesystem::path notify_path = unique_socket_path("sparkd-notify");
+  const int notify = bound_socket(notify_path, SOCK_DGRAM);
+  DaemonLaunch launch;
+  launch.environment = {{"NOTIFY_SOCKET", notify_path.string()}};
+  launch.wait_until_serving = false;
+  DaemonProcess daemon(
+      [&](const auto& dir) {
+        return fixture_config(
+            dir, "", "[[models]]\nname = \"broken\"\npath = \"" + broken.dir().string() + "\"\n");
+      },
+      launch);
+  // Exit 3: the unit's RestartPreventExitStatus keeps systemd from restarting it in a loop.
+  CHECK(daemon.wait_exit() == 3);
+  INFO(daemon.log());
+  CHECK_THAT(daemon.log(), Catch::Contains("cannot start: pinned model 'broken': "));
+  CHECK(daemon.log().find("serving on") == std::string::npos);
+  const std::vector<std::string> messages =
+      receive_datagrams(notify, std::chrono::milliseconds(100));
+  CHECK_FALSE(any_starts_with(messages, "READY=1"));
+  CHECK(any_starts_with(messages, "STATUS=failed: pinned model 'broken': "));
+  CHECK_FALSE(std::filesystem::exists(daemon.socket_path()));
+  ::close(notify);
+  std::filesystem::remove(notify_path);
+}
+
+TEST_CASE("Daemon: Health tells the truth about pinned and on_demand models that fail",
+          "[daemon][systemd]") {
+  ModelCopy model("bert_embed");
+  // An on_demand model that cannot load does not stop the start: it is listed as failed.
+  ModelCopy broken("bert_embed");
+  broken.edit_json("config.json", [](json& config) { config["hidden_size"] = -3; });
+  const std::string models = "[[models]]\nname = \"second\"\npath = \"" + model.dir().string() +
+                             "\"\n[[models]]\nname = \"optional\"\nresidency = \"on_demand\"\n" +
+                             "path = \"" + broken.dir().string() + "\"\n";
+  DaemonProcess daemon([&](const auto& dir) { return fixture_config(dir, "", models); });
+  api::Client client = daemon.connect();
+  v1::Request health;
+  health.mutable_health();
+  v1::Response serving = call_once(client, health);
+  CHECK(serving.health().status() == "serving");
+  CHECK(serving.health().ready());
+  CHECK(serving.health().reason().empty());
+  v1::Request list;
+  list.mutable_list_models();
+  bool listed_failed = false;
+  const v1::Response listed = call_once(client, list);
+  for (const v1::ModelInfo& info : listed.list_models().models()) {
+    if (info.name() == "optional") {
+      listed_failed = info.state() == "failed" && !info.error().empty();
+    }
+  }
+  CHECK(listed_failed);
+  CHECK_THAT(daemon.log(), Catch::Contains("load failed: model 'optional': ") &&
+                               Catch::Contains("(on_demand: sparkd serves without it)"));
+
+  // A pinned model that fails on a reload: the daemon serves on, and Health says degraded.
+  model.edit_json("config.json", [](json& config) { config["hidden_size"] = -3; });
+  std::string changed = fixture_config(daemon.dir(), "",
+                                       "[[models]]\nname = \"second\"\nmax_batch_inputs = 8\n"
+                                       "path = \"" +
+                                           model.dir().string() + "\"\n");
+  daemon.write_config(changed);
+  v1::Request reload;
+  reload.mutable_reload();
+  CHECK(error_code(call_once(client, reload)) != v1::OK);
+  const v1::Response degraded = call_once(client, health);
+  CHECK(degraded.health().status() == "degraded");
+  CHECK_FALSE(degraded.health().ready());
+  CHECK_THAT(degraded.health().reason(), Catch::StartsWith("model 'second' failed to load: "));
+  CHECK(error_code(call_once(client, embed_request("embed", {"still serving"}))) == v1::OK);
 }

@@ -576,13 +576,29 @@ TEST_CASE("socket_mode is octal permission bits", "[config]") {
                        {"`server.socket_mode`: expected a string of octal digits"});
 }
 
-TEST_CASE("drain_timeout_s is a finite number >= 0", "[config]") {
-  CHECK(parse_ok("[server]\ndrain_timeout_s = 0\n").server.drain_timeout_s == 0);
-  CHECK(parse_ok("[server]\ndrain_timeout_s = 0.25\n").server.drain_timeout_s == 0.25);
-  require_single_error("[server]\ndrain_timeout_s = -0.5\n",
-                       {"`server.drain_timeout_s`: must be a finite number of seconds >= 0"});
-  require_single_error("[server]\ndrain_timeout_s = inf\n", {"`server.drain_timeout_s`"});
-  require_single_error("[server]\ndrain_timeout_s = nan\n", {"`server.drain_timeout_s`"});
+TEST_CASE("server durations are numbers of seconds from 0 to 1e7", "[config]") {
+  const DaemonConfig defaults = parse_ok("");
+  CHECK(defaults.server.drain_timeout_s == 30);
+  CHECK(defaults.server.frame_timeout_s == 10);
+  CHECK(defaults.server.idle_timeout_s == 300);
+  for (const std::string key : {"drain_timeout_s", "frame_timeout_s", "idle_timeout_s"}) {
+    INFO(key);
+    auto value_of = [&](const DaemonConfig& config) {
+      if (key == "drain_timeout_s") return config.server.drain_timeout_s;
+      if (key == "frame_timeout_s") return config.server.frame_timeout_s;
+      return config.server.idle_timeout_s;
+    };
+    CHECK(value_of(parse_ok("[server]\n" + key + " = 0\n")) == 0);
+    CHECK(value_of(parse_ok("[server]\n" + key + " = 0.25\n")) == 0.25);
+    CHECK(value_of(parse_ok("[server]\n" + key + " = 10000000\n")) == 1e7);
+    require_single_error(
+        "[server]\n" + key + " = -0.5\n",
+        {"`server." + key + "`: must be a number of seconds from 0 to 1e7, got -0.5"});
+    require_single_error("[server]\n" + key + " = 1e8\n", {"got 1e+08"});
+    require_single_error("[server]\n" + key + " = inf\n", {"`server." + key + "`"});
+    require_single_error("[server]\n" + key + " = nan\n", {"`server." + key + "`"});
+    require_single_error("[server]\n" + key + " = \"5s\"\n", {"a number of seconds"});
+  }
 }
 
 TEST_CASE("metrics listen is host:port with an IP literal or localhost", "[config]") {

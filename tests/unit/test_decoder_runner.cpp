@@ -148,7 +148,7 @@ nlohmann::json expected_json(const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("concurrent seeded requests equal each request alone; greedy matches transformers",
+TEST_CASE("concurrent seeded requests equal each request alone, greedy matches transformers",
           "[runner]") {
   for (const char* name : {"qwen2_f32", "llama_f32"}) {
     INFO(name);
@@ -182,7 +182,7 @@ TEST_CASE("concurrent seeded requests equal each request alone; greedy matches t
                          .get<std::vector<int32_t>>();
       const auto new_ids = greedy.at("new_ids").get<std::vector<int32_t>>();
       r.sampling.temperature = 0.0f;
-      r.max_tokens = static_cast<int32_t>(new_ids.size());
+      r.max_tokens = static_cast<uint32_t>(new_ids.size());
       r.ignore_eos = true;
       Collector one;
       runner->submit(r, one.callbacks());
@@ -283,7 +283,7 @@ TEST_CASE("stop strings and stop token ids end generation where they occur", "[r
                         .get<std::vector<int32_t>>();
   const auto new_ids = greedy.at("new_ids").get<std::vector<int32_t>>();
   base.sampling.temperature = 0.0f;
-  base.max_tokens = static_cast<int32_t>(new_ids.size());
+  base.max_tokens = static_cast<uint32_t>(new_ids.size());
   base.ignore_eos = true;
   const GenerateResult full = run_alone(*f.model, base);
   REQUIRE(full.token_ids == new_ids);
@@ -334,12 +334,13 @@ TEST_CASE("bad requests are refused and the runner keeps serving", "[runner]") {
   good.max_tokens = 4;
   good.ignore_eos = true;
 
-  std::vector<GenerateRequest> bad(5, good);
+  std::vector<GenerateRequest> bad(6, good);
   bad[0].sampling.temperature = -1.0f;
   bad[1].prompt_ids.clear();
   bad[2].prompt_ids = {5, vocab};
   bad[3].prompt_ids.assign(static_cast<size_t>(f.model->max_input_tokens()) + 1, 5);
   bad[4].stop = {""};
+  bad[5].max_tokens = 0;
 
   Collector collector;
   std::vector<RequestId> bad_ids;
@@ -353,6 +354,8 @@ TEST_CASE("bad requests are refused and the runner keeps serving", "[runner]") {
     CHECK(r.finish_reason == "error");
     CHECK(!r.status.message().empty());
   }
+  CHECK(collector.results.at(bad_ids[5]).status.message() ==
+        "max_tokens must be at least 1, got 0");
   CHECK(collector.results.at(good_id).status.is_ok());
   CHECK(collector.results.at(good_id).token_ids.size() == 4);
 

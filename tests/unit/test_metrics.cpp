@@ -159,11 +159,15 @@ TEST_CASE("metrics: the page served over HTTP shows what was observed", "[metric
   ok_request.ttft_s = 0.07;
   metrics->observe_request(ok_request);
   metrics->observe_request(ok_request);
+  metrics->count_request("qwen3-8b", "generate", RequestOutcome::kOk);
+  metrics->count_request("qwen3-8b", "generate", RequestOutcome::kOk);
   RequestObservation invalid_request = ok_request;
-  invalid_request.outcome = RequestOutcome::kInvalid;
   invalid_request.ttft_s.reset();  // refused before it generated anything
   invalid_request.e2e_s = 0.0005;
   metrics->observe_request(invalid_request);
+  metrics->count_request("qwen3-8b", "generate", RequestOutcome::kInvalid);
+  metrics->count_request("", "unknown", RequestOutcome::kInvalid);
+  metrics->count_request("", "health", RequestOutcome::kUnavailable);
   metrics->observe_inter_token("qwen3-8b", 0.02);
   metrics->observe_inter_token("qwen3-8b", 0.03);
   metrics->observe_inter_token("qwen3-8b", 0.5);
@@ -199,6 +203,10 @@ TEST_CASE("metrics: the page served over HTTP shows what was observed", "[metric
   CHECK(sample(samples,
                "sparkd_requests_total{model=\"qwen3-8b\",outcome=\"invalid\",task=\"generate\"}") ==
         1);
+  CHECK(sample(samples, "sparkd_requests_total{model=\"\",outcome=\"invalid\",task=\"unknown\"}") ==
+        1);
+  CHECK(sample(samples,
+               "sparkd_requests_total{model=\"\",outcome=\"unavailable\",task=\"health\"}") == 1);
   CHECK(sample(samples, "sparkd_request_duration_seconds_count{" + llm + "}") == 3);
   CHECK(sample(samples, "sparkd_request_duration_seconds_sum{" + llm + "}") == Approx(2.4005));
   CHECK(sample(samples, "sparkd_request_duration_seconds_bucket{le=\"0.001\"," + llm + "}") == 1);

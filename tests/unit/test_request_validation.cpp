@@ -549,6 +549,111 @@ TEST_CASE("validate_request checks tokenize, detokenize, load and unload", "[pro
   }
 }
 
+TEST_CASE("load names follow the config's rule, paths are absolute, residency is known",
+          "[protocol]") {
+  auto load = [](const std::string& name, const std::string& path = "/models/x",
+                 const std::string& residency = "") {
+    v1::Request request;
+    request.mutable_load()->set_name(name);
+    request.mutable_load()->set_path(path);
+    request.mutable_load()->set_residency(residency);
+    return request;
+  };
+  CHECK(validate_request(load("qwen3-8b_v2.1"), {}).is_ok());
+  CHECK(validate_request(load(std::string(64, 'a')), {}).is_ok());
+  CHECK(validate_request(load("m", ""), {}).is_ok());  // the config's path
+  CHECK(validate_request(load("m", "/x", "pinned"), {}).is_ok());
+  CHECK(validate_request(load("m", "/x", "on_demand"), {}).is_ok());
+
+  const std::string rule = "load.name must be 1 to 64 characters of A-Z a-z 0-9 . _ -, got ";
+  CHECK(validation_error(load("bad name!")) == rule + "\"bad name!\"");
+  CHECK(validation_error(load(std::string(65, 'a'))) == rule + "\"" + std::string(65, 'a') + "\"");
+  CHECK(validation_error(load(std::string(300, 'n'))) ==
+        rule + "\"" + std::string(80, 'n') + "\"... (300 bytes)");
+  CHECK(validation_error(load("a\"b\\c\nd")) == rule + "\"a\\\"b\\\\c\\x0ad\"");
+  // A cut never splits a UTF-8 character: the message is a proto3 string.
+  const std::string accents = std::string(79, 'a') + "\xc3\xa9\xc3\xa9";  // 79 + 2 x "é"
+  const std::string cut = validation_error(load(accents));
+  CHECK(cut == rule + "\"" + std::string(79, 'a') + "\"... (83 bytes)");
+  v1::Response carrier = sparkd::api::error_response(1, Status(StatusCode::kInvalidArgument, cut));
+  v1::Response parsed;
+  CHECK(parsed.ParseFromString(carrier.SerializeAsString()));
+
+  CHECK(validation_error(load("m", "models/x")) ==
+        "load.path must be an absolute path, got \"models/x\" (sparkctl and the Python client "
+        "make a relative path absolute for you)");
+  CHECK(validation_error(load("m", "/x", "sticky")) ==
+        "load.residency must be \"pinned\" or \"on_demand\" (or empty), got \"sticky\"");
+  v1::Request unload;
+  unload.mutable_unload()->set_name("no way");
+  CHECK_THAT(validation_error(unload),
+             StartsWith("unload.name must be 1 to 64 characters of A-Z a-z 0-9 . _ -"));
+}
+
+TEST_CASE("numeric fields take their whole wire range where it means something", "[protocol]") {
+  // max_tokens is a uint32: every value asks for that many tokens at most (generation also
+  // ends at the context), so the boundaries are all valid.
+  for (const uint32_t max_tokens : {0u, 1u, 2147483647u, 2147483648u, 4294967295u}) {
+    v1::Request request = prompt_request();
+    request.mutable_generate()->set_max_tokens(max_tokens);
+    CHECK(validate_request(request, {}).is_ok());
+  }
+  for (const int32_t priority :
+       {std::numeric_limits<int32_t>::min(), 0, std::numeric_limits<int32_t>::max()}) {
+    v1::Request request = prompt_request();
+    request.mutable_generate()->set_priority(priority);
+    request.mutable_generate()->set_deadline_ms(std::numeric_limits<uint32_t>::max());
+    request.mutable_generate()->mutable_sampling()->set_seed(std::numeric_limits<uint64_t>::max());
+    request.mutable_generate()->mutable_sampling()->set_top_k(std::numeric_limits<int32_t>::max());
+    CHECK(validate_request(request, {}).is_ok());
+  }
+  v1::Request rerank = rerank_request();
+  rerank.mutable_rerank()->set_top_n(std::numeric_limits<uint32_t>::max());
+  CHECK(validate_request(rerank, {}).is_ok());
+  // Signed fields whose negative half means nothing are refused with the value.
+  v1::Request request = prompt_request();
+  request.mutable_generate()->mutable_sampling()->set_top_k(std::numeric_limits<int32_t>::min());
+  CHECK(validation_error(request) ==
+        "generate.sampling.top_k must be >= -1 (0 or -1 = off), got -2147483648");
+  request = prompt_request();
+  request.mutable_generate()->set_stop_token_ids(0, std::numeric_limits<int32_t>::min());
+  CHECK(validation_error(request) == "generate.stop_token_ids[0] must be >= 0, got -2147483648");
+}
+
+TEST_CASE("recover_request_id reads the id of a payload that does not parse", "[protocol]") {
+  using sparkd::api::recover_request_id;
+  CHECK(recover_request_id(std::string("\x08\x08\x0f", 3)) == 8);  // id 8, then wire type 7
+  CHECK(recover_request_id(std::string("\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01\x0f", 12)) ==
+        std::numeric_limits<uint64_t>::max());
+  // After other fields, and the last id wins as in protobuf.
+  v1::Request request = embed_request();
+  request.set_id(42);
+  std::string payload = request.SerializeAsString() + "\x98\x06\x01";  // + unknown field 99
+  CHECK(recover_request_id(payload) == 42);
+  CHECK(recover_request_id(payload + std::string("\x08\x07", 2)) == 7);
+  // Nothing to read, or broken before the id.
+  CHECK(recover_request_id("") == 0);
+  CHECK(recover_request_id(std::string("\x0f\x08\x08", 3)) == 0);
+  CHECK(recover_request_id(std::string("\x52\x7f\x08\x05", 4)) == 0);  // length past the end
+}
+
+TEST_CASE("request_kind_name and request_model name what a request is about", "[protocol]") {
+  using sparkd::api::request_kind_name;
+  using sparkd::api::request_model;
+  CHECK(request_kind_name(embed_request()) == "embed");
+  CHECK(request_model(embed_request()) == "minilm");
+  CHECK(request_kind_name(prompt_request()) == "generate");
+  CHECK(request_model(prompt_request()) == "qwen3");
+  v1::Request list;
+  list.mutable_list_models();
+  CHECK(request_kind_name(list) == "list_models");
+  CHECK(request_model(list).empty());
+  v1::Request load;
+  load.mutable_load()->set_name("extra");
+  CHECK(request_model(load) == "extra");
+  CHECK(request_kind_name(v1::Request()) == "none");
+}
+
 // ---- status codes ----------------------------------------------------------------------------
 
 TEST_CASE("every StatusCode maps to the gRPC code of the same name and back", "[protocol]") {
@@ -557,6 +662,7 @@ TEST_CASE("every StatusCode maps to the gRPC code of the same name and back", "[
                                              StatusCode::kInvalidArgument,
                                              StatusCode::kDeadlineExceeded,
                                              StatusCode::kNotFound,
+                                             StatusCode::kAlreadyExists,
                                              StatusCode::kPermissionDenied,
                                              StatusCode::kResourceExhausted,
                                              StatusCode::kFailedPrecondition,
@@ -576,7 +682,6 @@ TEST_CASE("every StatusCode maps to the gRPC code of the same name and back", "[
 TEST_CASE("gRPC codes sparkd never sends map to the nearest StatusCode", "[protocol]") {
   using sparkd::api::from_proto_code;
   CHECK(from_proto_code(v1::UNKNOWN) == StatusCode::kInternal);
-  CHECK(from_proto_code(v1::ALREADY_EXISTS) == StatusCode::kFailedPrecondition);
   CHECK(from_proto_code(v1::ABORTED) == StatusCode::kUnavailable);
   CHECK(from_proto_code(v1::OUT_OF_RANGE) == StatusCode::kInvalidArgument);
   CHECK(from_proto_code(v1::UNAUTHENTICATED) == StatusCode::kPermissionDenied);

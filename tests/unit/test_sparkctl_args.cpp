@@ -1,5 +1,6 @@
 // sparkctl's command line (argv -> Request) and its --json output shape.
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -218,4 +219,28 @@ TEST_CASE("sparkctl --json is the payload plus usage and timing, with proto fiel
   CHECK(models_json->find(R"("weights_bytes":"90868224")") != std::string::npos);
   CHECK(models_json->find(R"("max_input_tokens":0)") != std::string::npos);
   CHECK(models_json->find(R"("usage")") == std::string::npos);
+}
+
+TEST_CASE("sparkctl load sends an absolute path and the residency asked for", "[sparkctl]") {
+  auto relative = parse({"load", "extra", "models/../models/xlmr"});
+  REQUIRE(relative);
+  const std::string expected =
+      (std::filesystem::current_path() / "models/xlmr").lexically_normal().string();
+  CHECK(relative->request.load().path() == expected);
+  CHECK(relative->request.load().residency().empty());
+
+  auto absolute = parse({"load", "extra", "/srv/models/xlmr", "--residency", "pinned"});
+  REQUIRE(absolute);
+  CHECK(absolute->request.load().path() == "/srv/models/xlmr");
+  CHECK(absolute->request.load().residency() == "pinned");
+
+  auto by_name = parse({"load", "minilm", "--residency=on_demand"});
+  REQUIRE(by_name);
+  CHECK(by_name->request.load().path().empty());  // the config's path
+  CHECK(by_name->request.load().residency() == "on_demand");
+
+  CHECK(usage_error_of({"load", "x", "/m", "--residency", "sticky"}) ==
+        "--residency wants pinned or on_demand, not 'sticky'");
+  CHECK(usage_error_of({"unload", "x", "--residency", "pinned"})
+            .find("--residency does not apply to 'unload'") != std::string::npos);
 }

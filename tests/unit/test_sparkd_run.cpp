@@ -91,3 +91,15 @@ TEST_CASE("sparkd-run applies tokenizer.json padding unless --plain", "[cli]") {
   REQUIRE(plain.lines.size() == 1);
   CHECK(json::parse(plain.lines[0]).at("ids") == json({101, 7592, 2088, 102}));
 }
+
+TEST_CASE("sparkd-run generate puts its stats on a line of their own, even on one pipe",
+          "[cli]") {
+  const auto model = std::filesystem::path(SPARKD_SOURCE_DIR) / "tests/fixtures/models/qwen2_f32";
+  const RunResult run = run_sparkd_run(
+      model.string() + " generate 'Once upon a time' --max-new-tokens 8 --ignore-eos 2>&1", "");
+  REQUIRE(run.exit_code == 0);
+  REQUIRE(run.lines.size() >= 3);
+  CHECK(run.lines.front().rfind("sparkd-run: ", 0) == 0);  // the load line
+  CHECK(run.lines[1].rfind("Once upon a time", 0) == 0);  // prompt and continuation
+  CHECK(run.lines.back().rfind("10 prompt tokens, 8 new (length); prefill ", 0) == 0);
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Retrieval-augmented generation over sparkd, end to end, in plain Python.
 
+    pip install ./clients/python      # once: the client and the protobuf runtime it needs
     python3 clients/python/examples/rag.py "How do I keep sourdough starter alive?"
 
 1. embed a small built-in corpus and the question with an embedding model,
@@ -21,10 +22,26 @@ import os
 import sys
 from typing import List, Optional, Sequence, Tuple
 
-# Run from a checkout without installing: make the package next to this folder importable.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+# Run from a checkout: make the package next to this folder importable (it is then used even
+# if an older client is installed, so the example and the client match).
+CLIENT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, CLIENT_DIR)
 
-from sparkd import Client, SparkdError, Timing  # noqa: E402
+try:
+    from sparkd import Client, SparkdError, Timing  # noqa: E402
+except ModuleNotFoundError as missing:
+    # The client needs the protobuf runtime, which this interpreter may lack (a pyenv or venv
+    # python3 run against a checkout). Say what to install instead of printing a traceback.
+    if missing.name is None or missing.name.split(".")[0] != "google":
+        raise
+    print(
+        f"{os.path.basename(__file__)}: the sparkd client needs the protobuf runtime, which "
+        f"{sys.executable} lacks ({missing}); install the client, which brings it: "
+        f"{sys.executable} -m pip install {CLIENT_DIR} (or run this with a python3 that has "
+        "protobuf, e.g. Debian's /usr/bin/python3 after apt install python3-protobuf)",
+        file=sys.stderr,
+    )
+    sys.exit(2)
 
 CORPUS = [
     # bread

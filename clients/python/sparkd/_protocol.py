@@ -1,15 +1,22 @@
 """Mapping between the client's keyword arguments / result types and sparkd.v1 messages.
 
-Shared by the sync and asyncio clients so that both build identical requests and read responses
-the same way; the clients themselves only deal with ids, framing and waiting.
+Shared by the sync and asyncio clients so that both build identical requests, refuse the same
+arguments (each number checked against its field's wire type, every failure a SparkdError
+naming the field), read responses the same way and raise the same errors when a connection
+ends; the clients themselves only deal with ids, sockets and waiting.
 """
 
 from __future__ import annotations
 
+import operator
 import os
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
 
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
 from . import sparkd_pb2 as pb
+from ._framing import FrameError, encode_frame
 from .errors import SparkdError
 from .types import (
     DaemonStatus,
@@ -42,12 +49,58 @@ def resolve_socket_path(socket_path: "Optional[Union[str, os.PathLike[str]]]") -
     return os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET_PATH
 
 
+# After a failed send, how long a client waits for its reader to drain what the daemon sent
+# before it closed: its id-0 error says why (a frame over max_frame_bytes, too many
+# connections), which is what the caller needs rather than EPIPE.
+SEND_FAILURE_GRACE_S = 2.0
+
+
+def send_failure_grace_s(timeout: Optional[float]) -> float:
+    """SEND_FAILURE_GRACE_S, or the client's timeout if that is smaller."""
+    return SEND_FAILURE_GRACE_S if timeout is None else min(SEND_FAILURE_GRACE_S, timeout)
+
+
+def connect_error(
+    socket_path: str, error: OSError, after: "Optional[ConnectionEnd]"
+) -> SparkdError:
+    """UNAVAILABLE for a failed connect; ``after``: why the previous connection ended, when
+    the client was reopening it."""
+    reopening = ""
+    if after is not None:
+        reopening = f" (reconnecting: the previous connection was lost: {after.describe()})"
+    return SparkdError(
+        "UNAVAILABLE",
+        f"cannot connect to sparkd at {socket_path}: {error.strerror or error}; "
+        "is the daemon running? Pass socket_path= or set SPARKD_SOCKET to its socket"
+        + reopening,
+    )
+
+
+def frame_of(request: "pb.Request") -> bytes:
+    """``request`` serialized and framed; one over the client's own frame limit is refused with
+    the code the daemon gives a frame over its max_frame_bytes."""
+    try:
+        return encode_frame(request.SerializeToString())
+    except FrameError as error:
+        raise SparkdError(
+            "RESOURCE_EXHAUSTED", f"{error}; split the request", request.id
+        ) from error
+
+
 def code_name(code: int) -> str:
     try:
         return str(pb.Code.Name(code))
     except ValueError:
         # A newer daemon may send a code this client does not know; keep it recognisable.
         return "UNKNOWN"
+
+
+def error_from(error: "pb.Error", request_id: Optional[int]) -> SparkdError:
+    """The SparkdError for a daemon's ``Error``, its code kept recognisable if it is new."""
+    message = error.message
+    if code_name(error.code) == "UNKNOWN" and error.code != pb.UNKNOWN:
+        message = f"(code {error.code}) {message}"
+    return SparkdError(code_name(error.code), message, request_id)
 
 
 def raise_if_error(response: "pb.Response", expected_kind: str) -> None:
@@ -57,10 +110,7 @@ def raise_if_error(response: "pb.Response", expected_kind: str) -> None:
     empty final chunk) may legitimately serialize to nothing.
     """
     if response.HasField("error") and response.error.code != pb.OK:
-        message = response.error.message
-        if code_name(response.error.code) == "UNKNOWN" and response.error.code != pb.UNKNOWN:
-            message = f"(code {response.error.code}) {message}"
-        raise SparkdError(code_name(response.error.code), message, response.id)
+        raise error_from(response.error, response.id)
     kind = response.WhichOneof("kind")
     if kind is not None and kind != expected_kind:
         raise SparkdError(
@@ -71,13 +121,138 @@ def raise_if_error(response: "pb.Response", expected_kind: str) -> None:
         )
 
 
-def _as_list(value: "Union[str, Sequence[str], None]") -> List[str]:
-    """Accept one string where a list of strings is expected (a lone str is not split)."""
-    if value is None:
+def is_refused_duplicate(response: "pb.Response") -> bool:
+    """True for the daemon's non-final ALREADY_EXISTS refusal of a second request with an id
+    already in flight.
+
+    The request that owns the id goes on and gets its own final response, so a caller waiting
+    on that id must skip this one rather than fail. Every other error is final.
+    """
+    return (
+        not response.final and response.HasField("error") and response.error.code != pb.OK
+    )
+
+
+def connection_error(response: "pb.Response") -> "Optional[pb.Error]":
+    """The error of an id-0 response: why the daemon is about to close the connection (too
+    many connections, a frame over max_frame_bytes, an idle connection), or a complaint about
+    a frame too malformed to carry an id. None for any other response."""
+    if response.id == 0 and response.HasField("error") and response.error.code != pb.OK:
+        return response.error
+    return None
+
+
+class ConnectionEnd:
+    """Why a connection ended, and the errors the calls it strands raise.
+
+    ``daemon_error`` is the last id-0 error the daemon sent on it: when the daemon closes a
+    connection for a reason of its own it says why just before, and that reason (with its own
+    code, such as RESOURCE_EXHAUSTED) is what callers need, not the EOF or EPIPE that follows.
+    """
+
+    def __init__(
+        self,
+        socket_path: str,
+        reason: str,
+        daemon_error: "Optional[pb.Error]" = None,
+        closed_by_client: bool = False,
+    ) -> None:
+        self.socket_path = socket_path
+        self.reason = reason
+        self.daemon_error = None if closed_by_client else daemon_error
+        self.closed_by_client = closed_by_client
+
+    def describe(self) -> str:
+        if self.daemon_error is not None:
+            code = code_name(self.daemon_error.code)
+            return f"the daemon closed it: {code}: {self.daemon_error.message}"
+        return self.reason
+
+    def error(self, request_id: Optional[int]) -> SparkdError:
+        """What a call raises that was waiting on the connection, failed to send on it, or
+        found it lost (again, after reconnecting once): the daemon's own reason if it gave one."""
+        if self.daemon_error is not None:
+            return error_from(self.daemon_error, request_id)
+        return SparkdError(
+            "UNAVAILABLE", f"connection to sparkd at {self.socket_path} lost: {self.reason}",
+            request_id,
+        )
+
+
+
+# ---- argument checks ------------------------------------------------------------------------
+
+# The values each integer wire type can carry. Python ints are unbounded, and protobuf rejects
+# a value that does not fit with a bare ValueError("Value out of range: -5") that names no
+# argument; checking first lets the client say which field, the way the daemon names fields.
+_INTEGER_RANGES = {
+    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
+    FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
+}
+
+
+def _invalid(message: str) -> SparkdError:
+    return SparkdError("INVALID_ARGUMENT", message)
+
+
+def _field_value(field: FieldDescriptor, value: Any, path: str) -> Any:
+    """``value`` checked against an integer field's wire range; other values pass unchanged
+    (protobuf checks their type when they are set, and the daemon checks their range)."""
+    bounds = _INTEGER_RANGES.get(field.type)
+    if bounds is None:
+        return value
+    try:
+        number = operator.index(value)  # int, bool, numpy integers; not float or str
+    except TypeError:
+        raise _invalid(
+            f"{path} must be an integer, got {value!r} ({type(value).__name__})"
+        ) from None
+    low, high = bounds
+    if not low <= number <= high:
+        raise _invalid(f"{path} must be in [{low}, {high}], got {number}")
+    return number
+
+
+def _set(message: Message, name: str, value: Any, path: str) -> None:
+    """``message.name = value``, every failure a SparkdError that names ``path``."""
+    value = _field_value(message.DESCRIPTOR.fields_by_name[name], value, path)
+    try:
+        setattr(message, name, value)
+    except (TypeError, ValueError) as error:
+        raise _invalid(f"{path}: {error}") from error
+
+
+def _items(values: Any, path: str) -> List[Any]:
+    """A list argument as a list; a lone str is one item, not its characters."""
+    if values is None:
         return []
-    if isinstance(value, str):
-        return [value]
-    return list(value)
+    if isinstance(values, (str, bytes)):
+        return [values]
+    try:
+        return list(values)
+    except TypeError:
+        raise _invalid(f"{path} must be a list, got {type(values).__name__}") from None
+
+
+def _extend(message: Message, name: str, values: Any, path: str) -> None:
+    """Append each of ``values`` to the repeated field ``name``, naming ``path[i]`` on failure."""
+    field = message.DESCRIPTOR.fields_by_name[name]
+    container = getattr(message, name)
+    for index, value in enumerate(_items(values, path)):
+        item_path = f"{path}[{index}]"
+        value = _field_value(field, value, item_path)
+        try:
+            container.append(value)
+        except (TypeError, ValueError) as error:
+            raise _invalid(f"{item_path}: {error}") from error
 
 
 # ---- requests -------------------------------------------------------------------------------
@@ -93,13 +268,13 @@ def embed_request(
 ) -> "pb.Request":
     request = pb.Request()
     embed = request.embed
-    embed.model = model
-    embed.inputs.extend(_as_list(inputs))
+    _set(embed, "model", model, "embed.model")
+    _extend(embed, "inputs", inputs, "embed.inputs")
     if normalize is not None:
-        embed.normalize = normalize
-    embed.truncate = truncate
-    embed.priority = priority
-    embed.deadline_ms = deadline_ms
+        _set(embed, "normalize", normalize, "embed.normalize")
+    _set(embed, "truncate", truncate, "embed.truncate")
+    _set(embed, "priority", priority, "embed.priority")
+    _set(embed, "deadline_ms", deadline_ms, "embed.deadline_ms")
     return request
 
 
@@ -116,22 +291,29 @@ def rerank_request(
 ) -> "pb.Request":
     request = pb.Request()
     rerank = request.rerank
-    rerank.model = model
-    rerank.query = query
-    rerank.documents.extend(_as_list(documents))
-    rerank.top_n = top_n
-    rerank.return_documents = return_documents
-    rerank.truncate = truncate
-    rerank.raw_scores = raw_scores
-    rerank.priority = priority
-    rerank.deadline_ms = deadline_ms
+    _set(rerank, "model", model, "rerank.model")
+    _set(rerank, "query", query, "rerank.query")
+    _extend(rerank, "documents", documents, "rerank.documents")
+    _set(rerank, "top_n", top_n, "rerank.top_n")
+    _set(rerank, "return_documents", return_documents, "rerank.return_documents")
+    _set(rerank, "truncate", truncate, "rerank.truncate")
+    _set(rerank, "raw_scores", raw_scores, "rerank.raw_scores")
+    _set(rerank, "priority", priority, "rerank.priority")
+    _set(rerank, "deadline_ms", deadline_ms, "rerank.deadline_ms")
     return request
 
 
-def _role_and_content(message: MessageLike) -> "tuple[str, str]":
-    if isinstance(message, Mapping):
-        return str(message["role"]), str(message["content"])
-    return str(message.role), str(message.content)
+def _role_and_content(message: MessageLike, path: str) -> "tuple[str, str]":
+    try:
+        if isinstance(message, Mapping):
+            return str(message["role"]), str(message["content"])
+        return str(message.role), str(message.content)
+    except (KeyError, AttributeError):
+        raise _invalid(
+            f"{path} must have a role and a content: a dict "
+            '{"role": ..., "content": ...} or an object with those attributes, got '
+            f"{message!r}"
+        ) from None
 
 
 def generate_request(
@@ -167,48 +349,64 @@ def generate_request(
         )
     request = pb.Request()
     generate = request.generate
-    generate.model = model
+    _set(generate, "model", model, "generate.model")
     if prompt is not None:
-        generate.prompt = prompt
+        _set(generate, "prompt", prompt, "generate.prompt")
     else:
         assert messages is not None
         chat = generate.chat
         # Touch the field so a chat with no messages is still sent as a chat.
         chat.SetInParent()
-        for message in messages:
-            role, content = _role_and_content(message)
+        if isinstance(messages, (str, bytes, Mapping)):
+            # One message instead of a list of them: iterating would send its characters or keys.
+            raise _invalid(
+                f"generate.chat.messages must be a list of messages, got {type(messages).__name__}"
+            )
+        for index, message in enumerate(_items(messages, "generate.chat.messages")):
+            role, content = _role_and_content(message, f"generate.chat.messages[{index}]")
             chat.messages.add(role=role, content=content)
         if add_generation_prompt is not None:
-            chat.add_generation_prompt = add_generation_prompt
+            _set(chat, "add_generation_prompt", add_generation_prompt,
+                 "generate.chat.add_generation_prompt")
 
     sampling = generate.sampling
+    path = "generate.sampling."
     if temperature is not None:
-        sampling.temperature = temperature
+        _set(sampling, "temperature", temperature, path + "temperature")
     if top_p is not None:
-        sampling.top_p = top_p
-    sampling.top_k = top_k
-    sampling.min_p = min_p
+        _set(sampling, "top_p", top_p, path + "top_p")
+    _set(sampling, "top_k", top_k, path + "top_k")
+    _set(sampling, "min_p", min_p, path + "min_p")
     if repetition_penalty is not None:
-        sampling.repetition_penalty = repetition_penalty
-    sampling.presence_penalty = presence_penalty
-    sampling.frequency_penalty = frequency_penalty
-    for token_id, bias in (logit_bias or {}).items():
-        sampling.logit_bias.add(token_id=token_id, bias=bias)
+        _set(sampling, "repetition_penalty", repetition_penalty, path + "repetition_penalty")
+    _set(sampling, "presence_penalty", presence_penalty, path + "presence_penalty")
+    _set(sampling, "frequency_penalty", frequency_penalty, path + "frequency_penalty")
+    if logit_bias is not None:
+        if not isinstance(logit_bias, Mapping):
+            raise _invalid(
+                f"{path}logit_bias must be a mapping of token id to bias, got "
+                f"{type(logit_bias).__name__}"
+            )
+        for index, (token_id, bias) in enumerate(logit_bias.items()):
+            entry = sampling.logit_bias.add()
+            _set(entry, "token_id", token_id, f"{path}logit_bias[{index}].token_id")
+            _set(entry, "bias", bias, f"{path}logit_bias[{index}].bias")
     if seed is not None:
-        sampling.seed = seed
-    sampling.logprobs = logprobs
+        _set(sampling, "seed", seed, path + "seed")
+    _set(sampling, "logprobs", logprobs, path + "logprobs")
     if not sampling.ListFields():
         # All defaults: leave `sampling` unset rather than sending an empty message.
         generate.ClearField("sampling")
 
-    generate.max_tokens = max_tokens
-    generate.stop.extend(_as_list(stop))
-    generate.stop_token_ids.extend(stop_token_ids or [])
-    generate.include_stop_str_in_output = include_stop_str_in_output
-    generate.ignore_eos = ignore_eos
-    generate.stream = stream
-    generate.priority = priority
-    generate.deadline_ms = deadline_ms
+    _set(generate, "max_tokens", max_tokens, "generate.max_tokens")
+    _extend(generate, "stop", stop, "generate.stop")
+    _extend(generate, "stop_token_ids", stop_token_ids, "generate.stop_token_ids")
+    _set(generate, "include_stop_str_in_output", include_stop_str_in_output,
+         "generate.include_stop_str_in_output")
+    _set(generate, "ignore_eos", ignore_eos, "generate.ignore_eos")
+    _set(generate, "stream", stream, "generate.stream")
+    _set(generate, "priority", priority, "generate.priority")
+    _set(generate, "deadline_ms", deadline_ms, "generate.deadline_ms")
     return request
 
 
@@ -216,24 +414,26 @@ def tokenize_request(
     model: str, text: str, add_special_tokens: bool, return_tokens: bool
 ) -> "pb.Request":
     request = pb.Request()
-    request.tokenize.model = model
-    request.tokenize.text = text
-    request.tokenize.add_special_tokens = add_special_tokens
-    request.tokenize.return_tokens = return_tokens
+    tokenize = request.tokenize
+    _set(tokenize, "model", model, "tokenize.model")
+    _set(tokenize, "text", text, "tokenize.text")
+    _set(tokenize, "add_special_tokens", add_special_tokens, "tokenize.add_special_tokens")
+    _set(tokenize, "return_tokens", return_tokens, "tokenize.return_tokens")
     return request
 
 
 def detokenize_request(model: str, ids: Sequence[int], skip_special_tokens: bool) -> "pb.Request":
     request = pb.Request()
-    request.detokenize.model = model
-    request.detokenize.ids.extend(ids)
-    request.detokenize.skip_special_tokens = skip_special_tokens
+    detokenize = request.detokenize
+    _set(detokenize, "model", model, "detokenize.model")
+    _extend(detokenize, "ids", ids, "detokenize.ids")
+    _set(detokenize, "skip_special_tokens", skip_special_tokens, "detokenize.skip_special_tokens")
     return request
 
 
 def cancel_request(target_id: int) -> "pb.Request":
     request = pb.Request()
-    request.cancel.target_id = target_id
+    _set(request.cancel, "target_id", target_id, "cancel.target_id")
     return request
 
 
@@ -255,16 +455,34 @@ def health_request() -> "pb.Request":
     return request
 
 
-def load_request(name: str, path: str) -> "pb.Request":
+def load_request(
+    name: str, path: "Union[str, os.PathLike[str]]", residency: Optional[str]
+) -> "pb.Request":
+    """A LoadRequest; a relative ``path`` is made absolute here, in the caller's directory.
+
+    The daemon runs in its own working directory (/ under systemd), so it refuses relative
+    paths over the socket: resolving them against the caller's directory is what the caller
+    meant. An empty path stays empty (the path config.toml gives ``name``); ``residency``
+    None leaves the field empty (the config's setting, else on_demand).
+    """
     request = pb.Request()
-    request.load.name = name
-    request.load.path = path
+    load = request.load
+    _set(load, "name", name, "load.name")
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise _invalid(f"load.path must be a path, got {type(path).__name__}") from None
+    if path:
+        path = os.path.abspath(path)
+    _set(load, "path", path, "load.path")
+    if residency is not None:
+        _set(load, "residency", residency, "load.residency")
     return request
 
 
 def unload_request(name: str) -> "pb.Request":
     request = pb.Request()
-    request.unload.name = name
+    _set(request.unload, "name", name, "unload.name")
     return request
 
 
@@ -357,6 +575,8 @@ def model_infos(response: "pb.Response") -> List[ModelInfo]:
             max_input_tokens=model.max_input_tokens,
             dimensions=model.dimensions,
             error=model.error,
+            residency=model.residency,
+            source=model.source,
         )
         for model in response.list_models.models
     ]
@@ -390,7 +610,11 @@ def daemon_status(response: "pb.Response") -> DaemonStatus:
 
 
 def health(response: "pb.Response") -> Health:
-    return Health(ready=response.health.ready, status=response.health.status)
+    return Health(
+        ready=response.health.ready,
+        status=response.health.status,
+        reason=response.health.reason,
+    )
 
 
 class GenerationAccumulator:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from types import TracebackType
 from typing import (
     AsyncIterator,
@@ -17,6 +18,7 @@ from typing import (
     Mapping,
     Optional,
     Sequence,
+    Tuple,
     Type,
     Union,
 )
@@ -25,8 +27,8 @@ from google.protobuf.message import DecodeError
 
 from . import _protocol
 from . import sparkd_pb2 as pb
-from ._framing import HEADER_BYTES, FrameError, decode_header, encode_frame
-from ._protocol import MessageLike
+from ._framing import FrameDecoder, FrameError
+from ._protocol import ConnectionEnd, MessageLike
 from .errors import SparkdError
 from .types import (
     DaemonStatus,
@@ -41,15 +43,171 @@ from .types import (
     Usage,
 )
 
+_RECV_BYTES = 1 << 16
 
-class _ConnectionLost:
-    """Queued to every waiting call when the reader task stops, carrying why."""
+# What a waiting call receives: a response for its id, or why the connection ended.
+_Delivery = Union["pb.Response", ConnectionEnd]
 
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
+# A frame to write, and the future told once it is written (or could not be).
+_Outgoing = Tuple[bytes, "asyncio.Future[None]"]
 
 
-_Delivery = Union["pb.Response", _ConnectionLost]
+def _consume_outcome(sent: "asyncio.Future[None]") -> None:
+    """Mark a send's failure as seen: no one awaits a fire-and-forget cancel's outcome."""
+    if not sent.cancelled():
+        sent.exception()
+
+
+class _Connection:
+    """One socket to the daemon, its reader and writer tasks, and the calls waiting on it.
+
+    Reads and writes go straight to the non-blocking socket (``loop.sock_recv`` and
+    ``loop.sock_sendall``) rather than through asyncio streams: a stream transport that fails
+    a write closes itself at once and drops what it had read but not yet handed over, which
+    here is the daemon's id-0 error saying why it closed the connection. With the socket, the
+    writer's EPIPE leaves the reader free to read that error first.
+
+    Frames are written by one writer task, whole and in the order they were queued, so a call
+    cancelled in the middle of a send cannot leave half a frame on the wire, and a cancel can be
+    queued from synchronous code (``__del__``, timeouts) and still follow its target.
+    """
+
+    def __init__(self, sock: socket.socket, socket_path: str) -> None:
+        self.sock = sock
+        self.socket_path = socket_path
+        self.pending: Dict[int, "asyncio.Queue[_Delivery]"] = {}
+        self.end: Optional[ConnectionEnd] = None  # set once, when the reader stops
+        self.closing = False
+        self._daemon_error: "Optional[pb.Error]" = None  # the last id-0 error received
+        self._send_error: Optional[OSError] = None  # set once a write fails
+        self._loop = asyncio.get_running_loop()
+        self._outbox: "asyncio.Queue[Optional[_Outgoing]]" = asyncio.Queue()
+        self.reader_task = self._loop.create_task(self._read_loop())
+        self.writer_task = self._loop.create_task(self._write_loop())
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        decoder = FrameDecoder()
+        reason = "the daemon closed the connection"
+        try:
+            while True:
+                data = await self._loop.sock_recv(self.sock, _RECV_BYTES)
+                if not data:
+                    if decoder.buffered_bytes:
+                        reason = (
+                            f"the daemon closed the connection in the middle of a frame "
+                            f"({decoder.buffered_bytes} bytes of it received)"
+                        )
+                    break
+                for payload in decoder.feed(data):
+                    response = pb.Response()
+                    response.ParseFromString(payload)
+                    self._dispatch(response)
+        except FrameError as error:
+            reason = f"protocol error: {error}"
+        except DecodeError as error:
+            reason = f"protocol error: a response frame is not a sparkd.v1.Response ({error})"
+        except OSError as error:
+            # ECONNRESET here usually follows the daemon's id-0 error; that error is the reason.
+            reason = f"connection error: {error}"
+        finally:
+            self._lost(reason)
+
+    def _dispatch(self, response: "pb.Response") -> None:
+        daemon_error = _protocol.connection_error(response)
+        if daemon_error is not None:
+            self._daemon_error = daemon_error
+        waiting = self.pending.get(response.id)
+        if waiting is None:
+            return  # a late chunk of a cancelled stream, or a fire-and-forget cancel's answer
+        if response.final:
+            del self.pending[response.id]
+        waiting.put_nowait(response)
+
+    def _lost(self, reason: str) -> None:
+        end = ConnectionEnd(
+            self.socket_path,
+            "the client was closed" if self.closing else reason,
+            self._daemon_error,
+            closed_by_client=self.closing,
+        )
+        self.end = end
+        pending = list(self.pending.values())
+        self.pending.clear()
+        for waiting in pending:
+            waiting.put_nowait(end)
+        self.shutdown()  # after a protocol error the stream cannot be trusted; fail writes fast
+        self._outbox.put_nowait(None)  # the writer fails what is queued, then stops
+
+    # ---- writing ----------------------------------------------------------------------------
+
+    def send_nowait(self, frame: bytes) -> "asyncio.Future[None]":
+        """Queue ``frame``; the future completes once it is written, or holds the OSError."""
+        sent: "asyncio.Future[None]" = self._loop.create_future()
+        if self._send_error is not None:
+            sent.set_exception(self._send_error)
+        else:
+            self._outbox.put_nowait((frame, sent))
+        return sent
+
+    async def _write_loop(self) -> None:
+        while True:
+            item = await self._outbox.get()
+            if item is None:
+                return
+            frame, sent = item
+            if self._send_error is None:
+                try:
+                    await self._loop.sock_sendall(self.sock, frame)
+                except OSError as error:
+                    self._send_error = error
+            if sent.done():
+                continue  # callers await it through shield(), so this is only a safeguard
+            if self._send_error is not None:
+                sent.set_exception(self._send_error)
+            else:
+                sent.set_result(None)
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # the reader's recv returns EOF
+        except OSError:
+            pass
+
+    async def close(self, flush_s: Optional[float]) -> None:
+        """End the connection on the client's behalf: write what is queued (cancels sent just
+        before, for one; at most ``flush_s``), then close the socket."""
+        self.closing = True
+        self._outbox.put_nowait(None)
+        if flush_s is None or flush_s > 0:
+            await asyncio.wait({self.writer_task}, timeout=flush_s)
+        self.writer_task.cancel()
+        self.shutdown()
+        await asyncio.gather(self.reader_task, self.writer_task, return_exceptions=True)
+        self.sock.close()
+
+
+async def _open(
+    socket_path: str, timeout: Optional[float], after: Optional[ConnectionEnd]
+) -> _Connection:
+    """Connect to ``socket_path``; ``after``: why the previous connection ended, if reopening."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, socket_path), timeout)
+    except asyncio.TimeoutError as error:
+        sock.close()
+        raise _protocol.connect_error(socket_path, TimeoutError("timed out"), after) from error
+    except OSError as error:
+        sock.close()
+        raise _protocol.connect_error(socket_path, error, after) from error
+    except BaseException:
+        sock.close()
+        raise
+    return _Connection(sock, socket_path)
 
 
 class AsyncClient:
@@ -58,26 +216,21 @@ class AsyncClient:
     ``timeout`` (seconds, None = for ever) bounds the connect and each wait for a response; a
     request that times out is cancelled on the daemon and raises
     SparkdError("DEADLINE_EXCEEDED"). Use ``async with`` or ``await client.close()``.
+
+    If the connection is lost (the daemon closed it as idle, refused a frame, or was
+    restarted), the calls waiting on it fail with the daemon's reason, nothing is retried, and
+    the next call opens a fresh connection, once; a call that cannot reconnect raises
+    UNAVAILABLE and the call after tries again. After ``close()`` nothing reconnects.
     """
 
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        socket_path: str,
-        timeout: Optional[float],
-    ) -> None:
+    def __init__(self, connection: _Connection, socket_path: str, timeout: Optional[float]) -> None:
         """Internal: use ``AsyncClient.connect``, which opens the connection first."""
         self.socket_path = socket_path
         self.timeout = timeout
-        self._reader = reader
-        self._writer = writer
-        self._drain_lock = asyncio.Lock()
-        self._pending: Dict[int, "asyncio.Queue[_Delivery]"] = {}
+        self._connection = connection
+        self._reconnect_lock = asyncio.Lock()  # one reconnect at a time
         self._next_id = 1
-        self._lost_reason: Optional[str] = None
         self._closing = False
-        self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
 
     @classmethod
     async def connect(
@@ -87,16 +240,7 @@ class AsyncClient:
     ) -> "AsyncClient":
         """Connect to sparkd (default: $SPARKD_SOCKET, then /run/sparkd/sparkd.sock)."""
         path = _protocol.resolve_socket_path(socket_path)
-        try:
-            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), timeout)
-        except (OSError, asyncio.TimeoutError) as error:
-            detail = getattr(error, "strerror", None) or str(error) or "timed out"
-            raise SparkdError(
-                "UNAVAILABLE",
-                f"cannot connect to sparkd at {path}: {detail}; is the daemon running? "
-                "Pass socket_path= or set SPARKD_SOCKET to its socket",
-            ) from error
-        return cls(reader, writer, path, timeout)
+        return cls(await _open(path, timeout, None), path, timeout)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -116,132 +260,161 @@ class AsyncClient:
         if self._closing:
             return
         self._closing = True
-        self._writer.close()  # EOF for the reader task, which then fails the waiters
-        try:
-            await self._writer.wait_closed()
-        except OSError:
-            pass
-        await self._reader_task
+        await self._connection.close(self._grace_s())
 
     @property
     def closed(self) -> bool:
-        return self._lost_reason is not None or self._closing
-
-    # ---- the reader task --------------------------------------------------------------------
-
-    async def _read_loop(self) -> None:
-        reason = "the daemon closed the connection"
-        try:
-            while True:
-                header = await self._reader.readexactly(HEADER_BYTES)
-                payload = await self._reader.readexactly(decode_header(header))
-                response = pb.Response()
-                response.ParseFromString(payload)
-                self._dispatch(response)
-        except asyncio.IncompleteReadError as error:
-            if error.partial:
-                reason = (
-                    f"the daemon closed the connection in the middle of a frame "
-                    f"({len(error.partial)} bytes of it received)"
-                )
-        except FrameError as error:
-            reason = f"protocol error: {error}"
-        except DecodeError as error:
-            reason = f"protocol error: a response frame is not a sparkd.v1.Response ({error})"
-        except OSError as error:
-            reason = f"connection error: {error}"
-        finally:
-            if self._closing:
-                reason = "the client was closed"
-            self._connection_lost(reason)
-
-    def _dispatch(self, response: "pb.Response") -> None:
-        waiting = self._pending.get(response.id)
-        if waiting is None:
-            return  # a late chunk of a cancelled stream, or a fire-and-forget cancel's answer
-        if response.final:
-            del self._pending[response.id]
-        waiting.put_nowait(response)
-
-    def _connection_lost(self, reason: str) -> None:
-        self._lost_reason = reason
-        pending = list(self._pending.values())
-        self._pending.clear()
-        for waiting in pending:
-            waiting.put_nowait(_ConnectionLost(reason))
-        self._writer.close()  # after a protocol error the stream cannot be trusted
+        """True once ``close()`` was called; every further call then raises UNAVAILABLE. (A
+        lost connection is reopened by the next call, so it does not count.)"""
+        return self._closing
 
     # ---- sending and waiting ----------------------------------------------------------------
 
-    def _unavailable(self, reason: str, request_id: Optional[int]) -> SparkdError:
+    def _grace_s(self) -> float:
+        return _protocol.send_failure_grace_s(self.timeout)
+
+    def _closed_error(self) -> SparkdError:
         return SparkdError(
-            "UNAVAILABLE", f"connection to sparkd at {self.socket_path} lost: {reason}", request_id
+            "UNAVAILABLE", f"connection to sparkd at {self.socket_path} lost: the client was closed"
         )
 
-    def _start_nowait(
-        self, request: "pb.Request", expect_response: bool = True
-    ) -> "tuple[int, asyncio.Queue[_Delivery]]":
-        """Give ``request`` the next id, register its waiter and queue its frame for writing.
+    async def _reconnect(self, lost: _Connection) -> None:
+        """Replace ``lost`` (ended while idle) by a fresh connection, unless another call did."""
+        async with self._reconnect_lock:
+            if self._closing or self._connection is not lost:
+                return
+            fresh = await _open(self.socket_path, self.timeout, lost.end)
+            if self._closing:  # close() ran while connecting
+                await fresh.close(0)
+                return
+            self._connection = fresh
+        await lost.close(0)  # its reader has stopped; this releases the socket
 
-        Synchronous, so that it also serves ``__del__`` and cancellation paths that cannot await;
-        the transport writes the frame as soon as the loop runs.
+    def _start_nowait(
+        self, connection: _Connection, request: "pb.Request", expect_response: bool = True
+    ) -> "Tuple[int, asyncio.Queue[_Delivery], asyncio.Future[None]]":
+        """Give ``request`` the next id, register its waiter and queue its frame on
+        ``connection``; the returned future says when it is written.
+
+        Synchronous, so that it also serves ``__del__`` and cancellation paths that cannot
+        await.
         """
-        if self._lost_reason is not None or self._closing:
-            raise self._unavailable(self._lost_reason or "the client was closed", None)
+        if self._closing:
+            raise self._closed_error()
+        if connection.end is not None:
+            raise connection.end.error(None)
         request_id = self._next_id
         self._next_id += 1
+        request.id = request_id
+        frame = _protocol.frame_of(request)
         waiting: "asyncio.Queue[_Delivery]" = asyncio.Queue()
         if expect_response:
-            self._pending[request_id] = waiting
-        request.id = request_id
-        self._writer.write(encode_frame(request.SerializeToString()))
-        return request_id, waiting
+            connection.pending[request_id] = waiting
+        sent = connection.send_nowait(frame)
+        sent.add_done_callback(_consume_outcome)
+        return request_id, waiting, sent
 
-    async def _start(self, request: "pb.Request") -> "tuple[int, asyncio.Queue[_Delivery]]":
-        request_id, waiting = self._start_nowait(request)
+    async def _start(
+        self, request: "pb.Request"
+    ) -> "Tuple[_Connection, int, asyncio.Queue[_Delivery]]":
+        """Send ``request`` on the current connection, reopened first if it was lost; returns
+        once the frame is written."""
+        reconnected = False
+        while True:
+            if self._closing:
+                raise self._closed_error()
+            connection = self._connection
+            if connection.end is None:
+                break
+            if reconnected:
+                raise connection.end.error(None)
+            await self._reconnect(connection)
+            reconnected = True  # once: a connection lost again at once is not reopened again
+        request_id, waiting, sent = self._start_nowait(connection, request)
         try:
-            # Writes are ordered by write(); the lock only serialises waiting for buffer space.
-            async with self._drain_lock:
-                await self._writer.drain()
+            await asyncio.shield(sent)
         except OSError as error:
-            self._pending.pop(request_id, None)
-            raise self._unavailable(f"sending failed: {error}", request_id) from error
-        return request_id, waiting
+            raise await self._send_failed(connection, request_id, waiting, error) from error
+        except asyncio.CancelledError:
+            # The frame is written regardless (whole, by the writer task); cancel it after.
+            self._abandon(connection, request_id)
+            raise
+        return connection, request_id, waiting
 
-    def _abandon(self, request_id: int) -> None:
-        """Stop waiting for ``request_id`` and ask the daemon to cancel it (best effort)."""
-        self._pending.pop(request_id, None)
+    async def _send_failed(
+        self,
+        connection: _Connection,
+        request_id: int,
+        waiting: "asyncio.Queue[_Delivery]",
+        error: OSError,
+    ) -> SparkdError:
+        """The error for a send that failed: the daemon's reason if it gave one before closing.
+
+        The daemon may close the connection while a big frame is still being written (it
+        refused its length), so the write sees EPIPE or ECONNRESET while the daemon's id-0
+        error sits unread. The reader tells this call once it reaches the end of the stream.
+        """
         try:
-            self._start_nowait(_protocol.cancel_request(request_id), expect_response=False)
-        except (SparkdError, OSError, RuntimeError):
-            pass  # the connection (or the loop) is gone, and with it the request
+            delivery: Optional[_Delivery] = await asyncio.wait_for(waiting.get(), self._grace_s())
+        except asyncio.TimeoutError:
+            delivery = None
+        if isinstance(delivery, ConnectionEnd):
+            return delivery.error(request_id)
+        # The connection has not ended: part of the frame may have been written, so the byte
+        # stream can no longer be trusted. End it; its other calls learn why from the reader.
+        connection.pending.pop(request_id, None)
+        connection.shutdown()
+        return SparkdError(
+            "UNAVAILABLE",
+            f"connection to sparkd at {self.socket_path} lost: sending failed: {error}",
+            request_id,
+        )
+
+    def _abandon(
+        self, connection: _Connection, request_id: int
+    ) -> "Optional[asyncio.Future[None]]":
+        """Stop waiting for ``request_id`` and ask the daemon to cancel it (best effort);
+        returns the future of the cancel's write, if it could be queued."""
+        connection.pending.pop(request_id, None)
+        try:
+            _, _, sent = self._start_nowait(
+                connection, _protocol.cancel_request(request_id), expect_response=False
+            )
+        except (SparkdError, RuntimeError):
+            return None  # the connection (or the loop) is gone, and with it the request
+        return sent
 
     async def _wait(
-        self, request_id: int, waiting: "asyncio.Queue[_Delivery]"
+        self, connection: _Connection, request_id: int, waiting: "asyncio.Queue[_Delivery]"
     ) -> "pb.Response":
-        try:
-            delivery = await asyncio.wait_for(waiting.get(), self.timeout)
-        except asyncio.TimeoutError:
-            self._abandon(request_id)
-            raise SparkdError(
-                "DEADLINE_EXCEEDED",
-                f"no response from sparkd within {self.timeout} s; the request was cancelled "
-                "(raise the client's timeout, or pass deadline_ms to let the daemon decide)",
-                request_id,
-            ) from None
-        except asyncio.CancelledError:
-            # The caller's task was cancelled: cancel the daemon's work too.
-            self._abandon(request_id)
-            raise
-        if isinstance(delivery, _ConnectionLost):
-            raise self._unavailable(delivery.reason, request_id)
-        return delivery
+        """The next response for ``request_id``, skipping the daemon's refusal of a duplicate
+        id (non-final: the request that owns the id goes on)."""
+        while True:
+            try:
+                delivery = await asyncio.wait_for(waiting.get(), self.timeout)
+            except asyncio.TimeoutError:
+                self._abandon(connection, request_id)
+                raise SparkdError(
+                    "DEADLINE_EXCEEDED",
+                    f"no response from sparkd within {self.timeout} s; the request was "
+                    "cancelled (raise the client's timeout, or pass deadline_ms to let the "
+                    "daemon decide)",
+                    request_id,
+                ) from None
+            except asyncio.CancelledError:
+                # The caller's task was cancelled: cancel the daemon's work too.
+                self._abandon(connection, request_id)
+                raise
+            if isinstance(delivery, ConnectionEnd):
+                raise delivery.error(request_id)
+            if not _protocol.is_refused_duplicate(delivery):
+                return delivery
 
     async def _call(self, request: "pb.Request", kind: str) -> "pb.Response":
-        request_id, waiting = await self._start(request)
-        response = await self._wait(request_id, waiting)
+        connection, request_id, waiting = await self._start(request)
+        response = await self._wait(connection, request_id, waiting)
         if not response.final:
-            self._pending.pop(request_id, None)
+            connection.pending.pop(request_id, None)
         _protocol.raise_if_error(response, kind)
         return response
 
@@ -390,8 +563,16 @@ class AsyncClient:
     async def health(self) -> Health:
         return _protocol.health(await self._call(_protocol.health_request(), "health"))
 
-    async def load(self, name: str, path: str = "") -> str:
-        return str((await self._call(_protocol.load_request(name, path), "admin")).admin.message)
+    async def load(
+        self,
+        name: str,
+        path: "Union[str, os.PathLike[str]]" = "",
+        residency: Optional[str] = None,
+    ) -> str:
+        """Load a model (admin); see ``Client.load`` (a relative ``path`` is made absolute in
+        this process's working directory)."""
+        request = _protocol.load_request(name, path, residency)
+        return str((await self._call(request, "admin")).admin.message)
 
     async def unload(self, name: str) -> str:
         return str((await self._call(_protocol.unload_request(name), "admin")).admin.message)
@@ -410,6 +591,7 @@ class AsyncGenerateStream(AsyncIterator[GenerationChunk]):
     def __init__(self, client: AsyncClient, request: "pb.Request") -> None:
         self._client = client
         self._request = request
+        self._connection: Optional[_Connection] = None
         self._waiting: "Optional[asyncio.Queue[_Delivery]]" = None
         self._done = False
         self.request_id: Optional[int] = None
@@ -419,7 +601,9 @@ class AsyncGenerateStream(AsyncIterator[GenerationChunk]):
 
     async def _ensure_started(self) -> None:
         if self._waiting is None and not self._done:
-            self.request_id, self._waiting = await self._client._start(self._request)
+            self._connection, self.request_id, self._waiting = await self._client._start(
+                self._request
+            )
 
     def __aiter__(self) -> "AsyncGenerateStream":
         return self
@@ -428,9 +612,10 @@ class AsyncGenerateStream(AsyncIterator[GenerationChunk]):
         await self._ensure_started()
         if self._done:
             raise StopAsyncIteration
-        assert self.request_id is not None and self._waiting is not None
+        assert self._connection is not None and self.request_id is not None
+        assert self._waiting is not None
         try:
-            response = await self._client._wait(self.request_id, self._waiting)
+            response = await self._client._wait(self._connection, self.request_id, self._waiting)
             _protocol.raise_if_error(response, "generate")
         except (SparkdError, asyncio.CancelledError):
             self._done = True  # _wait already cancelled the request if that was needed
@@ -445,20 +630,21 @@ class AsyncGenerateStream(AsyncIterator[GenerationChunk]):
 
     async def aclose(self) -> None:
         """Stop the generation; if it has not finished, the daemon is told to cancel it."""
-        self._close_nowait()
-        # Let the cancel frame reach the socket before the caller moves on.
-        try:
-            async with self._client._drain_lock:
-                await self._client._writer.drain()
-        except OSError:
-            pass
+        sent = self._close_nowait()
+        if sent is not None:
+            # Let the cancel frame reach the socket before the caller moves on.
+            try:
+                await sent
+            except OSError:
+                pass
 
-    def _close_nowait(self) -> None:
+    def _close_nowait(self) -> "Optional[asyncio.Future[None]]":
         if self._done:
-            return
+            return None
         self._done = True
-        if self.request_id is not None:
-            self._client._abandon(self.request_id)
+        if self._connection is not None and self.request_id is not None:
+            return self._client._abandon(self._connection, self.request_id)
+        return None
 
     async def __aenter__(self) -> "AsyncGenerateStream":
         await self._ensure_started()

@@ -19,8 +19,8 @@ from google.protobuf.message import DecodeError
 
 from . import _protocol
 from . import sparkd_pb2 as pb
-from ._framing import FrameDecoder, FrameError, encode_frame
-from ._protocol import MessageLike
+from ._framing import FrameDecoder, FrameError
+from ._protocol import ConnectionEnd, MessageLike
 from .errors import SparkdError
 from .types import (
     DaemonStatus,
@@ -37,15 +37,118 @@ from .types import (
 
 _RECV_BYTES = 1 << 16
 
-
-class _ConnectionLost:
-    """Queued to every waiting caller when the reader thread stops, carrying why."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
+# What a waiting caller receives: a response for its id, or why the connection ended.
+_Delivery = Union["pb.Response", ConnectionEnd]
 
 
-_Delivery = Union["pb.Response", _ConnectionLost]
+class _Connection:
+    """One socket to the daemon, the thread that reads it, and the callers waiting on it.
+
+    Kept apart from ``Client`` because the client replaces a lost connection; a request's
+    cancel must still go to the connection that carried the request.
+    ``lock`` is the client's state lock, shared so that registering a request and declaring
+    the connection lost are ordered: a caller is either told of the loss or refused outright,
+    never left waiting on a dead connection.
+    """
+
+    def __init__(self, sock: socket.socket, socket_path: str, lock: threading.Lock) -> None:
+        self.sock = sock
+        self.socket_path = socket_path
+        self.lock = lock
+        self.send_lock = threading.Lock()
+        self.pending: Dict[int, "queue.SimpleQueue[_Delivery]"] = {}
+        self.end: Optional[ConnectionEnd] = None  # set once, when the reader stops
+        self.closing = False
+        self._daemon_error: "Optional[pb.Error]" = None  # the last id-0 error received
+        self.reader = threading.Thread(
+            target=self._read_loop, name=f"sparkd-reader:{socket_path}", daemon=True
+        )
+        self.reader.start()
+
+    def _read_loop(self) -> None:
+        decoder = FrameDecoder()
+        reason = "the daemon closed the connection"
+        try:
+            while True:
+                data = self.sock.recv(_RECV_BYTES)
+                if not data:
+                    if decoder.buffered_bytes:
+                        reason = (
+                            f"the daemon closed the connection in the middle of a frame "
+                            f"({decoder.buffered_bytes} bytes of it received)"
+                        )
+                    break
+                for payload in decoder.feed(data):
+                    response = pb.Response()
+                    response.ParseFromString(payload)
+                    self._dispatch(response)
+        except FrameError as error:
+            reason = f"protocol error: {error}"
+        except DecodeError as error:
+            reason = f"protocol error: a response frame is not a sparkd.v1.Response ({error})"
+        except OSError as error:
+            # ECONNRESET here usually follows the daemon's id-0 error; that error is the reason.
+            reason = f"connection error: {error}"
+        finally:
+            self._lost(reason)
+
+    def _dispatch(self, response: "pb.Response") -> None:
+        daemon_error = _protocol.connection_error(response)
+        with self.lock:
+            if daemon_error is not None:
+                self._daemon_error = daemon_error
+            waiting = self.pending.get(response.id)
+            if waiting is not None and response.final:
+                del self.pending[response.id]
+        # No one waiting: a late chunk of a cancelled stream, or the answer to a fire-and-forget
+        # cancel. Dropping it is the intended outcome.
+        if waiting is not None:
+            waiting.put(response)
+
+    def _lost(self, reason: str) -> None:
+        with self.lock:
+            end = ConnectionEnd(
+                self.socket_path,
+                "the client was closed" if self.closing else reason,
+                self._daemon_error,
+                closed_by_client=self.closing,
+            )
+            self.end = end
+            pending = list(self.pending.values())
+            self.pending.clear()
+        for waiting in pending:
+            waiting.put(end)
+        self.shutdown()  # after a protocol error the stream cannot be trusted; fail writers fast
+
+    def register(
+        self, request_id: int, waiting: "Optional[queue.SimpleQueue[_Delivery]]"
+    ) -> None:
+        """Record a caller waiting on ``request_id``; call with ``lock`` held, ``end`` None."""
+        if waiting is not None:
+            self.pending[request_id] = waiting
+
+    def forget(self, request_id: int) -> None:
+        with self.lock:
+            self.pending.pop(request_id, None)
+
+    def send(self, frame: bytes) -> None:
+        with self.send_lock:
+            self.sock.sendall(frame)
+
+    def shutdown(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader thread's recv
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """End the connection on the client's behalf and release its socket."""
+        with self.lock:
+            self.closing = True
+        self.shutdown()
+        if threading.current_thread() is not self.reader:
+            self.reader.join()
+        self.sock.close()
 
 
 class Client:
@@ -55,6 +158,11 @@ class Client:
     seconds, None = wait for ever) bounds the connect and each wait for a response; a request
     that times out is cancelled on the daemon and raises SparkdError("DEADLINE_EXCEEDED").
     Use it as a context manager, or call ``close()``.
+
+    If the connection is lost (the daemon closed it as idle, refused a frame, or was
+    restarted), the calls waiting on it fail with the daemon's reason, nothing is retried, and
+    the next call opens a fresh connection, once; a call that cannot reconnect raises
+    UNAVAILABLE and the call after tries again. After ``close()`` nothing reconnects.
     """
 
     def __init__(
@@ -64,32 +172,24 @@ class Client:
     ) -> None:
         self.socket_path = _protocol.resolve_socket_path(socket_path)
         self.timeout = timeout
+        # Guards the id counter, the current connection, the closed state and each
+        # connection's pending map (see _Connection).
+        self._state_lock = threading.Lock()
+        self._reconnect_lock = threading.Lock()  # one reconnect at a time
+        self._next_id = 1
+        self._closing = False
+        self._connection = self._open(None)
+
+    def _open(self, after: Optional[ConnectionEnd]) -> _Connection:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.settimeout(timeout)
+            sock.settimeout(self.timeout)
             sock.connect(self.socket_path)
             sock.settimeout(None)  # the reader thread blocks; waits are bounded per call
         except OSError as error:
             sock.close()
-            raise SparkdError(
-                "UNAVAILABLE",
-                f"cannot connect to sparkd at {self.socket_path}: {error.strerror or error}; "
-                "is the daemon running? Pass socket_path= or set SPARKD_SOCKET to its socket",
-            ) from error
-        self._sock = sock
-        self._send_lock = threading.Lock()
-        # Guards the id counter, the pending map and the closed state, so that a request is
-        # either registered before the connection is declared lost (and then told so) or
-        # refused outright: no caller can wait for ever on a dead connection.
-        self._state_lock = threading.Lock()
-        self._pending: Dict[int, "queue.SimpleQueue[_Delivery]"] = {}
-        self._next_id = 1
-        self._lost_reason: Optional[str] = None
-        self._closing = False
-        self._reader = threading.Thread(
-            target=self._read_loop, name=f"sparkd-reader:{self.socket_path}", daemon=True
-        )
-        self._reader.start()
+            raise _protocol.connect_error(self.socket_path, error, after) from error
+        return _Connection(sock, self.socket_path, self._state_lock)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -110,136 +210,149 @@ class Client:
             if self._closing:
                 return
             self._closing = True
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the reader thread's recv
-        except OSError:
-            pass
-        if threading.current_thread() is not self._reader:
-            self._reader.join()
-        self._sock.close()
+            connection = self._connection
+        connection.close()
 
     @property
     def closed(self) -> bool:
-        """True once the connection is closed or lost; every further call raises UNAVAILABLE."""
+        """True once ``close()`` was called; every further call then raises UNAVAILABLE. (A
+        lost connection is reopened by the next call, so it does not count.)"""
         with self._state_lock:
-            return self._lost_reason is not None or self._closing
-
-    # ---- the reader thread ------------------------------------------------------------------
-
-    def _read_loop(self) -> None:
-        decoder = FrameDecoder()
-        reason = "the daemon closed the connection"
-        try:
-            while True:
-                data = self._sock.recv(_RECV_BYTES)
-                if not data:
-                    if decoder.buffered_bytes:
-                        reason = (
-                            f"the daemon closed the connection in the middle of a frame "
-                            f"({decoder.buffered_bytes} bytes of it received)"
-                        )
-                    break
-                for payload in decoder.feed(data):
-                    response = pb.Response()
-                    response.ParseFromString(payload)
-                    self._dispatch(response)
-        except FrameError as error:
-            reason = f"protocol error: {error}"
-        except DecodeError as error:
-            reason = f"protocol error: a response frame is not a sparkd.v1.Response ({error})"
-        except OSError as error:
-            reason = f"connection error: {error}"
-        finally:
-            with self._state_lock:
-                if self._closing:
-                    reason = "the client was closed"
-            self._connection_lost(reason)
-
-    def _dispatch(self, response: "pb.Response") -> None:
-        with self._state_lock:
-            waiting = self._pending.get(response.id)
-            if waiting is not None and response.final:
-                del self._pending[response.id]
-        # No one waiting: a late chunk of a cancelled stream, or the answer to a fire-and-forget
-        # cancel. Dropping it is the intended outcome.
-        if waiting is not None:
-            waiting.put(response)
-
-    def _connection_lost(self, reason: str) -> None:
-        with self._state_lock:
-            self._lost_reason = reason
-            pending = list(self._pending.values())
-            self._pending.clear()
-        for waiting in pending:
-            waiting.put(_ConnectionLost(reason))
-        try:
-            # After a protocol error the stream cannot be trusted; make writers fail fast too.
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+            return self._closing
 
     # ---- sending and waiting ----------------------------------------------------------------
 
-    def _unavailable(self, reason: str, request_id: Optional[int]) -> SparkdError:
-        return SparkdError(
-            "UNAVAILABLE", f"connection to sparkd at {self.socket_path} lost: {reason}", request_id
-        )
+    def _reconnect(self, lost: _Connection) -> None:
+        """Replace ``lost`` by a fresh connection, unless another thread did."""
+        with self._reconnect_lock:
+            with self._state_lock:
+                if self._closing or self._connection is not lost:
+                    return
+            fresh: Optional[_Connection] = self._open(lost.end)
+            with self._state_lock:
+                if not self._closing:
+                    self._connection, fresh = fresh, None
+        lost.close()  # its reader has stopped; this releases the socket
+        if fresh is not None:  # close() ran while connecting
+            fresh.close()
 
     def _start(
-        self, request: "pb.Request", expect_response: bool = True
-    ) -> "tuple[int, queue.SimpleQueue[_Delivery]]":
-        """Give ``request`` the next id, register its waiter, and send it."""
+        self,
+        request: "pb.Request",
+        expect_response: bool = True,
+        connection: Optional[_Connection] = None,
+    ) -> "tuple[_Connection, int, queue.SimpleQueue[_Delivery]]":
+        """Give ``request`` the next id, register its waiter, and send it.
+
+        ``connection`` pins the send to one connection (a cancel must follow its target);
+        otherwise the client's current connection is used, reopened first if it was lost.
+        """
         waiting: "queue.SimpleQueue[_Delivery]" = queue.SimpleQueue()
-        with self._state_lock:
-            if self._lost_reason is not None or self._closing:
-                reason = self._lost_reason or "the client was closed"
-                raise self._unavailable(reason, None)
-            request_id = self._next_id
-            self._next_id += 1
-            if expect_response:
-                self._pending[request_id] = waiting
+        reconnected = False
+        while True:
+            with self._state_lock:
+                if self._closing:
+                    raise SparkdError(
+                        "UNAVAILABLE",
+                        f"connection to sparkd at {self.socket_path} lost: the client was closed",
+                    )
+                target = connection if connection is not None else self._connection
+                end = target.end
+                if end is None:
+                    request_id = self._next_id
+                    self._next_id += 1
+                    target.register(request_id, waiting if expect_response else None)
+                    break
+                if connection is not None or reconnected:
+                    raise end.error(None)
+            self._reconnect(target)
+            reconnected = True  # once: a connection lost again at once is not reopened again
         request.id = request_id
-        frame = encode_frame(request.SerializeToString())
         try:
-            with self._send_lock:
-                self._sock.sendall(frame)
+            frame = _protocol.frame_of(request)
+        except SparkdError:
+            target.forget(request_id)
+            raise
+        try:
+            target.send(frame)
         except OSError as error:
-            self._forget(request_id)
-            raise self._unavailable(f"sending failed: {error}", request_id) from error
-        return request_id, waiting
+            if not expect_response:
+                raise SparkdError(
+                    "UNAVAILABLE",
+                    f"connection to sparkd at {self.socket_path} lost: sending failed: {error}",
+                    request_id,
+                ) from error
+            raise self._send_failed(target, request_id, waiting, error) from error
+        return target, request_id, waiting
 
-    def _forget(self, request_id: int) -> None:
-        with self._state_lock:
-            self._pending.pop(request_id, None)
+    def _send_failed(
+        self,
+        connection: _Connection,
+        request_id: int,
+        waiting: "queue.SimpleQueue[_Delivery]",
+        error: OSError,
+    ) -> SparkdError:
+        """The error for a send that failed: the daemon's reason if it gave one before closing.
 
-    def _abandon(self, request_id: int) -> None:
-        """Stop waiting for ``request_id`` and ask the daemon to cancel it (best effort)."""
-        self._forget(request_id)
+        The daemon may close the connection while a big frame is still being written (it
+        refused its length), so the send sees EPIPE or ECONNRESET while the daemon's id-0 error
+        sits unread. The reader tells this caller once it reaches the end of the stream.
+        """
         try:
-            self._start(_protocol.cancel_request(request_id), expect_response=False)
+            delivery: Optional[_Delivery] = waiting.get(
+                timeout=_protocol.send_failure_grace_s(self.timeout)
+            )
+        except queue.Empty:
+            delivery = None
+        if isinstance(delivery, ConnectionEnd):
+            return delivery.error(request_id)
+        # The connection has not ended: part of the frame may have been written, so the byte
+        # stream can no longer be trusted. End it; its other callers learn why from the reader.
+        connection.forget(request_id)
+        connection.shutdown()
+        return SparkdError(
+            "UNAVAILABLE",
+            f"connection to sparkd at {self.socket_path} lost: sending failed: {error}",
+            request_id,
+        )
+
+    def _abandon(self, connection: _Connection, request_id: int) -> None:
+        """Stop waiting for ``request_id`` and ask the daemon to cancel it (best effort)."""
+        connection.forget(request_id)
+        try:
+            self._start(
+                _protocol.cancel_request(request_id), expect_response=False, connection=connection
+            )
         except SparkdError:
             pass  # the connection is gone, and with it the request
 
-    def _wait(self, request_id: int, waiting: "queue.SimpleQueue[_Delivery]") -> "pb.Response":
-        try:
-            delivery = waiting.get(timeout=self.timeout)
-        except queue.Empty:
-            self._abandon(request_id)
-            raise SparkdError(
-                "DEADLINE_EXCEEDED",
-                f"no response from sparkd within {self.timeout} s; the request was cancelled "
-                "(raise the client's timeout, or pass deadline_ms to let the daemon decide)",
-                request_id,
-            ) from None
-        if isinstance(delivery, _ConnectionLost):
-            raise self._unavailable(delivery.reason, request_id)
-        return delivery
+    def _wait(
+        self, connection: _Connection, request_id: int, waiting: "queue.SimpleQueue[_Delivery]"
+    ) -> "pb.Response":
+        """The next response for ``request_id``, skipping the daemon's refusal of a duplicate
+        id (non-final: the request that owns the id goes on)."""
+        while True:
+            try:
+                delivery = waiting.get(timeout=self.timeout)
+            except queue.Empty:
+                self._abandon(connection, request_id)
+                raise SparkdError(
+                    "DEADLINE_EXCEEDED",
+                    f"no response from sparkd within {self.timeout} s; the request was "
+                    "cancelled (raise the client's timeout, or pass deadline_ms to let the "
+                    "daemon decide)",
+                    request_id,
+                ) from None
+            if isinstance(delivery, ConnectionEnd):
+                raise delivery.error(request_id)
+            if not _protocol.is_refused_duplicate(delivery):
+                return delivery
 
     def _call(self, request: "pb.Request", kind: str) -> "pb.Response":
-        request_id, waiting = self._start(request)
-        response = self._wait(request_id, waiting)
+        connection, request_id, waiting = self._start(request)
+        response = self._wait(connection, request_id, waiting)
         if not response.final:
-            self._forget(request_id)  # a unary call has one response; ignore any stragglers
+            connection.forget(request_id)  # a unary call has one response; ignore any stragglers
         _protocol.raise_if_error(response, kind)
         return response
 
@@ -389,9 +502,21 @@ class Client:
     def health(self) -> Health:
         return _protocol.health(self._call(_protocol.health_request(), "health"))
 
-    def load(self, name: str, path: str = "") -> str:
-        """Load a model (admin); an empty ``path`` uses the one config.toml gives ``name``."""
-        return str(self._call(_protocol.load_request(name, path), "admin").admin.message)
+    def load(
+        self,
+        name: str,
+        path: "Union[str, os.PathLike[str]]" = "",
+        residency: Optional[str] = None,
+    ) -> str:
+        """Load a model (admin); returns the daemon's description of what it did.
+
+        An empty ``path`` uses the one config.toml gives ``name``; a relative one is taken
+        from this process's working directory (the daemon only accepts absolute paths).
+        ``residency`` is "pinned" or "on_demand"; None: the config's setting for a configured
+        name, else on_demand.
+        """
+        request = _protocol.load_request(name, path, residency)
+        return str(self._call(request, "admin").admin.message)
 
     def unload(self, name: str) -> str:
         """Unload a model (admin); returns the daemon's description of what it did."""
@@ -412,7 +537,7 @@ class GenerateStream(Iterator[GenerationChunk]):
     def __init__(self, client: Client, request: "pb.Request") -> None:
         self._client = client
         self._done = True  # until the request is sent, there is nothing to cancel
-        self.request_id, self._waiting = client._start(request)
+        self._connection, self.request_id, self._waiting = client._start(request)
         self._done = False
         self.finish_reason = ""
         self.usage: Optional[Usage] = None
@@ -425,7 +550,7 @@ class GenerateStream(Iterator[GenerationChunk]):
         if self._done:
             raise StopIteration
         try:
-            response = self._client._wait(self.request_id, self._waiting)
+            response = self._client._wait(self._connection, self.request_id, self._waiting)
             _protocol.raise_if_error(response, "generate")
         except SparkdError:
             self._done = True  # an error is final; there is nothing left to cancel
@@ -443,7 +568,7 @@ class GenerateStream(Iterator[GenerationChunk]):
         if self._done:
             return
         self._done = True
-        self._client._abandon(self.request_id)
+        self._client._abandon(self._connection, self.request_id)
 
     def __enter__(self) -> "GenerateStream":
         return self

@@ -129,7 +129,12 @@ class TokenizeResult:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A configured model and where it stands (state "loading" | "ready" | "unloading" | "failed")."""
+    """A model the daemon knows and where it stands (state "loading" | "ready" | "unloading" |
+    "failed").
+
+    ``residency`` is "pinned" (kept loaded) or "on_demand"; ``source`` says where the model
+    comes from: "config" (config.toml) or "admin" (a ``load`` call).
+    """
 
     name: str
     task: str
@@ -139,7 +144,10 @@ class ModelInfo:
     kv_bytes: int
     max_input_tokens: int
     dimensions: int
-    error: str
+    error: str  # state "failed": why
+    # Defaulted, so that code building a ModelInfo by hand (a test double) keeps working.
+    residency: str = ""
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -171,5 +179,8 @@ class DaemonStatus:
 
 @dataclass(frozen=True)
 class Health:
-    ready: bool  # every configured pinned model is loaded
-    status: str  # "serving" | "loading" | "draining"
+    """Whether the daemon can serve every pinned model now, and if not, why."""
+
+    ready: bool  # every pinned model is loaded and the daemon is not draining
+    status: str  # "serving" | "loading" | "degraded" (a pinned model failed to load) | "draining"
+    reason: str = ""  # unless "serving": what is loading or failed, or why it drains

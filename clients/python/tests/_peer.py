@@ -49,6 +49,11 @@ class PeerConnection:
     def recv_requests(self, count: int) -> List[pb.Request]:
         return [self.recv_request() for _ in range(count)]
 
+    def recv_frame_length(self) -> int:
+        """Read only a frame's header, as the daemon does before refusing an oversized frame."""
+        (length,) = struct.unpack("<I", self._recv_exactly(4))
+        return int(length)
+
     @staticmethod
     def frame(response: pb.Response) -> bytes:
         payload = response.SerializeToString()
@@ -65,6 +70,12 @@ class PeerConnection:
         for offset in range(0, len(data), piece_bytes):
             self.conn.sendall(data[offset : offset + piece_bytes])
             time.sleep(pause_s)  # lets each piece arrive as its own recv
+
+    def close_with_error(self, code: int, message: str) -> None:
+        """What the daemon does when it drops a connection for a reason of its own: one
+        Response with id 0 and the error, then close (with whatever the client sent unread)."""
+        self.send(error_response(0, code, message))
+        self.close()
 
     def expect_eof(self) -> bool:
         """True if the client closed its end (what a clean close must look like)."""
@@ -107,6 +118,22 @@ class ScriptedPeer:
 
     def accept(self, timeout: Optional[float] = PEER_TIMEOUT_S) -> PeerConnection:
         return self._accepted.get(timeout=timeout)
+
+    def expect_no_connection(self, within_s: float = 0.3) -> bool:
+        """True if no client connects within ``within_s`` (a client that must not reconnect)."""
+        try:
+            self._accepted.get(timeout=within_s)
+        except queue.Empty:
+            return True
+        return False
+
+    def stop_listening(self) -> None:
+        """Refuse new connections (ECONNREFUSED), as when the daemon is down."""
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
 
     def close(self) -> None:
         try:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
+import time
 import unittest
 from typing import List
 
@@ -24,7 +27,9 @@ def embed_answer(request: pb.Request, values: List[float]) -> pb.Response:
     return answer
 
 
-class AsyncClientTest(unittest.IsolatedAsyncioTestCase):
+class AsyncClientTestCase(unittest.IsolatedAsyncioTestCase):
+    """Starts a peer and a client connected to it; ``self.peer_conn`` is the daemon's end."""
+
     client_timeout_s = 10.0
 
     async def asyncSetUp(self) -> None:
@@ -35,6 +40,9 @@ class AsyncClientTest(unittest.IsolatedAsyncioTestCase):
     async def asyncTearDown(self) -> None:
         await self.client.close()
         self.peer.close()
+
+
+class AsyncClientTest(AsyncClientTestCase):
 
     async def test_embed_roundtrip(self) -> None:
         call = asyncio.ensure_future(self.client.embed("minilm", ["a", "b"], normalize=True))
@@ -147,9 +155,11 @@ class AsyncClientTest(unittest.IsolatedAsyncioTestCase):
             with self.assertRaises(SparkdError) as raised:
                 await call
             self.assertEqual(raised.exception.code, "UNAVAILABLE")
-        with self.assertRaises(SparkdError) as raised:
-            await self.client.models()
-        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+        # The next call connects afresh.
+        later = asyncio.ensure_future(self.client.models())
+        fresh = await in_thread(self.peer.accept)
+        await in_thread(fresh.send, response((await in_thread(fresh.recv_request)).id))
+        self.assertEqual(await later, [])
 
     async def test_stream_interrupted_by_connection_loss(self) -> None:
         stream = self.client.generate_stream("qwen3-demo", prompt="p")
@@ -172,6 +182,167 @@ class AsyncClientTest(unittest.IsolatedAsyncioTestCase):
             await call
         self.assertEqual(raised.exception.code, "UNAVAILABLE")
         self.assertTrue(await in_thread(self.peer_conn.expect_eof))
+
+
+TOO_MANY_CONNECTIONS = (
+    "sparkd already serves 256 connections (server.max_connections); close idle connections "
+    "or raise the limit"
+)
+IDLE = "closing the connection: idle for 300 s (server.idle_timeout_s); connect again to send more"
+
+
+class AsyncConnectionEndTest(AsyncClientTestCase):
+    """The daemon's reason for closing, transparent reconnect, and the duplicate-id refusal."""
+
+    async def _wait_until_lost(self) -> None:
+        deadline = time.monotonic() + 5
+        while self.client._connection.end is None:
+            self.assertLess(time.monotonic(), deadline, "the client did not see the loss")
+            await asyncio.sleep(0.005)
+
+    async def _health_on_a_fresh_connection(self) -> PeerConnection:
+        call = asyncio.ensure_future(self.client.health())
+        fresh: PeerConnection = await in_thread(self.peer.accept)
+        request = await in_thread(fresh.recv_request)
+        self.assertEqual(request.WhichOneof("kind"), "health")
+        answer = response(request.id)
+        answer.health.ready = True
+        await in_thread(fresh.send, answer)
+        self.assertTrue((await call).ready)
+        return fresh
+
+    async def test_waiting_calls_raise_the_daemons_code_and_message(self) -> None:
+        calls = [asyncio.ensure_future(self.client.health()) for _ in range(3)]
+        await in_thread(self.peer_conn.recv_requests, 3)
+        await in_thread(
+            self.peer_conn.close_with_error, pb.RESOURCE_EXHAUSTED, TOO_MANY_CONNECTIONS
+        )
+        for call in calls:
+            with self.assertRaises(SparkdError) as raised:
+                await call
+            self.assertEqual(raised.exception.code, "RESOURCE_EXHAUSTED")
+            self.assertEqual(raised.exception.message, TOO_MANY_CONNECTIONS)
+            self.assertIsNotNone(raised.exception.request_id)
+        # Those callers heard why; the next call opens a fresh connection.
+        self.assertFalse(self.client.closed)
+        await self._health_on_a_fresh_connection()
+
+    async def test_send_failed_on_an_oversized_frame_raises_the_daemons_reason(self) -> None:
+        call = asyncio.ensure_future(self.client.embed("minilm", ["x" * 20_000_000]))
+        length = await in_thread(self.peer_conn.recv_frame_length)
+        message = f"frame of {length} bytes exceeds max_frame_bytes 16777216"
+        await in_thread(self.peer_conn.close_with_error, pb.RESOURCE_EXHAUSTED, message)
+        with self.assertRaises(SparkdError) as raised:
+            await call
+        self.assertEqual(raised.exception.code, "RESOURCE_EXHAUSTED")
+        self.assertEqual(raised.exception.message, message)
+        self.assertEqual(raised.exception.request_id, 1)
+
+    async def test_send_failed_without_a_reason_is_unavailable(self) -> None:
+        call = asyncio.ensure_future(self.client.embed("minilm", ["x" * 20_000_000]))
+        await in_thread(self.peer_conn.recv_frame_length)
+        await in_thread(self.peer_conn.close)
+        with self.assertRaises(SparkdError) as raised:
+            await call
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+        self.assertIn(
+            f"connection to sparkd at {self.peer.socket_path} lost", raised.exception.message
+        )
+
+    async def test_a_refused_duplicate_id_does_not_end_the_call(self) -> None:
+        call = asyncio.ensure_future(self.client.embed("minilm", ["x"]))
+        request = await in_thread(self.peer_conn.recv_request)
+        refusal = error_response(request.id, pb.ALREADY_EXISTS, "request id 1 is in flight")
+        refusal.final = False
+        await in_thread(self.peer_conn.send, refusal)
+        await in_thread(self.peer_conn.send, embed_answer(request, [5.0]))
+        self.assertEqual((await call).embeddings, [[5.0]])
+
+    async def test_idle_connection_closed_by_the_daemon_is_reopened(self) -> None:
+        await in_thread(self.peer_conn.close_with_error, pb.UNAVAILABLE, IDLE)
+        await self._wait_until_lost()
+        self.assertFalse(self.client.closed, "an idle loss is not the end of the client")
+        fresh = await self._health_on_a_fresh_connection()
+        call = asyncio.ensure_future(self.client.embed("minilm", ["x"]))
+        request = await in_thread(fresh.recv_request)
+        await in_thread(fresh.send, embed_answer(request, [1.0]))
+        self.assertEqual((await call).embeddings, [[1.0]])
+        self.assertTrue(await in_thread(self.peer.expect_no_connection, 0.1))
+
+    async def test_daemon_restarted_between_calls(self) -> None:
+        await in_thread(self.peer_conn.close)
+        await self._wait_until_lost()
+        await self._health_on_a_fresh_connection()
+
+    async def test_a_failed_reconnect_raises_unavailable_with_the_previous_reason(self) -> None:
+        self.peer.stop_listening()
+        await in_thread(self.peer_conn.close_with_error, pb.UNAVAILABLE, IDLE)
+        await self._wait_until_lost()
+        with self.assertRaises(SparkdError) as raised:
+            await self.client.health()
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+        self.assertIn(
+            f"cannot connect to sparkd at {self.peer.socket_path}", raised.exception.message
+        )
+        self.assertIn(IDLE, raised.exception.message)
+        # The client is not given up on: the next call tries to reconnect again.
+        with self.assertRaises(SparkdError) as raised:
+            await self.client.health()
+        self.assertIn("cannot connect", raised.exception.message)
+        self.assertFalse(self.client.closed)
+
+    async def test_nothing_reconnects_after_close(self) -> None:
+        await self.client.close()
+        with self.assertRaises(SparkdError) as raised:
+            await self.client.health()
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+        self.assertIn("client was closed", raised.exception.message)
+        self.assertTrue(await in_thread(self.peer.expect_no_connection))
+
+
+class AsyncArgumentsTest(AsyncClientTestCase):
+    async def test_out_of_range_numbers_raise_sparkd_error_naming_the_field(self) -> None:
+        u32 = "[0, 4294967295]"
+        for call, message in (
+            (lambda: self.client.generate("g", prompt="p", max_tokens=-5),
+             f"generate.max_tokens must be in {u32}, got -5"),
+            (lambda: self.client.embed("m", ["x"], deadline_ms=-1),
+             f"embed.deadline_ms must be in {u32}, got -1"),
+            (lambda: self.client.rerank("r", "q", ["d"], top_n=2**32),
+             f"rerank.top_n must be in {u32}, got 4294967296"),
+            (lambda: self.client.detokenize("g", [0, -(2**31) - 1]),
+             "detokenize.ids[1] must be in [-2147483648, 2147483647], got -2147483649"),
+        ):
+            with self.subTest(message):
+                with self.assertRaises(SparkdError) as raised:
+                    await call()
+                self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
+                self.assertEqual(raised.exception.message, message)
+        with self.assertRaises(SparkdError) as raised:
+            self.client.generate_stream("g", prompt="p", seed=-1)
+        self.assertEqual(
+            raised.exception.message,
+            "generate.sampling.seed must be in [0, 18446744073709551615], got -1",
+        )
+
+    async def test_load_makes_a_relative_path_absolute_and_sends_residency(self) -> None:
+        here = os.getcwd()
+        with tempfile.TemporaryDirectory() as directory:
+            os.chdir(directory)
+            try:
+                callers_directory = os.getcwd()
+                call = asyncio.ensure_future(
+                    self.client.load("qwen3", "models/qwen3", residency="on_demand")
+                )
+                request = await in_thread(self.peer_conn.recv_request)
+            finally:
+                os.chdir(here)
+        answer = response(request.id)
+        answer.admin.message = "loaded"
+        await in_thread(self.peer_conn.send, answer)
+        self.assertEqual(await call, "loaded")
+        self.assertEqual(request.load.path, os.path.join(callers_directory, "models", "qwen3"))
+        self.assertEqual(request.load.residency, "on_demand")
 
 
 class AsyncTimeoutTest(unittest.IsolatedAsyncioTestCase):

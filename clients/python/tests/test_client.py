@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gc
 import os
+import tempfile
 import threading
+import time
 import unittest
-from typing import Dict, List
+from typing import Any, Callable, Dict, List
 from unittest import mock
 
-from sparkd import Client, SparkdError
+from sparkd import Client, Health, ModelInfo, SparkdError
 from sparkd import sparkd_pb2 as pb
 
 from ._peer import PeerConnection, ScriptedPeer, error_response, response
@@ -507,11 +509,12 @@ class ConnectionLossTest(ClientTestCase):
                 call.get()
             self.assertEqual(raised.exception.code, "UNAVAILABLE")
             self.assertIn(self.peer.socket_path, raised.exception.message)
-        # Later calls fail at once instead of waiting for an answer that cannot come.
-        with self.assertRaises(SparkdError) as raised:
-            self.client.health()
-        self.assertEqual(raised.exception.code, "UNAVAILABLE")
-        self.assertTrue(self.client.closed)
+        # The client is not given up on: the next call connects afresh.
+        self.assertFalse(self.client.closed)
+        fresh_call = self.in_thread(self.client.health)
+        fresh = self.peer.accept()
+        fresh.send(response(fresh.recv_request().id))
+        fresh_call.get()
 
     def test_connection_closed_mid_frame(self) -> None:
         call = self.in_thread(self.client.embed, "minilm", ["x"])
@@ -554,6 +557,368 @@ class ConnectionLossTest(ClientTestCase):
         self.assertEqual(raised.exception.code, "UNAVAILABLE")
         self.assertIn("client was closed", raised.exception.message)
         self.assertTrue(self.peer_conn.expect_eof())
+
+
+# What the daemon says before it drops a connection (api/server/server.cpp's wording).
+TOO_MANY_CONNECTIONS = (
+    "sparkd already serves 256 connections (server.max_connections); close idle connections "
+    "or raise the limit"
+)
+IDLE = "closing the connection: idle for 300 s (server.idle_timeout_s); connect again to send more"
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+class DaemonReasonTest(ClientTestCase):
+    """The daemon's id-0 error before it closes a connection is what the stranded calls raise."""
+
+    def test_waiting_calls_raise_the_daemons_code_and_message(self) -> None:
+        calls = [self.in_thread(self.client.embed, "minilm", [str(i)]) for i in range(3)]
+        requests = self.peer_conn.recv_requests(3)
+        self.peer_conn.close_with_error(pb.RESOURCE_EXHAUSTED, TOO_MANY_CONNECTIONS)
+        ids = sorted(request.id for request in requests)
+        raised_ids = []
+        for call in calls:
+            with self.assertRaises(SparkdError) as raised:
+                call.get()
+            self.assertEqual(raised.exception.code, "RESOURCE_EXHAUSTED")
+            self.assertEqual(raised.exception.message, TOO_MANY_CONNECTIONS)
+            raised_ids.append(raised.exception.request_id)
+        self.assertEqual(sorted(raised_ids), ids)
+        # Those callers heard why; the next call opens a fresh connection.
+        self.assertFalse(self.client.closed)
+        fresh_call = self.in_thread(self.client.health)
+        fresh = self.peer.accept()
+        fresh.send(response(fresh.recv_request().id))
+        fresh_call.get()
+
+    def test_send_failed_on_an_oversized_frame_raises_the_daemons_reason(self) -> None:
+        # The daemon reads the header, refuses the length and closes while the client is
+        # still writing: the send fails (EPIPE or ECONNRESET) with the error frame unread.
+        call = self.in_thread(self.client.embed, "minilm", ["x" * 20_000_000])
+        length = self.peer_conn.recv_frame_length()
+        message = f"frame of {length} bytes exceeds max_frame_bytes 16777216"
+        self.peer_conn.close_with_error(pb.RESOURCE_EXHAUSTED, message)
+        with self.assertRaises(SparkdError) as raised:
+            call.get()
+        self.assertEqual(raised.exception.code, "RESOURCE_EXHAUSTED")
+        self.assertEqual(raised.exception.message, message)
+        self.assertEqual(raised.exception.request_id, 1)
+
+    def test_send_failed_without_a_reason_is_unavailable(self) -> None:
+        call = self.in_thread(self.client.embed, "minilm", ["x" * 20_000_000])
+        self.peer_conn.recv_frame_length()
+        self.peer_conn.close()
+        with self.assertRaises(SparkdError) as raised:
+            call.get()
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+        self.assertIn(
+            f"connection to sparkd at {self.peer.socket_path} lost", raised.exception.message
+        )
+
+    def test_an_id0_error_on_a_connection_that_goes_on_is_not_a_loss(self) -> None:
+        call = self.in_thread(self.client.health)
+        request = self.peer_conn.recv_request()
+        # About some frame so malformed that no id could be read; the connection goes on.
+        self.peer_conn.send(error_response(0, pb.INVALID_ARGUMENT, "the frame is not a Request"))
+        answer = response(request.id)
+        answer.health.ready = True
+        self.peer_conn.send(answer)
+        self.assertTrue(call.get().ready)
+
+    def test_a_refused_duplicate_id_does_not_end_the_call(self) -> None:
+        call = self.in_thread(self.client.embed, "minilm", ["x"])
+        request = self.peer_conn.recv_request()
+        refusal = error_response(request.id, pb.ALREADY_EXISTS, "request id 1 is in flight")
+        refusal.final = False
+        self.peer_conn.send(refusal)
+        self.peer_conn.send(embed_answer(request, [5.0]))
+        self.assertEqual(call.get().embeddings, [[5.0]])
+
+    def test_a_refused_duplicate_id_does_not_end_a_stream(self) -> None:
+        stream = self.client.generate_stream("qwen3-demo", prompt="p")
+        request = self.peer_conn.recv_request()
+        refusal = error_response(request.id, pb.ALREADY_EXISTS, "request id 1 is in flight")
+        refusal.final = False
+        self.peer_conn.send(refusal)
+        last = response(request.id)
+        last.generate.text = "done"
+        last.generate.finish_reason = "stop"
+        self.peer_conn.send(last)
+        self.assertEqual([chunk.text for chunk in stream], ["done"])
+        self.assertEqual(stream.finish_reason, "stop")
+
+
+class ReconnectTest(ClientTestCase):
+    def _wait_until_lost(self) -> None:
+        wait_until(lambda: self.client._connection.end is not None, "the client to see the loss")
+
+    def _health_on_a_fresh_connection(self) -> PeerConnection:
+        call = self.in_thread(self.client.health)
+        fresh = self.peer.accept()
+        request = fresh.recv_request()
+        self.assertEqual(request.WhichOneof("kind"), "health")
+        answer = response(request.id)
+        answer.health.ready = True
+        fresh.send(answer)
+        self.assertTrue(call.get().ready)
+        return fresh
+
+    def test_idle_connection_closed_by_the_daemon_is_reopened(self) -> None:
+        self.peer_conn.close_with_error(pb.UNAVAILABLE, IDLE)
+        self._wait_until_lost()
+        self.assertFalse(self.client.closed, "an idle loss is not the end of the client")
+        fresh = self._health_on_a_fresh_connection()
+        # Later calls use the new connection; no third one is opened.
+        call = self.in_thread(self.client.embed, "minilm", ["x"])
+        fresh.send(embed_answer(fresh.recv_request(), [1.0]))
+        self.assertEqual(call.get().embeddings, [[1.0]])
+        self.assertTrue(self.peer.expect_no_connection(0.1))
+
+    def test_daemon_restarted_between_calls(self) -> None:
+        call = self.in_thread(self.client.health)
+        request = self.peer_conn.recv_request()
+        self.peer_conn.send(response(request.id))
+        call.get()
+        self.peer_conn.close()  # no reason given: the daemon went away
+        self._wait_until_lost()
+        self._health_on_a_fresh_connection()
+
+    def test_a_failed_reconnect_raises_unavailable_with_the_previous_reason(self) -> None:
+        self.peer.stop_listening()
+        self.peer_conn.close_with_error(pb.UNAVAILABLE, IDLE)
+        self._wait_until_lost()
+        with self.assertRaises(SparkdError) as raised:
+            self.client.health()
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+        self.assertIn(
+            f"cannot connect to sparkd at {self.peer.socket_path}", raised.exception.message
+        )
+        self.assertIn(IDLE, raised.exception.message)
+        # The client is not given up on: the next call tries to reconnect again.
+        with self.assertRaises(SparkdError) as raised:
+            self.client.health()
+        self.assertIn("cannot connect", raised.exception.message)
+        self.assertFalse(self.client.closed)
+
+    def test_calls_in_flight_fail_and_only_the_next_call_reconnects(self) -> None:
+        call = self.in_thread(self.client.health)
+        self.peer_conn.recv_request()
+        self.peer_conn.close()
+        with self.assertRaises(SparkdError) as raised:
+            call.get()
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+        # Nothing is retried on its own: no connection until the next call.
+        self.assertTrue(self.peer.expect_no_connection())
+        self._health_on_a_fresh_connection()
+
+    def test_nothing_reconnects_after_close(self) -> None:
+        self.client.close()
+        with self.assertRaises(SparkdError) as raised:
+            self.client.health()
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+        self.assertIn("client was closed", raised.exception.message)
+        self.assertTrue(self.peer.expect_no_connection())
+        self.assertTrue(self.client.closed)
+
+
+class ArgumentRangeTest(ClientTestCase):
+    """Numbers that cannot fit their wire type are refused before anything is sent."""
+
+    U32 = "[0, 4294967295]"
+    I32 = "[-2147483648, 2147483647]"
+    U64 = "[0, 18446744073709551615]"
+
+    def _assert_refused(self, call: Callable[[], Any], message: str) -> None:
+        with self.assertRaises(SparkdError) as raised:
+            call()
+        self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
+        self.assertEqual(raised.exception.message, message)
+        self.assertIsNone(raised.exception.request_id)
+
+    def _assert_nothing_was_sent(self) -> None:
+        call = self.in_thread(self.client.health)
+        self.assertEqual(self.peer_conn.recv_request().WhichOneof("kind"), "health")
+        self.peer_conn.send(response(1))  # ids start at 1: nothing before took one
+        call.get()
+
+    def test_out_of_range_numbers_name_the_field(self) -> None:
+        c = self.client
+        gen: Dict[str, Any] = {"prompt": "p"}
+        cases: List["tuple[Callable[[], Any], str]"] = [
+            (lambda: c.generate("g", max_tokens=-5, **gen),
+             f"generate.max_tokens must be in {self.U32}, got -5"),
+            (lambda: c.generate("g", max_tokens=2**32, **gen),
+             f"generate.max_tokens must be in {self.U32}, got 4294967296"),
+            (lambda: c.generate("g", seed=-1, **gen),
+             f"generate.sampling.seed must be in {self.U64}, got -1"),
+            (lambda: c.generate("g", seed=2**64, **gen),
+             f"generate.sampling.seed must be in {self.U64}, got {2**64}"),
+            (lambda: c.generate("g", priority=2**31, **gen),
+             f"generate.priority must be in {self.I32}, got 2147483648"),
+            (lambda: c.generate("g", deadline_ms=-1, **gen),
+             f"generate.deadline_ms must be in {self.U32}, got -1"),
+            (lambda: c.generate("g", top_k=-(2**31) - 1, **gen),
+             f"generate.sampling.top_k must be in {self.I32}, got -2147483649"),
+            (lambda: c.generate("g", logprobs=-1, **gen),
+             f"generate.sampling.logprobs must be in {self.U32}, got -1"),
+            (lambda: c.generate("g", stop_token_ids=[1, 2, 2**31], **gen),
+             f"generate.stop_token_ids[2] must be in {self.I32}, got 2147483648"),
+            (lambda: c.generate("g", logit_bias={2**40: 1.0}, **gen),
+             f"generate.sampling.logit_bias[0].token_id must be in {self.I32}, got {2**40}"),
+            (lambda: c.generate_stream("g", max_tokens=-5, **gen),
+             f"generate.max_tokens must be in {self.U32}, got -5"),
+            (lambda: c.embed("m", ["x"], deadline_ms=-1),
+             f"embed.deadline_ms must be in {self.U32}, got -1"),
+            (lambda: c.embed("m", ["x"], priority=-(2**31) - 1),
+             f"embed.priority must be in {self.I32}, got -2147483649"),
+            (lambda: c.rerank("r", "q", ["d"], top_n=-1),
+             f"rerank.top_n must be in {self.U32}, got -1"),
+            (lambda: c.rerank("r", "q", ["d"], deadline_ms=2**32),
+             f"rerank.deadline_ms must be in {self.U32}, got 4294967296"),
+            (lambda: c.detokenize("g", [1, 2**31]),
+             f"detokenize.ids[1] must be in {self.I32}, got 2147483648"),
+            (lambda: c.cancel(-1), f"cancel.target_id must be in {self.U64}, got -1"),
+        ]
+        for call, message in cases:
+            with self.subTest(message):
+                self._assert_refused(call, message)
+        self._assert_nothing_was_sent()
+
+    def test_wrong_types_name_the_field(self) -> None:
+        c = self.client
+        cases: List["tuple[Callable[[], Any], str]"] = [
+            (lambda: c.generate("g", prompt="p", max_tokens="16"),
+             "generate.max_tokens must be an integer, got '16' (str)"),
+            (lambda: c.generate("g", prompt="p", max_tokens=1.5),
+             "generate.max_tokens must be an integer, got 1.5 (float)"),
+            (lambda: c.detokenize("g", 7), "detokenize.ids must be a list, got int"),
+            (lambda: c.generate("g", prompt="p", logit_bias=[(1, 2.0)]),
+             "generate.sampling.logit_bias must be a mapping of token id to bias, got list"),
+        ]
+        for call, message in cases:
+            with self.subTest(message):
+                self._assert_refused(call, message)
+        # protobuf's own type errors, wrapped with the field's name.
+        for call, path in (
+            (lambda: c.embed(5, ["x"]), "embed.model: "),
+            (lambda: c.embed("m", ["x", 5]), "embed.inputs[1]: "),
+            (lambda: c.generate("g", prompt="p", temperature="hot"),
+             "generate.sampling.temperature: "),
+            (lambda: c.generate("g", prompt="p", logit_bias={1: "x"}),
+             "generate.sampling.logit_bias[0].bias: "),
+            (lambda: c.tokenize("g", "t", return_tokens="yes"), "tokenize.return_tokens: "),
+            (lambda: c.load("m", residency=1), "load.residency: "),
+        ):
+            with self.subTest(path):
+                with self.assertRaises(SparkdError) as raised:
+                    call()
+                self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
+                self.assertTrue(raised.exception.message.startswith(path), raised.exception.message)
+        with self.assertRaises(SparkdError) as raised:
+            c.generate("g", messages=[{"content": "no role"}])
+        self.assertIn(
+            "generate.chat.messages[0] must have a role and a content", raised.exception.message
+        )
+        self._assert_nothing_was_sent()
+
+    def test_a_request_over_the_clients_frame_limit_is_a_sparkd_error(self) -> None:
+        with mock.patch("sparkd._framing.MAX_FRAME_BYTES", 1000):
+            with self.assertRaises(SparkdError) as raised:
+                self.client.embed("minilm", ["x" * 2000])
+        self.assertEqual(raised.exception.code, "RESOURCE_EXHAUSTED")
+        self.assertIn("exceeds the client's limit of 1000 bytes", raised.exception.message)
+        # Nothing was sent and nothing is left waiting: the connection goes on.
+        call = self.in_thread(self.client.health)
+        request = self.peer_conn.recv_request()
+        self.assertEqual(request.WhichOneof("kind"), "health")
+        self.peer_conn.send(response(request.id))
+        call.get()
+        self.assertEqual(self.client._connection.pending, {})
+
+    def test_in_range_values_go_to_the_daemon_unchanged(self) -> None:
+        # The daemon judges these (top_k must be >= -1, ids >= 0); the client only checks the
+        # wire type, so they are sent as given.
+        stream = self.client.generate_stream(
+            "g", prompt="p", top_k=-5, max_tokens=2**32 - 1, seed=2**64 - 1, priority=-(2**31),
+            stop_token_ids=[-1], logit_bias={-3: 1.0},
+        )
+        generate = self.peer_conn.recv_request().generate
+        self.assertEqual(generate.sampling.top_k, -5)
+        self.assertEqual(generate.max_tokens, 2**32 - 1)
+        self.assertEqual(generate.sampling.seed, 2**64 - 1)
+        self.assertEqual(generate.priority, -(2**31))
+        self.assertEqual(list(generate.stop_token_ids), [-1])
+        self.assertEqual(generate.sampling.logit_bias[0].token_id, -3)
+        stream.close()
+
+
+class AdminAndTypesTest(ClientTestCase):
+    def _answer_admin(self) -> pb.Request:
+        request = self.peer_conn.recv_request()
+        answer = response(request.id)
+        answer.admin.message = "loaded"
+        self.peer_conn.send(answer)
+        return request
+
+    def test_load_makes_a_relative_path_absolute_and_sends_residency(self) -> None:
+        here = os.getcwd()
+        with tempfile.TemporaryDirectory() as directory:
+            os.chdir(directory)
+            try:
+                callers_directory = os.getcwd()
+                call = self.in_thread(self.client.load, "qwen3", "models/qwen3", residency="pinned")
+                request = self._answer_admin()
+                self.assertEqual(call.get(), "loaded")
+            finally:
+                os.chdir(here)
+        self.assertEqual(request.load.path, os.path.join(callers_directory, "models", "qwen3"))
+        self.assertEqual(request.load.name, "qwen3")
+        self.assertEqual(request.load.residency, "pinned")
+
+    def test_load_defaults_leave_path_and_residency_empty(self) -> None:
+        call = self.in_thread(self.client.load, "minilm")
+        request = self._answer_admin()
+        call.get()
+        self.assertEqual((request.load.path, request.load.residency), ("", ""))
+        call = self.in_thread(self.client.load, "minilm", "/abs/minilm", "on_demand")
+        request = self._answer_admin()
+        call.get()
+        self.assertEqual((request.load.path, request.load.residency), ("/abs/minilm", "on_demand"))
+
+    def test_models_carry_residency_and_source(self) -> None:
+        call = self.in_thread(self.client.models)
+        request = self.peer_conn.recv_request()
+        answer = response(request.id)
+        answer.list_models.models.add(
+            name="qwen3", task="generate", state="ready", residency="on_demand", source="admin"
+        )
+        self.peer_conn.send(answer)
+        (model,) = call.get()  # type: ignore[misc]
+        self.assertIsInstance(model, ModelInfo)
+        self.assertEqual((model.residency, model.source), ("on_demand", "admin"))
+
+    def test_health_carries_the_reason(self) -> None:
+        call = self.in_thread(self.client.health)
+        request = self.peer_conn.recv_request()
+        answer = response(request.id)
+        answer.health.ready = False
+        answer.health.status = "degraded"
+        answer.health.reason = "pinned model 'minilm' failed to load: no such file"
+        self.peer_conn.send(answer)
+        self.assertEqual(
+            call.get(),
+            Health(
+                ready=False, status="degraded",
+                reason="pinned model 'minilm' failed to load: no such file",
+            ),
+        )
 
 
 class TimeoutTest(ClientTestCase):

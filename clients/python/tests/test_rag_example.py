@@ -6,6 +6,8 @@ import contextlib
 import importlib.util
 import io
 import os
+import subprocess
+import sys
 import threading
 import unittest
 from typing import Dict, List
@@ -111,6 +113,26 @@ class RagExampleTest(unittest.TestCase):
             exit_code = rag.main(["--socket", "/nonexistent/sparkd.sock"])
         self.assertEqual(exit_code, 1)
         self.assertIn("UNAVAILABLE", stderr.getvalue())
+
+    def test_missing_protobuf_runtime_says_what_to_install(self) -> None:
+        # Stand in for a python3 without protobuf (a pyenv or venv interpreter): block the
+        # `google` package, then run the example as a script.
+        without_protobuf = (
+            "import runpy, sys; sys.modules['google'] = None; sys.argv = sys.argv[1:]; "
+            "runpy.run_path(sys.argv[0], run_name='__main__')"
+        )
+        run = subprocess.run(
+            [sys.executable, "-c", without_protobuf, EXAMPLE_PATH, "--socket", "/nonexistent"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.assertEqual(run.returncode, 2, run.stderr)
+        self.assertNotIn("Traceback", run.stderr)
+        (line,) = run.stderr.splitlines()
+        self.assertIn("protobuf", line)
+        self.assertIn("-m pip install " + os.path.dirname(os.path.dirname(EXAMPLE_PATH)), line)
+        self.assertEqual(run.stdout, "")
 
 
 if __name__ == "__main__":
