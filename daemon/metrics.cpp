@@ -186,6 +186,10 @@ struct Metrics::Families {
         pressure_stall_seconds(build<Counter>(r, "sparkd_memory_pressure_stall_seconds_total",
                                               "Seconds tasks stalled on memory (PSI total)")),
         connections(build<Gauge>(r, "sparkd_connections", "Open client connections")),
+        connections_closed(build<Counter>(
+            r, "sparkd_connections_closed_total",
+            "Connections the daemon closed for a reason of its own (after telling the client "
+            "why), by reason")),
         requests_in_flight(build<Gauge>(r, "sparkd_requests_in_flight",
                                         "Requests accepted and not yet answered")) {}
 
@@ -218,6 +222,7 @@ struct Metrics::Families {
   Family<Gauge>& pressure_full_avg10;
   Family<Counter>& pressure_stall_seconds;
   Family<Gauge>& connections;
+  Family<Counter>& connections_closed;
   Family<Gauge>& requests_in_flight;
 };
 
@@ -376,6 +381,11 @@ void Metrics::apply_system_locked(const SystemSnapshot& system) {
   f.governor_budget_bytes.Add({}).Set(static_cast<double>(system.governor_budget_bytes));
   f.connections.Add({}).Set(system.connections);
   f.requests_in_flight.Add({}).Set(system.requests_in_flight);
+  for (const auto& [reason, total] : system.connections_closed_total) {
+    f.connections_closed.Add({{"reason", reason}})
+        .Increment(static_cast<double>(increase_since(seen_connections_closed_[reason], total)));
+    seen_connections_closed_[reason] = total;
+  }
   if (!system.pressure) {
     // Without PSI the series are omitted, not shown as a misleading 0.
     remove_series(f.pressure_some_avg10, {});

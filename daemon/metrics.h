@@ -49,6 +49,9 @@ struct SystemSnapshot {
   uint64_t mem_available_bytes = 0, mem_total_bytes = 0, governor_budget_bytes = 0;
   std::optional<MemoryPressure> pressure;  // absent without PSI
   uint32_t connections = 0, requests_in_flight = 0;
+  // Connections the daemon closed for a reason of its own, by reason (cumulative):
+  // max_connections, frame_too_large, frame_timeout, idle.
+  std::map<std::string, uint64_t> connections_closed_total;
 };
 
 enum class RequestOutcome {
@@ -128,6 +131,7 @@ class Metrics {
   std::mutex refresh_mutex_;
   std::map<ModelKey, CumulativeSeen> seen_models_;            // guarded by refresh_mutex_
   uint64_t seen_some_stall_us_ = 0, seen_full_stall_us_ = 0;  // guarded by refresh_mutex_
+  std::map<std::string, uint64_t> seen_connections_closed_;   // guarded by refresh_mutex_
   uint16_t port_ = 0;
   // Last: destroyed first, so no scrape thread outlives what it reads.
   std::unique_ptr<prometheus::Exposer> exposer_;

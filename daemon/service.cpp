@@ -1010,6 +1010,10 @@ void Service::snapshot(std::vector<ModelSnapshot>& models, SystemSnapshot& syste
     const api::ServerStats s = server_stats_();
     system.connections = s.connections;
     system.requests_in_flight = s.requests_in_flight;
+    system.connections_closed_total = {{"max_connections", s.refused_connections_total},
+                                       {"frame_too_large", s.oversized_frames_total},
+                                       {"frame_timeout", s.frame_timeouts_total},
+                                       {"idle", s.idle_closes_total}};
   }
 }
 

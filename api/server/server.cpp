@@ -77,24 +77,25 @@ Call::Call(uint64_t connection_id, const v1::Request& request, PeerCredentials p
 
 void Call::send(v1::Response response) {
   const bool final = response.final();
-  {
-    std::lock_guard<std::mutex> lock(send_mutex_);
-    if (finished_.load()) return;
-    if (final) finished_.store(true);
-    response.set_id(request_id_);
-    if (final && response.timing().total_ms() == 0) {
+  std::lock_guard<std::mutex> lock(send_mutex_);
+  if (finished_.load()) return;
+  response.set_id(request_id_);
+  if (final) {
+    finished_.store(true);
+    if (response.timing().total_ms() == 0) {
       // Every final response says how long the daemon took, whatever answered it.
       response.mutable_timing()->set_total_ms(
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - received_at_)
               .count());
     }
-    outbox_->push({connection_id_, request_id_, final, encode_frame(response)});
+    // Counted before it is sent: a client that has its answer sees it counted.
+    if (handler_ != nullptr) {
+      const StatusCode code =
+          response.has_error() ? from_proto_code(response.error().code()) : StatusCode::kOk;
+      handler_->answered({kind_, model_, code});
+    }
   }
-  if (final && handler_ != nullptr) {
-    const StatusCode code =
-        response.has_error() ? from_proto_code(response.error().code()) : StatusCode::kOk;
-    handler_->answered({kind_, model_, code});
-  }
+  outbox_->push({connection_id_, request_id_, final, encode_frame(response)});
 }
 
 void Call::fail(const Status& status) {
@@ -382,8 +383,8 @@ void Server::Loop::refuse(Connection* c, uint64_t id, const AnsweredRequest& req
   }
   v1::Response response = error_response(id, status);
   response.set_final(final);
+  handler->answered({request.kind, request.model, status.code()});  // before the client sees it
   write_frame(c, encode_frame(response));
-  handler->answered({request.kind, request.model, status.code()});
 }
 
 void Server::Loop::close_with_error(Connection* c, const Status& status) {
@@ -543,8 +544,8 @@ void Server::Loop::on_frame(Connection* c, std::string payload) {
     response.set_id(id);
     response.set_final(true);
     response.mutable_cancel()->set_cancelled(found);
-    write_frame(c, encode_frame(response));
     handler->answered({what.kind, what.model, StatusCode::kOk});
+    write_frame(c, encode_frame(response));
     return;
   }
   if (c->inflight.count(id) != 0) {

@@ -127,8 +127,9 @@ class RequestHandler {
   // On the loop thread, for every valid request except Cancel. Must not block: post work to
   // a runner or a worker thread and answer through `call`.
   virtual void handle(const v1::Request& request, std::shared_ptr<Call> call) = 0;
-  // Once per request answered, from the thread that sent its final response (any thread),
-  // including the requests the server refused itself. Must be thread-safe and not block.
+  // Once per request answered, from the thread that sends its final response (any thread),
+  // just before it is sent; including the requests the server refused itself. Must be
+  // thread-safe, must not block and must not call back into the Call.
   virtual void answered(const AnsweredRequest& /*request*/) {}
 };
 

@@ -1,7 +1,13 @@
-// Request builders and response checks shared by the daemon integration tests.
+// Request builders, response checks and the metrics page, shared by the daemon integration
+// tests.
 #pragma once
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -59,6 +65,39 @@ inline v1::Response call_once(api::Client& client, v1::Request request) {
 
 inline v1::Code error_code(const v1::Response& response) {
   return response.has_error() ? response.error().code() : v1::OK;
+}
+
+// The body of GET http://127.0.0.1:PORT/PATH (the daemon's metrics page).
+inline std::string http_get(uint16_t port, const std::string& path) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
+  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+  REQUIRE(::send(fd, request.data(), request.size(), 0) == static_cast<ssize_t>(request.size()));
+  std::string response;
+  char buffer[65536];
+  ssize_t n;
+  while ((n = ::recv(fd, buffer, sizeof(buffer), 0)) > 0)
+    response.append(buffer, static_cast<size_t>(n));
+  ::close(fd);
+  const size_t body = response.find("\r\n\r\n");
+  REQUIRE(body != std::string::npos);
+  return response.substr(body + 4);
+}
+
+// The value of the sample `series` (name{labels} exactly as printed) on a metrics page; -1
+// when it is not there.
+inline double metric_value(const std::string& page, const std::string& series) {
+  std::istringstream lines(page);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return -1;
 }
 
 }  // namespace sparkd::testing

@@ -393,6 +393,8 @@ TEST_CASE("Daemon: an idle connection is closed with its reason, a busy one is n
 
   // The Python client reopens a connection the daemon closed as idle.
   CHECK(python_error_path(daemon, "idle_reconnect") == "OK reconnected, ready=True");
+  CHECK(metric_value(http_get(daemon.metrics_port(), "/metrics"),
+                     R"(sparkd_connections_closed_total{reason="idle"})") >= 2);
 }
 
 TEST_CASE("Daemon: max_tokens takes the whole uint32 range", "[daemon][errors]") {

@@ -54,37 +54,6 @@ bool wait_kv_released(api::Client& client, const std::string& name) {
   return false;
 }
 
-std::string http_get(uint16_t port, const std::string& path) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
-  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  REQUIRE(::send(fd, request.data(), request.size(), 0) == static_cast<ssize_t>(request.size()));
-  std::string response;
-  char buffer[65536];
-  ssize_t n;
-  while ((n = ::recv(fd, buffer, sizeof(buffer), 0)) > 0)
-    response.append(buffer, static_cast<size_t>(n));
-  ::close(fd);
-  const size_t body = response.find("\r\n\r\n");
-  REQUIRE(body != std::string::npos);
-  return response.substr(body + 4);
-}
-
-// The value of the sample `series` (name{labels} exactly as printed) on a metrics page.
-double metric_value(const std::string& page, const std::string& series) {
-  std::istringstream lines(page);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  }
-  return -1;
-}
-
 }  // namespace
 
 TEST_CASE("Daemon: malformed frames and bad requests each get an error", "[daemon]") {

@@ -143,6 +143,7 @@ TEST_CASE("metrics: the page served over HTTP shows what was observed", "[metric
   state.system.mem_available_bytes = 100ull << 30;
   state.system.governor_budget_bytes = 90ull << 30;
   state.system.connections = 3;
+  state.system.connections_closed_total = {{"idle", 4}, {"frame_timeout", 1}};
   state.system.requests_in_flight = 4;
   MemoryPressure pressure;
   pressure.some = {12.5, 3.0, 1.0, 1'500'000};
@@ -236,6 +237,8 @@ TEST_CASE("metrics: the page served over HTTP shows what was observed", "[metric
   CHECK(sample(samples, "sparkd_memory_pressure_stall_seconds_total{kind=\"full\"}") ==
         Approx(0.25));
   CHECK(sample(samples, "sparkd_connections{}") == 3);
+  CHECK(sample(samples, "sparkd_connections_closed_total{reason=\"idle\"}") == 4);
+  CHECK(sample(samples, "sparkd_connections_closed_total{reason=\"frame_timeout\"}") == 1);
   CHECK(sample(samples, "sparkd_requests_in_flight{}") == 4);
 
   // render_text is the same page: a second scrape, so only the cumulative PSI may not move.
