@@ -138,7 +138,13 @@ class WordPieceDecoder final : public Decoder {
         if (token.starts_with(prefix_)) {
           token.erase(0, prefix_.size());
         } else {
-          token.insert(0, " ");
+          // Not token.insert(0, " "): GCC 12 at -O3 warns wrongly about that (-Wrestrict,
+          // GCC bug 105329).
+          std::string spaced;
+          spaced.reserve(token.size() + 1);
+          spaced += ' ';
+          spaced += token;
+          token = std::move(spaced);
         }
       }
       if (cleanup_) token = wordpiece_cleanup(std::move(token));
