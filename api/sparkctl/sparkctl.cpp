@@ -251,8 +251,9 @@ void print_for_people(const Invocation& invocation, const v1::Response& response
   } else if (command == "status") {
     print_status(response);
   } else if (command == "health") {
-    std::cout << response.health().status() << " ("
-              << (response.health().ready() ? "ready" : "not ready") << ")\n";
+    const v1::HealthResponse& health = response.health();
+    std::cout << health.status() << " (" << (health.ready() ? "ready" : "not ready") << ")"
+              << (health.reason().empty() ? "" : ": " + health.reason()) << "\n";
   } else {
     std::cout << response.admin().message() << "\n";  // load, unload, reload
   }

@@ -10,6 +10,7 @@
 #include "tests/integration/daemon_test_helpers.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/model_copy.h"
+#include "tests/support/run_command.h"
 
 namespace {
 
@@ -193,5 +194,11 @@ TEST_CASE("Daemon: Health tells the truth about pinned and on_demand models that
   CHECK(degraded.health().status() == "degraded");
   CHECK_FALSE(degraded.health().ready());
   CHECK_THAT(degraded.health().reason(), Catch::StartsWith("model 'second' failed to load: "));
+  const RunResult cli = run_command(
+      std::string(SPARKCTL_BINARY) + " --socket " + daemon.socket_path() + " health", "");
+  CHECK(cli.exit_code == 0);
+  REQUIRE(cli.lines.size() == 1);
+  CHECK_THAT(cli.lines[0],
+             Catch::StartsWith("degraded (not ready): model 'second' failed to load: "));
   CHECK(error_code(call_once(client, embed_request("embed", {"still serving"}))) == v1::OK);
 }
