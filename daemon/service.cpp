@@ -1038,6 +1038,7 @@ v1::Response Service::status() const {
   for (const auto& [name, entry] : models_) {
     v1::ModelStatus* m = out->add_models();
     m->set_name(name);
+    m->set_state(model_state_name(entry->state));
     m->set_requests_total(entry->requests_total.load());
     entry->with_decoder([&](sched::DecoderRunner& runner) {
       const sched::RunnerStats s = runner.stats();

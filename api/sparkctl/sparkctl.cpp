@@ -222,16 +222,17 @@ void print_status(const v1::Response& response) {
             << "memory available   " << human_bytes(status.mem_available_bytes()) << "\n"
             << "memory pressure    " << format_double("%.2f", status.memory_pressure_some_avg10())
             << "% (PSI some avg10)\n\n";
-  std::vector<std::vector<std::string>> rows = {{"MODEL", "RUNNING", "WAITING", "KV_BLOCKS",
-                                                 "KV_CACHED", "KV_BYTES", "REQUESTS", "PREEMPTIONS",
-                                                 "PREFIX_HITS", "GENERATED"}};
+  std::vector<std::vector<std::string>> rows = {{"MODEL", "STATE", "RUNNING", "WAITING",
+                                                 "KV_BLOCKS", "KV_CACHED", "KV_BYTES", "REQUESTS",
+                                                 "PREEMPTIONS", "PREFIX_HITS", "GENERATED"}};
   for (const v1::ModelStatus& model : status.models()) {
-    rows.push_back(
-        {model.name(), std::to_string(model.running()), std::to_string(model.waiting()),
-         std::to_string(model.kv_blocks_in_use()), std::to_string(model.kv_blocks_cached()),
-         human_bytes(model.kv_bytes_committed()), std::to_string(model.requests_total()),
-         std::to_string(model.preemptions_total()), std::to_string(model.prefix_cache_hit_blocks()),
-         std::to_string(model.generated_tokens_total())});
+    rows.push_back({model.name(), model.state(), std::to_string(model.running()),
+                    std::to_string(model.waiting()), std::to_string(model.kv_blocks_in_use()),
+                    std::to_string(model.kv_blocks_cached()),
+                    human_bytes(model.kv_bytes_committed()), std::to_string(model.requests_total()),
+                    std::to_string(model.preemptions_total()),
+                    std::to_string(model.prefix_cache_hit_blocks()),
+                    std::to_string(model.generated_tokens_total())});
   }
   print_table(rows);
 }

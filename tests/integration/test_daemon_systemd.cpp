@@ -200,5 +200,12 @@ TEST_CASE("Daemon: Health tells the truth about pinned and on_demand models that
   REQUIRE(cli.lines.size() == 1);
   CHECK_THAT(cli.lines[0],
              Catch::StartsWith("degraded (not ready): model 'second' failed to load: "));
+  v1::Request status;
+  status.mutable_status();
+  const v1::Response states = call_once(client, status);
+  std::map<std::string, std::string> state_of;
+  for (const v1::ModelStatus& m : states.status().models()) state_of[m.name()] = m.state();
+  CHECK(state_of["second"] == "failed");
+  CHECK(state_of["embed"] == "ready");
   CHECK(error_code(call_once(client, embed_request("embed", {"still serving"}))) == v1::OK);
 }

@@ -603,6 +603,7 @@ def daemon_status(response: "pb.Response") -> DaemonStatus:
                 preemptions_total=model.preemptions_total,
                 prefix_cache_hit_blocks=model.prefix_cache_hit_blocks,
                 generated_tokens_total=model.generated_tokens_total,
+                state=model.state,
             )
             for model in status.models
         ],

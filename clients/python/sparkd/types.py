@@ -162,6 +162,7 @@ class ModelStatus:
     preemptions_total: int
     prefix_cache_hit_blocks: int
     generated_tokens_total: int
+    state: str = ""  # "loading" | "ready" | "unloading" | "failed"
 
 
 @dataclass(frozen=True)

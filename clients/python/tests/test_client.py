@@ -904,6 +904,14 @@ class AdminAndTypesTest(ClientTestCase):
         self.assertIsInstance(model, ModelInfo)
         self.assertEqual((model.residency, model.source), ("on_demand", "admin"))
 
+    def test_status_carries_each_models_state(self) -> None:
+        call = self.in_thread(self.client.status)
+        request = self.peer_conn.recv_request()
+        answer = response(request.id)
+        answer.status.models.add(name="qwen3", state="failed")
+        self.peer_conn.send(answer)
+        self.assertEqual([(m.name, m.state) for m in call.get().models], [("qwen3", "failed")])
+
     def test_health_carries_the_reason(self) -> None:
         call = self.in_thread(self.client.health)
         request = self.peer_conn.recv_request()
