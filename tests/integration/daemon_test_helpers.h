@@ -46,6 +46,21 @@ inline v1::Request generate_request(const std::string& model, const std::string&
   return request;
 }
 
+inline v1::Request load_request(const std::string& name, const std::string& path,
+                                const std::string& residency = "") {
+  v1::Request request;
+  request.mutable_load()->set_name(name);
+  request.mutable_load()->set_path(path);
+  request.mutable_load()->set_residency(residency);
+  return request;
+}
+
+inline v1::Request unload_request(const std::string& name) {
+  v1::Request request;
+  request.mutable_unload()->set_name(name);
+  return request;
+}
+
 template <typename Builder>
 v1::Request simple_request(Builder build) {
   v1::Request request;

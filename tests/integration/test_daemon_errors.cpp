@@ -108,21 +108,6 @@ std::map<std::string, v1::ModelInfo> model_list(api::Client& client) {
   return models;
 }
 
-v1::Request load_request(const std::string& name, const std::string& path,
-                         const std::string& residency = "") {
-  v1::Request request;
-  request.mutable_load()->set_name(name);
-  request.mutable_load()->set_path(path);
-  request.mutable_load()->set_residency(residency);
-  return request;
-}
-
-v1::Request unload_request(const std::string& name) {
-  v1::Request request;
-  request.mutable_unload()->set_name(name);
-  return request;
-}
-
 }  // namespace
 
 TEST_CASE("Daemon: every error path reaches each client with the daemon's own reason",

@@ -16,6 +16,7 @@
 #include "api/protocol/request_validation.h"
 #include "api/protocol/status_codes.h"
 #include "api/sparkd.pb.h"
+#include "tests/integration/daemon_test_helpers.h"
 
 namespace {
 
@@ -553,11 +554,7 @@ TEST_CASE("load names follow the config's rule, paths are absolute, residency is
           "[protocol]") {
   auto load = [](const std::string& name, const std::string& path = "/models/x",
                  const std::string& residency = "") {
-    v1::Request request;
-    request.mutable_load()->set_name(name);
-    request.mutable_load()->set_path(path);
-    request.mutable_load()->set_residency(residency);
-    return request;
+    return sparkd::testing::load_request(name, path, residency);
   };
   CHECK(validate_request(load("qwen3-8b_v2.1"), {}).is_ok());
   CHECK(validate_request(load(std::string(64, 'a')), {}).is_ok());
@@ -584,9 +581,7 @@ TEST_CASE("load names follow the config's rule, paths are absolute, residency is
         "make a relative path absolute for you)");
   CHECK(validation_error(load("m", "/x", "sticky")) ==
         "load.residency must be \"pinned\" or \"on_demand\" (or empty), got \"sticky\"");
-  v1::Request unload;
-  unload.mutable_unload()->set_name("no way");
-  CHECK_THAT(validation_error(unload),
+  CHECK_THAT(validation_error(sparkd::testing::unload_request("no way")),
              StartsWith("unload.name must be 1 to 64 characters of A-Z a-z 0-9 . _ -"));
 }
 

@@ -13,10 +13,10 @@ import os
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
 
 from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from . import sparkd_pb2 as pb
-from ._framing import FrameError, encode_frame
+from ._framing import FrameDecoder, FrameError, encode_frame
 from .errors import SparkdError
 from .types import (
     DaemonStatus,
@@ -140,6 +140,45 @@ def connection_error(response: "pb.Response") -> "Optional[pb.Error]":
     if response.id == 0 and response.HasField("error") and response.error.code != pb.OK:
         return response.error
     return None
+
+
+class ResponseReader:
+    """Turns the bytes read from the socket into Responses, and says why the stream ended.
+
+    Shared by the sync and asyncio clients, whose read loops differ only in how they wait for
+    bytes: ``responses`` for each chunk, then ``eof_reason`` at the end of the stream, or
+    ``failure_reason`` for an exception of ``FAILURES`` raised while reading.
+    """
+
+    FAILURES = (FrameError, DecodeError, OSError)
+
+    def __init__(self) -> None:
+        self._decoder = FrameDecoder()
+
+    def responses(self, data: bytes) -> "List[pb.Response]":
+        out = []
+        for payload in self._decoder.feed(data):
+            response = pb.Response()
+            response.ParseFromString(payload)
+            out.append(response)
+        return out
+
+    def eof_reason(self) -> str:
+        if self._decoder.buffered_bytes:
+            return (
+                f"the daemon closed the connection in the middle of a frame "
+                f"({self._decoder.buffered_bytes} bytes of it received)"
+            )
+        return "the daemon closed the connection"
+
+    @staticmethod
+    def failure_reason(error: BaseException) -> str:
+        if isinstance(error, FrameError):
+            return f"protocol error: {error}"
+        if isinstance(error, DecodeError):
+            return f"protocol error: a response frame is not a sparkd.v1.Response ({error})"
+        # ECONNRESET here usually follows the daemon's id-0 error; that error is the reason.
+        return f"connection error: {error}"
 
 
 class ConnectionEnd:

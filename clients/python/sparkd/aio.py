@@ -23,11 +23,8 @@ from typing import (
     Union,
 )
 
-from google.protobuf.message import DecodeError
-
 from . import _protocol
 from . import sparkd_pb2 as pb
-from ._framing import FrameDecoder, FrameError
 from ._protocol import ConnectionEnd, MessageLike
 from .errors import SparkdError
 from .types import (
@@ -88,29 +85,18 @@ class _Connection:
     # ---- reading ----------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        decoder = FrameDecoder()
-        reason = "the daemon closed the connection"
+        reader = _protocol.ResponseReader()
+        reason = "the client's reader stopped unexpectedly"  # unless set below
         try:
             while True:
                 data = await self._loop.sock_recv(self.sock, _RECV_BYTES)
                 if not data:
-                    if decoder.buffered_bytes:
-                        reason = (
-                            f"the daemon closed the connection in the middle of a frame "
-                            f"({decoder.buffered_bytes} bytes of it received)"
-                        )
+                    reason = reader.eof_reason()
                     break
-                for payload in decoder.feed(data):
-                    response = pb.Response()
-                    response.ParseFromString(payload)
+                for response in reader.responses(data):
                     self._dispatch(response)
-        except FrameError as error:
-            reason = f"protocol error: {error}"
-        except DecodeError as error:
-            reason = f"protocol error: a response frame is not a sparkd.v1.Response ({error})"
-        except OSError as error:
-            # ECONNRESET here usually follows the daemon's id-0 error; that error is the reason.
-            reason = f"connection error: {error}"
+        except _protocol.ResponseReader.FAILURES as error:
+            reason = reader.failure_reason(error)
         finally:
             self._lost(reason)
 
