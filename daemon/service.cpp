@@ -109,8 +109,9 @@ const char* model_state_name(ModelState state) {
 // is guarded by runner_mutex so that unloading (which destroys the runner, answering what
 // it still holds) never races a submission.
 struct ModelEntry {
-  ModelConfig config;
+  ModelConfig config;  // its definition: the config file's, or the one an admin Load built
   ModelSource source = ModelSource::kConfig;
+  Residency residency = Residency::kPinned;  // in effect: the definition's, or a Load's override
   governor::ConsumerId consumer = 0;
   std::atomic<ModelState> state{ModelState::kLoading};
   std::string error;  // kFailed: why (written before the state is set)
@@ -218,7 +219,7 @@ Service::Health Service::health() const {
   {
     std::shared_lock lock(models_mutex_);
     for (const auto& [name, entry] : models_) {
-      if (entry->config.residency != Residency::kPinned) continue;
+      if (entry->residency != Residency::kPinned) continue;
       const ModelState state = entry->state;
       if (state == ModelState::kFailed) {
         failed.push_back("model '" + name + "' failed to load: " + entry->error);
@@ -243,15 +244,21 @@ Service::Health Service::health() const {
   return health;
 }
 
-Status Service::load_model(const ModelConfig& config, ModelSource source, bool keep_failed_entry) {
+Status Service::load_model(const ModelConfig& config, ModelSource source, Residency residency,
+                           bool keep_failed_entry) {
   auto entry = std::make_shared<ModelEntry>();
   entry->config = config;
   entry->source = source;
+  entry->residency = residency;
+  std::shared_ptr<ModelEntry> replaced;  // a failed entry this load retries
   {
     std::unique_lock lock(models_mutex_);
-    if (models_.count(config.name) != 0 && models_[config.name]->state != ModelState::kFailed) {
-      return Status(StatusCode::kFailedPrecondition,
-                    "model '" + config.name + "' is already loaded; unload it first");
+    if (const auto it = models_.find(config.name); it != models_.end()) {
+      if (it->second->state != ModelState::kFailed) {
+        return Status(StatusCode::kFailedPrecondition,
+                      "model '" + config.name + "' is already loaded; unload it first");
+      }
+      replaced = it->second;
     }
     entry->consumer = next_consumer_++;
     models_[config.name] = entry;  // visible as loading
@@ -261,9 +268,17 @@ Status Service::load_model(const ModelConfig& config, ModelSource source, bool k
     entry->error = status.message();
     entry->state = ModelState::kFailed;
     if (!keep_failed_entry) {
+      // Nothing of this load stays; a failed entry it retried comes back (Health still says
+      // which model failed).
       std::unique_lock lock(models_mutex_);
       const auto it = models_.find(config.name);
-      if (it != models_.end() && it->second == entry) models_.erase(it);
+      if (it != models_.end() && it->second == entry) {
+        if (replaced) {
+          it->second = replaced;
+        } else {
+          models_.erase(it);
+        }
+      }
     }
     if (metrics_) metrics_->observe_model_load(config.name, seconds_since(start), false);
     return Status(status.code(), "model '" + config.name + "': " + status.message());
@@ -337,7 +352,8 @@ Status Service::load_configured_models(const std::function<void(const std::strin
       progress("loading " + model.name + " (" + std::to_string(i + 1) + "/" +
                std::to_string(models.size()) + ")");
     }
-    Status status = load_model(model, ModelSource::kConfig, /*keep_failed_entry=*/true);
+    Status status =
+        load_model(model, ModelSource::kConfig, model.residency, /*keep_failed_entry=*/true);
     if (status.is_ok()) continue;
     if (model.residency == Residency::kPinned) {
       return Status(status.code(), "pinned " + status.message() +
@@ -376,15 +392,13 @@ Expected<Service::ReloadReport> Service::reload_config() {
   // What the config put there. Models an admin loaded from a path stay, unless the config now
   // defines the same name: then the config's definition takes over.
   std::map<std::string, ModelConfig> running;
-  std::set<std::string> to_reload;  // admin-defined or failed: loaded again from the config
+  std::set<std::string> failed;  // loaded again, so fixing the files and reloading is a retry
   {
     std::shared_lock lock(models_mutex_);
     for (const auto& [name, entry] : models_) {
       if (entry->source == ModelSource::kAdmin && wanted.count(name) == 0) continue;
       running[name] = entry->config;
-      if (entry->source != ModelSource::kConfig || entry->state == ModelState::kFailed) {
-        to_reload.insert(name);
-      }
+      if (entry->state == ModelState::kFailed) failed.insert(name);
     }
   }
   ReloadReport report;
@@ -393,16 +407,18 @@ Expected<Service::ReloadReport> Service::reload_config() {
     if (it == wanted.end()) {
       unload_model(name);
       report.changes.push_back("unloaded " + name);
-    } else if (config != it->second || to_reload.count(name) != 0) {
+    } else if (config != it->second || failed.count(name) != 0) {
       unload_model(name);
-      Status status = load_model(it->second, ModelSource::kConfig, /*keep_failed_entry=*/true);
+      Status status = load_model(it->second, ModelSource::kConfig, it->second.residency,
+                                 /*keep_failed_entry=*/true);
       report.changes.push_back("reloaded " + name);
       if (!status.is_ok()) report.failures.push_back(status);
     }
   }
   for (const auto& [name, config] : wanted) {
     if (running.count(name) != 0) continue;
-    Status status = load_model(config, ModelSource::kConfig, /*keep_failed_entry=*/true);
+    Status status =
+        load_model(config, ModelSource::kConfig, config.residency, /*keep_failed_entry=*/true);
     report.changes.push_back("loaded " + name);
     if (!status.is_ok()) report.failures.push_back(status);
   }
@@ -440,13 +456,14 @@ Expected<Service::ReloadReport> Service::reload_config() {
 
 Expected<Service::ReloadReport> Service::reload_from_signal() {
   // The admin worker runs every load, unload and reload, so a SIGHUP never races an admin call.
-  std::promise<Expected<ReloadReport>> done;
-  std::future<Expected<ReloadReport>> result = done.get_future();
-  admin_worker_->post([this, &done] {
+  // Shared: set_value may still be inside the promise when get() returns here.
+  auto done = std::make_shared<std::promise<Expected<ReloadReport>>>();
+  std::future<Expected<ReloadReport>> result = done->get_future();
+  admin_worker_->post([this, done] {
     log("SIGHUP: reloading " + options_.config.source_path);
     auto report = reload_config();
     log_reload(report);
-    done.set_value(std::move(report));
+    done->set_value(std::move(report));
   });
   return result.get();
 }
@@ -920,12 +937,15 @@ Expected<std::string> Service::admin_load(const v1::LoadRequest& load) {
     return Status(StatusCode::kNotFound,
                   "model '" + load.name() + "' is not in the config; give its absolute path");
   }
-  if (load.residency() == "pinned") config.residency = Residency::kPinned;
-  if (load.residency() == "on_demand") config.residency = Residency::kOnDemand;
+  // The caller's residency holds for this load; the config's definition stays as it is, so a
+  // reload of an unchanged file leaves the model alone.
+  Residency residency = config.residency;
+  if (load.residency() == "pinned") residency = Residency::kPinned;
+  if (load.residency() == "on_demand") residency = Residency::kOnDemand;
   // A failed admin load leaves nothing behind: the caller has the error.
-  SPARKD_RETURN_IF_ERROR(load_model(config, source, /*keep_failed_entry=*/false));
+  SPARKD_RETURN_IF_ERROR(load_model(config, source, residency, /*keep_failed_entry=*/false));
   return "loaded " + config.name + " from " + config.path + " (" +
-         std::string(residency_name(config.residency)) + ")";
+         std::string(residency_name(residency)) + ")";
 }
 
 Expected<std::string> Service::admin_unload(const std::string& name) {
@@ -949,13 +969,16 @@ v1::Response Service::list_models() const {
   std::shared_lock lock(models_mutex_);
   for (const auto& [name, entry] : models_) {
     v1::ModelInfo* info = out->add_models();
+    // The state first: the loading thread writes `error` and `model` before it publishes a
+    // state other than loading, and not after.
+    const ModelState state = entry->state;
     info->set_name(name);
-    info->set_state(model_state_name(entry->state));
+    info->set_state(model_state_name(state));
     info->set_path(entry->config.path);
-    info->set_error(entry->error);
-    info->set_residency(std::string(residency_name(entry->config.residency)));
+    if (state == ModelState::kFailed) info->set_error(entry->error);
+    info->set_residency(std::string(residency_name(entry->residency)));
     info->set_source(model_source_name(entry->source));
-    if (entry->model && entry->state != ModelState::kLoading) {
+    if (state != ModelState::kLoading && entry->model) {
       info->set_task(entry->task());
       info->set_weights_bytes(entry->model->weights().size_bytes());
       info->set_kv_bytes(arbiter_.granted_granules(entry->consumer) * governor::kGranuleBytes);

@@ -93,9 +93,12 @@ class Service : public api::RequestHandler {
 
  private:
   std::shared_ptr<ModelEntry> find(const std::string& name) const;
-  // Admin worker / start-up. A failed load leaves a "failed" entry when `keep_failed_entry`
-  // (config models: ListModels shows why), nothing otherwise (admin loads).
-  Status load_model(const ModelConfig& config, ModelSource source, bool keep_failed_entry);
+  // Admin worker / start-up. `residency` is the one in effect (an admin Load may override the
+  // definition's). A failed load leaves a "failed" entry when `keep_failed_entry` (config
+  // models: ListModels and Health show why), otherwise nothing of its own (admin loads; a
+  // failed entry it retried is put back).
+  Status load_model(const ModelConfig& config, ModelSource source, Residency residency,
+                    bool keep_failed_entry);
   Status unload_model(const std::string& name);                   // admin worker
   Expected<std::string> admin_load(const v1::LoadRequest& load);  // admin worker
   Expected<std::string> admin_unload(const std::string& name);    // admin worker

@@ -474,6 +474,11 @@ uint64_t recover_request_id(std::string_view payload) {
 }
 
 Status validate_request(const v1::Request& request, const RequestLimits& limits) {
+  if (request.id() == 0) {
+    return invalid(
+        "request id 0 is reserved for errors about the connection itself; number requests from "
+        "1");
+  }
   switch (request.kind_case()) {
     case v1::Request::kEmbed:
       return validate_embed(request.embed(), limits);

@@ -41,7 +41,8 @@ std::string_view request_kind_name(const v1::Request& request);
 const std::string& request_model(const v1::Request& request);
 
 // Field-level checks that need no model: INVALID_ARGUMENT naming the field path, e.g.
-// "generate.sampling.top_p must be in (0, 1], got 1.5"; or OK.
+// "generate.sampling.top_p must be in (0, 1], got 1.5"; or OK. The id must not be 0 (the id
+// of errors about the connection).
 Status validate_request(const v1::Request& request, const RequestLimits& limits);
 
 }  // namespace sparkd::api

@@ -289,6 +289,7 @@ void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   const Clock::time_point now = Clock::now();
   c->last_activity = now;
   c->decoder.feed(std::string_view(buf->base, static_cast<size_t>(nread)));
+  bool completed_a_frame = false;
   while (!c->closing && !c->close_after_writes) {
     auto frame = c->decoder.next();
     if (!frame) {
@@ -301,13 +302,16 @@ void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
       return;
     }
     if (!frame->has_value()) break;
+    completed_a_frame = true;
     loop->on_frame(c, std::move(**frame));
     // Backpressure may have stopped reading; frames already buffered are still handled.
   }
-  // What is left buffered is the start of a frame: its clock runs from its first byte.
+  // What is left buffered is the start of a frame, and its clock runs from its first byte:
+  // from this read when a frame completed in it (a client streaming frames back to back
+  // leaves a partial one after nearly every read), else from when the partial one began.
   if (c->decoder.buffered_bytes() == 0) {
     c->partial_frame_since.reset();
-  } else if (!c->partial_frame_since) {
+  } else if (completed_a_frame || !c->partial_frame_since) {
     c->partial_frame_since = now;
   }
 }
@@ -389,6 +393,9 @@ void Server::Loop::refuse(Connection* c, uint64_t id, const AnsweredRequest& req
 
 void Server::Loop::close_with_error(Connection* c, const Status& status) {
   write_frame(c, encode_frame(error_response(0, status)));
+  // The connection is over: what runs for it stops now (its KV is freed), and nothing more
+  // is written after the reason.
+  for (const auto& [id, call] : c->inflight) call->cancel();
   close_after_writes(c);
 }
 
@@ -519,13 +526,28 @@ void Server::Loop::on_frame(Connection* c, std::string payload) {
     ++stats.requests_total;
   }
   auto request = parse_request(payload);
-  if (!request) {
-    // The id is echoed when it can be read, so the client can match the error.
-    refuse(c, recover_request_id(payload), {"unknown", ""}, request.status());
+  // The id is echoed even for a frame that does not parse, when it can be read, so the client
+  // can match the error.
+  const uint64_t id = request ? request->id() : recover_request_id(payload);
+  const AnsweredRequest what =
+      request ? AnsweredRequest{request_kind_name(*request), request_model(*request)}
+              : AnsweredRequest{"unknown", ""};
+  if (id != 0 && c->inflight.count(id) != 0) {
+    // First of all: any final answer with this id would look like the end of the request in
+    // flight under it. Not final: that request goes on and gets its own final response.
+    refuse(c, id, what,
+           Status(StatusCode::kAlreadyExists,
+                  "request id " + std::to_string(id) +
+                      " is already in flight on this connection, so this second request with it "
+                      "was not run (the first goes on); ids must be unique among a "
+                      "connection's requests in flight"),
+           /*final=*/false);
     return;
   }
-  const uint64_t id = request->id();
-  const AnsweredRequest what{request_kind_name(*request), request_model(*request)};
+  if (!request) {
+    refuse(c, id, what, request.status());
+    return;
+  }
   if (Status valid = validate_request(*request, options.limits); !valid.is_ok()) {
     refuse(c, id, what, valid);
     return;
@@ -546,17 +568,6 @@ void Server::Loop::on_frame(Connection* c, std::string payload) {
     response.mutable_cancel()->set_cancelled(found);
     handler->answered({what.kind, what.model, StatusCode::kOk});
     write_frame(c, encode_frame(response));
-    return;
-  }
-  if (c->inflight.count(id) != 0) {
-    // Not final: the request in flight under this id goes on and gets its own final response.
-    refuse(c, id, what,
-           Status(StatusCode::kAlreadyExists,
-                  "request id " + std::to_string(id) +
-                      " is already in flight on this connection, so this second request with it "
-                      "was not run (the first goes on); ids must be unique among a "
-                      "connection's requests in flight"),
-           /*final=*/false);
     return;
   }
   if (c->inflight.size() >= options.max_inflight_per_connection) {
@@ -591,7 +602,8 @@ void Server::Loop::deliver_outbox() {
       c->last_activity = Clock::now();
       changed = true;
     }
-    write_frame(c, std::move(item.frame));
+    // A connection being closed has had its last word (its reason, or the drain's answers).
+    if (!c->close_after_writes) write_frame(c, std::move(item.frame));
   }
   if (changed) {
     publish_stats();
@@ -656,7 +668,10 @@ Expected<std::unique_ptr<Server>> Server::create(const ServerOptions& options,
   Loop& l = *server->loop_;
   l.options = options;
   l.handler = &handler;
-  if (int rc = uv_loop_init(&l.loop); rc != 0) return uv_status("uv_loop_init", rc);
+  if (int rc = uv_loop_init(&l.loop); rc != 0) {
+    server->loop_.reset();  // no handle exists yet: ~Server has nothing to close
+    return uv_status("uv_loop_init", rc);
+  }
   uv_async_init(&l.loop, &l.wake,
                 [](uv_async_t* async) { static_cast<Loop*>(async->data)->deliver_outbox(); });
   l.wake.data = &l;

@@ -241,21 +241,89 @@ TEST_CASE("Daemon: every error path reaches each client with the daemon's own re
   SECTION("a duplicate id is refused without ending the request in flight under it") {
     // Only a hand-made client can send one: sparkctl and the Python client choose the ids.
     api::Client client = daemon.connect();
-    v1::Request generate = generate_request("gen", "the first of two", 50);
+    v1::Request generate = generate_request("gen", "the first of two", 500);
     generate.mutable_generate()->set_ignore_eos(true);
     generate.set_id(5);
     REQUIRE(client.send(generate).is_ok());
+    // Whatever else a second request with id 5 is (valid, invalid, a Cancel, not even
+    // parseable), its answer must not look like the end of request 5.
     v1::Request duplicate = health_request();
     duplicate.set_id(5);
     REQUIRE(client.send(duplicate).is_ok());
+    v1::Request invalid = embed_request("embed", {});
+    invalid.set_id(5);
+    REQUIRE(client.send(invalid).is_ok());
+    v1::Request cancel;
+    cancel.set_id(5);
+    cancel.mutable_cancel()->set_target_id(5);
+    REQUIRE(client.send(cancel).is_ok());
+    REQUIRE(client.send_bytes(framed(std::string("\x08\x05\x0f", 3))).is_ok());
     const std::vector<v1::Response> responses = responses_until_final(client, 5);
-    REQUIRE(responses.size() == 2);
-    CHECK_FALSE(responses[0].final());
-    CHECK(responses[0].error().code() == v1::ALREADY_EXISTS);
-    CHECK_THAT(responses[0].error().message(),
-               StartsWith("request id 5 is already in flight on this connection"));
-    CHECK(error_code(responses[1]) == v1::OK);
-    CHECK(responses[1].generate().token_ids_size() == 50);
+    REQUIRE(responses.size() == 5);
+    for (size_t i = 0; i < 4; ++i) {
+      INFO(i);
+      CHECK_FALSE(responses[i].final());
+      CHECK(responses[i].error().code() == v1::ALREADY_EXISTS);
+      CHECK_THAT(responses[i].error().message(),
+                 StartsWith("request id 5 is already in flight on this connection"));
+    }
+    CHECK(error_code(responses[4]) == v1::OK);  // neither cancelled nor refused
+    CHECK(responses[4].generate().token_ids_size() == 500);
+  }
+
+  SECTION("frames sent back to back for longer than the frame timeout are all served") {
+    // Every write ends in the middle of the next frame, so the daemon nearly always holds a
+    // partial frame; each frame still completes within the timeout and nothing is closed.
+    api::Client client = daemon.connect();
+    std::vector<std::string> frames;
+    for (uint64_t id = 1; id <= 21; ++id) {
+      v1::Request request = health_request();
+      request.set_id(id);
+      frames.push_back(api::encode_frame(request));
+    }
+    // Write k: the second half of frame k, then the first half of frame k + 1.
+    std::string pending;
+    for (const std::string& frame : frames) {
+      const size_t half = frame.size() / 2;
+      REQUIRE(client.send_bytes(pending + frame.substr(0, half)).is_ok());
+      pending = frame.substr(half);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // 2 s in all: 4 timeouts
+    }
+    REQUIRE(client.send_bytes(pending).is_ok());
+    for (int i = 1; i <= 21; ++i) {
+      auto response = client.receive(std::chrono::seconds(30));
+      REQUIRE(response.has_value());
+      CHECK(response->id() != 0);
+      CHECK(error_code(*response) == v1::OK);
+    }
+  }
+
+  SECTION("when the daemon closes a connection, what ran on it stops and its reason is last") {
+    api::Client client = daemon.connect();
+    REQUIRE(client.send(long_stream(1)).is_ok());
+    REQUIRE(client.receive(std::chrono::minutes(1)).has_value());  // it is running
+    REQUIRE(client.send_bytes(length_prefix(1u << 20)).is_ok());   // over max_frame_bytes
+    std::vector<v1::Response> after;
+    for (;;) {
+      auto response = client.receive(std::chrono::seconds(30));
+      if (!response) break;  // closed
+      after.push_back(*response);
+    }
+    REQUIRE_FALSE(after.empty());
+    CHECK(after.back().id() == 0);  // nothing is written after the reason
+    CHECK(after.back().error().code() == v1::RESOURCE_EXHAUSTED);
+    api::Client watcher = daemon.connect();
+    bool stopped = false;
+    for (int attempt = 0; attempt < 1000 && !stopped; ++attempt) {
+      v1::Request status;
+      status.mutable_status();
+      const v1::Response answer = call_once(watcher, status);
+      for (const auto& m : answer.status().models()) {
+        if (m.name() == "gen") stopped = m.running() == 0 && m.kv_blocks_in_use() == 0;
+      }
+      if (!stopped) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    CHECK(stopped);
   }
 }
 
@@ -442,6 +510,31 @@ TEST_CASE("Daemon: admin loads are first-class: residency, unload, names, paths,
                                  Contains("admin unload extra by uid ") &&
                                  Contains("admin unload embed by uid ") &&
                                  Contains("FAILED_PRECONDITION: model 'embed' is pinned"));
+  }
+
+  SECTION("a residency given to Load holds until unload; an unchanged config leaves it") {
+    // "rerank" is the config's, pinned. Made on_demand for this load, it can be unloaded,
+    // and a reload of the unchanged file does not reload it.
+    const v1::Response refused = call_once(client, unload_request("rerank"));
+    CHECK(error_code(refused) == v1::FAILED_PRECONDITION);
+    daemon.write_config(fixture_config(daemon.dir(), "",
+                                       "[[models]]\nname = \"od\"\nresidency = \"on_demand\"\n"
+                                       "path = \"" +
+                                           xlmr + "\"\n"));
+    v1::Request reload;
+    reload.mutable_reload();
+    REQUIRE(error_code(call_once(client, reload)) == v1::OK);  // loads od
+    REQUIRE(error_code(call_once(client, unload_request("od"))) == v1::OK);
+    REQUIRE(error_code(call_once(client, load_request("od", "", "pinned"))) == v1::OK);
+    auto models = model_list(client);
+    CHECK(models["od"].residency() == "pinned");
+    CHECK(models["od"].source() == "config");
+    const v1::Response unchanged = call_once(client, reload);
+    CHECK(error_code(unchanged) == v1::OK);
+    CHECK(unchanged.admin().message() == "no model changed");
+    CHECK(model_list(client)["od"].residency() == "pinned");
+    // Pinned by the caller, not by the config: the caller may unload it again.
+    CHECK(error_code(call_once(client, unload_request("od"))) == v1::OK);
   }
 
   SECTION("a failed load leaves nothing behind") {

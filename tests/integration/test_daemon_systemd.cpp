@@ -200,6 +200,9 @@ TEST_CASE("Daemon: Health tells the truth about pinned and on_demand models that
   REQUIRE(cli.lines.size() == 1);
   CHECK_THAT(cli.lines[0],
              Catch::StartsWith("degraded (not ready): model 'second' failed to load: "));
+  // An admin retry that fails again leaves the failure in place: Health still says degraded.
+  CHECK(error_code(call_once(client, load_request("second", ""))) != v1::OK);
+  CHECK(call_once(client, health).health().status() == "degraded");
   v1::Request status;
   status.mutable_status();
   const v1::Response states = call_once(client, status);

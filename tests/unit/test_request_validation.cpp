@@ -137,11 +137,17 @@ std::vector<v1::Request> valid_requests_of_every_kind() {
   request = prompt_request();
   request.mutable_generate()->clear_sampling();
   requests.push_back(request);
+  uint64_t id = 100;
+  for (v1::Request& each : requests) {
+    if (each.id() == 0) each.set_id(id++);  // id 0 is refused (tested apart)
+  }
   return requests;
 }
 
-// The message of validate_request's error for `request`, which must fail.
-std::string validation_error(const v1::Request& request, const RequestLimits& limits = {}) {
+// The message of validate_request's error for `request`, which must fail. A request built
+// without an id is given one: id 0 is refused on its own (tested apart).
+std::string validation_error(v1::Request request, const RequestLimits& limits = {}) {
+  if (request.id() == 0) request.set_id(99);
   const Status status = validate_request(request, limits);
   REQUIRE_FALSE(status.is_ok());
   CHECK(status.code() == StatusCode::kInvalidArgument);
@@ -554,7 +560,9 @@ TEST_CASE("load names follow the config's rule, paths are absolute, residency is
           "[protocol]") {
   auto load = [](const std::string& name, const std::string& path = "/models/x",
                  const std::string& residency = "") {
-    return sparkd::testing::load_request(name, path, residency);
+    v1::Request request = sparkd::testing::load_request(name, path, residency);
+    request.set_id(1);
+    return request;
   };
   CHECK(validate_request(load("qwen3-8b_v2.1"), {}).is_ok());
   CHECK(validate_request(load(std::string(64, 'a')), {}).is_ok());
@@ -613,6 +621,16 @@ TEST_CASE("numeric fields take their whole wire range where it means something",
   request = prompt_request();
   request.mutable_generate()->set_stop_token_ids(0, std::numeric_limits<int32_t>::min());
   CHECK(validation_error(request) == "generate.stop_token_ids[0] must be >= 0, got -2147483648");
+}
+
+TEST_CASE("request id 0 is refused: it is the id of errors about the connection", "[protocol]") {
+  v1::Request request = embed_request();
+  request.set_id(0);
+  const Status status = validate_request(request, {});
+  CHECK(status.code() == StatusCode::kInvalidArgument);
+  CHECK(status.message() ==
+        "request id 0 is reserved for errors about the connection itself; number requests from "
+        "1");
 }
 
 TEST_CASE("recover_request_id reads the id of a payload that does not parse", "[protocol]") {

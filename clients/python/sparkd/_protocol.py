@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 import os
-from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
@@ -155,13 +155,13 @@ class ResponseReader:
     def __init__(self) -> None:
         self._decoder = FrameDecoder()
 
-    def responses(self, data: bytes) -> "List[pb.Response]":
-        out = []
+    def responses(self, data: bytes) -> "Iterator[pb.Response]":
+        """Each response completed by ``data``, one at a time: those before a frame that does
+        not parse are still delivered."""
         for payload in self._decoder.feed(data):
             response = pb.Response()
             response.ParseFromString(payload)
-            out.append(response)
-        return out
+            yield response
 
     def eof_reason(self) -> str:
         if self._decoder.buffered_bytes:

@@ -138,22 +138,38 @@ class _Connection:
         return sent
 
     async def _write_loop(self) -> None:
-        while True:
-            item = await self._outbox.get()
-            if item is None:
-                return
-            frame, sent = item
+        current: "Optional[asyncio.Future[None]]" = None
+        try:
+            while True:
+                item = await self._outbox.get()
+                if item is None:
+                    return
+                frame, current = item
+                if self._send_error is None:
+                    try:
+                        await self._loop.sock_sendall(self.sock, frame)
+                    except OSError as error:
+                        self._send_error = error
+                if not current.done():  # callers await it through shield(): a safeguard
+                    if self._send_error is not None:
+                        current.set_exception(self._send_error)
+                    else:
+                        current.set_result(None)
+                current = None
+        finally:
+            # However the writer ends (the connection's end, close(), cancellation while a
+            # peer that does not read blocks a write), no caller may wait for ever on a frame
+            # that was not written: they all fail, and later sends fail at once.
             if self._send_error is None:
-                try:
-                    await self._loop.sock_sendall(self.sock, frame)
-                except OSError as error:
-                    self._send_error = error
-            if sent.done():
-                continue  # callers await it through shield(), so this is only a safeguard
-            if self._send_error is not None:
-                sent.set_exception(self._send_error)
-            else:
-                sent.set_result(None)
+                self._send_error = ConnectionError("the connection closed before it was sent")
+            unsent = [current] if current is not None else []
+            while not self._outbox.empty():
+                item = self._outbox.get_nowait()
+                if item is not None:
+                    unsent.append(item[1])
+            for sent in unsent:
+                if not sent.done():
+                    sent.set_exception(self._send_error)
 
     # ---- lifecycle --------------------------------------------------------------------------
 

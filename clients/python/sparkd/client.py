@@ -48,7 +48,7 @@ class _Connection:
     never left waiting on a dead connection.
     """
 
-    def __init__(self, sock: socket.socket, socket_path: str, lock: threading.Lock) -> None:
+    def __init__(self, sock: socket.socket, socket_path: str, lock: "threading.RLock") -> None:
         self.sock = sock
         self.socket_path = socket_path
         self.lock = lock
@@ -160,7 +160,9 @@ class Client:
         self.timeout = timeout
         # Guards the id counter, the current connection, the closed state and each
         # connection's pending map (see _Connection).
-        self._state_lock = threading.Lock()
+        # Reentrant: GenerateStream.__del__ takes it to cancel, and the garbage collector may
+        # run that on a thread that already holds it.
+        self._state_lock = threading.RLock()
         self._reconnect_lock = threading.Lock()  # one reconnect at a time
         self._next_id = 1
         self._closing = False

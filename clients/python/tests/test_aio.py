@@ -174,6 +174,16 @@ class AsyncClientTest(AsyncClientTestCase):
             await stream.__anext__()
         self.assertEqual(raised.exception.code, "UNAVAILABLE")
 
+    async def test_close_fails_a_call_whose_frame_could_not_be_written(self) -> None:
+        # The peer reads nothing, so a large frame fills the socket and its write blocks;
+        # close() must still end the call, not leave it waiting for a write that never ends.
+        call = asyncio.ensure_future(self.client.embed("minilm", ["x" * 8_000_000]))
+        await asyncio.sleep(0.2)
+        await self.client.close()
+        with self.assertRaises(SparkdError) as raised:
+            await asyncio.wait_for(call, 10)
+        self.assertEqual(raised.exception.code, "UNAVAILABLE")
+
     async def test_close_fails_waiting_calls(self) -> None:
         call = asyncio.ensure_future(self.client.health())
         await in_thread(self.peer_conn.recv_request)
