@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "api/client/client.h"
@@ -80,6 +81,29 @@ inline v1::Response call_once(api::Client& client, v1::Request request) {
 
 inline v1::Code error_code(const v1::Response& response) {
   return response.has_error() ? response.error().code() : v1::OK;
+}
+
+// Polls Status (every 10 ms, for up to 30 s) until model `name`'s status satisfies
+// `condition`; false when it never does.
+template <typename Condition>
+bool wait_for_model_status(api::Client& client, const std::string& name, Condition condition) {
+  for (int attempt = 0; attempt < 3000; ++attempt) {
+    v1::Request request;
+    request.mutable_status();
+    const v1::Response status = call_once(client, request);
+    for (const v1::ModelStatus& m : status.status().models()) {
+      if (m.name() == name && condition(m)) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+// Waits until model `name` has no running or waiting sequences and no KV in use.
+inline bool wait_kv_released(api::Client& client, const std::string& name) {
+  return wait_for_model_status(client, name, [](const v1::ModelStatus& m) {
+    return m.running() == 0 && m.waiting() == 0 && m.kv_blocks_in_use() == 0;
+  });
 }
 
 // The body of GET http://127.0.0.1:PORT/PATH (the daemon's metrics page).

@@ -313,17 +313,7 @@ TEST_CASE("Daemon: every error path reaches each client with the daemon's own re
     CHECK(after.back().id() == 0);  // nothing is written after the reason
     CHECK(after.back().error().code() == v1::RESOURCE_EXHAUSTED);
     api::Client watcher = daemon.connect();
-    bool stopped = false;
-    for (int attempt = 0; attempt < 1000 && !stopped; ++attempt) {
-      v1::Request status;
-      status.mutable_status();
-      const v1::Response answer = call_once(watcher, status);
-      for (const auto& m : answer.status().models()) {
-        if (m.name() == "gen") stopped = m.running() == 0 && m.kv_blocks_in_use() == 0;
-      }
-      if (!stopped) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    CHECK(stopped);
+    CHECK(wait_kv_released(watcher, "gen"));
   }
 }
 
@@ -363,17 +353,8 @@ TEST_CASE("Daemon: at the drain timeout, each client's stream ends with CANCELLE
     });
     // SIGTERM once the generation is running.
     api::Client watcher = daemon.connect();
-    bool running = false;
-    for (int attempt = 0; attempt < 3000 && !running; ++attempt) {
-      v1::Request status;
-      status.mutable_status();
-      const v1::Response answer = call_once(watcher, status);
-      for (const auto& m : answer.status().models()) {
-        running = running || (m.name() == "gen" && m.running() > 0);
-      }
-      if (!running) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    REQUIRE(running);
+    REQUIRE(wait_for_model_status(watcher, "gen",
+                                  [](const v1::ModelStatus& m) { return m.running() > 0; }));
     daemon.signal(SIGTERM);
     const Output cli = generation.get();
     INFO(cli.text);

@@ -39,21 +39,6 @@ v1::Request generate_with(const std::function<void(v1::GenerateRequest&)>& edit)
   return request;
 }
 
-// Polls Status until model `name` has no running or waiting sequences and no KV in use.
-bool wait_kv_released(api::Client& client, const std::string& name) {
-  for (int attempt = 0; attempt < 1000; ++attempt) {
-    v1::Request request;
-    request.mutable_status();
-    v1::Response status = call_once(client, request);
-    for (const auto& m : status.status().models()) {
-      if (m.name() == name && m.running() == 0 && m.waiting() == 0 && m.kv_blocks_in_use() == 0)
-        return true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
-
 }  // namespace
 
 TEST_CASE("Daemon: malformed frames and bad requests each get an error", "[daemon]") {
