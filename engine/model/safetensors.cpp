@@ -18,6 +18,7 @@
 #include <tuple>
 #include <utility>
 
+#include "common/quoted.h"
 #include "engine/model/posix_file.h"
 #include "engine/model/untrusted_json.h"
 
@@ -37,14 +38,7 @@ Status data_loss(std::string_view path, std::string_view message) {
 }
 
 std::string in_quotes(std::string_view text) {
-  // Appended, not "'" + std::string(text): GCC 12 at -O3 warns wrongly about that
-  // (-Wrestrict, GCC bug 105329).
-  std::string quoted;
-  quoted.reserve(text.size() + 2);
-  quoted += '\'';
-  quoted += text;
-  quoted += '\'';
-  return quoted;
+  return quoted(text, '\'');
 }
 
 uint64_t read_u64_le(const uint8_t* bytes) {
@@ -324,7 +318,7 @@ Expected<SafetensorsHeader> parse_safetensors_header(std::span<const uint8_t> pr
     if (entry->begin == entry->end) continue;
     if (furthest != nullptr && entry->begin < furthest->end) {
       auto span = [](const ParsedEntry* e) {
-        std::string text = "[";  // appended: see in_quotes
+        std::string text = "[";  // appended: see common/quoted.h
         text += std::to_string(e->begin);
         text += ", ";
         text += std::to_string(e->end);

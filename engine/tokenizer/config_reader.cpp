@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "common/quoted.h"
 #include "engine/tokenizer/error.h"
 #include "engine/tokenizer/unicode.h"
 
@@ -17,14 +18,7 @@ using nlohmann::json;
 namespace {
 
 std::string in_quotes(std::string_view text) {
-  // Appended, not "\"" + std::string(text): GCC 12 at -O3 warns wrongly about that
-  // (-Wrestrict, GCC bug 105329).
-  std::string quoted;
-  quoted.reserve(text.size() + 2);
-  quoted += '"';
-  quoted += text;
-  quoted += '"';
-  return quoted;
+  return quoted(text, '"');
 }
 
 }  // namespace
