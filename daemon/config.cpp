@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -514,6 +515,42 @@ void read_governor(Section& section, GovernorConfig& governor) {
     }
   }
   read_size(section, "os_reserve", 0, kUint64Max, governor.os_reserve_bytes);
+  read_seconds(section, "memory_wait_s", governor.memory_wait_s);
+  read_string(section, "meminfo", governor.meminfo_path);
+  read_string(section, "pressure", governor.pressure_path);
+}
+
+// keep_alive: seconds (a number), a duration string ("90s", "5m", "2h"), or "forever".
+void read_keep_alive(Section& section, double& out) {
+  const toml::node* node = section.get("keep_alive");
+  if (node == nullptr) return;
+  constexpr const char* kExpected = "seconds, a duration such as \"5m\", or \"forever\"";
+  if (node->is_number()) {
+    read_seconds(section, "keep_alive", out);
+    return;
+  }
+  const auto* text = node->as_string();
+  if (text == nullptr) {
+    section.type_error("keep_alive", *node, kExpected);
+    return;
+  }
+  const std::string value = text->get();
+  if (value == "forever") {
+    out = -1;
+    return;
+  }
+  double number = 0;
+  const char* begin = value.data();
+  const char* end = value.data() + value.size();
+  const auto [rest, error] = std::from_chars(begin, end, number);
+  const std::string unit(rest, end);
+  const double scale = unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : 0;
+  if (error != std::errc() || rest == begin || scale == 0 || number < 0 || number * scale > 1e7) {
+    section.error("keep_alive", *node,
+                  std::string("must be ") + kExpected + " (up to 1e7 s), got " + quote_text(value));
+    return;
+  }
+  out = number * scale;
 }
 
 void read_model(Section& section, const fs::path& config_dir, ModelConfig& model) {
@@ -581,6 +618,7 @@ void read_model(Section& section, const fs::path& config_dir, ModelConfig& model
   read_bool(section, "prefix_caching", model.prefix_caching);
   read_integer(section, "default_max_tokens", 1, kUint32Max, model.default_max_tokens);
   read_choice(section, "chat_template", {"", "chatml", "llama3", "mistral"}, model.chat_template);
+  read_keep_alive(section, model.keep_alive_s);
 }
 
 void read_models(Section& root, const fs::path& config_dir, std::vector<Section>& sections,

@@ -50,6 +50,12 @@ struct EngineConfig {
 struct GovernorConfig {
   uint64_t budget_bytes = 0;  // 0 = "auto": what the machine can give
   uint64_t os_reserve_bytes = 8ull << 30;
+  // How long a request (with no deadline of its own) or a load may wait for memory before it
+  // fails with RESOURCE_EXHAUSTED.
+  double memory_wait_s = 30;
+  // Where MemAvailable and PSI are read (tests point these at files they write).
+  std::string meminfo_path = "/proc/meminfo";
+  std::string pressure_path = "/proc/pressure/memory";
 };
 
 enum class Residency { kPinned, kOnDemand };
@@ -75,6 +81,9 @@ struct ModelConfig {
   // embed/rerank models: TEI-style batching under a token budget that counts padding
   int32_t max_batch_inputs = 64;  // inputs per forward batch, not the client's request limit
   std::string chat_template;      // "" = by model family; else "chatml"|"llama3"|"mistral"
+  // on_demand models: unload after this many idle seconds; negative = stay resident until
+  // the governor needs the memory (TOML: seconds, "30s"/"5m"/"2h", or "forever").
+  double keep_alive_s = -1;
 
   // Reload compares the running entry with the file's: any difference reloads the model.
   bool operator==(const ModelConfig&) const = default;

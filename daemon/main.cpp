@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -17,7 +18,6 @@
 #include "daemon/metrics.h"
 #include "daemon/service.h"
 #include "daemon/systemd_notify.h"
-#include "governor/system_memory.h"
 
 namespace {
 
@@ -75,15 +75,16 @@ std::optional<gid_t> group_id(const std::string& name) {
   return std::nullopt;
 }
 
-// The KV budget: the configured one, or ("auto") what the machine has available now minus
-// the OS reserve. MemAvailable, not cudaMemGetInfo: on unified memory it is the truth.
-uint64_t kv_budget_bytes(const GovernorConfig& governor) {
-  if (governor.budget_bytes > 0) return governor.budget_bytes;
-  constexpr uint64_t kFloor = 256ull << 20;
-  auto memory = sparkd::governor::read_system_memory();
-  if (!memory) return kFloor;
-  if (memory->available_bytes <= governor.os_reserve_bytes + kFloor) return kFloor;
-  return memory->available_bytes - governor.os_reserve_bytes;
+// The process's resident memory now (/proc/self/statm): before any model loads, the ledger's
+// baseline.
+uint64_t resident_bytes() {
+  std::FILE* statm = std::fopen("/proc/self/statm", "r");
+  if (statm == nullptr) return 0;
+  unsigned long long size = 0, resident = 0;
+  const int read = std::fscanf(statm, "%llu %llu", &size, &resident);
+  std::fclose(statm);
+  if (read != 2) return 0;
+  return static_cast<uint64_t>(resident) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
 }  // namespace
@@ -139,10 +140,17 @@ int main(int argc, char** argv) {
   ServiceOptions service_options;
   service_options.config = *config;
   service_options.admin_gid = group_id(config->server.admin_group);
-  service_options.kv_budget_bytes = kv_budget_bytes(config->governor);
+  service_options.baseline_bytes = resident_bytes();
   service_options.log = log_line;
-  log_line("KV budget " + std::to_string(service_options.kv_budget_bytes >> 20) + " MiB");
   Service service(service_options);
+  {
+    const auto ledger = service.ledger();
+    log_line("memory budget " + std::to_string(ledger.budget_bytes >> 20) + " MiB (" +
+             (config->governor.budget_bytes > 0 ? "governor.budget" : "auto") + ", MemAvailable " +
+             std::to_string(ledger.mem_available_bytes >> 20) + " MiB, os_reserve " +
+             std::to_string(ledger.os_reserve_bytes >> 20) + " MiB, baseline " +
+             std::to_string(ledger.baseline_bytes >> 20) + " MiB)");
+  }
 
   std::unique_ptr<Metrics> metrics;
   if (config->metrics.enabled) {

@@ -7,12 +7,15 @@
 #include <numeric>
 #include <set>
 
+#include "api/protocol/request_validation.h"
 #include "api/protocol/status_codes.h"
 #include "engine/backend/cpu/cpu_backend.h"
+#include "engine/kv/kv_block_pool.h"
 #include "engine/sched/decoder_runner.h"
 #include "engine/sched/encoder_runner.h"
 #include "engine/tasks/chat_template.h"
 #include "engine/tasks/loaded_model.h"
+#include "engine/tasks/model_footprint.h"
 #include "governor/system_memory.h"
 
 namespace sparkd::daemon {
@@ -71,7 +74,7 @@ RequestOutcome outcome_of(StatusCode code) {
   }
 }
 
-enum class ModelState { kLoading, kReady, kFailed, kUnloading };
+enum class ModelState { kLoading, kReady, kFailed, kUnloading, kUnloaded };
 
 const char* model_source_name(ModelSource source) {
   return source == ModelSource::kConfig ? "config" : "admin";
@@ -88,6 +91,10 @@ std::string uid_text(const api::PeerCredentials& peer) {
   return "uid " + std::to_string(peer.uid) + " (pid " + std::to_string(peer.pid) + ")";
 }
 
+Status unloading(const std::string& name) {
+  return Status(StatusCode::kUnavailable, "model '" + name + "' is unloading");
+}
+
 // ListModels' `state` values.
 const char* model_state_name(ModelState state) {
   switch (state) {
@@ -99,6 +106,8 @@ const char* model_state_name(ModelState state) {
       return "failed";
     case ModelState::kUnloading:
       return "unloading";
+    case ModelState::kUnloaded:
+      return "unloaded";
   }
   return "unknown";
 }
@@ -107,23 +116,35 @@ const char* model_state_name(ModelState state) {
 
 // One configured model: loaded weights plus the runner that serves them. The runner pointer
 // is guarded by runner_mutex so that unloading (which destroys the runner, answering what
-// it still holds) never races a submission.
+// it still holds) never races a submission, and an eviction never takes a model a request
+// is using (in_flight, counted under the same mutex).
 struct ModelEntry {
   ModelConfig config;  // its definition: the config file's, or the one an admin Load built
   ModelSource source = ModelSource::kConfig;
   Residency residency = Residency::kPinned;  // in effect: the definition's, or a Load's override
-  governor::ConsumerId consumer = 0;
+  governor::ConsumerId consumer = 0;         // its governor account while loading or loaded
   std::atomic<ModelState> state{ModelState::kLoading};
   std::string error;  // kFailed: why (written before the state is set)
   std::unique_ptr<Backend> backend;
   std::unique_ptr<tasks::LoadedModel> model;
   std::optional<tasks::ChatTemplateKind> chat_template;
+  // From config.json, for a model listed before it is loaded (on_demand).
+  std::string planned_task;
   uint64_t kv_block_bytes = 0;
+  uint64_t workspace_bytes = 0;
+  uint64_t kv_cap_bytes = 0;  // what its pool can commit at most, rounding included
   std::mutex runner_mutex;
   std::unique_ptr<sched::DecoderRunner> decoder_runner;  // guarded by runner_mutex
   std::unique_ptr<sched::EncoderRunner> encoder_runner;  // guarded by runner_mutex
+  int64_t in_flight = 0;                                 // guarded by runner_mutex
+  Clock::time_point last_active = Clock::now();          // guarded by runner_mutex
+  // Requests waiting for this on_demand model to load; run (re-dispatched) when it is ready
+  // or its load failed.
+  std::vector<std::function<void(bool may_defer)>> waiting_for_load;  // guarded by runner_mutex
+  bool load_queued = false;                                           // guarded by runner_mutex
   std::atomic<uint64_t> requests_total{0};
   std::atomic<uint64_t> encoder_prompt_tokens{0};
+  std::atomic<uint64_t> loads_total{0};
   // The previous metrics refresh's step count, to turn steps into effective bandwidth.
   std::mutex bandwidth_mutex;
   uint64_t last_steps = 0;                         // guarded by bandwidth_mutex
@@ -144,7 +165,10 @@ struct ModelEntry {
            seconds;
   }
 
-  std::string task() const { return model ? model::task_name(model->spec().task) : "unknown"; }
+  std::string task() const {
+    if (model) return model::task_name(model->spec().task);
+    return planned_task.empty() ? "unknown" : planned_task;
+  }
 
   // Thread-safe; false when the model is unloading.
   template <typename Fn>
@@ -173,19 +197,76 @@ struct ModelEntry {
   }
 };
 
+// One request's hold on its model: while any exists the model is busy (the governor never
+// evicts it, keep_alive does not count). Taken under the runner mutex, like an eviction.
+class ModelUse {
+ public:
+  // nullptr when the model has no runner (unloading or unloaded).
+  static std::shared_ptr<ModelUse> acquire(std::shared_ptr<ModelEntry> entry,
+                                           governor::MemoryGovernor& governor) {
+    std::lock_guard<std::mutex> lock(entry->runner_mutex);
+    // An eviction marks the model unloading under this mutex: from then on it is not taken.
+    if (entry->state != ModelState::kReady) return nullptr;
+    if (!entry->decoder_runner && !entry->encoder_runner) return nullptr;
+    if (entry->in_flight++ == 0) governor.set_busy(entry->consumer, true);
+    return std::shared_ptr<ModelUse>(new ModelUse(std::move(entry), governor));
+  }
+  ~ModelUse() {
+    std::lock_guard<std::mutex> lock(entry_->runner_mutex);
+    entry_->last_active = Clock::now();
+    if (--entry_->in_flight == 0) governor_.set_busy(entry_->consumer, false);
+  }
+  ModelUse(const ModelUse&) = delete;
+  ModelUse& operator=(const ModelUse&) = delete;
+
+ private:
+  ModelUse(std::shared_ptr<ModelEntry> entry, governor::MemoryGovernor& governor)
+      : entry_(std::move(entry)), governor_(governor) {}
+  std::shared_ptr<ModelEntry> entry_;
+  governor::MemoryGovernor& governor_;
+};
+
+namespace {
+
+governor::GovernorOptions governor_options(const ServiceOptions& options) {
+  governor::GovernorOptions g;
+  g.budget_bytes = options.config.governor.budget_bytes;
+  g.os_reserve_bytes = options.config.governor.os_reserve_bytes;
+  g.baseline_bytes = options.baseline_bytes;
+  return g;
+}
+
+std::chrono::milliseconds memory_wait(const DaemonConfig& config) {
+  return std::chrono::milliseconds(static_cast<int64_t>(config.governor.memory_wait_s * 1000.0));
+}
+
+}  // namespace
+
 Service::Service(ServiceOptions options)
     : options_(std::move(options)),
       started_at_(Clock::now()),
-      arbiter_(std::max<uint64_t>(1, options_.kv_budget_bytes / governor::kGranuleBytes)),
+      machine_(options_.config.governor.meminfo_path, options_.config.governor.pressure_path),
+      governor_(governor_options(options_), machine_),
       tokenize_worker_(std::make_unique<WorkQueue>()),
-      admin_worker_(std::make_unique<WorkQueue>()) {}
+      admin_worker_(std::make_unique<WorkQueue>()) {
+  governor_.set_evictor(this);
+  governor_.set_log([this](const std::string& line) { log("governor: " + line); });
+  governor_thread_ = std::thread([this] { governor_loop(); });
+}
 
 Service::~Service() {
   stop_models();
 }
 
 void Service::stop_models() {
-  // The workers first: a load or tokenize still queued runs to its end before the runners go.
+  governor_.set_evictor(nullptr);  // nothing may post an eviction to a worker that is going
+  {
+    std::lock_guard<std::mutex> lock(governor_loop_mutex_);
+    governor_loop_stop_ = true;
+  }
+  governor_loop_wake_.notify_all();
+  if (governor_thread_.joinable()) governor_thread_.join();
+  // The workers next: a load or tokenize still queued runs to its end before the runners go.
   admin_worker_.reset();
   tokenize_worker_.reset();
   std::map<std::string, std::shared_ptr<ModelEntry>> models;
@@ -193,8 +274,77 @@ void Service::stop_models() {
     std::unique_lock lock(models_mutex_);
     models.swap(models_);
   }
-  for (auto& [name, entry] : models) entry->stop();
+  for (auto& [name, entry] : models) {
+    if (entry->state == ModelState::kReady) release(*entry);
+  }
   metrics_ = nullptr;  // the caller may destroy the metrics next
+}
+
+void Service::governor_loop() {
+  std::unique_lock<std::mutex> lock(governor_loop_mutex_);
+  while (!governor_loop_stop_) {
+    lock.unlock();
+    governor_.refresh();
+    // keep_alive: idle on_demand models whose time is up go, as if evicted.
+    std::vector<governor::ConsumerId> expired;
+    {
+      std::shared_lock models_lock(models_mutex_);
+      const Clock::time_point now = Clock::now();
+      for (const auto& [name, entry] : models_) {
+        if (entry->residency != Residency::kOnDemand || entry->config.keep_alive_s < 0 ||
+            entry->state != ModelState::kReady) {
+          continue;
+        }
+        std::lock_guard<std::mutex> runner_lock(entry->runner_mutex);
+        const double idle = std::chrono::duration<double>(now - entry->last_active).count();
+        if (entry->in_flight == 0 && idle >= entry->config.keep_alive_s) {
+          expired.push_back(entry->consumer);
+        }
+      }
+    }
+    for (governor::ConsumerId id : expired) evict(id, "keep_alive");
+    lock.lock();
+    governor_loop_wake_.wait_for(lock, std::chrono::milliseconds(250),
+                                 [&] { return governor_loop_stop_; });
+  }
+}
+
+bool Service::evict(governor::ConsumerId account, const std::string& reason) {
+  std::shared_ptr<ModelEntry> entry;
+  {
+    std::shared_lock lock(models_mutex_);
+    for (const auto& [name, e] : models_) {
+      if (e->consumer == account && e->state == ModelState::kReady) entry = e;
+    }
+  }
+  if (!entry || entry->residency != Residency::kOnDemand) return false;
+  {
+    // A request holding the model wins: it is not idle any more.
+    std::lock_guard<std::mutex> lock(entry->runner_mutex);
+    if (entry->in_flight > 0) return false;
+    ModelState ready = ModelState::kReady;
+    if (!entry->state.compare_exchange_strong(ready, ModelState::kUnloading)) return false;
+  }
+  auto unload = [this, entry, reason] {
+    const uint64_t held = [&] {
+      for (const auto& a : governor_.snapshot().accounts) {
+        if (a.id == entry->consumer)
+          return a.weights_bytes + a.workspace_bytes + a.kv_granted_bytes;
+      }
+      return uint64_t{0};
+    }();
+    release(*entry);
+    list_as_unloaded(entry);
+    log("evicted " + entry->config.name + " (" + reason + "): freed " + std::to_string(held >> 20) +
+        " MiB; its next request loads it again");
+    if (metrics_) metrics_->count_eviction(entry->config.name, reason);
+  };
+  if (admin_worker_->on_worker_thread()) {
+    unload();
+  } else {
+    admin_worker_->post(unload);
+  }
+  return true;
 }
 
 void Service::set_server_stats_source(std::function<api::ServerStats()> source) {
@@ -250,85 +400,173 @@ Status Service::load_model(const ModelConfig& config, ModelSource source, Reside
   entry->config = config;
   entry->source = source;
   entry->residency = residency;
-  std::shared_ptr<ModelEntry> replaced;  // a failed entry this load retries
+  std::shared_ptr<ModelEntry> replaced;  // a failed or unloaded entry this load replaces
   {
     std::unique_lock lock(models_mutex_);
     if (const auto it = models_.find(config.name); it != models_.end()) {
-      if (it->second->state != ModelState::kFailed) {
+      const ModelState state = it->second->state;
+      if (state != ModelState::kFailed && state != ModelState::kUnloaded) {
         return Status(StatusCode::kFailedPrecondition,
                       "model '" + config.name + "' is already loaded; unload it first");
       }
       replaced = it->second;
     }
-    entry->consumer = next_consumer_++;
     models_[config.name] = entry;  // visible as loading
   }
-  const Clock::time_point start = Clock::now();
-  auto fail = [&](Status status) {
-    entry->error = status.message();
-    entry->state = ModelState::kFailed;
-    if (!keep_failed_entry) {
-      // Nothing of this load stays; a failed entry it retried comes back (Health still says
-      // which model failed).
-      std::unique_lock lock(models_mutex_);
-      const auto it = models_.find(config.name);
-      if (it != models_.end() && it->second == entry) {
-        if (replaced) {
-          it->second = replaced;
-        } else {
-          models_.erase(it);
-        }
+  Status status = load_into(*entry);
+  if (replaced) {
+    // Requests that queued on the old entry go to the new one.
+    std::vector<std::function<void(bool)>> waiting;
+    {
+      std::lock_guard<std::mutex> lock(replaced->runner_mutex);
+      waiting.swap(replaced->waiting_for_load);
+    }
+    for (auto& resume : waiting) resume(/*may_defer=*/false);
+  }
+  if (!status.is_ok() && !keep_failed_entry) {
+    // Nothing of this load stays; an entry it replaced comes back (Health still says which
+    // model failed).
+    std::unique_lock lock(models_mutex_);
+    const auto it = models_.find(config.name);
+    if (it != models_.end() && it->second == entry) {
+      if (replaced) {
+        it->second = replaced;
+      } else {
+        models_.erase(it);
       }
     }
+  }
+  return status;
+}
+
+Status Service::load_into(ModelEntry& entry) {
+  const ModelConfig& config = entry.config;
+  const Clock::time_point start = Clock::now();
+  bool admitted = false;
+  auto fail = [&](Status status) {
+    // What the load built goes, and its reservation or account with it.
+    entry.stop();
+    entry.model.reset();
+    entry.backend.reset();
+    if (admitted) governor_.close_account(entry.consumer);
+    entry.error = status.message();
+    entry.state = ModelState::kFailed;
     if (metrics_) metrics_->observe_model_load(config.name, seconds_since(start), false);
     return Status(status.code(), "model '" + config.name + "': " + status.message());
   };
+  // The reservation comes first, from the file headers: not a byte of weights is read for a
+  // model that cannot fit.
+  tasks::FootprintOptions footprint_options;
+  footprint_options.max_batch_tokens = config.max_batch_tokens;
+  footprint_options.max_seqs = config.max_seqs;
+  auto footprint = tasks::estimate_footprint(config.path, footprint_options);
+  if (!footprint) return fail(footprint.status());
+  const bool generates = footprint->spec.task == model::ModelTask::kGenerate;
+  governor::ModelAccountOptions account;
+  account.name = config.name;
+  account.priority = config.priority;
+  account.pinned = entry.residency == Residency::kPinned;
+  account.kv_min_bytes = generates ? config.kv_min_bytes : 0;
+  account.kv_max_bytes = generates ? config.kv_max_bytes : 0;
+  governor::LoadEstimate estimate;
+  estimate.weights_bytes = footprint->weights_bytes;
+  estimate.workspace_bytes = footprint->workspace_bytes;
+  estimate.transient_bytes = footprint->transient_bytes;
+  auto reserved = governor_.begin_load(account, estimate, memory_wait(options_.config));
+  if (!reserved) return fail(reserved.status());
+  entry.consumer = *reserved;
+  admitted = true;
+
   CpuBackendOptions backend_options;
   backend_options.num_threads = options_.config.engine.threads;
-  entry->backend = make_cpu_backend(backend_options);
-  auto loaded = tasks::LoadedModel::load(config.path, *entry->backend);
+  entry.backend = make_cpu_backend(backend_options);
+  auto loaded = tasks::LoadedModel::load(config.path, *entry.backend);
   if (!loaded) return fail(loaded.status());
-  entry->model = std::move(loaded).value();
-  const model::ModelSpec& spec = entry->model->spec();
+  entry.model = std::move(loaded).value();
+  entry.workspace_bytes = footprint->workspace_bytes;
+  const model::ModelSpec& spec = entry.model->spec();
   if (spec.task == model::ModelTask::kGenerate) {
     if (!config.chat_template.empty()) {
       auto kind = tasks::parse_chat_template_name(config.chat_template);
       if (!kind) return fail(kind.status());
-      entry->chat_template = *kind;
+      entry.chat_template = *kind;
     } else if (auto kind = tasks::chat_template_for(spec)) {
-      entry->chat_template = *kind;
+      entry.chat_template = *kind;
     }
-    const KvBlockPoolGeometry unit =
-        entry->model->decoder()->kv_pool_geometry(config.block_tokens, 1);
-    entry->kv_block_bytes = 2ull * static_cast<uint64_t>(unit.num_layers) * unit.kv_heads *
-                            unit.head_dim * unit.block_tokens * dtype_size_bytes(unit.dtype);
+    KvBlockPoolGeometry geometry = entry.model->decoder()->kv_pool_geometry(config.block_tokens, 1);
+    const int32_t max_blocks = KvBlockPool::max_blocks_within(geometry, config.kv_max_bytes);
+    if (max_blocks < 1) {
+      geometry.max_blocks = 1;
+      return fail(
+          Status(StatusCode::kInvalidArgument,
+                 "kv_max (" + std::to_string(config.kv_max_bytes) +
+                     " bytes) cannot hold one KV block: this model's KV pool commits at least " +
+                     std::to_string(KvBlockPool::committed_bytes_at_capacity(geometry)) +
+                     " bytes (a 2 MiB granule for the keys and the values of each of its " +
+                     std::to_string(geometry.num_layers) + " layers); raise kv_max"));
+    }
+    geometry.max_blocks = max_blocks;
+    entry.kv_cap_bytes = KvBlockPool::committed_bytes_at_capacity(geometry);
+    entry.kv_block_bytes = 2ull * static_cast<uint64_t>(geometry.num_layers) * geometry.kv_heads *
+                           geometry.head_dim * geometry.block_tokens *
+                           dtype_size_bytes(geometry.dtype);
     sched::RunnerConfig runner_config;
     runner_config.scheduler.max_batch_tokens = config.max_batch_tokens;
     runner_config.scheduler.max_seqs = config.max_seqs;
     runner_config.block_tokens = config.block_tokens;
-    runner_config.max_blocks =
-        static_cast<int32_t>(std::max<uint64_t>(1, config.kv_max_bytes / entry->kv_block_bytes));
+    runner_config.max_blocks = max_blocks;
     runner_config.prefix_caching = config.prefix_caching;
-    runner_config.consumer = entry->consumer;
-    auto runner = sched::DecoderRunner::start(*entry->model, runner_config, arbiter_);
+    runner_config.consumer = entry.consumer;
+    runner_config.memory_wait = memory_wait(options_.config);
+    governor_.finish_load(entry.consumer, entry.model->weights().size_bytes(),
+                          entry.workspace_bytes, seconds_since(start));
+    auto runner = sched::DecoderRunner::start(*entry.model, runner_config, governor_);
     if (!runner) return fail(runner.status());
-    std::lock_guard<std::mutex> lock(entry->runner_mutex);
-    entry->decoder_runner = std::move(runner).value();
+    std::lock_guard<std::mutex> lock(entry.runner_mutex);
+    entry.decoder_runner = std::move(runner).value();
   } else {
     sched::EncoderRunnerConfig runner_config;
     runner_config.batcher.max_batch_tokens = config.max_batch_tokens;
     runner_config.batcher.max_batch_inputs = config.max_batch_inputs;
-    auto runner = sched::EncoderRunner::start(*entry->model, runner_config);
+    governor_.finish_load(entry.consumer, entry.model->weights().size_bytes(),
+                          entry.workspace_bytes, seconds_since(start));
+    auto runner = sched::EncoderRunner::start(*entry.model, runner_config);
     if (!runner) return fail(runner.status());
-    std::lock_guard<std::mutex> lock(entry->runner_mutex);
-    entry->encoder_runner = std::move(runner).value();
+    std::lock_guard<std::mutex> lock(entry.runner_mutex);
+    entry.encoder_runner = std::move(runner).value();
+    entry.last_active = Clock::now();
   }
-  entry->state = ModelState::kReady;
+  {
+    std::lock_guard<std::mutex> lock(entry.runner_mutex);
+    entry.last_active = Clock::now();
+  }
+  ++entry.loads_total;
+  entry.state = ModelState::kReady;
   if (metrics_) metrics_->observe_model_load(config.name, seconds_since(start), true);
   return Status::ok();
 }
 
-Status Service::unload_model(const std::string& name) {
+void Service::release(ModelEntry& entry) {
+  entry.stop();  // requests still running are answered CANCELLED; KV goes back
+  governor_.close_account(entry.consumer);
+  entry.state = ModelState::kUnloaded;
+  // The weights go with the entry's last reference (a task finishing with it may hold one):
+  // they are never freed under a thread still reading them.
+}
+
+void Service::list_as_unloaded(const std::shared_ptr<ModelEntry>& entry) {
+  auto fresh = std::make_shared<ModelEntry>();
+  fresh->config = entry->config;
+  fresh->source = entry->source;
+  fresh->residency = entry->config.residency;  // an admin Load's override ends with the load
+  fresh->planned_task = entry->task();
+  fresh->state = ModelState::kUnloaded;
+  std::unique_lock lock(models_mutex_);
+  const auto it = models_.find(entry->config.name);
+  if (it != models_.end() && it->second == entry) it->second = fresh;
+}
+
+Status Service::unload_model(const std::string& name, bool keep_listed) {
   std::shared_ptr<ModelEntry> entry;
   {
     std::unique_lock lock(models_mutex_);
@@ -337,30 +575,103 @@ Status Service::unload_model(const std::string& name) {
       return Status(StatusCode::kNotFound, "no model named '" + name + "' is loaded");
     }
     entry = it->second;
-    models_.erase(it);
+    if (!keep_listed) models_.erase(it);
   }
-  entry->state = ModelState::kUnloading;
-  entry->stop();  // requests still running are answered CANCELLED; KV goes back
+  ModelState ready = ModelState::kReady;
+  if (entry->state.compare_exchange_strong(ready, ModelState::kUnloading)) {
+    release(*entry);
+  } else if (keep_listed) {
+    return Status(StatusCode::kFailedPrecondition, "model '" + name + "' is not loaded (it is " +
+                                                       model_state_name(entry->state.load()) + ")");
+  }
+  if (keep_listed) list_as_unloaded(entry);
+  return Status::ok();
+}
+
+bool Service::defer_until_loaded(const std::string& name, const v1::Request& request,
+                                 const std::shared_ptr<api::Call>& call) {
+  std::shared_ptr<ModelEntry> entry = find(name);
+  if (!entry || entry->residency != Residency::kOnDemand || draining_) return false;
+  {
+    std::lock_guard<std::mutex> lock(entry->runner_mutex);
+    const ModelState state = entry->state;
+    const bool loads_now = state == ModelState::kUnloaded || state == ModelState::kUnloading ||
+                           state == ModelState::kFailed || entry->load_queued;
+    if (!loads_now) return false;
+    // Resumed once, whatever the load did: a failed load answers with its error instead of
+    // loading again for the same request.
+    entry->waiting_for_load.push_back(
+        [this, request, call](bool may_defer) { dispatch(request, call, may_defer); });
+    if (entry->load_queued) return true;
+    entry->load_queued = true;
+  }
+  admin_worker_->post([this, entry] { load_on_demand(entry); });
+  return true;
+}
+
+void Service::load_on_demand(const std::shared_ptr<ModelEntry>& entry) {
+  // Still this model's entry? An eviction, a reload or an admin call may have replaced it
+  // meanwhile: then its requests start over with the entry that is listed now.
+  const bool current = find(entry->config.name) == entry;
+  if (current && entry->state != ModelState::kReady) {
+    entry->state = ModelState::kLoading;
+    log("loading " + entry->config.name + " on demand");
+    Status status = load_into(*entry);
+    if (!status.is_ok()) log("on-demand load failed: " + status.message());
+  }
+  std::vector<std::function<void(bool)>> waiting;
+  {
+    std::lock_guard<std::mutex> lock(entry->runner_mutex);
+    entry->load_queued = false;
+    waiting.swap(entry->waiting_for_load);
+  }
+  // Ready: they run. Failed: they get the load's error (and a later request tries again).
+  // Replaced: they may wait for the listed entry's load.
+  for (auto& resume : waiting) resume(/*may_defer=*/!current);
+}
+
+Status Service::add_configured_model(const ModelConfig& model) {
+  if (model.residency == Residency::kPinned) {
+    return load_model(model, ModelSource::kConfig, model.residency, /*keep_failed_entry=*/true);
+  }
+  // on_demand: listed as unloaded; its first request loads it. Its headers are read now, so
+  // a broken model is reported at once (and retried by its next request).
+  auto entry = std::make_shared<ModelEntry>();
+  entry->config = model;
+  entry->residency = Residency::kOnDemand;
+  entry->state = ModelState::kUnloaded;
+  tasks::FootprintOptions options;
+  options.max_batch_tokens = model.max_batch_tokens;
+  options.max_seqs = model.max_seqs;
+  auto footprint = tasks::estimate_footprint(model.path, options);
+  if (footprint) {
+    entry->planned_task = model::task_name(footprint->spec.task);
+  } else {
+    entry->error = footprint.status().message();
+    entry->state = ModelState::kFailed;
+    log("load failed: model '" + model.name + "': " + entry->error +
+        " (on_demand: sparkd serves without it)");
+  }
+  std::unique_lock lock(models_mutex_);
+  models_[model.name] = entry;
   return Status::ok();
 }
 
 Status Service::load_configured_models(const std::function<void(const std::string&)>& progress) {
   const auto& models = options_.config.models;
-  for (size_t i = 0; i < models.size(); ++i) {
-    const ModelConfig& model = models[i];
-    if (progress) {
-      progress("loading " + model.name + " (" + std::to_string(i + 1) + "/" +
-               std::to_string(models.size()) + ")");
+  size_t pinned = 0;
+  for (const ModelConfig& model : models) pinned += model.residency == Residency::kPinned;
+  size_t index = 0;
+  for (const ModelConfig& model : models) {
+    if (progress && model.residency == Residency::kPinned) {
+      progress("loading " + model.name + " (" + std::to_string(++index) + "/" +
+               std::to_string(pinned) + ")");
     }
-    Status status =
-        load_model(model, ModelSource::kConfig, model.residency, /*keep_failed_entry=*/true);
+    Status status = add_configured_model(model);
     if (status.is_ok()) continue;
-    if (model.residency == Residency::kPinned) {
-      return Status(status.code(), "pinned " + status.message() +
-                                       " (a pinned model is required: fix or remove it, or make "
-                                       "it residency = \"on_demand\")");
-    }
-    log("load failed: " + status.message() + " (on_demand: sparkd serves without it)");
+    return Status(status.code(), "pinned " + status.message() +
+                                     " (a pinned model is required: fix or remove it, or make "
+                                     "it residency = \"on_demand\")");
   }
   return Status::ok();
 }
@@ -409,17 +720,16 @@ Expected<Service::ReloadReport> Service::reload_config() {
       report.changes.push_back("unloaded " + name);
     } else if (config != it->second || failed.count(name) != 0) {
       unload_model(name);
-      Status status = load_model(it->second, ModelSource::kConfig, it->second.residency,
-                                 /*keep_failed_entry=*/true);
+      Status status = add_configured_model(it->second);
       report.changes.push_back("reloaded " + name);
       if (!status.is_ok()) report.failures.push_back(status);
     }
   }
   for (const auto& [name, config] : wanted) {
     if (running.count(name) != 0) continue;
-    Status status =
-        load_model(config, ModelSource::kConfig, config.residency, /*keep_failed_entry=*/true);
-    report.changes.push_back("loaded " + name);
+    Status status = add_configured_model(config);
+    report.changes.push_back((config.residency == Residency::kOnDemand ? "added " : "loaded ") +
+                             name);
     if (!status.is_ok()) report.failures.push_back(status);
   }
   // What a reload cannot change in a running process: say so rather than ignore it.
@@ -534,6 +844,23 @@ void Service::observe(const std::string& model, const std::string& task, double 
 }
 
 void Service::handle(const v1::Request& request, std::shared_ptr<api::Call> call) {
+  dispatch(request, std::move(call), /*may_defer=*/true);
+}
+
+void Service::dispatch(const v1::Request& request, std::shared_ptr<api::Call> call,
+                       bool may_defer) {
+  switch (request.kind_case()) {
+    case v1::Request::kEmbed:
+    case v1::Request::kRerank:
+    case v1::Request::kGenerate:
+    case v1::Request::kTokenize:
+    case v1::Request::kDetokenize:
+      // An on_demand model that is not loaded: the request waits for its load.
+      if (may_defer && defer_until_loaded(api::request_model(request), request, call)) return;
+      break;
+    default:
+      break;
+  }
   switch (request.kind_case()) {
     case v1::Request::kEmbed:
       return handle_embed(request, std::move(call));
@@ -579,8 +906,10 @@ void Service::handle_embed(const v1::Request& request, std::shared_ptr<api::Call
   r.priority = embed.priority();
   r.deadline = deadline_of(*call, embed.deadline_ms());
   std::shared_ptr<ModelEntry> model = *entry;
+  auto use = ModelUse::acquire(model, governor_);
+  if (!use) return call->fail(unloading(embed.model()));
   ++model->requests_total;
-  auto on_done = [this, call, model](sched::EmbedResult result) {
+  auto on_done = [this, call, model, use](sched::EmbedResult result) {
     const uint64_t tokens =
         std::accumulate(result.token_counts.begin(), result.token_counts.end(), uint64_t{0});
     model->encoder_prompt_tokens += tokens;
@@ -621,11 +950,13 @@ void Service::handle_rerank(const v1::Request& request, std::shared_ptr<api::Cal
   r.priority = rerank.priority();
   r.deadline = deadline_of(*call, rerank.deadline_ms());
   std::shared_ptr<ModelEntry> model = *entry;
+  auto use = ModelUse::acquire(model, governor_);
+  if (!use) return call->fail(unloading(rerank.model()));
   ++model->requests_total;
   // The documents are echoed only when asked for; keep them only then.
   auto documents = std::make_shared<std::vector<std::string>>();
   if (rerank.return_documents()) *documents = r.documents;
-  auto on_done = [this, call, model, documents, top_n = rerank.top_n(),
+  auto on_done = [this, call, model, use, documents, top_n = rerank.top_n(),
                   raw = rerank.raw_scores()](sched::RerankResult result) {
     const uint64_t tokens =
         std::accumulate(result.token_counts.begin(), result.token_counts.end(), uint64_t{0});
@@ -697,9 +1028,11 @@ void Service::handle_generate(const v1::Request& request, std::shared_ptr<api::C
   auto entry = resolve(request.generate().model(), "generate");
   if (!entry) return call->fail(entry.status());
   std::shared_ptr<ModelEntry> model = *entry;
+  auto use = ModelUse::acquire(model, governor_);
+  if (!use) return call->fail(unloading(request.generate().model()));
   ++model->requests_total;
   // Rendering and tokenizing a long prompt is real work: off the loop thread.
-  tokenize_worker_->post([this, request, call, model] {
+  tokenize_worker_->post([this, request, call, model, use] {
     const v1::GenerateRequest& g = request.generate();
     const Clock::time_point tokenize_start = Clock::now();
     std::string text;
@@ -776,7 +1109,7 @@ void Service::handle_generate(const v1::Request& request, std::shared_ptr<api::C
       add_logprobs(delta, chunk->mutable_logprobs());
       call->send(std::move(response));
     };
-    callbacks.on_done = [this, call, model, progress](sched::GenerateResult result) {
+    callbacks.on_done = [this, call, model, progress, use](sched::GenerateResult result) {
       const double total = seconds_since(call->received_at());
       observe(model->config.name, "generate", result.queue_seconds, total, progress->ttft_s,
               static_cast<uint64_t>(result.prompt_tokens), result.token_ids.size());
@@ -821,7 +1154,9 @@ void Service::handle_tokenize(const v1::Request& request, std::shared_ptr<api::C
   auto entry = resolve(request.tokenize().model(), nullptr);  // every task has a tokenizer
   if (!entry) return call->fail(entry.status());
   std::shared_ptr<ModelEntry> model = *entry;
-  tokenize_worker_->post([request, call, model] {
+  auto use = ModelUse::acquire(model, governor_);
+  if (!use) return call->fail(unloading(request.tokenize().model()));
+  tokenize_worker_->post([request, call, model, use] {
     const v1::TokenizeRequest& t = request.tokenize();
     const Clock::time_point start = Clock::now();
     auto encoding = model->model->tokenizer().encode(
@@ -846,7 +1181,9 @@ void Service::handle_detokenize(const v1::Request& request, std::shared_ptr<api:
   auto entry = resolve(request.detokenize().model(), nullptr);  // every task has a tokenizer
   if (!entry) return call->fail(entry.status());
   std::shared_ptr<ModelEntry> model = *entry;
-  tokenize_worker_->post([request, call, model] {
+  auto use = ModelUse::acquire(model, governor_);
+  if (!use) return call->fail(unloading(request.detokenize().model()));
+  tokenize_worker_->post([request, call, model, use] {
     const v1::DetokenizeRequest& d = request.detokenize();
     const int32_t vocab = model->model->spec().vocab_size;
     std::vector<uint32_t> ids;
@@ -958,7 +1295,12 @@ Expected<std::string> Service::admin_unload(const std::string& name) {
                       "' is pinned by the config (residency = \"pinned\"); remove it from the "
                       "config or make it on_demand, then reload");
   }
-  SPARKD_RETURN_IF_ERROR(unload_model(name));
+  // An on_demand model of the config stays listed (unloaded): its next request loads it.
+  bool keep_listed = false;
+  if (entry && entry->source == ModelSource::kConfig) {
+    for (const ModelConfig& m : options_.config.models) keep_listed |= m.name == name;
+  }
+  SPARKD_RETURN_IF_ERROR(unload_model(name, keep_listed));
   return "unloaded " + name;
 }
 
@@ -978,10 +1320,12 @@ v1::Response Service::list_models() const {
     if (state == ModelState::kFailed) info->set_error(entry->error);
     info->set_residency(std::string(residency_name(entry->residency)));
     info->set_source(model_source_name(entry->source));
-    if (state != ModelState::kLoading && entry->model) {
-      info->set_task(entry->task());
+    // The loading thread owns `model` until it publishes kReady.
+    const std::string task = state == ModelState::kReady ? entry->task() : entry->planned_task;
+    if (!task.empty()) info->set_task(task);
+    if (state == ModelState::kReady && entry->model) {
       info->set_weights_bytes(entry->model->weights().size_bytes());
-      info->set_kv_bytes(arbiter_.granted_granules(entry->consumer) * governor::kGranuleBytes);
+      info->set_kv_bytes(governor_.granted_granules(entry->consumer) * governor::kGranuleBytes);
       info->set_max_input_tokens(static_cast<uint32_t>(entry->model->max_input_tokens()));
       if (entry->model->spec().task == model::ModelTask::kEmbed) {
         info->set_dimensions(static_cast<uint32_t>(entry->model->spec().hidden_size));
@@ -1000,7 +1344,7 @@ void Service::snapshot(std::vector<ModelSnapshot>& models, SystemSnapshot& syste
       m.model = name;
       m.task = entry->task();
       m.weights_bytes = entry->model->weights().size_bytes();
-      m.kv_granted_bytes = arbiter_.granted_granules(entry->consumer) * governor::kGranuleBytes;
+      m.kv_granted_bytes = governor_.granted_granules(entry->consumer) * governor::kGranuleBytes;
       entry->with_decoder([&](sched::DecoderRunner& runner) {
         const sched::RunnerStats s = runner.stats();
         m.kv_used_bytes = static_cast<uint64_t>(s.kv_blocks_in_use) * entry->kv_block_bytes;
@@ -1028,7 +1372,7 @@ void Service::snapshot(std::vector<ModelSnapshot>& models, SystemSnapshot& syste
     system.mem_total_bytes = memory->total_bytes;
   }
   if (auto pressure = governor::read_memory_pressure()) system.pressure = *pressure;
-  system.governor_budget_bytes = arbiter_.budget_granules() * governor::kGranuleBytes;
+  system.governor_budget_bytes = governor_.snapshot().budget_bytes;
   if (server_stats_) {
     const api::ServerStats s = server_stats_();
     system.connections = s.connections;
@@ -1069,7 +1413,7 @@ v1::Response Service::status() const {
       m->set_waiting(static_cast<uint32_t>(s.waiting));
       m->set_kv_blocks_in_use(static_cast<uint64_t>(s.kv_blocks_in_use));
       m->set_kv_blocks_cached(static_cast<uint64_t>(s.kv_blocks_cached));
-      m->set_kv_bytes_committed(arbiter_.granted_granules(entry->consumer) *
+      m->set_kv_bytes_committed(governor_.granted_granules(entry->consumer) *
                                 governor::kGranuleBytes);
       m->set_preemptions_total(s.preemptions);
       m->set_prefix_cache_hit_blocks(s.prefix_hit_blocks);

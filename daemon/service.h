@@ -8,19 +8,21 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "api/server/server.h"
 #include "daemon/config.h"
 #include "daemon/metrics.h"
 #include "daemon/work_queue.h"
-#include "governor/fixed_budget_arbiter.h"
+#include "governor/memory_governor.h"
 
 namespace sparkd::daemon {
 
@@ -33,21 +35,27 @@ enum class ModelSource { kConfig, kAdmin };
 struct ServiceOptions {
   DaemonConfig config;
   std::optional<gid_t> admin_gid;  // peers in it may call load/unload/reload
-  uint64_t kv_budget_bytes = 0;    // what the KV arbiter may grant, all models together
+  // What the process held before any model (its RSS at start): the ledger's baseline.
+  uint64_t baseline_bytes = 0;
   // One line per event (admin actions, reloads, load failures); the daemon's log.
   std::function<void(const std::string&)> log;
 };
 
-class Service : public api::RequestHandler {
+class Service : public api::RequestHandler, public governor::ModelEvictor {
  public:
   explicit Service(ServiceOptions options);
   ~Service() override;  // stops every runner: requests still running are answered CANCELLED
 
-  // Loads every configured model, one after the other, reporting progress through
-  // `progress` ("loading minilm (1/3)"). A pinned model is required: the first that fails
-  // ends the loading with its error (the daemon must not start). An on_demand model that
-  // fails is logged and marked failed (its error in ListModels), and the others still load.
+  // Loads every pinned model of the config, one after the other, reporting progress through
+  // `progress` ("loading minilm (1/3)"); the first that fails ends the loading with its error
+  // (the daemon must not start). on_demand models are listed as unloaded: their first
+  // request loads them.
   Status load_configured_models(const std::function<void(const std::string&)>& progress);
+
+  // governor::ModelEvictor: unloads an idle on_demand model (on the admin worker).
+  bool evict(governor::ConsumerId account, const std::string& reason) override;
+  // The governor's ledger (thread-safe).
+  governor::LedgerSnapshot ledger() const { return governor_.snapshot(); }
 
   // What a reload did: the changes, the loads that failed, the keys that need a restart.
   struct ReloadReport {
@@ -99,7 +107,25 @@ class Service : public api::RequestHandler {
   // failed entry it retried is put back).
   Status load_model(const ModelConfig& config, ModelSource source, Residency residency,
                     bool keep_failed_entry);
-  Status unload_model(const std::string& name);                   // admin worker
+  // A model of the config: pinned ones load now, on_demand ones are listed as unloaded.
+  Status add_configured_model(const ModelConfig& model);
+  // Admin worker: loads `entry` (in state loading) in place, under a governor reservation.
+  Status load_into(ModelEntry& entry);
+  // Admin worker: loads an on_demand model a request is waiting for, then answers the
+  // requests queued for it.
+  void load_on_demand(const std::shared_ptr<ModelEntry>& entry);
+  // Stops the runner and closes its governor account (the weights go with the entry).
+  void release(ModelEntry& entry);
+  // Puts a fresh unloaded entry with the same definition in `entry`'s place in the list.
+  void list_as_unloaded(const std::shared_ptr<ModelEntry>& entry);
+  // `keep_listed`: an on_demand model of the config stays listed as unloaded.
+  Status unload_model(const std::string& name, bool keep_listed = false);  // admin worker
+  // Queues `request` until its on_demand model is loaded, starting the load; false when the
+  // model is not one that loads on demand now.
+  bool defer_until_loaded(const std::string& name, const v1::Request& request,
+                          const std::shared_ptr<api::Call>& call);
+  // The governor's clock: refresh every 250 ms, and keep_alive expiry.
+  void governor_loop();
   Expected<std::string> admin_load(const v1::LoadRequest& load);  // admin worker
   Expected<std::string> admin_unload(const std::string& name);    // admin worker
   // Re-reads the config file: a bad file is refused and the running config kept; otherwise
@@ -109,6 +135,9 @@ class Service : public api::RequestHandler {
   Expected<ReloadReport> reload_config();
   void log_reload(const Expected<ReloadReport>& report);
   void log(const std::string& line) const;
+  // handle(), and the second try of a request that waited for its model's load
+  // (`may_defer` false: it is answered whatever the load did).
+  void dispatch(const v1::Request& request, std::shared_ptr<api::Call> call, bool may_defer);
   void handle_embed(const v1::Request& request, std::shared_ptr<api::Call> call);
   void handle_rerank(const v1::Request& request, std::shared_ptr<api::Call> call);
   void handle_generate(const v1::Request& request, std::shared_ptr<api::Call> call);
@@ -126,10 +155,10 @@ class Service : public api::RequestHandler {
 
   ServiceOptions options_;
   std::chrono::steady_clock::time_point started_at_;
-  governor::FixedBudgetArbiter arbiter_;
+  governor::ProcMemorySource machine_;
+  governor::MemoryGovernor governor_;
   mutable std::shared_mutex models_mutex_;
   std::map<std::string, std::shared_ptr<ModelEntry>> models_;  // guarded by models_mutex_
-  governor::ConsumerId next_consumer_ = 1;                     // guarded by models_mutex_
   std::function<api::ServerStats()> server_stats_;
   Metrics* metrics_ = nullptr;
   std::function<void(const DaemonConfig&)> config_observer_;
@@ -137,6 +166,10 @@ class Service : public api::RequestHandler {
   // Declared last: destroyed first, so no task runs against a half-destroyed service.
   std::unique_ptr<WorkQueue> tokenize_worker_;
   std::unique_ptr<WorkQueue> admin_worker_;
+  std::mutex governor_loop_mutex_;
+  std::condition_variable governor_loop_wake_;
+  bool governor_loop_stop_ = false;  // guarded by governor_loop_mutex_
+  std::thread governor_thread_;
 };
 
 }  // namespace sparkd::daemon

@@ -24,6 +24,7 @@ class FixedBudgetArbiter : public MemoryArbiter {
   // really committed and every later budget decision would rest on it.
   void release_granules(ConsumerId consumer, uint64_t granules) override;
   uint64_t granted_granules(ConsumerId consumer) const override;
+  uint64_t max_grantable_granules(ConsumerId) const override { return budget_granules_; }
 
   uint64_t budget_granules() const { return budget_granules_; }
   // Over all consumers; never above budget_granules().

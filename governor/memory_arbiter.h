@@ -31,8 +31,9 @@ struct ReclaimDemand {
 };
 
 // The model side of a reclaim: implemented by a model's runner. Both calls come from other
-// threads (the one that needs memory, or the governor's pressure check) and must only post
-// the work and wake the runner, never wait for it.
+// threads (the one that needs memory, or the governor's pressure check), with the arbiter's
+// lock held: they must only post the work and wake the runner, never wait for it and never
+// call the arbiter.
 class KvReclaimTarget {
  public:
   virtual ~KvReclaimTarget() = default;
@@ -67,6 +68,12 @@ class MemoryArbiter {
   // The consumer has nothing waiting for memory any more: memory freed need not be kept
   // for it.
   virtual void stop_waiting(ConsumerId consumer) { (void)consumer; }
+  // The most `consumer` could ever hold, were everything reclaimable reclaimed: a request
+  // needing more fails at once instead of waiting for memory that can never come.
+  virtual uint64_t max_grantable_granules(ConsumerId consumer) const {
+    (void)consumer;
+    return std::numeric_limits<uint64_t>::max();
+  }
   // Why `granules` more cannot be granted to `consumer`: what it needs, what is free, and
   // what holds the rest, for the error a waiting request finally gets.
   virtual std::string explain_shortage(ConsumerId consumer, uint64_t granules) const {

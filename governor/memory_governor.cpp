@@ -292,14 +292,26 @@ void MemoryGovernor::run(Deferred& deferred) {
   std::function<void(const std::string&)> log;
   ModelEvictor* evictor = nullptr;
   {
+    // Targets are called under the lock, and only while still registered: a runner that
+    // unregisters (under the lock) is never called after. Targets only post and wake, so
+    // this cannot deadlock (memory_arbiter.h).
     std::lock_guard<std::mutex> lock(mutex_);
     log = log_;
     evictor = evictor_;
+    auto registered = [&](KvReclaimTarget* target) {
+      return std::any_of(accounts_.begin(), accounts_.end(),
+                         [&](const auto& entry) { return entry.second->target == target; });
+    };
+    for (auto& [target, demand] : deferred.reclaims) {
+      if (registered(target)) target->reclaim(demand);
+    }
+    for (KvReclaimTarget* target : deferred.wakes) {
+      if (registered(target)) target->memory_available();
+    }
   }
   if (log) {
     for (const std::string& line : deferred.log) log(line);
   }
-  for (auto& [target, demand] : deferred.reclaims) target->reclaim(demand);
   for (auto& [id, reason] : deferred.evictions) {
     const bool evicted = evictor != nullptr && evictor->evict(id, reason);
     std::lock_guard<std::mutex> lock(mutex_);
@@ -309,7 +321,6 @@ void MemoryGovernor::run(Deferred& deferred) {
       demands_.erase(id);  // not idle any more: plan without it next time
     }
   }
-  for (KvReclaimTarget* target : deferred.wakes) target->memory_available();
 }
 
 MemoryGovernor::LoadDecision MemoryGovernor::try_begin_load(const ModelAccountOptions& options,
@@ -557,6 +568,15 @@ std::string MemoryGovernor::explain_shortage(ConsumerId consumer, uint64_t granu
          mib(a ? free_for_locked(consumer, a->options.priority) : free_locked()) +
          " is free for it" + (under_pressure_ ? " (the host is short of memory)" : "") + "; " +
          ledger_text_locked();
+}
+
+uint64_t MemoryGovernor::max_grantable_granules(ConsumerId consumer) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const Account* a = find(consumer);
+  if (a == nullptr) return 0;
+  const uint64_t room = saturating_sub(
+      budget_locked(), unmovable_locked(consumer) + a->weights_bytes + a->workspace_bytes);
+  return std::min(room, a->options.kv_max_bytes) / kGranuleBytes;
 }
 
 LedgerSnapshot MemoryGovernor::snapshot() const {

@@ -199,6 +199,7 @@ class MemoryGovernor final : public MemoryArbiter {
   void set_reclaim_target(ConsumerId consumer, KvReclaimTarget* target) override;
   void stop_waiting(ConsumerId consumer) override;
   std::string explain_shortage(ConsumerId consumer, uint64_t granules) const override;
+  uint64_t max_grantable_granules(ConsumerId consumer) const override;
 
   // Re-reads the machine's figures; under pressure sheds memory; forgets stale waiters and
   // demands. Call at least every 250 ms (the daemon has a thread for it).

@@ -100,6 +100,39 @@ Expected<KvBlockPool> KvBlockPool::create(const KvBlockPoolGeometry& geometry,
   return pool;
 }
 
+int32_t KvBlockPool::max_blocks_within(const KvBlockPoolGeometry& geometry, uint64_t bytes) {
+  if (geometry.num_layers <= 0 || geometry.kv_heads <= 0 || geometry.head_dim <= 0 ||
+      geometry.block_tokens <= 0) {
+    return 0;
+  }
+  const uint64_t ranges = 2 * static_cast<uint64_t>(geometry.num_layers);
+  // Every sub-range commits whole granules: what one sub-range may hold, in granules.
+  const uint64_t range_bytes = bytes / ranges / kGranuleBytes * kGranuleBytes;
+  const uint64_t piece = static_cast<uint64_t>(geometry.block_tokens) * geometry.kv_heads *
+                         geometry.head_dim * dtype_size_bytes(geometry.dtype);
+  const uint64_t blocks = range_bytes / piece;
+  return static_cast<int32_t>(
+      std::min<uint64_t>(blocks, static_cast<uint64_t>(std::numeric_limits<int32_t>::max())));
+}
+
+uint64_t KvBlockPool::committed_bytes_at_capacity(const KvBlockPoolGeometry& geometry) {
+  const uint64_t piece = static_cast<uint64_t>(geometry.block_tokens) * geometry.kv_heads *
+                         geometry.head_dim * dtype_size_bytes(geometry.dtype);
+  return round_up_to_granule(piece * static_cast<uint64_t>(geometry.max_blocks)) * 2 *
+         static_cast<uint64_t>(geometry.num_layers);
+}
+
+uint64_t KvBlockPool::rounding_waste_bytes() const {
+  uint64_t usable_blocks = 0;
+  for (int32_t g = 0; g < num_groups(); ++g) {
+    if (!group_committed_[g]) continue;
+    const int32_t first = g * blocks_per_group_;
+    usable_blocks +=
+        static_cast<uint64_t>(std::min(blocks_per_group_, geometry_.max_blocks - first));
+  }
+  return committed_bytes() - usable_blocks * block_bytes();
+}
+
 KvBlockPool::KvBlockPool(KvBlockPool&& other) noexcept {
   *this = std::move(other);
 }

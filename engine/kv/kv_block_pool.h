@@ -63,6 +63,14 @@ class KvBlockPool : public kv::BlockSource {
                                       governor::ConsumerId consumer,
                                       KvGroupRelease release = KvGroupRelease::kOnFree);
 
+  // The most blocks a pool of `geometry` (its max_blocks ignored) can hold without ever
+  // committing more than `bytes`, rounding included: the whole of every sub-range, rounded up
+  // to granules, counts. 0 when not even one block fits (each of the 2 x num_layers
+  // sub-ranges needs at least a granule).
+  static int32_t max_blocks_within(const KvBlockPoolGeometry& geometry, uint64_t bytes);
+  // What max_blocks blocks commit at most, rounding included.
+  static uint64_t committed_bytes_at_capacity(const KvBlockPoolGeometry& geometry);
+
   KvBlockPool(KvBlockPool&& other) noexcept;
   KvBlockPool& operator=(KvBlockPool&& other) noexcept;
   KvBlockPool(const KvBlockPool&) = delete;
@@ -92,6 +100,13 @@ class KvBlockPool : public kv::BlockSource {
   int32_t blocks_in_use() const { return blocks_in_use_; }
   int32_t committed_groups() const { return committed_groups_; }
   uint64_t committed_bytes() const { return committed_granules_ * governor::kGranuleBytes; }
+  // Committed bytes no block can use: the tail of each sub-range's last committed granule
+  // when a partial group is committed. Shown by the metrics so rounding is never hidden.
+  uint64_t rounding_waste_bytes() const;
+  // Bytes of one block over all layers, keys and values.
+  uint64_t block_bytes() const {
+    return piece_bytes_ * 2 * static_cast<uint64_t>(geometry_.num_layers);
+  }
   int32_t blocks_per_group() const { return blocks_per_group_; }
   int32_t num_groups() const { return static_cast<int32_t>(group_live_blocks_.size()); }
   // Bytes of one block in one sub-range (one layer's keys, or its values).

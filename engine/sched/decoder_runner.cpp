@@ -1,9 +1,12 @@
 #include "engine/sched/decoder_runner.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <exception>
+#include <functional>
 #include <map>
 #include <span>
+#include <utility>
 
 #include "engine/kv/kv_block_pool.h"
 #include "engine/kv/kv_cache.h"
@@ -14,6 +17,38 @@
 #include "engine/tasks/loaded_model.h"
 
 namespace sparkd::sched {
+
+// Takes the governor's demands (from other threads, with the arbiter's lock held: it only
+// stores and pokes) and hands them to the runner thread between steps.
+class DecoderRunner::Reclaim final : public governor::KvReclaimTarget {
+ public:
+  explicit Reclaim(std::function<void()> poke) : poke_(std::move(poke)) {}
+
+  void reclaim(const governor::ReclaimDemand& demand) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!pending_) {
+        pending_ = demand;
+      } else {
+        pending_->prefix_cache_bytes += demand.prefix_cache_bytes;
+        pending_->shrink_kv_to_bytes =
+            std::min(pending_->shrink_kv_to_bytes, demand.shrink_kv_to_bytes);
+      }
+    }
+    poke_();
+  }
+  void memory_available() override { poke_(); }
+
+  std::optional<governor::ReclaimDemand> take() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return std::exchange(pending_, std::nullopt);
+  }
+
+ private:
+  std::function<void()> poke_;
+  std::mutex mutex_;
+  std::optional<governor::ReclaimDemand> pending_;  // guarded by mutex_
+};
 
 struct DecoderRunner::State {
   struct Active {
@@ -29,6 +64,9 @@ struct DecoderRunner::State {
     bool scheduled_once = false;
     std::chrono::steady_clock::time_point submitted_at;
     double queue_seconds = 0;
+    // Since when it has been waiting for KV memory the arbiter would not grant (nothing of
+    // this model could run): the wait its deadline, or config.memory_wait, bounds.
+    std::optional<std::chrono::steady_clock::time_point> memory_wait_since;
   };
 
   DecoderRunner* runner = nullptr;
@@ -45,9 +83,15 @@ struct DecoderRunner::State {
   std::unique_ptr<Scheduler> scheduler;
   Sampler sampler;
   std::map<RequestId, Active> active;
+  governor::MemoryArbiter* arbiter = nullptr;
   uint64_t generated_tokens = 0;
   uint64_t prompt_tokens = 0;
   uint64_t finished_requests = 0;
+  uint64_t reclaimed_cache_blocks = 0;
+  uint64_t reclaim_preemptions = 0;
+  // Nothing could run because the arbiter granted no KV: the loop sleeps until memory is
+  // released (a poke) or the next wait expires, instead of spinning.
+  bool memory_blocked = false;
 
   ~State() {
     // Sequences first (their blocks go back to the cache), then the cache (cached blocks go
@@ -75,8 +119,43 @@ struct DecoderRunner::State {
     s.kv_blocks_in_use = static_cast<int32_t>(cache->referenced_blocks());
     s.kv_blocks_cached = static_cast<int32_t>(cache->cached_unreferenced_blocks());
     s.kv_blocks_committed = pool->blocks_in_use();
+    s.kv_bytes_committed = pool->committed_bytes();
+    s.kv_rounding_waste_bytes = pool->rounding_waste_bytes();
+    s.reclaimed_cache_blocks = reclaimed_cache_blocks;
+    s.reclaim_preemptions = reclaim_preemptions;
+    for (const auto& [id, a] : active) s.waiting_for_memory += a.memory_wait_since ? 1 : 0;
+    arbiter->report_kv_usage(config.consumer,
+                             static_cast<uint64_t>(s.kv_blocks_in_use) * pool->block_bytes(),
+                             static_cast<uint64_t>(s.kv_blocks_cached) * pool->block_bytes());
     std::lock_guard<std::mutex> lock(runner->stats_mutex_);
     runner->stats_ = s;
+  }
+
+  // Drops unreferenced prefix-cache blocks, least recently used first, until the pool has
+  // given back `bytes` (or the cache is empty). A block frees memory only once its whole
+  // group is free, so the loop watches the pool, not the block count.
+  void drop_cache(uint64_t bytes) {
+    const uint64_t start = pool->committed_bytes();
+    const uint64_t target = start > bytes ? start - bytes : 0;
+    while (pool->committed_bytes() > target && cache->cached_unreferenced_blocks() > 0) {
+      reclaimed_cache_blocks += cache->reclaim(1);
+    }
+  }
+
+  // The governor's demand, between two steps: cache first, then preempt the newest
+  // sequences (they are re-queued and recomputed, so their output does not change) until
+  // the pool holds no more than the target.
+  void apply_reclaim(const governor::ReclaimDemand& demand) {
+    if (demand.prefix_cache_bytes > 0) drop_cache(demand.prefix_cache_bytes);
+    if (demand.shrink_kv_to_bytes == governor::ReclaimDemand::kNoShrink) return;
+    const uint64_t target = demand.shrink_kv_to_bytes;
+    while (pool->committed_bytes() > target) {
+      drop_cache(pool->committed_bytes() - target);
+      if (pool->committed_bytes() <= target) break;
+      if (scheduler->preempt_newest() == 0) break;
+      ++reclaim_preemptions;
+    }
+    publish_stats();
   }
 
   static void call_done(GenerateCallbacks& callbacks, GenerateResult result) {
@@ -185,18 +264,36 @@ struct DecoderRunner::State {
 
   void expire_deadlines() {
     const auto now = std::chrono::steady_clock::now();
-    std::vector<RequestId> expired;
+    std::vector<RequestId> expired, starved;
     for (const auto& [id, a] : active) {
-      if (a.request.deadline && *a.request.deadline <= now) expired.push_back(id);
+      if (a.memory_wait_since && memory_wait_end(a) <= now) {
+        starved.push_back(id);
+      } else if (a.request.deadline && *a.request.deadline <= now) {
+        expired.push_back(id);
+      }
     }
     for (RequestId id : expired) {
       finish(id, "deadline", {StatusCode::kDeadlineExceeded, "the request's deadline passed"});
     }
+    for (RequestId id : starved) {
+      const Active& a = active.at(id);
+      const SequenceState* seq = scheduler->find(id);
+      const int64_t tokens = seq ? static_cast<int64_t>(seq->tokens.size()) : 0;
+      const int64_t blocks = (tokens + config.block_tokens - 1) / config.block_tokens;
+      const double waited = std::chrono::duration<double>(now - *a.memory_wait_since).count();
+      char waited_text[32];
+      std::snprintf(waited_text, sizeof(waited_text), "%.1f", waited);
+      finish(id, "error",
+             {StatusCode::kResourceExhausted,
+              std::string("waited ") + waited_text + " s for KV memory (" +
+                  (a.request.deadline ? "until its deadline" : "the model's memory_wait") +
+                  "): " + arbiter->explain_shortage(config.consumer, granules_for_blocks(blocks))});
+    }
   }
 
-  // Nothing runs and nothing could be admitted: the head waiting request needs more KV than
-  // the pool can ever give it.
-  void fail_head() {
+  // The waiting request that goes first: the most important, a preempted one before a new
+  // one, then the oldest.
+  RequestId head_of_queue() const {
     RequestId head = 0;
     const SequenceState* best = nullptr;
     for (const auto& [id, a] : active) {
@@ -210,19 +307,69 @@ struct DecoderRunner::State {
         head = id;
       }
     }
-    if (best == nullptr) {
+    return head;
+  }
+
+  // Granules the first `blocks` blocks commit, packed from block 0 (the least any `blocks`
+  // blocks can take).
+  uint64_t granules_for_blocks(int64_t blocks) const {
+    KvBlockPoolGeometry g = pool->geometry();
+    g.max_blocks = static_cast<int32_t>(blocks);
+    return KvBlockPool::committed_bytes_at_capacity(g) / governor::kGranuleBytes;
+  }
+
+  // Nothing runs and nothing could be admitted. A head request that needs more KV than the
+  // pool or the arbiter could ever give fails at once; otherwise every waiting request waits
+  // for memory (the governor is reclaiming it, or it comes back as others finish).
+  void blocked_on_memory() {
+    const RequestId head = head_of_queue();
+    if (head == 0) {
       // Should not happen (an empty plan with nothing waiting); end everything rather than spin.
       fail_all({StatusCode::kInternal, "the scheduler planned nothing while requests were live"});
       return;
     }
+    const SequenceState* best = scheduler->find(head);
     const int64_t tokens = static_cast<int64_t>(best->tokens.size());
     const int64_t blocks = (tokens + config.block_tokens - 1) / config.block_tokens;
-    finish(head, "error",
-           {StatusCode::kResourceExhausted,
-            "the request needs " + std::to_string(blocks) + " KV blocks of " +
-                std::to_string(config.block_tokens) + " tokens for its " + std::to_string(tokens) +
-                " tokens, but the pool holds " + std::to_string(config.max_blocks) +
-                " blocks (or the memory arbiter granted fewer)"});
+    if (blocks > config.max_blocks) {
+      finish(head, "error",
+             {StatusCode::kResourceExhausted,
+              "the request needs " + std::to_string(blocks) + " KV blocks of " +
+                  std::to_string(config.block_tokens) + " tokens for its " +
+                  std::to_string(tokens) + " tokens, but the pool holds " +
+                  std::to_string(config.max_blocks) + " blocks (the model's kv_max)"});
+      return;
+    }
+    const uint64_t granules = granules_for_blocks(blocks);
+    if (granules > arbiter->max_grantable_granules(config.consumer)) {
+      finish(head, "error",
+             {StatusCode::kResourceExhausted,
+              "the request needs " + std::to_string(blocks) + " KV blocks for its " +
+                  std::to_string(tokens) + " tokens, more than this model could ever be granted: " +
+                  arbiter->explain_shortage(config.consumer, granules)});
+      return;
+    }
+    memory_blocked = true;
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& [id, a] : active) {
+      const SequenceState* seq = scheduler->find(id);
+      if (seq != nullptr && !seq->running && !a.memory_wait_since) a.memory_wait_since = now;
+    }
+  }
+
+  // When the wait of a request waiting for memory ends: its deadline, or config.memory_wait.
+  std::chrono::steady_clock::time_point memory_wait_end(const Active& a) const {
+    if (a.request.deadline) return *a.request.deadline;
+    return *a.memory_wait_since + config.memory_wait;
+  }
+
+  // The next moment the loop must look again while blocked on memory.
+  std::chrono::steady_clock::time_point next_memory_check() const {
+    auto next = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
+    for (const auto& [id, a] : active) {
+      if (a.memory_wait_since) next = std::min(next, memory_wait_end(a));
+    }
+    return next;
   }
 
   void fail_all(const Status& status) {
@@ -327,9 +474,12 @@ struct DecoderRunner::State {
       }
     }
     if (plan.empty()) {
-      if (scheduler->running() == 0 && !active.empty()) fail_head();
+      if (scheduler->running() == 0 && !active.empty()) blocked_on_memory();
       return;
     }
+    memory_blocked = false;
+    for (const ScheduledChunk& chunk : plan.chunks) active.at(chunk.id).memory_wait_since.reset();
+    if (scheduler->waiting() == 0) arbiter->stop_waiting(config.consumer);
     auto logits = run_decoder_step(*decoder, *kv, *scheduler, plan);
     if (!logits) {
       // Every sequence in the plan may have half-written KV: end them.
@@ -401,8 +551,12 @@ Expected<std::unique_ptr<DecoderRunner>> DecoderRunner::start(const tasks::Loade
       std::make_unique<kv::PrefixCache>(*state->pool, config.block_tokens, config.prefix_caching);
   state->kv = std::make_unique<KvCache>(state->pool->cache_view());
   state->scheduler = std::make_unique<Scheduler>(config.scheduler, *state->cache);
+  state->arbiter = &arbiter;
   state->publish_stats();
   runner->state_ = std::move(state);
+  runner->arbiter_ = &arbiter;
+  runner->reclaim_ = std::make_unique<Reclaim>([r = runner.get()] { r->inbox_.poke(); });
+  arbiter.set_reclaim_target(config.consumer, runner->reclaim_.get());
   runner->thread_ = std::thread([r = runner.get()] { r->run(); });
   return runner;
 }
@@ -410,6 +564,11 @@ Expected<std::unique_ptr<DecoderRunner>> DecoderRunner::start(const tasks::Loade
 DecoderRunner::~DecoderRunner() {
   inbox_.stop();
   if (thread_.joinable()) thread_.join();
+  // Unregistered before anything goes: the arbiter never calls a target after this.
+  if (arbiter_ != nullptr && state_) {
+    arbiter_->stop_waiting(state_->config.consumer);
+    arbiter_->set_reclaim_target(state_->config.consumer, nullptr);
+  }
   state_.reset();
 }
 
@@ -432,7 +591,10 @@ RunnerStats DecoderRunner::stats() const {
 void DecoderRunner::run() {
   State& s = *state_;
   for (;;) {
-    auto [intake, cancels, stopping] = inbox_.take(s.active.empty());
+    const bool idle = s.active.empty() || s.memory_blocked;
+    std::optional<std::chrono::steady_clock::time_point> until;
+    if (!s.active.empty() && s.memory_blocked) until = s.next_memory_check();
+    auto [intake, cancels, stopping] = inbox_.take(idle, until);
     try {
       if (stopping) {
         for (Submitted& sub : intake) {
@@ -452,12 +614,15 @@ void DecoderRunner::run() {
         s.publish_stats();
         return;
       }
+      if (auto demand = reclaim_->take()) s.apply_reclaim(*demand);
       for (Submitted& sub : intake) s.admit(sub);
       for (RequestId id : cancels) {
         s.finish(id, "cancelled", {StatusCode::kCancelled, "the request was cancelled"});
       }
       s.expire_deadlines();
+      s.memory_blocked = false;  // try again: memory may have come, or work arrived
       if (!s.active.empty()) s.step();
+      if (s.active.empty()) s.arbiter->stop_waiting(s.config.consumer);
       s.publish_stats();
     } catch (const std::exception& e) {
       s.fail_all({StatusCode::kInternal, std::string("runner step failed: ") + e.what()});

@@ -83,6 +83,10 @@ struct RunnerConfig {
   int32_t max_blocks = 1024;  // KV capacity: max_blocks * block_tokens token slots
   bool prefix_caching = true;
   governor::ConsumerId consumer = 1;  // this model's KV account with the arbiter
+  // How long a request with no deadline of its own may wait for KV memory the arbiter does
+  // not grant, before it fails with RESOURCE_EXHAUSTED (a request's deadline, when it has one,
+  // bounds the wait instead).
+  std::chrono::milliseconds memory_wait{30000};
 };
 
 struct RunnerStats {
@@ -100,6 +104,11 @@ struct RunnerStats {
   int32_t kv_blocks_in_use = 0;     // referenced by live sequences
   int32_t kv_blocks_cached = 0;     // unreferenced, kept for prefix hits
   int32_t kv_blocks_committed = 0;  // blocks the pool holds memory for (in use or cached)
+  uint64_t kv_bytes_committed = 0;  // what the pool has committed (granted granules)
+  uint64_t kv_rounding_waste_bytes = 0;
+  size_t waiting_for_memory = 0;        // requests that cannot start until the arbiter grants KV
+  uint64_t reclaimed_cache_blocks = 0;  // prefix-cache blocks given back on the governor's demand
+  uint64_t reclaim_preemptions = 0;     // sequences preempted on the governor's demand
 };
 
 class DecoderRunner {
@@ -127,7 +136,8 @@ class DecoderRunner {
   // its on_done runs).
   RunnerStats stats() const;
 
-  struct State;  // the runner thread's world (defined in the .cpp)
+  struct State;   // the runner thread's world (defined in the .cpp)
+  class Reclaim;  // the governor's door into this runner (defined in the .cpp)
 
  private:
   DecoderRunner() = default;
@@ -141,6 +151,8 @@ class DecoderRunner {
   };
 
   std::unique_ptr<State> state_;  // touched only by the runner thread once started
+  governor::MemoryArbiter* arbiter_ = nullptr;
+  std::unique_ptr<Reclaim> reclaim_;
 
   RunnerInbox<Submitted> inbox_;
   mutable std::mutex stats_mutex_;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -46,6 +47,16 @@ class RunnerInbox {
     wake_.notify_one();
   }
 
+  // Thread-safe: wakes the runner with no mail (something it watches changed, e.g. the
+  // governor wants memory back or has memory for it).
+  void poke() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      poked_ = true;
+    }
+    wake_.notify_one();
+  }
+
   void stop() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -55,13 +66,21 @@ class RunnerInbox {
   }
 
   // Runner thread: everything that arrived since the last call. When `idle` (the runner has
-  // no work of its own), waits until something arrives.
-  Mail take(bool idle) {
+  // no work it can do now), waits until something arrives, a poke, or `until`.
+  Mail take(bool idle, std::optional<std::chrono::steady_clock::time_point> until = std::nullopt) {
     Mail mail;
     std::unique_lock<std::mutex> lock(mutex_);
     if (idle) {
-      wake_.wait(lock, [&] { return stopping_ || !intake_.empty() || !cancels_.empty(); });
+      const auto ready = [&] {
+        return stopping_ || poked_ || !intake_.empty() || !cancels_.empty();
+      };
+      if (until) {
+        wake_.wait_until(lock, *until, ready);
+      } else {
+        wake_.wait(lock, ready);
+      }
     }
+    poked_ = false;
     mail.intake.swap(intake_);
     mail.cancels.swap(cancels_);
     mail.stopping = stopping_;
@@ -74,6 +93,7 @@ class RunnerInbox {
   std::vector<Submitted> intake_;   // guarded by mutex_
   std::vector<RequestId> cancels_;  // guarded by mutex_
   bool stopping_ = false;           // guarded by mutex_
+  bool poked_ = false;              // guarded by mutex_
   RequestId next_id_ = 1;           // guarded by mutex_
 };
 

@@ -95,6 +95,12 @@ bool Scheduler::preempt_one(RequestId keep, StepPlan& plan) {
   return true;
 }
 
+RequestId Scheduler::preempt_newest() {
+  StepPlan none;
+  if (!preempt_one(/*keep=*/0, none)) return 0;  // request ids start at 1
+  return none.preempted.front();
+}
+
 StepPlan Scheduler::schedule() {
   StepPlan plan;
   int32_t budget = config_.max_batch_tokens;

@@ -85,6 +85,10 @@ class Scheduler {
   // The runner ran `plan`; `sampled[i]` is the token sampled for the i-th chunk that had
   // samples = true, in order. Marks the KV as computed and caches newly full blocks.
   void complete(const StepPlan& plan, std::span<const int32_t> sampled);
+  // Outside a step: preempts the running sequence that should yield first (the least
+  // important, then the newest); its blocks are released and it waits to be recomputed.
+  // Returns its id, or 0 when nothing runs. The governor's reclaim calls it.
+  RequestId preempt_newest();
   // Ends a sequence (finished, cancelled or expired): its blocks are released. Unknown ids
   // are ignored.
   void finish(RequestId id);

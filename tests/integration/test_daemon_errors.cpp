@@ -504,8 +504,9 @@ TEST_CASE("Daemon: admin loads are first-class: residency, unload, names, paths,
                                            xlmr + "\"\n"));
     v1::Request reload;
     reload.mutable_reload();
-    REQUIRE(error_code(call_once(client, reload)) == v1::OK);  // loads od
-    REQUIRE(error_code(call_once(client, unload_request("od"))) == v1::OK);
+    REQUIRE(error_code(call_once(client, reload)) == v1::OK);  // lists od, not loaded yet
+    CHECK(model_list(client)["od"].state() == "unloaded");
+    CHECK(error_code(call_once(client, unload_request("od"))) == v1::FAILED_PRECONDITION);
     REQUIRE(error_code(call_once(client, load_request("od", "", "pinned"))) == v1::OK);
     auto models = model_list(client);
     CHECK(models["od"].residency() == "pinned");
@@ -514,8 +515,11 @@ TEST_CASE("Daemon: admin loads are first-class: residency, unload, names, paths,
     CHECK(error_code(unchanged) == v1::OK);
     CHECK(unchanged.admin().message() == "no model changed");
     CHECK(model_list(client)["od"].residency() == "pinned");
-    // Pinned by the caller, not by the config: the caller may unload it again.
+    // Pinned by the caller, not by the config: the caller may unload it again. The config's
+    // on_demand model stays listed, unloaded, with the config's residency.
     CHECK(error_code(call_once(client, unload_request("od"))) == v1::OK);
+    CHECK(model_list(client)["od"].state() == "unloaded");
+    CHECK(model_list(client)["od"].residency() == "on_demand");
   }
 
   SECTION("a failed load leaves nothing behind") {

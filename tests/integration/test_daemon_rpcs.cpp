@@ -209,8 +209,10 @@ TEST_CASE("Daemon: embed, rerank, generate, tokenize equal the engine's direct r
     std::map<std::string, std::string> tasks;
     for (const auto& m : listed.list_models().models()) {
       tasks[m.name()] = m.task();
-      CHECK(m.state() == "ready");
-      CHECK(m.weights_bytes() > 0);
+      // The on_demand reranker has had no request: listed, with its task, not loaded.
+      const bool on_demand = m.name() == "rerank";
+      CHECK(m.state() == (on_demand ? "unloaded" : "ready"));
+      CHECK((m.weights_bytes() > 0) == !on_demand);
     }
     CHECK(tasks == std::map<std::string, std::string>{
                        {"embed", "embed"}, {"rerank", "rerank"}, {"gen", "generate"}});
@@ -235,8 +237,13 @@ TEST_CASE("Daemon: embed, rerank, generate, tokenize equal the engine's direct r
     CHECK_THAT(refused.error().message(), Catch::Contains("pinned"));
     v1::Request unload;
     unload.mutable_unload()->set_name("rerank");
+    // on_demand and never used: not loaded, nothing to unload.
+    CHECK(error_code(call_once(client, unload)) == v1::FAILED_PRECONDITION);
+    // Its first request loads it; unloaded, it stays listed and its next request loads it again.
+    CHECK(error_code(call_once(client, rerank_request("rerank", "q", {"d"}))) == v1::OK);
     CHECK(error_code(call_once(client, unload)) == v1::OK);
-    CHECK(error_code(call_once(client, rerank_request("rerank", "q", {"d"}))) == v1::NOT_FOUND);
+    CHECK(error_code(call_once(client, rerank_request("rerank", "q", {"d"}))) == v1::OK);
+    CHECK(error_code(call_once(client, unload)) == v1::OK);
     v1::Request load;
     load.mutable_load()->set_name("rerank");
     CHECK(error_code(call_once(client, load)) == v1::OK);

@@ -324,13 +324,13 @@ TEST_CASE("a key in the wrong section says where it belongs", "[config]") {
 
 TEST_CASE("unknown sections and unknown model keys are errors too", "[config]") {
   const std::string message =
-      error_of("[sever]\nsocket = \"/x\"\n" + model_with("keep_alive = 30\ncolour = \"blue\""));
+      error_of("[sever]\nsocket = \"/x\"\n" + model_with("evict_after = 30\ncolour = \"blue\""));
   INFO(message);
   const std::vector<std::string> lines = error_lines(message);
   REQUIRE(lines.size() == 3);
   CHECK_THAT(lines[0], Catch::Contains("unknown key `sever`; did you mean `server`?") &&
                            Catch::Contains("(line 1"));
-  CHECK_THAT(lines[1], Catch::Contains("unknown key `models[0].keep_alive`"));
+  CHECK_THAT(lines[1], Catch::Contains("unknown key `models[0].evict_after`"));
   CHECK_THAT(lines[2], Catch::Contains("unknown key `models[0].colour`"));
 }
 

@@ -1,0 +1,60 @@
+#include "engine/tasks/model_footprint.h"
+
+#include <algorithm>
+
+#include "engine/model/safetensors.h"
+
+namespace sparkd::tasks {
+
+uint64_t workspace_bytes(const model::ModelSpec& spec, int64_t tokens, int64_t logit_rows,
+                         DType activation_dtype) {
+  const uint64_t n = static_cast<uint64_t>(tokens);
+  const uint64_t hidden = static_cast<uint64_t>(spec.hidden_size);
+  const uint64_t inter = static_cast<uint64_t>(spec.intermediate_size);
+  const uint64_t element = dtype_size_bytes(activation_dtype);
+  // The tensors forward_hidden() makes (engine/arch/decoder.cpp, encoder.cpp), per token.
+  uint64_t per_token = 0;
+  uint64_t fixed = 0;
+  if (spec.is_decoder) {
+    const uint64_t q = static_cast<uint64_t>(spec.num_heads) * spec.head_dim;
+    const uint64_t kv = static_cast<uint64_t>(spec.num_kv_heads) * spec.head_dim;
+    per_token = 3 * hidden + 2 * q + 2 * kv + 2 * inter;
+    const uint64_t rows = static_cast<uint64_t>(logit_rows);
+    fixed = rows * (hidden + static_cast<uint64_t>(spec.vocab_size));
+  } else {
+    per_token = 6 * hidden + inter;
+    const uint64_t rows = static_cast<uint64_t>(logit_rows);
+    fixed = rows * (2 * hidden + static_cast<uint64_t>(std::max(spec.num_labels, 1)));
+  }
+  return (n * per_token + fixed) * element;
+}
+
+Expected<ModelFootprint> estimate_footprint(const std::string& model_dir,
+                                            const FootprintOptions& options) {
+  ModelFootprint footprint;
+  SPARKD_ASSIGN_OR_RETURN(footprint.spec, model::load_model_spec(model_dir));
+  SPARKD_ASSIGN_OR_RETURN(auto files, model::read_model_safetensors(model_dir));
+  for (const model::SafetensorsHeader& file : files) {
+    footprint.file_bytes += file.file_size_bytes;
+    for (const model::SafetensorsTensorInfo& tensor : file.tensors) {
+      // As ModelWeights holds them (WeightLoadOptions::vectors_as_f32).
+      if (tensor.shape.size() == 1 && tensor.dtype != DType::kF32) {
+        footprint.weights_bytes += static_cast<uint64_t>(tensor.shape[0]) * 4;
+      } else {
+        footprint.weights_bytes += tensor.size_bytes;
+      }
+    }
+  }
+  const model::ModelSpec& spec = footprint.spec;
+  const int64_t tokens = options.max_batch_tokens;
+  const int64_t rows = spec.is_decoder ? std::min<int64_t>(options.max_seqs, tokens) : tokens;
+  footprint.workspace_bytes = workspace_bytes(spec, tokens, rows, options.activation_dtype);
+  if (spec.is_decoder && spec.task == model::ModelTask::kGenerate) {
+    footprint.kv_bytes_per_token = 2ull * static_cast<uint64_t>(spec.num_layers) *
+                                   spec.num_kv_heads * spec.head_dim *
+                                   dtype_size_bytes(options.activation_dtype);
+  }
+  return footprint;
+}
+
+}  // namespace sparkd::tasks

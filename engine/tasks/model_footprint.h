@@ -1,0 +1,43 @@
+// What a model will hold in memory, from its file headers and config.json alone (no weights
+// read): the governor reserves it before a load starts, and `sparkd plan` prints it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+#include "engine/backend/tensor.h"
+#include "engine/model/model_spec.h"
+
+namespace sparkd::tasks {
+
+struct FootprintOptions {
+  int32_t max_batch_tokens = 2048;  // tokens one forward computes (the runner's cap)
+  int32_t max_seqs = 64;            // rows of logits one decoder step produces at most
+  DType activation_dtype = DType::kF32;
+};
+
+struct ModelFootprint {
+  model::ModelSpec spec;
+  uint64_t file_bytes = 0;     // what the load reads
+  uint64_t weights_bytes = 0;  // as held: rank-1 tensors become F32 at load
+  // One forward's activations and scratch at max_batch_tokens (decoders: plus the logits of
+  // max_seqs rows), allocated once at load and reused by every forward.
+  uint64_t workspace_bytes = 0;
+  // Decoders: KV bytes per token of context, all layers, keys and values (0 otherwise).
+  uint64_t kv_bytes_per_token = 0;
+  // The load's peak above what stays. Zero on the CPU: files are read straight into the
+  // final allocation.
+  uint64_t transient_bytes = 0;
+};
+
+// NOT_FOUND / INVALID_ARGUMENT / DATA_LOSS as loading the model would report them.
+Expected<ModelFootprint> estimate_footprint(const std::string& model_dir,
+                                            const FootprintOptions& options);
+
+// Bytes of one forward's activations for `tokens` tokens (and `logit_rows` rows of logits for
+// decoders): the size of the model's workspace.
+uint64_t workspace_bytes(const model::ModelSpec& spec, int64_t tokens, int64_t logit_rows,
+                         DType activation_dtype);
+
+}  // namespace sparkd::tasks
