@@ -18,6 +18,7 @@
 #include "daemon/metrics.h"
 #include "daemon/service.h"
 #include "daemon/systemd_notify.h"
+#include "governor/system_memory.h"
 
 namespace {
 
@@ -75,18 +76,6 @@ std::optional<gid_t> group_id(const std::string& name) {
   return std::nullopt;
 }
 
-// The process's resident memory now (/proc/self/statm): before any model loads, the ledger's
-// baseline.
-uint64_t resident_bytes() {
-  std::FILE* statm = std::fopen("/proc/self/statm", "r");
-  if (statm == nullptr) return 0;
-  unsigned long long size = 0, resident = 0;
-  const int read = std::fscanf(statm, "%llu %llu", &size, &resident);
-  std::fclose(statm);
-  if (read != 2) return 0;
-  return static_cast<uint64_t>(resident) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -140,7 +129,7 @@ int main(int argc, char** argv) {
   ServiceOptions service_options;
   service_options.config = *config;
   service_options.admin_gid = group_id(config->server.admin_group);
-  service_options.baseline_bytes = resident_bytes();
+  service_options.baseline_bytes = sparkd::governor::process_resident_bytes();
   service_options.log = log_line;
   Service service(service_options);
   {

@@ -143,6 +143,19 @@ struct Metrics::Families {
         prefix_cache_bytes(
             build<Gauge>(r, "sparkd_model_prefix_cache_bytes",
                          "Bytes of KV blocks kept only as reusable prefix cache (reclaimable)")),
+        workspace_bytes(
+            build<Gauge>(r, "sparkd_model_workspace_bytes",
+                         "Bytes of a model's activations and scratch, allocated once at load")),
+        kv_min_bytes(build<Gauge>(r, "sparkd_model_kv_min_bytes",
+                                  "KV bytes reserved for a model whatever others need (kv_min)")),
+        kv_max_bytes(build<Gauge>(r, "sparkd_model_kv_max_bytes",
+                                  "KV bytes a model may hold at most, rounding included")),
+        kv_rounding_waste_bytes(build<Gauge>(
+            r, "sparkd_model_kv_rounding_waste_bytes",
+            "Committed KV bytes no block can use (granule rounding of partial block groups)")),
+        waiting_for_memory(
+            build<Gauge>(r, "sparkd_model_requests_waiting_for_memory",
+                         "Requests that cannot start until the governor grants their KV memory")),
         queue_depth(build<Gauge>(r, "sparkd_model_queue_depth",
                                  "Requests waiting in a model's queue for admission")),
         running(build<Gauge>(r, "sparkd_model_running", "Requests a model is running now")),
@@ -177,6 +190,43 @@ struct Metrics::Families {
         governor_budget_bytes(
             build<Gauge>(r, "sparkd_governor_budget_bytes",
                          "Bytes the governor may grant: min(configured, what the machine gives)")),
+        governor_ledger_bytes(build<Gauge>(
+            r, "sparkd_governor_ledger_bytes",
+            "Bytes the ledger counts against the budget: baseline, weights, workspace, "
+            "max(KV granted, kv_min) and load reservations")),
+        governor_held_bytes(build<Gauge>(
+            r, "sparkd_governor_held_bytes",
+            "Bytes the daemon really holds: baseline, weights, workspace and KV granted")),
+        governor_free_bytes(
+            build<Gauge>(r, "sparkd_governor_free_bytes", "Budget minus ledger: grantable now")),
+        governor_baseline_bytes(build<Gauge>(r, "sparkd_governor_baseline_bytes",
+                                             "The process's memory outside every model")),
+        governor_os_reserve_bytes(build<Gauge>(r, "sparkd_governor_os_reserve_bytes",
+                                               "MemAvailable the governor leaves to the host")),
+        governor_load_reserved_bytes(build<Gauge>(r, "sparkd_governor_load_reserved_bytes",
+                                                  "Bytes reserved by model loads under way")),
+        governor_reclaim_pending_bytes(
+            build<Gauge>(r, "sparkd_governor_reclaim_pending_bytes",
+                         "Bytes the governor asked models to give back, not yet released")),
+        governor_under_pressure(
+            build<Gauge>(r, "sparkd_governor_under_pressure",
+                         "1 while the host is short of memory: growth held, caches shed")),
+        governor_reclaims(build<Counter>(
+            r, "sparkd_governor_reclaims_total",
+            "Reclaim actions, by kind: prefix_cache, preempt (KV above kv_min), evict")),
+        governor_reclaimed_bytes(build<Counter>(r, "sparkd_governor_reclaim_bytes_total",
+                                                "Bytes reclaim actions asked for, by kind")),
+        governor_grants_refused(build<Counter>(r, "sparkd_governor_grants_refused_total",
+                                               "KV grants the governor refused (the model "
+                                               "waited, preempted or reused its cache)")),
+        governor_pressure_episodes(build<Counter>(
+            r, "sparkd_governor_pressure_episodes_total",
+            "Times the host fell short of memory (MemAvailable below os_reserve, or PSI)")),
+        model_loads(build<Counter>(
+            r, "sparkd_model_loads_total",
+            "Model loads, by outcome: ok, failed, never_fits, timeout (waited for memory)")),
+        process_resident_bytes(
+            build<Gauge>(r, "sparkd_process_resident_bytes", "The daemon's resident memory (RSS)")),
         pressure_some_avg10(build<Gauge>(
             r, "sparkd_memory_pressure_some_avg10",
             "Share of the last 10 s some task stalled on memory (PSI some avg10 / 100)")),
@@ -198,6 +248,11 @@ struct Metrics::Families {
   Family<Gauge>& kv_granted_bytes;
   Family<Gauge>& kv_used_bytes;
   Family<Gauge>& prefix_cache_bytes;
+  Family<Gauge>& workspace_bytes;
+  Family<Gauge>& kv_min_bytes;
+  Family<Gauge>& kv_max_bytes;
+  Family<Gauge>& kv_rounding_waste_bytes;
+  Family<Gauge>& waiting_for_memory;
   Family<Gauge>& queue_depth;
   Family<Gauge>& running;
   Family<Gauge>& decode_bandwidth;  // per model only
@@ -218,6 +273,20 @@ struct Metrics::Families {
   Family<Gauge>& memory_available_bytes;
   Family<Gauge>& memory_total_bytes;
   Family<Gauge>& governor_budget_bytes;
+  Family<Gauge>& governor_ledger_bytes;
+  Family<Gauge>& governor_held_bytes;
+  Family<Gauge>& governor_free_bytes;
+  Family<Gauge>& governor_baseline_bytes;
+  Family<Gauge>& governor_os_reserve_bytes;
+  Family<Gauge>& governor_load_reserved_bytes;
+  Family<Gauge>& governor_reclaim_pending_bytes;
+  Family<Gauge>& governor_under_pressure;
+  Family<Counter>& governor_reclaims;
+  Family<Counter>& governor_reclaimed_bytes;
+  Family<Counter>& governor_grants_refused;
+  Family<Counter>& governor_pressure_episodes;
+  Family<Counter>& model_loads;
+  Family<Gauge>& process_resident_bytes;
   Family<Gauge>& pressure_some_avg10;
   Family<Gauge>& pressure_full_avg10;
   Family<Counter>& pressure_stall_seconds;
@@ -338,6 +407,11 @@ void Metrics::apply_models_locked(const std::vector<ModelSnapshot>& models) {
     f.kv_granted_bytes.Add(labels).Set(static_cast<double>(model.kv_granted_bytes));
     f.kv_used_bytes.Add(labels).Set(static_cast<double>(model.kv_used_bytes));
     f.prefix_cache_bytes.Add(labels).Set(static_cast<double>(model.prefix_cached_bytes));
+    f.workspace_bytes.Add(labels).Set(static_cast<double>(model.workspace_bytes));
+    f.kv_min_bytes.Add(labels).Set(static_cast<double>(model.kv_min_bytes));
+    f.kv_max_bytes.Add(labels).Set(static_cast<double>(model.kv_max_bytes));
+    f.kv_rounding_waste_bytes.Add(labels).Set(static_cast<double>(model.kv_rounding_waste_bytes));
+    f.waiting_for_memory.Add(labels).Set(static_cast<double>(model.waiting_for_memory));
     f.queue_depth.Add(labels).Set(static_cast<double>(model.queue_depth));
     f.running.Add(labels).Set(static_cast<double>(model.running));
     f.decode_bandwidth.Add({{"model", model.model}}).Set(model.decode_bytes_per_second);
@@ -363,8 +437,10 @@ void Metrics::apply_models_locked(const std::vector<ModelSnapshot>& models) {
       continue;
     }
     const Labels labels{{"model", it->first.first}, {"task", it->first.second}};
-    for (Family<Gauge>* family : {&f.weights_bytes, &f.kv_granted_bytes, &f.kv_used_bytes,
-                                  &f.prefix_cache_bytes, &f.queue_depth, &f.running}) {
+    for (Family<Gauge>* family :
+         {&f.weights_bytes, &f.kv_granted_bytes, &f.kv_used_bytes, &f.prefix_cache_bytes,
+          &f.workspace_bytes, &f.kv_min_bytes, &f.kv_max_bytes, &f.kv_rounding_waste_bytes,
+          &f.waiting_for_memory, &f.queue_depth, &f.running}) {
       remove_series(*family, labels);
     }
     if (present_models.count(it->first.first) == 0) {
@@ -379,6 +455,37 @@ void Metrics::apply_system_locked(const SystemSnapshot& system) {
   f.memory_available_bytes.Add({}).Set(static_cast<double>(system.mem_available_bytes));
   f.memory_total_bytes.Add({}).Set(static_cast<double>(system.mem_total_bytes));
   f.governor_budget_bytes.Add({}).Set(static_cast<double>(system.governor_budget_bytes));
+  const GovernorSnapshot& g = system.governor;
+  f.governor_ledger_bytes.Add({}).Set(static_cast<double>(g.ledger_bytes));
+  f.governor_held_bytes.Add({}).Set(static_cast<double>(g.held_bytes));
+  f.governor_free_bytes.Add({}).Set(static_cast<double>(g.free_bytes));
+  f.governor_baseline_bytes.Add({}).Set(static_cast<double>(g.baseline_bytes));
+  f.governor_os_reserve_bytes.Add({}).Set(static_cast<double>(g.os_reserve_bytes));
+  f.governor_load_reserved_bytes.Add({}).Set(static_cast<double>(g.load_reserved_bytes));
+  f.governor_reclaim_pending_bytes.Add({}).Set(static_cast<double>(g.reclaim_pending_bytes));
+  f.governor_under_pressure.Add({}).Set(g.under_pressure ? 1 : 0);
+  f.process_resident_bytes.Add({}).Set(static_cast<double>(system.process_resident_bytes));
+  auto advance = [&](Family<Counter>& family, const Labels& labels, const std::string& key,
+                     uint64_t total) {
+    family.Add(labels).Increment(static_cast<double>(increase_since(seen_governor_[key], total)));
+    seen_governor_[key] = total;
+  };
+  // Every kind and outcome exists from the first scrape, at 0 until it happens.
+  for (const char* kind : {"prefix_cache", "preempt", "evict"}) {
+    const auto count = g.reclaims_total.find(kind);
+    const auto bytes = g.reclaimed_bytes_total.find(kind);
+    advance(f.governor_reclaims, {{"kind", kind}}, std::string("reclaims/") + kind,
+            count == g.reclaims_total.end() ? 0 : count->second);
+    advance(f.governor_reclaimed_bytes, {{"kind", kind}}, std::string("bytes/") + kind,
+            bytes == g.reclaimed_bytes_total.end() ? 0 : bytes->second);
+  }
+  for (const char* outcome : {"ok", "failed", "never_fits", "timeout"}) {
+    const auto count = g.loads_total.find(outcome);
+    advance(f.model_loads, {{"outcome", outcome}}, std::string("loads/") + outcome,
+            count == g.loads_total.end() ? 0 : count->second);
+  }
+  advance(f.governor_grants_refused, {}, "grants_refused", g.grants_refused_total);
+  advance(f.governor_pressure_episodes, {}, "pressure_episodes", g.pressure_episodes_total);
   f.connections.Add({}).Set(system.connections);
   f.requests_in_flight.Add({}).Set(system.requests_in_flight);
   for (const auto& [reason, total] : system.connections_closed_total) {

@@ -38,15 +38,29 @@ using governor::MemoryPressure;
 struct ModelSnapshot {
   std::string model, task;  // task: embed | rerank | generate
   uint64_t weights_bytes = 0, kv_granted_bytes = 0, kv_used_bytes = 0, prefix_cached_bytes = 0;
-  uint64_t queue_depth = 0, running = 0;
+  uint64_t workspace_bytes = 0, kv_min_bytes = 0, kv_max_bytes = 0, kv_rounding_waste_bytes = 0;
+  uint64_t queue_depth = 0, running = 0, waiting_for_memory = 0;
   uint64_t preemptions_total = 0, prefix_cache_hit_blocks_total = 0,
            prefix_cache_queried_blocks_total = 0;
   uint64_t prompt_tokens_total = 0, generated_tokens_total = 0;
   double decode_bytes_per_second = 0;  // effective bandwidth of the last decode steps
 };
 
+// The governor's figures (governor/memory_governor.h, LedgerSnapshot).
+struct GovernorSnapshot {
+  uint64_t ledger_bytes = 0, held_bytes = 0, free_bytes = 0, baseline_bytes = 0,
+           os_reserve_bytes = 0, load_reserved_bytes = 0, reclaim_pending_bytes = 0;
+  bool under_pressure = false;
+  uint64_t grants_refused_total = 0, pressure_episodes_total = 0;
+  std::map<std::string, uint64_t> reclaims_total;         // by kind
+  std::map<std::string, uint64_t> reclaimed_bytes_total;  // by kind: asked of the victims
+  std::map<std::string, uint64_t> loads_total;            // by outcome
+};
+
 struct SystemSnapshot {
   uint64_t mem_available_bytes = 0, mem_total_bytes = 0, governor_budget_bytes = 0;
+  uint64_t process_resident_bytes = 0;  // the daemon's RSS (/proc/self/statm)
+  GovernorSnapshot governor;
   std::optional<MemoryPressure> pressure;  // absent without PSI
   uint32_t connections = 0, requests_in_flight = 0;
   // Connections the daemon closed for a reason of its own, by reason (cumulative):
@@ -132,6 +146,8 @@ class Metrics {
   std::map<ModelKey, CumulativeSeen> seen_models_;            // guarded by refresh_mutex_
   uint64_t seen_some_stall_us_ = 0, seen_full_stall_us_ = 0;  // guarded by refresh_mutex_
   std::map<std::string, uint64_t> seen_connections_closed_;   // guarded by refresh_mutex_
+  // Cumulative governor counters last seen, by series ("reclaims/prefix_cache", ...).
+  std::map<std::string, uint64_t> seen_governor_;  // guarded by refresh_mutex_
   uint16_t port_ = 0;
   // Last: destroyed first, so no scrape thread outlives what it reads.
   std::unique_ptr<prometheus::Exposer> exposer_;

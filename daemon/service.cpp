@@ -91,10 +91,6 @@ std::string uid_text(const api::PeerCredentials& peer) {
   return "uid " + std::to_string(peer.uid) + " (pid " + std::to_string(peer.pid) + ")";
 }
 
-Status unloading(const std::string& name) {
-  return Status(StatusCode::kUnavailable, "model '" + name + "' is unloading");
-}
-
 // ListModels' `state` values.
 const char* model_state_name(ModelState state) {
   switch (state) {
@@ -138,10 +134,6 @@ struct ModelEntry {
   std::unique_ptr<sched::EncoderRunner> encoder_runner;  // guarded by runner_mutex
   int64_t in_flight = 0;                                 // guarded by runner_mutex
   Clock::time_point last_active = Clock::now();          // guarded by runner_mutex
-  // Requests waiting for this on_demand model to load; run (re-dispatched) when it is ready
-  // or its load failed.
-  std::vector<std::function<void(bool may_defer)>> waiting_for_load;  // guarded by runner_mutex
-  bool load_queued = false;                                           // guarded by runner_mutex
   std::atomic<uint64_t> requests_total{0};
   std::atomic<uint64_t> encoder_prompt_tokens{0};
   std::atomic<uint64_t> loads_total{0};
@@ -211,6 +203,12 @@ class ModelUse {
     if (entry->in_flight++ == 0) governor.set_busy(entry->consumer, true);
     return std::shared_ptr<ModelUse>(new ModelUse(std::move(entry), governor));
   }
+  // The hold a load took before it published the model ready (in_flight counted already):
+  // requests queued for an on_demand load run before anything can evict it.
+  static std::shared_ptr<ModelUse> adopt(std::shared_ptr<ModelEntry> entry,
+                                         governor::MemoryGovernor& governor) {
+    return std::shared_ptr<ModelUse>(new ModelUse(std::move(entry), governor));
+  }
   ~ModelUse() {
     std::lock_guard<std::mutex> lock(entry_->runner_mutex);
     entry_->last_active = Clock::now();
@@ -248,7 +246,8 @@ Service::Service(ServiceOptions options)
       machine_(options_.config.governor.meminfo_path, options_.config.governor.pressure_path),
       governor_(governor_options(options_), machine_),
       tokenize_worker_(std::make_unique<WorkQueue>()),
-      admin_worker_(std::make_unique<WorkQueue>()) {
+      admin_worker_(std::make_unique<WorkQueue>()),
+      evict_worker_(std::make_unique<WorkQueue>()) {
   governor_.set_evictor(this);
   governor_.set_log([this](const std::string& line) { log("governor: " + line); });
   governor_thread_ = std::thread([this] { governor_loop(); });
@@ -266,7 +265,14 @@ void Service::stop_models() {
   }
   governor_loop_wake_.notify_all();
   if (governor_thread_.joinable()) governor_thread_.join();
-  // The workers next: a load or tokenize still queued runs to its end before the runners go.
+  // The workers next: an eviction, a load or a tokenize still queued runs to its end before
+  // the runners go. evict() posts no more once its worker is gone.
+  std::unique_ptr<WorkQueue> evictions;
+  {
+    std::lock_guard<std::mutex> lock(evict_mutex_);
+    evictions = std::move(evict_worker_);
+  }
+  evictions.reset();
   admin_worker_.reset();
   tokenize_worker_.reset();
   std::map<std::string, std::shared_ptr<ModelEntry>> models;
@@ -310,40 +316,48 @@ void Service::governor_loop() {
 }
 
 bool Service::evict(governor::ConsumerId account, const std::string& reason) {
+  // Held throughout: a shutdown resets the worker under it, so nothing posts to a worker
+  // that is gone.
+  std::lock_guard<std::mutex> evict_lock(evict_mutex_);
+  if (!evict_worker_) return false;
+  if (evicting_.count(account) != 0) return true;  // already on its way out
   std::shared_ptr<ModelEntry> entry;
   {
-    std::shared_lock lock(models_mutex_);
+    std::unique_lock lock(models_mutex_);
     for (const auto& [name, e] : models_) {
-      if (e->consumer == account && e->state == ModelState::kReady) entry = e;
+      // The state first: `consumer` is written before a load publishes kReady.
+      if (e->state == ModelState::kReady && e->consumer == account) entry = e;
     }
+    if (!entry || entry->residency != Residency::kOnDemand) return false;
+    {
+      // A request holding the model wins: it is not idle any more.
+      std::lock_guard<std::mutex> runner_lock(entry->runner_mutex);
+      if (entry->in_flight > 0) return false;
+      ModelState ready = ModelState::kReady;
+      if (!entry->state.compare_exchange_strong(ready, ModelState::kUnloading)) return false;
+    }
+    // From now on requests find it unloaded (and queue for a load) while the old one goes.
+    models_[entry->config.name] = unloaded_copy(*entry);
   }
-  if (!entry || entry->residency != Residency::kOnDemand) return false;
-  {
-    // A request holding the model wins: it is not idle any more.
-    std::lock_guard<std::mutex> lock(entry->runner_mutex);
-    if (entry->in_flight > 0) return false;
-    ModelState ready = ModelState::kReady;
-    if (!entry->state.compare_exchange_strong(ready, ModelState::kUnloading)) return false;
-  }
-  auto unload = [this, entry, reason] {
+  evicting_.insert(account);
+  // Its own thread: a load waiting for this memory may be holding the admin worker, and a
+  // runner that asked for memory must not join another runner's thread.
+  evict_worker_->post([this, entry, reason, account] {
     const uint64_t held = [&] {
       for (const auto& a : governor_.snapshot().accounts) {
-        if (a.id == entry->consumer)
-          return a.weights_bytes + a.workspace_bytes + a.kv_granted_bytes;
+        if (a.id == account) return a.weights_bytes + a.workspace_bytes + a.kv_granted_bytes;
       }
       return uint64_t{0};
     }();
     release(*entry);
-    list_as_unloaded(entry);
+    {
+      std::lock_guard<std::mutex> lock(evict_mutex_);
+      evicting_.erase(account);
+    }
     log("evicted " + entry->config.name + " (" + reason + "): freed " + std::to_string(held >> 20) +
         " MiB; its next request loads it again");
     if (metrics_) metrics_->count_eviction(entry->config.name, reason);
-  };
-  if (admin_worker_->on_worker_thread()) {
-    unload();
-  } else {
-    admin_worker_->post(unload);
-  }
+  });
   return true;
 }
 
@@ -413,16 +427,9 @@ Status Service::load_model(const ModelConfig& config, ModelSource source, Reside
     }
     models_[config.name] = entry;  // visible as loading
   }
-  Status status = load_into(*entry);
-  if (replaced) {
-    // Requests that queued on the old entry go to the new one.
-    std::vector<std::function<void(bool)>> waiting;
-    {
-      std::lock_guard<std::mutex> lock(replaced->runner_mutex);
-      waiting.swap(replaced->waiting_for_load);
-    }
-    for (auto& resume : waiting) resume(/*may_defer=*/false);
-  }
+  std::shared_ptr<ModelUse> hold;
+  Status status = load_into(entry, &hold);
+  hold.reset();
   if (!status.is_ok() && !keep_failed_entry) {
     // Nothing of this load stays; an entry it replaced comes back (Health still says which
     // model failed).
@@ -439,7 +446,9 @@ Status Service::load_model(const ModelConfig& config, ModelSource source, Reside
   return status;
 }
 
-Status Service::load_into(ModelEntry& entry) {
+Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
+                          std::shared_ptr<ModelUse>* hold) {
+  ModelEntry& entry = *loading;
   const ModelConfig& config = entry.config;
   const Clock::time_point start = Clock::now();
   bool admitted = false;
@@ -537,9 +546,13 @@ Status Service::load_into(ModelEntry& entry) {
     entry.last_active = Clock::now();
   }
   {
+    // Held for the caller before anyone can see it ready, so no eviction can take it before
+    // the requests that waited for this load have run.
     std::lock_guard<std::mutex> lock(entry.runner_mutex);
     entry.last_active = Clock::now();
+    if (entry.in_flight++ == 0) governor_.set_busy(entry.consumer, true);
   }
+  *hold = ModelUse::adopt(loading, governor_);
   ++entry.loads_total;
   entry.state = ModelState::kReady;
   if (metrics_) metrics_->observe_model_load(config.name, seconds_since(start), true);
@@ -554,16 +567,14 @@ void Service::release(ModelEntry& entry) {
   // they are never freed under a thread still reading them.
 }
 
-void Service::list_as_unloaded(const std::shared_ptr<ModelEntry>& entry) {
+std::shared_ptr<ModelEntry> Service::unloaded_copy(const ModelEntry& entry) const {
   auto fresh = std::make_shared<ModelEntry>();
-  fresh->config = entry->config;
-  fresh->source = entry->source;
-  fresh->residency = entry->config.residency;  // an admin Load's override ends with the load
-  fresh->planned_task = entry->task();
+  fresh->config = entry.config;
+  fresh->source = entry.source;
+  fresh->residency = entry.config.residency;  // an admin Load's override ends with the load
+  fresh->planned_task = entry.model ? entry.task() : entry.planned_task;
   fresh->state = ModelState::kUnloaded;
-  std::unique_lock lock(models_mutex_);
-  const auto it = models_.find(entry->config.name);
-  if (it != models_.end() && it->second == entry) it->second = fresh;
+  return fresh;
 }
 
 Status Service::unload_model(const std::string& name, bool keep_listed) {
@@ -584,7 +595,11 @@ Status Service::unload_model(const std::string& name, bool keep_listed) {
     return Status(StatusCode::kFailedPrecondition, "model '" + name + "' is not loaded (it is " +
                                                        model_state_name(entry->state.load()) + ")");
   }
-  if (keep_listed) list_as_unloaded(entry);
+  if (keep_listed) {
+    std::unique_lock lock(models_mutex_);
+    const auto it = models_.find(name);
+    if (it != models_.end() && it->second == entry) it->second = unloaded_copy(*entry);
+  }
   return Status::ok();
 }
 
@@ -592,42 +607,54 @@ bool Service::defer_until_loaded(const std::string& name, const v1::Request& req
                                  const std::shared_ptr<api::Call>& call) {
   std::shared_ptr<ModelEntry> entry = find(name);
   if (!entry || entry->residency != Residency::kOnDemand || draining_) return false;
+  const ModelState state = entry->state;
+  bool post = false;
   {
-    std::lock_guard<std::mutex> lock(entry->runner_mutex);
-    const ModelState state = entry->state;
-    const bool loads_now = state == ModelState::kUnloaded || state == ModelState::kUnloading ||
-                           state == ModelState::kFailed || entry->load_queued;
-    if (!loads_now) return false;
+    std::lock_guard<std::mutex> lock(pending_mutex_);
+    PendingLoad& pending = pending_loads_[name];
+    if (!pending.queued && state == ModelState::kReady) return false;
     // Resumed once, whatever the load did: a failed load answers with its error instead of
     // loading again for the same request.
-    entry->waiting_for_load.push_back(
-        [this, request, call](bool may_defer) { dispatch(request, call, may_defer); });
-    if (entry->load_queued) return true;
-    entry->load_queued = true;
+    pending.waiting.push_back([this, request, call] { dispatch(request, call, false); });
+    post = !pending.queued;
+    pending.queued = true;
   }
-  admin_worker_->post([this, entry] { load_on_demand(entry); });
+  if (post) admin_worker_->post([this, name] { load_on_demand(name); });
   return true;
 }
 
-void Service::load_on_demand(const std::shared_ptr<ModelEntry>& entry) {
-  // Still this model's entry? An eviction, a reload or an admin call may have replaced it
-  // meanwhile: then its requests start over with the entry that is listed now.
-  const bool current = find(entry->config.name) == entry;
-  if (current && entry->state != ModelState::kReady) {
-    entry->state = ModelState::kLoading;
-    log("loading " + entry->config.name + " on demand");
-    Status status = load_into(*entry);
+void Service::defer_or_fail(const std::string& name, const v1::Request& request,
+                            const std::shared_ptr<api::Call>& call) {
+  // An eviction took it between resolve() and now: an on_demand model loads again.
+  if (defer_until_loaded(name, request, call)) return;
+  call->fail(Status(StatusCode::kUnavailable, "model '" + name + "' is unloading"));
+}
+
+void Service::load_on_demand(const std::string& name) {
+  std::shared_ptr<ModelUse> hold;  // keeps the model until the waiting requests hold it
+  std::shared_ptr<ModelEntry> entry = find(name);
+  if (entry && (entry->state == ModelState::kUnloaded || entry->state == ModelState::kFailed)) {
+    // A fresh entry for every load: readers of the old one (its error, its task) never race
+    // the load.
+    std::shared_ptr<ModelEntry> fresh = unloaded_copy(*entry);
+    fresh->state = ModelState::kLoading;
+    {
+      std::unique_lock lock(models_mutex_);
+      const auto it = models_.find(name);
+      if (it != models_.end() && it->second == entry) it->second = fresh;
+    }
+    log("loading " + name + " on demand");
+    Status status = load_into(fresh, &hold);
     if (!status.is_ok()) log("on-demand load failed: " + status.message());
   }
-  std::vector<std::function<void(bool)>> waiting;
+  std::vector<std::function<void()>> waiting;
   {
-    std::lock_guard<std::mutex> lock(entry->runner_mutex);
-    entry->load_queued = false;
-    waiting.swap(entry->waiting_for_load);
+    std::lock_guard<std::mutex> lock(pending_mutex_);
+    waiting.swap(pending_loads_[name].waiting);
+    pending_loads_.erase(name);
   }
   // Ready: they run. Failed: they get the load's error (and a later request tries again).
-  // Replaced: they may wait for the listed entry's load.
-  for (auto& resume : waiting) resume(/*may_defer=*/!current);
+  for (auto& resume : waiting) resume();
 }
 
 Status Service::add_configured_model(const ModelConfig& model) {
@@ -907,7 +934,7 @@ void Service::handle_embed(const v1::Request& request, std::shared_ptr<api::Call
   r.deadline = deadline_of(*call, embed.deadline_ms());
   std::shared_ptr<ModelEntry> model = *entry;
   auto use = ModelUse::acquire(model, governor_);
-  if (!use) return call->fail(unloading(embed.model()));
+  if (!use) return defer_or_fail(embed.model(), request, call);
   ++model->requests_total;
   auto on_done = [this, call, model, use](sched::EmbedResult result) {
     const uint64_t tokens =
@@ -951,7 +978,7 @@ void Service::handle_rerank(const v1::Request& request, std::shared_ptr<api::Cal
   r.deadline = deadline_of(*call, rerank.deadline_ms());
   std::shared_ptr<ModelEntry> model = *entry;
   auto use = ModelUse::acquire(model, governor_);
-  if (!use) return call->fail(unloading(rerank.model()));
+  if (!use) return defer_or_fail(rerank.model(), request, call);
   ++model->requests_total;
   // The documents are echoed only when asked for; keep them only then.
   auto documents = std::make_shared<std::vector<std::string>>();
@@ -1029,7 +1056,7 @@ void Service::handle_generate(const v1::Request& request, std::shared_ptr<api::C
   if (!entry) return call->fail(entry.status());
   std::shared_ptr<ModelEntry> model = *entry;
   auto use = ModelUse::acquire(model, governor_);
-  if (!use) return call->fail(unloading(request.generate().model()));
+  if (!use) return defer_or_fail(request.generate().model(), request, call);
   ++model->requests_total;
   // Rendering and tokenizing a long prompt is real work: off the loop thread.
   tokenize_worker_->post([this, request, call, model, use] {
@@ -1155,7 +1182,7 @@ void Service::handle_tokenize(const v1::Request& request, std::shared_ptr<api::C
   if (!entry) return call->fail(entry.status());
   std::shared_ptr<ModelEntry> model = *entry;
   auto use = ModelUse::acquire(model, governor_);
-  if (!use) return call->fail(unloading(request.tokenize().model()));
+  if (!use) return defer_or_fail(request.tokenize().model(), request, call);
   tokenize_worker_->post([request, call, model, use] {
     const v1::TokenizeRequest& t = request.tokenize();
     const Clock::time_point start = Clock::now();
@@ -1182,7 +1209,7 @@ void Service::handle_detokenize(const v1::Request& request, std::shared_ptr<api:
   if (!entry) return call->fail(entry.status());
   std::shared_ptr<ModelEntry> model = *entry;
   auto use = ModelUse::acquire(model, governor_);
-  if (!use) return call->fail(unloading(request.detokenize().model()));
+  if (!use) return defer_or_fail(request.detokenize().model(), request, call);
   tokenize_worker_->post([request, call, model, use] {
     const v1::DetokenizeRequest& d = request.detokenize();
     const int32_t vocab = model->model->spec().vocab_size;
@@ -1336,6 +1363,9 @@ v1::Response Service::list_models() const {
 }
 
 void Service::snapshot(std::vector<ModelSnapshot>& models, SystemSnapshot& system) {
+  const governor::LedgerSnapshot ledger = governor_.snapshot();
+  std::map<governor::ConsumerId, const governor::AccountFigures*> accounts;
+  for (const governor::AccountFigures& a : ledger.accounts) accounts[a.id] = &a;
   {
     std::shared_lock lock(models_mutex_);
     for (const auto& [name, entry] : models_) {
@@ -1344,7 +1374,12 @@ void Service::snapshot(std::vector<ModelSnapshot>& models, SystemSnapshot& syste
       m.model = name;
       m.task = entry->task();
       m.weights_bytes = entry->model->weights().size_bytes();
-      m.kv_granted_bytes = governor_.granted_granules(entry->consumer) * governor::kGranuleBytes;
+      if (const auto it = accounts.find(entry->consumer); it != accounts.end()) {
+        m.kv_granted_bytes = it->second->kv_granted_bytes;
+        m.workspace_bytes = it->second->workspace_bytes;
+        m.kv_min_bytes = it->second->kv_min_bytes;
+        m.kv_max_bytes = it->second->kv_max_bytes;
+      }
       entry->with_decoder([&](sched::DecoderRunner& runner) {
         const sched::RunnerStats s = runner.stats();
         m.kv_used_bytes = static_cast<uint64_t>(s.kv_blocks_in_use) * entry->kv_block_bytes;
@@ -1357,6 +1392,8 @@ void Service::snapshot(std::vector<ModelSnapshot>& models, SystemSnapshot& syste
         m.prompt_tokens_total = s.prompt_tokens;
         m.generated_tokens_total = s.generated_tokens;
         m.decode_bytes_per_second = entry->decode_bytes_per_second(s.steps);
+        m.waiting_for_memory = s.waiting_for_memory;
+        m.kv_rounding_waste_bytes = s.kv_rounding_waste_bytes;
       });
       entry->with_encoder([&](sched::EncoderRunner& runner) {
         const sched::EncoderRunnerStats s = runner.stats();
@@ -1367,12 +1404,25 @@ void Service::snapshot(std::vector<ModelSnapshot>& models, SystemSnapshot& syste
       models.push_back(std::move(m));
     }
   }
-  if (auto memory = governor::read_system_memory()) {
-    system.mem_available_bytes = memory->available_bytes;
-    system.mem_total_bytes = memory->total_bytes;
-  }
-  if (auto pressure = governor::read_memory_pressure()) system.pressure = *pressure;
-  system.governor_budget_bytes = governor_.snapshot().budget_bytes;
+  system.mem_available_bytes = ledger.mem_available_bytes;
+  system.mem_total_bytes = ledger.mem_total_bytes;
+  system.pressure = ledger.pressure;
+  system.governor_budget_bytes = ledger.budget_bytes;
+  system.process_resident_bytes = governor::process_resident_bytes();
+  GovernorSnapshot& g = system.governor;
+  g.ledger_bytes = ledger.reserved_bytes;
+  g.held_bytes = ledger.held_bytes;
+  g.free_bytes = ledger.free_bytes;
+  g.baseline_bytes = ledger.baseline_bytes;
+  g.os_reserve_bytes = ledger.os_reserve_bytes;
+  g.load_reserved_bytes = ledger.load_reserved_bytes;
+  g.reclaim_pending_bytes = ledger.reclaim_pending_bytes;
+  g.under_pressure = ledger.under_pressure;
+  g.grants_refused_total = ledger.counters.grants_refused;
+  g.pressure_episodes_total = ledger.counters.pressure_episodes;
+  g.reclaims_total = ledger.counters.reclaims;
+  g.reclaimed_bytes_total = ledger.counters.reclaim_bytes;
+  g.loads_total = ledger.counters.loads;
   if (server_stats_) {
     const api::ServerStats s = server_stats_();
     system.connections = s.connections;
@@ -1395,29 +1445,64 @@ v1::Response Service::status() const {
     out->set_connections(s.connections);
     out->set_requests_in_flight(s.requests_in_flight);
   }
-  if (auto memory = governor::read_system_memory()) {
-    out->set_mem_available_bytes(memory->available_bytes);
+  const governor::LedgerSnapshot ledger = governor_.snapshot();
+  out->set_mem_available_bytes(ledger.mem_available_bytes);
+  out->set_mem_total_bytes(ledger.mem_total_bytes);
+  if (ledger.pressure) {
+    out->set_memory_pressure_some_avg10(ledger.pressure->some.avg10);
+    out->set_memory_pressure_full_avg10(ledger.pressure->full.avg10);
   }
-  if (auto pressure = governor::read_memory_pressure()) {
-    out->set_memory_pressure_some_avg10(pressure->some.avg10);
+  out->set_budget_bytes(ledger.budget_bytes);
+  out->set_configured_budget_bytes(ledger.configured_budget_bytes);
+  out->set_ledger_bytes(ledger.reserved_bytes);
+  out->set_held_bytes(ledger.held_bytes);
+  out->set_free_bytes(ledger.free_bytes);
+  out->set_baseline_bytes(ledger.baseline_bytes);
+  out->set_os_reserve_bytes(ledger.os_reserve_bytes);
+  out->set_under_pressure(ledger.under_pressure);
+  out->set_process_resident_bytes(governor::process_resident_bytes());
+  for (const auto& [kind, total] : ledger.counters.reclaims)
+    (*out->mutable_reclaims_total())[kind] = total;
+  for (const auto& [reason, total] : ledger.counters.evictions) {
+    (*out->mutable_evictions_total())[reason] = total;
   }
+  for (const auto& [outcome, total] : ledger.counters.loads)
+    (*out->mutable_loads_total())[outcome] = total;
+  std::map<governor::ConsumerId, const governor::AccountFigures*> accounts;
+  for (const governor::AccountFigures& a : ledger.accounts) accounts[a.id] = &a;
   std::shared_lock lock(models_mutex_);
   for (const auto& [name, entry] : models_) {
     v1::ModelStatus* m = out->add_models();
+    const ModelState state = entry->state;
     m->set_name(name);
-    m->set_state(model_state_name(entry->state));
+    m->set_state(model_state_name(state));
     m->set_requests_total(entry->requests_total.load());
+    m->set_priority(entry->config.priority);
+    m->set_residency(std::string(residency_name(entry->residency)));
+    if (state == ModelState::kReady || state == ModelState::kLoading) {
+      if (const auto it = accounts.find(entry->consumer); it != accounts.end()) {
+        const governor::AccountFigures& a = *it->second;
+        m->set_weights_bytes(a.weights_bytes);
+        m->set_workspace_bytes(a.workspace_bytes);
+        m->set_kv_bytes_committed(a.kv_granted_bytes);
+        m->set_kv_used_bytes(a.kv_used_bytes);
+        m->set_prefix_cached_bytes(a.prefix_cached_bytes);
+        m->set_kv_min_bytes(a.kv_min_bytes);
+        m->set_kv_max_bytes(a.kv_max_bytes);
+        m->set_load_reserved_bytes(a.load_reserved_bytes);
+      }
+    }
     entry->with_decoder([&](sched::DecoderRunner& runner) {
       const sched::RunnerStats s = runner.stats();
       m->set_running(static_cast<uint32_t>(s.running));
       m->set_waiting(static_cast<uint32_t>(s.waiting));
       m->set_kv_blocks_in_use(static_cast<uint64_t>(s.kv_blocks_in_use));
       m->set_kv_blocks_cached(static_cast<uint64_t>(s.kv_blocks_cached));
-      m->set_kv_bytes_committed(governor_.granted_granules(entry->consumer) *
-                                governor::kGranuleBytes);
       m->set_preemptions_total(s.preemptions);
       m->set_prefix_cache_hit_blocks(s.prefix_hit_blocks);
       m->set_generated_tokens_total(s.generated_tokens);
+      m->set_waiting_for_memory(static_cast<uint32_t>(s.waiting_for_memory));
+      m->set_kv_rounding_waste_bytes(s.kv_rounding_waste_bytes);
     });
     entry->with_encoder([&](sched::EncoderRunner& runner) {
       const sched::EncoderRunnerStats s = runner.stats();

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -27,6 +28,7 @@
 namespace sparkd::daemon {
 
 struct ModelEntry;  // one configured model and its runner (service.cpp)
+class ModelUse;     // a request's hold on its model (service.cpp)
 
 // Where a model's definition comes from: config.toml (a reload manages it) or an admin Load
 // request with a path (it stays until unloaded, whatever reloads do).
@@ -109,15 +111,20 @@ class Service : public api::RequestHandler, public governor::ModelEvictor {
                     bool keep_failed_entry);
   // A model of the config: pinned ones load now, on_demand ones are listed as unloaded.
   Status add_configured_model(const ModelConfig& model);
-  // Admin worker: loads `entry` (in state loading) in place, under a governor reservation.
-  Status load_into(ModelEntry& entry);
-  // Admin worker: loads an on_demand model a request is waiting for, then answers the
-  // requests queued for it.
-  void load_on_demand(const std::shared_ptr<ModelEntry>& entry);
+  // Admin worker: loads `entry` (in state loading, not yet read by anyone else) in place,
+  // under a governor reservation. On success `hold` keeps the model busy (never evicted)
+  // until the caller drops it.
+  Status load_into(const std::shared_ptr<ModelEntry>& entry, std::shared_ptr<ModelUse>* hold);
+  // Admin worker: loads the on_demand model `name` that requests are waiting for, then
+  // answers them.
+  void load_on_demand(const std::string& name);
+  // A request that lost its model to an eviction: queued for its load again, or UNAVAILABLE.
+  void defer_or_fail(const std::string& name, const v1::Request& request,
+                     const std::shared_ptr<api::Call>& call);
   // Stops the runner and closes its governor account (the weights go with the entry).
   void release(ModelEntry& entry);
-  // Puts a fresh unloaded entry with the same definition in `entry`'s place in the list.
-  void list_as_unloaded(const std::shared_ptr<ModelEntry>& entry);
+  // A fresh unloaded entry with `entry`'s definition, to list in its place.
+  std::shared_ptr<ModelEntry> unloaded_copy(const ModelEntry& entry) const;
   // `keep_listed`: an on_demand model of the config stays listed as unloaded.
   Status unload_model(const std::string& name, bool keep_listed = false);  // admin worker
   // Queues `request` until its on_demand model is loaded, starting the load; false when the
@@ -166,6 +173,18 @@ class Service : public api::RequestHandler, public governor::ModelEvictor {
   // Declared last: destroyed first, so no task runs against a half-destroyed service.
   std::unique_ptr<WorkQueue> tokenize_worker_;
   std::unique_ptr<WorkQueue> admin_worker_;
+  // Requests waiting for an on_demand model's load, by model name.
+  struct PendingLoad {
+    std::vector<std::function<void()>> waiting;
+    bool queued = false;  // a load_on_demand is posted
+  };
+  std::mutex pending_mutex_;
+  std::map<std::string, PendingLoad> pending_loads_;  // guarded by pending_mutex_
+  // Evictions run here, never on the admin worker (a load waiting for their memory may hold it)
+  // nor on a runner thread.
+  std::mutex evict_mutex_;
+  std::unique_ptr<WorkQueue> evict_worker_;  // guarded by evict_mutex_
+  std::set<governor::ConsumerId> evicting_;  // guarded by evict_mutex_
   std::mutex governor_loop_mutex_;
   std::condition_variable governor_loop_wake_;
   bool governor_loop_stop_ = false;  // guarded by governor_loop_mutex_

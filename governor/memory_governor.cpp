@@ -180,8 +180,12 @@ void MemoryGovernor::reclaim_locked(const Requester& requester, uint64_t shortfa
                                     const std::string& why, Deferred& deferred) {
   const uint64_t pending = pending_demands_locked();
   if (pending >= shortfall) return;  // enough is already on its way
-  const ReclaimPlan plan = plan_reclaim(views_locked(), requester, shortfall - pending, clock_());
   const TimePoint now = clock_();
+  const ReclaimPlan plan = plan_reclaim(views_locked(), requester, shortfall - pending, now);
+  // A plan that cannot make room would only churn (drop caches, preempt) for a request that
+  // still waits; memory comes back as sequences finish, and each release re-plans. The host
+  // is different: under pressure every byte shed helps.
+  if (!plan.covers_shortfall && !requester.host) return;
   for (const ReclaimAction& action : plan.actions) {
     Account& victim = account(action.victim);
     const std::string kind = reclaim_kind_name(action.kind);
@@ -190,7 +194,7 @@ void MemoryGovernor::reclaim_locked(const Requester& requester, uint64_t shortfa
     deferred.log.push_back("reclaim " + kind + " from " + victim.options.name + ": " +
                            mib(action.bytes) + " for " + why);
     if (action.kind == ReclaimKind::kEvict) {
-      demands_[action.victim] = {action.bytes, now};
+      demands_[action.victim] = {action.bytes, now, /*eviction=*/true};
       deferred.evictions.emplace_back(action.victim, requester.host ? "pressure" : "memory");
       continue;
     }
@@ -200,12 +204,12 @@ void MemoryGovernor::reclaim_locked(const Requester& requester, uint64_t shortfa
     if (victim.target == nullptr) continue;
     // One demand per victim: its cache share and its preemption target together.
     auto it = std::find_if(deferred.reclaims.begin(), deferred.reclaims.end(),
-                           [&](const auto& r) { return r.first == victim.target; });
+                           [&](const Deferred::Reclaim& r) { return r.account == action.victim; });
     if (it == deferred.reclaims.end()) {
-      deferred.reclaims.emplace_back(victim.target, ReclaimDemand{});
+      deferred.reclaims.push_back({action.victim, victim.target, ReclaimDemand{}});
       it = deferred.reclaims.end() - 1;
     }
-    ReclaimDemand& d = it->second;
+    ReclaimDemand& d = it->demand;
     if (action.kind == ReclaimKind::kPrefixCache) {
       d.prefix_cache_bytes += action.bytes;
     } else {
@@ -219,7 +223,7 @@ void MemoryGovernor::reclaim_locked(const Requester& requester, uint64_t shortfa
 void MemoryGovernor::wake_waiters_locked(Deferred& deferred) {
   for (const auto& [id, w] : waiters_) {
     if (const Account* a = find(id); a != nullptr && a->target != nullptr) {
-      deferred.wakes.push_back(a->target);
+      deferred.wakes.emplace_back(id, a->target);
     }
   }
   changed_.notify_all();
@@ -266,7 +270,7 @@ void MemoryGovernor::refresh() {
     read_machine_locked(deferred);
     const TimePoint now = clock_();
     std::erase_if(demands_, [&](const auto& entry) {
-      return now - entry.second.issued > options_.demand_ttl;
+      return !entry.second.eviction && now - entry.second.issued > options_.demand_ttl;
     });
     std::erase_if(waiters_, [&](const auto& entry) {
       return now - entry.second.last_asked > options_.waiter_ttl;
@@ -298,15 +302,17 @@ void MemoryGovernor::run(Deferred& deferred) {
     std::lock_guard<std::mutex> lock(mutex_);
     log = log_;
     evictor = evictor_;
-    auto registered = [&](KvReclaimTarget* target) {
-      return std::any_of(accounts_.begin(), accounts_.end(),
-                         [&](const auto& entry) { return entry.second->target == target; });
+    // By account and pointer: a runner that went (and a new one at the same address) is
+    // never handed another's demand.
+    auto registered = [&](ConsumerId id, KvReclaimTarget* target) {
+      const Account* a = find(id);
+      return a != nullptr && a->target == target;
     };
-    for (auto& [target, demand] : deferred.reclaims) {
-      if (registered(target)) target->reclaim(demand);
+    for (const Deferred::Reclaim& r : deferred.reclaims) {
+      if (registered(r.account, r.target)) r.target->reclaim(r.demand);
     }
-    for (KvReclaimTarget* target : deferred.wakes) {
-      if (registered(target)) target->memory_available();
+    for (const auto& [id, target] : deferred.wakes) {
+      if (registered(id, target)) target->memory_available();
     }
   }
   if (log) {
@@ -333,6 +339,7 @@ MemoryGovernor::LoadDecision MemoryGovernor::try_begin_load(const ModelAccountOp
     const uint64_t budget = budget_locked();
     const uint64_t unmovable = unmovable_locked(std::nullopt);
     if (need > saturating_sub(budget, unmovable)) {
+      waiters_.erase(kLoadWaiter);
       ++counters_.loads["never_fits"];
       decision.admission = Admission::kNeverFits;
       decision.status = Status(
@@ -347,8 +354,9 @@ MemoryGovernor::LoadDecision MemoryGovernor::try_begin_load(const ModelAccountOp
               ledger_text_locked());
       return decision;
     }
-    const uint64_t free = free_locked();
+    const uint64_t free = free_for_locked(kLoadWaiter, options.priority);
     if (need <= free && !under_pressure_) {
+      waiters_.erase(kLoadWaiter);
       auto a = std::make_unique<Account>();
       a->options = options;
       a->loading = true;
@@ -368,6 +376,13 @@ MemoryGovernor::LoadDecision MemoryGovernor::try_begin_load(const ModelAccountOp
                "model '" + options.name + "' needs " + mib(need) + ", " + mib(free) + " free" +
                    (under_pressure_ ? " (the host is short of memory)" : "") + "; " +
                    ledger_text_locked());
+    // Memory freed for the load is kept for it, not granted back to the models it came from.
+    const TimePoint now = clock_();
+    Waiter& w = waiters_[kLoadWaiter];
+    if (w.bytes == 0) w.since = now;
+    w.bytes = need;
+    w.priority = options.priority;
+    w.last_asked = now;
     Requester requester;
     requester.priority = options.priority;
     if (!under_pressure_) {
@@ -388,6 +403,7 @@ Expected<ConsumerId> MemoryGovernor::begin_load(const ModelAccountOptions& optio
     if (decision.admission == Admission::kNeverFits) return decision.status;
     std::unique_lock<std::mutex> lock(mutex_);
     if (std::chrono::steady_clock::now() >= give_up) {
+      waiters_.erase(kLoadWaiter);
       ++counters_.loads["timeout"];
       return Status(decision.status.code(), decision.status.message() + " (waited " +
                                                 std::to_string(wait.count()) + " ms)");

@@ -28,6 +28,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -221,14 +222,23 @@ class MemoryGovernor final : public MemoryArbiter {
   struct Demand {
     uint64_t bytes = 0;
     TimePoint issued{};
+    // An eviction under way: it lasts until the account closes (no time limit).
+    bool eviction = false;
   };
   // Actions decided under the lock, carried out after it is released.
   struct Deferred {
-    std::vector<std::pair<KvReclaimTarget*, ReclaimDemand>> reclaims;
+    struct Reclaim {
+      ConsumerId account = 0;
+      KvReclaimTarget* target = nullptr;
+      ReclaimDemand demand;
+    };
+    std::vector<Reclaim> reclaims;
     std::vector<std::pair<ConsumerId, std::string>> evictions;  // account, reason
-    std::vector<KvReclaimTarget*> wakes;
+    std::vector<std::pair<ConsumerId, KvReclaimTarget*>> wakes;
     std::vector<std::string> log;
   };
+  // The waiter entry of a load that waits for memory (loads are serialized: one at most).
+  static constexpr ConsumerId kLoadWaiter = std::numeric_limits<ConsumerId>::max();
 
   Account* find(ConsumerId id);
   const Account* find(ConsumerId id) const;

@@ -118,8 +118,9 @@ ReclaimPlan plan_reclaim(std::span<const AccountView> accounts, const Requester&
     evictions.push_back({ReclaimKind::kEvict, a->id, a->resident_bytes(), 0});
   }
   plan.covers_shortfall = covered();
-  if (!plan.covers_shortfall) {
-    // Unloading models would not make it fit: keep them.
+  if (!plan.covers_shortfall && !requester.host) {
+    // Unloading models would not make it fit: keep them. (Under host pressure every byte
+    // shed helps: they go.)
     for (const ReclaimAction& e : evictions) {
       uint64_t already = 0;
       for (const ReclaimAction& action : plan.actions) {

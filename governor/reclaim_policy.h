@@ -10,8 +10,9 @@
 //  3. idle on_demand models (resident, not loading, nothing in flight or queued), as
 //     important as the requester or less, the least important first, then by eviction score.
 // Under host pressure the requester is the host itself: every model is less important.
-// Evictions are planned only when the whole plan covers the shortfall: a model is never
-// unloaded for a request that would still not fit.
+// Evictions are planned only when the whole plan covers the shortfall (a model is never
+// unloaded for a request that would still not fit), except under host pressure, where every
+// byte shed helps.
 #pragma once
 
 #include <chrono>

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <system_error>
@@ -222,6 +223,16 @@ Expected<MemoryPressure> read_memory_pressure(const std::string& path) {
     return Status(pressure.status().code(), path + ": " + pressure.status().message());
   }
   return pressure;
+}
+
+uint64_t process_resident_bytes() {
+  std::FILE* statm = std::fopen("/proc/self/statm", "r");
+  if (statm == nullptr) return 0;
+  unsigned long long size = 0, resident = 0;
+  const int read = std::fscanf(statm, "%llu %llu", &size, &resident);
+  std::fclose(statm);
+  if (read != 2) return 0;
+  return static_cast<uint64_t>(resident) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
 }  // namespace sparkd::governor

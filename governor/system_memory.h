@@ -40,4 +40,7 @@ Expected<MemoryPressure> parse_memory_pressure(std::string_view text);
 // NOT_FOUND when the kernel has no PSI (containers often don't): callers then omit it.
 Expected<MemoryPressure> read_memory_pressure(const std::string& path = "/proc/pressure/memory");
 
+// The calling process's resident memory (RSS) from /proc/self/statm; 0 when unreadable.
+uint64_t process_resident_bytes();
+
 }  // namespace sparkd::governor

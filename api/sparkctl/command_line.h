@@ -37,6 +37,8 @@ Commands:
   tokenize MODEL TEXT [--no-special]
   detokenize MODEL ID... [--skip-special]
   models | status | health
+  top [--interval SECONDS] [--iterations N]
+        a live view of the governor and the models, refreshed until Ctrl-C (or N times)
   load NAME [PATH] [--residency pinned|on_demand] | unload NAME | reload
         a relative PATH is taken from the current directory
 
@@ -57,6 +59,9 @@ struct Invocation {
   bool help = false;
   // generate only: print text as it arrives (false with --no-stream or --json).
   bool stream_output = false;
+  // top only: seconds between refreshes, and how many (0: until interrupted).
+  double interval_s = 1.0;
+  uint64_t iterations = 0;
   sparkd::v1::Request request;
 };
 
@@ -93,6 +98,8 @@ inline const std::vector<OptionSpec>& option_specs() {
       {"no-special", false, {"tokenize"}},
       {"skip-special", false, {"detokenize"}},
       {"residency", true, {"load"}},
+      {"interval", true, {"top"}},
+      {"iterations", true, {"top"}},
   };
   return specs;
 }
@@ -218,7 +225,7 @@ inline Expected<Invocation> parse_command_line(const std::vector<std::string>& a
 
   static const std::vector<std::string_view> kCommands = {
       "embed",  "rerank", "generate", "tokenize", "detokenize", "models",
-      "status", "health", "load",     "unload",   "reload"};
+      "status", "health", "load",     "unload",   "reload",     "top"};
   if (std::find(kCommands.begin(), kCommands.end(), command) == kCommands.end()) {
     return usage_error("unknown command '" + command + "' (try sparkctl --help)");
   }
@@ -276,6 +283,26 @@ inline Expected<Invocation> parse_command_line(const std::vector<std::string>& a
       SPARKD_ASSIGN_OR_RETURN(const int32_t id,
                               detail::parse_integer<int32_t>("token id", operands[i]));
       request.mutable_detokenize()->add_ids(id);
+    }
+  } else if (command == "top") {
+    if (!operands.empty()) return operand_count_error("no arguments");
+    request.mutable_status();
+    for (const auto& [name, value] : options) {
+      if (name == "interval") {
+        char* end = nullptr;
+        const double seconds = std::strtod(value.c_str(), &end);
+        if (value.empty() || end != value.c_str() + value.size() || !(seconds >= 0.05) ||
+            seconds > 3600) {
+          return usage_error("--interval must be a number of seconds from 0.05 to 3600, got '" +
+                             value + "'");
+        }
+        invocation.interval_s = seconds;
+      } else if (name == "iterations") {
+        SPARKD_ASSIGN_OR_RETURN(invocation.iterations,
+                                detail::parse_integer<uint64_t>("--iterations", value));
+      } else if (name == "json") {
+        return usage_error("top is for people; use 'status --json' in scripts");
+      }
     }
   } else if (command == "models" || command == "status" || command == "health" ||
              command == "reload") {

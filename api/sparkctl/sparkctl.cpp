@@ -14,8 +14,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 #include <iostream>
+#include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "api/client/client.h"
@@ -213,28 +216,129 @@ void print_models(const v1::Response& response) {
   for (const std::string& failure : failures) std::cout << failure << "\n";
 }
 
+// "prefix_cache 2, preempt 0": a counter map in a stable order, the keys always listed.
+std::string counts_text(const google::protobuf::Map<std::string, uint64_t>& counts,
+                        std::initializer_list<const char*> keys) {
+  std::string text;
+  for (const char* key : keys) {
+    const auto it = counts.find(key);
+    text += (text.empty() ? "" : ", ") + std::string(key) + " " +
+            std::to_string(it == counts.end() ? 0 : it->second);
+  }
+  return text;
+}
+
+// The governor's lines shared by status and top.
+void print_governor(const v1::StatusResponse& status) {
+  const std::string budget_source = status.configured_budget_bytes() > 0
+                                        ? "governor.budget " +
+                                              human_bytes(status.configured_budget_bytes()) +
+                                              ", or less if the machine has less"
+                                        : "auto: held + MemAvailable - os_reserve";
+  std::cout << "memory budget      " << human_bytes(status.budget_bytes()) << " (" << budget_source
+            << ")\n"
+            << "ledger             " << human_bytes(status.ledger_bytes()) << " (held "
+            << human_bytes(status.held_bytes()) << ", baseline "
+            << human_bytes(status.baseline_bytes()) << "), free "
+            << human_bytes(status.free_bytes()) << "\n"
+            << "memory available   " << human_bytes(status.mem_available_bytes()) << " of "
+            << human_bytes(status.mem_total_bytes()) << ", os_reserve "
+            << human_bytes(status.os_reserve_bytes()) << "\n"
+            << "memory pressure    " << format_double("%.2f", status.memory_pressure_some_avg10())
+            << "% some, " << format_double("%.2f", status.memory_pressure_full_avg10())
+            << "% full (PSI avg10)"
+            << (status.under_pressure() ? "; the host is short of memory: KV growth held" : "")
+            << "\n"
+            << "daemon RSS         " << human_bytes(status.process_resident_bytes()) << "\n"
+            << "reclaims           "
+            << counts_text(status.reclaims_total(), {"prefix_cache", "preempt", "evict"}) << "\n"
+            << "evictions          "
+            << counts_text(status.evictions_total(), {"memory", "pressure", "keep_alive"}) << "\n"
+            << "loads              "
+            << counts_text(status.loads_total(), {"ok", "failed", "never_fits", "timeout"}) << "\n";
+}
+
 void print_status(const v1::Response& response) {
   const v1::StatusResponse& status = response.status();
   std::cout << "version            " << status.version() << "\n"
             << "uptime             " << format_double("%.0f", status.uptime_s()) << " s\n"
             << "connections        " << status.connections() << "\n"
-            << "requests in flight " << status.requests_in_flight() << "\n"
-            << "memory available   " << human_bytes(status.mem_available_bytes()) << "\n"
-            << "memory pressure    " << format_double("%.2f", status.memory_pressure_some_avg10())
-            << "% (PSI some avg10)\n\n";
-  std::vector<std::vector<std::string>> rows = {{"MODEL", "STATE", "RUNNING", "WAITING",
-                                                 "KV_BLOCKS", "KV_CACHED", "KV_BYTES", "REQUESTS",
-                                                 "PREEMPTIONS", "PREFIX_HITS", "GENERATED"}};
+            << "requests in flight " << status.requests_in_flight() << "\n";
+  print_governor(status);
+  std::cout << "\n";
+  std::vector<std::vector<std::string>> rows = {
+      {"MODEL", "STATE", "RESIDENCY", "PRIORITY", "RUNNING", "WAITING", "MEMORY_WAIT", "WEIGHTS",
+       "WORKSPACE", "KV", "KV_USED", "KV_CACHED", "KV_MIN", "KV_MAX", "REQUESTS", "PREEMPTIONS",
+       "GENERATED"}};
   for (const v1::ModelStatus& model : status.models()) {
-    rows.push_back({model.name(), model.state(), std::to_string(model.running()),
-                    std::to_string(model.waiting()), std::to_string(model.kv_blocks_in_use()),
-                    std::to_string(model.kv_blocks_cached()),
-                    human_bytes(model.kv_bytes_committed()), std::to_string(model.requests_total()),
+    rows.push_back({model.name(), model.state(), model.residency(),
+                    std::to_string(model.priority()), std::to_string(model.running()),
+                    std::to_string(model.waiting()), std::to_string(model.waiting_for_memory()),
+                    human_bytes(model.weights_bytes()), human_bytes(model.workspace_bytes()),
+                    human_bytes(model.kv_bytes_committed()), human_bytes(model.kv_used_bytes()),
+                    human_bytes(model.prefix_cached_bytes()), human_bytes(model.kv_min_bytes()),
+                    human_bytes(model.kv_max_bytes()), std::to_string(model.requests_total()),
                     std::to_string(model.preemptions_total()),
-                    std::to_string(model.prefix_cache_hit_blocks()),
                     std::to_string(model.generated_tokens_total())});
   }
   print_table(rows);
+}
+
+// sparkctl top: Status every interval, drawn over the previous frame; tokens per second come
+// from the change in each model's generated tokens between two frames.
+int run_top(api::Client& client, const Invocation& invocation) {
+  install_sigint_handler();
+  std::map<std::string, uint64_t> previous_tokens;
+  auto previous_at = std::chrono::steady_clock::now();
+  for (uint64_t frame = 0; invocation.iterations == 0 || frame < invocation.iterations; ++frame) {
+    auto responses = client.call(invocation.request, kCallTimeout);
+    if (!responses) return report_connection_failure(client, responses.status());
+    if (responses->empty()) {
+      return report_unreachable(Status(StatusCode::kInternal, "the daemon sent no response"));
+    }
+    const v1::Response& response = responses->back();
+    if (response.has_error() && response.error().code() != v1::OK) {
+      return report_daemon_error(response.error());
+    }
+    const auto now = std::chrono::steady_clock::now();
+    const double seconds = std::chrono::duration<double>(now - previous_at).count();
+    previous_at = now;
+    const v1::StatusResponse& status = response.status();
+    std::cout << "\033[H\033[2J"  // home, clear: each frame replaces the last
+              << "sparkd " << status.version() << " - up "
+              << format_double("%.0f", status.uptime_s()) << " s - " << status.connections()
+              << " connections, " << status.requests_in_flight() << " requests in flight\n";
+    print_governor(status);
+    std::cout << "\n";
+    std::vector<std::vector<std::string>> rows = {{"MODEL", "STATE", "RUNNING", "WAITING",
+                                                   "MEMORY_WAIT", "WEIGHTS", "WORKSPACE", "KV",
+                                                   "KV_USED", "KV_CACHED", "TOK/S"}};
+    for (const v1::ModelStatus& model : status.models()) {
+      const uint64_t tokens = model.generated_tokens_total();
+      const auto seen = previous_tokens.find(model.name());
+      double rate = 0;
+      if (seen != previous_tokens.end() && tokens >= seen->second && seconds > 0) {
+        rate = static_cast<double>(tokens - seen->second) / seconds;
+      }
+      previous_tokens[model.name()] = tokens;
+      rows.push_back({model.name(), model.state(), std::to_string(model.running()),
+                      std::to_string(model.waiting()), std::to_string(model.waiting_for_memory()),
+                      human_bytes(model.weights_bytes()), human_bytes(model.workspace_bytes()),
+                      human_bytes(model.kv_bytes_committed()), human_bytes(model.kv_used_bytes()),
+                      human_bytes(model.prefix_cached_bytes()), format_double("%.1f", rate)});
+    }
+    print_table(rows);
+    std::cout << "\n(refreshing every " << format_double("%g", invocation.interval_s)
+              << " s; Ctrl-C quits)" << std::endl;
+    if (invocation.iterations != 0 && frame + 1 == invocation.iterations) break;
+    const auto wake = now + std::chrono::duration<double>(invocation.interval_s);
+    while (std::chrono::steady_clock::now() < wake) {
+      if (interrupted.load()) return kExitOk;
+      std::this_thread::sleep_for(kInterruptPollInterval);
+    }
+    if (interrupted.load()) return kExitOk;
+  }
+  return kExitOk;
 }
 
 void print_for_people(const Invocation& invocation, const v1::Response& response) {
@@ -385,6 +489,7 @@ int run(const std::vector<std::string>& args) {
     install_sigint_handler();
     return run_generate(client, invocation);
   }
+  if (invocation.command == "top") return run_top(client, invocation);
 
   auto responses = client.call(invocation.request, kCallTimeout);
   if (!responses) return report_unreachable(responses.status());

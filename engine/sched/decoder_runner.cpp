@@ -477,8 +477,9 @@ struct DecoderRunner::State {
       if (scheduler->running() == 0 && !active.empty()) blocked_on_memory();
       return;
     }
+    // Memory came: whoever still waits now waits for a batch slot, not for memory.
     memory_blocked = false;
-    for (const ScheduledChunk& chunk : plan.chunks) active.at(chunk.id).memory_wait_since.reset();
+    for (auto& [id, a] : active) a.memory_wait_since.reset();
     if (scheduler->waiting() == 0) arbiter->stop_waiting(config.consumer);
     auto logits = run_decoder_step(*decoder, *kv, *scheduler, plan);
     if (!logits) {

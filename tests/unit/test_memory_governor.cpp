@@ -243,14 +243,17 @@ TEST_CASE("governor: kv_min of a preempted model stays with it", "[governor]") {
   Fixture f(64 * kMiB);
   ScriptedModel& low = f.load("low", 0, 9, true, /*kv_min=*/16 * kMiB);
   ScriptedModel& high = f.load("high", 0, 0);
-  REQUIRE(low.grow(32));       // all 64 MiB
-  CHECK_FALSE(high.grow(32));  // asks for everything
+  REQUIRE(low.grow(32));  // all 64 MiB
+  // Everything: more than all that is above low's kv_min, so nothing is reclaimed for it.
+  CHECK_FALSE(high.grow(32));
+  CHECK(low.demands.empty());
+  // 48 MiB: all that is above kv_min goes.
+  CHECK_FALSE(high.grow(24));
   REQUIRE(low.demands.size() == 1);
-  // Only what is above kv_min can go; the plan knows it cannot cover 64 MiB.
   CHECK(low.demands[0].shrink_kv_to_bytes == 16 * kMiB);
   low.apply();
   CHECK(low.held() == 8);
-  CHECK_FALSE(high.grow(32));
+  CHECK_FALSE(high.grow(25));
   CHECK(high.grow(24));
   // low keeps its kv_min: it can always grow back to it.
   f.governor.release_granules(low.id, 8);
@@ -275,6 +278,25 @@ TEST_CASE("governor: idle on_demand models are evicted last, by priority then sc
   CHECK(s.counters.evictions["memory"] == 1);
   CHECK(s.accounts.size() == 3);
   (void)pinned;
+  f.invariants();
+}
+
+TEST_CASE("governor: memory reclaimed for a load is kept for it", "[governor]") {
+  Fixture f(100 * kMiB);
+  ScriptedModel& low = f.load("low", 10 * kMiB, /*priority=*/5);
+  REQUIRE(low.grow(40));  // 80 MiB: 10 free
+  low.cache(40);
+  ModelAccountOptions o;
+  o.name = "new";
+  o.priority = 0;
+  o.kv_max_bytes = 0;
+  LoadEstimate e;
+  e.weights_bytes = 30 * kMiB;
+  CHECK(f.governor.try_begin_load(o, e).admission == MemoryGovernor::Admission::kWait);
+  low.apply();  // gives back 20 MiB of cache
+  // low cannot take it back while the load waits for it.
+  CHECK_FALSE(low.grow(1));
+  CHECK(f.governor.try_begin_load(o, e).admission == MemoryGovernor::Admission::kAdmitted);
   f.invariants();
 }
 
