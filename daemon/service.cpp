@@ -493,6 +493,10 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
   if (!loaded) return fail(loaded.status());
   entry.model = std::move(loaded).value();
   entry.workspace_bytes = footprint->workspace_bytes;
+  if (Status reserved_workspace = entry.model->reserve_workspace(entry.workspace_bytes);
+      !reserved_workspace.is_ok()) {
+    return fail(reserved_workspace);
+  }
   const model::ModelSpec& spec = entry.model->spec();
   if (spec.task == model::ModelTask::kGenerate) {
     if (!config.chat_template.empty()) {

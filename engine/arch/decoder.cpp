@@ -209,7 +209,7 @@ Expected<std::vector<float>> DecoderModel::forward(std::span<const DecoderStepSe
     return Status(StatusCode::kFailedPrecondition,
                   spec_.architecture + " has no language-model head: it is an embedding model");
   }
-  Activations act(backend_);
+  Activations act(backend_, workspace_);
   SPARKD_ASSIGN_OR_RETURN(Tensor hidden, forward_hidden(batch, kv, act));
   // Only the rows whose logits are wanted go through the (large) vocabulary projection.
   std::vector<int32_t> rows;

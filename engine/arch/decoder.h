@@ -58,6 +58,10 @@ class DecoderModel {
   Expected<Tensor> forward_hidden(std::span<const DecoderStepSequence> batch, const KvCache& kv,
                                   Activations& activations);
 
+  // Forwards carve their activations from `workspace` (owned by the caller, nullptr: none)
+  // while no other forward uses it.
+  void set_workspace(Workspace* workspace) { workspace_ = workspace; }
+
  private:
   struct LayerWeights {
     Tensor input_norm, post_attention_norm;
@@ -73,6 +77,7 @@ class DecoderModel {
 
   model::ModelSpec spec_;
   Backend& backend_;
+  Workspace* workspace_ = nullptr;
   Tensor embed_tokens_;
   std::vector<LayerWeights> layers_;
   Tensor final_norm_;

@@ -187,7 +187,7 @@ Expected<std::vector<float>> EncoderModel::classify(std::span<const EncoderInput
     return Status(StatusCode::kFailedPrecondition,
                   spec_.architecture + " has no classifier head: it is not a reranker");
   }
-  Activations act(backend_);
+  Activations act(backend_, workspace_);
   SPARKD_ASSIGN_OR_RETURN(Tensor hidden, forward_hidden(batch, act));
   std::vector<int32_t> first_rows;
   int32_t begin = 0;

@@ -40,6 +40,10 @@ class EncoderModel {
   // Classifier logits [batch, num_labels] (host F32), for *ForSequenceClassification.
   Expected<std::vector<float>> classify(std::span<const EncoderInput> batch);
 
+  // Forwards carve their activations from `workspace` (owned by the caller, nullptr: none)
+  // while no other forward uses it.
+  void set_workspace(Workspace* workspace) { workspace_ = workspace; }
+
  private:
   struct LayerWeights {
     Tensor query, key, value, attention_out;
@@ -60,6 +64,7 @@ class EncoderModel {
 
   model::ModelSpec spec_;
   Backend& backend_;
+  Workspace* workspace_ = nullptr;
   Tensor word_embeddings_, position_embeddings_, token_type_embeddings_;
   Tensor embedding_norm_, embedding_norm_bias_;
   std::vector<LayerWeights> layers_;

@@ -141,6 +141,16 @@ Expected<std::vector<int32_t>> encode_embed_input(const LoadedModel& model, std:
   return to_int32(encoding.ids);
 }
 
+Status LoadedModel::reserve_workspace(size_t size_bytes) {
+  if (decoder_) decoder_->set_workspace(nullptr);
+  if (encoder_) encoder_->set_workspace(nullptr);
+  workspace_.reset();
+  SPARKD_ASSIGN_OR_RETURN(workspace_, arch::Workspace::create(backend_, size_bytes));
+  if (decoder_) decoder_->set_workspace(workspace_.get());
+  if (encoder_) encoder_->set_workspace(workspace_.get());
+  return Status::ok();
+}
+
 Expected<std::vector<float>> embed_batch(const LoadedModel& model,
                                          std::span<const std::vector<int32_t>> inputs,
                                          bool normalize) {
@@ -153,7 +163,7 @@ Expected<std::vector<float>> embed_batch(const LoadedModel& model,
     spans.push_back({rows, static_cast<int32_t>(ids.size())});
     rows += static_cast<int32_t>(ids.size());
   }
-  arch::Activations act(backend);
+  arch::Activations act(backend, model.workspace());
   Tensor hidden;
   if (model.encoder()) {
     const std::vector<arch::EncoderInput> encoder_inputs = as_encoder_inputs(inputs, {});

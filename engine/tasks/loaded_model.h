@@ -44,6 +44,13 @@ class LoadedModel {
   arch::DecoderModel* decoder() const { return decoder_.get(); }
   arch::EncoderModel* encoder() const { return encoder_.get(); }
 
+  // Allocates (and makes resident) the workspace every forward of this model carves its
+  // activations from: `size_bytes` from tasks::workspace_bytes() for the largest batch the
+  // model's runner will run. Replaces any earlier one.
+  Status reserve_workspace(size_t size_bytes);
+  // nullptr until reserve_workspace().
+  arch::Workspace* workspace() const { return workspace_.get(); }
+
  private:
   explicit LoadedModel(Backend& backend) : backend_(backend) {}
 
@@ -53,6 +60,7 @@ class LoadedModel {
   std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;  // plain: no padding, no truncation
   model::ModelWeights weights_;
   int32_t max_input_tokens_ = 0;
+  std::unique_ptr<arch::Workspace> workspace_;
   std::unique_ptr<arch::DecoderModel> decoder_;
   std::unique_ptr<arch::EncoderModel> encoder_;
 };

@@ -1,0 +1,102 @@
+// What a model will hold, from its headers alone: the weights figure matches what a load
+// really holds, and a forward at the largest batch fits in the workspace sized from it.
+
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/kv/kv_block_pool.h"
+#include "engine/tasks/loaded_model.h"
+#include "engine/tasks/model_footprint.h"
+#include "tests/support/loaded_fixture.h"
+
+namespace {
+
+using namespace sparkd;
+using sparkd::testing::fixture_model_dir;
+using sparkd::testing::LoadedFixture;
+
+TEST_CASE("footprint: the weights from the headers are what a load holds", "[footprint]") {
+  for (const char* name : {"bert_embed", "bert_rerank", "qwen3_f32", "qwen3_f16", "qwen2_f32",
+                           "llama_bf16_sharded", "xlmr_embed"}) {
+    INFO(name);
+    auto footprint = tasks::estimate_footprint(fixture_model_dir(name), {});
+    REQUIRE(footprint.has_value());
+    LoadedFixture loaded(name);
+    CHECK(footprint->weights_bytes == loaded.model->weights().size_bytes());
+    CHECK(footprint->file_bytes >= footprint->weights_bytes / 2);
+    CHECK(footprint->spec.architecture == loaded.model->spec().architecture);
+    if (loaded.model->spec().task == model::ModelTask::kGenerate) {
+      const KvBlockPoolGeometry g = loaded.model->decoder()->kv_pool_geometry(1, 1);
+      CHECK(footprint->kv_bytes_per_token ==
+            2ull * g.num_layers * g.kv_heads * g.head_dim * dtype_size_bytes(g.dtype));
+    } else {
+      CHECK(footprint->kv_bytes_per_token == 0);
+    }
+  }
+}
+
+TEST_CASE("footprint: a broken model fails as its load would", "[footprint]") {
+  auto missing = tasks::estimate_footprint("/nonexistent/sparkd/model", {});
+  REQUIRE_FALSE(missing.has_value());
+  CHECK(missing.status().code() == StatusCode::kNotFound);
+}
+
+TEST_CASE("footprint: the largest decoder step fits in the workspace", "[footprint]") {
+  LoadedFixture f("qwen3_f32");
+  tasks::FootprintOptions options;
+  options.max_batch_tokens = 96;
+  options.max_seqs = 8;
+  auto footprint = tasks::estimate_footprint(fixture_model_dir("qwen3_f32"), options);
+  REQUIRE(footprint.has_value());
+  REQUIRE(f.model->reserve_workspace(footprint->workspace_bytes).is_ok());
+  // 8 sequences, 96 tokens in all, each wanting its last row's logits.
+  auto kv = f.model->decoder()->allocate_kv_cache(96);
+  REQUIRE(kv.has_value());
+  std::vector<std::vector<int32_t>> tokens(8, std::vector<int32_t>(12, 7));
+  std::vector<arch::DecoderStepSequence> batch;
+  for (int32_t i = 0; i < 8; ++i) {
+    arch::DecoderStepSequence step;
+    step.tokens = tokens[i];
+    step.kv.kv_slot_begin = i * 12;
+    batch.push_back(step);
+  }
+  auto logits = f.model->decoder()->forward(batch, *kv);
+  REQUIRE(logits.has_value());
+  CHECK(f.model->workspace()->overflow_allocations() == 0);
+  // A batch twice the size does not fit: the forward still runs (it allocates), and says so.
+  std::vector<std::vector<int32_t>> more(8, std::vector<int32_t>(24, 7));
+  auto big_kv = f.model->decoder()->allocate_kv_cache(192);
+  REQUIRE(big_kv.has_value());
+  for (int32_t i = 0; i < 8; ++i) {
+    batch[i].tokens = more[i];
+    batch[i].kv.kv_slot_begin = i * 24;
+  }
+  REQUIRE(f.model->decoder()->forward(batch, *big_kv).has_value());
+  CHECK(f.model->workspace()->overflow_allocations() > 0);
+}
+
+TEST_CASE("footprint: the largest encoder batch fits in the workspace", "[footprint]") {
+  for (const char* name : {"bert_embed", "bert_rerank"}) {
+    INFO(name);
+    LoadedFixture f(name);
+    tasks::FootprintOptions options;
+    options.max_batch_tokens = 128;
+    auto footprint = tasks::estimate_footprint(fixture_model_dir(name), options);
+    REQUIRE(footprint.has_value());
+    REQUIRE(f.model->reserve_workspace(footprint->workspace_bytes).is_ok());
+    // 16 inputs of 8 tokens: 128 tokens, every one its own row of output.
+    std::vector<std::vector<int32_t>> inputs(16, std::vector<int32_t>{2, 9, 9, 9, 9, 9, 9, 3});
+    if (f.model->spec().task == model::ModelTask::kEmbed) {
+      REQUIRE(tasks::embed_batch(*f.model, inputs, true).has_value());
+    } else {
+      std::vector<arch::EncoderInput> batch;
+      for (const auto& ids : inputs) batch.push_back({ids, {}});
+      REQUIRE(f.model->encoder()->classify(batch).has_value());
+    }
+    CHECK(f.model->workspace()->overflow_allocations() == 0);
+  }
+}
+
+}  // namespace
