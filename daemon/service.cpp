@@ -121,6 +121,7 @@ struct ModelEntry {
   governor::ConsumerId consumer = 0;         // its governor account while loading or loaded
   std::atomic<ModelState> state{ModelState::kLoading};
   std::string error;  // kFailed: why (written before the state is set)
+  StatusCode error_code = StatusCode::kOk;
   std::unique_ptr<Backend> backend;
   std::unique_ptr<tasks::LoadedModel> model;
   std::optional<tasks::ChatTemplateKind> chat_template;
@@ -286,29 +287,13 @@ void Service::stop_models() {
   metrics_ = nullptr;  // the caller may destroy the metrics next
 }
 
+// The governor's clock: it re-reads the machine every 250 ms (and sheds, and ends
+// keep_alive) on this thread.
 void Service::governor_loop() {
   std::unique_lock<std::mutex> lock(governor_loop_mutex_);
   while (!governor_loop_stop_) {
     lock.unlock();
-    governor_.refresh();
-    // keep_alive: idle on_demand models whose time is up go, as if evicted.
-    std::vector<governor::ConsumerId> expired;
-    {
-      std::shared_lock models_lock(models_mutex_);
-      const Clock::time_point now = Clock::now();
-      for (const auto& [name, entry] : models_) {
-        if (entry->residency != Residency::kOnDemand || entry->config.keep_alive_s < 0 ||
-            entry->state != ModelState::kReady) {
-          continue;
-        }
-        std::lock_guard<std::mutex> runner_lock(entry->runner_mutex);
-        const double idle = std::chrono::duration<double>(now - entry->last_active).count();
-        if (entry->in_flight == 0 && idle >= entry->config.keep_alive_s) {
-          expired.push_back(entry->consumer);
-        }
-      }
-    }
-    for (governor::ConsumerId id : expired) evict(id, "keep_alive");
+    governor_.refresh();  // the machine's figures, pressure, keep_alive
     lock.lock();
     governor_loop_wake_.wait_for(lock, std::chrono::milliseconds(250),
                                  [&] { return governor_loop_stop_; });
@@ -459,6 +444,7 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
     entry.backend.reset();
     if (admitted) governor_.close_account(entry.consumer);
     entry.error = status.message();
+    entry.error_code = status.code();
     entry.state = ModelState::kFailed;
     if (metrics_) metrics_->observe_model_load(config.name, seconds_since(start), false);
     return Status(status.code(), "model '" + config.name + "': " + status.message());
@@ -468,15 +454,32 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
   tasks::FootprintOptions footprint_options;
   footprint_options.max_batch_tokens = config.max_batch_tokens;
   footprint_options.max_seqs = config.max_seqs;
+  footprint_options.block_tokens = config.block_tokens;
+  footprint_options.kv_max_bytes = config.kv_max_bytes;
   auto footprint = tasks::estimate_footprint(config.path, footprint_options);
   if (!footprint) return fail(footprint.status());
   const bool generates = footprint->spec.task == model::ModelTask::kGenerate;
+  if (generates && footprint->kv_geometry.max_blocks < 1) {
+    return fail(
+        Status(StatusCode::kInvalidArgument,
+               "kv_max (" + std::to_string(config.kv_max_bytes) +
+                   " bytes) cannot hold one KV block: this model's KV pool commits at least " +
+                   std::to_string(footprint->kv_smallest_pool_bytes) +
+                   " bytes (a 2 MiB granule for the keys and the values of each of its " +
+                   std::to_string(footprint->spec.num_layers) + " layers); raise kv_max"));
+  }
   governor::ModelAccountOptions account;
   account.name = config.name;
   account.priority = config.priority;
   account.pinned = entry.residency == Residency::kPinned;
+  if (!account.pinned && config.keep_alive_s >= 0) {
+    account.keep_alive =
+        std::chrono::milliseconds(static_cast<int64_t>(config.keep_alive_s * 1000));
+  }
   account.kv_min_bytes = generates ? config.kv_min_bytes : 0;
-  account.kv_max_bytes = generates ? config.kv_max_bytes : 0;
+  // The pool's real cap: kv_max less what granule rounding cannot use.
+  account.kv_max_bytes = generates ? footprint->kv_cap_bytes : 0;
+  account.kv_min_bytes = std::min(account.kv_min_bytes, account.kv_max_bytes);
   governor::LoadEstimate estimate;
   estimate.weights_bytes = footprint->weights_bytes;
   estimate.workspace_bytes = footprint->workspace_bytes;
@@ -506,28 +509,15 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
     } else if (auto kind = tasks::chat_template_for(spec)) {
       entry.chat_template = *kind;
     }
-    KvBlockPoolGeometry geometry = entry.model->decoder()->kv_pool_geometry(config.block_tokens, 1);
-    const int32_t max_blocks = KvBlockPool::max_blocks_within(geometry, config.kv_max_bytes);
-    if (max_blocks < 1) {
-      geometry.max_blocks = 1;
-      return fail(
-          Status(StatusCode::kInvalidArgument,
-                 "kv_max (" + std::to_string(config.kv_max_bytes) +
-                     " bytes) cannot hold one KV block: this model's KV pool commits at least " +
-                     std::to_string(KvBlockPool::committed_bytes_at_capacity(geometry)) +
-                     " bytes (a 2 MiB granule for the keys and the values of each of its " +
-                     std::to_string(geometry.num_layers) + " layers); raise kv_max"));
-    }
-    geometry.max_blocks = max_blocks;
-    entry.kv_cap_bytes = KvBlockPool::committed_bytes_at_capacity(geometry);
-    entry.kv_block_bytes = 2ull * static_cast<uint64_t>(geometry.num_layers) * geometry.kv_heads *
-                           geometry.head_dim * geometry.block_tokens *
-                           dtype_size_bytes(geometry.dtype);
+    const KvBlockPoolGeometry& geometry = footprint->kv_geometry;
+    entry.kv_cap_bytes = footprint->kv_cap_bytes;
+    entry.kv_block_bytes =
+        footprint->kv_bytes_per_token * static_cast<uint64_t>(geometry.block_tokens);
     sched::RunnerConfig runner_config;
     runner_config.scheduler.max_batch_tokens = config.max_batch_tokens;
     runner_config.scheduler.max_seqs = config.max_seqs;
     runner_config.block_tokens = config.block_tokens;
-    runner_config.max_blocks = max_blocks;
+    runner_config.max_blocks = geometry.max_blocks;
     runner_config.prefix_caching = config.prefix_caching;
     runner_config.consumer = entry.consumer;
     runner_config.memory_wait = memory_wait(options_.config);
@@ -837,7 +827,12 @@ Expected<std::shared_ptr<ModelEntry>> Service::resolve(const std::string& name,
   }
   const ModelState state = entry->state;
   if (state == ModelState::kFailed) {
-    return Status(StatusCode::kUnavailable, "model '" + name + "' failed to load: " + entry->error);
+    // A load refused for memory says so (RESOURCE_EXHAUSTED); any other failure leaves the
+    // model unavailable.
+    return Status(entry->error_code == StatusCode::kResourceExhausted
+                      ? StatusCode::kResourceExhausted
+                      : StatusCode::kUnavailable,
+                  "model '" + name + "' failed to load: " + entry->error);
   }
   if (state != ModelState::kReady) {
     return Status(StatusCode::kUnavailable,

@@ -110,6 +110,15 @@ uint64_t MemoryGovernor::budget_locked() const {
   return std::min(options_.budget_bytes, machine_budget_);
 }
 
+uint64_t MemoryGovernor::ceiling_locked() const {
+  // What the machine could give if every other program left: MemTotal - os_reserve. Host
+  // pressure is transient; "can never fit" is decided against this, not the budget now.
+  const uint64_t machine =
+      mem_total_ > 0 ? saturating_sub(mem_total_, options_.os_reserve_bytes) : machine_budget_;
+  if (options_.budget_bytes == 0) return machine;
+  return std::min(options_.budget_bytes, machine);
+}
+
 uint64_t MemoryGovernor::free_locked() const {
   return saturating_sub(budget_locked(), reserved_locked());
 }
@@ -286,6 +295,14 @@ void MemoryGovernor::refresh() {
                      "host memory (budget " + mib(budget) + ", ledger " + mib(reserved) + ")",
                      deferred);
     }
+    // keep_alive: idle on_demand models whose time is up go, as an eviction would take them.
+    for (const auto& [id, a] : accounts_) {
+      if (a->options.pinned || a->loading || a->busy || !a->options.keep_alive) continue;
+      if (demands_.count(id) != 0 || now - a->last_used < *a->options.keep_alive) continue;
+      demands_[id] = {a->held(), now, /*eviction=*/true};
+      deferred.evictions.emplace_back(id, "keep_alive");
+      deferred.log.push_back(a->options.name + " idle past its keep_alive: unloading");
+    }
     if (free_locked() > old_free) wake_waiters_locked(deferred);
     changed_.notify_all();
   }
@@ -336,7 +353,7 @@ MemoryGovernor::LoadDecision MemoryGovernor::try_begin_load(const ModelAccountOp
   {
     std::lock_guard<std::mutex> lock(mutex_);
     const uint64_t need = estimate.total() + options.kv_min_bytes;
-    const uint64_t budget = budget_locked();
+    const uint64_t budget = ceiling_locked();
     const uint64_t unmovable = unmovable_locked(std::nullopt);
     if (need > saturating_sub(budget, unmovable)) {
       waiters_.erase(kLoadWaiter);
@@ -347,8 +364,8 @@ MemoryGovernor::LoadDecision MemoryGovernor::try_begin_load(const ModelAccountOp
           "model '" + options.name + "' needs " + mib(need) + " (weights " +
               mib(estimate.weights_bytes) + ", workspace " + mib(estimate.workspace_bytes) +
               ", load peak " + mib(estimate.transient_bytes) + ", kv_min " +
-              mib(options.kv_min_bytes) + ") but the budget is " + mib(budget) + " and " +
-              mib(unmovable) +
+              mib(options.kv_min_bytes) + ") but the budget can never exceed " + mib(budget) +
+              " (governor.budget, or MemTotal - os_reserve) and " + mib(unmovable) +
               " of it cannot be reclaimed (baseline, pinned models and their kv_min): it can "
               "never fit; " +
               ledger_text_locked());
@@ -522,6 +539,8 @@ void MemoryGovernor::release_granules(ConsumerId consumer, uint64_t granules) {
                  std::to_string(a.kv_granted_granules));
     }
     a.kv_granted_granules -= granules;
+    // Until the model reports again: what it holds bounds what it can have cached.
+    a.prefix_cached_bytes = std::min(a.prefix_cached_bytes, a.kv_granted_bytes());
     if (auto d = demands_.find(consumer); d != demands_.end()) {
       const uint64_t bytes = granules * kGranuleBytes;
       d->second.bytes -= std::min(d->second.bytes, bytes);
@@ -591,7 +610,7 @@ uint64_t MemoryGovernor::max_grantable_granules(ConsumerId consumer) const {
   const Account* a = find(consumer);
   if (a == nullptr) return 0;
   const uint64_t room = saturating_sub(
-      budget_locked(), unmovable_locked(consumer) + a->weights_bytes + a->workspace_bytes);
+      ceiling_locked(), unmovable_locked(consumer) + a->weights_bytes + a->workspace_bytes);
   return std::min(room, a->options.kv_max_bytes) / kGranuleBytes;
 }
 

@@ -96,6 +96,9 @@ struct ModelAccountOptions {
   bool pinned = true;
   uint64_t kv_min_bytes = 0;
   uint64_t kv_max_bytes = 0;
+  // on_demand models: evicted (reason "keep_alive") after this long idle; none: they stay
+  // until their memory is needed.
+  std::optional<std::chrono::milliseconds> keep_alive;
 };
 
 // What a load will hold, from the model's file headers, before a byte of it is read.
@@ -202,8 +205,9 @@ class MemoryGovernor final : public MemoryArbiter {
   std::string explain_shortage(ConsumerId consumer, uint64_t granules) const override;
   uint64_t max_grantable_granules(ConsumerId consumer) const override;
 
-  // Re-reads the machine's figures; under pressure sheds memory; forgets stale waiters and
-  // demands. Call at least every 250 ms (the daemon has a thread for it).
+  // Re-reads the machine's figures; under pressure sheds memory; evicts on_demand models idle
+  // past their keep_alive; forgets stale waiters and demands. Call at least every 250 ms (the
+  // daemon has a thread for it).
   void refresh();
 
   LedgerSnapshot snapshot() const;
@@ -246,6 +250,8 @@ class MemoryGovernor final : public MemoryArbiter {
   uint64_t held_locked() const;
   uint64_t reserved_locked() const;
   uint64_t budget_locked() const;
+  // The most the budget could ever be: min(governor.budget, MemTotal - os_reserve).
+  uint64_t ceiling_locked() const;
   uint64_t free_locked() const;
   uint64_t pending_demands_locked() const;
   // Free memory `consumer` may take: what more important (or earlier, equally important)

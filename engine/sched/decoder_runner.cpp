@@ -147,14 +147,16 @@ struct DecoderRunner::State {
   // the pool holds no more than the target.
   void apply_reclaim(const governor::ReclaimDemand& demand) {
     if (demand.prefix_cache_bytes > 0) drop_cache(demand.prefix_cache_bytes);
-    if (demand.shrink_kv_to_bytes == governor::ReclaimDemand::kNoShrink) return;
-    const uint64_t target = demand.shrink_kv_to_bytes;
-    while (pool->committed_bytes() > target) {
-      drop_cache(pool->committed_bytes() - target);
-      if (pool->committed_bytes() <= target) break;
-      if (scheduler->preempt_newest() == 0) break;
-      ++reclaim_preemptions;
+    if (demand.shrink_kv_to_bytes != governor::ReclaimDemand::kNoShrink) {
+      const uint64_t target = demand.shrink_kv_to_bytes;
+      while (pool->committed_bytes() > target) {
+        drop_cache(pool->committed_bytes() - target);
+        if (pool->committed_bytes() <= target) break;
+        if (scheduler->preempt_newest() == 0) break;
+        ++reclaim_preemptions;
+      }
     }
+    // The governor plans the next reclaim from these figures: they must be fresh.
     publish_stats();
   }
 

@@ -53,6 +53,16 @@ Expected<ModelFootprint> estimate_footprint(const std::string& model_dir,
     footprint.kv_bytes_per_token = 2ull * static_cast<uint64_t>(spec.num_layers) *
                                    spec.num_kv_heads * spec.head_dim *
                                    dtype_size_bytes(options.activation_dtype);
+    KvBlockPoolGeometry& g = footprint.kv_geometry;
+    g.num_layers = spec.num_layers;
+    g.kv_heads = spec.num_kv_heads;
+    g.head_dim = spec.head_dim;
+    g.block_tokens = options.block_tokens;
+    g.dtype = options.activation_dtype;
+    g.max_blocks = 1;
+    footprint.kv_smallest_pool_bytes = KvBlockPool::committed_bytes_at_capacity(g);
+    g.max_blocks = KvBlockPool::max_blocks_within(g, options.kv_max_bytes);
+    footprint.kv_cap_bytes = KvBlockPool::committed_bytes_at_capacity(g);
   }
   return footprint;
 }

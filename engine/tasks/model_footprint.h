@@ -7,6 +7,7 @@
 
 #include "common/status.h"
 #include "engine/backend/tensor.h"
+#include "engine/kv/kv_block_pool.h"
 #include "engine/model/model_spec.h"
 
 namespace sparkd::tasks {
@@ -15,6 +16,9 @@ struct FootprintOptions {
   int32_t max_batch_tokens = 2048;  // tokens one forward computes (the runner's cap)
   int32_t max_seqs = 64;            // rows of logits one decoder step produces at most
   DType activation_dtype = DType::kF32;
+  // Generating models: the KV pool's block size and the cap its committed bytes stay within.
+  int32_t block_tokens = 16;
+  uint64_t kv_max_bytes = 0;
 };
 
 struct ModelFootprint {
@@ -26,6 +30,12 @@ struct ModelFootprint {
   uint64_t workspace_bytes = 0;
   // Decoders: KV bytes per token of context, all layers, keys and values (0 otherwise).
   uint64_t kv_bytes_per_token = 0;
+  // Generating models: the pool's shape at the most blocks kv_max buys (max_blocks 0 when it
+  // buys none), what it commits when full (kv_max or less: granule rounding included), and
+  // the least a pool of this model can commit (one granule per layer sub-range).
+  KvBlockPoolGeometry kv_geometry;
+  uint64_t kv_cap_bytes = 0;
+  uint64_t kv_smallest_pool_bytes = 0;
   // The load's peak above what stays. Zero on the CPU: files are read straight into the
   // final allocation.
   uint64_t transient_bytes = 0;

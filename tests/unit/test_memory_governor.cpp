@@ -377,6 +377,32 @@ TEST_CASE("governor: the budget follows MemAvailable, and host pressure sheds an
   f.invariants();
 }
 
+TEST_CASE("governor: keep_alive evicts an idle on_demand model, never a busy one", "[governor]") {
+  Fixture f(100 * kMiB);
+  ModelAccountOptions o;
+  o.name = "brief";
+  o.pinned = false;
+  o.keep_alive = std::chrono::seconds(5);
+  LoadEstimate e;
+  e.weights_bytes = 10 * kMiB;
+  auto d = f.governor.try_begin_load(o, e);
+  REQUIRE(d.admission == MemoryGovernor::Admission::kAdmitted);
+  f.governor.finish_load(d.account, e.weights_bytes, 0, 0.1);
+  f.governor.set_busy(d.account, true);
+  f.clock.advance(seconds(10));
+  f.governor.refresh();
+  CHECK(f.evictor.evicted.empty());       // busy
+  f.governor.set_busy(d.account, false);  // idle from now
+  f.clock.advance(seconds(4));
+  f.governor.refresh();
+  CHECK(f.evictor.evicted.empty());
+  f.clock.advance(seconds(2));
+  f.governor.refresh();
+  REQUIRE(f.evictor.evicted.size() == 1);
+  CHECK(f.governor.snapshot().counters.evictions["keep_alive"] == 1);
+  CHECK(f.governor.snapshot().accounts.empty());
+}
+
 TEST_CASE("governor: PSI full stalls hold growth", "[governor]") {
   Fixture f(100 * kMiB);
   ScriptedModel& a = f.load("a", 0);
