@@ -16,6 +16,7 @@
 #include "api/server/server.h"
 #include "daemon/config.h"
 #include "daemon/metrics.h"
+#include "daemon/plan.h"
 #include "daemon/service.h"
 #include "daemon/systemd_notify.h"
 #include "governor/system_memory.h"
@@ -32,8 +33,27 @@ void log_line(const std::string& text) {
 
 void usage() {
   std::cerr << "usage: sparkd [--config PATH] [--check-config] [--version]\n"
+               "       sparkd plan [--config PATH] [--json]\n"
                "  --config PATH    the configuration file (default /etc/sparkd/config.toml)\n"
-               "  --check-config   validate the file and exit (0 when valid)\n";
+               "  --check-config   validate the file and exit (0 when valid)\n"
+               "  plan             what the config would hold on this machine, from the model\n"
+               "                   files' headers (no weights read); exit 1 when the pinned\n"
+               "                   models cannot fit\n";
+}
+
+// sparkd plan: exit 0 when the pinned models fit, 1 when they do not, 2 for a bad config.
+int run_plan(const std::string& config_path, bool json) {
+  auto config = load_config(config_path);
+  if (!config) {
+    std::cerr << "sparkd: " << config.status().message() << "\n";
+    return 2;
+  }
+  sparkd::governor::ProcMemorySource machine(config->governor.meminfo_path,
+                                             config->governor.pressure_path);
+  // This process before it reads any model is what a starting daemon holds: the baseline.
+  const Plan plan = make_plan(*config, machine, sparkd::governor::process_resident_bytes());
+  std::cout << (json ? plan_json(plan) + "\n" : plan_text(plan));
+  return plan.pinned_fit ? 0 : 1;
 }
 
 sparkd::api::RequestLimits request_limits(const DaemonConfig& config) {
@@ -81,9 +101,15 @@ std::optional<gid_t> group_id(const std::string& name) {
 int main(int argc, char** argv) {
   std::string config_path = "/etc/sparkd/config.toml";
   bool check_only = false;
+  bool plan = false;
+  bool json = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--config" && i + 1 < argc) {
+    if (i == 1 && arg == "plan") {
+      plan = true;
+    } else if (plan && arg == "--json") {
+      json = true;
+    } else if (arg == "--config" && i + 1 < argc) {
       config_path = argv[++i];
     } else if (arg.rfind("--config=", 0) == 0) {
       config_path = arg.substr(9);
@@ -97,6 +123,8 @@ int main(int argc, char** argv) {
       return arg == "--help" || arg == "-h" ? 0 : 2;
     }
   }
+
+  if (plan) return run_plan(config_path, json);
 
   // Signals are taken by one thread with sigwait: block them before any thread starts, so
   // every thread inherits the mask.

@@ -454,6 +454,7 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
   tasks::FootprintOptions footprint_options;
   footprint_options.max_batch_tokens = config.max_batch_tokens;
   footprint_options.max_seqs = config.max_seqs;
+  footprint_options.max_batch_inputs = config.max_batch_inputs;
   footprint_options.block_tokens = config.block_tokens;
   footprint_options.kv_max_bytes = config.kv_max_bytes;
   auto footprint = tasks::estimate_footprint(config.path, footprint_options);
@@ -664,6 +665,7 @@ Status Service::add_configured_model(const ModelConfig& model) {
   tasks::FootprintOptions options;
   options.max_batch_tokens = model.max_batch_tokens;
   options.max_seqs = model.max_seqs;
+  options.max_batch_inputs = model.max_batch_inputs;
   auto footprint = tasks::estimate_footprint(model.path, options);
   if (footprint) {
     entry->planned_task = model::task_name(footprint->spec.task);

@@ -47,7 +47,8 @@ Expected<ModelFootprint> estimate_footprint(const std::string& model_dir,
   }
   const model::ModelSpec& spec = footprint.spec;
   const int64_t tokens = options.max_batch_tokens;
-  const int64_t rows = spec.is_decoder ? std::min<int64_t>(options.max_seqs, tokens) : tokens;
+  const int64_t rows =
+      std::min<int64_t>(spec.is_decoder ? options.max_seqs : options.max_batch_inputs, tokens);
   footprint.workspace_bytes = workspace_bytes(spec, tokens, rows, options.activation_dtype);
   if (spec.is_decoder && spec.task == model::ModelTask::kGenerate) {
     footprint.kv_bytes_per_token = 2ull * static_cast<uint64_t>(spec.num_layers) *

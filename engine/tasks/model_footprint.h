@@ -15,6 +15,7 @@ namespace sparkd::tasks {
 struct FootprintOptions {
   int32_t max_batch_tokens = 2048;  // tokens one forward computes (the runner's cap)
   int32_t max_seqs = 64;            // rows of logits one decoder step produces at most
+  int32_t max_batch_inputs = 64;    // encoders: inputs (pooled rows) in one forward at most
   DType activation_dtype = DType::kF32;
   // Generating models: the KV pool's block size and the cap its committed bytes stay within.
   int32_t block_tokens = 16;
