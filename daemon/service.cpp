@@ -235,6 +235,12 @@ governor::GovernorOptions governor_options(const ServiceOptions& options) {
   return g;
 }
 
+// [engine] threads: the whole daemon's CPU threads (0: every core).
+int compute_threads(const EngineConfig& engine) {
+  if (engine.threads > 0) return engine.threads;
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
 std::chrono::milliseconds memory_wait(const DaemonConfig& config) {
   return std::chrono::milliseconds(static_cast<int64_t>(config.governor.memory_wait_s * 1000.0));
 }
@@ -246,6 +252,7 @@ Service::Service(ServiceOptions options)
       started_at_(Clock::now()),
       machine_(options_.config.governor.meminfo_path, options_.config.governor.pressure_path),
       governor_(governor_options(options_), machine_),
+      compute_(compute_threads(options_.config.engine)),
       tokenize_worker_(std::make_unique<WorkQueue>()),
       admin_worker_(std::make_unique<WorkQueue>()),
       evict_worker_(std::make_unique<WorkQueue>()) {
@@ -442,7 +449,10 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
     entry.stop();
     entry.model.reset();
     entry.backend.reset();
-    if (admitted) governor_.close_account(entry.consumer);
+    if (admitted) {
+      compute_.remove_model(entry.consumer);
+      governor_.close_account(entry.consumer);
+    }
     entry.error = status.message();
     entry.error_code = status.code();
     entry.state = ModelState::kFailed;
@@ -489,6 +499,7 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
   if (!reserved) return fail(reserved.status());
   entry.consumer = *reserved;
   admitted = true;
+  compute_.add_model(entry.consumer, config.priority);
 
   CpuBackendOptions backend_options;
   backend_options.num_threads = options_.config.engine.threads;
@@ -522,6 +533,7 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
     runner_config.prefix_caching = config.prefix_caching;
     runner_config.consumer = entry.consumer;
     runner_config.memory_wait = memory_wait(options_.config);
+    runner_config.compute = &compute_;
     governor_.finish_load(entry.consumer, entry.model->weights().size_bytes(),
                           entry.workspace_bytes, seconds_since(start));
     auto runner = sched::DecoderRunner::start(*entry.model, runner_config, governor_);
@@ -532,6 +544,8 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
     sched::EncoderRunnerConfig runner_config;
     runner_config.batcher.max_batch_tokens = config.max_batch_tokens;
     runner_config.batcher.max_batch_inputs = config.max_batch_inputs;
+    runner_config.compute = &compute_;
+    runner_config.consumer = entry.consumer;
     governor_.finish_load(entry.consumer, entry.model->weights().size_bytes(),
                           entry.workspace_bytes, seconds_since(start));
     auto runner = sched::EncoderRunner::start(*entry.model, runner_config);
@@ -556,6 +570,7 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
 
 void Service::release(ModelEntry& entry) {
   entry.stop();  // requests still running are answered CANCELLED; KV goes back
+  compute_.remove_model(entry.consumer);
   governor_.close_account(entry.consumer);
   entry.state = ModelState::kUnloaded;
   // The weights go with the entry's last reference (a task finishing with it may hold one):

@@ -23,6 +23,7 @@
 #include "daemon/config.h"
 #include "daemon/metrics.h"
 #include "daemon/work_queue.h"
+#include "governor/compute_budget.h"
 #include "governor/memory_governor.h"
 
 namespace sparkd::daemon {
@@ -164,6 +165,7 @@ class Service : public api::RequestHandler, public governor::ModelEvictor {
   std::chrono::steady_clock::time_point started_at_;
   governor::ProcMemorySource machine_;
   governor::MemoryGovernor governor_;
+  governor::ComputeBudget compute_;  // the CPU threads all models share
   mutable std::shared_mutex models_mutex_;
   std::map<std::string, std::shared_ptr<ModelEntry>> models_;  // guarded by models_mutex_
   std::function<api::ServerStats()> server_stats_;

@@ -60,6 +60,9 @@ class MemoryArbiter {
   virtual void report_kv_usage(ConsumerId consumer, uint64_t used_bytes, uint64_t cached_bytes) {
     (void)consumer, (void)used_bytes, (void)cached_bytes;
   }
+  // The consumer has applied every demand it received (what it could free is released): the
+  // rest of what was asked is not coming, and the governor may plan again at once.
+  virtual void reclaim_applied(ConsumerId consumer) { (void)consumer; }
   // Where demands to give memory back go (nullptr: none); the target must outlive its
   // registration.
   virtual void set_reclaim_target(ConsumerId consumer, KvReclaimTarget* target) {

@@ -572,6 +572,13 @@ void MemoryGovernor::set_reclaim_target(ConsumerId consumer, KvReclaimTarget* ta
   account(consumer).target = target;
 }
 
+void MemoryGovernor::reclaim_applied(ConsumerId consumer) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto it = demands_.find(consumer);
+  if (it != demands_.end() && !it->second.eviction) demands_.erase(it);
+  changed_.notify_all();
+}
+
 void MemoryGovernor::stop_waiting(ConsumerId consumer) {
   std::lock_guard<std::mutex> lock(mutex_);
   waiters_.erase(consumer);

@@ -52,8 +52,9 @@ struct GovernorOptions {
   uint64_t hysteresis_bytes = 64ull << 20;
   // Full-stall memory pressure (PSI "full" avg10, percent) at which growth stops too.
   double psi_full_limit = 10.0;
-  // A reclaim demand not answered within this long no longer counts as memory on its way.
-  std::chrono::milliseconds demand_ttl{1000};
+  // A reclaim demand the victim has neither applied nor released within this long no longer
+  // counts as memory on its way (a safety net: runners apply demands between steps).
+  std::chrono::milliseconds demand_ttl{10000};
   // A waiter that has not asked again within this long is forgotten.
   std::chrono::milliseconds waiter_ttl{2000};
 };
@@ -201,6 +202,7 @@ class MemoryGovernor final : public MemoryArbiter {
   uint64_t granted_granules(ConsumerId consumer) const override;
   void report_kv_usage(ConsumerId consumer, uint64_t used_bytes, uint64_t cached_bytes) override;
   void set_reclaim_target(ConsumerId consumer, KvReclaimTarget* target) override;
+  void reclaim_applied(ConsumerId consumer) override;
   void stop_waiting(ConsumerId consumer) override;
   std::string explain_shortage(ConsumerId consumer, uint64_t granules) const override;
   uint64_t max_grantable_granules(ConsumerId consumer) const override;

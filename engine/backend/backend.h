@@ -70,6 +70,10 @@ class Backend {
   virtual void download_f32(const Tensor& src, std::span<float> dst) = 0;
   // Waits for queued work (a no-op where ops run synchronously).
   virtual void synchronize() {}
+  // The CPU threads the next ops may use (the daemon's compute budget sets it before each
+  // step); <= 0: all the backend was configured with. Called only by the thread that runs
+  // this backend's ops.
+  virtual void set_compute_threads(int threads) { (void)threads; }
 
   // ---- ops ----------------------------------------------------------------------------
   // y[M, N] = x[M, K] · weight[N, K]ᵀ (+ bias[N]); weight is laid out as PyTorch's Linear.

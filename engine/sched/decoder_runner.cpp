@@ -158,6 +158,7 @@ struct DecoderRunner::State {
     }
     // The governor plans the next reclaim from these figures: they must be fresh.
     publish_stats();
+    arbiter->reclaim_applied(config.consumer);
   }
 
   static void call_done(GenerateCallbacks& callbacks, GenerateResult result) {
@@ -483,6 +484,9 @@ struct DecoderRunner::State {
     memory_blocked = false;
     for (auto& [id, a] : active) a.memory_wait_since.reset();
     if (scheduler->waiting() == 0) arbiter->stop_waiting(config.consumer);
+    // This step's share of the daemon's cores.
+    const governor::ComputeStep compute(config.compute, config.consumer);
+    model->backend().set_compute_threads(compute.threads());
     auto logits = run_decoder_step(*decoder, *kv, *scheduler, plan);
     if (!logits) {
       // Every sequence in the plan may have half-written KV: end them.

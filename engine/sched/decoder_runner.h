@@ -27,6 +27,7 @@
 #include "engine/sched/runner_inbox.h"
 #include "engine/sched/sampler.h"
 #include "engine/sched/scheduler.h"
+#include "governor/compute_arbiter.h"
 #include "governor/memory_arbiter.h"
 
 namespace sparkd::tasks {
@@ -87,6 +88,8 @@ struct RunnerConfig {
   // not grant, before it fails with RESOURCE_EXHAUSTED (a request's deadline, when it has one,
   // bounds the wait instead).
   std::chrono::milliseconds memory_wait{30000};
+  // The daemon's CPU thread budget (nullptr: the backend uses all it was configured with).
+  governor::ComputeArbiter* compute = nullptr;
 };
 
 struct RunnerStats {

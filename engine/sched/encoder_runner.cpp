@@ -63,6 +63,7 @@ struct EncoderRunner::State {
   model::ModelTask task = model::ModelTask::kEmbed;
   int32_t dimensions = 0;
   std::unique_ptr<EncoderBatcher> batcher;
+  EncoderRunnerConfig config;
   std::map<RequestId, Active> active;
   EncoderRunnerStats stats;
 
@@ -203,6 +204,9 @@ struct EncoderRunner::State {
       runner->stats_.waiting_inputs = batcher->waiting_inputs();
     }
     Expected<std::vector<float>> outputs = Status::ok();
+    // This batch's share of the daemon's cores.
+    const governor::ComputeStep compute(config.compute, config.consumer);
+    model->backend().set_compute_threads(compute.threads());
     if (task == model::ModelTask::kRerank) {
       std::vector<tasks::PairEncoding> pairs;
       for (const EncoderBatchItem& item : batch.items)
@@ -268,6 +272,7 @@ Expected<std::unique_ptr<EncoderRunner>> EncoderRunner::start(const tasks::Loade
   state->task = task;
   state->dimensions = model.spec().hidden_size;
   state->batcher = std::make_unique<EncoderBatcher>(config.batcher);
+  state->config = config;
   state->publish_stats();
   runner->state_ = std::move(state);
   runner->thread_ = std::thread([r = runner.get()] { r->run(); });

@@ -22,6 +22,7 @@
 #include "common/status.h"
 #include "engine/sched/encoder_batcher.h"
 #include "engine/sched/runner_inbox.h"
+#include "governor/compute_arbiter.h"
 
 namespace sparkd::tasks {
 class LoadedModel;
@@ -72,6 +73,10 @@ struct RerankResult {
 
 struct EncoderRunnerConfig {
   EncoderBatcherConfig batcher;
+  // The daemon's CPU thread budget (nullptr: the backend uses all it was configured with),
+  // and this model's id with it.
+  governor::ComputeArbiter* compute = nullptr;
+  governor::ConsumerId consumer = 0;
 };
 
 struct EncoderRunnerStats {

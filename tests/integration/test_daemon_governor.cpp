@@ -361,7 +361,7 @@ TEST_CASE("Daemon governor: reclaim across models: cache first, then preemption,
   INFO(log);
   const v1::StatusResponse status = status_now(client);
   CHECK(count_of(status.reclaims_total(), "prefix_cache") >= 2);  // low's, then high's
-  CHECK(count_of(status.reclaims_total(), "preempt") == 1);
+  CHECK(count_of(status.reclaims_total(), "preempt") >= 1);
   CHECK(model_in(status, "low").preemptions_total() >= 1);
   CHECK(model_in(status, "high").preemptions_total() == 0);
   CHECK(status.ledger_bytes() <= status.budget_bytes());

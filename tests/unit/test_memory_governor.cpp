@@ -52,6 +52,7 @@ struct ScriptedModel : KvReclaimTarget {
   int wakes = 0;
 
   void reclaim(const ReclaimDemand& demand) override { demands.push_back(demand); }
+  bool acknowledge = true;  // report reclaim_applied after apply(), as runners do
   void memory_available() override { ++wakes; }
 
   bool grow(uint64_t granules) { return governor->grant_granules(id, granules); }
@@ -77,6 +78,7 @@ struct ScriptedModel : KvReclaimTarget {
     }
     demands.clear();
     report();
+    if (acknowledge) governor->reclaim_applied(id);
   }
 };
 
@@ -417,6 +419,24 @@ TEST_CASE("governor: PSI full stalls hold growth", "[governor]") {
   CHECK(a.grow(1));
 }
 
+TEST_CASE("governor: an applied demand ends at once, even if it freed less than asked",
+          "[governor]") {
+  Fixture f(40 * kMiB);
+  ScriptedModel& a = f.load("a", 0, /*priority=*/5);
+  ScriptedModel& b = f.load("b", 0, /*priority=*/0);
+  REQUIRE(a.grow(20));
+  a.cache(4);             // the governor hears of 8 MiB of cache...
+  a.cached_granules = 1;  // ...but fragmentation lets only one granule go
+  CHECK_FALSE(b.grow(4));
+  REQUIRE(a.demands.size() == 1);
+  CHECK(a.demands[0].shrink_kv_to_bytes == ReclaimDemand::kNoShrink);
+  a.apply();  // frees 2 MiB, reports, acknowledges
+  // Planned again at once (no waiting for the demand to expire): now preemption.
+  CHECK_FALSE(b.grow(4));
+  REQUIRE(a.demands.size() == 1);
+  CHECK(a.demands[0].shrink_kv_to_bytes != ReclaimDemand::kNoShrink);
+}
+
 TEST_CASE("governor: an unanswered demand expires and is planned again", "[governor]") {
   Fixture f(40 * kMiB);
   ScriptedModel& a = f.load("a", 0);
@@ -427,7 +447,7 @@ TEST_CASE("governor: an unanswered demand expires and is planned again", "[gover
   CHECK(a.demands.size() == 1);
   CHECK_FALSE(b.grow(5));  // asked again at once: the first demand is still on its way
   CHECK(a.demands.size() == 1);
-  f.clock.advance(seconds(2));
+  f.clock.advance(seconds(11));
   f.governor.refresh();
   CHECK_FALSE(b.grow(5));
   CHECK(a.demands.size() == 2);

@@ -70,6 +70,7 @@ class CpuBackend final : public Backend {
       config_.num_threads = 1;
 #endif
     }
+    max_threads_ = config_.num_threads;
     const cpu::SimdLevel widest = cpu::detected_simd_level();
     switch (options.kernels) {
       case CpuKernels::kWidest:
@@ -86,6 +87,9 @@ class CpuBackend final : public Backend {
 
   std::string name() const override {
     return "cpu";
+  }
+  void set_compute_threads(int threads) override {
+    config_.num_threads = threads <= 0 ? max_threads_ : std::min(threads, max_threads_);
   }
   DType activation_dtype() const override {
     return DType::kF32;
@@ -342,6 +346,7 @@ class CpuBackend final : public Backend {
   }
 
   KernelConfig config_;
+  int max_threads_ = 1;  // what it was configured with: set_compute_threads never exceeds it
 };
 
 }  // namespace
