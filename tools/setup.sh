@@ -16,7 +16,7 @@ PACKAGES=(
   libuv1-dev libprotobuf-dev protobuf-compiler libtomlplusplus-dev libsystemd-dev
   prometheus-cpp-dev systemd python3-protobuf python3-prometheus-client
   # tests
-  catch2
+  catch2 tmux
   # fixture generators and benchmarks compare against Python libraries
   python3 python3-pip python3-venv
 )
