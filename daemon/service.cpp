@@ -297,13 +297,32 @@ void Service::stop_models() {
 // The governor's clock: it re-reads the machine every 250 ms (and sheds, and ends
 // keep_alive) on this thread.
 void Service::governor_loop() {
-  std::unique_lock<std::mutex> lock(governor_loop_mutex_);
-  while (!governor_loop_stop_) {
-    lock.unlock();
+  // A PSI trigger wakes the loop the moment tasks stall on memory (100 ms within 2 s, the
+  // finest an unprivileged process may ask for); without one, the periodic reading is all.
+  std::optional<governor::PressureTrigger> trigger;
+  auto armed =
+      governor::PressureTrigger::open(options_.config.governor.pressure_path,
+                                      std::chrono::milliseconds(100), std::chrono::seconds(2));
+  if (armed) {
+    trigger.emplace(std::move(armed).value());
+    log("memory pressure: PSI trigger armed on " + options_.config.governor.pressure_path);
+  } else {
+    log("memory pressure: no PSI trigger (" + armed.status().message() +
+        "); MemAvailable and PSI are re-read every 250 ms");
+  }
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(governor_loop_mutex_);
+      if (governor_loop_stop_) return;
+    }
     governor_.refresh();  // the machine's figures, pressure, keep_alive
-    lock.lock();
-    governor_loop_wake_.wait_for(lock, std::chrono::milliseconds(250),
-                                 [&] { return governor_loop_stop_; });
+    if (trigger) {
+      trigger->wait(std::chrono::milliseconds(250));  // fired: re-read at once
+    } else {
+      std::unique_lock<std::mutex> lock(governor_loop_mutex_);
+      governor_loop_wake_.wait_for(lock, std::chrono::milliseconds(250),
+                                   [&] { return governor_loop_stop_; });
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 #include "governor/system_memory.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -223,6 +224,46 @@ Expected<MemoryPressure> read_memory_pressure(const std::string& path) {
     return Status(pressure.status().code(), path + ": " + pressure.status().message());
   }
   return pressure;
+}
+
+Expected<PressureTrigger> PressureTrigger::open(const std::string& path,
+                                                std::chrono::microseconds stall,
+                                                std::chrono::microseconds window) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    return Status(errno == ENOENT ? StatusCode::kNotFound : StatusCode::kUnavailable,
+                  path + ": " + std::strerror(errno));
+  }
+  const std::string trigger =
+      "some " + std::to_string(stall.count()) + " " + std::to_string(window.count());
+  // The terminating NUL is part of what the kernel reads.
+  if (::write(fd, trigger.c_str(), trigger.size() + 1) < 0) {
+    const int error = errno;
+    ::close(fd);
+    return Status(StatusCode::kUnavailable,
+                  path + ": cannot arm the trigger '" + trigger + "': " + std::strerror(error));
+  }
+  return PressureTrigger(fd);
+}
+
+PressureTrigger& PressureTrigger::operator=(PressureTrigger&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+  }
+  return *this;
+}
+
+PressureTrigger::~PressureTrigger() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool PressureTrigger::wait(std::chrono::milliseconds timeout) {
+  pollfd event{};
+  event.fd = fd_;
+  event.events = POLLPRI;
+  const int ready = ::poll(&event, 1, static_cast<int>(timeout.count()));
+  return ready > 0 && (event.revents & POLLPRI) != 0;
 }
 
 uint64_t process_resident_bytes() {

@@ -6,9 +6,11 @@
 // waiting for memory) are the readings the governor trusts. Pure parsing, no CUDA.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/status.h"
 
@@ -39,6 +41,28 @@ struct MemoryPressure {
 Expected<MemoryPressure> parse_memory_pressure(std::string_view text);
 // NOT_FOUND when the kernel has no PSI (containers often don't): callers then omit it.
 Expected<MemoryPressure> read_memory_pressure(const std::string& path = "/proc/pressure/memory");
+
+// A PSI trigger on /proc/pressure/memory (Linux 5.2+): the kernel wakes poll() as soon as
+// tasks stall on memory for `stall` within `window`, so the governor reacts to pressure at
+// once rather than at its next periodic reading. Unprivileged processes need a window that is
+// a multiple of 2 s; containers often have no PSI at all (open() then fails and callers
+// fall back to periodic readings).
+class PressureTrigger {
+ public:
+  static Expected<PressureTrigger> open(const std::string& path, std::chrono::microseconds stall,
+                                        std::chrono::microseconds window);
+  PressureTrigger(PressureTrigger&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  PressureTrigger& operator=(PressureTrigger&& other) noexcept;
+  PressureTrigger(const PressureTrigger&) = delete;
+  PressureTrigger& operator=(const PressureTrigger&) = delete;
+  ~PressureTrigger();
+  // Waits up to `timeout`; true when the trigger fired.
+  bool wait(std::chrono::milliseconds timeout);
+
+ private:
+  explicit PressureTrigger(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
 
 // The calling process's resident memory (RSS) from /proc/self/statm; 0 when unreadable.
 uint64_t process_resident_bytes();

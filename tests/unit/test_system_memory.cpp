@@ -192,3 +192,11 @@ TEST_CASE("memory pressure: this machine's PSI, where the kernel has it", "[syst
 }
 
 }  // namespace
+
+TEST_CASE("a PSI trigger on a path without PSI fails cleanly", "[governor][system_memory]") {
+  auto trigger = sparkd::governor::PressureTrigger::open("/nonexistent/sparkd/pressure/memory",
+                                                         std::chrono::milliseconds(100),
+                                                         std::chrono::seconds(2));
+  REQUIRE_FALSE(trigger.has_value());
+  CHECK(trigger.status().code() == sparkd::StatusCode::kNotFound);
+}
