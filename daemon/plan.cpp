@@ -5,48 +5,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/text_table.h"
 #include "engine/kv/kv_block_pool.h"
 #include "engine/tasks/model_footprint.h"
 
 namespace sparkd::daemon {
 
 namespace {
-
-// "1.5 GiB", as sparkctl prints sizes.
-std::string human(uint64_t bytes) {
-  static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double value = static_cast<double>(bytes);
-  size_t unit = 0;
-  while (value >= 1024.0 && unit + 1 < std::size(kUnits)) {
-    value /= 1024.0;
-    ++unit;
-  }
-  char text[32];
-  if (unit == 0) {
-    std::snprintf(text, sizeof(text), "%llu B", static_cast<unsigned long long>(bytes));
-  } else {
-    std::snprintf(text, sizeof(text), "%.1f %s", value, kUnits[unit]);
-  }
-  return text;
-}
-
-std::string table(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> widths;
-  for (const auto& row : rows) {
-    widths.resize(std::max(widths.size(), row.size()));
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
-  }
-  std::string out;
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
-    }
-    out += line + "\n";
-  }
-  return out;
-}
 
 governor::ModelAccountOptions account_of(const ModelConfig& config, const PlannedModel& model) {
   governor::ModelAccountOptions account;
@@ -66,6 +31,16 @@ governor::LoadEstimate estimate_of(const PlannedModel& model) {
 }
 
 }  // namespace
+
+tasks::FootprintOptions footprint_options(const ModelConfig& model) {
+  tasks::FootprintOptions options;
+  options.max_batch_tokens = model.max_batch_tokens;
+  options.max_seqs = model.max_seqs;
+  options.max_batch_inputs = model.max_batch_inputs;
+  options.block_tokens = model.block_tokens;
+  options.kv_max_bytes = model.kv_max_bytes;
+  return options;
+}
 
 Plan make_plan(const DaemonConfig& config, governor::MachineMemorySource& machine,
                uint64_t baseline_bytes) {
@@ -90,13 +65,7 @@ Plan make_plan(const DaemonConfig& config, governor::MachineMemorySource& machin
     model.name = model_config.name;
     model.residency = std::string(residency_name(model_config.residency));
     model.priority = model_config.priority;
-    tasks::FootprintOptions footprint_options;
-    footprint_options.max_batch_tokens = model_config.max_batch_tokens;
-    footprint_options.max_seqs = model_config.max_seqs;
-    footprint_options.max_batch_inputs = model_config.max_batch_inputs;
-    footprint_options.block_tokens = model_config.block_tokens;
-    footprint_options.kv_max_bytes = model_config.kv_max_bytes;
-    auto footprint = tasks::estimate_footprint(model_config.path, footprint_options);
+    auto footprint = tasks::estimate_footprint(model_config.path, footprint_options(model_config));
     if (!footprint) {
       model.verdict = "cannot load: " + footprint.status().message();
     } else {
@@ -117,7 +86,7 @@ Plan make_plan(const DaemonConfig& config, governor::MachineMemorySource& machin
           model.verdict =
               "cannot load: kv_max cannot hold one KV block; this model's KV pool "
               "commits at least " +
-              human(footprint->kv_smallest_pool_bytes);
+              human_bytes(footprint->kv_smallest_pool_bytes);
         }
       }
       model.least_bytes = model.weights_bytes + model.workspace_bytes + model.kv_min_bytes;
@@ -183,15 +152,15 @@ Plan make_plan(const DaemonConfig& config, governor::MachineMemorySource& machin
         continue;
       }
       if (model->kv_min_bytes > 0) {
-        plan.advice.push_back("lower kv_min of " + model->name + " (" + human(model->kv_min_bytes) +
-                              " reserved)");
+        plan.advice.push_back("lower kv_min of " + model->name + " (" +
+                              human_bytes(model->kv_min_bytes) + " reserved)");
       }
       if (model->workspace_bytes > model->weights_bytes / 4) {
         plan.advice.push_back("lower max_batch_tokens of " + model->name + " (its workspace is " +
-                              human(model->workspace_bytes) + ")");
+                              human_bytes(model->workspace_bytes) + ")");
       }
       plan.advice.push_back("make " + model->name + " residency = \"on_demand\" (it holds " +
-                            human(model->least_bytes) + ")");
+                            human_bytes(model->least_bytes) + ")");
     }
     plan.advice.push_back(
         "raise governor.budget, lower governor.os_reserve, or free memory on this machine");
@@ -202,13 +171,13 @@ Plan make_plan(const DaemonConfig& config, governor::MachineMemorySource& machin
 std::string plan_text(const Plan& plan) {
   std::ostringstream out;
   out << "sparkd plan: " << plan.config_path << "\n";
-  out << "budget    " << human(plan.budget_bytes) << " on this machine now ("
+  out << "budget    " << human_bytes(plan.budget_bytes) << " on this machine now ("
       << (plan.configured_budget_bytes > 0
-              ? "governor.budget " + human(plan.configured_budget_bytes) + ", at most "
+              ? "governor.budget " + human_bytes(plan.configured_budget_bytes) + ", at most "
               : std::string("auto: "))
-      << "MemAvailable " << human(plan.mem_available_bytes) << " + baseline - os_reserve "
-      << human(plan.os_reserve_bytes) << ")\n";
-  out << "baseline  " << human(plan.baseline_bytes) << " (the daemon before any model)\n\n";
+      << "MemAvailable " << human_bytes(plan.mem_available_bytes) << " + baseline - os_reserve "
+      << human_bytes(plan.os_reserve_bytes) << ")\n";
+  out << "baseline  " << human_bytes(plan.baseline_bytes) << " (the daemon before any model)\n\n";
   std::vector<std::vector<std::string>> rows = {{"MODEL", "TASK", "RESIDENCY", "PRIORITY",
                                                  "WEIGHTS", "WORKSPACE", "KV/TOKEN", "KV_MIN",
                                                  "KV_MAX", "RESERVES", "VERDICT"}};
@@ -216,23 +185,27 @@ std::string plan_text(const Plan& plan) {
     const bool kv = m.kv_bytes_per_token > 0;
     rows.push_back(
         {m.name, m.task.empty() ? "?" : m.task, m.residency, std::to_string(m.priority),
-         human(m.weights_bytes), human(m.workspace_bytes), kv ? human(m.kv_bytes_per_token) : "-",
-         kv ? human(m.kv_min_bytes) + " (" + std::to_string(m.kv_min_tokens) + " tokens)" : "-",
-         kv ? human(m.kv_max_bytes) + " (" + std::to_string(m.kv_max_tokens) + " tokens)" : "-",
-         human(m.least_bytes), m.verdict});
+         human_bytes(m.weights_bytes), human_bytes(m.workspace_bytes),
+         kv ? human_bytes(m.kv_bytes_per_token) : "-",
+         kv ? human_bytes(m.kv_min_bytes) + " (" + std::to_string(m.kv_min_tokens) + " tokens)"
+            : "-",
+         kv ? human_bytes(m.kv_max_bytes) + " (" + std::to_string(m.kv_max_tokens) + " tokens)"
+            : "-",
+         human_bytes(m.least_bytes), m.verdict});
   }
-  out << table(rows) << "\n";
+  out << text_table(rows) << "\n";
   for (const PlannedModel& m : plan.models) {
     if (!m.detail.empty()) out << m.name << ": " << m.detail << "\n";
   }
   if (plan.pinned_fit) {
-    out << "fits: the pinned models and the baseline reserve " << human(plan.pinned_bytes)
-        << " of the " << human(plan.budget_bytes) << " budget; "
-        << human(plan.budget_bytes > plan.pinned_bytes ? plan.budget_bytes - plan.pinned_bytes : 0)
+    out << "fits: the pinned models and the baseline reserve " << human_bytes(plan.pinned_bytes)
+        << " of the " << human_bytes(plan.budget_bytes) << " budget; "
+        << human_bytes(plan.budget_bytes > plan.pinned_bytes ? plan.budget_bytes - plan.pinned_bytes
+                                                             : 0)
         << " stay for KV growth, on_demand models and prefix cache\n";
   } else {
     out << "does not fit: the pinned models and the baseline need more than the "
-        << human(plan.budget_bytes) << " budget. What to change:\n";
+        << human_bytes(plan.budget_bytes) << " budget. What to change:\n";
     for (const std::string& advice : plan.advice) out << "  - " << advice << "\n";
   }
   return out.str();

@@ -13,6 +13,7 @@
 
 #include "common/status.h"
 #include "daemon/config.h"
+#include "engine/tasks/model_footprint.h"
 #include "governor/memory_governor.h"
 
 namespace sparkd::daemon {
@@ -47,6 +48,9 @@ struct Plan {
   std::vector<PlannedModel> models;
   std::vector<std::string> advice;  // what to change, when something does not fit
 };
+
+// What a model's config asks of its footprint: its batch sizes, KV block size and cap.
+tasks::FootprintOptions footprint_options(const ModelConfig& model);
 
 // `machine` is where MemAvailable and MemTotal come from (a ProcMemorySource on the config's
 // paths, or a test's).

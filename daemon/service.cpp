@@ -9,6 +9,7 @@
 
 #include "api/protocol/request_validation.h"
 #include "api/protocol/status_codes.h"
+#include "daemon/plan.h"
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/kv/kv_block_pool.h"
 #include "engine/sched/decoder_runner.h"
@@ -480,13 +481,7 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
   };
   // The reservation comes first, from the file headers: not a byte of weights is read for a
   // model that cannot fit.
-  tasks::FootprintOptions footprint_options;
-  footprint_options.max_batch_tokens = config.max_batch_tokens;
-  footprint_options.max_seqs = config.max_seqs;
-  footprint_options.max_batch_inputs = config.max_batch_inputs;
-  footprint_options.block_tokens = config.block_tokens;
-  footprint_options.kv_max_bytes = config.kv_max_bytes;
-  auto footprint = tasks::estimate_footprint(config.path, footprint_options);
+  auto footprint = tasks::estimate_footprint(config.path, footprint_options(config));
   if (!footprint) return fail(footprint.status());
   const bool generates = footprint->spec.task == model::ModelTask::kGenerate;
   if (generates && footprint->kv_geometry.max_blocks < 1) {
@@ -696,11 +691,7 @@ Status Service::add_configured_model(const ModelConfig& model) {
   entry->config = model;
   entry->residency = Residency::kOnDemand;
   entry->state = ModelState::kUnloaded;
-  tasks::FootprintOptions options;
-  options.max_batch_tokens = model.max_batch_tokens;
-  options.max_seqs = model.max_seqs;
-  options.max_batch_inputs = model.max_batch_inputs;
-  auto footprint = tasks::estimate_footprint(model.path, options);
+  auto footprint = tasks::estimate_footprint(model.path, footprint_options(model));
   if (footprint) {
     entry->planned_task = model::task_name(footprint->spec.task);
   } else {

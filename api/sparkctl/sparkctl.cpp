@@ -25,6 +25,7 @@
 #include "api/sparkctl/command_line.h"
 #include "api/sparkctl/json_output.h"
 #include "api/sparkd.pb.h"
+#include "common/text_table.h"
 
 namespace sparkd::sparkctl {
 namespace {
@@ -83,24 +84,6 @@ int report_connection_failure(const api::Client& client, const Status& status) {
   return report_unreachable(status);
 }
 
-// "1.5 GiB": sizes for people, powers of 1024 as the config file's KiB/MiB/GiB are.
-std::string human_bytes(uint64_t bytes) {
-  static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double value = static_cast<double>(bytes);
-  size_t unit = 0;
-  while (value >= 1024.0 && unit + 1 < std::size(kUnits)) {
-    value /= 1024.0;
-    ++unit;
-  }
-  char text[32];
-  if (unit == 0) {
-    std::snprintf(text, sizeof(text), "%llu B", static_cast<unsigned long long>(bytes));
-  } else {
-    std::snprintf(text, sizeof(text), "%.1f %s", value, kUnits[unit]);
-  }
-  return text;
-}
-
 std::string format_double(const char* format, double value) {
   char text[64];
   std::snprintf(text, sizeof(text), format, value);
@@ -135,19 +118,7 @@ std::string cell_text(const std::string& text, size_t max_chars) {
 
 // Columns padded to their widest cell, two spaces apart; the last column is not padded.
 void print_table(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> widths;
-  for (const auto& row : rows) {
-    if (widths.size() < row.size()) widths.resize(row.size(), 0);
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
-  }
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
-    }
-    std::cout << line << "\n";
-  }
+  std::cout << text_table(rows);
 }
 
 std::string timing_summary(const v1::Timing& timing) {

@@ -16,12 +16,6 @@ namespace {
 using namespace sparkd::testing;
 using Catch::Contains;
 
-std::string joined(const RunResult& run) {
-  std::string text;
-  for (const std::string& line : run.lines) text += line + "\n";
-  return text;
-}
-
 std::string sparkd_plan(const std::string& config, const std::string& flags = "") {
   return std::string(SPARKD_DAEMON_BINARY) + " plan --config " + config + " " + flags;
 }
@@ -29,16 +23,16 @@ std::string sparkd_plan(const std::string& config, const std::string& flags = ""
 TEST_CASE("sparkd plan: the repository's config fits", "[daemon][plan]") {
   const std::string config = std::string(SPARKD_SOURCE_DIR) + "/config.toml";
   const RunResult text = run_command(sparkd_plan(config), "");
-  INFO(joined(text));
+  INFO(text.text());
   CHECK(text.exit_code == 0);
-  CHECK_THAT(joined(text), Contains("qwen3-demo") && Contains("rerank-demo") &&
-                               Contains("minilm") && Contains("fits: the pinned models"));
+  CHECK_THAT(text.text(), Contains("qwen3-demo") && Contains("rerank-demo") && Contains("minilm") &&
+                              Contains("fits: the pinned models"));
   // kv_min 12 MiB of the demo Qwen3 (1.5 KiB of KV per token) buys 8192 tokens of context.
-  CHECK_THAT(joined(text), Contains("12.0 MiB (8192 tokens)"));
+  CHECK_THAT(text.text(), Contains("12.0 MiB (8192 tokens)"));
 
   const RunResult json_run = run_command(sparkd_plan(config, "--json"), "");
   REQUIRE(json_run.exit_code == 0);
-  const auto plan = nlohmann::json::parse(joined(json_run));
+  const auto plan = nlohmann::json::parse(json_run.text());
   CHECK(plan["fits"] == true);
   REQUIRE(plan["models"].size() == 3);
   for (const auto& model : plan["models"]) {
@@ -63,15 +57,15 @@ TEST_CASE("sparkd plan: an impossible config exits 1 and says what to change", "
                         << "[[models]]\nname = \"later\"\nresidency = \"on_demand\"\npath = \""
                         << SPARKD_MINILM_DIR << "\"\n";
   const RunResult run = run_command(sparkd_plan(config), "");
-  INFO(joined(run));
+  INFO(run.text());
   CHECK(run.exit_code == 1);
-  CHECK_THAT(joined(run), Contains("does not fit: the pinned models and the baseline need more") &&
-                              Contains("never fits") && Contains("lower kv_min of gen") &&
-                              Contains("make big residency = \"on_demand\"") &&
-                              Contains("raise governor.budget"));
+  CHECK_THAT(run.text(), Contains("does not fit: the pinned models and the baseline need more") &&
+                             Contains("never fits") && Contains("lower kv_min of gen") &&
+                             Contains("make big residency = \"on_demand\"") &&
+                             Contains("raise governor.budget"));
   const RunResult json_run = run_command(sparkd_plan(config, "--json"), "");
   CHECK(json_run.exit_code == 1);
-  const auto plan = nlohmann::json::parse(joined(json_run));
+  const auto plan = nlohmann::json::parse(json_run.text());
   CHECK(plan["fits"] == false);
   CHECK(plan["models"][2]["fits"] == false);  // the on_demand one cannot load either
   CHECK_FALSE(plan["advice"].empty());

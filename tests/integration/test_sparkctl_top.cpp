@@ -18,12 +18,6 @@ using namespace sparkd;
 using namespace sparkd::testing;
 using Catch::Contains;
 
-std::string joined(const RunResult& run) {
-  std::string text;
-  for (const std::string& line : run.lines) text += line + "\n";
-  return text;
-}
-
 size_t count_of(const std::string& text, const std::string& what) {
   size_t count = 0;
   for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
@@ -38,7 +32,7 @@ TEST_CASE("sparkctl top: a fixed number of frames into a pipe", "[sparkctl][top]
       run_command(std::string(SPARKCTL_BINARY) + " --socket " + daemon.socket_path() +
                       " top --iterations 3 --interval 0.05",
                   "");
-  const std::string text = joined(run);
+  const std::string text = run.text();
   INFO(text);
   CHECK(run.exit_code == 0);
   CHECK(count_of(text, "\033[H\033[2J") == 3);  // each frame redraws the screen
@@ -64,7 +58,7 @@ TEST_CASE("sparkctl top: a live terminal view, quit with Ctrl-C", "[sparkctl][to
     std::string tmux;
     ~Server() { run_command(tmux + "kill-server 2>/dev/null", ""); }
   } server{tmux};
-  auto screen = [&] { return joined(run_command(tmux + "capture-pane -p -t top", "")); };
+  auto screen = [&] { return run_command(tmux + "capture-pane -p -t top", "").text(); };
   auto wait_for_screen = [&](auto condition) {
     for (int attempt = 0; attempt < 300; ++attempt) {
       if (condition(screen())) return true;

@@ -17,6 +17,12 @@ namespace sparkd::testing {
 struct RunResult {
   int exit_code = -1;
   std::vector<std::string> lines;
+  // The lines back as one text, each ending in a newline.
+  std::string text() const {
+    std::string all;
+    for (const std::string& line : lines) all += line + "\n";
+    return all;
+  }
 };
 
 // `command` is run by /bin/sh with `stdin_text` on its standard input; stderr is inherited.
