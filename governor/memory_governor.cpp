@@ -687,9 +687,17 @@ std::vector<std::string> MemoryGovernor::check_invariants() const {
 
 void MemoryGovernor::check_hard_invariants_locked() const {
 #ifndef NDEBUG
+  // The invariants no interleaving may break, at every change (debug builds): the soft one,
+  // ledger <= budget, may lag while a reclaim is under way (check_invariants).
   for (const auto& [id, a] : accounts_) {
     if (a->kv_granted_bytes() > a->options.kv_max_bytes) {
       ledger_bug(a->options.name + " holds more KV than its kv_max");
+    }
+    if (a->loading && a->kv_granted_granules != 0) {
+      ledger_bug(a->options.name + " holds KV while it loads");
+    }
+    if (a->options.kv_min_bytes > a->options.kv_max_bytes) {
+      ledger_bug(a->options.name + " reserves a kv_min above its kv_max");
     }
   }
 #endif

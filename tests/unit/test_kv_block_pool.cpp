@@ -442,3 +442,58 @@ TEST_CASE("kv block pool: freeing a block not in use aborts with a message", "[k
 }
 
 }  // namespace
+
+namespace {
+
+TEST_CASE("kv block pool: max_blocks_within keeps every byte, rounding included, under the cap",
+          "[kv_pool]") {
+  // 3 layers of 2 x 32 F32 heads: a 4 KiB piece, 512 blocks per granule, 6 sub-ranges.
+  KvBlockPoolGeometry g{.num_layers = 3,
+                        .kv_heads = 2,
+                        .head_dim = 32,
+                        .block_tokens = 16,
+                        .max_blocks = 0,
+                        .dtype = DType::kF32};
+  // 64 MiB: 10 MiB (5 granules) per sub-range, 2560 blocks, 60 MiB committed when full. The
+  // old sizing (64 MiB / block bytes = 2730 blocks) committed 6 granules per range: 72 MiB.
+  g.max_blocks = KvBlockPool::max_blocks_within(g, 64ull << 20);
+  CHECK(g.max_blocks == 2560);
+  CHECK(KvBlockPool::committed_bytes_at_capacity(g) == 60ull << 20);
+  for (uint64_t cap : {12ull << 20, 13ull << 20, 100ull << 20, 1ull << 30}) {
+    INFO(cap);
+    g.max_blocks = KvBlockPool::max_blocks_within(g, cap);
+    CHECK(KvBlockPool::committed_bytes_at_capacity(g) <= cap);
+    // One more block would go over.
+    g.max_blocks += 1;
+    CHECK(KvBlockPool::committed_bytes_at_capacity(g) > cap);
+  }
+  // Below one granule per sub-range nothing fits.
+  CHECK(KvBlockPool::max_blocks_within(g, 11ull << 20) == 0);
+
+  // A full pool of that size really commits no more, and reports no rounding waste.
+  FixedBudgetArbiter arbiter(1024);
+  g.max_blocks = KvBlockPool::max_blocks_within(g, 64ull << 20);
+  KvBlockPool pool = make_pool(g, arbiter);
+  while (pool.allocate_block()) {
+  }
+  CHECK(pool.blocks_in_use() == 2560);
+  CHECK(pool.committed_bytes() == 60ull << 20);
+  CHECK(pool.rounding_waste_bytes() == 0);
+}
+
+TEST_CASE("kv block pool: a partial last group's unusable bytes are rounding waste", "[kv_pool]") {
+  FixedBudgetArbiter arbiter(1024);
+  // 100 blocks of a 4 KiB piece per sub-range: 400 KiB used of a 2 MiB granule in each of 4.
+  KvBlockPool pool = make_pool({.num_layers = 2,
+                                .kv_heads = 2,
+                                .head_dim = 32,
+                                .block_tokens = 16,
+                                .max_blocks = 100,
+                                .dtype = DType::kF32},
+                               arbiter);
+  must_allocate(pool);
+  CHECK(pool.committed_bytes() == 4 * kGranuleBytes);
+  CHECK(pool.rounding_waste_bytes() == 4 * (kGranuleBytes - 100 * 4096));
+}
+
+}  // namespace
