@@ -128,17 +128,12 @@ struct ModelEntry {
   std::optional<tasks::ChatTemplateKind> chat_template;
   // From config.json, for a model listed before it is loaded (on_demand).
   std::string planned_task;
-  uint64_t kv_block_bytes = 0;
-  uint64_t workspace_bytes = 0;
-  uint64_t kv_cap_bytes = 0;  // what its pool can commit at most, rounding included
   std::mutex runner_mutex;
   std::unique_ptr<sched::DecoderRunner> decoder_runner;  // guarded by runner_mutex
   std::unique_ptr<sched::EncoderRunner> encoder_runner;  // guarded by runner_mutex
   int64_t in_flight = 0;                                 // guarded by runner_mutex
-  Clock::time_point last_active = Clock::now();          // guarded by runner_mutex
   std::atomic<uint64_t> requests_total{0};
   std::atomic<uint64_t> encoder_prompt_tokens{0};
-  std::atomic<uint64_t> loads_total{0};
   // The previous metrics refresh's step count, to turn steps into effective bandwidth.
   std::mutex bandwidth_mutex;
   uint64_t last_steps = 0;                         // guarded by bandwidth_mutex
@@ -213,7 +208,6 @@ class ModelUse {
   }
   ~ModelUse() {
     std::lock_guard<std::mutex> lock(entry_->runner_mutex);
-    entry_->last_active = Clock::now();
     if (--entry_->in_flight == 0) governor_.set_busy(entry_->consumer, false);
   }
   ModelUse(const ModelUse&) = delete;
@@ -240,6 +234,14 @@ governor::GovernorOptions governor_options(const ServiceOptions& options) {
 int compute_threads(const EngineConfig& engine) {
   if (engine.threads > 0) return engine.threads;
   return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+// The ledger's accounts by id (pointing into `ledger`).
+std::map<governor::ConsumerId, const governor::AccountFigures*> by_account(
+    const governor::LedgerSnapshot& ledger) {
+  std::map<governor::ConsumerId, const governor::AccountFigures*> accounts;
+  for (const governor::AccountFigures& a : ledger.accounts) accounts[a.id] = &a;
+  return accounts;
 }
 
 std::chrono::milliseconds memory_wait(const DaemonConfig& config) {
@@ -355,12 +357,13 @@ bool Service::evict(governor::ConsumerId account, const std::string& reason) {
   // Its own thread: a load waiting for this memory may be holding the admin worker, and a
   // runner that asked for memory must not join another runner's thread.
   evict_worker_->post([this, entry, reason, account] {
-    const uint64_t held = [&] {
-      for (const auto& a : governor_.snapshot().accounts) {
-        if (a.id == account) return a.weights_bytes + a.workspace_bytes + a.kv_granted_bytes;
-      }
-      return uint64_t{0};
-    }();
+    const governor::LedgerSnapshot ledger = governor_.snapshot();
+    const auto accounts = by_account(ledger);
+    const auto it = accounts.find(account);
+    const uint64_t held = it == accounts.end()
+                              ? 0
+                              : it->second->weights_bytes + it->second->workspace_bytes +
+                                    it->second->kv_granted_bytes;
     release(*entry);
     {
       std::lock_guard<std::mutex> lock(evict_mutex_);
@@ -521,8 +524,7 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
   auto loaded = tasks::LoadedModel::load(config.path, *entry.backend);
   if (!loaded) return fail(loaded.status());
   entry.model = std::move(loaded).value();
-  entry.workspace_bytes = footprint->workspace_bytes;
-  if (Status reserved_workspace = entry.model->reserve_workspace(entry.workspace_bytes);
+  if (Status reserved_workspace = entry.model->reserve_workspace(footprint->workspace_bytes);
       !reserved_workspace.is_ok()) {
     return fail(reserved_workspace);
   }
@@ -535,21 +537,20 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
     } else if (auto kind = tasks::chat_template_for(spec)) {
       entry.chat_template = *kind;
     }
-    const KvBlockPoolGeometry& geometry = footprint->kv_geometry;
-    entry.kv_cap_bytes = footprint->kv_cap_bytes;
-    entry.kv_block_bytes =
-        footprint->kv_bytes_per_token * static_cast<uint64_t>(geometry.block_tokens);
+  }
+  // The reservation becomes what the load really holds.
+  governor_.finish_load(entry.consumer, entry.model->weights().size_bytes(),
+                        footprint->workspace_bytes, seconds_since(start));
+  if (spec.task == model::ModelTask::kGenerate) {
     sched::RunnerConfig runner_config;
     runner_config.scheduler.max_batch_tokens = config.max_batch_tokens;
     runner_config.scheduler.max_seqs = config.max_seqs;
     runner_config.block_tokens = config.block_tokens;
-    runner_config.max_blocks = geometry.max_blocks;
+    runner_config.max_blocks = footprint->kv_geometry.max_blocks;
     runner_config.prefix_caching = config.prefix_caching;
     runner_config.consumer = entry.consumer;
     runner_config.memory_wait = memory_wait(options_.config);
     runner_config.compute = &compute_;
-    governor_.finish_load(entry.consumer, entry.model->weights().size_bytes(),
-                          entry.workspace_bytes, seconds_since(start));
     auto runner = sched::DecoderRunner::start(*entry.model, runner_config, governor_);
     if (!runner) return fail(runner.status());
     std::lock_guard<std::mutex> lock(entry.runner_mutex);
@@ -560,23 +561,18 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
     runner_config.batcher.max_batch_inputs = config.max_batch_inputs;
     runner_config.compute = &compute_;
     runner_config.consumer = entry.consumer;
-    governor_.finish_load(entry.consumer, entry.model->weights().size_bytes(),
-                          entry.workspace_bytes, seconds_since(start));
     auto runner = sched::EncoderRunner::start(*entry.model, runner_config);
     if (!runner) return fail(runner.status());
     std::lock_guard<std::mutex> lock(entry.runner_mutex);
     entry.encoder_runner = std::move(runner).value();
-    entry.last_active = Clock::now();
   }
   {
     // Held for the caller before anyone can see it ready, so no eviction can take it before
     // the requests that waited for this load have run.
     std::lock_guard<std::mutex> lock(entry.runner_mutex);
-    entry.last_active = Clock::now();
     if (entry.in_flight++ == 0) governor_.set_busy(entry.consumer, true);
   }
   *hold = ModelUse::adopt(loading, governor_);
-  ++entry.loads_total;
   entry.state = ModelState::kReady;
   if (metrics_) metrics_->observe_model_load(config.name, seconds_since(start), true);
   return Status::ok();
@@ -1390,8 +1386,7 @@ v1::Response Service::list_models() const {
 
 void Service::snapshot(std::vector<ModelSnapshot>& models, SystemSnapshot& system) {
   const governor::LedgerSnapshot ledger = governor_.snapshot();
-  std::map<governor::ConsumerId, const governor::AccountFigures*> accounts;
-  for (const governor::AccountFigures& a : ledger.accounts) accounts[a.id] = &a;
+  const auto accounts = by_account(ledger);
   {
     std::shared_lock lock(models_mutex_);
     for (const auto& [name, entry] : models_) {
@@ -1402,14 +1397,14 @@ void Service::snapshot(std::vector<ModelSnapshot>& models, SystemSnapshot& syste
       m.weights_bytes = entry->model->weights().size_bytes();
       if (const auto it = accounts.find(entry->consumer); it != accounts.end()) {
         m.kv_granted_bytes = it->second->kv_granted_bytes;
+        m.kv_used_bytes = it->second->kv_used_bytes;
+        m.prefix_cached_bytes = it->second->prefix_cached_bytes;
         m.workspace_bytes = it->second->workspace_bytes;
         m.kv_min_bytes = it->second->kv_min_bytes;
         m.kv_max_bytes = it->second->kv_max_bytes;
       }
       entry->with_decoder([&](sched::DecoderRunner& runner) {
         const sched::RunnerStats s = runner.stats();
-        m.kv_used_bytes = static_cast<uint64_t>(s.kv_blocks_in_use) * entry->kv_block_bytes;
-        m.prefix_cached_bytes = static_cast<uint64_t>(s.kv_blocks_cached) * entry->kv_block_bytes;
         m.queue_depth = s.waiting;
         m.running = s.running;
         m.preemptions_total = s.preemptions;
@@ -1494,8 +1489,7 @@ v1::Response Service::status() const {
   }
   for (const auto& [outcome, total] : ledger.counters.loads)
     (*out->mutable_loads_total())[outcome] = total;
-  std::map<governor::ConsumerId, const governor::AccountFigures*> accounts;
-  for (const governor::AccountFigures& a : ledger.accounts) accounts[a.id] = &a;
+  const auto accounts = by_account(ledger);
   std::shared_lock lock(models_mutex_);
   for (const auto& [name, entry] : models_) {
     v1::ModelStatus* m = out->add_models();

@@ -25,9 +25,6 @@ class WorkQueue {
   WorkQueue(const WorkQueue&) = delete;
   WorkQueue& operator=(const WorkQueue&) = delete;
 
-  // True on the queue's own thread (a task may then do directly what others must post).
-  bool on_worker_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
-
   void post(std::function<void()> task) {
     {
       std::lock_guard<std::mutex> lock(mutex_);

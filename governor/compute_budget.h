@@ -38,7 +38,6 @@ class ComputeBudget final : public ComputeArbiter {
   int begin_step(ConsumerId model) override;
   void end_step(ConsumerId model) override;
 
-  int total_threads() const { return total_threads_; }
   // What `model` would get if it started a step now (for status and tests).
   int share_of(ConsumerId model) const;
 

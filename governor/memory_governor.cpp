@@ -479,11 +479,6 @@ void MemoryGovernor::set_busy(ConsumerId id, bool busy) {
   }
 }
 
-void MemoryGovernor::touch(ConsumerId id) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (Account* a = find(id)) a->last_used = clock_();
-}
-
 bool MemoryGovernor::grant_granules(ConsumerId consumer, uint64_t granules) {
   if (granules == 0) return true;
   Deferred deferred;
@@ -637,7 +632,6 @@ LedgerSnapshot MemoryGovernor::snapshot() const {
   s.reserved_bytes = reserved_locked();
   s.free_bytes = free_locked();
   s.reclaim_pending_bytes = pending_demands_locked();
-  s.waiting_consumers = waiters_.size();
   for (const auto& [id, a] : accounts_) {
     AccountFigures f;
     f.id = id;

@@ -153,7 +153,6 @@ struct LedgerSnapshot {
   uint64_t free_bytes = 0;
   uint64_t load_reserved_bytes = 0;
   uint64_t reclaim_pending_bytes = 0;  // asked of victims, not yet released
-  size_t waiting_consumers = 0;
   std::vector<AccountFigures> accounts;
   GovernorCounters counters;
 };
@@ -194,7 +193,6 @@ class MemoryGovernor final : public MemoryArbiter {
 
   // ---- activity (for the eviction rules) ----
   void set_busy(ConsumerId account, bool busy);
-  void touch(ConsumerId account);  // a request was served: recency for eviction
 
   // ---- MemoryArbiter ----
   bool grant_granules(ConsumerId consumer, uint64_t granules) override;

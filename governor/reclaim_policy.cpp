@@ -107,10 +107,11 @@ ReclaimPlan plan_reclaim(std::span<const AccountView> accounts, const Requester&
     if (x->priority != y->priority) return x->priority > y->priority;
     return eviction_score(*x, now) > eviction_score(*y, now);
   });
+  const uint64_t before_evictions = plan.planned_bytes;
   std::vector<ReclaimAction> evictions;
   for (const AccountView* a : idle) {
     if (covered()) break;
-    uint64_t already = 0;
+    uint64_t already = 0;  // planned for it in steps 1 and 2
     for (const ReclaimAction& action : plan.actions) {
       if (action.victim == a->id) already += action.bytes;
     }
@@ -121,13 +122,7 @@ ReclaimPlan plan_reclaim(std::span<const AccountView> accounts, const Requester&
   if (!plan.covers_shortfall && !requester.host) {
     // Unloading models would not make it fit: keep them. (Under host pressure every byte
     // shed helps: they go.)
-    for (const ReclaimAction& e : evictions) {
-      uint64_t already = 0;
-      for (const ReclaimAction& action : plan.actions) {
-        if (action.victim == e.victim) already += action.bytes;
-      }
-      plan.planned_bytes -= e.bytes - already;
-    }
+    plan.planned_bytes = before_evictions;
     return plan;
   }
   for (const ReclaimAction& e : evictions) {

@@ -87,8 +87,6 @@ struct DecoderRunner::State {
   uint64_t generated_tokens = 0;
   uint64_t prompt_tokens = 0;
   uint64_t finished_requests = 0;
-  uint64_t reclaimed_cache_blocks = 0;
-  uint64_t reclaim_preemptions = 0;
   // Nothing could run because the arbiter granted no KV: the loop sleeps until memory is
   // released (a poke) or the next wait expires, instead of spinning.
   bool memory_blocked = false;
@@ -119,11 +117,10 @@ struct DecoderRunner::State {
     s.kv_blocks_in_use = static_cast<int32_t>(cache->referenced_blocks());
     s.kv_blocks_cached = static_cast<int32_t>(cache->cached_unreferenced_blocks());
     s.kv_blocks_committed = pool->blocks_in_use();
-    s.kv_bytes_committed = pool->committed_bytes();
     s.kv_rounding_waste_bytes = pool->rounding_waste_bytes();
-    s.reclaimed_cache_blocks = reclaimed_cache_blocks;
-    s.reclaim_preemptions = reclaim_preemptions;
-    for (const auto& [id, a] : active) s.waiting_for_memory += a.memory_wait_since ? 1 : 0;
+    if (memory_blocked) {
+      for (const auto& [id, a] : active) s.waiting_for_memory += a.memory_wait_since ? 1 : 0;
+    }
     arbiter->report_kv_usage(config.consumer,
                              static_cast<uint64_t>(s.kv_blocks_in_use) * pool->block_bytes(),
                              static_cast<uint64_t>(s.kv_blocks_cached) * pool->block_bytes());
@@ -138,7 +135,7 @@ struct DecoderRunner::State {
     const uint64_t start = pool->committed_bytes();
     const uint64_t target = start > bytes ? start - bytes : 0;
     while (pool->committed_bytes() > target && cache->cached_unreferenced_blocks() > 0) {
-      reclaimed_cache_blocks += cache->reclaim(1);
+      cache->reclaim(1);
     }
   }
 
@@ -153,7 +150,6 @@ struct DecoderRunner::State {
         drop_cache(pool->committed_bytes() - target);
         if (pool->committed_bytes() <= target) break;
         if (scheduler->preempt_newest() == 0) break;
-        ++reclaim_preemptions;
       }
     }
     // The governor plans the next reclaim from these figures: they must be fresh.
@@ -480,9 +476,11 @@ struct DecoderRunner::State {
       if (scheduler->running() == 0 && !active.empty()) blocked_on_memory();
       return;
     }
-    // Memory came: whoever still waits now waits for a batch slot, not for memory.
-    memory_blocked = false;
-    for (auto& [id, a] : active) a.memory_wait_since.reset();
+    if (memory_blocked) {
+      // Memory came: whoever still waits now waits for a batch slot, not for memory.
+      memory_blocked = false;
+      for (auto& [id, a] : active) a.memory_wait_since.reset();
+    }
     if (scheduler->waiting() == 0) arbiter->stop_waiting(config.consumer);
     // This step's share of the daemon's cores.
     const governor::ComputeStep compute(config.compute, config.consumer);
@@ -522,7 +520,6 @@ struct DecoderRunner::State {
       if (active.count(id) == 0) continue;  // failed above, or ended by a callback
       accept(id, token);
     }
-    publish_stats();
   }
 };
 
@@ -627,7 +624,7 @@ void DecoderRunner::run() {
         s.finish(id, "cancelled", {StatusCode::kCancelled, "the request was cancelled"});
       }
       s.expire_deadlines();
-      s.memory_blocked = false;  // try again: memory may have come, or work arrived
+      // Blocked on memory or not, try again: memory may have come, or work arrived.
       if (!s.active.empty()) s.step();
       if (s.active.empty()) s.arbiter->stop_waiting(s.config.consumer);
       s.publish_stats();

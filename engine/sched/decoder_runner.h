@@ -107,11 +107,8 @@ struct RunnerStats {
   int32_t kv_blocks_in_use = 0;     // referenced by live sequences
   int32_t kv_blocks_cached = 0;     // unreferenced, kept for prefix hits
   int32_t kv_blocks_committed = 0;  // blocks the pool holds memory for (in use or cached)
-  uint64_t kv_bytes_committed = 0;  // what the pool has committed (granted granules)
   uint64_t kv_rounding_waste_bytes = 0;
-  size_t waiting_for_memory = 0;        // requests that cannot start until the arbiter grants KV
-  uint64_t reclaimed_cache_blocks = 0;  // prefix-cache blocks given back on the governor's demand
-  uint64_t reclaim_preemptions = 0;     // sequences preempted on the governor's demand
+  size_t waiting_for_memory = 0;  // requests that cannot start until the arbiter grants KV
 };
 
 class DecoderRunner {
