@@ -44,7 +44,8 @@ std::string describe(const KvBlockPoolGeometry& g) {
 
 Expected<KvBlockPool> KvBlockPool::create(const KvBlockPoolGeometry& geometry,
                                           governor::MemoryArbiter& arbiter,
-                                          governor::ConsumerId consumer, KvGroupRelease release) {
+                                          governor::ConsumerId consumer, KvGroupRelease release,
+                                          KvBacking backing) {
   if (geometry.num_layers <= 0 || geometry.kv_heads <= 0 || geometry.head_dim <= 0 ||
       geometry.block_tokens <= 0 || geometry.max_blocks <= 0) {
     return Status(StatusCode::kInvalidArgument,
@@ -83,25 +84,29 @@ Expected<KvBlockPool> KvBlockPool::create(const KvBlockPoolGeometry& geometry,
       static_cast<int32_t>(kGranuleBytes / std::gcd(piece_bytes, kGranuleBytes));
   pool.group_span_bytes_ = piece_bytes * static_cast<uint64_t>(pool.blocks_per_group_);
 
-  // Over-reserve by a granule and trim, so every sub-range starts granule-aligned in absolute
-  // terms too (transparent huge pages can then back whole granules).
-  const size_t map_bytes = reservation_bytes + kGranuleBytes;
-  void* mapped =
-      mmap(nullptr, map_bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (mapped == MAP_FAILED) {
-    return Status(StatusCode::kResourceExhausted,
-                  "KV block pool: cannot reserve " + std::to_string(reservation_bytes >> 20) +
-                      " MiB of address space (" + describe(geometry) +
-                      "): " + std::strerror(errno));
+  if (backing == KvBacking::kMemory) {
+    // Over-reserve by a granule and trim, so every sub-range starts granule-aligned in
+    // absolute terms too (transparent huge pages can then back whole granules).
+    const size_t map_bytes = reservation_bytes + kGranuleBytes;
+    void* mapped =
+        mmap(nullptr, map_bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mapped == MAP_FAILED) {
+      return Status(StatusCode::kResourceExhausted,
+                    "KV block pool: cannot reserve " + std::to_string(reservation_bytes >> 20) +
+                        " MiB of address space (" + describe(geometry) +
+                        "): " + std::strerror(errno));
+    }
+    const auto mapped_at = reinterpret_cast<uintptr_t>(mapped);
+    const uintptr_t aligned_at = (mapped_at + kGranuleBytes - 1) / kGranuleBytes * kGranuleBytes;
+    const size_t head_bytes = aligned_at - mapped_at;
+    const size_t tail_bytes = map_bytes - head_bytes - reservation_bytes;
+    if (head_bytes > 0) munmap(mapped, head_bytes);
+    if (tail_bytes > 0) {
+      munmap(reinterpret_cast<void*>(aligned_at + reservation_bytes), tail_bytes);
+    }
+    pool.base_ = reinterpret_cast<char*>(aligned_at);
+    pool.reservation_bytes_ = reservation_bytes;
   }
-  const auto mapped_at = reinterpret_cast<uintptr_t>(mapped);
-  const uintptr_t aligned_at = (mapped_at + kGranuleBytes - 1) / kGranuleBytes * kGranuleBytes;
-  const size_t head_bytes = aligned_at - mapped_at;
-  const size_t tail_bytes = map_bytes - head_bytes - reservation_bytes;
-  if (head_bytes > 0) munmap(mapped, head_bytes);
-  if (tail_bytes > 0) munmap(reinterpret_cast<void*>(aligned_at + reservation_bytes), tail_bytes);
-  pool.base_ = reinterpret_cast<char*>(aligned_at);
-  pool.reservation_bytes_ = reservation_bytes;
 
   const int32_t num_groups =
       (geometry.max_blocks + pool.blocks_per_group_ - 1) / pool.blocks_per_group_;
@@ -153,7 +158,7 @@ KvBlockPool& KvBlockPool::operator=(KvBlockPool&& other) noexcept {
   if (this == &other) return *this;
   destroy();
   geometry_ = other.geometry_;
-  arbiter_ = other.arbiter_;
+  arbiter_ = std::exchange(other.arbiter_, nullptr);
   consumer_ = other.consumer_;
   release_ = other.release_;
   base_ = std::exchange(other.base_, nullptr);
@@ -179,9 +184,10 @@ KvBlockPool::~KvBlockPool() {
 }
 
 void KvBlockPool::destroy() {
-  if (base_ == nullptr) return;
-  munmap(base_, reservation_bytes_);
+  if (arbiter_ == nullptr) return;
+  if (base_ != nullptr) munmap(base_, reservation_bytes_);
   if (committed_granules_ > 0) arbiter_->release_granules(consumer_, committed_granules_);
+  arbiter_ = nullptr;
   base_ = nullptr;
   reservation_bytes_ = 0;
   committed_granules_ = 0;
@@ -240,6 +246,10 @@ KvCache KvBlockPool::cache_view() const {
 }
 
 KvLayerView KvBlockPool::layer_view(int32_t layer) const {
+  if (base_ == nullptr) {
+    std::fprintf(stderr, "sparkd: KvBlockPool: layer_view of a ledger-only pool\n");
+    std::abort();
+  }
   const std::vector<int64_t> shape = {int64_t{geometry_.max_blocks} * geometry_.block_tokens,
                                       geometry_.kv_heads, geometry_.head_dim};
   KvLayerView view;
@@ -262,7 +272,7 @@ bool KvBlockPool::commit_group(int32_t group) {
   if (!arbiter_->grant_granules(consumer_, granules)) return false;
   const uint64_t offset = static_cast<uint64_t>(group) * group_span_bytes_;
   const size_t bytes = granules_per_range * kGranuleBytes;
-  for (int32_t r = 0; r < ranges; ++r) {
+  for (int32_t r = 0; r < ranges && base_ != nullptr; ++r) {
     if (mprotect(range_base(r) + offset, bytes, PROT_READ | PROT_WRITE) != 0) {
       // ENOMEM here means the process ran out of mappings (vm.max_map_count): treat it as a
       // refusal so the caller preempts or waits instead of crashing.
@@ -278,7 +288,7 @@ bool KvBlockPool::commit_group(int32_t group) {
   // Resident now, not at the first write: what the arbiter granted is what the process holds
   // (the governor's ledger and RSS agree), and a machine short of memory fails here, where a
   // refusal is handled, not in the middle of a forward.
-  for (int32_t r = 0; r < ranges; ++r) populate(range_base(r) + offset, bytes);
+  for (int32_t r = 0; r < ranges && base_ != nullptr; ++r) populate(range_base(r) + offset, bytes);
   group_committed_[group] = 1;
   uncommitted_groups_.erase(group);
   const int32_t first = group * blocks_per_group_;
@@ -294,7 +304,7 @@ uint64_t KvBlockPool::decommit_group(int32_t group) {
   const uint64_t granules_per_range = group_granules_per_range(group);
   const uint64_t offset = static_cast<uint64_t>(group) * group_span_bytes_;
   const size_t bytes = granules_per_range * kGranuleBytes;
-  for (int32_t r = 0; r < ranges; ++r) {
+  for (int32_t r = 0; r < ranges && base_ != nullptr; ++r) {
     // MADV_DONTNEED frees the pages now (mprotect alone would keep them resident); a failure
     // of either leaves at worst a mapped range nothing uses, so it is logged, not fatal.
     const bool dropped = madvise(range_base(r) + offset, bytes, MADV_DONTNEED) == 0;

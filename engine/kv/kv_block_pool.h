@@ -53,6 +53,16 @@ enum class KvGroupRelease {
   kOnRequest,
 };
 
+// What stands behind the blocks.
+enum class KvBacking {
+  // Real memory: the reservation and committed ranges described above.
+  kMemory,
+  // Bookkeeping only: the same blocks, groups and granules asked of the arbiter, but no
+  // address space and nothing committed, so layer views do not exist. The governor's trace
+  // simulator (bench/sim) plays a 128 GB machine's KV with it on any machine.
+  kLedgerOnly,
+};
+
 class KvBlockPool : public kv::BlockSource {
  public:
   // Reserves the address space (nothing is committed or granted yet). Errors:
@@ -61,7 +71,8 @@ class KvBlockPool : public kv::BlockSource {
   static Expected<KvBlockPool> create(const KvBlockPoolGeometry& geometry,
                                       governor::MemoryArbiter& arbiter,
                                       governor::ConsumerId consumer,
-                                      KvGroupRelease release = KvGroupRelease::kOnFree);
+                                      KvGroupRelease release = KvGroupRelease::kOnFree,
+                                      KvBacking backing = KvBacking::kMemory);
 
   // The most blocks a pool of `geometry` (its max_blocks ignored) can hold without ever
   // committing more than `bytes`, rounding included: the whole of every sub-range, rounded up
@@ -90,7 +101,8 @@ class KvBlockPool : public kv::BlockSource {
   uint64_t release_unused_groups();
 
   // Keys and values of `layer` as [max_blocks * block_tokens, kv_heads, head_dim] tensors
-  // over the whole sub-range; only slots of allocated blocks may be touched.
+  // over the whole sub-range; only slots of allocated blocks may be touched. A kLedgerOnly
+  // pool has none: asking aborts.
   KvLayerView layer_view(int32_t layer) const;
   // Every layer's view as the KvCache the decoder reads and writes through block tables
   // (it owns nothing: the pool must outlive it).
@@ -123,11 +135,11 @@ class KvBlockPool : public kv::BlockSource {
   void destroy();
 
   KvBlockPoolGeometry geometry_;
-  governor::MemoryArbiter* arbiter_ = nullptr;
+  governor::MemoryArbiter* arbiter_ = nullptr;  // nullptr: moved from (nothing to release)
   governor::ConsumerId consumer_ = 0;
   KvGroupRelease release_ = KvGroupRelease::kOnFree;
 
-  char* base_ = nullptr;  // granule-aligned start of the reservation
+  char* base_ = nullptr;  // granule-aligned start of the reservation (kMemory only)
   uint64_t reservation_bytes_ = 0;
   uint64_t range_stride_bytes_ = 0;  // distance between sub-ranges, a granule multiple
   uint64_t piece_bytes_ = 0;

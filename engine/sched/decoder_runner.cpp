@@ -13,6 +13,7 @@
 #include "engine/kv/prefix_cache.h"
 #include "engine/sched/decoder_step.h"
 #include "engine/sched/detokenizer.h"
+#include "engine/sched/kv_reclaim.h"
 #include "engine/sched/stop_strings.h"
 #include "engine/tasks/loaded_model.h"
 
@@ -128,30 +129,9 @@ struct DecoderRunner::State {
     runner->stats_ = s;
   }
 
-  // Drops unreferenced prefix-cache blocks, least recently used first, until the pool has
-  // given back `bytes` (or the cache is empty). A block frees memory only once its whole
-  // group is free, so the loop watches the pool, not the block count.
-  void drop_cache(uint64_t bytes) {
-    const uint64_t start = pool->committed_bytes();
-    const uint64_t target = start > bytes ? start - bytes : 0;
-    while (pool->committed_bytes() > target && cache->cached_unreferenced_blocks() > 0) {
-      cache->reclaim(1);
-    }
-  }
-
-  // The governor's demand, between two steps: cache first, then preempt the newest
-  // sequences (they are re-queued and recomputed, so their output does not change) until
-  // the pool holds no more than the target.
+  // The governor's demand, between two steps (kv_reclaim.h).
   void apply_reclaim(const governor::ReclaimDemand& demand) {
-    if (demand.prefix_cache_bytes > 0) drop_cache(demand.prefix_cache_bytes);
-    if (demand.shrink_kv_to_bytes != governor::ReclaimDemand::kNoShrink) {
-      const uint64_t target = demand.shrink_kv_to_bytes;
-      while (pool->committed_bytes() > target) {
-        drop_cache(pool->committed_bytes() - target);
-        if (pool->committed_bytes() <= target) break;
-        if (scheduler->preempt_newest() == 0) break;
-      }
-    }
+    apply_reclaim_demand(demand, *pool, *cache, *scheduler);
     // The governor plans the next reclaim from these figures: they must be fresh.
     publish_stats();
     arbiter->reclaim_applied(config.consumer);

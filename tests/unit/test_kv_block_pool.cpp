@@ -441,6 +441,54 @@ TEST_CASE("kv block pool: freeing a block not in use aborts with a message", "[k
   sparkd::testing::check_aborts([&] { pool.free_block(5); }, "free_block(5) of a block not in use");
 }
 
+TEST_CASE("kv block pool: a ledger-only pool asks the arbiter for exactly what a real one does",
+          "[kv_pool]") {
+  // 120 GiB of KV at capacity (1 GiB x 60 layers x K, V): far more than this machine could
+  // commit, which is the point.
+  KvBlockPoolGeometry geometry = small_geometry(1 << 14);
+  geometry.num_layers = 60;
+  FixedBudgetArbiter real_arbiter(1000);
+  FixedBudgetArbiter ledger_arbiter(1000);
+  KvBlockPool real = make_pool(small_geometry(96), real_arbiter);
+  auto ledger_only = KvBlockPool::create(small_geometry(96), ledger_arbiter, kConsumer,
+                                         KvGroupRelease::kOnFree, sparkd::KvBacking::kLedgerOnly);
+  REQUIRE(ledger_only.has_value());
+  std::vector<int32_t> real_blocks;
+  std::vector<int32_t> ledger_blocks;
+  for (int i = 0; i < 70; ++i) {
+    real_blocks.push_back(must_allocate(real));
+    ledger_blocks.push_back(must_allocate(*ledger_only));
+    CHECK(ledger_blocks.back() == real_blocks.back());
+    CHECK(ledger_arbiter.granted_granules(kConsumer) == real_arbiter.granted_granules(kConsumer));
+  }
+  CHECK(ledger_only->committed_bytes() == real.committed_bytes());
+  CHECK(ledger_only->rounding_waste_bytes() == real.rounding_waste_bytes());
+  for (int i = 69; i >= 0; --i) {
+    real.free_block(real_blocks[i]);
+    ledger_only->free_block(ledger_blocks[i]);
+    CHECK(ledger_arbiter.granted_granules(kConsumer) == real_arbiter.granted_granules(kConsumer));
+  }
+  CHECK(ledger_arbiter.total_granted_granules() == 0);
+
+  FixedBudgetArbiter big_arbiter(1 << 20);
+  auto big = KvBlockPool::create(geometry, big_arbiter, kConsumer, KvGroupRelease::kOnFree,
+                                 sparkd::KvBacking::kLedgerOnly);
+  REQUIRE(big.has_value());
+  std::vector<int32_t> all;
+  while (auto block = big->allocate_block()) all.push_back(*block);
+  CHECK(all.size() == size_t{1} << 14);
+  CHECK(big->committed_bytes() == KvBlockPool::committed_bytes_at_capacity(geometry));
+  CHECK(big->committed_bytes() == 120ull << 30);
+  sparkd::testing::check_aborts([&] { (void)big->layer_view(0); },
+                                "layer_view of a ledger-only pool");
+  {
+    // A move hands the granules over once; the destructor gives them back.
+    const KvBlockPool moved = std::move(big).value();
+    CHECK(big_arbiter.total_granted_granules() == (120ull << 30) / kGranuleBytes);
+  }
+  CHECK(big_arbiter.total_granted_granules() == 0);
+}
+
 }  // namespace
 
 namespace {
