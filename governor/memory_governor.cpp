@@ -28,6 +28,13 @@ uint64_t saturating_sub(uint64_t a, uint64_t b) {
 
 }  // namespace
 
+std::optional<uint64_t> ProcMemorySource::process_resident() {
+  if (meminfo_path_ != "/proc/meminfo") return std::nullopt;
+  const uint64_t resident = process_resident_bytes();
+  if (resident == 0) return std::nullopt;
+  return resident;
+}
+
 std::optional<MemoryPressure> ProcMemorySource::pressure() {
   auto pressure = read_memory_pressure(pressure_path_);
   if (!pressure) return std::nullopt;
@@ -208,6 +215,7 @@ void MemoryGovernor::reclaim_locked(const Requester& requester, uint64_t shortfa
       continue;
     }
     Demand& demand = demands_[action.victim];
+    if (demand.bytes == 0) demand.first_issued = now;
     demand.bytes += action.bytes;
     demand.issued = now;
     if (victim.target == nullptr) continue;
@@ -229,8 +237,11 @@ void MemoryGovernor::reclaim_locked(const Requester& requester, uint64_t shortfa
   }
 }
 
-void MemoryGovernor::wake_waiters_locked(Deferred& deferred) {
+void MemoryGovernor::wake_waiters_locked(Deferred& deferred, std::optional<ConsumerId> releaser) {
   for (const auto& [id, w] : waiters_) {
+    // A waiter's own release cannot serve it: it planned with that memory a moment ago
+    // (waking it would loop: plan, be refused, roll back, release, wake).
+    if (id == releaser) continue;
     if (const Account* a = find(id); a != nullptr && a->target != nullptr) {
       deferred.wakes.emplace_back(id, a->target);
     }
@@ -241,11 +252,26 @@ void MemoryGovernor::wake_waiters_locked(Deferred& deferred) {
 void MemoryGovernor::read_machine_locked(Deferred& deferred) {
   auto memory = machine_.memory();
   pressure_ = machine_.pressure();
-  const uint64_t held = held_locked();
+  uint64_t ours = held_locked();
+  if (const std::optional<uint64_t> resident = machine_.process_resident()) {
+    ours = std::max(ours, *resident);
+  }
   if (memory) {
     mem_available_ = memory->available_bytes;
     mem_total_ = memory->total_bytes;
-    machine_budget_ = saturating_sub(held + mem_available_, options_.os_reserve_bytes);
+    machine_budget_ = saturating_sub(ours + mem_available_, options_.os_reserve_bytes);
+    others_bytes_ = saturating_sub(mem_total_, mem_available_ + ours);
+    const TimePoint now = clock_();
+    if (!others_sample_) {
+      others_sample_ = {now, others_bytes_};
+    } else if (const double seconds =
+                   std::chrono::duration<double>(now - others_sample_->first).count();
+               seconds >= 1.0) {
+      others_growth_ = others_bytes_ > others_sample_->second
+                           ? double(others_bytes_ - others_sample_->second) / seconds
+                           : 0.0;
+      others_sample_ = {now, others_bytes_};
+    }
   } else if (machine_budget_ == 0) {
     // No reading at all (no /proc): only a configured budget can say anything.
     machine_budget_ = options_.budget_bytes > 0 ? options_.budget_bytes
@@ -286,13 +312,22 @@ void MemoryGovernor::refresh() {
     });
     const uint64_t reserved = reserved_locked();
     const uint64_t budget = budget_locked();
-    if (reserved > budget) {
+    // The host's growth moves the machine's budget, not a configured one below it: only
+    // what it would take past the configured budget counts.
+    const auto lead = saturating_sub(
+        static_cast<uint64_t>(
+            others_growth_ *
+            (std::chrono::duration<double>(options_.pressure_lead).count() + demand_latency_s_)),
+        saturating_sub(machine_budget_, budget));
+    if (reserved + lead > budget) {
       // Shed below the budget by the hysteresis margin, so the next reading does not
-      // start over at once.
+      // start over at once, and by the host's growth over the lead, so what is asked now
+      // is back before the host gets there.
       Requester host;
       host.host = true;
-      reclaim_locked(host, reserved - budget + options_.hysteresis_bytes,
-                     "host memory (budget " + mib(budget) + ", ledger " + mib(reserved) + ")",
+      reclaim_locked(host, reserved + lead - budget + options_.hysteresis_bytes,
+                     "host memory (budget " + mib(budget) + ", ledger " + mib(reserved) +
+                         (lead > 0 ? ", host growing " + mib(lead) + " over the lead" : "") + ")",
                      deferred);
     }
     // keep_alive: idle on_demand models whose time is up go, as an eviction would take them.
@@ -539,9 +574,12 @@ void MemoryGovernor::release_granules(ConsumerId consumer, uint64_t granules) {
     if (auto d = demands_.find(consumer); d != demands_.end()) {
       const uint64_t bytes = granules * kGranuleBytes;
       d->second.bytes -= std::min(d->second.bytes, bytes);
-      if (d->second.bytes == 0) demands_.erase(d);
+      if (d->second.bytes == 0) {
+        observe_demand_latency_locked(d->second);
+        demands_.erase(d);
+      }
     }
-    wake_waiters_locked(deferred);
+    wake_waiters_locked(deferred, consumer);
     check_hard_invariants_locked();
   }
   run(deferred);
@@ -567,10 +605,21 @@ void MemoryGovernor::set_reclaim_target(ConsumerId consumer, KvReclaimTarget* ta
   account(consumer).target = target;
 }
 
+void MemoryGovernor::observe_demand_latency_locked(const Demand& demand) {
+  if (demand.eviction) return;
+  const double seconds = std::chrono::duration<double>(clock_() - demand.first_issued).count();
+  // A moving average over the last few demands: victims slow now (long steps) raise it soon,
+  // and one slow demand does not hold it up for long.
+  demand_latency_s_ = demand_latency_s_ == 0 ? seconds : 0.7 * demand_latency_s_ + 0.3 * seconds;
+}
+
 void MemoryGovernor::reclaim_applied(ConsumerId consumer) {
   std::lock_guard<std::mutex> lock(mutex_);
   const auto it = demands_.find(consumer);
-  if (it != demands_.end() && !it->second.eviction) demands_.erase(it);
+  if (it != demands_.end() && !it->second.eviction) {
+    observe_demand_latency_locked(it->second);
+    demands_.erase(it);
+  }
   changed_.notify_all();
 }
 

@@ -10,7 +10,8 @@
 //
 //   held      = baseline + weights + workspace + KV granted   (what is really committed)
 //   reserved  = baseline + weights + workspace + max(KV granted, kv_min) + load reservations
-//   budget    = min(governor.budget, held + MemAvailable - os_reserve), re-read every refresh
+//   ours      = max(held, the process's RSS): a load's bytes are resident before they are held
+//   budget    = min(governor.budget, ours + MemAvailable - os_reserve), re-read every refresh
 //   free      = budget - reserved
 //
 // A KV grant within the model's kv_min always succeeds (it was reserved at load); above it,
@@ -52,6 +53,12 @@ struct GovernorOptions {
   uint64_t hysteresis_bytes = 64ull << 20;
   // Full-stall memory pressure (PSI "full" avg10, percent) at which growth stops too.
   double psi_full_limit = 10.0;
+  // Shed ahead of a host that is growing: what the rest of the machine took over the last
+  // second, extrapolated this far ahead plus as long as victims have recently taken to apply
+  // a demand, counts as taken already. Demands are applied between steps, so memory comes
+  // back a step or more after it is asked for; a host taking gigabytes a second would
+  // otherwise cross the OS reserve first.
+  std::chrono::milliseconds pressure_lead{2000};
   // A reclaim demand the victim has neither applied nor released within this long no longer
   // counts as memory on its way (a safety net: runners apply demands between steps).
   std::chrono::milliseconds demand_ttl{10000};
@@ -66,6 +73,11 @@ class MachineMemorySource {
   virtual Expected<SystemMemory> memory() = 0;
   // nullopt when the kernel has no PSI.
   virtual std::optional<MemoryPressure> pressure() = 0;
+  // This process's own resident memory, when memory() describes the machine it runs on. The
+  // bytes a load has read so far are in it but not yet in the ledger's `held`; without it
+  // they would count as another process's and shrink the budget by as much. nullopt:
+  // unknown, the ledger's `held` stands in.
+  virtual std::optional<uint64_t> process_resident() { return std::nullopt; }
 };
 
 // /proc/meminfo and /proc/pressure/memory, or files standing in for them.
@@ -76,6 +88,9 @@ class ProcMemorySource final : public MachineMemorySource {
       : meminfo_path_(std::move(meminfo_path)), pressure_path_(std::move(pressure_path)) {}
   Expected<SystemMemory> memory() override { return read_system_memory(meminfo_path_); }
   std::optional<MemoryPressure> pressure() override;
+  // /proc/self/statm, but only against the real /proc/meminfo: a stand-in file describes an
+  // imaginary machine that this process's real RSS is no part of.
+  std::optional<uint64_t> process_resident() override;
 
  private:
   std::string meminfo_path_;
@@ -228,6 +243,7 @@ class MemoryGovernor final : public MemoryArbiter {
     TimePoint issued{};
     // An eviction under way: it lasts until the account closes (no time limit).
     bool eviction = false;
+    TimePoint first_issued{};  // when the victim was first asked (issued moves on a merge)
   };
   // Actions decided under the lock, carried out after it is released.
   struct Deferred {
@@ -264,7 +280,9 @@ class MemoryGovernor final : public MemoryArbiter {
   // Plans and records a reclaim of `shortfall` for `requester`; fills `deferred`.
   void reclaim_locked(const Requester& requester, uint64_t shortfall, const std::string& why,
                       Deferred& deferred);
-  void wake_waiters_locked(Deferred& deferred);
+  // Wakes every waiter but `releaser` (whose release made the memory free).
+  void wake_waiters_locked(Deferred& deferred, std::optional<ConsumerId> releaser = std::nullopt);
+  void observe_demand_latency_locked(const Demand& demand);
   void read_machine_locked(Deferred& deferred);
   void check_hard_invariants_locked() const;
   void run(Deferred& deferred);
@@ -285,6 +303,12 @@ class MemoryGovernor final : public MemoryArbiter {
   uint64_t machine_budget_ = 0;
   uint64_t mem_available_ = 0;
   uint64_t mem_total_ = 0;
+  // What the rest of the machine holds (MemTotal - MemAvailable - ours): one reading a second
+  // apart, and how fast it grew between them (bytes a second; 0 when it shrank).
+  uint64_t others_bytes_ = 0;
+  std::optional<std::pair<TimePoint, uint64_t>> others_sample_;
+  double others_growth_ = 0;
+  double demand_latency_s_ = 0;  // how long victims take to apply a demand (moving average)
   std::optional<MemoryPressure> pressure_;
   bool under_pressure_ = false;
   GovernorCounters counters_;

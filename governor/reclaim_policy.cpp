@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 namespace sparkd::governor {
@@ -53,7 +54,7 @@ ReclaimPlan plan_reclaim(std::span<const AccountView> accounts, const Requester&
     plan.actions.push_back({kind, a.id, bytes, shrink_to});
     plan.planned_bytes += bytes;
   };
-  auto covered = [&] { return plan.planned_bytes >= shortfall_bytes; };
+  std::function<bool()> covered = [&] { return plan.planned_bytes >= shortfall_bytes; };
 
   // 1. Prefix cache: idle time weighted by priority (each step less important doubles it,
   // capped so a huge priority value cannot overflow the weight).
@@ -76,6 +77,15 @@ ReclaimPlan plan_reclaim(std::span<const AccountView> accounts, const Requester&
         std::min(a->prefix_cached_bytes, shortfall_bytes - plan.planned_bytes), 0);
   }
 
+  // The requester's own cache: a refused grant makes its prefix cache reuse its least
+  // recently used blocks, so that much needs no one else's running sequences or residency.
+  uint64_t own_cache = 0;
+  for (const AccountView& a : accounts) {
+    if (is_requester(a, requester)) own_cache = a.prefix_cached_bytes;
+  }
+  const uint64_t beyond_own = shortfall_bytes > own_cache ? shortfall_bytes - own_cache : 0;
+  covered = [&] { return plan.planned_bytes >= beyond_own; };
+
   // 2. KV above kv_min of less important models: the least important first, then the one
   // holding most above its minimum. Their cache was counted in step 1 already.
   std::vector<const AccountView*> preemptible;
@@ -91,7 +101,7 @@ ReclaimPlan plan_reclaim(std::span<const AccountView> accounts, const Requester&
   for (const AccountView* a : preemptible) {
     if (covered()) break;
     const uint64_t above = a->kv_granted_bytes - a->kv_min_bytes - a->prefix_cached_bytes;
-    const uint64_t take = std::min(above, shortfall_bytes - plan.planned_bytes);
+    const uint64_t take = std::min(above, beyond_own - plan.planned_bytes);
     add(ReclaimKind::kPreempt, *a, take, a->kv_granted_bytes - a->prefix_cached_bytes - take);
   }
 

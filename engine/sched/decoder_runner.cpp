@@ -270,25 +270,6 @@ struct DecoderRunner::State {
     }
   }
 
-  // The waiting request that goes first: the most important, a preempted one before a new
-  // one, then the oldest.
-  RequestId head_of_queue() const {
-    RequestId head = 0;
-    const SequenceState* best = nullptr;
-    for (const auto& [id, a] : active) {
-      const SequenceState* seq = scheduler->find(id);
-      if (seq == nullptr || seq->running) continue;
-      if (best == nullptr || seq->priority < best->priority ||
-          (seq->priority == best->priority && seq->preemptions > 0 && best->preemptions == 0) ||
-          (seq->priority == best->priority && (seq->preemptions > 0) == (best->preemptions > 0) &&
-           seq->arrival < best->arrival)) {
-        best = seq;
-        head = id;
-      }
-    }
-    return head;
-  }
-
   // Granules the first `blocks` blocks commit, packed from block 0 (the least any `blocks`
   // blocks can take).
   uint64_t granules_for_blocks(int64_t blocks) const {
@@ -301,7 +282,7 @@ struct DecoderRunner::State {
   // pool or the arbiter could ever give fails at once; otherwise every waiting request waits
   // for memory (the governor is reclaiming it, or it comes back as others finish).
   void blocked_on_memory() {
-    const RequestId head = head_of_queue();
+    const RequestId head = scheduler->next_waiting();
     if (head == 0) {
       // Should not happen (an empty plan with nothing waiting); end everything rather than spin.
       fail_all({StatusCode::kInternal, "the scheduler planned nothing while requests were live"});

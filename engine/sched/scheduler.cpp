@@ -39,6 +39,13 @@ size_t Scheduler::waiting() const {
   return count;
 }
 
+RequestId Scheduler::next_waiting() const {
+  for (const auto& [priority, queue] : waiting_) {
+    if (!queue.empty()) return queue.front();
+  }
+  return 0;
+}
+
 void Scheduler::enqueue_waiting(SequenceState& seq, bool front) {
   std::deque<RequestId>& queue = waiting_[seq.priority];
   if (front) {

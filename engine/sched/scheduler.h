@@ -95,6 +95,9 @@ class Scheduler {
 
   const SequenceState* find(RequestId id) const;
   size_t waiting() const;
+  // The waiting sequence the next step admits first (the most important class, a preempted
+  // one before new ones, then first come first served); 0 when none waits.
+  RequestId next_waiting() const;
   size_t running() const { return running_.size(); }
   const SchedulerStats& stats() const { return stats_; }
 

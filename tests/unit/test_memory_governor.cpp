@@ -34,6 +34,8 @@ struct FakeMachine : MachineMemorySource {
     return m;
   }
   std::optional<MemoryPressure> pressure() override { return psi; }
+  std::optional<uint64_t> resident;  // the process's RSS, when the test plays it
+  std::optional<uint64_t> process_resident() override { return resident; }
 };
 
 struct FakeClock {
@@ -379,6 +381,103 @@ TEST_CASE("governor: the budget follows MemAvailable, and host pressure sheds an
   f.invariants();
 }
 
+TEST_CASE("governor: what a load has read so far is ours, not another process's", "[governor]") {
+  // Found by the trace simulator: the ledger holds a load's reservation from the start, and
+  // the bytes it reads also leave MemAvailable; counting them as someone else's shrank the
+  // budget by the whole model at the end of every load (and reclaimed that much for nothing).
+  Fixture f(/*budget=*/0, 0, /*os_reserve=*/1ull << 30);
+  f.machine.available = (1ull << 30) + (3ull << 30);
+  f.machine.resident = 0;
+  f.governor.refresh();
+  ScriptedModel& a = f.load("a", 0, 0);
+  REQUIRE(a.grow(256));  // 512 MiB
+  f.machine.available -= 512 * kMiB;
+  f.machine.resident = 512 * kMiB;
+  f.governor.refresh();
+  CHECK(f.governor.snapshot().budget_bytes == 3ull << 30);
+
+  ModelAccountOptions o;
+  o.name = "b";
+  LoadEstimate e;
+  e.weights_bytes = 2ull << 30;
+  const auto decision = f.governor.try_begin_load(o, e);
+  REQUIRE(decision.admission == MemoryGovernor::Admission::kAdmitted);
+  // The load reads its 2 GiB: MemAvailable falls by as much, and the process's RSS grows.
+  f.machine.available -= 2ull << 30;
+  *f.machine.resident += 2ull << 30;
+  f.governor.refresh();
+  const auto s = f.governor.snapshot();
+  CHECK(s.budget_bytes == 3ull << 30);
+  CHECK(s.free_bytes == 512 * kMiB);
+  CHECK_FALSE(s.under_pressure);
+  CHECK(a.demands.empty());
+  f.invariants();
+  f.governor.finish_load(decision.account, 2ull << 30, 0, 1.0);
+  f.governor.refresh();
+  CHECK(f.governor.snapshot().budget_bytes == 3ull << 30);
+  // Without an RSS figure (a stand-in meminfo) the ledger's `held` is all it knows.
+  f.machine.resident.reset();
+  f.governor.refresh();
+  CHECK(f.governor.snapshot().budget_bytes == 3ull << 30);
+}
+
+TEST_CASE("governor: a waiter is not woken by its own release", "[governor]") {
+  // Found by the trace simulator: a model refused growth under host pressure gave back what
+  // its own scheduler rolled back, was woken by that release, planned, was refused and rolled
+  // back again: a loop that never let time move. Its own release cannot help it (it has just
+  // planned with that memory); another model's can.
+  Fixture f(/*budget=*/64 * kMiB);
+  ScriptedModel& a = f.load("a", 0, 0);
+  ScriptedModel& b = f.load("b", 0, 0);
+  REQUIRE(b.grow(16));       // 32 MiB
+  REQUIRE(a.grow(16));       // the other 32 MiB
+  REQUIRE_FALSE(a.grow(4));  // a waits for 8 MiB more
+  const int woken = a.wakes;
+  f.governor.release_granules(a.id, 2);
+  CHECK(a.wakes == woken);
+  f.governor.release_granules(b.id, 2);
+  CHECK(a.wakes == woken + 1);
+  f.invariants();
+}
+
+TEST_CASE("governor: a host growing fast is shed ahead of, by its growth over the lead",
+          "[governor]") {
+  // Found by the trace simulator: with another process taking 2 GiB a second, shedding only
+  // the shortfall at each reading fell behind (demands are applied between steps) and the host
+  // crossed the OS reserve. Growth over pressure_lead (2 s) now counts as taken already.
+  Fixture f(/*budget=*/0, 0, /*os_reserve=*/1ull << 30);
+  // 64 GiB, 32 GiB available (the fixture's machine), and a model caching 4 GiB of KV.
+  f.machine.resident = 0;
+  ScriptedModel& a = f.load("a", 0, 0, true, 0, 8ull << 30);
+  REQUIRE(a.grow(2048));
+  f.machine.available -= 4ull << 30;
+  *f.machine.resident += 4ull << 30;
+  a.cache(2048);
+  f.clock.advance(std::chrono::milliseconds(1000));
+  f.governor.refresh();
+  CHECK(a.demands.empty());
+  // The host takes 1 GiB in a second: 26 GiB free above the reserve, 2 GiB over the lead.
+  f.machine.available -= 1ull << 30;
+  f.clock.advance(std::chrono::milliseconds(1000));
+  f.governor.refresh();
+  CHECK(a.demands.empty());
+  // Then 14 GiB in a second: 12 GiB is still free, but the next 2 s at that rate take 28.
+  f.machine.available -= 14ull << 30;
+  f.clock.advance(std::chrono::milliseconds(1000));
+  f.governor.refresh();
+  CHECK_FALSE(f.governor.snapshot().under_pressure);
+  REQUIRE_FALSE(a.demands.empty());
+  CHECK(a.demands[0].prefix_cache_bytes == 4ull << 30);
+  a.apply();
+  *f.machine.resident = a.held() * G;
+  f.machine.available = (64ull << 30) - (47ull << 30) - *f.machine.resident;
+  // The host stops growing: no more shedding.
+  f.clock.advance(std::chrono::milliseconds(1000));
+  f.governor.refresh();
+  CHECK(a.demands.empty());
+  f.invariants();
+}
+
 TEST_CASE("governor: keep_alive evicts an idle on_demand model, never a busy one", "[governor]") {
   Fixture f(100 * kMiB);
   ModelAccountOptions o;
@@ -600,6 +699,47 @@ TEST_CASE("reclaim policy: cache by weighted idle time, then preemption, then ev
   plan = plan_reclaim(views, r, 500 * kMiB, now);
   CHECK_FALSE(plan.covers_shortfall);
   for (const ReclaimAction& a : plan.actions) CHECK(a.kind != ReclaimKind::kEvict);
+}
+
+TEST_CASE("reclaim policy: a requester with cache of its own reuses it before anyone is preempted",
+          "[governor]") {
+  // Found by the trace simulator (rag-office: 339 preemptions where the baselines had 15): a
+  // model whose grant was refused reuses its own least recently used cache blocks, yet the
+  // plan also preempted less important models' running sequences for the same bytes.
+  const TimePoint now = TimePoint{} + std::chrono::hours(1);
+  std::vector<AccountView> views(3);
+  views[0].id = 1;  // the requester, 30 MiB of its KV unreferenced cache
+  views[0].prefix_cached_bytes = 30 * kMiB;
+  views[0].kv_granted_bytes = 60 * kMiB;
+  views[0].last_used = now;
+  views[1].id = 2;  // less important, 5 MiB cache, 40 MiB above kv_min
+  views[1].priority = 1;
+  views[1].prefix_cached_bytes = 5 * kMiB;
+  views[1].kv_granted_bytes = 45 * kMiB;
+  views[1].last_used = now - seconds(10);
+  views[2].id = 3;  // an idle on_demand model
+  views[2].priority = 1;
+  views[2].pinned = false;
+  views[2].weights_bytes = 100 * kMiB;
+  views[2].last_used = now - seconds(600);
+  Requester r;
+  r.id = 1;
+  ReclaimPlan plan = plan_reclaim(views, r, 20 * kMiB, now);
+  // The other's cache (idle longer) still goes first; then the requester's own covers it.
+  REQUIRE(plan.actions.size() == 1);
+  CHECK(plan.actions[0].kind == ReclaimKind::kPrefixCache);
+  CHECK(plan.actions[0].victim == 2);
+  CHECK(plan.covers_shortfall);
+  // Beyond its own cache, preemption and eviction are planned as before.
+  plan = plan_reclaim(views, r, 80 * kMiB, now);
+  bool preempts = false;
+  for (const ReclaimAction& a : plan.actions) preempts |= a.kind == ReclaimKind::kPreempt;
+  CHECK(preempts);
+  // The host is not a model: nothing of its own to reuse.
+  Requester host;
+  host.host = true;
+  plan = plan_reclaim(views, host, 20 * kMiB, now);
+  CHECK(plan.planned_bytes >= 20 * kMiB);
 }
 
 TEST_CASE("reclaim policy: the eviction score prefers big, cheap to reload, long idle",
