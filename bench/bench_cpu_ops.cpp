@@ -22,12 +22,12 @@
 #include <thread>
 #include <vector>
 
+#include "bench/probes.h"
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/backend/half.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using sparkd::AttentionParams;
 using sparkd::AttentionSequence;
 using sparkd::Backend;
@@ -35,6 +35,10 @@ using sparkd::Buffer;
 using sparkd::DType;
 using sparkd::KvLayerView;
 using sparkd::Tensor;
+using sparkd::bench::Clock;
+using sparkd::bench::measure_read_gbs;
+using sparkd::bench::Memory;
+using sparkd::bench::time_per_call;
 
 struct Options {
   int threads = 0;
@@ -43,90 +47,6 @@ struct Options {
   std::string only;
   int64_t rotate_mib = 768;
 };
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// Best seconds per call of fn(i) (i counts calls), after one warm-up call.
-template <typename Fn>
-double time_per_call(double min_seconds, Fn&& fn) {
-  fn(0);
-  std::vector<double> times;
-  const Clock::time_point begin = Clock::now();
-  for (int i = 1; seconds_since(begin) < min_seconds || times.size() < 3; ++i) {
-    const Clock::time_point start = Clock::now();
-    fn(i);
-    times.push_back(seconds_since(start));
-  }
-  return *std::min_element(times.begin(), times.end());
-}
-
-class Memory {
- public:
-  explicit Memory(Backend& backend) : backend_(backend) {}
-  Tensor make(DType dtype, std::vector<int64_t> shape) {
-    Tensor t(dtype, std::move(shape), nullptr);
-    auto buffer = backend_.allocate(t.size_bytes());
-    if (!buffer) {
-      std::fprintf(stderr, "%s\n", buffer.status().to_string().c_str());
-      std::exit(1);
-    }
-    t.data = buffer->data();
-    buffers_.push_back(std::move(*buffer));
-    return t;
-  }
-  // Pseudo-random values in [-1, 1) stored as `dtype` (a multiplicative hash: fast enough
-  // for gigabytes, and the values don't matter to the timing).
-  Tensor random(DType dtype, std::vector<int64_t> shape, uint32_t seed) {
-    Tensor t = make(dtype, std::move(shape));
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      const uint32_t hash = (static_cast<uint32_t>(i) + seed * 0x9e3779b9u) * 0x85ebca6bu;
-      const float v = static_cast<float>(hash >> 8) * 0x1p-23f - 1.0f;
-      if (dtype == DType::kF32) {
-        t.as<float>()[i] = v;
-      } else {
-        t.as<uint16_t>()[i] =
-            dtype == DType::kBF16 ? sparkd::f32_to_bf16(v) : sparkd::f32_to_f16(v);
-      }
-    }
-    return t;
-  }
-
- private:
-  Backend& backend_;
-  std::vector<Buffer> buffers_;
-};
-
-// Read bandwidth: `threads` threads each summing its part of a 1 GiB buffer as 64-bit words
-// into eight independent registers (two loads per cycle outrun DRAM on any core).
-double measure_read_gbs(int threads, double min_seconds) {
-  const size_t words = size_t{1} << 27;
-  std::vector<uint64_t> data(words, 1);
-  std::vector<uint64_t> sums(static_cast<size_t>(threads));
-  const double seconds = time_per_call(min_seconds, [&](int) {
-    std::vector<std::thread> workers;
-    for (int t = 0; t < threads; ++t) {
-      workers.emplace_back([&, t] {
-        const size_t begin = words / threads * t, end = words / threads * (t + 1);
-        uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
-        for (size_t i = begin; i < end; i += 8) {
-          s0 += data[i];
-          s1 += data[i + 1];
-          s2 += data[i + 2];
-          s3 += data[i + 3];
-          s4 += data[i + 4];
-          s5 += data[i + 5];
-          s6 += data[i + 6];
-          s7 += data[i + 7];
-        }
-        sums[t] = s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
-      });
-    }
-    for (std::thread& w : workers) w.join();
-  });
-  return static_cast<double>(words * sizeof(uint64_t)) / seconds / 1e9;
-}
 
 void bench_linear(Backend& backend, const Options& options) {
   struct Case {

@@ -9,8 +9,8 @@
 //
 // For each trace (generated from --seed, or read from --trace-file) it runs every policy and
 // prints a markdown table; with --out it also writes, per trace, TRACE.jsonl (the replayable
-// trace), TRACE.md (the table), TRACE-memory.csv and TRACE-outcomes.csv (what
-// tools/bench/plot_governor.py draws). --log prints the governor's actions with their
+// trace), TRACE.md (the table), TRACE-memory.csv, TRACE-summary.csv and TRACE-outcomes.csv
+// (what tools/bench/plot_governor.py draws). --log prints the governor's actions with their
 // simulated time. The exit status is 1 when an invariant broke.
 #include <cstdio>
 #include <cstdlib>
@@ -147,6 +147,7 @@ int main(int argc, char** argv) {
     const auto status = write_trace(trace, (dir / (trace.name + ".jsonl")).string());
     if (!status.is_ok() || !write_file(dir / (trace.name + ".md"), table) ||
         !write_file(dir / (trace.name + "-memory.csv"), memory_csv(results)) ||
+        !write_file(dir / (trace.name + "-summary.csv"), summary_csv(results)) ||
         !write_file(dir / (trace.name + "-outcomes.csv"), outcomes_csv(trace, results))) {
       std::fprintf(stderr, "bench_governor: cannot write results under %s\n", out_dir.c_str());
       return 2;

@@ -57,6 +57,15 @@ std::string memory_csv(const std::vector<SimResult>& results) {
   return out;
 }
 
+std::string summary_csv(const std::vector<SimResult>& results) {
+  std::string out = "policy,goodput_rps,slo_attainment,oom_events,peak_committed_gib\n";
+  for (const SimResult& r : results) {
+    out += r.policy + "," + fixed(r.goodput_rps, 4) + "," + fixed(r.slo_attainment, 4) + "," +
+           std::to_string(r.oom_events) + "," + gib(r.peak_committed_bytes) + "\n";
+  }
+  return out;
+}
+
 std::string outcomes_csv(const Trace& trace, const std::vector<SimResult>& results) {
   std::string out = "policy,request,model,arrival_s,completed,met_slo,failure,ttft_s,tpot_s\n";
   for (const SimResult& r : results) {

@@ -13,6 +13,8 @@ namespace sparkd::sim {
 std::string results_table(const std::vector<SimResult>& results);
 // t_s, policy, committed_gib, host_gib: one row per sample of every policy.
 std::string memory_csv(const std::vector<SimResult>& results);
+// policy, goodput_rps, slo_attainment, oom_events, peak_committed_gib: one row per policy.
+std::string summary_csv(const std::vector<SimResult>& results);
 // policy, request, completed, met_slo, failure, ttft_s, tpot_s: one row per request.
 std::string outcomes_csv(const Trace& trace, const std::vector<SimResult>& results);
 

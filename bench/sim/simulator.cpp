@@ -914,7 +914,8 @@ SimResult Simulation::results() {
   out.itl_p50_s = percentile(itl_, 0.5);
   out.itl_p99_s = percentile(itl_, 0.99);
   out.throughput_tok_s = double(tokens) / last_finish;
-  out.device_utilization = device_busy_s_ / last_finish;
+  // Steps of requests that failed still ran: the device's time counts until its last step.
+  out.device_utilization = device_busy_s_ / std::max(last_finish, device_free_at_);
   out.loads = loads_;
   out.evictions = evictions_;
   for (const auto& m : models_) out.preemptions += m->preemptions_before;

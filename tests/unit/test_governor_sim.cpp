@@ -198,6 +198,26 @@ TEST_CASE("governor sim: every policy keeps the invariants on every trace, check
   }
 }
 
+TEST_CASE("governor sim: bench/README.md shows what the simulator computes", "[sim]") {
+  // tools/bench/governor_bench.sh writes the tables; the simulator is deterministic, so they
+  // must be exactly what it computes now for both profiles (seed 1).
+  const std::string readme = read_all(std::string(SPARKD_SOURCE_DIR) + "/bench/README.md");
+  for (const std::string profile_name : {"dgx-spark", "this-machine"}) {
+    auto profile = load_machine_profile(std::string(SPARKD_SOURCE_DIR) + "/bench/profiles/" +
+                                        profile_name + ".toml");
+    REQUIRE(profile.has_value());
+    const CostModel cost(*profile);
+    for (const std::string& name : trace_generator_names()) {
+      INFO(profile_name << " / " << name << ": run tools/bench/governor_bench.sh");
+      auto trace = generate_trace(name, 1);
+      REQUIRE(trace.has_value());
+      std::vector<SimResult> results;
+      for (Policy policy : all_policies()) results.push_back(simulate(*trace, cost, policy));
+      CHECK(readme.find(results_table(results)) != std::string::npos);
+    }
+  }
+}
+
 TEST_CASE("governor sim: a bad trace file fails with its line and reason", "[sim]") {
   auto trace = generate_trace("judge-pipeline", 1);
   REQUIRE(trace.has_value());
