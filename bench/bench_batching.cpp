@@ -43,6 +43,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/sim/cost_model.h"
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/backend/half.h"
 #include "engine/kv/kv_block_pool.h"
@@ -87,6 +88,9 @@ struct Options {
   int threads = 0;
   int repeats = 3;
   double bandwidth_gbs = 0.0;
+  // A machine profile of the governor's simulator (bench/profiles/*.toml): its roofline cost
+  // model's prediction of every measured step is printed next to it, with the error.
+  std::string profile;
   // Where tokenizer.json and tokenizer_config.json are copied from (the model's vocab may be
   // larger than this tokenizer's: prompts are random ids, never text).
   std::string tokenizer_dir = default_tokenizer_dir();
@@ -373,7 +377,43 @@ double kv_bytes_read(const sparkd::model::ModelSpec& spec, const sparkd::sched::
   return bytes;
 }
 
-void bench_decode(const sparkd::tasks::LoadedModel& model, const Options& o) {
+// The model as the simulator's cost model sees it: every weight read once a step (the
+// embedding table only when it is also the lm_head), KV in the pool's F32.
+sparkd::sim::ModelShape cost_shape(const sparkd::tasks::LoadedModel& model) {
+  const auto& spec = model.spec();
+  sparkd::sim::ModelShape shape;
+  double params = 0;
+  for (const auto& [name, tensor] : model.weights().tensors()) {
+    if (name.find("embed_tokens") != std::string::npos && !spec.tie_word_embeddings) continue;
+    params += static_cast<double>(tensor.numel());
+  }
+  shape.dense_params = params;
+  shape.bytes_per_param =
+      static_cast<double>(model.weights().size_bytes()) / static_cast<double>([&] {
+        int64_t n = 0;
+        for (const auto& [name, tensor] : model.weights().tensors()) n += tensor.numel();
+        return n;
+      }());
+  shape.layers = spec.num_layers;
+  shape.q_width = spec.num_heads * spec.head_dim;
+  shape.kv_heads = spec.num_kv_heads;
+  shape.head_dim = spec.head_dim;
+  shape.kv_bytes_per_element = 4;
+  return shape;
+}
+
+// "  model X ms  +E%" after a measured time, when a profile was given.
+void print_prediction(const std::optional<sparkd::sim::CostModel>& cost,
+                      const sparkd::sim::ModelShape& shape,
+                      const std::vector<sparkd::sim::ChunkShape>& chunks, double measured_s) {
+  if (!cost) return;
+  const double predicted = cost->decoder_step(shape, chunks).seconds;
+  std::printf("  model %8.2f ms %+6.1f%%", predicted * 1e3,
+              100.0 * (predicted - measured_s) / measured_s);
+}
+
+void bench_decode(const sparkd::tasks::LoadedModel& model, const Options& o,
+                  const std::optional<sparkd::sim::CostModel>& cost) {
   auto& decoder = *model.decoder();
   const auto& spec = model.spec();
   std::printf("\ndecode: %d prompt tokens, 1 warm-up + %d timed steps per batch\n", o.prompt_tokens,
@@ -411,13 +451,17 @@ void bench_decode(const sparkd::tasks::LoadedModel& model, const Options& o) {
                 batch * o.decode_steps / total, weights / 1e9, kv_bytes / 1e9, gbs);
     if (o.bandwidth_gbs > 0)
       std::printf("  (%.0f%% of %.0f GB/s)", 100 * gbs / o.bandwidth_gbs, o.bandwidth_gbs);
+    // The timed steps' average context: prompt, warm-up token, half the timed ones.
+    const std::vector<sparkd::sim::ChunkShape> chunks(
+        static_cast<size_t>(batch), {o.prompt_tokens + 1 + o.decode_steps / 2, 1});
+    print_prediction(cost, cost_shape(model), chunks, step);
     std::printf("\n");
     std::fflush(stdout);
   }
 }
 
-void bench_prefill(const sparkd::tasks::LoadedModel& model, const Options& o, int seqs,
-                   int tokens) {
+void bench_prefill(const sparkd::tasks::LoadedModel& model, const Options& o, int seqs, int tokens,
+                   const std::optional<sparkd::sim::CostModel>& cost) {
   std::vector<double> rates;
   for (int r = 0; r < o.repeats; ++r) {
     sparkd::sched::SchedulerConfig config;
@@ -431,7 +475,10 @@ void bench_prefill(const sparkd::tasks::LoadedModel& model, const Options& o, in
     rates.push_back(seqs * tokens / seconds_since(start));
     if (plan.total_tokens != seqs * tokens) Engine::fail("the prefill did not run in one step");
   }
-  std::printf("prefill %3d x %4d tokens, one step %10.1f tok/s\n", seqs, tokens, median(rates));
+  std::printf("prefill %3d x %4d tokens, one step %10.1f tok/s", seqs, tokens, median(rates));
+  const std::vector<sparkd::sim::ChunkShape> chunks(static_cast<size_t>(seqs), {0, tokens});
+  print_prediction(cost, cost_shape(model), chunks, seqs * tokens / median(rates));
+  std::printf("\n");
   std::fflush(stdout);
 }
 
@@ -465,6 +512,10 @@ bool parse(int argc, char** argv, Options* o) {
     const char* value = argv[++i];
     if (arg == "--bandwidth-gbs") {
       o->bandwidth_gbs = std::atof(value);
+      continue;
+    }
+    if (arg == "--profile") {
+      o->profile = value;
       continue;
     }
     if (arg == "--dtype") {
@@ -527,7 +578,7 @@ int main(int argc, char** argv) {
                  "[--head-dim N] [--intermediate N] [--vocab N] [--dtype bf16|f16|f32] "
                  "[--tied 0|1] [--prompt-tokens N] [--decode-steps N] [--prefill-tokens N] "
                  "[--batches 1,2,4,...] [--threads N] [--repeats N] [--bandwidth-gbs B] "
-                 "[--tokenizer-from DIR] [--quick]\n");
+                 "[--tokenizer-from DIR] [--profile FILE] [--quick]\n");
     return 2;
   }
 
@@ -564,11 +615,23 @@ int main(int argc, char** argv) {
       (*model)->weights().stats().gigabytes_per_second(), kBlockTokens, backend->name().c_str());
   std::fflush(stdout);
 
+  std::optional<sparkd::sim::CostModel> cost;
+  if (!o.profile.empty()) {
+    auto profile = sparkd::sim::load_machine_profile(o.profile);
+    if (!profile) {
+      std::fprintf(stderr, "bench_batching: %s\n", profile.status().to_string().c_str());
+      return 2;
+    }
+    cost.emplace(*profile);
+    std::printf("cost model: profile %s (after each measured step: its prediction, error)\n",
+                profile->name.c_str());
+  }
+
   try {
-    bench_decode(**model, o);
+    bench_decode(**model, o, cost);
     std::printf("\n");
-    bench_prefill(**model, o, 1, o.prefill_tokens);
-    bench_prefill(**model, o, 8, 128);
+    bench_prefill(**model, o, 1, o.prefill_tokens, cost);
+    bench_prefill(**model, o, 8, 128, cost);
   } catch (const std::runtime_error& error) {
     std::fprintf(stderr, "bench_batching: %s\n", error.what());
     return 1;

@@ -6,7 +6,9 @@
 // - bandwidth_gbs: the read bandwidth of a multi-threaded sum over 1 GiB (bench/probes.h),
 //   the decode roofline;
 // - compute_tflops: the CPU backend's linear on BF16 weights at a prefill shape
-//   (512 x 2048 x 2048), the FLOPs prefill sustains;
+//   (512 x 2048 x 2048), the FLOPs prefill sustains; small_step_tflops the same at 16 rows,
+//   what decode steps of up to 64 tokens get (small products run well below the large ones);
+// - overlap = false: two cores stream and compute in turn, not at once;
 // - load_gbs: a --load-file-mib file written to --dir, dropped from the page cache
 //   (posix_fadvise DONTNEED after fsync), and read back with large preads, as loads read;
 // - memory_gib / os_gib: MemTotal, and MemTotal - MemAvailable now (what everything else
@@ -34,9 +36,10 @@ using sparkd::Tensor;
 using sparkd::bench::Clock;
 using sparkd::bench::seconds_since;
 
-double measure_gemm_tflops(sparkd::Backend& backend) {
+// The CPU backend's linear on BF16 weights with m tokens (rows of x).
+double measure_gemm_tflops(sparkd::Backend& backend, int64_t m) {
   sparkd::bench::Memory memory(backend);
-  constexpr int64_t m = 512, n = 2048, k = 2048;
+  constexpr int64_t n = 2048, k = 2048;
   const Tensor x = memory.random(DType::kF32, {m, k}, 1);
   const Tensor w = memory.random(DType::kBF16, {n, k}, 2);
   Tensor y = memory.make(DType::kF32, {m, n});
@@ -109,7 +112,8 @@ int main(int argc, char** argv) {
   backend_options.num_threads = threads;
   const std::unique_ptr<sparkd::Backend> backend = sparkd::make_cpu_backend(backend_options);
   const double bandwidth = sparkd::bench::measure_read_gbs(threads, 1.0);
-  const double tflops = measure_gemm_tflops(*backend);
+  const double tflops = measure_gemm_tflops(*backend, 512);
+  const double small_tflops = measure_gemm_tflops(*backend, 16);
   const double load = measure_load_gbs(dir, load_mib);
   const double gib = double(1ull << 30);
   std::printf(
@@ -119,6 +123,10 @@ int main(int argc, char** argv) {
       "bandwidth_gbs = %.2f\n"
       "# The CPU backend's linear, 512 x 2048 x 2048 on BF16 weights (best of >= 1 s).\n"
       "compute_tflops = %.4f\n"
+      "# The same at 16 rows: decode steps of up to 64 tokens; a CPU streams, then computes.\n"
+      "small_step_tokens = 64\n"
+      "small_step_tflops = %.4f\n"
+      "overlap = false\n"
       "# MemTotal; MemTotal - MemAvailable when measured.\n"
       "memory_gib = %.2f\n"
       "os_gib = %.2f\n"
@@ -126,7 +134,8 @@ int main(int argc, char** argv) {
       "load_gbs = %.2f\n"
       "# Not measured here: the cost-model validation against bench_batching calibrates it.\n"
       "step_overhead_ms = 1\n",
-      threads, name.c_str(), threads, bandwidth, tflops, double(memory->total_bytes) / gib,
+      threads, name.c_str(), threads, bandwidth, tflops, small_tflops,
+      double(memory->total_bytes) / gib,
       double(memory->total_bytes - memory->available_bytes) / gib, static_cast<long long>(load_mib),
       load);
   return 0;

@@ -37,6 +37,9 @@ Expected<MachineProfile> load_machine_profile(const std::string& path) {
   positive("step_overhead_ms", profile.step_overhead_ms);
   positive("memory_gib", memory_gib);
   positive("os_gib", os_gib);
+  profile.overlap = table["overlap"].value_or(true);
+  profile.small_step_tokens = table["small_step_tokens"].value_or(0);
+  if (profile.small_step_tokens > 0) positive("small_step_tflops", profile.small_step_tflops);
   if (!problem.is_ok()) return problem;
   if (profile.name.empty()) {
     return Status(StatusCode::kInvalidArgument, "machine profile " + path + ": `name` is missing");
@@ -77,13 +80,17 @@ double ModelShape::active_params() const {
   return dense_params + expert_params * experts_per_token / experts;
 }
 
-StepCost CostModel::finish(double bytes, double flops) const {
+StepCost CostModel::finish(double bytes, double flops, double tokens) const {
   StepCost cost;
   cost.bytes = bytes;
   cost.flops = flops;
   const double memory_seconds = bytes / (machine_.bandwidth_gbs * 1e9);
-  const double compute_seconds = flops / (machine_.compute_tflops * 1e12);
-  cost.seconds = std::max(memory_seconds, compute_seconds) + machine_.step_overhead_ms * 1e-3;
+  const bool small = tokens <= machine_.small_step_tokens;
+  const double tflops = small ? machine_.small_step_tflops : machine_.compute_tflops;
+  const double compute_seconds = flops / (tflops * 1e12);
+  cost.seconds = (machine_.overlap ? std::max(memory_seconds, compute_seconds)
+                                   : memory_seconds + compute_seconds) +
+                 machine_.step_overhead_ms * 1e-3;
   return cost;
 }
 
@@ -110,7 +117,7 @@ StepCost CostModel::decoder_step(const ModelShape& model,
   const double kv_bytes = kv_positions * double(model.kv_bytes_per_token());
   const double flops = 2.0 * model.active_params() * tokens +
                        4.0 * model.layers * double(model.q_width) * attention_pairs;
-  return finish(weight_bytes + kv_bytes, flops);
+  return finish(weight_bytes + kv_bytes, flops, tokens);
 }
 
 StepCost CostModel::encoder_batch(const ModelShape& model, int64_t tokens,
@@ -118,7 +125,7 @@ StepCost CostModel::encoder_batch(const ModelShape& model, int64_t tokens,
   const double length = sequences > 0 ? double(tokens) / double(sequences) : 0;
   const double flops = 2.0 * model.active_params() * double(tokens) +
                        4.0 * model.layers * double(model.q_width) * double(tokens) * length;
-  return finish(double(model.weight_bytes()), flops);
+  return finish(double(model.weight_bytes()), flops, double(tokens));
 }
 
 double CostModel::load_seconds(const ModelShape& model) const {

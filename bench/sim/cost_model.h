@@ -4,6 +4,10 @@
 // simulator is the daemon's own code.
 //
 //   step  = max(bytes read / bandwidth, FLOPs / compute) + fixed overhead
+//           (the sum instead of the max where the machine does not overlap the two: a CPU
+//           whose few cores both stream and compute; FLOPs of a step of at most
+//           small_step_tokens tokens at small_step_tflops, where small matrix products run
+//           well below the large ones' rate)
 //   bytes = weights read (dense layers; of an MoE, only the experts the batch routes to)
 //           + the KV every chunk's attention reads
 //   FLOPs = 2 x active parameters x tokens + attention (4 x layers x q width x context per
@@ -29,8 +33,14 @@ struct MachineProfile {
   double compute_tflops = 0;    // sustained dense matrix FLOPs at the serving dtype
   double load_gbs = 0;          // model file reads (disk to memory)
   double step_overhead_ms = 0;  // per forward step: launches, sampling, scheduling
-  uint64_t memory_bytes = 0;    // MemTotal
-  uint64_t os_bytes = 0;        // what the OS and everything else hold when idle
+  // Whether streaming and computing overlap (a GPU's: the step takes the longer of the two)
+  // or add up (a CPU's).
+  bool overlap = true;
+  // Steps of at most this many tokens compute at small_step_tflops (0: no such regime).
+  int32_t small_step_tokens = 0;
+  double small_step_tflops = 0;
+  uint64_t memory_bytes = 0;  // MemTotal
+  uint64_t os_bytes = 0;      // what the OS and everything else hold when idle
 };
 
 // Parses a machine profile; errors name the file and the key.
@@ -85,7 +95,7 @@ class CostModel {
   double load_seconds(const ModelShape& model) const;
 
  private:
-  StepCost finish(double bytes, double flops) const;
+  StepCost finish(double bytes, double flops, double tokens) const;
   MachineProfile machine_;
 };
 

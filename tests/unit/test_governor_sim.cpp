@@ -257,6 +257,42 @@ TEST_CASE("governor sim: machine profiles load, and bad ones name the key", "[si
   fs::remove(path);
 }
 
+TEST_CASE("governor sim: a CPU profile adds streaming and computing, small steps at their rate",
+          "[sim]") {
+  MachineProfile cpu = unit_machine();
+  cpu.compute_tflops = 1e-3;  // 1 GFLOP/s for large steps
+  cpu.overlap = false;
+  cpu.small_step_tokens = 4;
+  cpu.small_step_tflops = 0.5e-3;
+  const CostModel cost(cpu);
+  ModelShape dense;
+  dense.dense_params = 1e9;
+  dense.bytes_per_param = 1;
+  dense.layers = 1;
+  dense.q_width = 1;
+  dense.kv_heads = 1;
+  dense.head_dim = 1;
+  // 2 tokens: 1 s of weights + 4e9 FLOPs at the small-step 0.5 GFLOP/s, added.
+  const std::vector<ChunkShape> two = {{0, 1}, {0, 1}};
+  const StepCost small = cost.decoder_step(dense, two);
+  CHECK(small.seconds == Approx(small.bytes / 1e9 + small.flops / 0.5e9));
+  // 8 tokens: past small_step_tokens, at the large rate.
+  const std::vector<ChunkShape> eight = {{0, 8}};
+  const StepCost large = cost.decoder_step(dense, eight);
+  CHECK(large.seconds == Approx(large.bytes / 1e9 + large.flops / 1e9));
+  // A GPU profile overlaps them.
+  cpu.overlap = true;
+  const CostModel gpu(cpu);
+  CHECK(gpu.decoder_step(dense, eight).seconds == Approx(large.flops / 1e9));
+  // The committed CPU profile says so.
+  auto measured =
+      load_machine_profile(std::string(SPARKD_SOURCE_DIR) + "/bench/profiles/this-machine.toml");
+  REQUIRE(measured.has_value());
+  CHECK_FALSE(measured->overlap);
+  CHECK(measured->small_step_tokens == 64);
+  CHECK(measured->small_step_tflops > 0);
+}
+
 TEST_CASE("governor sim: an MoE step reads only the experts its tokens route to", "[sim]") {
   const CostModel cost(unit_machine());
   ModelShape moe;
