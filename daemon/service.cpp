@@ -109,6 +109,11 @@ const char* model_state_name(ModelState state) {
   return "unknown";
 }
 
+// What requests still running on a model that is unloaded or shut down are told.
+Status cancelled_by_unload() {
+  return Status(StatusCode::kCancelled, "the runner is shutting down");
+}
+
 }  // namespace
 
 // One configured model: loaded weights plus the runner that serves them. The runner pointer
@@ -175,7 +180,8 @@ struct ModelEntry {
     return true;
   }
   // Destroys the runner (on the calling thread): its requests are answered CANCELLED.
-  void stop() {
+  // Stops the runners; what they still hold is answered with `reason`.
+  void stop(const Status& reason) {
     std::unique_ptr<sched::DecoderRunner> decoder;
     std::unique_ptr<sched::EncoderRunner> encoder;
     {
@@ -183,6 +189,8 @@ struct ModelEntry {
       decoder = std::move(decoder_runner);
       encoder = std::move(encoder_runner);
     }
+    if (decoder) decoder->stop(reason);
+    if (encoder) encoder->stop(reason);
   }
 };
 
@@ -292,7 +300,7 @@ void Service::stop_models() {
     models.swap(models_);
   }
   for (auto& [name, entry] : models) {
-    if (entry->state == ModelState::kReady) release(*entry);
+    if (entry->state == ModelState::kReady) release(*entry, cancelled_by_unload());
   }
   metrics_ = nullptr;  // the caller may destroy the metrics next
 }
@@ -329,7 +337,7 @@ void Service::governor_loop() {
   }
 }
 
-bool Service::evict(governor::ConsumerId account, const std::string& reason) {
+bool Service::evict(governor::ConsumerId account, const std::string& reason, bool busy) {
   // Held throughout: a shutdown resets the worker under it, so nothing posts to a worker
   // that is gone.
   std::lock_guard<std::mutex> evict_lock(evict_mutex_);
@@ -344,9 +352,10 @@ bool Service::evict(governor::ConsumerId account, const std::string& reason) {
     }
     if (!entry || entry->residency != Residency::kOnDemand) return false;
     {
-      // A request holding the model wins: it is not idle any more.
+      // A request holding the model wins: it is not idle any more (unless the host is about
+      // to run out of memory: then the requests end, with the reason).
       std::lock_guard<std::mutex> runner_lock(entry->runner_mutex);
-      if (entry->in_flight > 0) return false;
+      if (entry->in_flight > 0 && !busy) return false;
       ModelState ready = ModelState::kReady;
       if (!entry->state.compare_exchange_strong(ready, ModelState::kUnloading)) return false;
     }
@@ -356,7 +365,7 @@ bool Service::evict(governor::ConsumerId account, const std::string& reason) {
   evicting_.insert(account);
   // Its own thread: a load waiting for this memory may be holding the admin worker, and a
   // runner that asked for memory must not join another runner's thread.
-  evict_worker_->post([this, entry, reason, account] {
+  evict_worker_->post([this, entry, reason, account, busy] {
     const governor::LedgerSnapshot ledger = governor_.snapshot();
     const auto accounts = by_account(ledger);
     const auto it = accounts.find(account);
@@ -364,7 +373,11 @@ bool Service::evict(governor::ConsumerId account, const std::string& reason) {
                               ? 0
                               : it->second->weights_bytes + it->second->workspace_bytes +
                                     it->second->kv_granted_bytes;
-    release(*entry);
+    release(*entry, busy ? Status(StatusCode::kUnavailable,
+                                  "model '" + entry->config.name +
+                                      "' was unloaded: the host ran short of memory (MemAvailable "
+                                      "below the governor's os_reserve); retry later")
+                         : cancelled_by_unload());
     {
       std::lock_guard<std::mutex> lock(evict_mutex_);
       evicting_.erase(account);
@@ -469,7 +482,7 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
   bool admitted = false;
   auto fail = [&](Status status) {
     // What the load built goes, and its reservation or account with it.
-    entry.stop();
+    entry.stop(cancelled_by_unload());
     entry.model.reset();
     entry.backend.reset();
     if (admitted) {
@@ -578,8 +591,8 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
   return Status::ok();
 }
 
-void Service::release(ModelEntry& entry) {
-  entry.stop();  // requests still running are answered CANCELLED; KV goes back
+void Service::release(ModelEntry& entry, const Status& reason) {
+  entry.stop(reason);  // requests still running are answered with `reason`; KV goes back
   compute_.remove_model(entry.consumer);
   governor_.close_account(entry.consumer);
   entry.state = ModelState::kUnloaded;
@@ -610,7 +623,7 @@ Status Service::unload_model(const std::string& name, bool keep_listed) {
   }
   ModelState ready = ModelState::kReady;
   if (entry->state.compare_exchange_strong(ready, ModelState::kUnloading)) {
-    release(*entry);
+    release(*entry, cancelled_by_unload());
   } else if (keep_listed) {
     return Status(StatusCode::kFailedPrecondition, "model '" + name + "' is not loaded (it is " +
                                                        model_state_name(entry->state.load()) + ")");

@@ -55,8 +55,9 @@ class Service : public api::RequestHandler, public governor::ModelEvictor {
   // request loads them.
   Status load_configured_models(const std::function<void(const std::string&)>& progress);
 
-  // governor::ModelEvictor: unloads an idle on_demand model (on the admin worker).
-  bool evict(governor::ConsumerId account, const std::string& reason) override;
+  // governor::ModelEvictor: unloads an idle on_demand model (on the admin worker), or under
+  // host pressure a busy one, its requests answered UNAVAILABLE.
+  bool evict(governor::ConsumerId account, const std::string& reason, bool busy) override;
   // The governor's ledger (thread-safe).
   governor::LedgerSnapshot ledger() const { return governor_.snapshot(); }
 
@@ -123,7 +124,9 @@ class Service : public api::RequestHandler, public governor::ModelEvictor {
   void defer_or_fail(const std::string& name, const v1::Request& request,
                      const std::shared_ptr<api::Call>& call);
   // Stops the runner and closes its governor account (the weights go with the entry).
-  void release(ModelEntry& entry);
+  // Stops the model's runners (what they hold is answered with `reason`) and closes its
+  // account.
+  void release(ModelEntry& entry, const Status& reason);
   // A fresh unloaded entry with `entry`'s definition, to list in its place.
   std::shared_ptr<ModelEntry> unloaded_copy(const ModelEntry& entry) const;
   // `keep_listed`: an on_demand model of the config stays listed as unloaded.

@@ -207,11 +207,13 @@ void MemoryGovernor::reclaim_locked(const Requester& requester, uint64_t shortfa
     const std::string kind = reclaim_kind_name(action.kind);
     ++counters_.reclaims[kind];
     counters_.reclaim_bytes[kind] += action.bytes;
-    deferred.log.push_back("reclaim " + kind + " from " + victim.options.name + ": " +
-                           mib(action.bytes) + " for " + why);
+    deferred.log.push_back("reclaim " + kind + (action.busy ? " (busy: its requests end)" : "") +
+                           " from " + victim.options.name + ": " + mib(action.bytes) + " for " +
+                           why);
     if (action.kind == ReclaimKind::kEvict) {
       demands_[action.victim] = {action.bytes, now, /*eviction=*/true};
-      deferred.evictions.emplace_back(action.victim, requester.host ? "pressure" : "memory");
+      deferred.evictions.push_back(
+          {action.victim, requester.host ? "pressure" : "memory", action.busy});
       continue;
     }
     Demand& demand = demands_[action.victim];
@@ -335,7 +337,7 @@ void MemoryGovernor::refresh() {
       if (a->options.pinned || a->loading || a->busy || !a->options.keep_alive) continue;
       if (demands_.count(id) != 0 || now - a->last_used < *a->options.keep_alive) continue;
       demands_[id] = {a->held(), now, /*eviction=*/true};
-      deferred.evictions.emplace_back(id, "keep_alive");
+      deferred.evictions.push_back({id, "keep_alive", false});
       deferred.log.push_back(a->options.name + " idle past its keep_alive: unloading");
     }
     if (free_locked() > old_free) wake_waiters_locked(deferred);
@@ -370,13 +372,13 @@ void MemoryGovernor::run(Deferred& deferred) {
   if (log) {
     for (const std::string& line : deferred.log) log(line);
   }
-  for (auto& [id, reason] : deferred.evictions) {
-    const bool evicted = evictor != nullptr && evictor->evict(id, reason);
+  for (const Deferred::Eviction& e : deferred.evictions) {
+    const bool evicted = evictor != nullptr && evictor->evict(e.account, e.reason, e.busy);
     std::lock_guard<std::mutex> lock(mutex_);
     if (evicted) {
-      ++counters_.evictions[reason];
+      ++counters_.evictions[e.reason];
     } else {
-      demands_.erase(id);  // not idle any more: plan without it next time
+      demands_.erase(e.account);  // not idle any more: plan without it next time
     }
   }
 }

@@ -102,8 +102,10 @@ class ModelEvictor {
  public:
   virtual ~ModelEvictor() = default;
   // Unloads the model of `account`, or arranges for it to be unloaded soon. False when it is
-  // not idle any more (a request came in): the governor then plans without it.
-  virtual bool evict(ConsumerId account, const std::string& reason) = 0;
+  // not idle any more (a request came in): the governor then plans without it. `busy`: the
+  // host is about to run out of memory and the model goes even with requests in flight,
+  // which end with UNAVAILABLE saying why.
+  virtual bool evict(ConsumerId account, const std::string& reason, bool busy) = 0;
 };
 
 struct ModelAccountOptions {
@@ -253,7 +255,12 @@ class MemoryGovernor final : public MemoryArbiter {
       ReclaimDemand demand;
     };
     std::vector<Reclaim> reclaims;
-    std::vector<std::pair<ConsumerId, std::string>> evictions;  // account, reason
+    struct Eviction {
+      ConsumerId account = 0;
+      std::string reason;
+      bool busy = false;
+    };
+    std::vector<Eviction> evictions;
     std::vector<std::pair<ConsumerId, KvReclaimTarget*>> wakes;
     std::vector<std::string> log;
   };

@@ -128,6 +128,26 @@ ReclaimPlan plan_reclaim(std::span<const AccountView> accounts, const Requester&
     plan.planned_bytes += a->resident_bytes() - already;
     evictions.push_back({ReclaimKind::kEvict, a->id, a->resident_bytes(), 0});
   }
+  // 4. Host pressure only, when nothing idle is left: busy on_demand models.
+  if (!covered() && requester.host) {
+    std::vector<const AccountView*> busy;
+    for (const AccountView& a : accounts) {
+      if (!a.pinned && !a.loading && a.busy) busy.push_back(&a);
+    }
+    std::stable_sort(busy.begin(), busy.end(), [&](const AccountView* x, const AccountView* y) {
+      if (x->priority != y->priority) return x->priority > y->priority;
+      return eviction_score(*x, now) > eviction_score(*y, now);
+    });
+    for (const AccountView* a : busy) {
+      if (covered()) break;
+      uint64_t already = 0;
+      for (const ReclaimAction& action : plan.actions) {
+        if (action.victim == a->id) already += action.bytes;
+      }
+      plan.planned_bytes += a->resident_bytes() - std::min(already, a->resident_bytes());
+      evictions.push_back({ReclaimKind::kEvict, a->id, a->resident_bytes(), 0, /*busy=*/true});
+    }
+  }
   plan.covers_shortfall = covered();
   if (!plan.covers_shortfall && !requester.host) {
     // Unloading models would not make it fit: keep them. (Under host pressure every byte

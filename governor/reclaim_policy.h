@@ -12,7 +12,9 @@
 // Under host pressure the requester is the host itself: every model is less important.
 // Evictions are planned only when the whole plan covers the shortfall (a model is never
 // unloaded for a request that would still not fit), except under host pressure, where every
-// byte shed helps.
+// byte shed helps; and there, as the last resort before the host runs out of memory:
+//  4. busy on_demand models, the least important first, then by eviction score: their
+//     requests end with UNAVAILABLE (a wedged host would end them all).
 #pragma once
 
 #include <chrono>
@@ -57,6 +59,8 @@ struct ReclaimAction {
   uint64_t bytes = 0;  // what it should free
   // kPreempt: the victim's KV after the action.
   uint64_t shrink_to_bytes = 0;
+  // kEvict of a model with requests in flight (host pressure only): they are cancelled.
+  bool busy = false;
 };
 
 struct Requester {

@@ -104,6 +104,8 @@ struct SimModel final : governor::KvReclaimTarget {
   std::optional<governor::ReclaimDemand> demand;
   double last_used = 0;
   uint64_t preemptions_before = 0;  // of schedulers already gone
+  // Bumped at every unload: a step completion from before it is stale.
+  int64_t epoch = 0;
 
   bool generator() const { return config->shape.kind == ModelKind::kGenerate; }
   bool idle() const {
@@ -146,10 +148,12 @@ class Simulation final : public governor::ModelEvictor {
     events_.push({.t = t, .seq = next_seq_++, .kind = kind, .arg = arg});
   }
   void post_wake(int32_t model) { post(now_, EventKind::kWake, model); }
+  // A step completion's event argument: the model, and its epoch (stale after an unload).
+  static int64_t step_arg(const SimModel& m) { return (m.epoch << 16) | m.index; }
 
   // ModelEvictor: the governor unloads an idle on_demand model (the daemon's evict worker:
   // the unload happens as the next event).
-  bool evict(ConsumerId account, const std::string& reason) override;
+  bool evict(ConsumerId account, const std::string& reason, bool busy) override;
 
  private:
   // ---- memory ----
@@ -519,6 +523,16 @@ void Simulation::load_done(SimModel& m) {
 }
 
 void Simulation::unload(SimModel& m) {
+  // A model evicted busy (host pressure): what it runs ends, as the daemon's runner answers
+  // UNAVAILABLE; a step in flight is dropped (its completion is ignored).
+  std::vector<LiveRequest*> running = m.batch;
+  running.insert(running.end(), m.encoder_queue.begin(), m.encoder_queue.end());
+  for (auto& [id, r] : m.active) running.push_back(r);
+  m.batch.clear();
+  m.encoder_queue.clear();
+  for (LiveRequest* r : running) finish(m, *r, "evicted");
+  m.step_in_flight = false;
+  ++m.epoch;
   if (m.scheduler) m.preemptions_before += m.scheduler->stats().preemptions;
   if (policy_ == Policy::kSparkd && m.generator()) {
     governor_->stop_waiting(m.account);
@@ -538,10 +552,11 @@ void Simulation::unload(SimModel& m) {
   if (!m.waiting_load.empty()) enqueue_load(m);
 }
 
-bool Simulation::evict(ConsumerId account, const std::string& /*reason*/) {
+bool Simulation::evict(ConsumerId account, const std::string& /*reason*/, bool busy) {
   for (auto& m : models_) {
     if (m->account != account || m->residency != Residency::kLoaded) continue;
-    if (!m->idle() || m->unload_pending) return false;
+    if (m->unload_pending) return true;
+    if (!m->idle() && !busy) return false;
     m->unload_pending = true;
     post(now_, EventKind::kUnload, m->index);
     return true;
@@ -673,7 +688,7 @@ void Simulation::wake(SimModel& m) {
     }
     m.step_in_flight = true;
     post(run_on_device(cost_.encoder_batch(m.config->shape, tokens, texts).seconds),
-         EventKind::kStepDone, m.index);
+         EventKind::kStepDone, step_arg(m));
     return;
   }
   m.plan = m.scheduler->schedule();
@@ -693,7 +708,7 @@ void Simulation::wake(SimModel& m) {
   for (const sched::ScheduledChunk& c : m.plan.chunks) chunks.push_back({c.begin, c.count});
   m.step_in_flight = true;
   post(run_on_device(cost_.decoder_step(m.config->shape, chunks).seconds), EventKind::kStepDone,
-       m.index);
+       step_arg(m));
 }
 
 // Nothing runs and nothing could be admitted (the runner's blocked_on_memory): a head request
@@ -830,9 +845,11 @@ SimResult Simulation::run() {
       case EventKind::kWake:
         wake(*models_[static_cast<size_t>(e.arg)]);
         break;
-      case EventKind::kStepDone:
-        step_done(*models_[static_cast<size_t>(e.arg)]);
+      case EventKind::kStepDone: {
+        SimModel& m = *models_[static_cast<size_t>(e.arg & 0xffff)];
+        if ((e.arg >> 16) == m.epoch) step_done(m);
         break;
+      }
       case EventKind::kLoadDone:
         load_done(*models_[static_cast<size_t>(e.arg)]);
         break;

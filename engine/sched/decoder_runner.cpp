@@ -526,6 +526,13 @@ Expected<std::unique_ptr<DecoderRunner>> DecoderRunner::start(const tasks::Loade
   return runner;
 }
 
+void DecoderRunner::stop(Status reason) {
+  if (!thread_.joinable()) return;
+  stop_reason_ = std::move(reason);
+  inbox_.stop();
+  thread_.join();
+}
+
 DecoderRunner::~DecoderRunner() {
   inbox_.stop();
   if (thread_.joinable()) thread_.join();
@@ -565,8 +572,9 @@ void DecoderRunner::run() {
         for (Submitted& sub : intake) {
           GenerateResult result;
           result.id = sub.id;
-          result.status = {StatusCode::kCancelled, "the runner is shutting down"};
-          result.finish_reason = "cancelled";
+          result.status = stop_reason_;
+          result.finish_reason =
+              stop_reason_.code() == StatusCode::kCancelled ? "cancelled" : "error";
           result.prompt_tokens = static_cast<int32_t>(sub.request.prompt_ids.size());
           ++s.finished_requests;
           State::call_done(sub.callbacks, std::move(result));
@@ -574,7 +582,8 @@ void DecoderRunner::run() {
         std::vector<RequestId> ids;
         for (const auto& [id, a] : s.active) ids.push_back(id);
         for (RequestId id : ids) {
-          s.finish(id, "cancelled", {StatusCode::kCancelled, "the runner is shutting down"});
+          s.finish(id, stop_reason_.code() == StatusCode::kCancelled ? "cancelled" : "error",
+                   stop_reason_);
         }
         s.publish_stats();
         return;

@@ -125,6 +125,9 @@ class DecoderRunner {
   // Stops the thread; unfinished requests get on_done(CANCELLED). Every block and granule
   // is returned.
   ~DecoderRunner();
+  // Stops the thread now, answering every unfinished request with `reason` (a model evicted
+  // under host pressure says so); the destructor then has nothing left to stop.
+  void stop(Status reason);
 
   // Thread-safe; never waits for the model. Invalid requests are answered with
   // INVALID_ARGUMENT through on_done (from the runner thread).
@@ -153,6 +156,8 @@ class DecoderRunner {
   std::unique_ptr<State> state_;  // touched only by the runner thread once started
   governor::MemoryArbiter* arbiter_ = nullptr;
   std::unique_ptr<Reclaim> reclaim_;
+  // What unfinished requests are told when the runner stops (set before the inbox stops).
+  Status stop_reason_{StatusCode::kCancelled, "the runner is shutting down"};
 
   RunnerInbox<Submitted> inbox_;
   mutable std::mutex stats_mutex_;

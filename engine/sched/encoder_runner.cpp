@@ -279,6 +279,13 @@ Expected<std::unique_ptr<EncoderRunner>> EncoderRunner::start(const tasks::Loade
   return runner;
 }
 
+void EncoderRunner::stop(Status reason) {
+  if (!thread_.joinable()) return;
+  stop_reason_ = std::move(reason);
+  inbox_.stop();
+  thread_.join();
+}
+
 EncoderRunner::~EncoderRunner() {
   inbox_.stop();
   if (thread_.joinable()) thread_.join();
@@ -315,9 +322,8 @@ void EncoderRunner::run() {
     auto [intake, cancels, stopping] = inbox_.take(s.active.empty());
     try {
       if (stopping) {
-        const Status shutting_down(StatusCode::kCancelled, "the runner is shutting down");
-        for (Submitted& sub : intake) s.answer(sub, shutting_down, nullptr);
-        s.fail_all(shutting_down);
+        for (Submitted& sub : intake) s.answer(sub, stop_reason_, nullptr);
+        s.fail_all(stop_reason_);
         s.publish_stats();
         return;
       }

@@ -101,6 +101,8 @@ class EncoderRunner {
   EncoderRunner& operator=(const EncoderRunner&) = delete;
   // Stops the thread; unfinished requests are answered with CANCELLED.
   ~EncoderRunner();
+  // Stops the thread now, answering every unfinished request with `reason`.
+  void stop(Status reason);
 
   // Thread-safe; never waits for the model. Invalid requests (wrong task for this model,
   // no inputs, an over-long input without truncate) are answered through on_done with
@@ -131,6 +133,8 @@ class EncoderRunner {
   RunnerInbox<Submitted> inbox_;
   mutable std::mutex stats_mutex_;
   EncoderRunnerStats stats_;  // guarded by stats_mutex_
+  // What unfinished requests are told when the runner stops (set before the inbox stops).
+  Status stop_reason_{StatusCode::kCancelled, "the runner is shutting down"};
   std::thread thread_;
 };
 

@@ -431,6 +431,63 @@ TEST_CASE("Daemon governor: host pressure (injected MemAvailable) sheds cache an
   CHECK_THAT(daemon.log(), Contains("host memory pressure over"));
 }
 
+// The last resort before the host runs out of memory: an on_demand model goes even while it
+// serves, and its request is told why (found by the trace simulator, bench/README.md).
+TEST_CASE("Daemon governor: host pressure evicts a busy on_demand model and tells its requests",
+          "[daemon][governor]") {
+  TempDir dir("busy-evict");
+  const std::string wide = (dir.path / "wide").string();
+  WideKvModel slow;
+  slow.hidden = 512;
+  slow.intermediate = 2048;
+  write_wide_kv_model(wide, slow);
+  const std::filesystem::path meminfo = dir.path / "meminfo";
+  auto write_available = [&](uint64_t available_mib) {
+    std::ofstream(meminfo) << "MemTotal:       67108864 kB\nMemAvailable:   "
+                           << available_mib * 1024 << " kB\n";
+  };
+  write_available(32 * 1024);  // 2 GiB above os_reserve
+  DaemonProcess daemon([&](const auto& d) {
+    return governor_config(d,
+                           "budget = \"auto\"\nos_reserve = \"30GiB\"\nmemory_wait_s = 2\n"
+                           "meminfo = \"" +
+                               meminfo.string() + "\"\npressure = \"" +
+                               (dir.path / "no-psi").string() + "\"",
+                           model_table("od", wide,
+                                       "residency = \"on_demand\"\nkv_max = \"256MiB\"\n"
+                                       "max_batch_tokens = 512"));
+  });
+  api::Client client = daemon.connect();
+
+  v1::Request long_request = generate_request("od", repeated(" a", 64), 4000);
+  long_request.mutable_generate()->set_ignore_eos(true);
+  api::Client od_client = daemon.connect();
+  Expected<std::vector<v1::Response>> result = Status::ok();
+  std::thread serving([&] { result = od_client.call(long_request); });
+  CHECK(wait_for_status(client, [](const v1::StatusResponse& s) {
+    return model_in(s, "od").state() == "ready" && model_in(s, "od").running() == 1;
+  }));
+
+  // Another process takes 3 GiB: 1 GiB below the reserve, more than od's KV could give.
+  write_available(29 * 1024);
+  serving.join();
+  REQUIRE(result.has_value());
+  const v1::Response& last = result->back();
+  CHECK(error_code(last) == v1::UNAVAILABLE);
+  CHECK_THAT(last.error().message(),
+             Contains("model 'od' was unloaded") && Contains("host ran short of memory"));
+  CHECK(wait_for_status(client, [](const v1::StatusResponse& s) {
+    return model_in(s, "od").state() == "unloaded" &&
+           count_of(s.evictions_total(), "pressure") == 1;
+  }));
+  CHECK_THAT(daemon.log(), Contains("reclaim evict (busy: its requests end) from od"));
+
+  // The host recovers: the next request loads it again.
+  write_available(32 * 1024);
+  CHECK(wait_for_status(client, [](const v1::StatusResponse& s) { return !s.under_pressure(); }));
+  CHECK(error_code(call_once(client, generate_request("od", repeated(" b", 16), 2))) == v1::OK);
+}
+
 uint64_t mem_available_now() {
   auto memory = governor::read_system_memory();
   REQUIRE(memory.has_value());

@@ -89,7 +89,7 @@ struct Evictor : ModelEvictor {
   std::map<ConsumerId, ScriptedModel*> models;
   std::vector<ConsumerId> evicted;
   bool refuse = false;
-  bool evict(ConsumerId id, const std::string&) override {
+  bool evict(ConsumerId id, const std::string&, bool) override {
     if (refuse) return false;
     evicted.push_back(id);
     if (auto it = models.find(id); it != models.end()) {
@@ -740,6 +740,54 @@ TEST_CASE("reclaim policy: a requester with cache of its own reuses it before an
   host.host = true;
   plan = plan_reclaim(views, host, 20 * kMiB, now);
   CHECK(plan.planned_bytes >= 20 * kMiB);
+}
+
+TEST_CASE("reclaim policy: under host pressure, busy on_demand models go last, never for a model",
+          "[governor]") {
+  // Found by the trace simulator (pressure-mix, seeds 2 and 5): with every on_demand model
+  // busy and all KV above kv_min shed, the host crossed MemTotal. A wedged host ends every
+  // request; evicting a busy on_demand model ends its own.
+  const TimePoint now = TimePoint{} + std::chrono::hours(1);
+  std::vector<AccountView> views(3);
+  views[0].id = 1;  // pinned, busy
+  views[0].weights_bytes = 500 * kMiB;
+  views[0].busy = true;
+  views[1].id = 2;  // on_demand, busy, less important
+  views[1].pinned = false;
+  views[1].busy = true;
+  views[1].priority = 2;
+  views[1].weights_bytes = 300 * kMiB;
+  views[1].kv_granted_bytes = 20 * kMiB;
+  views[1].last_used = now;
+  views[2].id = 3;  // on_demand, busy, more important
+  views[2].pinned = false;
+  views[2].busy = true;
+  views[2].priority = 1;
+  views[2].weights_bytes = 300 * kMiB;
+  views[2].last_used = now;
+  Requester host;
+  host.host = true;
+  ReclaimPlan plan = plan_reclaim(views, host, 100 * kMiB, now);
+  // Its KV first (preemption), then the least important busy model: one is enough.
+  REQUIRE_FALSE(plan.actions.empty());
+  const ReclaimAction& last = plan.actions.back();
+  CHECK(last.kind == ReclaimKind::kEvict);
+  CHECK(last.victim == 2);
+  CHECK(last.busy);
+  CHECK(plan.covers_shortfall);
+  size_t evictions = 0;
+  for (const ReclaimAction& a : plan.actions) evictions += a.kind == ReclaimKind::kEvict;
+  CHECK(evictions == 1);
+  // A model's request never evicts a busy model.
+  Requester model;
+  model.id = 1;
+  plan = plan_reclaim(views, model, 100 * kMiB, now);
+  for (const ReclaimAction& a : plan.actions) CHECK(a.kind != ReclaimKind::kEvict);
+  // An idle on_demand model would have gone first, not busy.
+  views[2].busy = false;
+  plan = plan_reclaim(views, host, 100 * kMiB, now);
+  CHECK(plan.actions.back().victim == 3);
+  CHECK_FALSE(plan.actions.back().busy);
 }
 
 TEST_CASE("reclaim policy: the eviction score prefers big, cheap to reload, long idle",
