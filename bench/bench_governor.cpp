@@ -5,13 +5,15 @@
 //
 //   bench_governor --profile bench/profiles/dgx-spark.toml [--traces rag-office,...]
 //                  [--trace-file FILE.jsonl] [--seed N] [--policies sparkd,static,...]
-//                  [--out DIR] [--no-invariants] [--log]
+//                  [--out DIR] [--no-invariants] [--log] [--seeds FIRST-LAST]
 //
 // For each trace (generated from --seed, or read from --trace-file) it runs every policy and
 // prints a markdown table; with --out it also writes, per trace, TRACE.jsonl (the replayable
 // trace), TRACE.md (the table), TRACE-memory.csv, TRACE-summary.csv and TRACE-outcomes.csv
 // (what tools/bench/plot_governor.py draws). --log prints the governor's actions with their
-// simulated time. The exit status is 1 when an invariant broke.
+// simulated time. --seeds runs every generated trace for each seed of the range instead and
+// prints, per trace, one table of SLO attainment and OOM events by policy and seed. The exit
+// status is 1 when an invariant broke.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -51,7 +53,7 @@ bool write_file(const std::filesystem::path& path, const std::string& text) {
   std::fprintf(stderr,
                "bench_governor: %s\nusage: bench_governor --profile FILE [--traces a,b] "
                "[--trace-file FILE] [--seed N] [--policies p,q] [--out DIR] [--no-invariants] "
-               "[--log]\n",
+               "[--log] [--seeds FIRST-LAST]\n",
                problem.c_str());
   std::exit(2);
 }
@@ -65,6 +67,7 @@ int main(int argc, char** argv) {
   uint64_t seed = 1;
   std::vector<Policy> policies = all_policies();
   std::string out_dir;
+  std::vector<uint64_t> seeds;  // --seeds: the summary over seeds instead
   SimOptions options;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -91,6 +94,14 @@ int main(int argc, char** argv) {
       }
     } else if (arg == "--out") {
       out_dir = value();
+    } else if (arg == "--seeds") {
+      const std::string range = value();
+      const size_t dash = range.find('-');
+      if (dash == std::string::npos) usage("--seeds takes FIRST-LAST");
+      const uint64_t first = std::stoull(range.substr(0, dash));
+      const uint64_t last = std::stoull(range.substr(dash + 1));
+      if (last < first || last - first > 100) usage("--seeds: a range of at most 100 seeds");
+      for (uint64_t s = first; s <= last; ++s) seeds.push_back(s);
     } else if (arg == "--log") {
       options.governor_log = [](double t, const std::string& line) {
         std::fprintf(stderr, "t=%.3f %s\n", t, line.c_str());
@@ -105,6 +116,31 @@ int main(int argc, char** argv) {
   auto profile = load_machine_profile(profile_path);
   if (!profile) usage(profile.status().to_string());
   const CostModel cost(*profile);
+
+  if (!seeds.empty()) {
+    bool seeds_broken = false;
+    std::printf("machine profile %s, seeds %llu-%llu: SLO attainment (OOM events)\n\n",
+                profile->name.c_str(), static_cast<unsigned long long>(seeds.front()),
+                static_cast<unsigned long long>(seeds.back()));
+    for (const std::string& name : trace_names) {
+      std::vector<std::vector<SimResult>> by_seed;
+      for (uint64_t s : seeds) {
+        auto trace = generate_trace(name, s);
+        if (!trace) usage(trace.status().to_string());
+        by_seed.emplace_back();
+        for (Policy policy : policies) {
+          by_seed.back().push_back(simulate(*trace, cost, policy, options));
+          for (const std::string& v : by_seed.back().back().invariant_violations) {
+            std::fprintf(stderr, "%s seed %llu / %s: invariant broken: %s\n", name.c_str(),
+                         static_cast<unsigned long long>(s), policy_name(policy), v.c_str());
+            seeds_broken = true;
+          }
+        }
+      }
+      std::printf("## %s\n\n%s\n", name.c_str(), seeds_table(seeds, by_seed).c_str());
+    }
+    return seeds_broken ? 1 : 0;
+  }
 
   std::vector<Trace> traces;
   if (!trace_file.empty()) {

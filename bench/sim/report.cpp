@@ -46,6 +46,29 @@ std::string results_table(const std::vector<SimResult>& results) {
   return out;
 }
 
+std::string seeds_table(const std::vector<uint64_t>& seeds,
+                        const std::vector<std::vector<SimResult>>& by_seed) {
+  std::string out = "| policy |";
+  std::string rule = "|---|";
+  for (uint64_t seed : seeds) {
+    out += " seed " + std::to_string(seed) + " |";
+    rule += "---:|";
+  }
+  out += "\n" + rule + "\n";
+  if (by_seed.empty()) return out;
+  for (size_t p = 0; p < by_seed.front().size(); ++p) {
+    out += "| " + by_seed.front()[p].policy + " |";
+    for (const std::vector<SimResult>& results : by_seed) {
+      const SimResult& r = results.at(p);
+      out += " " + fixed(100 * r.slo_attainment, 1) + " %";
+      if (r.oom_events > 0) out += " (" + std::to_string(r.oom_events) + " OOM)";
+      out += " |";
+    }
+    out += "\n";
+  }
+  return out;
+}
+
 std::string memory_csv(const std::vector<SimResult>& results) {
   std::string out = "t_s,policy,committed_gib,host_gib\n";
   for (const SimResult& r : results) {

@@ -216,6 +216,24 @@ TEST_CASE("governor sim: bench/README.md shows what the simulator computes", "[s
       CHECK(readme.find(results_table(results)) != std::string::npos);
     }
   }
+  // And the summary over seeds 1-5 (dgx-spark): sparkd never takes the host out of memory.
+  auto spark_profile =
+      load_machine_profile(std::string(SPARKD_SOURCE_DIR) + "/bench/profiles/dgx-spark.toml");
+  REQUIRE(spark_profile.has_value());
+  const CostModel cost(*spark_profile);
+  const std::vector<uint64_t> seeds = {1, 2, 3, 4, 5};
+  for (const std::string& name : trace_generator_names()) {
+    INFO("dgx-spark / " << name << " over seeds 1-5: run tools/bench/governor_bench.sh");
+    std::vector<std::vector<SimResult>> by_seed;
+    for (uint64_t seed : seeds) {
+      auto trace = generate_trace(name, seed);
+      REQUIRE(trace.has_value());
+      by_seed.emplace_back();
+      for (Policy policy : all_policies()) by_seed.back().push_back(simulate(*trace, cost, policy));
+      CHECK(by_seed.back().front().oom_events == 0);
+    }
+    CHECK(readme.find(seeds_table(seeds, by_seed)) != std::string::npos);
+  }
 }
 
 TEST_CASE("governor sim: a bad trace file fails with its line and reason", "[sim]") {

@@ -70,6 +70,12 @@ for profile in dgx-spark this-machine; do
   } >> "$section"
 done
 
+{
+  echo "### Profile \`dgx-spark\`, seeds 1-5"
+  echo
+  build/bench_governor --profile bench/profiles/dgx-spark.toml --seeds 1-5 | sed 's/^## /#### /'
+} >> "$section"
+
 python3 - "$section" <<'PY'
 import pathlib, sys
 readme = pathlib.Path("bench/README.md")
