@@ -375,6 +375,23 @@ TEST_CASE("Daemon governor: reclaim across models: cache first, then preemption,
   CHECK(log.find("reclaim preempt from high") == std::string::npos);
 }
 
+// A machine played through files: /proc/meminfo with 64 GiB total and MemAvailable as the
+// test writes it, and no PSI; the governor reads them with os_reserve 30 GiB.
+struct InjectedMemory {
+  explicit InjectedMemory(const std::filesystem::path& dir)
+      : meminfo(dir / "meminfo"), no_psi(dir / "no-psi") {}
+  void write_available(uint64_t available_mib) const {
+    std::ofstream(meminfo) << "MemTotal:       67108864 kB\nMemAvailable:   "
+                           << available_mib * 1024 << " kB\n";
+  }
+  std::string governor_lines() const {
+    return "budget = \"auto\"\nos_reserve = \"30GiB\"\nmemory_wait_s = 2\nmeminfo = \"" +
+           meminfo.string() + "\"\npressure = \"" + no_psi.string() + "\"";
+  }
+  std::filesystem::path meminfo;
+  std::filesystem::path no_psi;
+};
+
 // Pressure driven through the injected /proc/meminfo: the daemon sheds its cache and holds
 // growth while MemAvailable is below os_reserve, keeps serving within kv_min, and grows back
 // once the host recovers.
@@ -383,18 +400,10 @@ TEST_CASE("Daemon governor: host pressure (injected MemAvailable) sheds cache an
   TempDir dir("pressure");
   const std::string wide = (dir.path / "wide").string();
   write_wide_kv_model(wide);
-  const std::filesystem::path meminfo = dir.path / "meminfo";
-  auto write_available = [&](uint64_t available_mib) {
-    std::ofstream(meminfo) << "MemTotal:       67108864 kB\nMemAvailable:   "
-                           << available_mib * 1024 << " kB\n";
-  };
-  write_available(32 * 1024);  // 32 GiB: 2 GiB above os_reserve
+  InjectedMemory machine(dir.path);
+  machine.write_available(32 * 1024);  // 32 GiB: 2 GiB above os_reserve
   DaemonProcess daemon([&](const auto& d) {
-    return governor_config(d,
-                           "budget = \"auto\"\nos_reserve = \"30GiB\"\nmemory_wait_s = 2\n"
-                           "meminfo = \"" +
-                               meminfo.string() + "\"\npressure = \"" +
-                               (dir.path / "no-psi").string() + "\"",
+    return governor_config(d, machine.governor_lines(),
                            model_table("gen", wide,
                                        "kv_min = \"8MiB\"\nkv_max = \"48MiB\"\n"
                                        "max_batch_tokens = 512"));
@@ -408,7 +417,7 @@ TEST_CASE("Daemon governor: host pressure (injected MemAvailable) sheds cache an
   CHECK(model_in(before, "gen").prefix_cached_bytes() == 40 * kMiB);
   CHECK_FALSE(before.under_pressure());
 
-  write_available(30 * 1024 - 100);  // another process took memory: below the reserve
+  machine.write_available(30 * 1024 - 100);  // another process took memory: below the reserve
   CHECK(wait_for_status(client, [](const v1::StatusResponse& s) {
     return s.under_pressure() && model_in(s, "gen").kv_bytes_committed() == 0;
   }));
@@ -423,7 +432,7 @@ TEST_CASE("Daemon governor: host pressure (injected MemAvailable) sheds cache an
   CHECK_THAT(held.error().message(), Contains("waited") && Contains("short of memory"));
   CHECK_THAT(daemon.log(), Contains("host memory pressure: MemAvailable"));
 
-  write_available(32 * 1024);  // it recovered
+  machine.write_available(32 * 1024);  // it recovered
   CHECK(wait_for_status(client, [&](const v1::StatusResponse& s) {
     return !s.under_pressure() && s.budget_bytes() > during.budget_bytes();
   }));
@@ -441,18 +450,10 @@ TEST_CASE("Daemon governor: host pressure evicts a busy on_demand model and tell
   slow.hidden = 512;
   slow.intermediate = 2048;
   write_wide_kv_model(wide, slow);
-  const std::filesystem::path meminfo = dir.path / "meminfo";
-  auto write_available = [&](uint64_t available_mib) {
-    std::ofstream(meminfo) << "MemTotal:       67108864 kB\nMemAvailable:   "
-                           << available_mib * 1024 << " kB\n";
-  };
-  write_available(32 * 1024);  // 2 GiB above os_reserve
+  InjectedMemory machine(dir.path);
+  machine.write_available(32 * 1024);  // 2 GiB above os_reserve
   DaemonProcess daemon([&](const auto& d) {
-    return governor_config(d,
-                           "budget = \"auto\"\nos_reserve = \"30GiB\"\nmemory_wait_s = 2\n"
-                           "meminfo = \"" +
-                               meminfo.string() + "\"\npressure = \"" +
-                               (dir.path / "no-psi").string() + "\"",
+    return governor_config(d, machine.governor_lines(),
                            model_table("od", wide,
                                        "residency = \"on_demand\"\nkv_max = \"256MiB\"\n"
                                        "max_batch_tokens = 512"));
@@ -469,7 +470,7 @@ TEST_CASE("Daemon governor: host pressure evicts a busy on_demand model and tell
   }));
 
   // Another process takes 3 GiB: 1 GiB below the reserve, more than od's KV could give.
-  write_available(29 * 1024);
+  machine.write_available(29 * 1024);
   serving.join();
   REQUIRE(result.has_value());
   const v1::Response& last = result->back();
@@ -483,7 +484,7 @@ TEST_CASE("Daemon governor: host pressure evicts a busy on_demand model and tell
   CHECK_THAT(daemon.log(), Contains("reclaim evict (busy: its requests end) from od"));
 
   // The host recovers: the next request loads it again.
-  write_available(32 * 1024);
+  machine.write_available(32 * 1024);
   CHECK(wait_for_status(client, [](const v1::StatusResponse& s) { return !s.under_pressure(); }));
   CHECK(error_code(call_once(client, generate_request("od", repeated(" b", 16), 2))) == v1::OK);
 }

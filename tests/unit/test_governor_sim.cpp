@@ -32,6 +32,13 @@ std::string read_all(const fs::path& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+// Every policy on `trace`, in all_policies() order.
+std::vector<SimResult> simulate_all(const Trace& trace, const CostModel& cost) {
+  std::vector<SimResult> results;
+  for (Policy policy : all_policies()) results.push_back(simulate(trace, cost, policy));
+  return results;
+}
+
 MachineProfile spark() {
   auto profile =
       load_machine_profile(std::string(SPARKD_SOURCE_DIR) + "/bench/profiles/dgx-spark.toml");
@@ -211,9 +218,7 @@ TEST_CASE("governor sim: bench/README.md shows what the simulator computes", "[s
       INFO(profile_name << " / " << name << ": run tools/bench/governor_bench.sh");
       auto trace = generate_trace(name, 1);
       REQUIRE(trace.has_value());
-      std::vector<SimResult> results;
-      for (Policy policy : all_policies()) results.push_back(simulate(*trace, cost, policy));
-      CHECK(readme.find(results_table(results)) != std::string::npos);
+      CHECK(readme.find(results_table(simulate_all(*trace, cost))) != std::string::npos);
     }
   }
   // And the summary over seeds 1-5 (dgx-spark): sparkd never takes the host out of memory.
@@ -228,8 +233,7 @@ TEST_CASE("governor sim: bench/README.md shows what the simulator computes", "[s
     for (uint64_t seed : seeds) {
       auto trace = generate_trace(name, seed);
       REQUIRE(trace.has_value());
-      by_seed.emplace_back();
-      for (Policy policy : all_policies()) by_seed.back().push_back(simulate(*trace, cost, policy));
+      by_seed.push_back(simulate_all(*trace, cost));
       CHECK(by_seed.back().front().oom_events == 0);
     }
     CHECK(readme.find(seeds_table(seeds, by_seed)) != std::string::npos);
