@@ -382,18 +382,15 @@ double kv_bytes_read(const sparkd::model::ModelSpec& spec, const sparkd::sched::
 sparkd::sim::ModelShape cost_shape(const sparkd::tasks::LoadedModel& model) {
   const auto& spec = model.spec();
   sparkd::sim::ModelShape shape;
-  double params = 0;
+  double read = 0;  // parameters a step reads
+  double all = 0;
   for (const auto& [name, tensor] : model.weights().tensors()) {
+    all += static_cast<double>(tensor.numel());
     if (name.find("embed_tokens") != std::string::npos && !spec.tie_word_embeddings) continue;
-    params += static_cast<double>(tensor.numel());
+    read += static_cast<double>(tensor.numel());
   }
-  shape.dense_params = params;
-  shape.bytes_per_param =
-      static_cast<double>(model.weights().size_bytes()) / static_cast<double>([&] {
-        int64_t n = 0;
-        for (const auto& [name, tensor] : model.weights().tensors()) n += tensor.numel();
-        return n;
-      }());
+  shape.dense_params = read;
+  shape.bytes_per_param = static_cast<double>(model.weights().size_bytes()) / all;
   shape.layers = spec.num_layers;
   shape.q_width = spec.num_heads * spec.head_dim;
   shape.kv_heads = spec.num_kv_heads;

@@ -109,11 +109,6 @@ const char* model_state_name(ModelState state) {
   return "unknown";
 }
 
-// What requests still running on a model that is unloaded or shut down are told.
-Status cancelled_by_unload() {
-  return Status(StatusCode::kCancelled, "the runner is shutting down");
-}
-
 }  // namespace
 
 // One configured model: loaded weights plus the runner that serves them. The runner pointer
@@ -179,8 +174,8 @@ struct ModelEntry {
     fn(*encoder_runner);
     return true;
   }
-  // Destroys the runner (on the calling thread): its requests are answered CANCELLED.
-  // Stops the runners; what they still hold is answered with `reason`.
+  // Stops the runners (on the calling thread); what they still hold is answered with
+  // `reason`.
   void stop(const Status& reason) {
     std::unique_ptr<sched::DecoderRunner> decoder;
     std::unique_ptr<sched::EncoderRunner> encoder;
@@ -300,7 +295,7 @@ void Service::stop_models() {
     models.swap(models_);
   }
   for (auto& [name, entry] : models) {
-    if (entry->state == ModelState::kReady) release(*entry, cancelled_by_unload());
+    if (entry->state == ModelState::kReady) release(*entry, sched::runner_shutting_down());
   }
   metrics_ = nullptr;  // the caller may destroy the metrics next
 }
@@ -377,7 +372,7 @@ bool Service::evict(governor::ConsumerId account, const std::string& reason, boo
                                   "model '" + entry->config.name +
                                       "' was unloaded: the host ran short of memory (MemAvailable "
                                       "below the governor's os_reserve); retry later")
-                         : cancelled_by_unload());
+                         : sched::runner_shutting_down());
     {
       std::lock_guard<std::mutex> lock(evict_mutex_);
       evicting_.erase(account);
@@ -482,7 +477,7 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
   bool admitted = false;
   auto fail = [&](Status status) {
     // What the load built goes, and its reservation or account with it.
-    entry.stop(cancelled_by_unload());
+    entry.stop(sched::runner_shutting_down());
     entry.model.reset();
     entry.backend.reset();
     if (admitted) {
@@ -623,7 +618,7 @@ Status Service::unload_model(const std::string& name, bool keep_listed) {
   }
   ModelState ready = ModelState::kReady;
   if (entry->state.compare_exchange_strong(ready, ModelState::kUnloading)) {
-    release(*entry, cancelled_by_unload());
+    release(*entry, sched::runner_shutting_down());
   } else if (keep_listed) {
     return Status(StatusCode::kFailedPrecondition, "model '" + name + "' is not loaded (it is " +
                                                        model_state_name(entry->state.load()) + ")");

@@ -671,7 +671,6 @@ void Simulation::wake(SimModel& m) {
     report_usage(m);
     governor_->reclaim_applied(m.account);
   }
-  m.demand.reset();
   expire(m);
   if (!m.generator()) {
     if (m.encoder_queue.empty()) return;

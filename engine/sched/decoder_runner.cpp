@@ -534,8 +534,7 @@ void DecoderRunner::stop(Status reason) {
 }
 
 DecoderRunner::~DecoderRunner() {
-  inbox_.stop();
-  if (thread_.joinable()) thread_.join();
+  stop(stop_reason_);
   // Unregistered before anything goes: the arbiter never calls a target after this.
   if (arbiter_ != nullptr && state_) {
     arbiter_->stop_waiting(state_->config.consumer);

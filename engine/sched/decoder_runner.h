@@ -157,7 +157,7 @@ class DecoderRunner {
   governor::MemoryArbiter* arbiter_ = nullptr;
   std::unique_ptr<Reclaim> reclaim_;
   // What unfinished requests are told when the runner stops (set before the inbox stops).
-  Status stop_reason_{StatusCode::kCancelled, "the runner is shutting down"};
+  Status stop_reason_ = runner_shutting_down();
 
   RunnerInbox<Submitted> inbox_;
   mutable std::mutex stats_mutex_;

@@ -287,8 +287,7 @@ void EncoderRunner::stop(Status reason) {
 }
 
 EncoderRunner::~EncoderRunner() {
-  inbox_.stop();
-  if (thread_.joinable()) thread_.join();
+  stop(stop_reason_);
 }
 
 RequestId EncoderRunner::submit_embed(EmbedRequest request,

@@ -134,7 +134,7 @@ class EncoderRunner {
   mutable std::mutex stats_mutex_;
   EncoderRunnerStats stats_;  // guarded by stats_mutex_
   // What unfinished requests are told when the runner stops (set before the inbox stops).
-  Status stop_reason_{StatusCode::kCancelled, "the runner is shutting down"};
+  Status stop_reason_ = runner_shutting_down();
   std::thread thread_;
 };
 

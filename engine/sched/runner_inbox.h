@@ -10,9 +10,15 @@
 #include <utility>
 #include <vector>
 
+#include "common/status.h"
 #include "engine/sched/scheduler.h"
 
 namespace sparkd::sched {
+
+// What a runner that stops answers the requests it still holds, unless told otherwise.
+inline Status runner_shutting_down() {
+  return Status(StatusCode::kCancelled, "the runner is shutting down");
+}
 
 // `Submitted` has `RequestId id` and `std::chrono::steady_clock::time_point submitted_at`,
 // both filled in by post().
