@@ -262,17 +262,16 @@ void MemoryGovernor::read_machine_locked(Deferred& deferred) {
     mem_available_ = memory->available_bytes;
     mem_total_ = memory->total_bytes;
     machine_budget_ = saturating_sub(ours + mem_available_, options_.os_reserve_bytes);
-    others_bytes_ = saturating_sub(mem_total_, mem_available_ + ours);
+    const uint64_t others = saturating_sub(mem_total_, mem_available_ + ours);
     const TimePoint now = clock_();
     if (!others_sample_) {
-      others_sample_ = {now, others_bytes_};
+      others_sample_ = {now, others};
     } else if (const double seconds =
                    std::chrono::duration<double>(now - others_sample_->first).count();
                seconds >= 1.0) {
-      others_growth_ = others_bytes_ > others_sample_->second
-                           ? double(others_bytes_ - others_sample_->second) / seconds
-                           : 0.0;
-      others_sample_ = {now, others_bytes_};
+      others_growth_ =
+          others > others_sample_->second ? double(others - others_sample_->second) / seconds : 0.0;
+      others_sample_ = {now, others};
     }
   } else if (machine_budget_ == 0) {
     // No reading at all (no /proc): only a configured budget can say anything.

@@ -310,9 +310,8 @@ class MemoryGovernor final : public MemoryArbiter {
   uint64_t machine_budget_ = 0;
   uint64_t mem_available_ = 0;
   uint64_t mem_total_ = 0;
-  // What the rest of the machine holds (MemTotal - MemAvailable - ours): one reading a second
-  // apart, and how fast it grew between them (bytes a second; 0 when it shrank).
-  uint64_t others_bytes_ = 0;
+  // What the rest of the machine holds (MemTotal - MemAvailable - ours): a reading at least
+  // a second old, and how fast it grew since (bytes a second; 0 when it shrank).
   std::optional<std::pair<TimePoint, uint64_t>> others_sample_;
   double others_growth_ = 0;
   double demand_latency_s_ = 0;  // how long victims take to apply a demand (moving average)
