@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "common/model_name.h"
+#include "engine/model/model_location.h"
 
 namespace sparkd::daemon {
 namespace {
@@ -570,11 +571,13 @@ void read_model(Section& section, const fs::path& config_dir, ModelConfig& model
     if (path.empty()) {
       section.error("path", *section.table()->get("path"), "must not be empty");
     } else {
-      model.path = resolve_path(config_dir, path);
+      // Store references (ollama:NAME, hf:ORG/NAME) are not paths.
+      model.path = model::is_store_reference(path) ? path : resolve_path(config_dir, path);
     }
   } else if (section.table()->get("path") == nullptr) {
-    section.errors().add(
-        where, "`" + section.path() + "`: missing required key `path` (the model directory)");
+    section.errors().add(where, "`" + section.path() +
+                                    "`: missing required key `path` (the model directory, .gguf "
+                                    "file, ollama:NAME[:TAG] or hf:ORG/NAME)");
   }
 
   std::string residency;

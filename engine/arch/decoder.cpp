@@ -35,7 +35,14 @@ Expected<std::unique_ptr<DecoderModel>> DecoderModel::create(const model::ModelS
                                                              Backend& backend) {
   std::unique_ptr<DecoderModel> decoder(new DecoderModel(spec, backend));
   SPARKD_RETURN_IF_ERROR(decoder->bind_weights(weights));
-  const std::vector<float> inv_freq = rope_inv_freq(spec.rope, spec.head_dim);
+  std::vector<float> inv_freq = rope_inv_freq(spec.rope, spec.head_dim);
+  if (spec.rope_freq_factors) {  // GGUF llama-3 scaling: per-frequency divisors
+    const int64_t half = spec.head_dim / 2;
+    SPARKD_ASSIGN_OR_RETURN(Tensor factors, weights.get("rope_freqs.weight", {half}));
+    std::vector<float> host(static_cast<size_t>(half));
+    backend.download_f32(factors, host);
+    for (int64_t i = 0; i < half; ++i) inv_freq[i] /= host[i];
+  }
   SPARKD_ASSIGN_OR_RETURN(decoder->inv_freq_buffer_,
                           backend.allocate(inv_freq.size() * sizeof(float)));
   backend.upload(decoder->inv_freq_buffer_.data(), inv_freq.data(),

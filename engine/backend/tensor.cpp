@@ -3,15 +3,7 @@
 namespace sparkd {
 
 const char* dtype_name(DType dtype) {
-  switch (dtype) {
-    case DType::kF32:
-      return "F32";
-    case DType::kF16:
-      return "F16";
-    case DType::kBF16:
-      return "BF16";
-  }
-  return "?";
+  return dtype_traits(dtype).name;
 }
 
 std::string shape_string(const std::vector<int64_t>& shape) {

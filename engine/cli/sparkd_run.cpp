@@ -28,6 +28,7 @@
 
 #include "engine/backend/devices.h"
 #include "engine/cli/model_commands.h"
+#include "engine/tasks/loaded_model.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace {
@@ -212,7 +213,7 @@ int main(int argc, char** argv) {
                  sparkd::cli::kModelCommandsUsage);
     return 2;
   }
-  auto loaded = Tokenizer::from_file(argv[1]);
+  auto loaded = sparkd::tasks::LoadedModel::load_tokenizer(argv[1]);
   if (!loaded) {
     std::fprintf(stderr, "sparkd-run: %s\n", loaded.status().to_string().c_str());
     return 1;

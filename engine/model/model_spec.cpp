@@ -26,10 +26,6 @@ namespace {
 using nlohmann::json;
 
 // Far above any real model, far below what would overflow the products that size buffers.
-constexpr int64_t kMaxDim = int64_t{1} << 20;
-constexpr int64_t kMaxVocab = int64_t{1} << 22;
-constexpr int64_t kMaxLayers = 1024;
-constexpr int64_t kMaxPositions = int64_t{1} << 24;
 constexpr int64_t kMaxLabels = int64_t{1} << 16;
 constexpr size_t kMaxTokenIds = 1024;
 // Config files are a few KiB; anything this large is not one.

@@ -62,6 +62,9 @@ struct ModelSpec {
   bool attention_out_bias = false;  // o_proj has a bias (Llama's attention_bias)
   bool mlp_bias = false;
   int32_t sliding_window = 0;  // 0: none (Mistral sets it)
+  // GGUF llama models with llama-3 RoPE scaling carry it as per-frequency divisors, the
+  // tensor "rope_freqs.weight" [head_dim / 2]; inv_freq[i] is divided by factor[i].
+  bool rope_freq_factors = false;
 
   // Encoders.
   int32_t type_vocab_size = 0;
@@ -80,6 +83,12 @@ struct ModelSpec {
   int32_t bos_token_id = -1;
   std::vector<int32_t> eos_token_ids;
 };
+
+// The largest hyper-parameters accepted from any model file: beyond them a value is damage.
+inline constexpr int64_t kMaxDim = int64_t{1} << 20;
+inline constexpr int64_t kMaxVocab = int64_t{1} << 22;
+inline constexpr int64_t kMaxLayers = 1024;
+inline constexpr int64_t kMaxPositions = int64_t{1} << 24;
 
 const char* family_name(ModelFamily family);
 const char* task_name(ModelTask task);

@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "engine/backend/half.h"
+#include "engine/model/gguf_model.h"
 #include "engine/model/posix_file.h"
 
 namespace sparkd::model {
@@ -126,16 +127,32 @@ void widen_to_f32(DType dtype, const uint8_t* src, float* dst, size_t count) {
 
 }  // namespace
 
-Expected<ModelWeights> ModelWeights::load(const std::string& model_dir, Backend& backend,
-                                          const WeightLoadOptions& options) {
-  const auto start = std::chrono::steady_clock::now();
-  auto headers = read_model_safetensors(model_dir);
-  if (!headers) return headers.status();
+// One tensor to read: where it is in its file, what it becomes.
+struct PlannedTensor {
+  std::string name;  // as the architectures ask for it
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  uint64_t file_offset = 0;
+  uint64_t size_bytes = 0;
+  // Row r of the loaded tensor is row row_permutation[r] of the file's (empty: as stored).
+  std::vector<int64_t> row_permutation;
+};
 
+struct PlannedFile {
+  std::string path;
+  uint64_t size_bytes = 0;  // as its header was read
+  std::vector<PlannedTensor> tensors;
+};
+
+Expected<ModelWeights> ModelWeights::load_planned(const std::vector<PlannedFile>& files,
+                                                  Backend& backend,
+                                                  const WeightLoadOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
   const bool host_writes = backend.memory_is_host_accessible();
   ModelWeights weights;
-  std::vector<uint8_t> staging;  // raw file bytes on their way to non-host memory
-  std::vector<float> widened;    // F32 copies of vectors on their way to any memory
+  std::vector<uint8_t> staging;   // raw file bytes on their way to non-host memory
+  std::vector<float> widened;     // F32 copies of vectors on their way to any memory
+  std::vector<uint8_t> permuted;  // a tensor's rows in their loaded order
   // Copies host bytes to backend memory at `dst`.
   auto store = [&](void* dst, const void* src, size_t size_bytes) {
     if (host_writes) {
@@ -145,17 +162,22 @@ Expected<ModelWeights> ModelWeights::load(const std::string& model_dir, Backend&
     }
   };
 
-  for (const SafetensorsHeader& header : *headers) {
+  for (const PlannedFile& planned : files) {
     WeightFile file;
-    Status status = file.open(header.path, header.file_size_bytes);
+    Status status = file.open(planned.path, planned.size_bytes);
     if (!status.is_ok()) return status;
 
-    for (const SafetensorsTensorInfo& info : header.tensors) {
+    for (const PlannedTensor& info : planned.tensors) {
       const bool widen =
           options.vectors_as_f32 && info.shape.size() == 1 && info.dtype != DType::kF32;
+      if (widen && dtype_is_quantized(info.dtype)) {
+        return Status(StatusCode::kUnimplemented,
+                      planned.path + ": tensor " + in_quotes(info.name) + " is a " +
+                          dtype_name(info.dtype) + " vector; sparkd reads vectors as floats");
+      }
       const DType dtype = widen ? DType::kF32 : info.dtype;
-      const uint64_t numel = info.size_bytes / dtype_size_bytes(info.dtype);
-      const uint64_t size_bytes = numel * dtype_size_bytes(dtype);
+      const uint64_t size_bytes =
+          widen ? info.size_bytes / dtype_size_bytes(info.dtype) * 4 : info.size_bytes;
 
       Buffer buffer;
       if (size_bytes > 0) {
@@ -164,7 +186,7 @@ Expected<ModelWeights> ModelWeights::load(const std::string& model_dir, Backend&
           const Status& error = allocated.status();
           return Status(error.code(), "allocating " + std::to_string(size_bytes) +
                                           " bytes for tensor " + in_quotes(info.name) + " of " +
-                                          header.path + ": " + error.message());
+                                          planned.path + ": " + error.message());
         }
         buffer = std::move(*allocated);
         if (reinterpret_cast<uintptr_t>(buffer.data()) % kTensorAlignmentBytes != 0) {
@@ -176,7 +198,29 @@ Expected<ModelWeights> ModelWeights::load(const std::string& model_dir, Backend&
       }
       auto* dst = static_cast<uint8_t*>(buffer.data());
 
-      if (widen) {
+      if (!info.row_permutation.empty()) {
+        // Whole tensor through host memory: rows are moved, never their contents, so a
+        // quantized row (whole blocks) moves as it is.
+        const uint64_t rows = info.row_permutation.size();
+        const uint64_t row_bytes = info.size_bytes / rows;
+        staging.resize(std::max<size_t>(staging.size(), static_cast<size_t>(info.size_bytes)));
+        status = file.read_exact(staging.data(), info.size_bytes, info.file_offset, info.name);
+        if (!status.is_ok()) return status;
+        permuted.resize(static_cast<size_t>(info.size_bytes));
+        for (uint64_t r = 0; r < rows; ++r) {
+          std::memcpy(permuted.data() + r * row_bytes,
+                      staging.data() + static_cast<uint64_t>(info.row_permutation[r]) * row_bytes,
+                      static_cast<size_t>(row_bytes));
+        }
+        if (widen) {
+          const size_t count = static_cast<size_t>(info.size_bytes / dtype_size_bytes(info.dtype));
+          widened.resize(std::max(widened.size(), count));
+          widen_to_f32(info.dtype, permuted.data(), widened.data(), count);
+          store(dst, widened.data(), count * sizeof(float));
+        } else {
+          store(dst, permuted.data(), static_cast<size_t>(info.size_bytes));
+        }
+      } else if (widen) {
         // Chunk by chunk, so even a hostile multi-gigabyte "vector" needs bounded staging.
         const uint64_t chunk = std::min(info.size_bytes, kConvertChunkBytes);
         staging.resize(std::max<size_t>(staging.size(), static_cast<size_t>(chunk)));
@@ -212,6 +256,45 @@ Expected<ModelWeights> ModelWeights::load(const std::string& model_dir, Backend&
   weights.stats_.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return weights;
+}
+
+Expected<ModelWeights> ModelWeights::load(const std::string& model_dir, Backend& backend,
+                                          const WeightLoadOptions& options) {
+  auto headers = read_model_safetensors(model_dir);
+  if (!headers) return headers.status();
+  std::vector<PlannedFile> files;
+  for (const SafetensorsHeader& header : *headers) {
+    PlannedFile& file = files.emplace_back();
+    file.path = header.path;
+    file.size_bytes = header.file_size_bytes;
+    for (const SafetensorsTensorInfo& info : header.tensors) {
+      file.tensors.push_back(
+          {info.name, info.dtype, info.shape, info.file_offset, info.size_bytes, {}});
+    }
+  }
+  return load_planned(files, backend, options);
+}
+
+Expected<ModelWeights> ModelWeights::load_gguf(const GgufModel& model, const ModelSpec& spec,
+                                               Backend& backend, const WeightLoadOptions& options) {
+  std::vector<PlannedFile> files;
+  for (const GgufFile& part : model.parts) {
+    PlannedFile& file = files.emplace_back();
+    file.path = part.path;
+    file.size_bytes = part.file_size_bytes;
+    for (const GgufTensorInfo& info : part.tensors) {
+      std::string name = hf_tensor_name(info.name);
+      std::vector<int64_t> permutation = llama_row_permutation(spec, name, info.shape.front());
+      file.tensors.push_back({std::move(name), info.dtype, info.shape, info.file_offset,
+                              info.size_bytes, std::move(permutation)});
+    }
+    // Front to back: the reads stay sequential.
+    std::sort(file.tensors.begin(), file.tensors.end(),
+              [](const PlannedTensor& a, const PlannedTensor& b) {
+                return a.file_offset < b.file_offset;
+              });
+  }
+  return load_planned(files, backend, options);
 }
 
 Expected<Tensor> ModelWeights::get(const std::string& name,

@@ -1,4 +1,5 @@
-// ModelWeights: every tensor of a model directory, read into one backend's memory.
+// ModelWeights: every tensor of a model (a safetensors directory or a GGUF file), read into one
+// backend's memory.
 //
 // Files are read with large sequential reads straight into the backend's allocation (or
 // through a staging buffer when the backend's memory is not host-accessible). Not mmap: on
@@ -11,6 +12,8 @@
 
 #include "common/status.h"
 #include "engine/backend/backend.h"
+#include "engine/model/gguf.h"
+#include "engine/model/model_spec.h"
 #include "engine/model/safetensors.h"
 
 namespace sparkd::model {
@@ -29,11 +32,18 @@ struct WeightLoadOptions {
   bool vectors_as_f32 = true;
 };
 
+struct PlannedFile;
+
 class ModelWeights {
  public:
   // Loads every tensor of model_dir's safetensors file(s) into `backend` memory.
   static Expected<ModelWeights> load(const std::string& model_dir, Backend& backend,
                                      const WeightLoadOptions& options = {});
+  // Loads every tensor of a GGUF model (all parts of a split set), named as the
+  // architectures ask for them (hf_tensor_name) and with llama's q/k rows in transformers'
+  // order (llama_row_permutation). Quantized tensors stay quantized.
+  static Expected<ModelWeights> load_gguf(const GgufModel& model, const ModelSpec& spec,
+                                          Backend& backend, const WeightLoadOptions& options = {});
 
   bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
   // The tensor called `name`, which must have `expected_shape`; otherwise NOT_FOUND or
@@ -44,6 +54,9 @@ class ModelWeights {
   uint64_t size_bytes() const;
 
  private:
+  static Expected<ModelWeights> load_planned(const std::vector<PlannedFile>& files,
+                                             Backend& backend, const WeightLoadOptions& options);
+
   std::vector<Buffer> buffers_;
   std::map<std::string, Tensor> tensors_;
   LoadStats stats_;

@@ -10,6 +10,9 @@
 #include <utility>
 
 #include "engine/arch/pooling.h"
+#include "engine/model/gguf_model.h"
+#include "engine/model/model_location.h"
+#include "engine/tokenizer/ggml_vocabulary.h"
 
 namespace sparkd::tasks {
 
@@ -70,16 +73,44 @@ size_t batch_end(std::span<const int32_t> token_counts, size_t begin) {
 
 }  // namespace
 
-Expected<std::unique_ptr<LoadedModel>> LoadedModel::load(const std::string& model_dir,
+Expected<std::shared_ptr<const tokenizer::Tokenizer>> LoadedModel::load_tokenizer(
+    const std::string& reference) {
+  const bool json_file = reference.size() > 5 && reference.ends_with(".json");
+  if (json_file) return tokenizer::Tokenizer::from_file(reference);
+  SPARKD_ASSIGN_OR_RETURN(const model::ModelLocation location, model::locate_model(reference));
+  if (location.format == model::ModelFormat::kSafetensors) {
+    return tokenizer::Tokenizer::from_file(location.path);
+  }
+  SPARKD_ASSIGN_OR_RETURN(const model::GgufModel gguf, model::read_gguf_model(location.path));
+  SPARKD_ASSIGN_OR_RETURN(const auto vocabulary, model::gguf_vocabulary(gguf));
+  return tokenizer::tokenizer_from_ggml_vocabulary(vocabulary, location.path);
+}
+
+Expected<std::unique_ptr<LoadedModel>> LoadedModel::load(const std::string& reference,
                                                          Backend& backend) {
   std::unique_ptr<LoadedModel> model(new LoadedModel(backend));
-  model->dir_ = model_dir;
-  SPARKD_ASSIGN_OR_RETURN(model->spec_, model::load_model_spec(model_dir));
-  SPARKD_ASSIGN_OR_RETURN(auto tokenizer, tokenizer::Tokenizer::from_file(model_dir));
+  SPARKD_ASSIGN_OR_RETURN(const model::ModelLocation location, model::locate_model(reference));
+  model->dir_ = location.path;
+  model->format_ = location.format;
+  std::shared_ptr<const tokenizer::Tokenizer> tokenizer;
+  if (location.format == model::ModelFormat::kGguf) {
+    SPARKD_ASSIGN_OR_RETURN(const model::GgufModel gguf, model::read_gguf_model(location.path));
+    SPARKD_ASSIGN_OR_RETURN(model->spec_, model::gguf_model_spec(gguf));
+    SPARKD_ASSIGN_OR_RETURN(const auto vocabulary, model::gguf_vocabulary(gguf));
+    SPARKD_ASSIGN_OR_RETURN(tokenizer,
+                            tokenizer::tokenizer_from_ggml_vocabulary(vocabulary, location.path));
+    SPARKD_ASSIGN_OR_RETURN(model->embedded_chat_template_, model::gguf_chat_template(gguf));
+    SPARKD_ASSIGN_OR_RETURN(model->weights_,
+                            model::ModelWeights::load_gguf(gguf, model->spec_, backend));
+  } else {
+    SPARKD_ASSIGN_OR_RETURN(model->spec_, model::load_model_spec(location.path));
+    SPARKD_ASSIGN_OR_RETURN(tokenizer, tokenizer::Tokenizer::from_file(location.path));
+    SPARKD_ASSIGN_OR_RETURN(model->weights_, model::ModelWeights::load(location.path, backend));
+  }
   // Requests are tokenized plainly: truncation is decided per task here, and batches are
   // packed, never padded.
   model->tokenizer_ = tokenizer->with_defaults({}, {});
-  SPARKD_ASSIGN_OR_RETURN(model->weights_, model::ModelWeights::load(model_dir, backend));
+  const std::string& model_dir = location.path;
 
   const model::ModelSpec& spec = model->spec_;
   if (spec.is_decoder) {

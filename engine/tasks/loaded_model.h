@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -16,6 +17,7 @@
 #include "engine/arch/decoder.h"
 #include "engine/arch/encoder.h"
 #include "engine/backend/backend.h"
+#include "engine/model/model_location.h"
 #include "engine/model/model_spec.h"
 #include "engine/model/weights.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -24,12 +26,23 @@ namespace sparkd::tasks {
 
 class LoadedModel {
  public:
-  // Reads config.json (ModelSpec), the tokenizer and the weights, and binds the
-  // architecture. Every failure names the file and what is wrong with it.
-  static Expected<std::unique_ptr<LoadedModel>> load(const std::string& model_dir,
+  // Locates `reference` (model::locate_model: a directory, a .gguf file, ollama:, hf:),
+  // reads the ModelSpec (config.json or GGUF metadata), the tokenizer and the weights, and
+  // binds the architecture. Every failure names the file and what is wrong with it.
+  static Expected<std::unique_ptr<LoadedModel>> load(const std::string& reference,
                                                      Backend& backend);
+  // Only the tokenizer of `reference` (as load() builds it, with the file's own defaults):
+  // a tokenizer.json (or a directory holding one), a GGUF model, ollama:, hf:.
+  static Expected<std::shared_ptr<const tokenizer::Tokenizer>> load_tokenizer(
+      const std::string& reference);
 
+  // The model directory, or the GGUF file, it was loaded from.
   const std::string& dir() const { return dir_; }
+  model::ModelFormat format() const { return format_; }
+  // The chat template the model file carries (GGUF's tokenizer.chat_template), if any.
+  const std::optional<std::string>& embedded_chat_template() const {
+    return embedded_chat_template_;
+  }
   const model::ModelSpec& spec() const { return spec_; }
   const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
   // Shared ownership, for components that keep the tokenizer (incremental detokenizers).
@@ -55,6 +68,8 @@ class LoadedModel {
   explicit LoadedModel(Backend& backend) : backend_(backend) {}
 
   std::string dir_;
+  model::ModelFormat format_ = model::ModelFormat::kSafetensors;
+  std::optional<std::string> embedded_chat_template_;
   Backend& backend_;
   model::ModelSpec spec_;
   std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;  // plain: no padding, no truncation

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "engine/model/gguf_model.h"
+#include "engine/model/model_location.h"
 #include "engine/model/safetensors.h"
 
 namespace sparkd::tasks {
@@ -29,19 +31,32 @@ uint64_t workspace_bytes(const model::ModelSpec& spec, int64_t tokens, int64_t l
   return (n * per_token + fixed) * element;
 }
 
-Expected<ModelFootprint> estimate_footprint(const std::string& model_dir,
+Expected<ModelFootprint> estimate_footprint(const std::string& reference,
                                             const FootprintOptions& options) {
   ModelFootprint footprint;
-  SPARKD_ASSIGN_OR_RETURN(footprint.spec, model::load_model_spec(model_dir));
-  SPARKD_ASSIGN_OR_RETURN(auto files, model::read_model_safetensors(model_dir));
-  for (const model::SafetensorsHeader& file : files) {
-    footprint.file_bytes += file.file_size_bytes;
-    for (const model::SafetensorsTensorInfo& tensor : file.tensors) {
-      // As ModelWeights holds them (WeightLoadOptions::vectors_as_f32).
-      if (tensor.shape.size() == 1 && tensor.dtype != DType::kF32) {
-        footprint.weights_bytes += static_cast<uint64_t>(tensor.shape[0]) * 4;
-      } else {
-        footprint.weights_bytes += tensor.size_bytes;
+  // As ModelWeights holds them (WeightLoadOptions::vectors_as_f32); quantized tensors keep
+  // their file size.
+  auto held_bytes = [](const std::vector<int64_t>& shape, DType dtype, uint64_t file_bytes) {
+    return shape.size() == 1 && dtype != DType::kF32 ? static_cast<uint64_t>(shape[0]) * 4
+                                                     : file_bytes;
+  };
+  SPARKD_ASSIGN_OR_RETURN(const model::ModelLocation location, model::locate_model(reference));
+  if (location.format == model::ModelFormat::kGguf) {
+    SPARKD_ASSIGN_OR_RETURN(const model::GgufModel gguf, model::read_gguf_model(location.path));
+    SPARKD_ASSIGN_OR_RETURN(footprint.spec, model::gguf_model_spec(gguf));
+    footprint.file_bytes = gguf.file_bytes();
+    for (const model::GgufFile& part : gguf.parts) {
+      for (const model::GgufTensorInfo& tensor : part.tensors) {
+        footprint.weights_bytes += held_bytes(tensor.shape, tensor.dtype, tensor.size_bytes);
+      }
+    }
+  } else {
+    SPARKD_ASSIGN_OR_RETURN(footprint.spec, model::load_model_spec(location.path));
+    SPARKD_ASSIGN_OR_RETURN(auto files, model::read_model_safetensors(location.path));
+    for (const model::SafetensorsHeader& file : files) {
+      footprint.file_bytes += file.file_size_bytes;
+      for (const model::SafetensorsTensorInfo& tensor : file.tensors) {
+        footprint.weights_bytes += held_bytes(tensor.shape, tensor.dtype, tensor.size_bytes);
       }
     }
   }

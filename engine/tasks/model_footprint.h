@@ -1,5 +1,5 @@
-// What a model will hold in memory, from its file headers and config.json alone (no weights
-// read): the governor reserves it before a load starts, and `sparkd plan` prints it.
+// What a model will hold in memory, from its file headers and config.json or GGUF metadata alone
+// (no weights read): the governor reserves it before a load starts, and `sparkd plan` prints it.
 #pragma once
 
 #include <cstdint>
@@ -43,7 +43,8 @@ struct ModelFootprint {
 };
 
 // NOT_FOUND / INVALID_ARGUMENT / DATA_LOSS as loading the model would report them.
-Expected<ModelFootprint> estimate_footprint(const std::string& model_dir,
+// `reference` is what LoadedModel::load takes: a directory, a .gguf file, ollama:, hf:.
+Expected<ModelFootprint> estimate_footprint(const std::string& reference,
                                             const FootprintOptions& options);
 
 // Bytes of one forward's activations for `tokens` tokens (and `logit_rows` rows of logits for

@@ -215,6 +215,12 @@ Expected<std::shared_ptr<const Tokenizer>> Tokenizer::from_json(std::string_view
     return Status(StatusCode::kInvalidArgument,
                   source + ": not valid JSON (truncated or corrupt?): " + e.what());
   }
+  return from_json_value(root, source_name);
+}
+
+Expected<std::shared_ptr<const Tokenizer>> Tokenizer::from_json_value(
+    const json& root, std::string_view source_name) {
+  const std::string source(source_name);
   if (!root.is_object()) {
     return Status(StatusCode::kInvalidArgument, source + ": expected a JSON object at the top");
   }

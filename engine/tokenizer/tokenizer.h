@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,6 +33,9 @@ class Tokenizer {
   static Expected<std::shared_ptr<const Tokenizer>> from_file(const std::filesystem::path& path);
   static Expected<std::shared_ptr<const Tokenizer>> from_json(std::string_view json,
                                                               std::string_view source_name);
+  // The same, from tokenizer.json already parsed (or built: ggml_vocabulary.cpp).
+  static Expected<std::shared_ptr<const Tokenizer>> from_json_value(const nlohmann::json& root,
+                                                                    std::string_view source_name);
   ~Tokenizer();
 
   // The same tokenizer with other default truncation and padding (what tokenizer.json's

@@ -67,6 +67,8 @@ float round_to(DType dtype, float value) {
       return sparkd::f16_to_f32(sparkd::f32_to_f16(value));
     case DType::kBF16:
       return sparkd::bf16_to_f32(sparkd::f32_to_bf16(value));
+    default:
+      FAIL("round_to: " << sparkd::dtype_name(dtype) << " is not a float type");
   }
   return value;
 }
@@ -115,6 +117,8 @@ class TensorStore {
         case DType::kBF16:
           t.as<uint16_t>()[i] = sparkd::f32_to_bf16(values[i]);
           break;
+        default:
+          FAIL("make: quantized tensors are built from blocks, not values");
       }
     }
     return t;

@@ -68,6 +68,14 @@ void convert_to_f32(const void* src, DType dtype, int64_t offset, int64_t count,
     case DType::kF16:
       f16_row_to_f32(static_cast<const uint16_t*>(src) + offset, count, dst);
       return;
+    default:
+      SPARKD_CPU_CHECK(offset % dtype_traits(dtype).block_elements == 0 &&
+                           count % dtype_traits(dtype).block_elements == 0,
+                       "convert_to_f32",
+                       std::string(dtype_name(dtype)) + " values are converted in whole blocks");
+      dequantize(static_cast<const uint8_t*>(src) + dtype_row_bytes(dtype, offset), dtype, count,
+                 dst);
+      return;
   }
 }
 
@@ -86,6 +94,8 @@ void convert_from_f32(const float* src, int64_t count, DType dtype, void* dst, i
       for (int64_t i = 0; i < count; ++i) out[i] = f32_to_f16(src[i]);
       return;
     }
+    default:
+      fail("convert_from_f32", std::string("activations are never stored as ") + dtype_name(dtype));
   }
 }
 

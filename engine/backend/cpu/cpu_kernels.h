@@ -4,6 +4,7 @@
 // Files, read in this order:
 //   cpu_kernels.h     this header: checks, threading, dtype conversions, kernel entry points
 //   cpu_common.cpp    checks, CPU feature detection, scratch memory, dtype conversions
+//   cpu_dequantize.cpp quantized blocks -> F32 (the reference for the quantized kernels)
 //   cpu_linear.cpp    y = x·Wᵀ + b: streaming GEMV for decode, packed GEMM for prefill
 //   cpu_attention.cpp store_kv and attention (contiguous or paged KV, GQA, online softmax)
 //   cpu_rows.cpp      norms, activations, rope, pooling: one row at a time
@@ -130,8 +131,12 @@ SPARKD_CPU_AVX2 inline float horizontal_sum(__m256 v) {
 }
 #endif
 
-// src[offset .. offset + count) (elements of `dtype`) -> dst as F32.
+// src[offset .. offset + count) (elements of `dtype`) -> dst as F32. For quantized types,
+// offset and count are whole blocks.
 void convert_to_f32(const void* src, DType dtype, int64_t offset, int64_t count, float* dst);
+// `count` values (whole blocks) of a quantized type starting at `blocks` -> dst as F32
+// (cpu_dequantize.cpp; bit-exact with ggml's dequantize_row_*).
+void dequantize(const void* blocks, DType dtype, int64_t count, float* dst);
 // src F32 -> dst[offset .. offset + count) as `dtype`, rounding to nearest even.
 void convert_from_f32(const float* src, int64_t count, DType dtype, void* dst, int64_t offset);
 

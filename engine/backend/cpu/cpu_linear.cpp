@@ -163,6 +163,8 @@ void gemv_rows(SimdLevel simd, const float* x, int64_t m, int64_t k, const void*
       case DType::kBF16:
         return gemv_rows_avx2_dispatch<DType::kBF16>(x, m, k, weight, n, bias, row_begin, row_end,
                                                      y);
+      default:
+        break;
     }
   }
 #endif

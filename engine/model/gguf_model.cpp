@@ -1,0 +1,322 @@
+#include "engine/model/gguf_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <regex>
+
+namespace sparkd::model {
+
+namespace {
+
+struct GgufArchitecture {
+  const char* name;     // general.architecture
+  const char* hf_name;  // the transformers class it corresponds to
+  ModelFamily family;
+  bool permuted_qk;  // the converter permuted q/k rows for interleaved RoPE
+};
+
+constexpr GgufArchitecture kArchitectures[] = {
+    {"llama", "LlamaForCausalLM", ModelFamily::kLlama, true},
+    {"qwen2", "Qwen2ForCausalLM", ModelFamily::kQwen2, false},
+    {"qwen3", "Qwen3ForCausalLM", ModelFamily::kQwen3, false},
+};
+
+// GGUF tensor name suffixes (after "blk.N.") and their transformers names.
+constexpr std::pair<const char*, const char*> kLayerTensorNames[] = {
+    {"attn_norm", "input_layernorm"},    {"ffn_norm", "post_attention_layernorm"},
+    {"attn_q", "self_attn.q_proj"},      {"attn_k", "self_attn.k_proj"},
+    {"attn_v", "self_attn.v_proj"},      {"attn_output", "self_attn.o_proj"},
+    {"attn_q_norm", "self_attn.q_norm"}, {"attn_k_norm", "self_attn.k_norm"},
+    {"ffn_gate", "mlp.gate_proj"},       {"ffn_up", "mlp.up_proj"},
+    {"ffn_down", "mlp.down_proj"},
+};
+
+constexpr std::pair<const char*, const char*> kModelTensorNames[] = {
+    {"token_embd.weight", "model.embed_tokens.weight"},
+    {"output_norm.weight", "model.norm.weight"},
+    {"output.weight", "lm_head.weight"},
+};
+
+Status invalid(const std::string& source, const std::string& message) {
+  return Status(StatusCode::kInvalidArgument, source + ": " + message);
+}
+
+// A required or defaulted integer key within [low, high].
+Expected<int32_t> bounded(const GgufMetadata& metadata, const std::string& key, int64_t low,
+                          int64_t high, std::optional<int64_t> fallback = std::nullopt) {
+  SPARKD_ASSIGN_OR_RETURN(auto value, metadata.optional_integer(key));
+  if (!value) {
+    if (fallback) return static_cast<int32_t>(*fallback);
+    return Status(StatusCode::kInvalidArgument,
+                  metadata.source() + ": metadata key '" + key + "' is missing");
+  }
+  if (*value < low || *value > high) {
+    return invalid(metadata.source(), key + " is " + std::to_string(*value) + " (allowed " +
+                                          std::to_string(low) + " to " + std::to_string(high) +
+                                          ")");
+  }
+  return static_cast<int32_t>(*value);
+}
+
+// A per-layer array key (some converters write head counts per layer): all layers must
+// agree, since sparkd's decoder has one shape for every layer.
+Expected<std::optional<int64_t>> uniform_integer(const GgufMetadata& metadata,
+                                                 const std::string& key) {
+  const GgufValue* value = metadata.find(key);
+  if (value && value->type == GgufValueType::kArray) {
+    SPARKD_ASSIGN_OR_RETURN(auto values, metadata.integer_array(key));
+    if (values->empty()) return std::optional<int64_t>();
+    if (std::adjacent_find(values->begin(), values->end(), std::not_equal_to<>()) !=
+        values->end()) {
+      return Status(StatusCode::kUnimplemented,
+                    metadata.source() + ": " + key +
+                        " differs between layers; sparkd runs models whose layers all have one "
+                        "shape");
+    }
+    return std::optional<int64_t>(values->front());
+  }
+  return metadata.optional_integer(key);
+}
+
+const GgufTensorInfo* find_tensor(const std::map<std::string, const GgufTensorInfo*>& tensors,
+                                  const std::string& name) {
+  auto it = tensors.find(name);
+  return it == tensors.end() ? nullptr : it->second;
+}
+
+std::optional<int32_t> optional_id(const GgufMetadata& metadata, const std::string& key) {
+  auto value = metadata.optional_integer(key);
+  if (!value || !*value || **value < 0 || **value > std::numeric_limits<int32_t>::max()) {
+    return std::nullopt;
+  }
+  return static_cast<int32_t>(**value);
+}
+
+}  // namespace
+
+std::vector<std::string> supported_gguf_architectures() {
+  std::vector<std::string> names;
+  for (const GgufArchitecture& arch : kArchitectures) names.emplace_back(arch.name);
+  return names;
+}
+
+std::string hf_tensor_name(const std::string& gguf_name) {
+  for (const auto& [gguf, hf] : kModelTensorNames) {
+    if (gguf_name == gguf) return hf;
+  }
+  static const std::regex layer(R"(^blk\.([0-9]+)\.([a-z_]+)\.(weight|bias)$)");
+  std::smatch match;
+  if (std::regex_match(gguf_name, match, layer)) {
+    for (const auto& [gguf, hf] : kLayerTensorNames) {
+      if (match[2].str() == gguf) {
+        return "model.layers." + match[1].str() + "." + hf + "." + match[3].str();
+      }
+    }
+  }
+  return gguf_name;
+}
+
+std::vector<int64_t> llama_row_permutation(const ModelSpec& spec, const std::string& hf_name,
+                                           int64_t rows) {
+  if (spec.family != ModelFamily::kLlama && spec.family != ModelFamily::kMistral) return {};
+  const bool q_or_k = hf_name.find(".self_attn.q_proj.") != std::string::npos ||
+                      hf_name.find(".self_attn.k_proj.") != std::string::npos;
+  if (!q_or_k || spec.head_dim <= 0 || rows % spec.head_dim != 0) return {};
+  // The converter's permute(): per head, rows [half, i] were stored at [i, half].
+  const int64_t head_dim = spec.head_dim, half = head_dim / 2;
+  std::vector<int64_t> permutation(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t head = r / head_dim, within = r % head_dim;
+    permutation[static_cast<size_t>(r)] = head * head_dim + 2 * (within % half) + within / half;
+  }
+  return permutation;
+}
+
+Expected<ModelSpec> gguf_model_spec(const GgufModel& model) {
+  const GgufMetadata& metadata = model.metadata();
+  const std::string& source = metadata.source();
+  SPARKD_ASSIGN_OR_RETURN(std::string arch_name, metadata.string("general.architecture"));
+  const GgufArchitecture* arch = nullptr;
+  for (const GgufArchitecture& candidate : kArchitectures) {
+    if (arch_name == candidate.name) arch = &candidate;
+  }
+  if (!arch) {
+    std::string known;
+    for (const std::string& name : supported_gguf_architectures()) {
+      known += (known.empty() ? "" : ", ") + name;
+    }
+    return Status(StatusCode::kUnimplemented, source + ": general.architecture '" + arch_name +
+                                                  "' is not one sparkd runs (supported: " + known +
+                                                  ")");
+  }
+  const std::string key = arch_name + ".";
+  ModelSpec spec;
+  spec.architecture = arch->hf_name;
+  spec.family = arch->family;
+  spec.task = ModelTask::kGenerate;
+  spec.is_decoder = true;
+  spec.activation = Activation::kSilu;
+  spec.pooling = Pooling::kLastToken;
+
+  SPARKD_ASSIGN_OR_RETURN(spec.hidden_size,
+                          bounded(metadata, key + "embedding_length", 1, kMaxDim));
+  SPARKD_ASSIGN_OR_RETURN(spec.num_layers, bounded(metadata, key + "block_count", 1, kMaxLayers));
+  SPARKD_ASSIGN_OR_RETURN(auto feed_forward,
+                          uniform_integer(metadata, key + "feed_forward_length"));
+  SPARKD_ASSIGN_OR_RETURN(auto heads, uniform_integer(metadata, key + "attention.head_count"));
+  SPARKD_ASSIGN_OR_RETURN(auto kv_heads,
+                          uniform_integer(metadata, key + "attention.head_count_kv"));
+  if (!feed_forward || !heads) {
+    return invalid(source, "metadata keys " + key + "feed_forward_length and " + key +
+                               "attention.head_count are required");
+  }
+  auto in_range = [&](int64_t value, const std::string& what, int64_t high) -> Status {
+    if (value < 1 || value > high) {
+      return invalid(source, what + " is " + std::to_string(value));
+    }
+    return Status::ok();
+  };
+  SPARKD_RETURN_IF_ERROR(in_range(*feed_forward, key + "feed_forward_length", kMaxDim));
+  SPARKD_RETURN_IF_ERROR(in_range(*heads, key + "attention.head_count", kMaxDim));
+  spec.intermediate_size = static_cast<int32_t>(*feed_forward);
+  spec.num_heads = static_cast<int32_t>(*heads);
+  spec.num_kv_heads = static_cast<int32_t>(kv_heads.value_or(*heads));
+  SPARKD_RETURN_IF_ERROR(in_range(spec.num_kv_heads, key + "attention.head_count_kv", kMaxDim));
+  if (spec.num_heads % spec.num_kv_heads != 0) {
+    return invalid(source, "attention.head_count (" + std::to_string(spec.num_heads) +
+                               ") is not a multiple of attention.head_count_kv (" +
+                               std::to_string(spec.num_kv_heads) + ")");
+  }
+  std::optional<int64_t> default_head_dim;
+  if (spec.hidden_size % spec.num_heads == 0) default_head_dim = spec.hidden_size / spec.num_heads;
+  SPARKD_ASSIGN_OR_RETURN(
+      spec.head_dim, bounded(metadata, key + "attention.key_length", 2, kMaxDim, default_head_dim));
+  SPARKD_ASSIGN_OR_RETURN(int32_t value_length, bounded(metadata, key + "attention.value_length", 2,
+                                                        kMaxDim, spec.head_dim));
+  if (value_length != spec.head_dim || spec.head_dim % 2 != 0) {
+    return Status(StatusCode::kUnimplemented,
+                  source + ": key_length " + std::to_string(spec.head_dim) + " and value_length " +
+                      std::to_string(value_length) +
+                      ": sparkd runs equal, even key and value head sizes");
+  }
+  SPARKD_ASSIGN_OR_RETURN(spec.max_position_embeddings,
+                          bounded(metadata, key + "context_length", 1, kMaxPositions, 2048));
+  SPARKD_ASSIGN_OR_RETURN(auto eps,
+                          metadata.optional_number(key + "attention.layer_norm_rms_epsilon"));
+  spec.norm_eps = static_cast<float>(eps.value_or(1e-6));
+  if (!(spec.norm_eps > 0 && spec.norm_eps < 1)) {
+    return invalid(source, "attention.layer_norm_rms_epsilon is " + std::to_string(spec.norm_eps));
+  }
+  SPARKD_ASSIGN_OR_RETURN(auto theta, metadata.optional_number(key + "rope.freq_base"));
+  spec.rope.theta = static_cast<float>(theta.value_or(10000.0));
+  if (!(spec.rope.theta > 0) || !std::isfinite(spec.rope.theta)) {
+    return invalid(source, "rope.freq_base is " + std::to_string(spec.rope.theta));
+  }
+  SPARKD_ASSIGN_OR_RETURN(auto rope_dims, metadata.optional_integer(key + "rope.dimension_count"));
+  if (rope_dims && *rope_dims != spec.head_dim) {
+    return Status(StatusCode::kUnimplemented,
+                  source + ": rope.dimension_count " + std::to_string(*rope_dims) +
+                      " rotates part of each head of " + std::to_string(spec.head_dim) +
+                      "; sparkd rotates whole heads");
+  }
+  SPARKD_ASSIGN_OR_RETURN(auto scaling, metadata.optional_string(key + "rope.scaling.type"));
+  if (scaling && *scaling == "linear") {
+    SPARKD_ASSIGN_OR_RETURN(auto factor, metadata.optional_number(key + "rope.scaling.factor"));
+    spec.rope.scaling = RopeSpec::Scaling::kLinear;
+    spec.rope.factor = static_cast<float>(factor.value_or(1.0));
+    if (!(spec.rope.factor > 0)) {
+      return invalid(source, "rope.scaling.factor is " + std::to_string(spec.rope.factor));
+    }
+  } else if (scaling && *scaling != "none") {
+    return Status(StatusCode::kUnimplemented,
+                  source + ": RoPE scaling '" + *scaling + "' (sparkd runs none, linear, llama3)");
+  }
+  SPARKD_ASSIGN_OR_RETURN(auto window, metadata.optional_integer(key + "attention.sliding_window"));
+  if (window && *window > 0 && *window < spec.max_position_embeddings) {
+    spec.sliding_window = static_cast<int32_t>(*window);
+  }
+
+  // What the tensors say: the vocabulary is the embedding's rows, an absent output.weight
+  // means tied embeddings, biases and q/k norms exist or not.
+  const auto tensors = model.tensors();
+  const GgufTensorInfo* embedding = find_tensor(tensors, "token_embd.weight");
+  if (!embedding || embedding->shape.size() != 2) {
+    return Status(StatusCode::kDataLoss,
+                  source + ": tensor 'token_embd.weight' [vocab, hidden] is missing");
+  }
+  if (embedding->shape[0] > kMaxVocab) {
+    return invalid(source, "a vocabulary of " + std::to_string(embedding->shape[0]) + " tokens");
+  }
+  spec.vocab_size = static_cast<int32_t>(embedding->shape[0]);
+  spec.tie_word_embeddings = find_tensor(tensors, "output.weight") == nullptr;
+  spec.attention_qkv_bias = find_tensor(tensors, "blk.0.attn_q.bias") != nullptr;
+  spec.attention_out_bias = find_tensor(tensors, "blk.0.attn_output.bias") != nullptr;
+  spec.mlp_bias = find_tensor(tensors, "blk.0.ffn_up.bias") != nullptr;
+  spec.qk_norm = find_tensor(tensors, "blk.0.attn_q_norm.weight") != nullptr;
+  spec.rope_freq_factors = find_tensor(tensors, "rope_freqs.weight") != nullptr;
+  if (spec.qk_norm != (spec.family == ModelFamily::kQwen3)) {
+    return invalid(source, std::string(arch->name) + (spec.qk_norm ? " with" : " without") +
+                               " q/k norm tensors");
+  }
+
+  spec.bos_token_id = optional_id(metadata, "tokenizer.ggml.bos_token_id").value_or(-1);
+  for (const char* eos_key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
+                              "tokenizer.ggml.eom_token_id"}) {
+    if (auto id = optional_id(metadata, eos_key)) {
+      if (std::find(spec.eos_token_ids.begin(), spec.eos_token_ids.end(), *id) ==
+          spec.eos_token_ids.end()) {
+        spec.eos_token_ids.push_back(*id);
+      }
+    }
+  }
+  return spec;
+}
+
+Expected<tokenizer::GgmlVocabulary> gguf_vocabulary(const GgufModel& model) {
+  const GgufMetadata& metadata = model.metadata();
+  tokenizer::GgmlVocabulary vocabulary;
+  SPARKD_ASSIGN_OR_RETURN(vocabulary.model, metadata.string("tokenizer.ggml.model"));
+  SPARKD_ASSIGN_OR_RETURN(auto pre, metadata.optional_string("tokenizer.ggml.pre"));
+  vocabulary.pre = pre.value_or("");
+  SPARKD_ASSIGN_OR_RETURN(auto tokens, metadata.string_array("tokenizer.ggml.tokens"));
+  if (!tokens) {
+    return Status(StatusCode::kDataLoss,
+                  metadata.source() + ": metadata key 'tokenizer.ggml.tokens' is missing");
+  }
+  vocabulary.tokens = *tokens;
+  SPARKD_ASSIGN_OR_RETURN(auto scores, metadata.number_array("tokenizer.ggml.scores"));
+  if (scores) vocabulary.scores.assign(scores->begin(), scores->end());
+  SPARKD_ASSIGN_OR_RETURN(auto types, metadata.integer_array("tokenizer.ggml.token_type"));
+  if (types) {
+    for (int64_t type : *types) {
+      if (type < 0 || type > static_cast<int64_t>(tokenizer::GgmlTokenType::kByte)) {
+        return invalid(metadata.source(), "tokenizer.ggml.token_type holds " +
+                                              std::to_string(type) + ", not a token type (0 to 6)");
+      }
+      vocabulary.token_types.push_back(static_cast<int32_t>(type));
+    }
+  }
+  SPARKD_ASSIGN_OR_RETURN(auto merges, metadata.string_array("tokenizer.ggml.merges"));
+  if (merges) vocabulary.merges = *merges;
+  vocabulary.bos_id = optional_id(metadata, "tokenizer.ggml.bos_token_id");
+  vocabulary.eos_id = optional_id(metadata, "tokenizer.ggml.eos_token_id");
+  vocabulary.unknown_id = optional_id(metadata, "tokenizer.ggml.unknown_token_id");
+  vocabulary.separator_id = optional_id(metadata, "tokenizer.ggml.seperator_token_id");
+  vocabulary.padding_id = optional_id(metadata, "tokenizer.ggml.padding_token_id");
+  vocabulary.mask_id = optional_id(metadata, "tokenizer.ggml.mask_token_id");
+  SPARKD_ASSIGN_OR_RETURN(vocabulary.add_bos,
+                          metadata.optional_bool("tokenizer.ggml.add_bos_token"));
+  SPARKD_ASSIGN_OR_RETURN(vocabulary.add_eos,
+                          metadata.optional_bool("tokenizer.ggml.add_eos_token"));
+  SPARKD_ASSIGN_OR_RETURN(vocabulary.add_space_prefix,
+                          metadata.optional_bool("tokenizer.ggml.add_space_prefix"));
+  return vocabulary;
+}
+
+Expected<std::optional<std::string>> gguf_chat_template(const GgufModel& model) {
+  return model.metadata().optional_string("tokenizer.chat_template");
+}
+
+}  // namespace sparkd::model
