@@ -56,13 +56,14 @@ void bench_linear(Backend& backend, const Options& options) {
   const std::vector<Case> prefill = {{128, 4096, 4096}, {512, 4096, 4096}, {128, 14336, 4096}};
   std::printf("\nlinear  y[M,N] = x[M,K] W[N,K]^T       %8s %10s %10s\n", "ms", "GFLOP/s",
               "W GB/s");
-  for (DType dtype : {DType::kBF16, DType::kF32, DType::kF16}) {
+  for (DType dtype : {DType::kBF16, DType::kF32, DType::kF16, DType::kQ4_K, DType::kQ6_K,
+                      DType::kQ8_0, DType::kQ4_1}) {
     for (bool is_decode : {true, false}) {
       for (const Case& c : is_decode ? decode : prefill) {
         if (!is_decode && dtype == DType::kF16) continue;  // same path as BF16
         Memory memory(backend);
         const int64_t weight_bytes =
-            c.n * c.k * static_cast<int64_t>(sparkd::dtype_size_bytes(dtype));
+            c.n * static_cast<int64_t>(sparkd::dtype_row_bytes(dtype, c.k));
         const int64_t copies =
             is_decode ? std::max<int64_t>(1, options.rotate_mib * (1 << 20) / weight_bytes) : 1;
         std::vector<Tensor> weights = {memory.random(dtype, {c.n, c.k}, 1)};

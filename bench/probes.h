@@ -53,6 +53,14 @@ class Memory {
   // for gigabytes, and the values don't matter to the timing).
   Tensor random(DType dtype, std::vector<int64_t> shape, uint32_t seed) {
     Tensor t = make(dtype, std::move(shape));
+    if (sparkd::dtype_is_quantized(dtype)) {  // random blocks: the timing is the same
+      auto* bytes = static_cast<uint8_t*>(t.data);
+      for (size_t i = 0; i < t.size_bytes(); ++i) {
+        bytes[i] = static_cast<uint8_t>(
+            ((static_cast<uint32_t>(i) + seed * 0x9e3779b9u) * 0x85ebca6bu) >> 24);
+      }
+      return t;
+    }
     for (int64_t i = 0; i < t.numel(); ++i) {
       const uint32_t hash = (static_cast<uint32_t>(i) + seed * 0x9e3779b9u) * 0x85ebca6bu;
       const float v = static_cast<float>(hash >> 8) * 0x1p-23f - 1.0f;

@@ -78,6 +78,22 @@ struct BlockMXFP4 {
   uint8_t qs[16];  // E2M1 values
 };
 
+// Activations, quantized per block for the integer dot products (ggml's vec_dot_type): Q8_0
+// for the 32-value types that are symmetric, Q8_1 (which also carries d * sum(qs)) for those
+// with a minimum, Q8_K for the K-quants.
+struct BlockQ8_1 {
+  uint16_t d;  // F16 scale
+  uint16_t s;  // F16 d * sum(qs)
+  int8_t qs[32];
+};
+struct BlockQ8_K {
+  float d;
+  int8_t qs[256];
+  int16_t bsums[16];  // sums of each 16 qs
+};
+static_assert(sizeof(BlockQ8_1) == 36);
+static_assert(sizeof(BlockQ8_K) == 292);
+
 static_assert(sizeof(BlockQ4_0) == dtype_traits(DType::kQ4_0).block_bytes);
 static_assert(sizeof(BlockQ4_1) == dtype_traits(DType::kQ4_1).block_bytes);
 static_assert(sizeof(BlockQ5_0) == dtype_traits(DType::kQ5_0).block_bytes);

@@ -35,7 +35,7 @@ SimdLevel detected_simd_level() {
 }
 
 float* thread_scratch(int slot, size_t floats) {
-  thread_local std::array<std::vector<float>, 6> buffers;
+  thread_local std::array<std::vector<float>, 7> buffers;
   std::vector<float>& buffer = buffers.at(static_cast<size_t>(slot));
   if (buffer.size() < floats) buffer.resize(floats);
   return buffer.data();

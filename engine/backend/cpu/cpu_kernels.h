@@ -6,6 +6,7 @@
 //   cpu_common.cpp    checks, CPU feature detection, scratch memory, dtype conversions
 //   cpu_dequantize.cpp quantized blocks -> F32 (the reference for the quantized kernels)
 //   cpu_linear.cpp    y = x·Wᵀ + b: streaming GEMV for decode, packed GEMM for prefill
+//   cpu_quant_linear.cpp  the same for quantized W: integer dot products per block
 //   cpu_attention.cpp store_kv and attention (contiguous or paged KV, GQA, online softmax)
 //   cpu_rows.cpp      norms, activations, rope, pooling: one row at a time
 //   cpu_backend.cpp   the Backend: memory, shape checks, dispatch to the kernels
@@ -80,7 +81,7 @@ void parallel_for(const KernelConfig& config, int64_t count, int64_t work_per_it
 }
 
 // Per-thread scratch memory, grown on demand and kept, so hot ops don't allocate per call.
-// Slots 0 to 5; distinct `slot`s are distinct buffers; a pointer stays valid until the next call
+// Slots 0 to 6; distinct `slot`s are distinct buffers; a pointer stays valid until the next call
 // with the same slot on the same thread.
 float* thread_scratch(int slot, size_t floats);
 
@@ -144,6 +145,12 @@ void convert_from_f32(const float* src, int64_t count, DType dtype, void* dst, i
 // y[m, n] = x[m, k] · weight[n, k]ᵀ (+ bias[n]); bias may be null. y must not overlap x.
 void linear(const KernelConfig& config, const float* x, int64_t m, int64_t k, const void* weight,
             DType weight_dtype, int64_t n, const float* bias, float* y);
+
+// The same for a block-quantized weight (cpu_quant_linear.cpp): x is quantized per block
+// and multiplied in integers, as ggml's vec_dot does.
+void quantized_linear(const KernelConfig& config, const float* x, int64_t m, int64_t k,
+                      const void* weight, DType weight_dtype, int64_t n, const float* bias,
+                      float* y);
 
 // ---- attention --------------------------------------------------------------------------
 // The slot holding position `pos` of a sequence.

@@ -454,6 +454,9 @@ void linear(const KernelConfig& config, const float* x, int64_t m, int64_t k, co
     }
     return;
   }
+  if (dtype_is_quantized(weight_dtype)) {
+    return quantized_linear(config, x, m, k, weight, weight_dtype, n, bias, y);
+  }
   if (m <= kGemvPassMaxRows) {
     // Small decode batches: stream W once per kGemvMaxRows rows of x.
     for (int64_t first = 0; first < m; first += kGemvMaxRows) {

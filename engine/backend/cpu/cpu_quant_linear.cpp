@@ -1,0 +1,569 @@
+// y = x·Wᵀ + b for block-quantized W, without dequantizing W.
+//
+// As ggml does: each row of x is quantized per block to 8-bit integers with a scale (Q8_0,
+// Q8_1 or Q8_K: the weight type's "vec_dot type"), and each output is a sum over blocks of
+// integer dot products times the two scales. A weight byte is read once per step and turned
+// into integers in registers; the arithmetic is 8-bit multiplies into 16- and 32-bit sums.
+//
+// Work is split over W's rows. Each task takes kRowsPerTask rows of W (a few KiB: they stay
+// in L1) and dots them with every quantized row of x (m rows: L2-resident for prefill), so
+// decode streams W once and prefill reuses each W tile across all of x.
+//
+// Every type has a portable vec_dot (the reference, also what aarch64 runs until its NEON
+// kernels land); the common types have AVX2 ones, checked against the portable ones.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "engine/backend/cpu/cpu_kernels.h"
+#include "engine/backend/half.h"
+#include "engine/backend/quant_blocks.h"
+
+namespace sparkd::cpu {
+
+using namespace sparkd::quant;
+
+namespace {
+
+constexpr int64_t kRowsPerTask = 16;
+
+// ---- activation quantizers (ggml's quantize_row_q8_0 / q8_1 / q8_K) ---------------------
+
+void quantize_q8_0(const float* x, int64_t k, BlockQ8_0* y) {
+  for (int64_t b = 0; b < k / kBlockElements; ++b, x += kBlockElements) {
+    float amax = 0.0f;
+    for (int i = 0; i < kBlockElements; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    y[b].d = f32_to_f16(d);
+    for (int i = 0; i < kBlockElements; ++i) {
+      y[b].qs[i] = static_cast<int8_t>(std::nearbyint(x[i] * id));
+    }
+  }
+}
+
+void quantize_q8_1(const float* x, int64_t k, BlockQ8_1* y) {
+  for (int64_t b = 0; b < k / kBlockElements; ++b, x += kBlockElements) {
+    float amax = 0.0f;
+    for (int i = 0; i < kBlockElements; ++i) amax = std::max(amax, std::fabs(x[i]));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    int sum = 0;
+    for (int i = 0; i < kBlockElements; ++i) {
+      y[b].qs[i] = static_cast<int8_t>(std::nearbyint(x[i] * id));
+      sum += y[b].qs[i];
+    }
+    y[b].d = f32_to_f16(d);
+    y[b].s = f32_to_f16(d * static_cast<float>(sum));
+  }
+}
+
+// ggml's nearest_int: round half to even through the float's mantissa.
+inline int nearest_int(float value) {
+  const float shifted = value + 12582912.0f;
+  int32_t bits;
+  std::memcpy(&bits, &shifted, sizeof bits);
+  return (bits & 0x007fffff) - 0x00400000;
+}
+
+void quantize_q8_k(const float* x, int64_t k, BlockQ8_K* y) {
+  for (int64_t b = 0; b < k / kSuperBlockElements; ++b, x += kSuperBlockElements) {
+    float max = 0.0f, amax = 0.0f;
+    for (int i = 0; i < kSuperBlockElements; ++i) {
+      if (std::fabs(x[i]) > amax) {
+        amax = std::fabs(x[i]);
+        max = x[i];
+      }
+    }
+    BlockQ8_K& out = y[b];
+    if (amax == 0.0f) {
+      std::memset(&out, 0, sizeof out);
+      continue;
+    }
+    const float iscale = -127.0f / max;
+    for (int i = 0; i < kSuperBlockElements; ++i) {
+      out.qs[i] = static_cast<int8_t>(std::min(127, nearest_int(iscale * x[i])));
+    }
+    for (int j = 0; j < 16; ++j) {
+      int sum = 0;
+      for (int i = 0; i < 16; ++i) sum += out.qs[16 * j + i];
+      out.bsums[j] = static_cast<int16_t>(sum);
+    }
+    out.d = 1.0f / iscale;
+  }
+}
+
+// ---- portable dot products: one weight row with one quantized activation row -----------
+
+inline int nibble(const uint8_t* qs, int i) {
+  return i < 16 ? (qs[i] & 0xF) : (qs[i - 16] >> 4);
+}
+inline int fifth_bit(const uint8_t qh[4], int i) {
+  uint32_t bits;
+  std::memcpy(&bits, qh, sizeof bits);
+  return static_cast<int>((bits >> i) & 1u);
+}
+
+float dot_q4_0(const BlockQ4_0* w, const BlockQ8_0* a, int64_t blocks) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    int sumi = 0;
+    for (int i = 0; i < 32; ++i) sumi += (nibble(w[b].qs, i) - 8) * a[b].qs[i];
+    sum += static_cast<float>(sumi) * f16_to_f32(w[b].d) * f16_to_f32(a[b].d);
+  }
+  return sum;
+}
+
+float dot_q4_1(const BlockQ4_1* w, const BlockQ8_1* a, int64_t blocks) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    int sumi = 0;
+    for (int i = 0; i < 32; ++i) sumi += nibble(w[b].qs, i) * a[b].qs[i];
+    sum += f16_to_f32(w[b].d) * f16_to_f32(a[b].d) * static_cast<float>(sumi) +
+           f16_to_f32(w[b].m) * f16_to_f32(a[b].s);
+  }
+  return sum;
+}
+
+float dot_q5_0(const BlockQ5_0* w, const BlockQ8_0* a, int64_t blocks) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    int sumi = 0;
+    for (int i = 0; i < 32; ++i) {
+      sumi += ((nibble(w[b].qs, i) | (fifth_bit(w[b].qh, i) << 4)) - 16) * a[b].qs[i];
+    }
+    sum += static_cast<float>(sumi) * f16_to_f32(w[b].d) * f16_to_f32(a[b].d);
+  }
+  return sum;
+}
+
+float dot_q5_1(const BlockQ5_1* w, const BlockQ8_1* a, int64_t blocks) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    int sumi = 0;
+    for (int i = 0; i < 32; ++i) {
+      sumi += (nibble(w[b].qs, i) | (fifth_bit(w[b].qh, i) << 4)) * a[b].qs[i];
+    }
+    sum += f16_to_f32(w[b].d) * f16_to_f32(a[b].d) * static_cast<float>(sumi) +
+           f16_to_f32(w[b].m) * f16_to_f32(a[b].s);
+  }
+  return sum;
+}
+
+float dot_q8_0(const BlockQ8_0* w, const BlockQ8_0* a, int64_t blocks) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    int sumi = 0;
+    for (int i = 0; i < 32; ++i) sumi += w[b].qs[i] * a[b].qs[i];
+    sum += static_cast<float>(sumi) * f16_to_f32(w[b].d) * f16_to_f32(a[b].d);
+  }
+  return sum;
+}
+
+float dot_mxfp4(const BlockMXFP4* w, const BlockQ8_0* a, int64_t blocks) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    int sumi = 0;
+    for (int i = 0; i < 32; ++i) sumi += kMxfp4Values[nibble(w[b].qs, i)] * a[b].qs[i];
+    sum += e8m0_to_f32_half(w[b].e) * f16_to_f32(a[b].d) * static_cast<float>(sumi);
+  }
+  return sum;
+}
+
+float dot_q2_k(const BlockQ2_K* w, const BlockQ8_K* a, int64_t blocks) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    int sumi = 0, mins = 0;
+    for (int j = 0; j < 16; ++j) mins += (w[b].scales[j] >> 4) * a[b].bsums[j];
+    for (int e = 0; e < kSuperBlockElements; ++e) {
+      const int q = (w[b].qs[(e / 128) * 32 + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+      sumi += (w[b].scales[e / 16] & 0xF) * q * a[b].qs[e];
+    }
+    sum += a[b].d * (f16_to_f32(w[b].d) * static_cast<float>(sumi) -
+                     f16_to_f32(w[b].dmin) * static_cast<float>(mins));
+  }
+  return sum;
+}
+
+float dot_q3_k(const BlockQ3_K* w, const BlockQ8_K* a, int64_t blocks) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const BlockQ3_K& block = w[b];
+    int scales[16];
+    for (int j = 0; j < 16; ++j) {
+      const int low = j < 8 ? (block.scales[j] & 0xF) : (block.scales[j - 8] >> 4);
+      const int high = (block.scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+      scales[j] = (low | (high << 4)) - 32;
+    }
+    int sumi = 0;
+    for (int e = 0; e < kSuperBlockElements; ++e) {
+      const int l = e % 32;
+      const int low = (block.qs[(e / 128) * 32 + l] >> (2 * ((e % 128) / 32))) & 3;
+      const int high_clear = ((block.hmask[l] >> (e / 32)) & 1) ^ 1;
+      sumi += scales[e / 16] * (low - (high_clear << 2)) * a[b].qs[e];
+    }
+    sum += a[b].d * f16_to_f32(block.d) * static_cast<float>(sumi);
+  }
+  return sum;
+}
+
+float dot_q4_k(const BlockQ4_K* w, const BlockQ8_K* a, int64_t blocks) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    int sumi = 0, mins = 0;
+    for (int j = 0; j < 8; ++j) {
+      uint8_t scale, min;
+      k_scale_min(w[b].scales, j, scale, min);
+      mins += min * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
+      const uint8_t* qs = w[b].qs + 32 * (j / 2);
+      int part = 0;
+      for (int l = 0; l < 32; ++l) part += ((qs[l] >> (4 * (j % 2))) & 0xF) * a[b].qs[32 * j + l];
+      sumi += scale * part;
+    }
+    sum += a[b].d * (f16_to_f32(w[b].d) * static_cast<float>(sumi) -
+                     f16_to_f32(w[b].dmin) * static_cast<float>(mins));
+  }
+  return sum;
+}
+
+float dot_q5_k(const BlockQ5_K* w, const BlockQ8_K* a, int64_t blocks) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    int sumi = 0, mins = 0;
+    for (int j = 0; j < 8; ++j) {
+      uint8_t scale, min;
+      k_scale_min(w[b].scales, j, scale, min);
+      mins += min * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
+      const uint8_t* qs = w[b].qs + 32 * (j / 2);
+      int part = 0;
+      for (int l = 0; l < 32; ++l) {
+        const int q = ((qs[l] >> (4 * (j % 2))) & 0xF) | (((w[b].qh[l] >> j) & 1) << 4);
+        part += q * a[b].qs[32 * j + l];
+      }
+      sumi += scale * part;
+    }
+    sum += a[b].d * (f16_to_f32(w[b].d) * static_cast<float>(sumi) -
+                     f16_to_f32(w[b].dmin) * static_cast<float>(mins));
+  }
+  return sum;
+}
+
+float dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_t blocks) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const BlockQ6_K& block = w[b];
+    int sumi = 0;
+    for (int e = 0; e < kSuperBlockElements; ++e) {
+      const int half = e / 128, r = e % 128;
+      const int low = (block.ql[half * 64 + r % 64] >> (4 * (r / 64))) & 0xF;
+      const int high = (block.qh[half * 32 + r % 32] >> (2 * (r / 32))) & 3;
+      sumi += block.scales[e / 16] * ((low | (high << 4)) - 32) * a[b].qs[e];
+    }
+    sum += a[b].d * f16_to_f32(block.d) * static_cast<float>(sumi);
+  }
+  return sum;
+}
+
+// ---- AVX2 dot products ---------------------------------------------------------------
+#if SPARKD_CPU_X86
+
+// F16 -> F32 in one instruction (F16C): the scalar conversion's branches cost more than a
+// block's whole integer dot product.
+SPARKD_CPU_AVX2 inline float f16c(uint16_t h) {
+  return _cvtsh_ss(h);
+}
+
+// 16 bytes of packed nibbles -> 32 bytes: the 16 low nibbles, then the 16 high ones (the
+// 32-value blocks' value order).
+SPARKD_CPU_AVX2 inline __m256i nibbles_32(const uint8_t* qs) {
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+// Σ over pairs of u8 x i8 products into 8 i32 sums (each pair sum fits in i16: |q| <= 63).
+SPARKD_CPU_AVX2 inline __m256i dot_u8_i8(__m256i unsigned_bytes, __m256i signed_bytes) {
+  const __m256i pairs = _mm256_maddubs_epi16(unsigned_bytes, signed_bytes);
+  return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+// The same for two signed vectors: |a| times b with a's sign moved onto b.
+SPARKD_CPU_AVX2 inline __m256i dot_i8_i8(__m256i a, __m256i b) {
+  return dot_u8_i8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+}
+
+SPARKD_CPU_AVX2 float avx2_dot_q4_0(const BlockQ4_0* w, const BlockQ8_0* a, int64_t blocks) {
+  __m256 acc = _mm256_setzero_ps();
+  const __m256i eight = _mm256_set1_epi8(8);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const __m256i q4 = _mm256_sub_epi8(nibbles_32(w[b].qs), eight);
+    const __m256i q8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
+    const __m256 d = _mm256_set1_ps(f16c(w[b].d) * f16c(a[b].d));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_i8(q4, q8)), acc);
+  }
+  return horizontal_sum(acc);
+}
+
+SPARKD_CPU_AVX2 float avx2_dot_q4_1(const BlockQ4_1* w, const BlockQ8_1* a, int64_t blocks) {
+  __m256 acc = _mm256_setzero_ps();
+  float mins = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const __m256i q4 = nibbles_32(w[b].qs);
+    const __m256i q8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
+    const __m256 d = _mm256_set1_ps(f16c(w[b].d) * f16c(a[b].d));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_i8(q4, q8)), acc);
+    mins += f16c(w[b].m) * f16c(a[b].s);
+  }
+  return horizontal_sum(acc) + mins;
+}
+
+SPARKD_CPU_AVX2 float avx2_dot_q8_0(const BlockQ8_0* w, const BlockQ8_0* a, int64_t blocks) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
+    const __m256i q8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
+    const __m256 d = _mm256_set1_ps(f16c(w[b].d) * f16c(a[b].d));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_i8(qw, q8)), acc);
+  }
+  return horizontal_sum(acc);
+}
+
+// Q4_K/Q5_K's 12 packed bytes as four u32: bytes 0-7 the 8 sub-block scales, bytes 8-15 the
+// 8 mins (ggml's kmask shuffle: no per-sub-block branching).
+inline void k_scales_mins(const uint8_t packed[12], uint32_t out[4]) {
+  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
+  std::memcpy(out, packed, 12);
+  out[3] = ((out[2] >> 4) & kLow4) | (((out[1] >> 6) & kLow2) << 4);
+  const uint32_t mins_low = out[1] & kLow6;
+  out[1] = (out[2] & kLow4) | (((out[0] >> 6) & kLow2) << 4);
+  out[2] = mins_low;
+  out[0] &= kLow6;
+}
+
+// The 16 bsums of a Q8_K block summed in pairs: 8 sums of 32 activations, as i16.
+SPARKD_CPU_AVX2 inline __m128i bsums_by_32(const BlockQ8_K& a) {
+  const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums));
+  return _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+}
+
+SPARKD_CPU_AVX2 float avx2_dot_q4_k(const BlockQ4_K* w, const BlockQ8_K* a, int64_t blocks) {
+  __m256 acc = _mm256_setzero_ps();
+  __m128 acc_mins = _mm_setzero_ps();
+  const __m256i low_mask = _mm256_set1_epi8(0x0F);
+  for (int64_t b = 0; b < blocks; ++b) {
+    uint32_t packed[4];
+    k_scales_mins(w[b].scales, packed);
+    const auto* scales = reinterpret_cast<const uint8_t*>(packed);
+    // Σ_j min_j · Σ(activations of sub-block j), from the bsums.
+    const __m128i mins = _mm_cvtepu8_epi16(
+        _mm_set_epi32(0, 0, static_cast<int>(packed[3]), static_cast<int>(packed[2])));
+    const __m128i min_products = _mm_madd_epi16(mins, bsums_by_32(a[b]));
+    acc_mins = _mm_fmadd_ps(_mm_set1_ps(a[b].d * f16c(w[b].dmin)), _mm_cvtepi32_ps(min_products),
+                            acc_mins);
+
+    __m256i sumi = _mm256_setzero_si256();
+    for (int g = 0; g < 4; ++g) {  // 64 values: sub-blocks 2g (low nibbles) and 2g + 1
+      const __m256i packed_q =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * g));
+      const __m256i q_low = _mm256_and_si256(packed_q, low_mask);
+      const __m256i q_high = _mm256_and_si256(_mm256_srli_epi16(packed_q, 4), low_mask);
+      const __m256i a_low = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * g));
+      const __m256i a_high =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * g + 32));
+      const __m256i p_low =
+          _mm256_madd_epi16(_mm256_maddubs_epi16(q_low, a_low), _mm256_set1_epi16(scales[2 * g]));
+      const __m256i p_high = _mm256_madd_epi16(_mm256_maddubs_epi16(q_high, a_high),
+                                               _mm256_set1_epi16(scales[2 * g + 1]));
+      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_low, p_high));
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * f16c(w[b].d)), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  const __m128 mins4 = _mm_add_ps(acc_mins, _mm_movehl_ps(acc_mins, acc_mins));
+  const float mins_total = _mm_cvtss_f32(_mm_add_ss(mins4, _mm_shuffle_ps(mins4, mins4, 1)));
+  return horizontal_sum(acc) - mins_total;
+}
+
+SPARKD_CPU_AVX2 float avx2_dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_t blocks) {
+  __m256 acc = _mm256_setzero_ps();
+  const __m256i low_mask = _mm256_set1_epi8(0x0F);
+  const __m256i two_bits = _mm256_set1_epi8(0x03);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const BlockQ6_K& block = w[b];
+    // Σ (q - 32) · a = Σ q · a - 32 Σ_j scale_j · bsum_j.
+    const __m256i scales16 =
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block.scales)));
+    const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].bsums));
+    __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                    _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5));
+    for (int half = 0; half < 2; ++half) {
+      const uint8_t* ql = block.ql + 64 * half;
+      const __m256i q4a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+      const __m256i q4b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.qh + 32 * half));
+      const __m256i q[4] = {
+          _mm256_or_si256(_mm256_and_si256(q4a, low_mask),
+                          _mm256_slli_epi16(_mm256_and_si256(qh, two_bits), 4)),
+          _mm256_or_si256(
+              _mm256_and_si256(q4b, low_mask),
+              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), two_bits), 4)),
+          _mm256_or_si256(
+              _mm256_and_si256(_mm256_srli_epi16(q4a, 4), low_mask),
+              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), two_bits), 4)),
+          _mm256_or_si256(
+              _mm256_and_si256(_mm256_srli_epi16(q4b, 4), low_mask),
+              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), two_bits), 4)),
+      };
+      for (int s = 0; s < 4; ++s) {
+        const int first = 128 * half + 32 * s;  // value index of the group's first element
+        const __m256i act = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + first));
+        const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(block.scales[first / 16 + 1]),
+                                               _mm_set1_epi16(block.scales[first / 16]));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[s], act), scale));
+      }
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * f16c(block.d)), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return horizontal_sum(acc);
+}
+
+#endif  // SPARKD_CPU_X86
+
+// ---- dispatch --------------------------------------------------------------------------
+
+enum class ActivationQuant { kQ8_0, kQ8_1, kQ8_K };
+
+ActivationQuant activation_quant_for(DType weight) {
+  switch (weight) {
+    case DType::kQ4_1:
+    case DType::kQ5_1:
+      return ActivationQuant::kQ8_1;
+    case DType::kQ2_K:
+    case DType::kQ3_K:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      return ActivationQuant::kQ8_K;
+    default:
+      return ActivationQuant::kQ8_0;
+  }
+}
+
+size_t activation_row_bytes(ActivationQuant quant, int64_t k) {
+  switch (quant) {
+    case ActivationQuant::kQ8_0:
+      return static_cast<size_t>(k / kBlockElements) * sizeof(BlockQ8_0);
+    case ActivationQuant::kQ8_1:
+      return static_cast<size_t>(k / kBlockElements) * sizeof(BlockQ8_1);
+    case ActivationQuant::kQ8_K:
+      return static_cast<size_t>(k / kSuperBlockElements) * sizeof(BlockQ8_K);
+  }
+  return 0;
+}
+
+void quantize_activation_row(ActivationQuant quant, const float* x, int64_t k, void* dst) {
+  switch (quant) {
+    case ActivationQuant::kQ8_0:
+      return quantize_q8_0(x, k, static_cast<BlockQ8_0*>(dst));
+    case ActivationQuant::kQ8_1:
+      return quantize_q8_1(x, k, static_cast<BlockQ8_1*>(dst));
+    case ActivationQuant::kQ8_K:
+      return quantize_q8_k(x, k, static_cast<BlockQ8_K*>(dst));
+  }
+}
+
+using DotFn = float (*)(const void* weight_row, const void* activation_row, int64_t k);
+
+template <typename W, typename A, float (*kDot)(const W*, const A*, int64_t), int kPerBlock>
+float dot_adapter(const void* weight_row, const void* activation_row, int64_t k) {
+  return kDot(static_cast<const W*>(weight_row), static_cast<const A*>(activation_row),
+              k / kPerBlock);
+}
+
+DotFn portable_dot(DType weight) {
+  switch (weight) {
+    case DType::kQ4_0:
+      return dot_adapter<BlockQ4_0, BlockQ8_0, dot_q4_0, kBlockElements>;
+    case DType::kQ4_1:
+      return dot_adapter<BlockQ4_1, BlockQ8_1, dot_q4_1, kBlockElements>;
+    case DType::kQ5_0:
+      return dot_adapter<BlockQ5_0, BlockQ8_0, dot_q5_0, kBlockElements>;
+    case DType::kQ5_1:
+      return dot_adapter<BlockQ5_1, BlockQ8_1, dot_q5_1, kBlockElements>;
+    case DType::kQ8_0:
+      return dot_adapter<BlockQ8_0, BlockQ8_0, dot_q8_0, kBlockElements>;
+    case DType::kMXFP4:
+      return dot_adapter<BlockMXFP4, BlockQ8_0, dot_mxfp4, kBlockElements>;
+    case DType::kQ2_K:
+      return dot_adapter<BlockQ2_K, BlockQ8_K, dot_q2_k, kSuperBlockElements>;
+    case DType::kQ3_K:
+      return dot_adapter<BlockQ3_K, BlockQ8_K, dot_q3_k, kSuperBlockElements>;
+    case DType::kQ4_K:
+      return dot_adapter<BlockQ4_K, BlockQ8_K, dot_q4_k, kSuperBlockElements>;
+    case DType::kQ5_K:
+      return dot_adapter<BlockQ5_K, BlockQ8_K, dot_q5_k, kSuperBlockElements>;
+    case DType::kQ6_K:
+      return dot_adapter<BlockQ6_K, BlockQ8_K, dot_q6_k, kSuperBlockElements>;
+    case DType::kF32:
+    case DType::kF16:
+    case DType::kBF16:
+      break;
+  }
+  fail("quantized linear", std::string(dtype_name(weight)) + " is not a quantized type");
+}
+
+DotFn dot_for(SimdLevel simd, DType weight) {
+#if SPARKD_CPU_X86
+  if (simd != SimdLevel::kPortable) {
+    switch (weight) {
+      case DType::kQ4_0:
+        return dot_adapter<BlockQ4_0, BlockQ8_0, avx2_dot_q4_0, kBlockElements>;
+      case DType::kQ4_1:
+        return dot_adapter<BlockQ4_1, BlockQ8_1, avx2_dot_q4_1, kBlockElements>;
+      case DType::kQ8_0:
+        return dot_adapter<BlockQ8_0, BlockQ8_0, avx2_dot_q8_0, kBlockElements>;
+      case DType::kQ4_K:
+        return dot_adapter<BlockQ4_K, BlockQ8_K, avx2_dot_q4_k, kSuperBlockElements>;
+      case DType::kQ6_K:
+        return dot_adapter<BlockQ6_K, BlockQ8_K, avx2_dot_q6_k, kSuperBlockElements>;
+      default:
+        break;
+    }
+  }
+#endif
+  static_cast<void>(simd);
+  return portable_dot(weight);
+}
+
+}  // namespace
+
+void quantized_linear(const KernelConfig& config, const float* x, int64_t m, int64_t k,
+                      const void* weight, DType weight_dtype, int64_t n, const float* bias,
+                      float* y) {
+  const ActivationQuant quant = activation_quant_for(weight_dtype);
+  const size_t activation_bytes = activation_row_bytes(quant, k);
+  // On the calling thread's scratch, shared with the team for this call.
+  auto* activations = reinterpret_cast<uint8_t*>(thread_scratch(
+      6, (static_cast<size_t>(m) * activation_bytes + sizeof(float) - 1) / sizeof(float)));
+  parallel_for(config, m, k, [&](int64_t i) {
+    quantize_activation_row(quant, x + i * k, k, activations + i * activation_bytes);
+  });
+
+  const DotFn dot = dot_for(config.simd, weight_dtype);
+  const size_t weight_row_bytes = dtype_row_bytes(weight_dtype, k);
+  const auto* weight_bytes = static_cast<const uint8_t*>(weight);
+  const int64_t tasks = (n + kRowsPerTask - 1) / kRowsPerTask;
+  parallel_for(config, tasks, kRowsPerTask * k * std::max<int64_t>(m, 1), [&](int64_t task) {
+    const int64_t row_begin = task * kRowsPerTask;
+    const int64_t row_end = std::min(n, row_begin + kRowsPerTask);
+    for (int64_t i = 0; i < m; ++i) {
+      const uint8_t* activation = activations + i * activation_bytes;
+      float* y_row = y + i * n;
+      for (int64_t j = row_begin; j < row_end; ++j) {
+        const float sum = dot(weight_bytes + j * weight_row_bytes, activation, k);
+        y_row[j] = bias ? sum + bias[j] : sum;
+      }
+    }
+  });
+}
+
+}  // namespace sparkd::cpu

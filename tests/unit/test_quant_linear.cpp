@@ -1,0 +1,164 @@
+// Linear on block-quantized weights (cpu_quant_linear.cpp) against the F64 product of the
+// dequantized weights, for every quantized type, decode and prefill batch sizes, and every
+// kernel level the CPU has.
+//
+// The quantized path rounds each row of x to 8 bits per block (scale d = max|x| / 127), so
+// each product may be off by at most Σ|w| · d / 2 over its blocks: that bound (plus 1e-3 of
+// Σ|w·x| for the F16 scales and F32 sums) is the tolerance, computed per output.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/half.h"
+
+namespace {
+
+using sparkd::Backend;
+using sparkd::Buffer;
+using sparkd::DType;
+using sparkd::Tensor;
+
+// Byte offsets of each type's F16 scales within a block (the rest may be any bytes).
+std::vector<int> f16_scale_offsets(DType dtype) {
+  switch (dtype) {
+    case DType::kQ4_0:
+    case DType::kQ5_0:
+    case DType::kQ8_0:
+      return {0};
+    case DType::kQ4_1:
+    case DType::kQ5_1:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+      return {0, 2};
+    case DType::kQ2_K:
+      return {80, 82};
+    case DType::kQ3_K:
+      return {108};
+    case DType::kQ6_K:
+      return {208};
+    default:
+      return {};
+  }
+}
+
+// Random valid blocks: random bytes, with finite scales of a realistic size.
+std::vector<uint8_t> random_blocks(DType dtype, int64_t rows, int64_t cols, std::mt19937& rng) {
+  const sparkd::DTypeTraits traits = sparkd::dtype_traits(dtype);
+  std::vector<uint8_t> bytes(sparkd::dtype_row_bytes(dtype, cols) * static_cast<size_t>(rows));
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (uint8_t& b : bytes) b = static_cast<uint8_t>(byte(rng));
+  std::normal_distribution<float> scale(0.0f, 0.02f);
+  for (size_t block = 0; block < bytes.size() / traits.block_bytes; ++block) {
+    uint8_t* at = bytes.data() + block * traits.block_bytes;
+    for (int offset : f16_scale_offsets(dtype)) {
+      const uint16_t h = sparkd::f32_to_f16(scale(rng));
+      std::memcpy(at + offset, &h, 2);
+    }
+    if (dtype == DType::kMXFP4) at[0] = static_cast<uint8_t>(118 + byte(rng) % 8);  // 2^-9..2^-2
+  }
+  return bytes;
+}
+
+struct Problem {
+  int64_t m, k, n;
+};
+
+// One linear on `backend` with W of `dtype` built from `w_bytes`.
+std::vector<float> run_linear(Backend& backend, DType dtype, const std::vector<uint8_t>& w_bytes,
+                              const std::vector<float>& x_values, const std::vector<float>& bias,
+                              const Problem& p) {
+  Buffer w_buffer = backend.allocate(w_bytes.size()).value();
+  std::memcpy(w_buffer.data(), w_bytes.data(), w_bytes.size());
+  Buffer x_buffer = backend.allocate(x_values.size() * 4).value();
+  std::memcpy(x_buffer.data(), x_values.data(), x_values.size() * 4);
+  Buffer b_buffer = backend.allocate(bias.size() * 4).value();
+  std::memcpy(b_buffer.data(), bias.data(), bias.size() * 4);
+  Buffer y_buffer = backend.allocate(static_cast<size_t>(p.m * p.n) * 4).value();
+  const Tensor w(dtype, {p.n, p.k}, w_buffer.data());
+  const Tensor x(DType::kF32, {p.m, p.k}, x_buffer.data());
+  const Tensor b(DType::kF32, {p.n}, b_buffer.data());
+  Tensor y(DType::kF32, {p.m, p.n}, y_buffer.data());
+  backend.linear(x, w, &b, y);
+  std::vector<float> out(static_cast<size_t>(p.m * p.n));
+  backend.download_f32(y, out);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("quantized linear: every type against the dequantized product", "[quant_linear]") {
+  auto reference_backend = sparkd::make_cpu_backend();
+  sparkd::CpuBackendOptions portable_options;
+  portable_options.kernels = sparkd::CpuKernels::kPortable;
+  auto portable = sparkd::make_cpu_backend(portable_options);
+  auto widest = sparkd::make_cpu_backend();
+  sparkd::CpuBackendOptions serial_options;
+  serial_options.num_threads = 1;
+  auto serial = sparkd::make_cpu_backend(serial_options);
+
+  for (int t = 0; t < sparkd::kDTypeCount; ++t) {
+    const DType dtype = static_cast<DType>(t);
+    if (!sparkd::dtype_is_quantized(dtype)) continue;
+    // n = 37: not a multiple of the 16-row tasks; k = 512: two K-quant super-blocks.
+    for (const Problem p : {Problem{1, 512, 37}, Problem{3, 512, 37}, Problem{17, 768, 21}}) {
+      DYNAMIC_SECTION(sparkd::dtype_name(dtype) << " m=" << p.m << " k=" << p.k << " n=" << p.n) {
+        std::mt19937 rng(static_cast<uint32_t>(1000 * t + p.m));
+        const std::vector<uint8_t> w_bytes = random_blocks(dtype, p.n, p.k, rng);
+        std::normal_distribution<float> normal(0.0f, 1.0f);
+        std::vector<float> x(static_cast<size_t>(p.m * p.k)), bias(static_cast<size_t>(p.n));
+        for (float& v : x) v = normal(rng);
+        for (float& v : bias) v = normal(rng);
+
+        // The dequantized weights, through the bit-exact reference conversion.
+        std::vector<float> w(static_cast<size_t>(p.n * p.k));
+        reference_backend->download_f32(
+            Tensor(dtype, {p.n, p.k}, const_cast<uint8_t*>(w_bytes.data())), w);
+        std::vector<double> expected(static_cast<size_t>(p.m * p.n)), tolerance(expected.size());
+        for (int64_t i = 0; i < p.m; ++i) {
+          for (int64_t j = 0; j < p.n; ++j) {
+            double sum = bias[j], magnitude = 0, rounding = 0;
+            for (int64_t c = 0; c < p.k; c += 32) {
+              double amax = 0, block_w = 0;
+              for (int64_t l = c; l < c + 32; ++l) {
+                const double wv = w[j * p.k + l], xv = x[i * p.k + l];
+                sum += wv * xv;
+                magnitude += std::abs(wv * xv);
+                amax = std::max(amax, std::abs(xv));
+                block_w += std::abs(wv);
+              }
+              rounding += block_w * amax / 127.0 / 2.0;
+            }
+            expected[i * p.n + j] = sum;
+            tolerance[i * p.n + j] = rounding + 1e-3 * magnitude + 1e-5;
+          }
+        }
+
+        const std::vector<float> fast = run_linear(*widest, dtype, w_bytes, x, bias, p);
+        const std::vector<float> reference = run_linear(*portable, dtype, w_bytes, x, bias, p);
+        const std::vector<float> one_thread = run_linear(*serial, dtype, w_bytes, x, bias, p);
+        for (size_t i = 0; i < expected.size(); ++i) {
+          INFO("output " << i << ": widest " << fast[i] << ", portable " << reference[i]
+                         << ", exact " << expected[i] << ", tolerance " << tolerance[i]);
+          REQUIRE(std::abs(reference[i] - expected[i]) <= tolerance[i]);
+          REQUIRE(std::abs(fast[i] - expected[i]) <= tolerance[i]);
+          // Same integers, other summation order: equal to F32 rounding of the magnitude.
+          REQUIRE(std::abs(fast[i] - reference[i]) <=
+                  1e-5 * (std::abs(expected[i]) + tolerance[i]));
+          REQUIRE(one_thread[i] == fast[i]);
+        }
+
+        // Each row of a batch is what that row alone gives, bit for bit.
+        for (int64_t i = 0; i < p.m; ++i) {
+          const Problem single{1, p.k, p.n};
+          const std::vector<float> row(x.begin() + i * p.k, x.begin() + (i + 1) * p.k);
+          const std::vector<float> alone = run_linear(*widest, dtype, w_bytes, row, bias, single);
+          for (int64_t j = 0; j < p.n; ++j) REQUIRE(alone[j] == fast[i * p.n + j]);
+        }
+      }
+    }
+  }
+}
