@@ -3,7 +3,7 @@
 latency percentiles, and streaming generation throughput, time to first token and
 inter-token latency. Uses the Python client (clients/python), one connection per worker.
 
-    bench/bench_daemon.py --socket build/sparkd.sock --embed-model minilm --generate-model qwen3-demo
+    bench/bench_daemon.py --socket build/sparkd.sock --embed-model minilm --generate-model smollm2
 """
 
 import argparse

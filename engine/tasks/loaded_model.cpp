@@ -75,8 +75,13 @@ size_t batch_end(std::span<const int32_t> token_counts, size_t begin) {
 
 Expected<std::shared_ptr<const tokenizer::Tokenizer>> LoadedModel::load_tokenizer(
     const std::string& reference) {
+  // A tokenizer.json, or a directory holding one (a model's or a bare tokenizer's).
+  std::error_code ec;
   const bool json_file = reference.size() > 5 && reference.ends_with(".json");
-  if (json_file) return tokenizer::Tokenizer::from_file(reference);
+  if (json_file ||
+      std::filesystem::exists(std::filesystem::path(reference) / "tokenizer.json", ec)) {
+    return tokenizer::Tokenizer::from_file(reference);
+  }
   SPARKD_ASSIGN_OR_RETURN(const model::ModelLocation location, model::locate_model(reference));
   if (location.format == model::ModelFormat::kSafetensors) {
     return tokenizer::Tokenizer::from_file(location.path);

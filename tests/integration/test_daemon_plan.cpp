@@ -25,10 +25,11 @@ TEST_CASE("sparkd plan: the repository's config fits", "[daemon][plan]") {
   const RunResult text = run_command(sparkd_plan(config), "");
   INFO(text.text());
   CHECK(text.exit_code == 0);
-  CHECK_THAT(text.text(), Contains("qwen3-demo") && Contains("rerank-demo") && Contains("minilm") &&
+  CHECK_THAT(text.text(), Contains("smollm2") && Contains("rerank-demo") && Contains("minilm") &&
                               Contains("fits: the pinned models"));
-  // kv_min 12 MiB of the demo Qwen3 (1.5 KiB of KV per token) buys 8192 tokens of context.
-  CHECK_THAT(text.text(), Contains("12.0 MiB (8192 tokens)"));
+  // kv_min 120 MiB of SmolLM2 (45 KiB of KV per token; 30 layers, each committed in whole
+  // granules) buys 2720 tokens of context.
+  CHECK_THAT(text.text(), Contains("45.0 KiB") && Contains("120.0 MiB (2720 tokens)"));
 
   const RunResult json_run = run_command(sparkd_plan(config, "--json"), "");
   REQUIRE(json_run.exit_code == 0);

