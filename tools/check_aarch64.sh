@@ -61,10 +61,12 @@ QEMU=$(command -v qemu-aarch64 || command -v qemu-aarch64-static) || fail "no qe
 
 # ---- build ------------------------------------------------------------------------------
 # The project's warning set (CMakeLists.txt), as errors.
-FLAGS=(-std=c++20 -O2 -fopenmp -I"$PWD"
+FLAGS=(-std=c++20 -O2 -fopenmp -I"$PWD" -DSPARKD_SOURCE_DIR=\"$PWD\"
        -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion -Werror "$@")
 SOURCES=(engine/backend/cpu/*.cpp engine/backend/tensor.cpp common/status.cpp
-         tests/unit/test_cpu_backend.cpp tests/unit/main.cpp)
+         engine/model/gguf.cpp engine/model/posix_file.cpp
+         tests/unit/test_cpu_backend.cpp tests/unit/test_quant_linear.cpp
+         tests/unit/test_dequantize.cpp tests/unit/main.cpp)
 
 rm -rf "$BUILD_DIR"
 mkdir -p "$BUILD_DIR"
@@ -73,7 +75,10 @@ echo "check_aarch64: compiling ${#SOURCES[@]} files for aarch64 (${*:-baseline a
 export CXX BUILD_DIR
 printf '%s\n' "${SOURCES[@]}" |
   xargs -P "$(nproc)" -I{} sh -c \
-    'o="$BUILD_DIR/$(echo "$0" | tr / _).o"; exec "$CXX" "$@" -c "$0" -o "$o"' \
+    'o="$BUILD_DIR/$(echo "$0" | tr / _).o"
+     # As CMakeLists.txt: the reference dequantization is compiled without FMA contraction.
+     case "$0" in *cpu_dequantize.cpp) set -- "$@" -ffp-contract=off ;; esac
+     exec "$CXX" "$@" -c "$0" -o "$o"' \
     {} "${FLAGS[@]}" ||
   fail "aarch64 compile failed"
 $CXX "${FLAGS[@]}" "$BUILD_DIR"/*.o -o "$BUILD_DIR/test_cpu_backend" || fail "aarch64 link failed"
@@ -82,11 +87,13 @@ if command -v file >/dev/null; then
 fi
 
 # ---- run --------------------------------------------------------------------------------
-# The [cpu_backend] cases run the default, "avx2", portable and one-thread backends; off x86
-# the first two fall back to the portable kernels (detected_simd_level() is kPortable).
-echo "check_aarch64: running [cpu_backend] under $QEMU (OMP_NUM_THREADS=$OMP_NUM_THREADS)"
-if "$QEMU" -L "$SYSROOT" "$BUILD_DIR/test_cpu_backend" "[cpu_backend]" --warn NoTests; then
+# The [cpu_backend] and [quant_linear] cases run the default, "avx2", portable and one-thread
+# backends; off x86 the first two fall back to the portable kernels (detected_simd_level() is
+# kPortable). [dequantize] checks every quantized type bit for bit against the gguf package.
+TAGS="[cpu_backend],[quant_linear],[dequantize]"
+echo "check_aarch64: running $TAGS under $QEMU (OMP_NUM_THREADS=$OMP_NUM_THREADS)"
+if "$QEMU" -L "$SYSROOT" "$BUILD_DIR/test_cpu_backend" "$TAGS" --warn NoTests; then
   echo "PASS"
 else
-  fail "[cpu_backend] failed under qemu-aarch64"
+  fail "$TAGS failed under qemu-aarch64"
 fi

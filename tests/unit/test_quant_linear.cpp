@@ -92,10 +92,13 @@ std::vector<float> run_linear(Backend& backend, DType dtype, const std::vector<u
 
 TEST_CASE("quantized linear: every type against the dequantized product", "[quant_linear]") {
   auto reference_backend = sparkd::make_cpu_backend();
+  auto widest = sparkd::make_cpu_backend();
+  sparkd::CpuBackendOptions avx2_options;
+  avx2_options.kernels = sparkd::CpuKernels::kAvx2;
+  auto avx2 = sparkd::make_cpu_backend(avx2_options);
   sparkd::CpuBackendOptions portable_options;
   portable_options.kernels = sparkd::CpuKernels::kPortable;
   auto portable = sparkd::make_cpu_backend(portable_options);
-  auto widest = sparkd::make_cpu_backend();
   sparkd::CpuBackendOptions serial_options;
   serial_options.num_threads = 1;
   auto serial = sparkd::make_cpu_backend(serial_options);
@@ -103,8 +106,10 @@ TEST_CASE("quantized linear: every type against the dequantized product", "[quan
   for (int t = 0; t < sparkd::kDTypeCount; ++t) {
     const DType dtype = static_cast<DType>(t);
     if (!sparkd::dtype_is_quantized(dtype)) continue;
-    // n = 37: not a multiple of the 16-row tasks; k = 512: two K-quant super-blocks.
-    for (const Problem p : {Problem{1, 512, 37}, Problem{3, 512, 37}, Problem{17, 768, 21}}) {
+    // n = 37: not a multiple of the 16-row tasks and tiles; k = 512: two K-quant blocks;
+    // m = 17 and 40: prefill (the K-quants' int8 GEMM, over one and three 16-row panels).
+    for (const Problem p :
+         {Problem{1, 512, 37}, Problem{3, 512, 37}, Problem{17, 768, 21}, Problem{40, 512, 37}}) {
       DYNAMIC_SECTION(sparkd::dtype_name(dtype) << " m=" << p.m << " k=" << p.k << " n=" << p.n) {
         std::mt19937 rng(static_cast<uint32_t>(1000 * t + p.m));
         const std::vector<uint8_t> w_bytes = random_blocks(dtype, p.n, p.k, rng);
@@ -138,25 +143,38 @@ TEST_CASE("quantized linear: every type against the dequantized product", "[quan
         }
 
         const std::vector<float> fast = run_linear(*widest, dtype, w_bytes, x, bias, p);
+        const std::vector<float> vector_dots = run_linear(*avx2, dtype, w_bytes, x, bias, p);
         const std::vector<float> reference = run_linear(*portable, dtype, w_bytes, x, bias, p);
         const std::vector<float> one_thread = run_linear(*serial, dtype, w_bytes, x, bias, p);
+        // The same integers summed in another order: equal to F32 rounding of the magnitude.
+        auto same_sums = [&](float a, float b, size_t i) {
+          return std::abs(a - b) <= 1e-5 * (std::abs(expected[i]) + tolerance[i]);
+        };
         for (size_t i = 0; i < expected.size(); ++i) {
-          INFO("output " << i << ": widest " << fast[i] << ", portable " << reference[i]
-                         << ", exact " << expected[i] << ", tolerance " << tolerance[i]);
+          INFO("output " << i << ": widest " << fast[i] << ", avx2 " << vector_dots[i]
+                         << ", portable " << reference[i] << ", exact " << expected[i]
+                         << ", tolerance " << tolerance[i]);
           REQUIRE(std::abs(reference[i] - expected[i]) <= tolerance[i]);
           REQUIRE(std::abs(fast[i] - expected[i]) <= tolerance[i]);
-          // Same integers, other summation order: equal to F32 rounding of the magnitude.
-          REQUIRE(std::abs(fast[i] - reference[i]) <=
-                  1e-5 * (std::abs(expected[i]) + tolerance[i]));
-          REQUIRE(one_thread[i] == fast[i]);
+          REQUIRE(same_sums(fast[i], reference[i], i));
+          REQUIRE(same_sums(vector_dots[i], reference[i], i));
+          REQUIRE(one_thread[i] == fast[i]);  // the split over threads changes no sum
         }
 
-        // Each row of a batch is what that row alone gives, bit for bit.
+        // Each row of a batch is what that row alone gives: bit for bit on the dot-product
+        // path (m <= 8), to F32 rounding where the batch takes the GEMM.
         for (int64_t i = 0; i < p.m; ++i) {
           const Problem single{1, p.k, p.n};
           const std::vector<float> row(x.begin() + i * p.k, x.begin() + (i + 1) * p.k);
           const std::vector<float> alone = run_linear(*widest, dtype, w_bytes, row, bias, single);
-          for (int64_t j = 0; j < p.n; ++j) REQUIRE(alone[j] == fast[i * p.n + j]);
+          for (int64_t j = 0; j < p.n; ++j) {
+            const size_t at = static_cast<size_t>(i * p.n + j);
+            if (p.m <= 8) {
+              REQUIRE(alone[j] == fast[at]);
+            } else {
+              REQUIRE(same_sums(alone[j], fast[at], at));
+            }
+          }
         }
       }
     }

@@ -83,6 +83,7 @@ class CpuBackend final : public Backend {
         config_.simd = cpu::SimdLevel::kPortable;
         break;
     }
+    config_.avx512_vnni = config_.simd == cpu::SimdLevel::kAvx512 && cpu::detected_avx512_vnni();
   }
 
   std::string name() const override {

@@ -34,6 +34,16 @@ SimdLevel detected_simd_level() {
   return SimdLevel::kPortable;
 }
 
+bool detected_avx512_vnni() {
+#if SPARKD_CPU_X86
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl");
+#else
+  return false;
+#endif
+}
+
 float* thread_scratch(int slot, size_t floats) {
   thread_local std::array<std::vector<float>, 7> buffers;
   std::vector<float>& buffer = buffers.at(static_cast<size_t>(slot));

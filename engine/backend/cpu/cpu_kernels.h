@@ -7,6 +7,7 @@
 //   cpu_dequantize.cpp quantized blocks -> F32 (the reference for the quantized kernels)
 //   cpu_linear.cpp    y = x·Wᵀ + b: streaming GEMV for decode, packed GEMM for prefill
 //   cpu_quant_linear.cpp  the same for quantized W: integer dot products per block
+//   cpu_quant_gemm.cpp    prefill on K-quant W: an int8 GEMM over unpacked tiles (VNNI)
 //   cpu_attention.cpp store_kv and attention (contiguous or paged KV, GQA, online softmax)
 //   cpu_rows.cpp      norms, activations, rope, pooling: one row at a time
 //   cpu_backend.cpp   the Backend: memory, shape checks, dispatch to the kernels
@@ -65,7 +66,12 @@ SimdLevel detected_simd_level();
 struct KernelConfig {
   int num_threads = 1;
   SimdLevel simd = SimdLevel::kPortable;
+  // AVX-512 VNNI (vpdpbusd) for the int8 GEMM of quantized prefill; only with kAvx512.
+  bool avx512_vnni = false;
 };
+
+// Whether this CPU has AVX-512 VNNI (with AVX-512 BW and VL).
+bool detected_avx512_vnni();
 
 // Below this much work (elements touched, roughly) an op runs on the calling thread: waking
 // the OpenMP team costs a few microseconds.
@@ -151,6 +157,14 @@ void linear(const KernelConfig& config, const float* x, int64_t m, int64_t k, co
 void quantized_linear(const KernelConfig& config, const float* x, int64_t m, int64_t k,
                       const void* weight, DType weight_dtype, int64_t n, const float* bias,
                       float* y);
+// x's rows quantized to Q8_K (ggml's quantize_row_q8_K): k / 256 BlockQ8_K at `blocks`.
+void quantize_row_q8_k(const float* x, int64_t k, void* blocks);
+// Prefill on K-quant weights as an int8 GEMM over unpacked tiles (cpu_quant_gemm.cpp), used
+// by quantized_linear when quantized_gemm_applies.
+inline constexpr int64_t kQuantizedGemmMinRows = 9;
+bool quantized_gemm_applies(const KernelConfig& config, DType weight_dtype, int64_t m);
+void quantized_gemm(const KernelConfig& config, const float* x, int64_t m, int64_t k,
+                    const void* weight, DType weight_dtype, int64_t n, const float* bias, float* y);
 
 // ---- attention --------------------------------------------------------------------------
 // The slot holding position `pos` of a sequence.

@@ -66,7 +66,10 @@ inline int nearest_int(float value) {
   return (bits & 0x007fffff) - 0x00400000;
 }
 
-void quantize_q8_k(const float* x, int64_t k, BlockQ8_K* y) {
+}  // namespace
+
+void quantize_row_q8_k(const float* x, int64_t k, void* blocks) {
+  auto* y = static_cast<BlockQ8_K*>(blocks);
   for (int64_t b = 0; b < k / kSuperBlockElements; ++b, x += kSuperBlockElements) {
     float max = 0.0f, amax = 0.0f;
     for (int i = 0; i < kSuperBlockElements; ++i) {
@@ -92,6 +95,8 @@ void quantize_q8_k(const float* x, int64_t k, BlockQ8_K* y) {
     out.d = 1.0f / iscale;
   }
 }
+
+namespace {
 
 // ---- portable dot products: one weight row with one quantized activation row -----------
 
@@ -387,6 +392,9 @@ SPARKD_CPU_AVX2 float avx2_dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int6
   __m256 acc = _mm256_setzero_ps();
   const __m256i low_mask = _mm256_set1_epi8(0x0F);
   const __m256i two_bits = _mm256_set1_epi8(0x03);
+  const __m256i spread_scale_pair =
+      _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+                       2, 3, 2, 3, 2, 3);
   for (int64_t b = 0; b < blocks; ++b) {
     const BlockQ6_K& block = w[b];
     // Σ (q - 32) · a = Σ q · a - 32 Σ_j scale_j · bsum_j.
@@ -416,8 +424,10 @@ SPARKD_CPU_AVX2 float avx2_dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int6
       for (int s = 0; s < 4; ++s) {
         const int first = 128 * half + 32 * s;  // value index of the group's first element
         const __m256i act = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + first));
-        const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(block.scales[first / 16 + 1]),
-                                               _mm_set1_epi16(block.scales[first / 16]));
+        // Scales first/16 (values 0-15: the low 128-bit lane) and first/16 + 1 (the high
+        // lane): the i32 holding both, broadcast, then each lane's half spread.
+        const __m256i both = _mm256_permutevar8x32_epi32(scales16, _mm256_set1_epi32(first / 32));
+        const __m256i scale = _mm256_shuffle_epi8(both, spread_scale_pair);
         sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[s], act), scale));
       }
     }
@@ -467,7 +477,7 @@ void quantize_activation_row(ActivationQuant quant, const float* x, int64_t k, v
     case ActivationQuant::kQ8_1:
       return quantize_q8_1(x, k, static_cast<BlockQ8_1*>(dst));
     case ActivationQuant::kQ8_K:
-      return quantize_q8_k(x, k, static_cast<BlockQ8_K*>(dst));
+      return quantize_row_q8_k(x, k, dst);
   }
 }
 
@@ -539,6 +549,9 @@ DotFn dot_for(SimdLevel simd, DType weight) {
 void quantized_linear(const KernelConfig& config, const float* x, int64_t m, int64_t k,
                       const void* weight, DType weight_dtype, int64_t n, const float* bias,
                       float* y) {
+  if (quantized_gemm_applies(config, weight_dtype, m)) {
+    return quantized_gemm(config, x, m, k, weight, weight_dtype, n, bias, y);
+  }
   const ActivationQuant quant = activation_quant_for(weight_dtype);
   const size_t activation_bytes = activation_row_bytes(quant, k);
   // On the calling thread's scratch, shared with the team for this call.

@@ -1,0 +1,394 @@
+// Prefill on K-quant weights (Q2_K .. Q6_K): an int8 GEMM over tiles, where the dot-product
+// path (cpu_quant_linear.cpp) would decode every weight block once per row of x.
+//
+// Every K-quant value is d * scale_s * (code - bias) - dmin * min_s, with an integer code per
+// value and integer scale and min per sub-block s of 16 or 32 values. So:
+//   - a tile of 16 weight rows is unpacked once into byte codes plus its integer scales and
+//     mins (WeightTile), and reused by every row of x;
+//   - x, quantized to Q8_K, is packed in panels of 16 rows with the codes of 4 consecutive k
+//     for all 16 rows side by side (64 bytes: one AVX-512 register), plus per-16 sums;
+//   - the micro-kernel takes 8 weight rows x 16 rows of x: per 4 k, one load of x and, per
+//     weight row, a broadcast of its 4 codes and one u8 x s8 dot (VNNI vpdpbusd) into 16 i32
+//     lanes; per sub-block the exact integer sum is corrected for the bias and multiplied by
+//     the integer scale; per 256-value block the scales d, dmin of both sides are applied in
+//     F32, as the dot-product path does.
+// The integer sums are exact, so the result equals the dot-product path's up to the order of
+// the F32 additions. A scalar micro-kernel with the same layout serves CPUs without VNNI in
+// portable mode (and the tests, which compare the two).
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "engine/backend/cpu/cpu_kernels.h"
+#include "engine/backend/half.h"
+#include "engine/backend/quant_blocks.h"
+
+#if SPARKD_CPU_X86
+#define SPARKD_CPU_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma")))
+#endif
+
+namespace sparkd::cpu {
+
+using namespace sparkd::quant;
+
+namespace {
+
+constexpr int kTileRows = 16;   // weight rows per tile (two 8-row bands)
+constexpr int kBandRows = 8;    // weight rows per micro-kernel call
+constexpr int kPanelRows = 16;  // rows of x per panel (one 512-bit register of i32 lanes)
+constexpr int kBlock = kSuperBlockElements;
+constexpr int kGroups = kBlock / 4;  // 4-value groups per block
+constexpr int kMaxSubBlocks = 16;
+
+// How one K-quant type's blocks read as codes: value = d * scale * (code - bias) - dmin * min.
+struct KQuantLayout {
+  int sub_block;  // values per scale: 16 or 32
+  int bias;
+  bool has_min;
+};
+
+KQuantLayout layout_of(DType dtype) {
+  switch (dtype) {
+    case DType::kQ2_K:
+      return {16, 0, true};
+    case DType::kQ3_K:
+      return {16, 4, false};
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+      return {32, 0, true};
+    case DType::kQ6_K:
+      return {16, 32, false};
+    default:
+      fail("quantized gemm", std::string(dtype_name(dtype)) + " is not a K-quant");
+  }
+}
+
+// One block's codes (value order), sub-block scales and mins, and super-scales.
+struct UnpackedBlock {
+  uint8_t* codes;  // kBlock
+  int32_t* scales;
+  int32_t* mins;
+  float d = 0, dmin = 0;
+};
+
+// The 2-bit fields of Q2_K/Q3_K's qs in value order: per half of 128 values, 32 bytes read at
+// shifts 0, 2, 4, 6. Loops of fixed trip counts, for the vectoriser.
+SPARKD_CPU_CLONES void unpack_two_bit_fields(const uint8_t* qs, uint8_t* codes) {
+  for (int half = 0; half < 2; ++half) {
+    for (int shift = 0; shift < 4; ++shift) {
+      for (int l = 0; l < 32; ++l) {
+        codes[128 * half + 32 * shift + l] =
+            static_cast<uint8_t>((qs[32 * half + l] >> (2 * shift)) & 3);
+      }
+    }
+  }
+}
+
+// Q4_K/Q5_K's nibbles in value order: per 64 values, 32 bytes' low then high nibbles.
+SPARKD_CPU_CLONES void unpack_nibbles(const uint8_t* qs, uint8_t* codes) {
+  for (int g = 0; g < 4; ++g) {
+    for (int l = 0; l < 32; ++l) {
+      codes[64 * g + l] = qs[32 * g + l] & 0xF;
+      codes[64 * g + 32 + l] = qs[32 * g + l] >> 4;
+    }
+  }
+}
+
+SPARKD_CPU_CLONES void unpack_q6_k_codes(const BlockQ6_K& b, uint8_t* codes) {
+  for (int half = 0; half < 2; ++half) {
+    const uint8_t* ql = b.ql + 64 * half;
+    const uint8_t* qh = b.qh + 32 * half;
+    uint8_t* out = codes + 128 * half;
+    for (int l = 0; l < 32; ++l) {
+      out[l] = static_cast<uint8_t>((ql[l] & 0xF) | ((qh[l] & 3) << 4));
+      out[32 + l] = static_cast<uint8_t>((ql[32 + l] & 0xF) | (((qh[l] >> 2) & 3) << 4));
+      out[64 + l] = static_cast<uint8_t>((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+      out[96 + l] = static_cast<uint8_t>((ql[32 + l] >> 4) | (((qh[l] >> 6) & 3) << 4));
+    }
+  }
+}
+
+void unpack_block(DType dtype, const void* raw, UnpackedBlock& out) {
+  switch (dtype) {
+    case DType::kQ2_K: {
+      const auto& b = *static_cast<const BlockQ2_K*>(raw);
+      unpack_two_bit_fields(b.qs, out.codes);
+      for (int s = 0; s < 16; ++s) {
+        out.scales[s] = b.scales[s] & 0xF;
+        out.mins[s] = b.scales[s] >> 4;
+      }
+      out.d = f16_to_f32(b.d);
+      out.dmin = f16_to_f32(b.dmin);
+      return;
+    }
+    case DType::kQ3_K: {
+      const auto& b = *static_cast<const BlockQ3_K*>(raw);
+      unpack_two_bit_fields(b.qs, out.codes);
+      for (int e = 0; e < kBlock; ++e) {  // the third bit set means no -4 offset
+        out.codes[e] =
+            static_cast<uint8_t>(out.codes[e] | (((b.hmask[e % 32] >> (e / 32)) & 1) << 2));
+      }
+      for (int j = 0; j < 16; ++j) {
+        const int low = j < 8 ? (b.scales[j] & 0xF) : (b.scales[j - 8] >> 4);
+        const int high = (b.scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+        out.scales[j] = (low | (high << 4)) - 32;
+      }
+      out.d = f16_to_f32(b.d);
+      return;
+    }
+    case DType::kQ4_K: {
+      const auto& b = *static_cast<const BlockQ4_K*>(raw);
+      unpack_nibbles(b.qs, out.codes);
+      for (int j = 0; j < 8; ++j) {
+        uint8_t scale, min;
+        k_scale_min(b.scales, j, scale, min);
+        out.scales[j] = scale;
+        out.mins[j] = min;
+      }
+      out.d = f16_to_f32(b.d);
+      out.dmin = f16_to_f32(b.dmin);
+      return;
+    }
+    case DType::kQ5_K: {
+      const auto& b = *static_cast<const BlockQ5_K*>(raw);
+      unpack_nibbles(b.qs, out.codes);
+      for (int j = 0; j < 8; ++j) {
+        uint8_t scale, min;
+        k_scale_min(b.scales, j, scale, min);
+        out.scales[j] = scale;
+        out.mins[j] = min;
+        for (int l = 0; l < 32; ++l) {
+          out.codes[32 * j + l] =
+              static_cast<uint8_t>(out.codes[32 * j + l] | (((b.qh[l] >> j) & 1) << 4));
+        }
+      }
+      out.d = f16_to_f32(b.d);
+      out.dmin = f16_to_f32(b.dmin);
+      return;
+    }
+    case DType::kQ6_K: {
+      const auto& b = *static_cast<const BlockQ6_K*>(raw);
+      unpack_q6_k_codes(b, out.codes);
+      for (int s = 0; s < 16; ++s) out.scales[s] = b.scales[s];
+      out.d = f16_to_f32(b.d);
+      return;
+    }
+    default:
+      fail("quantized gemm", std::string(dtype_name(dtype)) + " is not a K-quant");
+  }
+}
+
+// kTileRows weight rows unpacked, block after block.
+struct WeightTile {
+  int rows = 0;  // valid rows (the rest are zero)
+  int64_t blocks = 0;
+  std::vector<uint8_t> codes;   // [row][block][kBlock]
+  std::vector<int32_t> scales;  // [row][block][kMaxSubBlocks]
+  std::vector<int32_t> mins;    // [row][block][kMaxSubBlocks]
+  std::vector<float> d, dmin;   // [row][block]
+
+  void unpack(DType dtype, const uint8_t* weight, size_t row_bytes, int64_t first_row,
+              int valid_rows, int64_t block_count) {
+    rows = valid_rows;
+    blocks = block_count;
+    const size_t cells = static_cast<size_t>(kTileRows * blocks);
+    codes.assign(cells * kBlock, 0);
+    scales.assign(cells * kMaxSubBlocks, 0);
+    mins.assign(cells * kMaxSubBlocks, 0);
+    d.assign(cells, 0.0f);
+    dmin.assign(cells, 0.0f);
+    const size_t block_bytes = static_cast<size_t>(dtype_traits(dtype).block_bytes);
+    for (int r = 0; r < valid_rows; ++r) {
+      const uint8_t* row = weight + static_cast<size_t>(first_row + r) * row_bytes;
+      for (int64_t b = 0; b < blocks; ++b) {
+        const size_t cell = static_cast<size_t>(r * blocks + b);
+        UnpackedBlock out{codes.data() + cell * kBlock, scales.data() + cell * kMaxSubBlocks,
+                          mins.data() + cell * kMaxSubBlocks};
+        unpack_block(dtype, row + b * block_bytes, out);
+        d[cell] = out.d;
+        dmin[cell] = out.dmin;
+      }
+    }
+  }
+  size_t cell(int row, int64_t block) const { return static_cast<size_t>(row * blocks + block); }
+};
+
+// x's rows quantized (Q8_K) and interleaved for the micro-kernel, per panel and block.
+struct PanelBlock {
+  int8_t codes[kGroups][kPanelRows][4];
+  int32_t sums16[16][kPanelRows];  // Σ of each 16 codes, per row
+  float d[kPanelRows];
+};
+
+void pack_panels(const KernelConfig& config, const float* x, int64_t m, int64_t k,
+                 std::vector<PanelBlock>& panels) {
+  const int64_t blocks = k / kBlock;
+  const int64_t panel_count = (m + kPanelRows - 1) / kPanelRows;
+  panels.resize(static_cast<size_t>(panel_count * blocks));
+  parallel_for(config, panel_count, kPanelRows * k, [&](int64_t p) {
+    std::vector<BlockQ8_K> row_blocks(static_cast<size_t>(blocks));
+    for (int64_t b = 0; b < blocks; ++b) {
+      std::memset(&panels[static_cast<size_t>(p * blocks + b)], 0, sizeof(PanelBlock));
+    }
+    for (int r = 0; r < kPanelRows && p * kPanelRows + r < m; ++r) {
+      quantize_row_q8_k(x + (p * kPanelRows + r) * k, k, row_blocks.data());
+      for (int64_t b = 0; b < blocks; ++b) {
+        PanelBlock& out = panels[static_cast<size_t>(p * blocks + b)];
+        const BlockQ8_K& q = row_blocks[static_cast<size_t>(b)];
+        for (int g = 0; g < kGroups; ++g) std::memcpy(out.codes[g][r], q.qs + 4 * g, 4);
+        for (int s = 0; s < 16; ++s) out.sums16[s][r] = q.bsums[s];
+        out.d[r] = q.d;
+      }
+    }
+  });
+}
+
+// buf[t][j] += Σ over one block of weight row (t0 + t) · panel row j, for t < kBandRows.
+template <int kSubBlock>
+void band_portable(const WeightTile& w, int t0, int64_t block, const PanelBlock& a,
+                   const KQuantLayout& layout, float buf[kBandRows][kPanelRows]) {
+  constexpr int kSubBlocks = kBlock / kSubBlock;
+  for (int t = 0; t < kBandRows; ++t) {
+    const size_t cell = w.cell(t0 + t, block);
+    const uint8_t* codes = w.codes.data() + cell * kBlock;
+    int32_t s1[kPanelRows] = {}, s2[kPanelRows] = {};
+    for (int s = 0; s < kSubBlocks; ++s) {
+      int32_t raw[kPanelRows] = {};
+      for (int e = s * kSubBlock; e < (s + 1) * kSubBlock; ++e) {
+        for (int j = 0; j < kPanelRows; ++j) raw[j] += codes[e] * a.codes[e / 4][j][e % 4];
+      }
+      for (int j = 0; j < kPanelRows; ++j) {
+        int32_t sum = 0;
+        for (int u = 0; u < kSubBlock / 16; ++u) sum += a.sums16[s * (kSubBlock / 16) + u][j];
+        s1[j] += w.scales[cell * kMaxSubBlocks + s] * (raw[j] - layout.bias * sum);
+        s2[j] += w.mins[cell * kMaxSubBlocks + s] * sum;
+      }
+    }
+    for (int j = 0; j < kPanelRows; ++j) {
+      buf[t][j] += a.d[j] * (w.d[cell] * static_cast<float>(s1[j]) -
+                             w.dmin[cell] * static_cast<float>(s2[j]));
+    }
+  }
+}
+
+#if SPARKD_CPU_X86
+// i32 -> F32; the zero-masked form, because GCC 12 warns that the unmasked one's
+// _mm512_undefined_ps is used uninitialized.
+SPARKD_CPU_VNNI inline __m512 to_float(__m512i v) {
+  return _mm512_maskz_cvtepi32_ps(0xFFFF, v);
+}
+
+template <int kSubBlock>
+SPARKD_CPU_VNNI void band_vnni(const WeightTile& w, int t0, int64_t block, const PanelBlock& a,
+                               const KQuantLayout& layout, float buf[kBandRows][kPanelRows]) {
+  constexpr int kSubBlocks = kBlock / kSubBlock;
+  constexpr int kGroupsPerSub = kSubBlock / 4;
+  const uint8_t* codes[kBandRows];
+  size_t cells[kBandRows];
+  for (int t = 0; t < kBandRows; ++t) {
+    cells[t] = w.cell(t0 + t, block);
+    codes[t] = w.codes.data() + cells[t] * kBlock;
+  }
+  __m512i s1[kBandRows], s2[kBandRows];
+  for (int t = 0; t < kBandRows; ++t) s1[t] = s2[t] = _mm512_setzero_si512();
+  const __m512i bias = _mm512_set1_epi32(layout.bias);
+  for (int s = 0; s < kSubBlocks; ++s) {
+    __m512i sums = _mm512_loadu_si512(a.sums16[s * (kSubBlock / 16)]);
+    if constexpr (kSubBlock == 32) {
+      sums = _mm512_add_epi32(sums, _mm512_loadu_si512(a.sums16[s * 2 + 1]));
+    }
+    __m512i raw[kBandRows];
+    for (int t = 0; t < kBandRows; ++t) raw[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int g = 0; g < kGroupsPerSub; ++g) {
+      const int group = s * kGroupsPerSub + g;
+      const __m512i x_codes = _mm512_loadu_si512(a.codes[group]);
+#pragma GCC unroll 8
+      for (int t = 0; t < kBandRows; ++t) {
+        uint32_t four;
+        std::memcpy(&four, codes[t] + 4 * group, 4);
+        raw[t] = _mm512_dpbusd_epi32(raw[t], _mm512_set1_epi32(static_cast<int>(four)), x_codes);
+      }
+    }
+    const __m512i corrected_bias = _mm512_mullo_epi32(sums, bias);
+#pragma GCC unroll 8
+    for (int t = 0; t < kBandRows; ++t) {
+      const __m512i scale = _mm512_set1_epi32(w.scales[cells[t] * kMaxSubBlocks + s]);
+      s1[t] = _mm512_add_epi32(s1[t],
+                               _mm512_mullo_epi32(_mm512_sub_epi32(raw[t], corrected_bias), scale));
+      if (layout.has_min) {
+        const __m512i min = _mm512_set1_epi32(w.mins[cells[t] * kMaxSubBlocks + s]);
+        s2[t] = _mm512_add_epi32(s2[t], _mm512_mullo_epi32(sums, min));
+      }
+    }
+  }
+  const __m512 x_d = _mm512_loadu_ps(a.d);
+  for (int t = 0; t < kBandRows; ++t) {
+    __m512 result = _mm512_mul_ps(to_float(s1[t]), _mm512_set1_ps(w.d[cells[t]]));
+    if (layout.has_min) {
+      result = _mm512_fnmadd_ps(_mm512_set1_ps(w.dmin[cells[t]]), to_float(s2[t]), result);
+    }
+    _mm512_storeu_ps(buf[t], _mm512_fmadd_ps(result, x_d, _mm512_loadu_ps(buf[t])));
+  }
+}
+#endif
+
+using BandFn = void (*)(const WeightTile&, int, int64_t, const PanelBlock&, const KQuantLayout&,
+                        float[kBandRows][kPanelRows]);
+
+BandFn band_for(const KernelConfig& config, int sub_block) {
+#if SPARKD_CPU_X86
+  if (config.avx512_vnni) return sub_block == 32 ? band_vnni<32> : band_vnni<16>;
+#endif
+  static_cast<void>(config);
+  return sub_block == 32 ? band_portable<32> : band_portable<16>;
+}
+
+}  // namespace
+
+bool quantized_gemm_applies(const KernelConfig& config, DType weight_dtype, int64_t m) {
+  const bool k_quant = weight_dtype == DType::kQ2_K || weight_dtype == DType::kQ3_K ||
+                       weight_dtype == DType::kQ4_K || weight_dtype == DType::kQ5_K ||
+                       weight_dtype == DType::kQ6_K;
+  // With VNNI the tiles win from a single panel on; without, only the portable kernels use
+  // them (AVX2's dot products are faster than the scalar micro-kernel).
+  const bool kernel = config.avx512_vnni || config.simd == SimdLevel::kPortable;
+  return k_quant && kernel && m >= kQuantizedGemmMinRows;
+}
+
+void quantized_gemm(const KernelConfig& config, const float* x, int64_t m, int64_t k,
+                    const void* weight, DType weight_dtype, int64_t n, const float* bias,
+                    float* y) {
+  const KQuantLayout layout = layout_of(weight_dtype);
+  const int64_t blocks = k / kBlock;
+  std::vector<PanelBlock> panels;
+  pack_panels(config, x, m, k, panels);
+  const int64_t panel_count = (m + kPanelRows - 1) / kPanelRows;
+  const BandFn band = band_for(config, layout.sub_block);
+  const size_t row_bytes = dtype_row_bytes(weight_dtype, k);
+  const int64_t tiles = (n + kTileRows - 1) / kTileRows;
+
+  parallel_for(config, tiles, kTileRows * k * m, [&](int64_t tile_index) {
+    thread_local WeightTile tile;
+    const int64_t first_row = tile_index * kTileRows;
+    const int rows = static_cast<int>(std::min<int64_t>(kTileRows, n - first_row));
+    tile.unpack(weight_dtype, static_cast<const uint8_t*>(weight), row_bytes, first_row, rows,
+                blocks);
+    for (int64_t p = 0; p < panel_count; ++p) {
+      alignas(64) float buf[kTileRows][kPanelRows] = {};
+      for (int64_t b = 0; b < blocks; ++b) {
+        const PanelBlock& a = panels[static_cast<size_t>(p * blocks + b)];
+        band(tile, 0, b, a, layout, buf);
+        if (rows > kBandRows) band(tile, kBandRows, b, a, layout, buf + kBandRows);
+      }
+      for (int j = 0; j < kPanelRows && p * kPanelRows + j < m; ++j) {
+        float* y_row = y + (p * kPanelRows + j) * n + first_row;
+        for (int t = 0; t < rows; ++t) {
+          y_row[t] = bias ? buf[t][j] + bias[first_row + t] : buf[t][j];
+        }
+      }
+    }
+  });
+}
+
+}  // namespace sparkd::cpu
