@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "common/model_name.h"
+#include "engine/backend/quantize.h"
 #include "engine/model/model_location.h"
 
 namespace sparkd::daemon {
@@ -621,6 +622,12 @@ void read_model(Section& section, const fs::path& config_dir, ModelConfig& model
   read_bool(section, "prefix_caching", model.prefix_caching);
   read_integer(section, "default_max_tokens", 1, kUint32Max, model.default_max_tokens);
   read_choice(section, "chat_template", {"", "chatml", "llama3", "mistral"}, model.chat_template);
+  if (read_string(section, "quantize", model.quantize) && !model.quantize.empty() &&
+      !quant::quantize_target(model.quantize)) {
+    section.error("quantize", *section.table()->get("quantize"),
+                  "must be \"\" (as stored) or one of " + quant::quantize_target_names() +
+                      ", got " + quote_text(model.quantize));
+  }
   read_keep_alive(section, model.keep_alive_s);
 }
 

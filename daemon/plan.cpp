@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/text_table.h"
+#include "engine/backend/quantize.h"
 #include "engine/kv/kv_block_pool.h"
 #include "engine/tasks/model_footprint.h"
 
@@ -39,6 +40,7 @@ tasks::FootprintOptions footprint_options(const ModelConfig& model) {
   options.max_batch_inputs = model.max_batch_inputs;
   options.block_tokens = model.block_tokens;
   options.kv_max_bytes = model.kv_max_bytes;
+  if (!model.quantize.empty()) options.quantize = quant::quantize_target(model.quantize);
   return options;
 }
 

@@ -11,6 +11,7 @@
 #include "api/protocol/status_codes.h"
 #include "daemon/plan.h"
 #include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/quantize.h"
 #include "engine/kv/kv_block_pool.h"
 #include "engine/sched/decoder_runner.h"
 #include "engine/sched/encoder_runner.h"
@@ -529,7 +530,9 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
   CpuBackendOptions backend_options;
   backend_options.num_threads = options_.config.engine.threads;
   entry.backend = make_cpu_backend(backend_options);
-  auto loaded = tasks::LoadedModel::load(config.path, *entry.backend);
+  model::WeightLoadOptions weight_options;
+  if (!config.quantize.empty()) weight_options.quantize = quant::quantize_target(config.quantize);
+  auto loaded = tasks::LoadedModel::load(config.path, *entry.backend, weight_options);
   if (!loaded) return fail(loaded.status());
   entry.model = std::move(loaded).value();
   if (Status reserved_workspace = entry.model->reserve_workspace(footprint->workspace_bytes);

@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "engine/backend/half.h"
+#include "engine/backend/quantize.h"
 #include "engine/model/gguf_model.h"
 #include "engine/model/posix_file.h"
 
@@ -127,6 +128,14 @@ void widen_to_f32(DType dtype, const uint8_t* src, float* dst, size_t count) {
 
 }  // namespace
 
+std::optional<DType> load_quantization(const std::string& name, const std::vector<int64_t>& shape,
+                                       DType dtype, std::optional<DType> target) {
+  if (!target || shape.size() != 2 || dtype_is_quantized(dtype)) return std::nullopt;
+  if (name.find("embed") != std::string::npos) return std::nullopt;  // embedding tables
+  if (shape[1] % dtype_traits(*target).block_elements != 0) return std::nullopt;
+  return target;
+}
+
 // One tensor to read: where it is in its file, what it becomes.
 struct PlannedTensor {
   std::string name;  // as the architectures ask for it
@@ -136,6 +145,8 @@ struct PlannedTensor {
   uint64_t size_bytes = 0;
   // Row r of the loaded tensor is row row_permutation[r] of the file's (empty: as stored).
   std::vector<int64_t> row_permutation;
+  // Quantized to this type as it is read (a float matrix; see load_quantization).
+  std::optional<DType> quantize_to;
 };
 
 struct PlannedFile {
@@ -175,9 +186,11 @@ Expected<ModelWeights> ModelWeights::load_planned(const std::vector<PlannedFile>
                       planned.path + ": tensor " + in_quotes(info.name) + " is a " +
                           dtype_name(info.dtype) + " vector; sparkd reads vectors as floats");
       }
-      const DType dtype = widen ? DType::kF32 : info.dtype;
-      const uint64_t size_bytes =
-          widen ? info.size_bytes / dtype_size_bytes(info.dtype) * 4 : info.size_bytes;
+      const DType dtype = info.quantize_to ? *info.quantize_to : widen ? DType::kF32 : info.dtype;
+      const uint64_t size_bytes = info.quantize_to ? dtype_row_bytes(dtype, info.shape.back()) *
+                                                         static_cast<uint64_t>(info.shape[0])
+                                  : widen ? info.size_bytes / dtype_size_bytes(info.dtype) * 4
+                                          : info.size_bytes;
 
       Buffer buffer;
       if (size_bytes > 0) {
@@ -198,7 +211,30 @@ Expected<ModelWeights> ModelWeights::load_planned(const std::vector<PlannedFile>
       }
       auto* dst = static_cast<uint8_t*>(buffer.data());
 
-      if (!info.row_permutation.empty()) {
+      if (info.quantize_to) {
+        // Row by row: float row -> F32 -> blocks, into a host copy of the whole tensor.
+        const int64_t rows = info.shape[0], cols = info.shape[1];
+        const uint64_t source_row_bytes =
+            static_cast<uint64_t>(cols) * dtype_size_bytes(info.dtype);
+        staging.resize(std::max<size_t>(staging.size(), static_cast<size_t>(source_row_bytes)));
+        widened.resize(std::max(widened.size(), static_cast<size_t>(cols)));
+        permuted.resize(static_cast<size_t>(size_bytes));
+        const size_t quantized_row_bytes = dtype_row_bytes(dtype, cols);
+        for (int64_t r = 0; r < rows; ++r) {
+          status = file.read_exact(staging.data(), source_row_bytes,
+                                   info.file_offset + static_cast<uint64_t>(r) * source_row_bytes,
+                                   info.name);
+          if (!status.is_ok()) return status;
+          if (info.dtype == DType::kF32) {
+            std::memcpy(widened.data(), staging.data(), static_cast<size_t>(source_row_bytes));
+          } else {
+            widen_to_f32(info.dtype, staging.data(), widened.data(), static_cast<size_t>(cols));
+          }
+          quant::quantize_row(widened.data(), cols, dtype,
+                              permuted.data() + static_cast<size_t>(r) * quantized_row_bytes);
+        }
+        store(dst, permuted.data(), static_cast<size_t>(size_bytes));
+      } else if (!info.row_permutation.empty()) {
         // Whole tensor through host memory: rows are moved, never their contents, so a
         // quantized row (whole blocks) moves as it is.
         const uint64_t rows = info.row_permutation.size();
@@ -269,7 +305,13 @@ Expected<ModelWeights> ModelWeights::load(const std::string& model_dir, Backend&
     file.size_bytes = header.file_size_bytes;
     for (const SafetensorsTensorInfo& info : header.tensors) {
       file.tensors.push_back(
-          {info.name, info.dtype, info.shape, info.file_offset, info.size_bytes, {}});
+          {info.name,
+           info.dtype,
+           info.shape,
+           info.file_offset,
+           info.size_bytes,
+           {},
+           load_quantization(info.name, info.shape, info.dtype, options.quantize)});
     }
   }
   return load_planned(files, backend, options);
@@ -277,6 +319,12 @@ Expected<ModelWeights> ModelWeights::load(const std::string& model_dir, Backend&
 
 Expected<ModelWeights> ModelWeights::load_gguf(const GgufModel& model, const ModelSpec& spec,
                                                Backend& backend, const WeightLoadOptions& options) {
+  if (options.quantize) {
+    return Status(StatusCode::kInvalidArgument,
+                  model.parts.front().path +
+                      ": `quantize` applies to safetensors models; a GGUF file is loaded with "
+                      "the types it holds");
+  }
   std::vector<PlannedFile> files;
   for (const GgufFile& part : model.parts) {
     PlannedFile& file = files.emplace_back();
@@ -286,7 +334,7 @@ Expected<ModelWeights> ModelWeights::load_gguf(const GgufModel& model, const Mod
       std::string name = hf_tensor_name(info.name);
       std::vector<int64_t> permutation = llama_row_permutation(spec, name, info.shape.front());
       file.tensors.push_back({std::move(name), info.dtype, info.shape, info.file_offset,
-                              info.size_bytes, std::move(permutation)});
+                              info.size_bytes, std::move(permutation), std::nullopt});
     }
     // Front to back: the reads stay sequential.
     std::sort(file.tensors.begin(), file.tensors.end(),

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,7 +31,17 @@ struct WeightLoadOptions {
   // Tensors of rank 1 (norm weights, biases) are converted to F32 at load: they are tiny,
   // and every backend's elementwise ops then read one dtype.
   bool vectors_as_f32 = true;
+  // Quantize float matrices to this type as they are read (safetensors only; config.toml's
+  // `quantize`). Which tensors: load_quantization().
+  std::optional<DType> quantize;
 };
+
+// The type tensor `name` of `shape` and `dtype` is held in when `target` is asked for: the
+// target for float matrices whose rows are whole blocks of it, except embedding tables
+// (looked up row by row, they keep their precision, as llama-quantize keeps them by
+// default); nullopt keeps the tensor as stored.
+std::optional<DType> load_quantization(const std::string& name, const std::vector<int64_t>& shape,
+                                       DType dtype, std::optional<DType> target);
 
 struct PlannedFile;
 

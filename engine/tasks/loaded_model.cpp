@@ -91,8 +91,9 @@ Expected<std::shared_ptr<const tokenizer::Tokenizer>> LoadedModel::load_tokenize
   return tokenizer::tokenizer_from_ggml_vocabulary(vocabulary, location.path);
 }
 
-Expected<std::unique_ptr<LoadedModel>> LoadedModel::load(const std::string& reference,
-                                                         Backend& backend) {
+Expected<std::unique_ptr<LoadedModel>> LoadedModel::load(
+    const std::string& reference, Backend& backend,
+    const model::WeightLoadOptions& weight_options) {
   std::unique_ptr<LoadedModel> model(new LoadedModel(backend));
   SPARKD_ASSIGN_OR_RETURN(const model::ModelLocation location, model::locate_model(reference));
   model->dir_ = location.path;
@@ -105,12 +106,13 @@ Expected<std::unique_ptr<LoadedModel>> LoadedModel::load(const std::string& refe
     SPARKD_ASSIGN_OR_RETURN(tokenizer,
                             tokenizer::tokenizer_from_ggml_vocabulary(vocabulary, location.path));
     SPARKD_ASSIGN_OR_RETURN(model->embedded_chat_template_, model::gguf_chat_template(gguf));
-    SPARKD_ASSIGN_OR_RETURN(model->weights_,
-                            model::ModelWeights::load_gguf(gguf, model->spec_, backend));
+    SPARKD_ASSIGN_OR_RETURN(model->weights_, model::ModelWeights::load_gguf(
+                                                 gguf, model->spec_, backend, weight_options));
   } else {
     SPARKD_ASSIGN_OR_RETURN(model->spec_, model::load_model_spec(location.path));
     SPARKD_ASSIGN_OR_RETURN(tokenizer, tokenizer::Tokenizer::from_file(location.path));
-    SPARKD_ASSIGN_OR_RETURN(model->weights_, model::ModelWeights::load(location.path, backend));
+    SPARKD_ASSIGN_OR_RETURN(model->weights_,
+                            model::ModelWeights::load(location.path, backend, weight_options));
   }
   // Requests are tokenized plainly: truncation is decided per task here, and batches are
   // packed, never padded.

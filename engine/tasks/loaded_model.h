@@ -29,8 +29,9 @@ class LoadedModel {
   // Locates `reference` (model::locate_model: a directory, a .gguf file, ollama:, hf:),
   // reads the ModelSpec (config.json or GGUF metadata), the tokenizer and the weights, and
   // binds the architecture. Every failure names the file and what is wrong with it.
-  static Expected<std::unique_ptr<LoadedModel>> load(const std::string& reference,
-                                                     Backend& backend);
+  static Expected<std::unique_ptr<LoadedModel>> load(
+      const std::string& reference, Backend& backend,
+      const model::WeightLoadOptions& weight_options = {});
   // Only the tokenizer of `reference` (as load() builds it, with the file's own defaults):
   // a tokenizer.json (or a directory holding one), a GGUF model, ollama:, hf:.
   static Expected<std::shared_ptr<const tokenizer::Tokenizer>> load_tokenizer(

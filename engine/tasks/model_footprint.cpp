@@ -5,6 +5,7 @@
 #include "engine/model/gguf_model.h"
 #include "engine/model/model_location.h"
 #include "engine/model/safetensors.h"
+#include "engine/model/weights.h"
 
 namespace sparkd::tasks {
 
@@ -56,7 +57,11 @@ Expected<ModelFootprint> estimate_footprint(const std::string& reference,
     for (const model::SafetensorsHeader& file : files) {
       footprint.file_bytes += file.file_size_bytes;
       for (const model::SafetensorsTensorInfo& tensor : file.tensors) {
-        footprint.weights_bytes += held_bytes(tensor.shape, tensor.dtype, tensor.size_bytes);
+        const auto quantized =
+            model::load_quantization(tensor.name, tensor.shape, tensor.dtype, options.quantize);
+        footprint.weights_bytes +=
+            quantized ? dtype_row_bytes(*quantized, tensor.shape[1]) * tensor.shape[0]
+                      : held_bytes(tensor.shape, tensor.dtype, tensor.size_bytes);
       }
     }
   }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
@@ -20,6 +21,8 @@ struct FootprintOptions {
   // Generating models: the KV pool's block size and the cap its committed bytes stay within.
   int32_t block_tokens = 16;
   uint64_t kv_max_bytes = 0;
+  // Float matrices quantized at load (WeightLoadOptions::quantize).
+  std::optional<DType> quantize;
 };
 
 struct ModelFootprint {

@@ -561,6 +561,17 @@ TEST_CASE("chat_template is empty or a known template", "[config]") {
                        {"`models[0].chat_template`: must be one of", "got \"vicuna\""});
 }
 
+TEST_CASE("quantize is empty or a type sparkd quantizes to", "[config]") {
+  for (const char* name : {"q8_0", "q4_k", "Q6_K", ""}) {
+    CHECK(parse_ok(model_with(std::string("quantize = \"") + name + "\"")).models[0].quantize ==
+          name);
+  }
+  require_single_error(model_with("quantize = \"int4\""),
+                       {"`models[0].quantize`: must be \"\" (as stored) or one of q4_0, q4_1, "
+                        "q5_0, q5_1, q8_0, q4_k, q5_k, q6_k",
+                        "got \"int4\""});
+}
+
 TEST_CASE("socket_mode is octal permission bits", "[config]") {
   CHECK(parse_ok("[server]\nsocket_mode = \"660\"\n").server.socket_mode == 0660);
   CHECK(parse_ok("[server]\nsocket_mode = \"0777\"\n").server.socket_mode == 0777);
