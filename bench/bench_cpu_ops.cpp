@@ -56,8 +56,8 @@ void bench_linear(Backend& backend, const Options& options) {
   const std::vector<Case> prefill = {{128, 4096, 4096}, {512, 4096, 4096}, {128, 14336, 4096}};
   std::printf("\nlinear  y[M,N] = x[M,K] W[N,K]^T       %8s %10s %10s\n", "ms", "GFLOP/s",
               "W GB/s");
-  for (DType dtype : {DType::kBF16, DType::kF32, DType::kF16, DType::kQ4_K, DType::kQ6_K,
-                      DType::kQ8_0, DType::kQ4_1}) {
+  for (DType dtype : {DType::kBF16, DType::kF32, DType::kF16, DType::kQ4_K, DType::kQ5_K,
+                      DType::kQ6_K, DType::kQ8_0, DType::kQ4_1}) {
     for (bool is_decode : {true, false}) {
       for (const Case& c : is_decode ? decode : prefill) {
         if (!is_decode && dtype == DType::kF16) continue;  // same path as BF16

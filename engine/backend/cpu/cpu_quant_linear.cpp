@@ -10,7 +10,8 @@
 // decode streams W once and prefill reuses each W tile across all of x.
 //
 // Every type has a portable vec_dot (the reference, also what aarch64 runs until its NEON
-// kernels land); the common types have AVX2 ones, checked against the portable ones.
+// kernels land); the common types (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K) have AVX2 ones,
+// checked against the portable ones.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -388,6 +389,49 @@ SPARKD_CPU_AVX2 float avx2_dot_q4_k(const BlockQ4_K* w, const BlockQ8_K* a, int6
   return horizontal_sum(acc) - mins_total;
 }
 
+// Q4_K's kernel with each value's fifth bit from qh: sub-block j's bits are bit j of qh[l].
+SPARKD_CPU_AVX2 float avx2_dot_q5_k(const BlockQ5_K* w, const BlockQ8_K* a, int64_t blocks) {
+  __m256 acc = _mm256_setzero_ps();
+  __m128 acc_mins = _mm_setzero_ps();
+  const __m256i low_mask = _mm256_set1_epi8(0x0F);
+  const __m256i one = _mm256_set1_epi8(1);
+  for (int64_t b = 0; b < blocks; ++b) {
+    uint32_t packed[4];
+    k_scales_mins(w[b].scales, packed);
+    const auto* scales = reinterpret_cast<const uint8_t*>(packed);
+    const __m128i mins = _mm_cvtepu8_epi16(
+        _mm_set_epi32(0, 0, static_cast<int>(packed[3]), static_cast<int>(packed[2])));
+    const __m128i min_products = _mm_madd_epi16(mins, bsums_by_32(a[b]));
+    acc_mins = _mm_fmadd_ps(_mm_set1_ps(a[b].d * f16c(w[b].dmin)), _mm_cvtepi32_ps(min_products),
+                            acc_mins);
+    const __m256i high_bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qh));
+    __m256i sumi = _mm256_setzero_si256();
+    for (int g = 0; g < 4; ++g) {
+      const __m256i packed_q =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * g));
+      const __m256i fifth_low =
+          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high_bits, 2 * g), one), 4);
+      const __m256i fifth_high =
+          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high_bits, 2 * g + 1), one), 4);
+      const __m256i q_low = _mm256_or_si256(_mm256_and_si256(packed_q, low_mask), fifth_low);
+      const __m256i q_high =
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(packed_q, 4), low_mask), fifth_high);
+      const __m256i a_low = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * g));
+      const __m256i a_high =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * g + 32));
+      const __m256i p_low =
+          _mm256_madd_epi16(_mm256_maddubs_epi16(q_low, a_low), _mm256_set1_epi16(scales[2 * g]));
+      const __m256i p_high = _mm256_madd_epi16(_mm256_maddubs_epi16(q_high, a_high),
+                                               _mm256_set1_epi16(scales[2 * g + 1]));
+      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_low, p_high));
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * f16c(w[b].d)), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  const __m128 mins4 = _mm_add_ps(acc_mins, _mm_movehl_ps(acc_mins, acc_mins));
+  const float mins_total = _mm_cvtss_f32(_mm_add_ss(mins4, _mm_shuffle_ps(mins4, mins4, 1)));
+  return horizontal_sum(acc) - mins_total;
+}
+
 SPARKD_CPU_AVX2 float avx2_dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_t blocks) {
   __m256 acc = _mm256_setzero_ps();
   const __m256i low_mask = _mm256_set1_epi8(0x0F);
@@ -533,6 +577,8 @@ DotFn dot_for(SimdLevel simd, DType weight) {
         return dot_adapter<BlockQ8_0, BlockQ8_0, avx2_dot_q8_0, kBlockElements>;
       case DType::kQ4_K:
         return dot_adapter<BlockQ4_K, BlockQ8_K, avx2_dot_q4_k, kSuperBlockElements>;
+      case DType::kQ5_K:
+        return dot_adapter<BlockQ5_K, BlockQ8_K, avx2_dot_q5_k, kSuperBlockElements>;
       case DType::kQ6_K:
         return dot_adapter<BlockQ6_K, BlockQ8_K, avx2_dot_q6_k, kSuperBlockElements>;
       default:
