@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds llama.cpp, the peer sparkd's quantized engine is measured and checked against, into
 # .deps/llama.cpp/ (git-ignored): llama-bench, llama-completion, llama-quantize,
-# llama-tokenize and llama-gguf-split, plus convert_hf_to_gguf.py with its gguf-py.
+# llama-tokenize and llama-gguf-split, plus convert_hf_to_gguf.py with its gguf-py, and our
+# llama_logits (tools/peers/llama_logits.cpp) linked against its libraries.
 #
 # The source is the llama.cpp tree that the llama-cpp-python source distribution on PyPI
 # carries under vendor/llama.cpp; nothing of it is committed to this repository. Idempotent:
@@ -17,7 +18,19 @@ SDIST_DIR="$SRC_ROOT/llama_cpp_python-$VERSION"
 DEST=.deps/llama.cpp
 TARGETS=(llama-bench llama-completion llama-quantize llama-tokenize llama-gguf-split)
 
+# Our own tool against llama.cpp's libraries (tools/peers/llama_logits.cpp): its logits and
+# greedy ids for a prompt, for the GGUF goldens. Rebuilt when its source is newer.
+build_llama_logits() {
+  local src=tools/peers/llama_logits.cpp out="$DEST/bin/llama_logits"
+  [[ -x "$out" && "$out" -nt "$src" ]] && return 0
+  local llama_src="$SDIST_DIR/vendor/llama.cpp" libs="$DEST/build"
+  g++ -std=c++17 -O2 -fopenmp -I"$llama_src/include" -I"$llama_src/ggml/include" "$src" \
+    "$libs/src/libllama.a" "$libs/ggml/src/libggml.a" "$libs/ggml/src/libggml-cpu.a" \
+    "$libs/ggml/src/libggml-base.a" -lpthread -ldl -o "$out" >&2
+}
+
 if [[ -f "$DEST/.built-$VERSION" ]]; then
+  build_llama_logits
   echo "$DEST/bin"
   exit 0
 fi
@@ -45,4 +58,5 @@ cp "$LLAMA_SRC/convert_hf_to_gguf.py" "$DEST/convert/"
 [[ -d "$LLAMA_SRC/conversion" ]] && cp -r "$LLAMA_SRC/conversion" "$DEST/convert/"
 cp -r "$LLAMA_SRC/gguf-py" "$DEST/convert/gguf-py"
 touch "$DEST/.built-$VERSION"
+build_llama_logits
 echo "$DEST/bin"
