@@ -11,6 +11,7 @@
 
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/model/gguf.h"
+#include "tests/support/file_range.h"
 
 namespace {
 
@@ -18,15 +19,6 @@ using sparkd::DType;
 
 const std::string kQuantTypes =
     std::string(SPARKD_SOURCE_DIR) + "/tests/fixtures/gguf/quant_types.gguf";
-
-std::vector<uint8_t> read_range(const std::string& path, uint64_t offset, uint64_t size) {
-  std::ifstream in(path, std::ios::binary);
-  in.seekg(static_cast<std::streamoff>(offset));
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size));
-  REQUIRE(in.gcount() == static_cast<std::streamsize>(size));
-  return bytes;
-}
 
 }  // namespace
 
@@ -46,9 +38,10 @@ TEST_CASE("every quantized type dequantizes bit-exact against the gguf package",
       CHECK(raw.dtype == dtype);
       CHECK(raw.shape == std::vector<int64_t>{3, 512});
       CHECK(raw.size_bytes == 3 * sparkd::dtype_row_bytes(dtype, 512));
-      const auto raw_bytes = read_range(kQuantTypes, raw.file_offset, raw.size_bytes);
-      const auto expected_bytes =
-          read_range(kQuantTypes, expected_info.file_offset, expected_info.size_bytes);
+      const auto raw_bytes =
+          sparkd::testing::read_file_range(kQuantTypes, raw.file_offset, raw.size_bytes);
+      const auto expected_bytes = sparkd::testing::read_file_range(
+          kQuantTypes, expected_info.file_offset, expected_info.size_bytes);
       std::vector<float> expected(3 * 512), got(3 * 512, -12345.0f);
       std::memcpy(expected.data(), expected_bytes.data(), expected_bytes.size());
       // Row by row through the CPU backend (offsets in whole blocks).

@@ -16,21 +16,13 @@
 #include "engine/model/gguf.h"
 #include "engine/tasks/loaded_model.h"
 #include "engine/tasks/model_footprint.h"
+#include "tests/support/file_range.h"
 
 namespace {
 
 using sparkd::DType;
 
 const std::string kSource = SPARKD_SOURCE_DIR;
-
-std::vector<uint8_t> read_range(const std::string& path, uint64_t offset, uint64_t size) {
-  std::ifstream in(path, std::ios::binary);
-  in.seekg(static_cast<std::streamoff>(offset));
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size));
-  REQUIRE(in.gcount() == static_cast<std::streamsize>(size));
-  return bytes;
-}
 
 std::vector<float> dequantize(DType dtype, std::vector<uint8_t>& blocks, int64_t rows,
                               int64_t cols) {
@@ -58,8 +50,10 @@ TEST_CASE("quantize: names, and ggml's reference quantizers byte for byte", "[qu
     INFO(name);
     const auto& values_info = *tensors.at("values." + name);
     const auto& raw_info = *tensors.at("raw." + name);
-    const auto value_bytes = read_range(path, values_info.file_offset, values_info.size_bytes);
-    const auto expected = read_range(path, raw_info.file_offset, raw_info.size_bytes);
+    const auto value_bytes =
+        sparkd::testing::read_file_range(path, values_info.file_offset, values_info.size_bytes);
+    const auto expected =
+        sparkd::testing::read_file_range(path, raw_info.file_offset, raw_info.size_bytes);
     std::vector<float> values(value_bytes.size() / 4);
     std::memcpy(values.data(), value_bytes.data(), value_bytes.size());
     std::vector<uint8_t> ours(expected.size());

@@ -17,6 +17,7 @@
 // portable mode (and the tests, which compare the two).
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "engine/backend/cpu/cpu_kernels.h"
@@ -108,6 +109,27 @@ SPARKD_CPU_CLONES void unpack_q6_k_codes(const BlockQ6_K& b, uint8_t* codes) {
   }
 }
 
+// Q4_K and Q5_K: nibbles, plus for Q5_K each value's fifth bit (bit j of qh[l] for sub-block
+// j); 6-bit scales and mins.
+template <typename Block>
+void unpack_k4_k5(const Block& b, UnpackedBlock& out) {
+  unpack_nibbles(b.qs, out.codes);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t scale, min;
+    k_scale_min(b.scales, j, scale, min);
+    out.scales[j] = scale;
+    out.mins[j] = min;
+    if constexpr (std::is_same_v<Block, BlockQ5_K>) {
+      for (int l = 0; l < 32; ++l) {
+        out.codes[32 * j + l] =
+            static_cast<uint8_t>(out.codes[32 * j + l] | (((b.qh[l] >> j) & 1) << 4));
+      }
+    }
+  }
+  out.d = f16_to_f32(b.d);
+  out.dmin = f16_to_f32(b.dmin);
+}
+
 void unpack_block(DType dtype, const void* raw, UnpackedBlock& out) {
   switch (dtype) {
     case DType::kQ2_K: {
@@ -136,36 +158,10 @@ void unpack_block(DType dtype, const void* raw, UnpackedBlock& out) {
       out.d = f16_to_f32(b.d);
       return;
     }
-    case DType::kQ4_K: {
-      const auto& b = *static_cast<const BlockQ4_K*>(raw);
-      unpack_nibbles(b.qs, out.codes);
-      for (int j = 0; j < 8; ++j) {
-        uint8_t scale, min;
-        k_scale_min(b.scales, j, scale, min);
-        out.scales[j] = scale;
-        out.mins[j] = min;
-      }
-      out.d = f16_to_f32(b.d);
-      out.dmin = f16_to_f32(b.dmin);
-      return;
-    }
-    case DType::kQ5_K: {
-      const auto& b = *static_cast<const BlockQ5_K*>(raw);
-      unpack_nibbles(b.qs, out.codes);
-      for (int j = 0; j < 8; ++j) {
-        uint8_t scale, min;
-        k_scale_min(b.scales, j, scale, min);
-        out.scales[j] = scale;
-        out.mins[j] = min;
-        for (int l = 0; l < 32; ++l) {
-          out.codes[32 * j + l] =
-              static_cast<uint8_t>(out.codes[32 * j + l] | (((b.qh[l] >> j) & 1) << 4));
-        }
-      }
-      out.d = f16_to_f32(b.d);
-      out.dmin = f16_to_f32(b.dmin);
-      return;
-    }
+    case DType::kQ4_K:
+      return unpack_k4_k5(*static_cast<const BlockQ4_K*>(raw), out);
+    case DType::kQ5_K:
+      return unpack_k4_k5(*static_cast<const BlockQ5_K*>(raw), out);
     case DType::kQ6_K: {
       const auto& b = *static_cast<const BlockQ6_K*>(raw);
       unpack_q6_k_codes(b, out.codes);

@@ -352,10 +352,13 @@ SPARKD_CPU_AVX2 inline __m128i bsums_by_32(const BlockQ8_K& a) {
   return _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
 }
 
-SPARKD_CPU_AVX2 float avx2_dot_q4_k(const BlockQ4_K* w, const BlockQ8_K* a, int64_t blocks) {
+// Q4_K and Q5_K (kFifthBit: each value's fifth bit is bit j of qh[l] for sub-block j).
+template <typename Block, bool kFifthBit>
+SPARKD_CPU_AVX2 float avx2_dot_k4_k5(const Block* w, const BlockQ8_K* a, int64_t blocks) {
   __m256 acc = _mm256_setzero_ps();
   __m128 acc_mins = _mm_setzero_ps();
   const __m256i low_mask = _mm256_set1_epi8(0x0F);
+  const __m256i one = _mm256_set1_epi8(1);
   for (int64_t b = 0; b < blocks; ++b) {
     uint32_t packed[4];
     k_scales_mins(w[b].scales, packed);
@@ -366,13 +369,24 @@ SPARKD_CPU_AVX2 float avx2_dot_q4_k(const BlockQ4_K* w, const BlockQ8_K* a, int6
     const __m128i min_products = _mm_madd_epi16(mins, bsums_by_32(a[b]));
     acc_mins = _mm_fmadd_ps(_mm_set1_ps(a[b].d * f16c(w[b].dmin)), _mm_cvtepi32_ps(min_products),
                             acc_mins);
-
+    __m256i high_bits = _mm256_setzero_si256();
+    if constexpr (kFifthBit) {
+      high_bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qh));
+    }
     __m256i sumi = _mm256_setzero_si256();
     for (int g = 0; g < 4; ++g) {  // 64 values: sub-blocks 2g (low nibbles) and 2g + 1
       const __m256i packed_q =
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * g));
-      const __m256i q_low = _mm256_and_si256(packed_q, low_mask);
-      const __m256i q_high = _mm256_and_si256(_mm256_srli_epi16(packed_q, 4), low_mask);
+      __m256i q_low = _mm256_and_si256(packed_q, low_mask);
+      __m256i q_high = _mm256_and_si256(_mm256_srli_epi16(packed_q, 4), low_mask);
+      if constexpr (kFifthBit) {
+        q_low = _mm256_or_si256(
+            q_low,
+            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high_bits, 2 * g), one), 4));
+        q_high = _mm256_or_si256(
+            q_high,
+            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high_bits, 2 * g + 1), one), 4));
+      }
       const __m256i a_low = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * g));
       const __m256i a_high =
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * g + 32));
@@ -389,47 +403,12 @@ SPARKD_CPU_AVX2 float avx2_dot_q4_k(const BlockQ4_K* w, const BlockQ8_K* a, int6
   return horizontal_sum(acc) - mins_total;
 }
 
-// Q4_K's kernel with each value's fifth bit from qh: sub-block j's bits are bit j of qh[l].
+SPARKD_CPU_AVX2 float avx2_dot_q4_k(const BlockQ4_K* w, const BlockQ8_K* a, int64_t blocks) {
+  return avx2_dot_k4_k5<BlockQ4_K, false>(w, a, blocks);
+}
+
 SPARKD_CPU_AVX2 float avx2_dot_q5_k(const BlockQ5_K* w, const BlockQ8_K* a, int64_t blocks) {
-  __m256 acc = _mm256_setzero_ps();
-  __m128 acc_mins = _mm_setzero_ps();
-  const __m256i low_mask = _mm256_set1_epi8(0x0F);
-  const __m256i one = _mm256_set1_epi8(1);
-  for (int64_t b = 0; b < blocks; ++b) {
-    uint32_t packed[4];
-    k_scales_mins(w[b].scales, packed);
-    const auto* scales = reinterpret_cast<const uint8_t*>(packed);
-    const __m128i mins = _mm_cvtepu8_epi16(
-        _mm_set_epi32(0, 0, static_cast<int>(packed[3]), static_cast<int>(packed[2])));
-    const __m128i min_products = _mm_madd_epi16(mins, bsums_by_32(a[b]));
-    acc_mins = _mm_fmadd_ps(_mm_set1_ps(a[b].d * f16c(w[b].dmin)), _mm_cvtepi32_ps(min_products),
-                            acc_mins);
-    const __m256i high_bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qh));
-    __m256i sumi = _mm256_setzero_si256();
-    for (int g = 0; g < 4; ++g) {
-      const __m256i packed_q =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * g));
-      const __m256i fifth_low =
-          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high_bits, 2 * g), one), 4);
-      const __m256i fifth_high =
-          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high_bits, 2 * g + 1), one), 4);
-      const __m256i q_low = _mm256_or_si256(_mm256_and_si256(packed_q, low_mask), fifth_low);
-      const __m256i q_high =
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(packed_q, 4), low_mask), fifth_high);
-      const __m256i a_low = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * g));
-      const __m256i a_high =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * g + 32));
-      const __m256i p_low =
-          _mm256_madd_epi16(_mm256_maddubs_epi16(q_low, a_low), _mm256_set1_epi16(scales[2 * g]));
-      const __m256i p_high = _mm256_madd_epi16(_mm256_maddubs_epi16(q_high, a_high),
-                                               _mm256_set1_epi16(scales[2 * g + 1]));
-      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_low, p_high));
-    }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * f16c(w[b].d)), _mm256_cvtepi32_ps(sumi), acc);
-  }
-  const __m128 mins4 = _mm_add_ps(acc_mins, _mm_movehl_ps(acc_mins, acc_mins));
-  const float mins_total = _mm_cvtss_f32(_mm_add_ss(mins4, _mm_shuffle_ps(mins4, mins4, 1)));
-  return horizontal_sum(acc) - mins_total;
+  return avx2_dot_k4_k5<BlockQ5_K, true>(w, a, blocks);
 }
 
 SPARKD_CPU_AVX2 float avx2_dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_t blocks) {
