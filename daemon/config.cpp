@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "common/model_name.h"
+#include "common/model_reference.h"
 #include "engine/backend/quantize.h"
 #include "engine/model/model_location.h"
 
@@ -573,7 +574,7 @@ void read_model(Section& section, const fs::path& config_dir, ModelConfig& model
       section.error("path", *section.table()->get("path"), "must not be empty");
     } else {
       // Store references (ollama:NAME, hf:ORG/NAME) are not paths.
-      model.path = model::is_store_reference(path) ? path : resolve_path(config_dir, path);
+      model.path = is_store_reference(path) ? path : resolve_path(config_dir, path);
     }
   } else if (section.table()->get("path") == nullptr) {
     section.errors().add(where, "`" + section.path() +

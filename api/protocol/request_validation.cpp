@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/model_name.h"
+#include "common/model_reference.h"
 
 namespace sparkd::api {
 namespace {
@@ -393,8 +394,10 @@ Status validate_name(const std::string& name, const std::string& path) {
 Status validate_load(const v1::LoadRequest& load) {
   SPARKD_RETURN_IF_ERROR(validate_name(load.name(), "load.name"));
   // The daemon's working directory means nothing to its clients (under systemd it is /).
-  if (!load.path().empty() && load.path().front() != '/') {
-    return invalid("load.path must be an absolute path, got " + quoted_excerpt(load.path()) +
+  // Store references (ollama:NAME[:TAG], hf:ORG/NAME) are not paths.
+  if (!load.path().empty() && load.path().front() != '/' && !is_store_reference(load.path())) {
+    return invalid("load.path must be an absolute path, ollama:NAME[:TAG] or hf:ORG/NAME, got " +
+                   quoted_excerpt(load.path()) +
                    " (sparkctl and the Python client make a relative path absolute for you)");
   }
   const std::string& residency = load.residency();

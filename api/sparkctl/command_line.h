@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "api/sparkd.pb.h"
+#include "common/model_reference.h"
 #include "common/status.h"
 
 namespace sparkd::sparkctl {
@@ -314,7 +315,9 @@ inline Expected<Invocation> parse_command_line(const std::vector<std::string>& a
   } else if (command == "load") {
     if (operands.empty() || operands.size() > 2) return operand_count_error("NAME [PATH]");
     request.mutable_load()->set_name(operands[0]);
-    if (operands.size() == 2) {
+    if (operands.size() == 2 && is_store_reference(operands[1])) {
+      request.mutable_load()->set_path(operands[1]);  // ollama:..., hf:...: not a path
+    } else if (operands.size() == 2) {
       // The daemon resolves nothing against its own working directory: paths go absolute.
       std::error_code error;
       const std::filesystem::path absolute = std::filesystem::absolute(operands[1], error);

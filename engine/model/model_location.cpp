@@ -221,10 +221,6 @@ Expected<ModelLocation> locate_hugging_face(const std::string& reference) {
 
 }  // namespace
 
-bool is_store_reference(std::string_view reference) {
-  return reference.starts_with(kOllamaScheme) || reference.starts_with(kHuggingFaceScheme);
-}
-
 Expected<ModelLocation> locate_model(const std::string& reference) {
   if (reference.starts_with(kOllamaScheme)) return locate_ollama(reference);
   if (reference.starts_with(kHuggingFaceScheme)) return locate_hugging_face(reference);

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/model_reference.h"
 #include "common/status.h"
 
 namespace sparkd::model {
@@ -25,9 +26,6 @@ struct ModelLocation {
   // The directory (safetensors) or the GGUF file (the first part of a split set).
   std::string path;
 };
-
-// True for references resolved through a store ("ollama:", "hf:"), which are not paths.
-bool is_store_reference(std::string_view reference);
 
 // Resolves `reference`; NOT_FOUND / INVALID_ARGUMENT name what was looked for and where.
 Expected<ModelLocation> locate_model(const std::string& reference);

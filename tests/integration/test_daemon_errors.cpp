@@ -552,7 +552,8 @@ TEST_CASE("Daemon: admin loads are first-class: residency, unload, names, paths,
     const v1::Response refused = call_once(client, load_request("extra", "models/xlmr_embed"));
     CHECK(error_code(refused) == v1::INVALID_ARGUMENT);
     CHECK_THAT(refused.error().message(),
-               StartsWith("load.path must be an absolute path, got \"models/xlmr_embed\""));
+               StartsWith("load.path must be an absolute path, ollama:NAME[:TAG] or hf:ORG/NAME, "
+                          "got \"models/xlmr_embed\""));
     const Output cli = run_merged("cd " + std::string(SPARKD_SOURCE_DIR) + "/tests/fixtures && " +
                                   sparkctl(daemon) + "load extra models/xlmr_embed");
     INFO(cli.text);

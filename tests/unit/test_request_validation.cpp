@@ -584,9 +584,11 @@ TEST_CASE("load names follow the config's rule, paths are absolute, residency is
   v1::Response parsed;
   CHECK(parsed.ParseFromString(carrier.SerializeAsString()));
 
+  CHECK(validate_request(load("m", "ollama:qwen2.5-coder:1.5b"), {}).is_ok());
+  CHECK(validate_request(load("m", "hf:Qwen/Qwen3-0.6B"), {}).is_ok());
   CHECK(validation_error(load("m", "models/x")) ==
-        "load.path must be an absolute path, got \"models/x\" (sparkctl and the Python client "
-        "make a relative path absolute for you)");
+        "load.path must be an absolute path, ollama:NAME[:TAG] or hf:ORG/NAME, got \"models/x\" "
+        "(sparkctl and the Python client make a relative path absolute for you)");
   CHECK(validation_error(load("m", "/x", "sticky")) ==
         "load.residency must be \"pinned\" or \"on_demand\" (or empty), got \"sticky\"");
   CHECK_THAT(validation_error(sparkd::testing::unload_request("no way")),

@@ -234,6 +234,10 @@ TEST_CASE("sparkctl load sends an absolute path and the residency asked for", "[
   CHECK(absolute->request.load().path() == "/srv/models/xlmr");
   CHECK(absolute->request.load().residency() == "pinned");
 
+  auto store = parse({"load", "qwen", "ollama:qwen2.5-coder:1.5b"});  // not a path: as given
+  REQUIRE(store);
+  CHECK(store->request.load().path() == "ollama:qwen2.5-coder:1.5b");
+
   auto by_name = parse({"load", "minilm", "--residency=on_demand"});
   REQUIRE(by_name);
   CHECK(by_name->request.load().path().empty());  // the config's path

@@ -497,7 +497,8 @@ def health_request() -> "pb.Request":
 def load_request(
     name: str, path: "Union[str, os.PathLike[str]]", residency: Optional[str]
 ) -> "pb.Request":
-    """A LoadRequest; a relative ``path`` is made absolute here, in the caller's directory.
+    """A LoadRequest; a relative ``path`` is made absolute here, in the caller's directory
+    (``ollama:NAME[:TAG]`` and ``hf:ORG/NAME`` references are passed as they are).
 
     The daemon runs in its own working directory (/ under systemd), so it refuses relative
     paths over the socket: resolving them against the caller's directory is what the caller
@@ -511,7 +512,7 @@ def load_request(
         path = os.fspath(path)
     except TypeError:
         raise _invalid(f"load.path must be a path, got {type(path).__name__}") from None
-    if path:
+    if path and not path.startswith(("ollama:", "hf:")):  # store references are not paths
         path = os.path.abspath(path)
     _set(load, "path", path, "load.path")
     if residency is not None:

@@ -882,6 +882,13 @@ class AdminAndTypesTest(ClientTestCase):
         self.assertEqual(request.load.name, "qwen3")
         self.assertEqual(request.load.residency, "pinned")
 
+    def test_load_passes_store_references_as_they_are(self) -> None:
+        for reference in ("ollama:qwen2.5-coder:1.5b", "hf:Qwen/Qwen3-0.6B"):
+            call = self.in_thread(self.client.load, "qwen", reference)
+            request = self._answer_admin()
+            call.get()
+            self.assertEqual(request.load.path, reference)
+
     def test_load_defaults_leave_path_and_residency_empty(self) -> None:
         call = self.in_thread(self.client.load, "minilm")
         request = self._answer_admin()
