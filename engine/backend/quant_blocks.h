@@ -110,6 +110,28 @@ static_assert(sizeof(BlockMXFP4) == dtype_traits(DType::kMXFP4).block_bytes);
 inline constexpr int8_t kMxfp4Values[16] = {0, 1,  2,  3,  4,  6,  8,  12,
                                             0, -1, -2, -3, -4, -6, -8, -12};
 
+// 32-value blocks: byte i holds value i (low nibble) and value i + 16 (high nibble).
+inline int nibble(const uint8_t* qs, int i) {
+  return i < 16 ? (qs[i] & 0xF) : (qs[i - 16] >> 4);
+}
+
+// Q5_0/Q5_1: value i's fifth bit, from the little-endian qh.
+inline int fifth_bit(const uint8_t qh[4], int i) {
+  const uint32_t bits = static_cast<uint32_t>(qh[0]) | (static_cast<uint32_t>(qh[1]) << 8) |
+                        (static_cast<uint32_t>(qh[2]) << 16) | (static_cast<uint32_t>(qh[3]) << 24);
+  return static_cast<int>((bits >> i) & 1u);
+}
+
+// Q3_K's 16 signed 6-bit scales: low 4 bits from bytes 0-7 (low nibbles, then high), top 2
+// bits from bytes 8-11 (2 bits per scale, 4 scales per byte, in strides of 4), minus 32.
+inline void q3_k_scales(const uint8_t packed[12], int scales[16]) {
+  for (int j = 0; j < 16; ++j) {
+    const int low = j < 8 ? (packed[j] & 0xF) : (packed[j - 8] >> 4);
+    const int high = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
+    scales[j] = (low | (high << 4)) - 32;
+  }
+}
+
 // Q4_K/Q5_K: sub-block j's 6-bit scale and min from the 12 packed bytes.
 inline void k_scale_min(const uint8_t* scales, int j, uint8_t& scale, uint8_t& min) {
   if (j < 4) {

@@ -12,16 +12,11 @@ namespace {
 
 using namespace sparkd::quant;
 
-// 32-value blocks: byte j holds value j (low nibble) and value j + 16 (high nibble).
-inline int low_nibble(const uint8_t* qs, int i) {
-  return i < 16 ? (qs[i] & 0xF) : (qs[i - 16] >> 4);
-}
-
 void dequantize_q4_0(const BlockQ4_0* blocks, int64_t count, float* y) {
   for (int64_t b = 0; b < count / kBlockElements; ++b, y += kBlockElements) {
     const float d = f16_to_f32(blocks[b].d);
     for (int i = 0; i < kBlockElements; ++i) {
-      y[i] = d * static_cast<float>(low_nibble(blocks[b].qs, i) - 8);
+      y[i] = d * static_cast<float>(nibble(blocks[b].qs, i) - 8);
     }
   }
 }
@@ -31,22 +26,16 @@ void dequantize_q4_1(const BlockQ4_1* blocks, int64_t count, float* y) {
     const float d = f16_to_f32(blocks[b].d);
     const float m = f16_to_f32(blocks[b].m);
     for (int i = 0; i < kBlockElements; ++i) {
-      y[i] = d * static_cast<float>(low_nibble(blocks[b].qs, i)) + m;
+      y[i] = d * static_cast<float>(nibble(blocks[b].qs, i)) + m;
     }
   }
-}
-
-inline int fifth_bit(const uint8_t qh[4], int i) {
-  uint32_t bits;
-  std::memcpy(&bits, qh, sizeof bits);
-  return static_cast<int>((bits >> i) & 1u);
 }
 
 void dequantize_q5_0(const BlockQ5_0* blocks, int64_t count, float* y) {
   for (int64_t b = 0; b < count / kBlockElements; ++b, y += kBlockElements) {
     const float d = f16_to_f32(blocks[b].d);
     for (int i = 0; i < kBlockElements; ++i) {
-      const int q = low_nibble(blocks[b].qs, i) | (fifth_bit(blocks[b].qh, i) << 4);
+      const int q = nibble(blocks[b].qs, i) | (fifth_bit(blocks[b].qh, i) << 4);
       y[i] = d * static_cast<float>(q - 16);
     }
   }
@@ -57,7 +46,7 @@ void dequantize_q5_1(const BlockQ5_1* blocks, int64_t count, float* y) {
     const float d = f16_to_f32(blocks[b].d);
     const float m = f16_to_f32(blocks[b].m);
     for (int i = 0; i < kBlockElements; ++i) {
-      const int q = low_nibble(blocks[b].qs, i) | (fifth_bit(blocks[b].qh, i) << 4);
+      const int q = nibble(blocks[b].qs, i) | (fifth_bit(blocks[b].qh, i) << 4);
       y[i] = d * static_cast<float>(q) + m;
     }
   }
@@ -74,7 +63,7 @@ void dequantize_mxfp4(const BlockMXFP4* blocks, int64_t count, float* y) {
   for (int64_t b = 0; b < count / kBlockElements; ++b, y += kBlockElements) {
     const float d = e8m0_to_f32_half(blocks[b].e);
     for (int i = 0; i < kBlockElements; ++i) {
-      y[i] = d * static_cast<float>(kMxfp4Values[low_nibble(blocks[b].qs, i)]);
+      y[i] = d * static_cast<float>(kMxfp4Values[nibble(blocks[b].qs, i)]);
     }
   }
 }
@@ -103,14 +92,8 @@ void dequantize_q3_k(const BlockQ3_K* blocks, int64_t count, float* y) {
   for (int64_t b = 0; b < count / kSuperBlockElements; ++b) {
     const BlockQ3_K& block = blocks[b];
     const float d = f16_to_f32(block.d);
-    // 16 6-bit scales: low 4 bits from bytes 0-7 (low nibbles, then high), top 2 bits from
-    // bytes 8-11 (2 bits per scale, 4 scales per byte, in strides of 4).
     int scales[16];
-    for (int j = 0; j < 16; ++j) {
-      const int low = j < 8 ? (block.scales[j] & 0xF) : (block.scales[j - 8] >> 4);
-      const int high = (block.scales[8 + j % 4] >> (2 * (j / 4))) & 3;
-      scales[j] = (low | (high << 4)) - 32;
-    }
+    q3_k_scales(block.scales, scales);
     for (int e = 0; e < kSuperBlockElements; ++e) {
       const int half = e / 128, shift = 2 * ((e % 128) / 32), l = e % 32;
       const int low = (block.qs[half * 32 + l] >> shift) & 3;

@@ -150,11 +150,7 @@ void unpack_block(DType dtype, const void* raw, UnpackedBlock& out) {
         out.codes[e] =
             static_cast<uint8_t>(out.codes[e] | (((b.hmask[e % 32] >> (e / 32)) & 1) << 2));
       }
-      for (int j = 0; j < 16; ++j) {
-        const int low = j < 8 ? (b.scales[j] & 0xF) : (b.scales[j - 8] >> 4);
-        const int high = (b.scales[8 + j % 4] >> (2 * (j / 4))) & 3;
-        out.scales[j] = (low | (high << 4)) - 32;
-      }
+      q3_k_scales(b.scales, out.scales);
       out.d = f16_to_f32(b.d);
       return;
     }

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "engine/backend/cpu/cpu_kernels.h"
 #include "engine/backend/half.h"
@@ -100,15 +101,6 @@ void quantize_row_q8_k(const float* x, int64_t k, void* blocks) {
 namespace {
 
 // ---- portable dot products: one weight row with one quantized activation row -----------
-
-inline int nibble(const uint8_t* qs, int i) {
-  return i < 16 ? (qs[i] & 0xF) : (qs[i - 16] >> 4);
-}
-inline int fifth_bit(const uint8_t qh[4], int i) {
-  uint32_t bits;
-  std::memcpy(&bits, qh, sizeof bits);
-  return static_cast<int>((bits >> i) & 1u);
-}
 
 float dot_q4_0(const BlockQ4_0* w, const BlockQ8_0* a, int64_t blocks) {
   float sum = 0.0f;
@@ -196,11 +188,7 @@ float dot_q3_k(const BlockQ3_K* w, const BlockQ8_K* a, int64_t blocks) {
   for (int64_t b = 0; b < blocks; ++b) {
     const BlockQ3_K& block = w[b];
     int scales[16];
-    for (int j = 0; j < 16; ++j) {
-      const int low = j < 8 ? (block.scales[j] & 0xF) : (block.scales[j - 8] >> 4);
-      const int high = (block.scales[8 + j % 4] >> (2 * (j / 4))) & 3;
-      scales[j] = (low | (high << 4)) - 32;
-    }
+    q3_k_scales(block.scales, scales);
     int sumi = 0;
     for (int e = 0; e < kSuperBlockElements; ++e) {
       const int l = e % 32;
@@ -213,26 +201,9 @@ float dot_q3_k(const BlockQ3_K* w, const BlockQ8_K* a, int64_t blocks) {
   return sum;
 }
 
-float dot_q4_k(const BlockQ4_K* w, const BlockQ8_K* a, int64_t blocks) {
-  float sum = 0.0f;
-  for (int64_t b = 0; b < blocks; ++b) {
-    int sumi = 0, mins = 0;
-    for (int j = 0; j < 8; ++j) {
-      uint8_t scale, min;
-      k_scale_min(w[b].scales, j, scale, min);
-      mins += min * (a[b].bsums[2 * j] + a[b].bsums[2 * j + 1]);
-      const uint8_t* qs = w[b].qs + 32 * (j / 2);
-      int part = 0;
-      for (int l = 0; l < 32; ++l) part += ((qs[l] >> (4 * (j % 2))) & 0xF) * a[b].qs[32 * j + l];
-      sumi += scale * part;
-    }
-    sum += a[b].d * (f16_to_f32(w[b].d) * static_cast<float>(sumi) -
-                     f16_to_f32(w[b].dmin) * static_cast<float>(mins));
-  }
-  return sum;
-}
-
-float dot_q5_k(const BlockQ5_K* w, const BlockQ8_K* a, int64_t blocks) {
+// Q4_K and Q5_K (whose values also take a fifth bit: bit j of qh[l] for sub-block j).
+template <typename Block>
+float dot_k4_k5(const Block* w, const BlockQ8_K* a, int64_t blocks) {
   float sum = 0.0f;
   for (int64_t b = 0; b < blocks; ++b) {
     int sumi = 0, mins = 0;
@@ -243,7 +214,8 @@ float dot_q5_k(const BlockQ5_K* w, const BlockQ8_K* a, int64_t blocks) {
       const uint8_t* qs = w[b].qs + 32 * (j / 2);
       int part = 0;
       for (int l = 0; l < 32; ++l) {
-        const int q = ((qs[l] >> (4 * (j % 2))) & 0xF) | (((w[b].qh[l] >> j) & 1) << 4);
+        int q = (qs[l] >> (4 * (j % 2))) & 0xF;
+        if constexpr (std::is_same_v<Block, BlockQ5_K>) q |= ((w[b].qh[l] >> j) & 1) << 4;
         part += q * a[b].qs[32 * j + l];
       }
       sumi += scale * part;
@@ -252,6 +224,14 @@ float dot_q5_k(const BlockQ5_K* w, const BlockQ8_K* a, int64_t blocks) {
                      f16_to_f32(w[b].dmin) * static_cast<float>(mins));
   }
   return sum;
+}
+
+float dot_q4_k(const BlockQ4_K* w, const BlockQ8_K* a, int64_t blocks) {
+  return dot_k4_k5(w, a, blocks);
+}
+
+float dot_q5_k(const BlockQ5_K* w, const BlockQ8_K* a, int64_t blocks) {
+  return dot_k4_k5(w, a, blocks);
 }
 
 float dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_t blocks) {
