@@ -5,8 +5,10 @@
 // The quantized path rounds each row of x to 8 bits per block (scale d = max|x| / 127), so
 // each product may be off by at most Σ|w| · d / 2 over its blocks: that bound (plus 1e-3 of
 // Σ|w·x| for the F16 scales and F32 sums) is the tolerance, computed per output.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -179,4 +181,14 @@ TEST_CASE("quantized linear: every type against the dequantized product", "[quan
       }
     }
   }
+}
+
+// tools/check_aarch64.sh runs these tests under qemu with SPARKD_EXPECT_ARM_DOTPROD=1: its CPU
+// model has the dot-product extension, so the widest backend above ran the sdot kernels and
+// was checked against the portable ones. Elsewhere there is nothing to check.
+TEST_CASE("quantized linear: aarch64 dot-product kernels are detected where expected",
+          "[quant_linear]") {
+  if (std::getenv("SPARKD_EXPECT_ARM_DOTPROD") == nullptr) return;
+  const std::vector<std::string> features = sparkd::detected_cpu_kernel_features();
+  CHECK(std::find(features.begin(), features.end(), "arm_dotprod") != features.end());
 }

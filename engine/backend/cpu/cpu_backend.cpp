@@ -84,6 +84,7 @@ class CpuBackend final : public Backend {
         break;
     }
     config_.avx512_vnni = config_.simd == cpu::SimdLevel::kAvx512 && cpu::detected_avx512_vnni();
+    config_.arm_dotprod = options.kernels != CpuKernels::kPortable && cpu::detected_arm_dotprod();
   }
 
   std::string name() const override {
@@ -354,6 +355,18 @@ class CpuBackend final : public Backend {
 
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options) {
   return std::make_unique<CpuBackend>(options);
+}
+
+std::vector<std::string> detected_cpu_kernel_features() {
+  std::vector<std::string> features;
+  const cpu::SimdLevel simd = cpu::detected_simd_level();
+  if (simd == cpu::SimdLevel::kAvx512) features.push_back("avx512");
+  if (simd == cpu::SimdLevel::kAvx512 && cpu::detected_avx512_vnni()) {
+    features.push_back("avx512_vnni");
+  }
+  if (simd >= cpu::SimdLevel::kAvx2) features.push_back("avx2");
+  if (cpu::detected_arm_dotprod()) features.push_back("arm_dotprod");
+  return features;
 }
 
 }  // namespace sparkd

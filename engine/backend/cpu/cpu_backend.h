@@ -4,14 +4,15 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/backend/backend.h"
 
 namespace sparkd {
 
-// Which hand-vectorised kernels may run. kWidest takes the best this CPU has (AVX-512, AVX2,
-// or portable C++ off x86); the others cap it, so tests and benchmarks can run every code
-// path on one machine.
+// Which hand-vectorised kernels may run. kWidest takes the best this CPU has (AVX-512, AVX2;
+// on aarch64 the dot-product kernels; portable C++ elsewhere); the others cap it, so tests
+// and benchmarks can run every code path on one machine (kAvx2 on aarch64: as kWidest).
 enum class CpuKernels { kWidest, kAvx2, kPortable };
 
 struct CpuBackendOptions {
@@ -20,5 +21,9 @@ struct CpuBackendOptions {
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options = {});
+
+// The hand-written kernel families this CPU can run, widest first: "avx512", "avx512_vnni",
+// "avx2" on x86, "arm_dotprod" on aarch64; empty where only the portable kernels run.
+std::vector<std::string> detected_cpu_kernel_features();
 
 }  // namespace sparkd

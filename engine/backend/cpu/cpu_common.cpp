@@ -11,6 +11,9 @@
 #if SPARKD_CPU_X86
 #include <cpuid.h>
 #endif
+#if SPARKD_CPU_ARM
+#include <sys/auxv.h>
+#endif
 
 namespace sparkd::cpu {
 
@@ -39,6 +42,16 @@ bool detected_avx512_vnni() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl");
+#else
+  return false;
+#endif
+}
+
+bool detected_arm_dotprod() {
+#if SPARKD_CPU_ARM
+  // The kernel's hwcaps (bits from <asm/hwcap.h>, spelled out for older headers).
+  constexpr unsigned long kHwcapAsimdDotProduct = 1UL << 20;
+  return (getauxval(AT_HWCAP) & kHwcapAsimdDotProduct) != 0;
 #else
   return false;
 #endif

@@ -43,6 +43,16 @@
 #define SPARKD_CPU_CLONES
 #endif
 
+#if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+#define SPARKD_CPU_ARM 1
+// Functions written with the Armv8.2 dot-product intrinsics (sdot); called only when
+// detected_arm_dotprod() says so. The rest of the binary stays baseline Armv8-A.
+#define SPARKD_CPU_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+#include <arm_neon.h>
+#else
+#define SPARKD_CPU_ARM 0
+#endif
+
 namespace sparkd::cpu {
 
 // ---- checks -----------------------------------------------------------------------------
@@ -68,10 +78,14 @@ struct KernelConfig {
   SimdLevel simd = SimdLevel::kPortable;
   // AVX-512 VNNI (vpdpbusd) for the int8 GEMM of quantized prefill; only with kAvx512.
   bool avx512_vnni = false;
+  // aarch64's int8 dot products (sdot) for quantized linear; false in portable mode.
+  bool arm_dotprod = false;
 };
 
 // Whether this CPU has AVX-512 VNNI (with AVX-512 BW and VL).
 bool detected_avx512_vnni();
+// Whether this CPU is aarch64 with the dot-product extension (Armv8.2 "asimddp").
+bool detected_arm_dotprod();
 
 // Below this much work (elements touched, roughly) an op runs on the calling thread: waking
 // the OpenMP team costs a few microseconds.

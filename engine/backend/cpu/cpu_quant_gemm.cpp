@@ -13,8 +13,9 @@
 //     the integer scale; per 256-value block the scales d, dmin of both sides are applied in
 //     F32, as the dot-product path does.
 // The integer sums are exact, so the result equals the dot-product path's up to the order of
-// the F32 additions. A scalar micro-kernel with the same layout serves CPUs without VNNI in
-// portable mode (and the tests, which compare the two).
+// the F32 additions. On aarch64 the same micro-kernel runs on sdot (Armv8.2 dot product) in
+// 128-bit registers. A scalar micro-kernel with the same layout serves portable mode (and the
+// tests, which compare them).
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -325,12 +326,86 @@ SPARKD_CPU_VNNI void band_vnni(const WeightTile& w, int t0, int64_t block, const
 }
 #endif
 
+#if SPARKD_CPU_ARM
+// The VNNI kernel's arithmetic in 128-bit registers: 4 weight rows at a time (16 i32
+// accumulators, one per weight row and 4 rows of x); per 4 k, x's 16 rows in 4 loads and per
+// weight row its 4 codes broadcast into 4 sdots. Codes are at most 63, so signed × signed
+// (sdot) is exact.
+template <int kSubBlock>
+SPARKD_CPU_DOTPROD void band_dotprod(const WeightTile& w, int t0, int64_t block,
+                                     const PanelBlock& a, const KQuantLayout& layout,
+                                     float buf[kBandRows][kPanelRows]) {
+  constexpr int kSubBlocks = kBlock / kSubBlock;
+  constexpr int kGroupsPerSub = kSubBlock / 4;
+  constexpr int kQuads = kPanelRows / 4;  // 4 rows of x per register
+  constexpr int kRows = 4;                // weight rows per pass
+  for (int pass = 0; pass < kBandRows; pass += kRows) {
+    const uint8_t* codes[kRows];
+    size_t cells[kRows];
+    for (int t = 0; t < kRows; ++t) {
+      cells[t] = w.cell(t0 + pass + t, block);
+      codes[t] = w.codes.data() + cells[t] * kBlock;
+    }
+    int32x4_t s1[kRows][kQuads], s2[kRows][kQuads];
+    for (int t = 0; t < kRows; ++t) {
+      for (int q = 0; q < kQuads; ++q) s1[t][q] = s2[t][q] = vdupq_n_s32(0);
+    }
+    for (int s = 0; s < kSubBlocks; ++s) {
+      int32x4_t sums[kQuads];
+      for (int q = 0; q < kQuads; ++q) {
+        sums[q] = vld1q_s32(&a.sums16[s * (kSubBlock / 16)][4 * q]);
+        if constexpr (kSubBlock == 32)
+          sums[q] = vaddq_s32(sums[q], vld1q_s32(&a.sums16[s * 2 + 1][4 * q]));
+      }
+      int32x4_t raw[kRows][kQuads];
+      for (int t = 0; t < kRows; ++t) {
+        for (int q = 0; q < kQuads; ++q) raw[t][q] = vdupq_n_s32(0);
+      }
+#pragma GCC unroll 8
+      for (int g = 0; g < kGroupsPerSub; ++g) {
+        const int group = s * kGroupsPerSub + g;
+        int8x16_t x_codes[kQuads];
+        for (int q = 0; q < kQuads; ++q) x_codes[q] = vld1q_s8(a.codes[group][4 * q]);
+        for (int t = 0; t < kRows; ++t) {
+          uint32_t four;
+          std::memcpy(&four, codes[t] + 4 * group, 4);
+          const int8x16_t w_codes = vreinterpretq_s8_u32(vdupq_n_u32(four));
+          for (int q = 0; q < kQuads; ++q) raw[t][q] = vdotq_s32(raw[t][q], w_codes, x_codes[q]);
+        }
+      }
+      for (int t = 0; t < kRows; ++t) {
+        const int32_t scale = w.scales[cells[t] * kMaxSubBlocks + s];
+        const int32_t min = w.mins[cells[t] * kMaxSubBlocks + s];
+        for (int q = 0; q < kQuads; ++q) {
+          const int32x4_t corrected = vmlsq_n_s32(raw[t][q], sums[q], layout.bias);
+          s1[t][q] = vmlaq_n_s32(s1[t][q], corrected, scale);
+          if (layout.has_min) s2[t][q] = vmlaq_n_s32(s2[t][q], sums[q], min);
+        }
+      }
+    }
+    for (int t = 0; t < kRows; ++t) {
+      float* out = buf[pass + t];
+      for (int q = 0; q < kQuads; ++q) {
+        float32x4_t result = vmulq_n_f32(vcvtq_f32_s32(s1[t][q]), w.d[cells[t]]);
+        if (layout.has_min) {
+          result = vmlsq_n_f32(result, vcvtq_f32_s32(s2[t][q]), w.dmin[cells[t]]);
+        }
+        vst1q_f32(out + 4 * q, vmlaq_f32(vld1q_f32(out + 4 * q), result, vld1q_f32(a.d + 4 * q)));
+      }
+    }
+  }
+}
+#endif
+
 using BandFn = void (*)(const WeightTile&, int, int64_t, const PanelBlock&, const KQuantLayout&,
                         float[kBandRows][kPanelRows]);
 
 BandFn band_for(const KernelConfig& config, int sub_block) {
 #if SPARKD_CPU_X86
   if (config.avx512_vnni) return sub_block == 32 ? band_vnni<32> : band_vnni<16>;
+#endif
+#if SPARKD_CPU_ARM
+  if (config.arm_dotprod) return sub_block == 32 ? band_dotprod<32> : band_dotprod<16>;
 #endif
   static_cast<void>(config);
   return sub_block == 32 ? band_portable<32> : band_portable<16>;
@@ -342,9 +417,10 @@ bool quantized_gemm_applies(const KernelConfig& config, DType weight_dtype, int6
   const bool k_quant = weight_dtype == DType::kQ2_K || weight_dtype == DType::kQ3_K ||
                        weight_dtype == DType::kQ4_K || weight_dtype == DType::kQ5_K ||
                        weight_dtype == DType::kQ6_K;
-  // With VNNI the tiles win from a single panel on; without, only the portable kernels use
-  // them (AVX2's dot products are faster than the scalar micro-kernel).
-  const bool kernel = config.avx512_vnni || config.simd == SimdLevel::kPortable;
+  // With VNNI or sdot the tiles win from a single panel on; on x86 without VNNI only the
+  // portable kernels use them (AVX2's dot products are faster than the scalar micro-kernel).
+  const bool kernel =
+      config.avx512_vnni || config.arm_dotprod || config.simd == SimdLevel::kPortable;
   return k_quant && kernel && m >= kQuantizedGemmMinRows;
 }
 

@@ -9,9 +9,9 @@
 // in L1) and dots them with every quantized row of x (m rows: L2-resident for prefill), so
 // decode streams W once and prefill reuses each W tile across all of x.
 //
-// Every type has a portable vec_dot (the reference, also what aarch64 runs until its NEON
-// kernels land); the common types (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K) have AVX2 ones,
-// checked against the portable ones.
+// Every type has a portable vec_dot (the reference); the common types (Q4_0, Q4_1, Q8_0,
+// Q4_K, Q5_K, Q6_K) have AVX2 ones and aarch64 dot-product (sdot) ones, checked against the
+// portable ones (on aarch64 under qemu: tools/check_aarch64.sh).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -251,6 +251,18 @@ float dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_t blocks) {
 }
 
 // ---- AVX2 dot products ---------------------------------------------------------------
+// Q4_K/Q5_K's 12 packed bytes as four u32: bytes 0-7 the 8 sub-block scales, bytes 8-15 the
+// 8 mins (ggml's kmask shuffle: no per-sub-block branching).
+inline void k_scales_mins(const uint8_t packed[12], uint32_t out[4]) {
+  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
+  std::memcpy(out, packed, 12);
+  out[3] = ((out[2] >> 4) & kLow4) | (((out[1] >> 6) & kLow2) << 4);
+  const uint32_t mins_low = out[1] & kLow6;
+  out[1] = (out[2] & kLow4) | (((out[0] >> 6) & kLow2) << 4);
+  out[2] = mins_low;
+  out[0] &= kLow6;
+}
+
 #if SPARKD_CPU_X86
 
 // F16 -> F32 in one instruction (F16C): the scalar conversion's branches cost more than a
@@ -312,18 +324,6 @@ SPARKD_CPU_AVX2 float avx2_dot_q8_0(const BlockQ8_0* w, const BlockQ8_0* a, int6
     acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_i8(qw, q8)), acc);
   }
   return horizontal_sum(acc);
-}
-
-// Q4_K/Q5_K's 12 packed bytes as four u32: bytes 0-7 the 8 sub-block scales, bytes 8-15 the
-// 8 mins (ggml's kmask shuffle: no per-sub-block branching).
-inline void k_scales_mins(const uint8_t packed[12], uint32_t out[4]) {
-  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
-  std::memcpy(out, packed, 12);
-  out[3] = ((out[2] >> 4) & kLow4) | (((out[1] >> 6) & kLow2) << 4);
-  const uint32_t mins_low = out[1] & kLow6;
-  out[1] = (out[2] & kLow4) | (((out[0] >> 6) & kLow2) << 4);
-  out[2] = mins_low;
-  out[0] &= kLow6;
 }
 
 // The 16 bsums of a Q8_K block summed in pairs: 8 sums of 32 activations, as i16.
@@ -441,6 +441,148 @@ SPARKD_CPU_AVX2 float avx2_dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int6
 
 #endif  // SPARKD_CPU_X86
 
+#if SPARKD_CPU_ARM
+// ---- aarch64 dot products (Armv8.2 sdot: 4 lanes of Σ of 4 i8 × i8 products) ----------
+// Integer sums per block as the portable code forms them; each block's F32 scaling in one of
+// 4 lanes (Q4_0/Q4_1/Q8_0) or in the portable order (K-quants).
+
+SPARKD_CPU_DOTPROD inline int32x4_t sdot(int32x4_t acc, int8x16_t a, int8x16_t b) {
+  return vdotq_s32(acc, a, b);
+}
+
+SPARKD_CPU_DOTPROD inline int8x16_t low_nibbles(uint8x16_t packed) {
+  return vreinterpretq_s8_u8(vandq_u8(packed, vdupq_n_u8(0x0F)));
+}
+
+SPARKD_CPU_DOTPROD inline int8x16_t high_nibbles(uint8x16_t packed) {
+  return vreinterpretq_s8_u8(vshrq_n_u8(packed, 4));
+}
+
+SPARKD_CPU_DOTPROD float neon_dot_q4_0(const BlockQ4_0* w, const BlockQ8_0* a, int64_t blocks) {
+  float32x4_t acc = vdupq_n_f32(0.0f);
+  const int8x16_t eight = vdupq_n_s8(8);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8x16_t q = vld1q_u8(w[b].qs);
+    int32x4_t sumi = sdot(vdupq_n_s32(0), vsubq_s8(low_nibbles(q), eight), vld1q_s8(a[b].qs));
+    sumi = sdot(sumi, vsubq_s8(high_nibbles(q), eight), vld1q_s8(a[b].qs + 16));
+    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(sumi), f16_to_f32(w[b].d) * f16_to_f32(a[b].d));
+  }
+  return vaddvq_f32(acc);
+}
+
+SPARKD_CPU_DOTPROD float neon_dot_q4_1(const BlockQ4_1* w, const BlockQ8_1* a, int64_t blocks) {
+  float32x4_t acc = vdupq_n_f32(0.0f);
+  float mins = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8x16_t q = vld1q_u8(w[b].qs);
+    int32x4_t sumi = sdot(vdupq_n_s32(0), low_nibbles(q), vld1q_s8(a[b].qs));
+    sumi = sdot(sumi, high_nibbles(q), vld1q_s8(a[b].qs + 16));
+    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(sumi), f16_to_f32(w[b].d) * f16_to_f32(a[b].d));
+    mins += f16_to_f32(w[b].m) * f16_to_f32(a[b].s);
+  }
+  return vaddvq_f32(acc) + mins;
+}
+
+SPARKD_CPU_DOTPROD float neon_dot_q8_0(const BlockQ8_0* w, const BlockQ8_0* a, int64_t blocks) {
+  float32x4_t acc = vdupq_n_f32(0.0f);
+  for (int64_t b = 0; b < blocks; ++b) {
+    int32x4_t sumi = sdot(vdupq_n_s32(0), vld1q_s8(w[b].qs), vld1q_s8(a[b].qs));
+    sumi = sdot(sumi, vld1q_s8(w[b].qs + 16), vld1q_s8(a[b].qs + 16));
+    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(sumi), f16_to_f32(w[b].d) * f16_to_f32(a[b].d));
+  }
+  return vaddvq_f32(acc);
+}
+
+// Q4_K and Q5_K (kFifthBit: each value's fifth bit is bit j of qh[l] for sub-block j).
+template <typename Block, bool kFifthBit>
+SPARKD_CPU_DOTPROD float neon_dot_k4_k5(const Block* w, const BlockQ8_K* a, int64_t blocks) {
+  float sum = 0.0f;
+  const uint8x16_t sixteen = vdupq_n_u8(16);
+  for (int64_t b = 0; b < blocks; ++b) {
+    uint32_t packed[4];
+    k_scales_mins(w[b].scales, packed);
+    const auto* scales = reinterpret_cast<const uint8_t*>(packed);
+    // Σ_j min_j · Σ(activations of sub-block j), from the bsums summed in pairs.
+    const int16x8_t bsums32 = vpaddq_s16(vld1q_s16(a[b].bsums), vld1q_s16(a[b].bsums + 8));
+    const int16x8_t mins = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(scales + 8)));
+    const int32x4_t min_products = vmlal_s16(vmull_s16(vget_low_s16(mins), vget_low_s16(bsums32)),
+                                             vget_high_s16(mins), vget_high_s16(bsums32));
+    int32x4_t sumi = vdupq_n_s32(0);
+    for (int g = 0; g < 4; ++g) {  // 64 values: sub-blocks 2g (low nibbles) and 2g + 1
+      int32x4_t low = vdupq_n_s32(0), high = vdupq_n_s32(0);
+      for (int h = 0; h < 2; ++h) {
+        const uint8x16_t q = vld1q_u8(w[b].qs + 32 * g + 16 * h);
+        int8x16_t q_low = low_nibbles(q), q_high = high_nibbles(q);
+        if constexpr (kFifthBit) {
+          const uint8x16_t qh = vld1q_u8(w[b].qh + 16 * h);
+          q_low = vreinterpretq_s8_u8(vorrq_u8(
+              vreinterpretq_u8_s8(q_low),
+              vandq_u8(vtstq_u8(qh, vdupq_n_u8(static_cast<uint8_t>(1u << (2 * g)))), sixteen)));
+          q_high = vreinterpretq_s8_u8(vorrq_u8(
+              vreinterpretq_u8_s8(q_high),
+              vandq_u8(vtstq_u8(qh, vdupq_n_u8(static_cast<uint8_t>(2u << (2 * g)))), sixteen)));
+        }
+        low = sdot(low, q_low, vld1q_s8(a[b].qs + 64 * g + 16 * h));
+        high = sdot(high, q_high, vld1q_s8(a[b].qs + 64 * g + 32 + 16 * h));
+      }
+      sumi = vmlaq_n_s32(sumi, low, scales[2 * g]);
+      sumi = vmlaq_n_s32(sumi, high, scales[2 * g + 1]);
+    }
+    sum += a[b].d * (f16_to_f32(w[b].d) * static_cast<float>(vaddvq_s32(sumi)) -
+                     f16_to_f32(w[b].dmin) * static_cast<float>(vaddvq_s32(min_products)));
+  }
+  return sum;
+}
+
+SPARKD_CPU_DOTPROD float neon_dot_q4_k(const BlockQ4_K* w, const BlockQ8_K* a, int64_t blocks) {
+  return neon_dot_k4_k5<BlockQ4_K, false>(w, a, blocks);
+}
+
+SPARKD_CPU_DOTPROD float neon_dot_q5_k(const BlockQ5_K* w, const BlockQ8_K* a, int64_t blocks) {
+  return neon_dot_k4_k5<BlockQ5_K, true>(w, a, blocks);
+}
+
+SPARKD_CPU_DOTPROD float neon_dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_t blocks) {
+  float sum = 0.0f;
+  const uint8x16_t two_bits = vdupq_n_u8(0x03);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const BlockQ6_K& block = w[b];
+    // Σ (q - 32) · a = Σ q · a - 32 Σ_j scale_j · bsum_j.
+    const int16x8_t scales_low = vmovl_s8(vld1_s8(block.scales));
+    const int16x8_t scales_high = vmovl_s8(vld1_s8(block.scales + 8));
+    int32x4_t bias = vmull_s16(vget_low_s16(scales_low), vld1_s16(a[b].bsums));
+    bias = vmlal_s16(bias, vget_high_s16(scales_low), vld1_s16(a[b].bsums + 4));
+    bias = vmlal_s16(bias, vget_low_s16(scales_high), vld1_s16(a[b].bsums + 8));
+    bias = vmlal_s16(bias, vget_high_s16(scales_high), vld1_s16(a[b].bsums + 12));
+    int32x4_t sumi = vdupq_n_s32(0);
+    for (int half = 0; half < 2; ++half) {
+      for (int h = 0; h < 2; ++h) {  // values l = 16h .. 16h + 15 of each 32-value group
+        const uint8x16_t q4a = vld1q_u8(block.ql + 64 * half + 16 * h);
+        const uint8x16_t q4b = vld1q_u8(block.ql + 64 * half + 32 + 16 * h);
+        const uint8x16_t qh = vld1q_u8(block.qh + 32 * half + 16 * h);
+        const uint8x16_t q[4] = {
+            vorrq_u8(vandq_u8(q4a, vdupq_n_u8(0x0F)), vshlq_n_u8(vandq_u8(qh, two_bits), 4)),
+            vorrq_u8(vandq_u8(q4b, vdupq_n_u8(0x0F)),
+                     vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 2), two_bits), 4)),
+            vorrq_u8(vshrq_n_u8(q4a, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(qh, 4), two_bits), 4)),
+            vorrq_u8(vshrq_n_u8(q4b, 4), vshlq_n_u8(vshrq_n_u8(qh, 6), 4)),
+        };
+        for (int s = 0; s < 4; ++s) {
+          const int first = 128 * half + 32 * s + 16 * h;
+          const int32x4_t part =
+              sdot(vdupq_n_s32(0), vreinterpretq_s8_u8(q[s]), vld1q_s8(a[b].qs + first));
+          sumi = vmlaq_n_s32(sumi, part, block.scales[first / 16]);
+        }
+      }
+    }
+    sumi = vsubq_s32(sumi, vshlq_n_s32(bias, 5));
+    sum += a[b].d * f16_to_f32(block.d) * static_cast<float>(vaddvq_s32(sumi));
+  }
+  return sum;
+}
+
+#endif  // SPARKD_CPU_ARM
+
 // ---- dispatch --------------------------------------------------------------------------
 
 enum class ActivationQuant { kQ8_0, kQ8_1, kQ8_K };
@@ -524,9 +666,29 @@ DotFn portable_dot(DType weight) {
   fail("quantized linear", std::string(dtype_name(weight)) + " is not a quantized type");
 }
 
-DotFn dot_for(SimdLevel simd, DType weight) {
+DotFn dot_for(const KernelConfig& config, DType weight) {
+#if SPARKD_CPU_ARM
+  if (config.arm_dotprod) {
+    switch (weight) {
+      case DType::kQ4_0:
+        return dot_adapter<BlockQ4_0, BlockQ8_0, neon_dot_q4_0, kBlockElements>;
+      case DType::kQ4_1:
+        return dot_adapter<BlockQ4_1, BlockQ8_1, neon_dot_q4_1, kBlockElements>;
+      case DType::kQ8_0:
+        return dot_adapter<BlockQ8_0, BlockQ8_0, neon_dot_q8_0, kBlockElements>;
+      case DType::kQ4_K:
+        return dot_adapter<BlockQ4_K, BlockQ8_K, neon_dot_q4_k, kSuperBlockElements>;
+      case DType::kQ5_K:
+        return dot_adapter<BlockQ5_K, BlockQ8_K, neon_dot_q5_k, kSuperBlockElements>;
+      case DType::kQ6_K:
+        return dot_adapter<BlockQ6_K, BlockQ8_K, neon_dot_q6_k, kSuperBlockElements>;
+      default:
+        break;
+    }
+  }
+#endif
 #if SPARKD_CPU_X86
-  if (simd != SimdLevel::kPortable) {
+  if (config.simd != SimdLevel::kPortable) {
     switch (weight) {
       case DType::kQ4_0:
         return dot_adapter<BlockQ4_0, BlockQ8_0, avx2_dot_q4_0, kBlockElements>;
@@ -545,7 +707,7 @@ DotFn dot_for(SimdLevel simd, DType weight) {
     }
   }
 #endif
-  static_cast<void>(simd);
+  static_cast<void>(config);
   return portable_dot(weight);
 }
 
@@ -566,7 +728,7 @@ void quantized_linear(const KernelConfig& config, const float* x, int64_t m, int
     quantize_activation_row(quant, x + i * k, k, activations + i * activation_bytes);
   });
 
-  const DotFn dot = dot_for(config.simd, weight_dtype);
+  const DotFn dot = dot_for(config, weight_dtype);
   const size_t weight_row_bytes = dtype_row_bytes(weight_dtype, k);
   const auto* weight_bytes = static_cast<const uint8_t*>(weight);
   const int64_t tasks = (n + kRowsPerTask - 1) / kRowsPerTask;
