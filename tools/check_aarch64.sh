@@ -89,13 +89,13 @@ fi
 # ---- run --------------------------------------------------------------------------------
 # The [cpu_backend] and [quant_linear] cases run the default, "avx2", portable and one-thread
 # backends. Off x86 the float kernels of the first two fall back to the portable ones
-# (detected_simd_level() is kPortable); the quantized ones run the Armv8.2 dot-product (sdot)
-# kernels, which qemu's default CPU model has (SPARKD_EXPECT_ARM_DOTPROD makes the test check
-# that they were detected), against the portable ones. [dequantize] checks every quantized
-# type bit for bit against the gguf package.
+# (detected_simd_level() is kPortable); the quantized ones run the int8 matrix-multiply
+# (smmla) and dot-product (sdot) kernels, which qemu's default CPU model has
+# (SPARKD_EXPECT_ARM_INT8 makes the test check that they were detected). [dequantize] checks
+# every quantized type bit for bit against the gguf package.
 TAGS="[cpu_backend],[quant_linear],[dequantize]"
 echo "check_aarch64: running $TAGS under $QEMU (OMP_NUM_THREADS=$OMP_NUM_THREADS)"
-if SPARKD_EXPECT_ARM_DOTPROD=1 "$QEMU" -L "$SYSROOT" "$BUILD_DIR/test_cpu_backend" "$TAGS" \
+if SPARKD_EXPECT_ARM_INT8=1 "$QEMU" -L "$SYSROOT" "$BUILD_DIR/test_cpu_backend" "$TAGS" \
   --warn NoTests; then
   echo "PASS"
 else

@@ -183,12 +183,15 @@ TEST_CASE("quantized linear: every type against the dequantized product", "[quan
   }
 }
 
-// tools/check_aarch64.sh runs these tests under qemu with SPARKD_EXPECT_ARM_DOTPROD=1: its CPU
-// model has the dot-product extension, so the widest backend above ran the sdot kernels and
-// was checked against the portable ones. Elsewhere there is nothing to check.
-TEST_CASE("quantized linear: aarch64 dot-product kernels are detected where expected",
-          "[quant_linear]") {
-  if (std::getenv("SPARKD_EXPECT_ARM_DOTPROD") == nullptr) return;
+// tools/check_aarch64.sh runs these tests under qemu with SPARKD_EXPECT_ARM_INT8=1: its CPU
+// model has the dot-product and int8 matrix-multiply extensions, so above the widest backend
+// ran the smmla GEMM and the sdot dot products, the "avx2" one the sdot GEMM, each checked
+// against the dequantized product. Elsewhere there is nothing to check.
+TEST_CASE("quantized linear: aarch64 int8 kernels are detected where expected", "[quant_linear]") {
+  if (std::getenv("SPARKD_EXPECT_ARM_INT8") == nullptr) return;
   const std::vector<std::string> features = sparkd::detected_cpu_kernel_features();
-  CHECK(std::find(features.begin(), features.end(), "arm_dotprod") != features.end());
+  for (const char* feature : {"arm_dotprod", "arm_i8mm"}) {
+    INFO(feature);
+    CHECK(std::find(features.begin(), features.end(), feature) != features.end());
+  }
 }

@@ -85,6 +85,8 @@ class CpuBackend final : public Backend {
     }
     config_.avx512_vnni = config_.simd == cpu::SimdLevel::kAvx512 && cpu::detected_avx512_vnni();
     config_.arm_dotprod = options.kernels != CpuKernels::kPortable && cpu::detected_arm_dotprod();
+    config_.arm_i8mm =
+        config_.arm_dotprod && options.kernels == CpuKernels::kWidest && cpu::detected_arm_i8mm();
   }
 
   std::string name() const override {
@@ -365,6 +367,7 @@ std::vector<std::string> detected_cpu_kernel_features() {
     features.push_back("avx512_vnni");
   }
   if (simd >= cpu::SimdLevel::kAvx2) features.push_back("avx2");
+  if (cpu::detected_arm_dotprod() && cpu::detected_arm_i8mm()) features.push_back("arm_i8mm");
   if (cpu::detected_arm_dotprod()) features.push_back("arm_dotprod");
   return features;
 }

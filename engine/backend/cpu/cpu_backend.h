@@ -11,8 +11,9 @@
 namespace sparkd {
 
 // Which hand-vectorised kernels may run. kWidest takes the best this CPU has (AVX-512, AVX2;
-// on aarch64 the dot-product kernels; portable C++ elsewhere); the others cap it, so tests
-// and benchmarks can run every code path on one machine (kAvx2 on aarch64: as kWidest).
+// on aarch64 the int8 matrix-multiply and dot-product kernels; portable C++ elsewhere); the
+// others cap it, so tests and benchmarks can run every code path on one machine. kAvx2 is
+// the middle level: AVX2 on x86, dot products without matrix multiplies on aarch64.
 enum class CpuKernels { kWidest, kAvx2, kPortable };
 
 struct CpuBackendOptions {
@@ -23,7 +24,8 @@ struct CpuBackendOptions {
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options = {});
 
 // The hand-written kernel families this CPU can run, widest first: "avx512", "avx512_vnni",
-// "avx2" on x86, "arm_dotprod" on aarch64; empty where only the portable kernels run.
+// "avx2" on x86, "arm_i8mm", "arm_dotprod" on aarch64; empty where only the portable kernels
+// run.
 std::vector<std::string> detected_cpu_kernel_features();
 
 }  // namespace sparkd

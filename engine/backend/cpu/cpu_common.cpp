@@ -47,11 +47,20 @@ bool detected_avx512_vnni() {
 #endif
 }
 
+// The kernel's hwcaps (bits from <asm/hwcap.h>, spelled out for older headers).
 bool detected_arm_dotprod() {
 #if SPARKD_CPU_ARM
-  // The kernel's hwcaps (bits from <asm/hwcap.h>, spelled out for older headers).
   constexpr unsigned long kHwcapAsimdDotProduct = 1UL << 20;
   return (getauxval(AT_HWCAP) & kHwcapAsimdDotProduct) != 0;
+#else
+  return false;
+#endif
+}
+
+bool detected_arm_i8mm() {
+#if SPARKD_CPU_ARM
+  constexpr unsigned long kHwcap2I8mm = 1UL << 13;
+  return (getauxval(AT_HWCAP2) & kHwcap2I8mm) != 0;
 #else
   return false;
 #endif

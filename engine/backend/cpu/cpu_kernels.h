@@ -48,6 +48,8 @@
 // Functions written with the Armv8.2 dot-product intrinsics (sdot); called only when
 // detected_arm_dotprod() says so. The rest of the binary stays baseline Armv8-A.
 #define SPARKD_CPU_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
+// And the int8 matrix multiply (smmla), where detected_arm_i8mm() says so.
+#define SPARKD_CPU_I8MM __attribute__((target("arch=armv8.2-a+dotprod+i8mm")))
 #include <arm_neon.h>
 #else
 #define SPARKD_CPU_ARM 0
@@ -80,12 +82,17 @@ struct KernelConfig {
   bool avx512_vnni = false;
   // aarch64's int8 dot products (sdot) for quantized linear; false in portable mode.
   bool arm_dotprod = false;
+  // aarch64's int8 matrix multiply (smmla) for the quantized prefill GEMM; only with
+  // arm_dotprod, and off in CpuKernels::kAvx2 mode (so tests run the sdot GEMM too).
+  bool arm_i8mm = false;
 };
 
 // Whether this CPU has AVX-512 VNNI (with AVX-512 BW and VL).
 bool detected_avx512_vnni();
 // Whether this CPU is aarch64 with the dot-product extension (Armv8.2 "asimddp").
 bool detected_arm_dotprod();
+// Whether this CPU is aarch64 with the int8 matrix multiply extension ("i8mm").
+bool detected_arm_i8mm();
 
 // Below this much work (elements touched, roughly) an op runs on the calling thread: waking
 // the OpenMP team costs a few microseconds.

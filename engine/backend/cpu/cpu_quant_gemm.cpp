@@ -14,8 +14,9 @@
 //     F32, as the dot-product path does.
 // The integer sums are exact, so the result equals the dot-product path's up to the order of
 // the F32 additions. On aarch64 the same micro-kernel runs on sdot (Armv8.2 dot product) in
-// 128-bit registers. A scalar micro-kernel with the same layout serves portable mode (and the
-// tests, which compare them).
+// 128-bit registers, or on smmla (i8mm: 2x8 by 8x2 int8 products) over panels packed 8 k wide. A
+// scalar micro-kernel with the same layout serves portable mode (and the tests, which compare
+// them).
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -208,15 +209,25 @@ struct WeightTile {
 
 // x's rows quantized (Q8_K) and interleaved for the micro-kernel, per panel and block.
 struct PanelBlock {
+  // Codes of 4 consecutive k for all rows side by side: codes[k / 4][row][k % 4]. The i8mm
+  // kernel takes 8 instead (PanelLayout::kEightWide): the same bytes read as
+  // [k / 8][row][k % 8], through eight_wide().
   int8_t codes[kGroups][kPanelRows][4];
   int32_t sums16[16][kPanelRows];  // Σ of each 16 codes, per row
   float d[kPanelRows];
+
+  const int8_t* eight_wide(int group8, int row) const {
+    return &codes[0][0][0] + (group8 * kPanelRows + row) * 8;
+  }
 };
 
-void pack_panels(const KernelConfig& config, const float* x, int64_t m, int64_t k,
-                 std::vector<PanelBlock>& panels) {
+enum class PanelLayout { kFourWide, kEightWide };
+
+void pack_panels(const KernelConfig& config, PanelLayout layout, const float* x, int64_t m,
+                 int64_t k, std::vector<PanelBlock>& panels) {
   const int64_t blocks = k / kBlock;
   const int64_t panel_count = (m + kPanelRows - 1) / kPanelRows;
+  const int width = layout == PanelLayout::kEightWide ? 8 : 4;
   panels.resize(static_cast<size_t>(panel_count * blocks));
   parallel_for(config, panel_count, kPanelRows * k, [&](int64_t p) {
     std::vector<BlockQ8_K> row_blocks(static_cast<size_t>(blocks));
@@ -228,7 +239,11 @@ void pack_panels(const KernelConfig& config, const float* x, int64_t m, int64_t 
       for (int64_t b = 0; b < blocks; ++b) {
         PanelBlock& out = panels[static_cast<size_t>(p * blocks + b)];
         const BlockQ8_K& q = row_blocks[static_cast<size_t>(b)];
-        for (int g = 0; g < kGroups; ++g) std::memcpy(out.codes[g][r], q.qs + 4 * g, 4);
+        int8_t* codes = &out.codes[0][0][0];
+        for (int g = 0; g < kBlock / width; ++g) {
+          std::memcpy(codes + (g * kPanelRows + r) * width, q.qs + width * g,
+                      static_cast<size_t>(width));
+        }
         for (int s = 0; s < 16; ++s) out.sums16[s][r] = q.bsums[s];
         out.d[r] = q.d;
       }
@@ -397,6 +412,96 @@ SPARKD_CPU_DOTPROD void band_dotprod(const WeightTile& w, int t0, int64_t block,
 }
 #endif
 
+#if SPARKD_CPU_ARM
+// Armv8.6 int8 matrix multiply (smmla: a 2x8 by 8x2 product into a 2x2 block of i32), twice
+// the multiplies per instruction of sdot. Panels are packed eight k wide, so one load holds 2
+// rows of x by 8 k; the weight operand is 2 weight rows by the same 8 k. Per pass, 4 weight
+// rows x 16 rows of x: 16 accumulators of 2x2, lanes [x_r·w_t, x_r·w_t+1, x_r+1·w_t,
+// x_r+1·w_t+1].
+template <int kSubBlock>
+SPARKD_CPU_I8MM void band_i8mm(const WeightTile& w, int t0, int64_t block, const PanelBlock& a,
+                               const KQuantLayout& layout, float buf[kBandRows][kPanelRows]) {
+  constexpr int kSubBlocks = kBlock / kSubBlock;
+  constexpr int kGroups8PerSub = kSubBlock / 8;
+  constexpr int kRowPairs = kPanelRows / 2;
+  constexpr int kWeightPairs = 2;  // 4 weight rows per pass
+  for (int pass = 0; pass < kBandRows; pass += 2 * kWeightPairs) {
+    const uint8_t* codes[2 * kWeightPairs];
+    size_t cells[2 * kWeightPairs];
+    for (int t = 0; t < 2 * kWeightPairs; ++t) {
+      cells[t] = w.cell(t0 + pass + t, block);
+      codes[t] = w.codes.data() + cells[t] * kBlock;
+    }
+    // Per weight pair: its two rows' values in the lane order above.
+    const auto pair_lanes = [&](int pair, const auto& of_row) {
+      const int32x2_t two = {of_row(2 * pair), of_row(2 * pair + 1)};
+      return vcombine_s32(two, two);
+    };
+    int32x4_t s1[kWeightPairs][kRowPairs], s2[kWeightPairs][kRowPairs];
+    for (int u = 0; u < kWeightPairs; ++u) {
+      for (int p = 0; p < kRowPairs; ++p) s1[u][p] = s2[u][p] = vdupq_n_s32(0);
+    }
+    for (int s = 0; s < kSubBlocks; ++s) {
+      int32x4_t raw[kWeightPairs][kRowPairs];
+      for (int u = 0; u < kWeightPairs; ++u) {
+        for (int p = 0; p < kRowPairs; ++p) raw[u][p] = vdupq_n_s32(0);
+      }
+#pragma GCC unroll 4
+      for (int g = 0; g < kGroups8PerSub; ++g) {
+        const int group8 = s * kGroups8PerSub + g;
+        int8x16_t w_codes[kWeightPairs];
+        for (int u = 0; u < kWeightPairs; ++u) {
+          w_codes[u] = vreinterpretq_s8_u8(vcombine_u8(vld1_u8(codes[2 * u] + 8 * group8),
+                                                       vld1_u8(codes[2 * u + 1] + 8 * group8)));
+        }
+        for (int p = 0; p < kRowPairs; ++p) {
+          const int8x16_t x_codes = vld1q_s8(a.eight_wide(group8, 2 * p));
+          for (int u = 0; u < kWeightPairs; ++u) {
+            raw[u][p] = vmmlaq_s32(raw[u][p], x_codes, w_codes[u]);
+          }
+        }
+      }
+      for (int u = 0; u < kWeightPairs; ++u) {
+        const int32x4_t scale =
+            pair_lanes(u, [&](int t) { return w.scales[cells[t] * kMaxSubBlocks + s]; });
+        const int32x4_t min =
+            pair_lanes(u, [&](int t) { return w.mins[cells[t] * kMaxSubBlocks + s]; });
+        for (int p = 0; p < kRowPairs; ++p) {
+          // Each x row's Σ of the sub-block's codes, in the lanes of its row: [r, r, r+1, r+1].
+          int32_t sum_r = 0, sum_r1 = 0;
+          for (int v = 0; v < kSubBlock / 16; ++v) {
+            sum_r += a.sums16[s * (kSubBlock / 16) + v][2 * p];
+            sum_r1 += a.sums16[s * (kSubBlock / 16) + v][2 * p + 1];
+          }
+          const int32x4_t sums = {sum_r, sum_r, sum_r1, sum_r1};
+          const int32x4_t corrected = vmlsq_n_s32(raw[u][p], sums, layout.bias);
+          s1[u][p] = vmlaq_s32(s1[u][p], corrected, scale);
+          if (layout.has_min) s2[u][p] = vmlaq_s32(s2[u][p], sums, min);
+        }
+      }
+    }
+    for (int u = 0; u < kWeightPairs; ++u) {
+      const int t = pass + 2 * u;
+      const float32x4_t d = {w.d[cells[2 * u]], w.d[cells[2 * u + 1]], w.d[cells[2 * u]],
+                             w.d[cells[2 * u + 1]]};
+      const float32x4_t dmin = {w.dmin[cells[2 * u]], w.dmin[cells[2 * u + 1]],
+                                w.dmin[cells[2 * u]], w.dmin[cells[2 * u + 1]]};
+      for (int p = 0; p < kRowPairs; ++p) {
+        float32x4_t result = vmulq_f32(vcvtq_f32_s32(s1[u][p]), d);
+        if (layout.has_min) result = vmlsq_f32(result, vcvtq_f32_s32(s2[u][p]), dmin);
+        const float32x4_t x_d = {a.d[2 * p], a.d[2 * p], a.d[2 * p + 1], a.d[2 * p + 1]};
+        float lanes[4];
+        vst1q_f32(lanes, vmulq_f32(result, x_d));
+        buf[t][2 * p] += lanes[0];
+        buf[t + 1][2 * p] += lanes[1];
+        buf[t][2 * p + 1] += lanes[2];
+        buf[t + 1][2 * p + 1] += lanes[3];
+      }
+    }
+  }
+}
+#endif
+
 using BandFn = void (*)(const WeightTile&, int, int64_t, const PanelBlock&, const KQuantLayout&,
                         float[kBandRows][kPanelRows]);
 
@@ -405,6 +510,7 @@ BandFn band_for(const KernelConfig& config, int sub_block) {
   if (config.avx512_vnni) return sub_block == 32 ? band_vnni<32> : band_vnni<16>;
 #endif
 #if SPARKD_CPU_ARM
+  if (config.arm_i8mm) return sub_block == 32 ? band_i8mm<32> : band_i8mm<16>;
   if (config.arm_dotprod) return sub_block == 32 ? band_dotprod<32> : band_dotprod<16>;
 #endif
   static_cast<void>(config);
@@ -430,7 +536,8 @@ void quantized_gemm(const KernelConfig& config, const float* x, int64_t m, int64
   const KQuantLayout layout = layout_of(weight_dtype);
   const int64_t blocks = k / kBlock;
   std::vector<PanelBlock> panels;
-  pack_panels(config, x, m, k, panels);
+  pack_panels(config, config.arm_i8mm ? PanelLayout::kEightWide : PanelLayout::kFourWide, x, m, k,
+              panels);
   const int64_t panel_count = (m + kPanelRows - 1) / kPanelRows;
   const BandFn band = band_for(config, layout.sub_block);
   const size_t row_bytes = dtype_row_bytes(weight_dtype, k);
