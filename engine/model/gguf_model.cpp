@@ -21,6 +21,7 @@ constexpr GgufArchitecture kArchitectures[] = {
     {"llama", "LlamaForCausalLM", ModelFamily::kLlama, true},
     {"qwen2", "Qwen2ForCausalLM", ModelFamily::kQwen2, false},
     {"qwen3", "Qwen3ForCausalLM", ModelFamily::kQwen3, false},
+    {"bert", "BertModel", ModelFamily::kBert, false},
 };
 
 // GGUF tensor name suffixes (after "blk.N.") and their transformers names.
@@ -37,6 +38,26 @@ constexpr std::pair<const char*, const char*> kModelTensorNames[] = {
     {"token_embd.weight", "model.embed_tokens.weight"},
     {"output_norm.weight", "model.norm.weight"},
     {"output.weight", "lm_head.weight"},
+};
+
+// The same for `bert` (BertModel's names, which sparkd's encoder binds), without the
+// ".weight"/".bias" suffix.
+constexpr std::pair<const char*, const char*> kBertLayerTensorNames[] = {
+    {"attn_q", "attention.self.query"},
+    {"attn_k", "attention.self.key"},
+    {"attn_v", "attention.self.value"},
+    {"attn_output", "attention.output.dense"},
+    {"attn_output_norm", "attention.output.LayerNorm"},
+    {"ffn_up", "intermediate.dense"},
+    {"ffn_down", "output.dense"},
+    {"layer_output_norm", "output.LayerNorm"},
+};
+
+constexpr std::pair<const char*, const char*> kBertModelTensorNames[] = {
+    {"token_embd", "embeddings.word_embeddings"},
+    {"position_embd", "embeddings.position_embeddings"},
+    {"token_types", "embeddings.token_type_embeddings"},
+    {"token_embd_norm", "embeddings.LayerNorm"},
 };
 
 Status invalid(const std::string& source, const std::string& message) {
@@ -94,6 +115,75 @@ std::optional<int32_t> optional_id(const GgufMetadata& metadata, const std::stri
   return static_cast<int32_t>(**value);
 }
 
+// `bert` (BertModel embedders, as llama.cpp's converter writes them): post-LayerNorm encoder
+// layers with biases and GELU, learned positions and token types; pooling from
+// bert.pooling_type. Embeddings are L2-normalised, as llama.cpp, Ollama and TEI return them.
+Expected<ModelSpec> bert_model_spec(const GgufModel& model, const GgufArchitecture& arch) {
+  const GgufMetadata& metadata = model.metadata();
+  const std::string& source = metadata.source();
+  const std::string key = std::string(arch.name) + ".";
+  ModelSpec spec;
+  spec.architecture = arch.hf_name;
+  spec.family = arch.family;
+  spec.task = ModelTask::kEmbed;
+  spec.is_decoder = false;
+  spec.activation = Activation::kGelu;
+  spec.normalize_embeddings = true;
+  SPARKD_ASSIGN_OR_RETURN(spec.hidden_size,
+                          bounded(metadata, key + "embedding_length", 1, kMaxDim));
+  SPARKD_ASSIGN_OR_RETURN(spec.num_layers, bounded(metadata, key + "block_count", 1, kMaxLayers));
+  SPARKD_ASSIGN_OR_RETURN(spec.intermediate_size,
+                          bounded(metadata, key + "feed_forward_length", 1, kMaxDim));
+  SPARKD_ASSIGN_OR_RETURN(spec.num_heads,
+                          bounded(metadata, key + "attention.head_count", 1, kMaxDim));
+  if (spec.hidden_size % spec.num_heads != 0) {
+    return invalid(source, "embedding_length " + std::to_string(spec.hidden_size) +
+                               " is not a multiple of attention.head_count " +
+                               std::to_string(spec.num_heads));
+  }
+  spec.num_kv_heads = spec.num_heads;
+  spec.head_dim = spec.hidden_size / spec.num_heads;
+  SPARKD_ASSIGN_OR_RETURN(auto eps, metadata.optional_number(key + "attention.layer_norm_epsilon"));
+  spec.norm_eps = static_cast<float>(eps.value_or(1e-12));
+  if (!(spec.norm_eps > 0 && spec.norm_eps < 1)) {
+    return invalid(source, "attention.layer_norm_epsilon is " + std::to_string(spec.norm_eps));
+  }
+  SPARKD_ASSIGN_OR_RETURN(int32_t pooling, bounded(metadata, key + "pooling_type", 0, 4, 1));
+  switch (pooling) {
+    case 1:
+      spec.pooling = Pooling::kMean;
+      break;
+    case 2:
+      spec.pooling = Pooling::kCls;
+      break;
+    case 3:
+      spec.pooling = Pooling::kLastToken;
+      break;
+    default:
+      return Status(
+          StatusCode::kUnimplemented,
+          source + ": " + key + "pooling_type " + std::to_string(pooling) +
+              (pooling == 4 ? " (rank: a reranker)" : " (none)") +
+              "; sparkd serves GGUF bert models as embedders (mean, cls or last pooling)");
+  }
+  // The table sizes are the tensors' rows.
+  const auto tensors = model.tensors();
+  const auto rows = [&](const char* name) -> Expected<int32_t> {
+    const GgufTensorInfo* tensor = find_tensor(tensors, name);
+    if (!tensor || tensor->shape.size() != 2 || tensor->shape[0] > kMaxPositions) {
+      return Status(StatusCode::kDataLoss,
+                    source + ": tensor '" + name + "' [rows, hidden] is missing");
+    }
+    return static_cast<int32_t>(tensor->shape[0]);
+  };
+  SPARKD_ASSIGN_OR_RETURN(spec.vocab_size, rows("token_embd.weight"));
+  SPARKD_ASSIGN_OR_RETURN(spec.max_position_embeddings, rows("position_embd.weight"));
+  SPARKD_ASSIGN_OR_RETURN(spec.type_vocab_size, rows("token_types.weight"));
+  spec.pad_token_id = optional_id(metadata, "tokenizer.ggml.padding_token_id").value_or(0);
+  spec.bos_token_id = optional_id(metadata, "tokenizer.ggml.bos_token_id").value_or(-1);
+  return spec;
+}
+
 }  // namespace
 
 std::vector<std::string> supported_gguf_architectures() {
@@ -102,12 +192,27 @@ std::vector<std::string> supported_gguf_architectures() {
   return names;
 }
 
-std::string hf_tensor_name(const std::string& gguf_name) {
+std::string hf_tensor_name(ModelFamily family, const std::string& gguf_name) {
+  static const std::regex layer(R"(^blk\.([0-9]+)\.([a-z_]+)\.(weight|bias)$)");
+  static const std::regex model_tensor(R"(^([a-z_]+)\.(weight|bias)$)");
+  std::smatch match;
+  if (family == ModelFamily::kBert) {
+    if (std::regex_match(gguf_name, match, model_tensor)) {
+      for (const auto& [gguf, hf] : kBertModelTensorNames) {
+        if (match[1].str() == gguf) return std::string(hf) + "." + match[2].str();
+      }
+    } else if (std::regex_match(gguf_name, match, layer)) {
+      for (const auto& [gguf, hf] : kBertLayerTensorNames) {
+        if (match[2].str() == gguf) {
+          return "encoder.layer." + match[1].str() + "." + hf + "." + match[3].str();
+        }
+      }
+    }
+    return gguf_name;
+  }
   for (const auto& [gguf, hf] : kModelTensorNames) {
     if (gguf_name == gguf) return hf;
   }
-  static const std::regex layer(R"(^blk\.([0-9]+)\.([a-z_]+)\.(weight|bias)$)");
-  std::smatch match;
   if (std::regex_match(gguf_name, match, layer)) {
     for (const auto& [gguf, hf] : kLayerTensorNames) {
       if (match[2].str() == gguf) {
@@ -151,6 +256,7 @@ Expected<ModelSpec> gguf_model_spec(const GgufModel& model) {
                                                   "' is not one sparkd runs (supported: " + known +
                                                   ")");
   }
+  if (arch->family == ModelFamily::kBert) return bert_model_spec(model, *arch);
   const std::string key = arch_name + ".";
   ModelSpec spec;
   spec.architecture = arch->hf_name;
@@ -312,6 +418,10 @@ Expected<tokenizer::GgmlVocabulary> gguf_vocabulary(const GgufModel& model) {
                           metadata.optional_bool("tokenizer.ggml.add_eos_token"));
   SPARKD_ASSIGN_OR_RETURN(vocabulary.add_space_prefix,
                           metadata.optional_bool("tokenizer.ggml.add_space_prefix"));
+  SPARKD_ASSIGN_OR_RETURN(vocabulary.lowercase,
+                          metadata.optional_bool("tokenizer.ggml.normalizer.lowercase"));
+  SPARKD_ASSIGN_OR_RETURN(vocabulary.strip_accents,
+                          metadata.optional_bool("tokenizer.ggml.normalizer.strip_accents"));
   return vocabulary;
 }
 

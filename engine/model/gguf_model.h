@@ -8,7 +8,9 @@
 //     (GPT-J style) RoPE computes what transformers' rotate-half RoPE computes; the loader
 //     permutes them back (llama_row_permutation), because sparkd's RoPE is rotate-half.
 //     `qwen2` and `qwen3` are written unpermuted (ggml runs them in NeoX style);
-//   - llama-3 RoPE scaling arrives as the "rope_freqs.weight" divisors, not as parameters.
+//   - llama-3 RoPE scaling arrives as the "rope_freqs.weight" divisors, not as parameters;
+//   - `bert` (embedders): "token_embd" is "embeddings.word_embeddings", "blk.0.ffn_up" is
+//     "encoder.layer.0.intermediate.dense", and so on; pooling is bert.pooling_type.
 #pragma once
 
 #include <optional>
@@ -29,9 +31,10 @@ std::vector<std::string> supported_gguf_architectures();
 // from which tensors exist, special tokens from tokenizer.ggml.*.
 Expected<ModelSpec> gguf_model_spec(const GgufModel& model);
 
-// The Hugging Face name of a GGUF tensor ("blk.0.ffn_up.weight" ->
-// "model.layers.0.mlp.up_proj.weight"); names without one are returned unchanged.
-std::string hf_tensor_name(const std::string& gguf_name);
+// The Hugging Face name of a GGUF tensor of a model of `family` ("blk.0.ffn_up.weight" ->
+// "model.layers.0.mlp.up_proj.weight"; for bert "encoder.layer.0.intermediate.dense.weight");
+// names without one are returned unchanged.
+std::string hf_tensor_name(ModelFamily family, const std::string& gguf_name);
 
 // For a `llama` q_proj/k_proj (or bias) of `rows` rows in heads of `head_dim`: out row r
 // is file row permutation[r]. Empty when the tensor is stored as transformers has it.

@@ -331,7 +331,7 @@ Expected<ModelWeights> ModelWeights::load_gguf(const GgufModel& model, const Mod
     file.path = part.path;
     file.size_bytes = part.file_size_bytes;
     for (const GgufTensorInfo& info : part.tensors) {
-      std::string name = hf_tensor_name(info.name);
+      std::string name = hf_tensor_name(spec.family, info.name);
       std::vector<int64_t> permutation = llama_row_permutation(spec, name, info.shape.front());
       file.tensors.push_back({std::move(name), info.dtype, info.shape, info.file_offset,
                               info.size_bytes, std::move(permutation), std::nullopt});

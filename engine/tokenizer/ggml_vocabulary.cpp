@@ -1,6 +1,7 @@
 #include "engine/tokenizer/ggml_vocabulary.h"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
@@ -231,6 +232,63 @@ Expected<json> spm_tokenizer(const GgmlVocabulary& vocabulary, const std::string
   };
 }
 
+// WordPiece (tokenizer.ggml.model "bert"). llama.cpp's converter writes the vocabulary in
+// "phantom space" form: a word-initial piece "foo" as "\u2581foo", a continuation "##foo" as
+// "foo", control tokens as they are; llama.cpp prepends U+2581 to each word and matches
+// longest pieces. That is WordPiece over the original vocabulary, which this restores, with
+// BERT's normaliser and pre-tokenizer and [CLS] text [SEP] around the text, and with
+// llama.cpp's three departures from BERT's own tokenizer, since GGUF users compare with it:
+// \v, \f and U+0085 separate words (BERT drops them as control characters), stripping
+// accents drops every mark (Mn, Mc and Me; BERT only Mn), and no word is too long to split
+// (BERT makes a word over 100 characters one [UNK]).
+Expected<json> bert_tokenizer(const GgmlVocabulary& vocabulary, const std::string& source) {
+  static const std::string kPhantomSpace = "\xe2\x96\x81";
+  json vocab = json::object();
+  for (size_t id = 0; id < vocabulary.tokens.size(); ++id) {
+    const std::string& token = vocabulary.tokens[id];
+    std::string piece = token;
+    if (type_of(vocabulary, id) != GgmlTokenType::kControl) {
+      piece =
+          token.rfind(kPhantomSpace, 0) == 0 ? token.substr(kPhantomSpace.size()) : "##" + token;
+    }
+    if (piece.empty() || piece == "##") continue;  // a bare phantom space matches no word
+    if (!vocab.contains(piece)) vocab[piece] = id;
+  }
+  if (!vocabulary.unknown_id) {
+    return Status(StatusCode::kInvalidArgument,
+                  source + ": a bert (WordPiece) vocabulary needs tokenizer.ggml.unknown_token_id");
+  }
+  const bool lowercase = vocabulary.lowercase.value_or(false);
+  const bool strip_accents = vocabulary.strip_accents.value_or(lowercase);
+  // llama.cpp adds [CLS] and [SEP] (its BOS and EOS or separator) unless told otherwise.
+  GgmlVocabulary framing = vocabulary;
+  if (!framing.eos_id) framing.eos_id = framing.separator_id;
+  json normalizers = json::array(
+      {{{"type", "Replace"}, {"pattern", {{"Regex", "[\\x{0B}\\x{0C}\\x{85}]"}}}, {"content", " "}},
+       {{"type", "BertNormalizer"},
+        {"clean_text", true},
+        {"handle_chinese_chars", true},
+        {"strip_accents", strip_accents},
+        {"lowercase", lowercase}}});
+  if (strip_accents) normalizers.push_back({{"type", "StripAccents"}});
+  return json{
+      {"version", "1.0"},
+      {"normalizer", {{"type", "Sequence"}, {"normalizers", normalizers}}},
+      {"pre_tokenizer", {{"type", "BertPreTokenizer"}}},
+      {"model",
+       {{"type", "WordPiece"},
+        {"unk_token", vocabulary.tokens[static_cast<size_t>(*vocabulary.unknown_id)]},
+        {"continuing_subword_prefix", "##"},
+        {"max_input_chars_per_word", std::numeric_limits<int32_t>::max()},
+        {"vocab", vocab}}},
+      {"decoder", {{"type", "WordPiece"}, {"prefix", "##"}, {"cleanup", true}}},
+      {"post_processor",
+       post_processor(framing, vocabulary.add_bos.value_or(true) && framing.bos_id.has_value(),
+                      vocabulary.add_eos.value_or(true) && framing.eos_id.has_value())},
+      {"added_tokens", added_tokens(vocabulary)},
+  };
+}
+
 Status check_ids(const GgmlVocabulary& vocabulary, const std::string& source) {
   const size_t n = vocabulary.tokens.size();
   if (n == 0) return Status(StatusCode::kInvalidArgument, source + ": the vocabulary is empty");
@@ -278,7 +336,7 @@ Expected<std::shared_ptr<const Tokenizer>> tokenizer_from_ggml_vocabulary(
   Expected<json> config =
       Status(StatusCode::kUnimplemented, source + ": tokenizer.ggml.model '" + vocabulary.model +
                                              "' is a tokenizer sparkd does not build from GGUF "
-                                             "(known: gpt2, llama)");
+                                             "(known: gpt2, llama, bert)");
   if (vocabulary.model == "gpt2") {
     config = gpt2_tokenizer(vocabulary, source);
   } else if (vocabulary.model == "llama") {
@@ -287,6 +345,8 @@ Expected<std::shared_ptr<const Tokenizer>> tokenizer_from_ggml_vocabulary(
       with_defaults.add_bos = false;  // an SPM vocabulary without <s> adds nothing
     }
     config = spm_tokenizer(with_defaults, source);
+  } else if (vocabulary.model == "bert") {
+    config = bert_tokenizer(vocabulary, source);
   }
   if (!config) return config.status();
   return Tokenizer::from_json_value(*config, source + " (tokenizer.ggml.*)");

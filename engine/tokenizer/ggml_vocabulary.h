@@ -40,6 +40,9 @@ struct GgmlVocabulary {
   std::vector<std::string> merges;   // "left right", gpt2 only
   std::optional<int32_t> bos_id, eos_id, unknown_id, separator_id, padding_id, mask_id;
   std::optional<bool> add_bos, add_eos, add_space_prefix;
+  // bert: tokenizer.ggml.normalizer.lowercase / .strip_accents (llama.cpp's defaults: no
+  // lowercasing; accents stripped when lowercasing).
+  std::optional<bool> lowercase, strip_accents;
 };
 
 // The pre-tokenizer names (tokenizer.ggml.pre) sparkd knows, for error messages.

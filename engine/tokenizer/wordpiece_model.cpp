@@ -65,7 +65,8 @@ std::vector<Token> WordPieceModel::tokenize(std::string_view sequence) const {
     const size_t affix = start > 0 ? prefix_.size() : 0;
     candidate.clear();
     if (affix > 0) candidate.append(prefix_);
-    candidate.append(rest);
+    // No piece is longer than the longest entry: a long word costs no quadratic copying.
+    candidate.append(rest.substr(0, std::min(rest.size(), max_bytes)));
 
     // The library tries every end from the end of the word downwards. Pieces longer than
     // the longest vocabulary entry cannot match, so start at the last char boundary that

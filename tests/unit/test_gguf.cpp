@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/model/gguf.h"
+#include "engine/model/gguf_model.h"
 #include "engine/model/model_location.h"
 #include "tests/support/gguf_writer.h"
 
@@ -322,4 +323,47 @@ TEST_CASE("gguf: ollama: and hf: references resolve through their stores", "[ggu
   REQUIRE_FALSE(other.has_value());
   CHECK_THAT(other.status().message(), Catch::Contains("org/tiny@v2"));
   ::unsetenv("HF_HUB_CACHE");
+}
+
+// A `bert` GGUF (as llama.cpp's converter writes an embedder) becomes a BertModel spec with
+// its pooling; pooling types sparkd does not serve are refused by name.
+TEST_CASE("gguf: bert embedders, and the bert pooling types sparkd refuses", "[gguf]") {
+  const auto bert = [](uint32_t pooling) {
+    GgufBytes file;
+    file.header(3, 3, 7)
+        .key_string("general.architecture", "bert")
+        .key_u32("bert.embedding_length", 64)
+        .key_u32("bert.block_count", 2)
+        .key_u32("bert.feed_forward_length", 128)
+        .key_u32("bert.attention.head_count", 4)
+        .key_u32("bert.pooling_type", pooling)
+        .key_strings("tokenizer.ggml.tokens", {"a", "b"})
+        .tensor("token_embd.weight", {64, 30}, kGgmlF32, 0)
+        .tensor("position_embd.weight", {64, 16}, kGgmlF32, 64 * 30 * 4)
+        .tensor("token_types.weight", {64, 2}, kGgmlF32, 64 * 46 * 4)
+        .data(32, 64 * 48 * 4);
+    auto parsed = parse(file);
+    REQUIRE(parsed.has_value());
+    return sparkd::model::gguf_model_spec(sparkd::model::GgufModel{{*parsed}});
+  };
+  auto mean = bert(1);
+  REQUIRE(mean.has_value());
+  CHECK(mean->architecture == "BertModel");
+  CHECK(mean->task == sparkd::model::ModelTask::kEmbed);
+  CHECK_FALSE(mean->is_decoder);
+  CHECK(mean->pooling == sparkd::model::Pooling::kMean);
+  CHECK(mean->normalize_embeddings);
+  CHECK(mean->head_dim == 16);
+  CHECK(mean->vocab_size == 30);
+  CHECK(mean->max_position_embeddings == 16);
+  CHECK(mean->type_vocab_size == 2);
+  CHECK(bert(2)->pooling == sparkd::model::Pooling::kCls);
+  for (uint32_t refused : {0u, 4u}) {
+    auto spec = bert(refused);
+    REQUIRE_FALSE(spec.has_value());
+    CHECK(spec.status().code() == StatusCode::kUnimplemented);
+    CHECK_THAT(spec.status().message(),
+               Catch::Contains("bert.pooling_type " + std::to_string(refused)));
+  }
+  CHECK_THAT(bert(4).status().message(), Catch::Contains("reranker"));
 }

@@ -169,3 +169,35 @@ TEST_CASE("llama.cpp-converted GGUF models: prompt ids, logits and greedy tokens
   CHECK(agreement.worst <= kLogitTolerance);
   CHECK(exact_share >= kAtLeastExactShare);
 }
+
+// A BERT embedder converted by llama.cpp (bert_embed's own weights, F32 and F16): the WordPiece
+// tokenizer rebuilt from its phantom-space vocabulary gives llama-tokenize's ids on the
+// tokenizer corpus.
+TEST_CASE("llama.cpp-converted GGUF bert: tokenization equals llama-tokenize on the corpus",
+          "[gguf][llama_cpp_models]") {
+  const json encoders = golden().at("encoders");
+  REQUIRE(encoders.size() == 1);
+  for (const json& file : encoders.front().at("files")) {
+    const std::string name = file.at("file");
+    INFO("model " << name);
+    auto tokenizer = sparkd::tasks::LoadedModel::load_tokenizer(fixture_dir() + name);
+    REQUIRE(tokenizer.has_value());
+    const json cases = encoders.front().at("tokenize");
+    REQUIRE(cases.size() >= 400);
+    size_t mismatches = 0;
+    std::string report;
+    for (const json& c : cases) {
+      const std::string text = c.at("text");
+      auto encoding = (*tokenizer)->encode(text, /*add_special_tokens=*/true);
+      REQUIRE(encoding.has_value());
+      const auto expected = c.at("ids").get<std::vector<uint32_t>>();
+      if (encoding->ids != expected) {
+        ++mismatches;
+        report += "text " + json(text).dump() + ": got " + json(encoding->ids).dump() +
+                  ", llama.cpp " + json(expected).dump() + "\n";
+      }
+    }
+    INFO(report);
+    CHECK(mismatches == 0);
+  }
+}

@@ -249,6 +249,24 @@ TEST_CASE("embedding models match sentence-transformers", "[model_golden]") {
   }
 }
 
+// The same BERT embedder converted to GGUF by llama.cpp's converter (F32 and F16; made by
+// tools/fixtures/make_gguf_model_fixtures.py): its tokenizer rebuilt from GGUF metadata, its
+// pooling from bert.pooling_type, L2-normalised as GGUF embedders are served.
+TEST_CASE("GGUF bert embedders (llama.cpp's converter) match sentence-transformers",
+          "[model_golden][gguf]") {
+  const json expected = read_json(model_fixture("bert_embed") / "expected.json");
+  REQUIRE(expected.at("normalize").get<bool>());
+  const GoldenArrays arrays(model_fixture("bert_embed") / "expected.safetensors");
+  const std::filesystem::path gguf_dir =
+      std::filesystem::path(SPARKD_SOURCE_DIR) / "tests/fixtures/gguf/models";
+  SECTION("F32") {
+    check_embedder(gguf_dir / "bert_embed-f32.gguf", arrays, expected, 0.99999);
+  }
+  SECTION("F16 weights") {
+    check_embedder(gguf_dir / "bert_embed-f16.gguf", arrays, expected, 0.9999);
+  }
+}
+
 TEST_CASE("rerankers match sentence-transformers' CrossEncoder", "[model_golden]") {
   SECTION("bert_rerank") {
     check_reranker("bert_rerank");
