@@ -1,7 +1,7 @@
 // bench_cpu_ops: the CPU backend's hot ops at model shapes, in GFLOP/s and GB/s.
 //
 //   bench_cpu_ops [--threads N] [--kernels widest|avx2|portable] [--min-seconds S]
-//                 [--only linear|attention] [--rotate-mib MIB]
+//                 [--only linear|attention] [--dtype NAME]... [--rotate-mib MIB]
 //
 // First the machine's read bandwidth (a multi-threaded sum over a large buffer): the roofline
 // for decode. Then linear at decode shapes (M = 1: every weight byte read once per call, so
@@ -10,7 +10,8 @@
 // Decode weights rotate over copies totalling --rotate-mib (default 768) so that they come
 // from DRAM, not from a large L3. Each figure is the best time of calls repeated for at
 // least --min-seconds (default 0.3): on a shared machine the best is the stable statistic.
-// --kernels caps the hand-vectorised kernels (see CpuKernels).
+// --kernels caps the hand-vectorised kernels (see CpuKernels); --dtype (repeatable) keeps only
+// those weight types (Q4_K, MXFP4, ...).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -45,6 +46,7 @@ struct Options {
   sparkd::CpuKernels kernels = sparkd::CpuKernels::kWidest;
   double min_seconds = 0.3;
   std::string only;
+  std::vector<std::string> dtypes;  // empty: every weight type
   int64_t rotate_mib = 768;
 };
 
@@ -57,7 +59,13 @@ void bench_linear(Backend& backend, const Options& options) {
   std::printf("\nlinear  y[M,N] = x[M,K] W[N,K]^T       %8s %10s %10s\n", "ms", "GFLOP/s",
               "W GB/s");
   for (DType dtype : {DType::kBF16, DType::kF32, DType::kF16, DType::kQ4_K, DType::kQ5_K,
-                      DType::kQ6_K, DType::kQ8_0, DType::kQ4_1}) {
+                      DType::kQ6_K, DType::kQ8_0, DType::kQ4_1, DType::kQ4_0, DType::kQ5_0,
+                      DType::kQ5_1, DType::kQ2_K, DType::kQ3_K, DType::kMXFP4}) {
+    if (!options.dtypes.empty() &&
+        std::find(options.dtypes.begin(), options.dtypes.end(), sparkd::dtype_name(dtype)) ==
+            options.dtypes.end()) {
+      continue;
+    }
     for (bool is_decode : {true, false}) {
       for (const Case& c : is_decode ? decode : prefill) {
         if (!is_decode && dtype == DType::kF16) continue;  // same path as BF16
@@ -130,7 +138,7 @@ int usage() {
   std::fprintf(stderr,
                "usage: bench_cpu_ops [--threads N] [--kernels widest|avx2|portable] "
                "[--min-seconds S] "
-               "[--only linear|attention] [--rotate-mib MIB]\n");
+               "[--only linear|attention] [--dtype NAME]... [--rotate-mib MIB]\n");
   return 2;
 }
 
@@ -158,6 +166,8 @@ int main(int argc, char** argv) {
       options.min_seconds = std::atof(argv[++i]);
     } else if (arg == "--only" && has_value) {
       options.only = argv[++i];
+    } else if (arg == "--dtype" && has_value) {
+      options.dtypes.push_back(argv[++i]);
     } else if (arg == "--rotate-mib" && has_value) {
       options.rotate_mib = std::atoll(argv[++i]);
     } else {

@@ -9,9 +9,9 @@
 // in L1) and dots them with every quantized row of x (m rows: L2-resident for prefill), so
 // decode streams W once and prefill reuses each W tile across all of x.
 //
-// Every type has a portable vec_dot (the reference); the common types (Q4_0, Q4_1, Q8_0,
-// Q4_K, Q5_K, Q6_K) have AVX2 ones and aarch64 dot-product (sdot) ones, checked against the
-// portable ones (on aarch64 under qemu: tools/check_aarch64.sh).
+// Every type has a portable vec_dot (the reference) and AVX2 and aarch64 dot-product (sdot)
+// ones, checked against the dequantized product (on aarch64 under qemu:
+// tools/check_aarch64.sh).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -315,6 +315,62 @@ SPARKD_CPU_AVX2 float avx2_dot_q4_1(const BlockQ4_1* w, const BlockQ8_1* a, int6
   return horizontal_sum(acc) + mins;
 }
 
+// The 32 bits of a block's qh as 32 bytes: 0xFF where the bit is set (value i's bit i).
+SPARKD_CPU_AVX2 inline __m256i bits_to_bytes(const uint8_t qh[4]) {
+  uint32_t bits;
+  std::memcpy(&bits, qh, sizeof bits);
+  // Byte i takes qh's byte i / 8, then every bit but bit i % 8 is set: all ones iff it was.
+  const __m256i spread =
+      _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
+                          _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101,
+                                             0x0202020202020202, 0x0303030303030303));
+  const __m256i others = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
+  return _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1));
+}
+
+SPARKD_CPU_AVX2 float avx2_dot_q5_0(const BlockQ5_0* w, const BlockQ8_0* a, int64_t blocks) {
+  __m256 acc = _mm256_setzero_ps();
+  const __m256i high_nibble = _mm256_set1_epi8(static_cast<char>(0xF0));
+  for (int64_t b = 0; b < blocks; ++b) {
+    // code - 16: the nibble, with 0xF0 above it where the fifth bit is clear.
+    const __m256i q5 = _mm256_or_si256(nibbles_32(w[b].qs),
+                                       _mm256_andnot_si256(bits_to_bytes(w[b].qh), high_nibble));
+    const __m256i q8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
+    const __m256 d = _mm256_set1_ps(f16c(w[b].d) * f16c(a[b].d));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_i8(q5, q8)), acc);
+  }
+  return horizontal_sum(acc);
+}
+
+SPARKD_CPU_AVX2 float avx2_dot_q5_1(const BlockQ5_1* w, const BlockQ8_1* a, int64_t blocks) {
+  __m256 acc = _mm256_setzero_ps();
+  float mins = 0.0f;
+  const __m256i fifth = _mm256_set1_epi8(0x10);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const __m256i q5 =
+        _mm256_or_si256(nibbles_32(w[b].qs), _mm256_and_si256(bits_to_bytes(w[b].qh), fifth));
+    const __m256i q8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
+    const __m256 d = _mm256_set1_ps(f16c(w[b].d) * f16c(a[b].d));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_i8(q5, q8)), acc);
+    mins += f16c(w[b].m) * f16c(a[b].s);
+  }
+  return horizontal_sum(acc) + mins;
+}
+
+SPARKD_CPU_AVX2 float avx2_dot_mxfp4(const BlockMXFP4* w, const BlockQ8_0* a, int64_t blocks) {
+  __m256 acc = _mm256_setzero_ps();
+  // E2M1 codes to their doubled values (kMxfp4Values), a byte table lookup per nibble.
+  const __m256i table =
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Values)));
+  for (int64_t b = 0; b < blocks; ++b) {
+    const __m256i values = _mm256_shuffle_epi8(table, nibbles_32(w[b].qs));
+    const __m256i q8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
+    const __m256 d = _mm256_set1_ps(e8m0_to_f32_half(w[b].e) * f16c(a[b].d));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_i8(values, q8)), acc);
+  }
+  return horizontal_sum(acc);
+}
+
 SPARKD_CPU_AVX2 float avx2_dot_q8_0(const BlockQ8_0* w, const BlockQ8_0* a, int64_t blocks) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b) {
@@ -391,21 +447,45 @@ SPARKD_CPU_AVX2 float avx2_dot_q5_k(const BlockQ5_K* w, const BlockQ8_K* a, int6
   return avx2_dot_k4_k5<BlockQ5_K, true>(w, a, blocks);
 }
 
+// Σ over 32 values of code · activation, weighted by the scales of their two 16-value
+// sub-blocks: codes unsigned (at most 63), scales16 the block's 16 scales as i16, first the
+// value index of the 32 (a multiple of 32). 8 i32 partial sums.
+SPARKD_CPU_AVX2 inline __m256i scaled_sum_32(__m256i codes, const int8_t* activations,
+                                             __m256i scales16, int first) {
+  const __m256i spread_scale_pair =
+      _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+                       2, 3, 2, 3, 2, 3);
+  const __m256i act = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(activations + first));
+  // Scales first/16 (values 0-15: the low 128-bit lane) and first/16 + 1 (the high lane): the
+  // i32 holding both, broadcast, then each lane's half spread.
+  const __m256i both = _mm256_permutevar8x32_epi32(scales16, _mm256_set1_epi32(first / 32));
+  const __m256i scale = _mm256_shuffle_epi8(both, spread_scale_pair);
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(codes, act), scale);
+}
+
+SPARKD_CPU_AVX2 inline int32_t horizontal_sum_i32(__m256i v) {
+  __m128i x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  x = _mm_add_epi32(x, _mm_unpackhi_epi64(x, x));
+  x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 1));
+  return _mm_cvtsi128_si32(x);
+}
+
+// Σ_j scale_j · bsum_j over a block's 16 sub-blocks, as 8 i32 partial sums.
+SPARKD_CPU_AVX2 inline __m256i scaled_bsums(__m256i scales16, const BlockQ8_K& a) {
+  return _mm256_madd_epi16(scales16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums)));
+}
+
 SPARKD_CPU_AVX2 float avx2_dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_t blocks) {
   __m256 acc = _mm256_setzero_ps();
   const __m256i low_mask = _mm256_set1_epi8(0x0F);
   const __m256i two_bits = _mm256_set1_epi8(0x03);
-  const __m256i spread_scale_pair =
-      _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
-                       2, 3, 2, 3, 2, 3);
   for (int64_t b = 0; b < blocks; ++b) {
     const BlockQ6_K& block = w[b];
     // Σ (q - 32) · a = Σ q · a - 32 Σ_j scale_j · bsum_j.
     const __m256i scales16 =
         _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block.scales)));
-    const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].bsums));
     __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                    _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5));
+                                    _mm256_slli_epi32(scaled_bsums(scales16, a[b]), 5));
     for (int half = 0; half < 2; ++half) {
       const uint8_t* ql = block.ql + 64 * half;
       const __m256i q4a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
@@ -425,13 +505,67 @@ SPARKD_CPU_AVX2 float avx2_dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int6
               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), two_bits), 4)),
       };
       for (int s = 0; s < 4; ++s) {
-        const int first = 128 * half + 32 * s;  // value index of the group's first element
-        const __m256i act = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + first));
-        // Scales first/16 (values 0-15: the low 128-bit lane) and first/16 + 1 (the high
-        // lane): the i32 holding both, broadcast, then each lane's half spread.
-        const __m256i both = _mm256_permutevar8x32_epi32(scales16, _mm256_set1_epi32(first / 32));
-        const __m256i scale = _mm256_shuffle_epi8(both, spread_scale_pair);
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[s], act), scale));
+        sumi = _mm256_add_epi32(sumi, scaled_sum_32(q[s], a[b].qs, scales16, 128 * half + 32 * s));
+      }
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * f16c(block.d)), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return horizontal_sum(acc);
+}
+
+// Q2_K and Q3_K share a layout of 2-bit fields: value 128h + 32s + l is bits 2s, 2s + 1 of
+// qs[32h + l]; Q3_K adds a third bit, bit 4h + s of hmask[l].
+SPARKD_CPU_AVX2 inline __m256i two_bit_field(__m256i qs, int shift) {
+  return _mm256_and_si256(_mm256_srlv_epi32(qs, _mm256_set1_epi32(2 * shift)),
+                          _mm256_set1_epi8(0x03));
+}
+
+SPARKD_CPU_AVX2 float avx2_dot_q2_k(const BlockQ2_K* w, const BlockQ8_K* a, int64_t blocks) {
+  __m256 acc = _mm256_setzero_ps();
+  float mins_total = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const BlockQ2_K& block = w[b];
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block.scales));
+    const __m256i scales16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0x0F)));
+    const __m256i mins16 =
+        _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F)));
+    __m256i sumi = _mm256_setzero_si256();
+    for (int half = 0; half < 2; ++half) {
+      const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.qs + 32 * half));
+      for (int s = 0; s < 4; ++s) {
+        sumi = _mm256_add_epi32(
+            sumi, scaled_sum_32(two_bit_field(qs, s), a[b].qs, scales16, 128 * half + 32 * s));
+      }
+    }
+    const __m256i mins = scaled_bsums(mins16, a[b]);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * f16c(block.d)), _mm256_cvtepi32_ps(sumi), acc);
+    mins_total += a[b].d * f16c(block.dmin) * static_cast<float>(horizontal_sum_i32(mins));
+  }
+  return horizontal_sum(acc) - mins_total;
+}
+
+SPARKD_CPU_AVX2 float avx2_dot_q3_k(const BlockQ3_K* w, const BlockQ8_K* a, int64_t blocks) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    const BlockQ3_K& block = w[b];
+    int scales[16];
+    q3_k_scales(block.scales, scales);
+    alignas(16) int8_t scales8[16];
+    for (int j = 0; j < 16; ++j) scales8[j] = static_cast<int8_t>(scales[j]);
+    const __m256i scales16 =
+        _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(scales8)));
+    // Codes low | third << 2 in 0..7 stand for code - 4: Σ (q - 4) · a = Σ q · a - 4 Σ scale ·
+    // bsum.
+    __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                    _mm256_slli_epi32(scaled_bsums(scales16, a[b]), 2));
+    const __m256i hmask = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.hmask));
+    for (int half = 0; half < 2; ++half) {
+      const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.qs + 32 * half));
+      for (int s = 0; s < 4; ++s) {
+        const __m256i third = _mm256_and_si256(
+            _mm256_srlv_epi32(hmask, _mm256_set1_epi32(4 * half + s)), _mm256_set1_epi8(0x01));
+        const __m256i codes = _mm256_or_si256(two_bit_field(qs, s), _mm256_slli_epi16(third, 2));
+        sumi = _mm256_add_epi32(sumi, scaled_sum_32(codes, a[b].qs, scales16, 128 * half + 32 * s));
       }
     }
     acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * f16c(block.d)), _mm256_cvtepi32_ps(sumi), acc);
@@ -542,18 +676,24 @@ SPARKD_CPU_DOTPROD float neon_dot_q5_k(const BlockQ5_K* w, const BlockQ8_K* a, i
   return neon_dot_k4_k5<BlockQ5_K, true>(w, a, blocks);
 }
 
+// Σ_j scales[j] · bsums[j] over a Q8_K block's 16 sub-blocks.
+SPARKD_CPU_DOTPROD inline int32_t scaled_bsums(int16x8_t scales_low, int16x8_t scales_high,
+                                               const BlockQ8_K& a) {
+  int32x4_t sum = vmull_s16(vget_low_s16(scales_low), vld1_s16(a.bsums));
+  sum = vmlal_s16(sum, vget_high_s16(scales_low), vld1_s16(a.bsums + 4));
+  sum = vmlal_s16(sum, vget_low_s16(scales_high), vld1_s16(a.bsums + 8));
+  sum = vmlal_s16(sum, vget_high_s16(scales_high), vld1_s16(a.bsums + 12));
+  return vaddvq_s32(sum);
+}
+
 SPARKD_CPU_DOTPROD float neon_dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_t blocks) {
   float sum = 0.0f;
   const uint8x16_t two_bits = vdupq_n_u8(0x03);
   for (int64_t b = 0; b < blocks; ++b) {
     const BlockQ6_K& block = w[b];
     // Σ (q - 32) · a = Σ q · a - 32 Σ_j scale_j · bsum_j.
-    const int16x8_t scales_low = vmovl_s8(vld1_s8(block.scales));
-    const int16x8_t scales_high = vmovl_s8(vld1_s8(block.scales + 8));
-    int32x4_t bias = vmull_s16(vget_low_s16(scales_low), vld1_s16(a[b].bsums));
-    bias = vmlal_s16(bias, vget_high_s16(scales_low), vld1_s16(a[b].bsums + 4));
-    bias = vmlal_s16(bias, vget_low_s16(scales_high), vld1_s16(a[b].bsums + 8));
-    bias = vmlal_s16(bias, vget_high_s16(scales_high), vld1_s16(a[b].bsums + 12));
+    const int32_t bias = 32 * scaled_bsums(vmovl_s8(vld1_s8(block.scales)),
+                                           vmovl_s8(vld1_s8(block.scales + 8)), a[b]);
     int32x4_t sumi = vdupq_n_s32(0);
     for (int half = 0; half < 2; ++half) {
       for (int h = 0; h < 2; ++h) {  // values l = 16h .. 16h + 15 of each 32-value group
@@ -575,8 +715,137 @@ SPARKD_CPU_DOTPROD float neon_dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, i
         }
       }
     }
-    sumi = vsubq_s32(sumi, vshlq_n_s32(bias, 5));
-    sum += a[b].d * f16_to_f32(block.d) * static_cast<float>(vaddvq_s32(sumi));
+    sum += a[b].d * f16_to_f32(block.d) * static_cast<float>(vaddvq_s32(sumi) - bias);
+  }
+  return sum;
+}
+
+// The 32 bits of a Q5 block's qh as bytes, values 0-15 then 16-31: 0xFF where set.
+SPARKD_CPU_DOTPROD inline void bits_to_bytes(const uint8_t qh[4], uint8x16_t out[2]) {
+  const uint8x16_t bit = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+  out[0] = vtstq_u8(vcombine_u8(vdup_n_u8(qh[0]), vdup_n_u8(qh[1])), bit);
+  out[1] = vtstq_u8(vcombine_u8(vdup_n_u8(qh[2]), vdup_n_u8(qh[3])), bit);
+}
+
+SPARKD_CPU_DOTPROD float neon_dot_q5_0(const BlockQ5_0* w, const BlockQ8_0* a, int64_t blocks) {
+  float32x4_t acc = vdupq_n_f32(0.0f);
+  const uint8x16_t high_nibble = vdupq_n_u8(0xF0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    uint8x16_t fifth[2];
+    bits_to_bytes(w[b].qh, fifth);
+    const uint8x16_t q = vld1q_u8(w[b].qs);
+    // code - 16: the nibble, with 0xF0 above it where the fifth bit is clear.
+    const int8x16_t low = vreinterpretq_s8_u8(
+        vorrq_u8(vreinterpretq_u8_s8(low_nibbles(q)), vbicq_u8(high_nibble, fifth[0])));
+    const int8x16_t high = vreinterpretq_s8_u8(
+        vorrq_u8(vreinterpretq_u8_s8(high_nibbles(q)), vbicq_u8(high_nibble, fifth[1])));
+    int32x4_t sumi = sdot(vdupq_n_s32(0), low, vld1q_s8(a[b].qs));
+    sumi = sdot(sumi, high, vld1q_s8(a[b].qs + 16));
+    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(sumi), f16_to_f32(w[b].d) * f16_to_f32(a[b].d));
+  }
+  return vaddvq_f32(acc);
+}
+
+SPARKD_CPU_DOTPROD float neon_dot_q5_1(const BlockQ5_1* w, const BlockQ8_1* a, int64_t blocks) {
+  float32x4_t acc = vdupq_n_f32(0.0f);
+  float mins = 0.0f;
+  const uint8x16_t sixteen = vdupq_n_u8(0x10);
+  for (int64_t b = 0; b < blocks; ++b) {
+    uint8x16_t fifth[2];
+    bits_to_bytes(w[b].qh, fifth);
+    const uint8x16_t q = vld1q_u8(w[b].qs);
+    const int8x16_t low = vreinterpretq_s8_u8(
+        vorrq_u8(vreinterpretq_u8_s8(low_nibbles(q)), vandq_u8(fifth[0], sixteen)));
+    const int8x16_t high = vreinterpretq_s8_u8(
+        vorrq_u8(vreinterpretq_u8_s8(high_nibbles(q)), vandq_u8(fifth[1], sixteen)));
+    int32x4_t sumi = sdot(vdupq_n_s32(0), low, vld1q_s8(a[b].qs));
+    sumi = sdot(sumi, high, vld1q_s8(a[b].qs + 16));
+    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(sumi), f16_to_f32(w[b].d) * f16_to_f32(a[b].d));
+    mins += f16_to_f32(w[b].m) * f16_to_f32(a[b].s);
+  }
+  return vaddvq_f32(acc) + mins;
+}
+
+SPARKD_CPU_DOTPROD float neon_dot_mxfp4(const BlockMXFP4* w, const BlockQ8_0* a, int64_t blocks) {
+  float32x4_t acc = vdupq_n_f32(0.0f);
+  // E2M1 codes to their doubled values (kMxfp4Values): one table lookup per nibble.
+  const int8x16_t table = vld1q_s8(kMxfp4Values);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8x16_t q = vld1q_u8(w[b].qs);
+    const int8x16_t low = vqtbl1q_s8(table, vreinterpretq_u8_s8(low_nibbles(q)));
+    const int8x16_t high = vqtbl1q_s8(table, vreinterpretq_u8_s8(high_nibbles(q)));
+    int32x4_t sumi = sdot(vdupq_n_s32(0), low, vld1q_s8(a[b].qs));
+    sumi = sdot(sumi, high, vld1q_s8(a[b].qs + 16));
+    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(sumi), e8m0_to_f32_half(w[b].e) * f16_to_f32(a[b].d));
+  }
+  return vaddvq_f32(acc);
+}
+
+// Q2_K and Q3_K: value 128h + 32s + l is bits 2s, 2s + 1 of qs[32h + l] (and, for Q3_K, bit
+// 4h + s of hmask[l]); sub-block (value / 16) scales. Σ scale · code · a as i32 lanes.
+template <bool kThirdBit>
+SPARKD_CPU_DOTPROD inline int32x4_t two_bit_fields_dot(const uint8_t* qs, const uint8_t* hmask,
+                                                       const int8_t* activations,
+                                                       const int32_t scales[16]) {
+  const uint8x16_t two_bits = vdupq_n_u8(0x03);
+  int32x4_t sumi = vdupq_n_s32(0);
+  for (int half = 0; half < 2; ++half) {
+    for (int h = 0; h < 2; ++h) {  // values l = 16h .. 16h + 15 of each 32
+      const uint8x16_t packed = vld1q_u8(qs + 32 * half + 16 * h);
+      uint8x16_t third_bits = vdupq_n_u8(0);
+      if constexpr (kThirdBit) third_bits = vld1q_u8(hmask + 16 * h);
+      for (int s = 0; s < 4; ++s) {
+        uint8x16_t codes =
+            vandq_u8(vshlq_u8(packed, vdupq_n_s8(static_cast<int8_t>(-2 * s))), two_bits);
+        if constexpr (kThirdBit) {
+          const uint8x16_t third =
+              vandq_u8(vshlq_u8(third_bits, vdupq_n_s8(static_cast<int8_t>(-(4 * half + s)))),
+                       vdupq_n_u8(1));
+          codes = vorrq_u8(codes, vshlq_n_u8(third, 2));
+        }
+        const int first = 128 * half + 32 * s + 16 * h;
+        const int32x4_t part =
+            sdot(vdupq_n_s32(0), vreinterpretq_s8_u8(codes), vld1q_s8(activations + first));
+        sumi = vmlaq_n_s32(sumi, part, scales[first / 16]);
+      }
+    }
+  }
+  return sumi;
+}
+
+SPARKD_CPU_DOTPROD float neon_dot_q2_k(const BlockQ2_K* w, const BlockQ8_K* a, int64_t blocks) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const BlockQ2_K& block = w[b];
+    int32_t scales[16];
+    for (int j = 0; j < 16; ++j) scales[j] = block.scales[j] & 0xF;
+    const uint8x16_t mins = vshrq_n_u8(vld1q_u8(block.scales), 4);
+    const int32_t min_sum = scaled_bsums(vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(mins))),
+                                         vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(mins))), a[b]);
+    const int32x4_t sumi = two_bit_fields_dot<false>(block.qs, nullptr, a[b].qs, scales);
+    sum += a[b].d * (f16_to_f32(block.d) * static_cast<float>(vaddvq_s32(sumi)) -
+                     f16_to_f32(block.dmin) * static_cast<float>(min_sum));
+  }
+  return sum;
+}
+
+SPARKD_CPU_DOTPROD float neon_dot_q3_k(const BlockQ3_K* w, const BlockQ8_K* a, int64_t blocks) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const BlockQ3_K& block = w[b];
+    int scales[16];
+    q3_k_scales(block.scales, scales);
+    int32_t scales32[16];
+    int16_t scales16[16];
+    for (int j = 0; j < 16; ++j) {
+      scales32[j] = scales[j];
+      scales16[j] = static_cast<int16_t>(scales[j]);
+    }
+    // Codes low | third << 2 in 0..7 stand for code - 4: Σ (q - 4) · a = Σ q · a - 4 Σ scale ·
+    // bsum.
+    const int32_t bias = 4 * scaled_bsums(vld1q_s16(scales16), vld1q_s16(scales16 + 8), a[b]);
+    const int32x4_t sumi = two_bit_fields_dot<true>(block.qs, block.hmask, a[b].qs, scales32);
+    sum += a[b].d * f16_to_f32(block.d) * static_cast<float>(vaddvq_s32(sumi) - bias);
   }
   return sum;
 }
@@ -682,6 +951,16 @@ DotFn dot_for(const KernelConfig& config, DType weight) {
         return dot_adapter<BlockQ5_K, BlockQ8_K, neon_dot_q5_k, kSuperBlockElements>;
       case DType::kQ6_K:
         return dot_adapter<BlockQ6_K, BlockQ8_K, neon_dot_q6_k, kSuperBlockElements>;
+      case DType::kQ5_0:
+        return dot_adapter<BlockQ5_0, BlockQ8_0, neon_dot_q5_0, kBlockElements>;
+      case DType::kQ5_1:
+        return dot_adapter<BlockQ5_1, BlockQ8_1, neon_dot_q5_1, kBlockElements>;
+      case DType::kMXFP4:
+        return dot_adapter<BlockMXFP4, BlockQ8_0, neon_dot_mxfp4, kBlockElements>;
+      case DType::kQ2_K:
+        return dot_adapter<BlockQ2_K, BlockQ8_K, neon_dot_q2_k, kSuperBlockElements>;
+      case DType::kQ3_K:
+        return dot_adapter<BlockQ3_K, BlockQ8_K, neon_dot_q3_k, kSuperBlockElements>;
       default:
         break;
     }
@@ -702,6 +981,16 @@ DotFn dot_for(const KernelConfig& config, DType weight) {
         return dot_adapter<BlockQ5_K, BlockQ8_K, avx2_dot_q5_k, kSuperBlockElements>;
       case DType::kQ6_K:
         return dot_adapter<BlockQ6_K, BlockQ8_K, avx2_dot_q6_k, kSuperBlockElements>;
+      case DType::kQ5_0:
+        return dot_adapter<BlockQ5_0, BlockQ8_0, avx2_dot_q5_0, kBlockElements>;
+      case DType::kQ5_1:
+        return dot_adapter<BlockQ5_1, BlockQ8_1, avx2_dot_q5_1, kBlockElements>;
+      case DType::kMXFP4:
+        return dot_adapter<BlockMXFP4, BlockQ8_0, avx2_dot_mxfp4, kBlockElements>;
+      case DType::kQ2_K:
+        return dot_adapter<BlockQ2_K, BlockQ8_K, avx2_dot_q2_k, kSuperBlockElements>;
+      case DType::kQ3_K:
+        return dot_adapter<BlockQ3_K, BlockQ8_K, avx2_dot_q3_k, kSuperBlockElements>;
       default:
         break;
     }
