@@ -290,29 +290,37 @@ SPARKD_CPU_AVX2 inline __m256i dot_i8_i8(__m256i a, __m256i b) {
   return dot_u8_i8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
 }
 
-SPARKD_CPU_AVX2 float avx2_dot_q4_0(const BlockQ4_0* w, const BlockQ8_0* a, int64_t blocks) {
+// The 32-value types against Q8_0 activations: Σ over blocks of scale · Σ code · a, codes
+// signed bytes from kCodes, the block's scale from kScale.
+template <typename Block, __m256i (*kCodes)(const Block&), float (*kScale)(const Block&)>
+SPARKD_CPU_AVX2 float avx2_dot_signed_32(const Block* w, const BlockQ8_0* a, int64_t blocks) {
   __m256 acc = _mm256_setzero_ps();
-  const __m256i eight = _mm256_set1_epi8(8);
   for (int64_t b = 0; b < blocks; ++b) {
-    const __m256i q4 = _mm256_sub_epi8(nibbles_32(w[b].qs), eight);
     const __m256i q8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
-    const __m256 d = _mm256_set1_ps(f16c(w[b].d) * f16c(a[b].d));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_i8(q4, q8)), acc);
+    const __m256 d = _mm256_set1_ps(kScale(w[b]) * f16c(a[b].d));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_i8(kCodes(w[b]), q8)), acc);
   }
   return horizontal_sum(acc);
 }
 
-SPARKD_CPU_AVX2 float avx2_dot_q4_1(const BlockQ4_1* w, const BlockQ8_1* a, int64_t blocks) {
+// Q4_1 and Q5_1 against Q8_1 activations: unsigned codes from kCodes, plus the block's min
+// times the activations' sum.
+template <typename Block, __m256i (*kCodes)(const Block&)>
+SPARKD_CPU_AVX2 float avx2_dot_offset_32(const Block* w, const BlockQ8_1* a, int64_t blocks) {
   __m256 acc = _mm256_setzero_ps();
   float mins = 0.0f;
   for (int64_t b = 0; b < blocks; ++b) {
-    const __m256i q4 = nibbles_32(w[b].qs);
     const __m256i q8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
     const __m256 d = _mm256_set1_ps(f16c(w[b].d) * f16c(a[b].d));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_i8(q4, q8)), acc);
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_i8(kCodes(w[b]), q8)), acc);
     mins += f16c(w[b].m) * f16c(a[b].s);
   }
   return horizontal_sum(acc) + mins;
+}
+
+template <typename Block>
+SPARKD_CPU_AVX2 float f16_scale(const Block& block) {
+  return f16c(block.d);
 }
 
 // The 32 bits of a block's qh as 32 bytes: 0xFF where the bit is set (value i's bit i).
@@ -328,58 +336,39 @@ SPARKD_CPU_AVX2 inline __m256i bits_to_bytes(const uint8_t qh[4]) {
   return _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1));
 }
 
-SPARKD_CPU_AVX2 float avx2_dot_q5_0(const BlockQ5_0* w, const BlockQ8_0* a, int64_t blocks) {
-  __m256 acc = _mm256_setzero_ps();
-  const __m256i high_nibble = _mm256_set1_epi8(static_cast<char>(0xF0));
-  for (int64_t b = 0; b < blocks; ++b) {
-    // code - 16: the nibble, with 0xF0 above it where the fifth bit is clear.
-    const __m256i q5 = _mm256_or_si256(nibbles_32(w[b].qs),
-                                       _mm256_andnot_si256(bits_to_bytes(w[b].qh), high_nibble));
-    const __m256i q8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
-    const __m256 d = _mm256_set1_ps(f16c(w[b].d) * f16c(a[b].d));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_i8(q5, q8)), acc);
-  }
-  return horizontal_sum(acc);
+SPARKD_CPU_AVX2 __m256i q4_0_codes(const BlockQ4_0& block) {
+  return _mm256_sub_epi8(nibbles_32(block.qs), _mm256_set1_epi8(8));
 }
 
-SPARKD_CPU_AVX2 float avx2_dot_q5_1(const BlockQ5_1* w, const BlockQ8_1* a, int64_t blocks) {
-  __m256 acc = _mm256_setzero_ps();
-  float mins = 0.0f;
-  const __m256i fifth = _mm256_set1_epi8(0x10);
-  for (int64_t b = 0; b < blocks; ++b) {
-    const __m256i q5 =
-        _mm256_or_si256(nibbles_32(w[b].qs), _mm256_and_si256(bits_to_bytes(w[b].qh), fifth));
-    const __m256i q8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
-    const __m256 d = _mm256_set1_ps(f16c(w[b].d) * f16c(a[b].d));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8_i8(q5, q8)), acc);
-    mins += f16c(w[b].m) * f16c(a[b].s);
-  }
-  return horizontal_sum(acc) + mins;
+SPARKD_CPU_AVX2 __m256i q5_0_codes(const BlockQ5_0& block) {
+  // code - 16: the nibble, with 0xF0 above it where the fifth bit is clear.
+  return _mm256_or_si256(
+      nibbles_32(block.qs),
+      _mm256_andnot_si256(bits_to_bytes(block.qh), _mm256_set1_epi8(static_cast<char>(0xF0))));
 }
 
-SPARKD_CPU_AVX2 float avx2_dot_mxfp4(const BlockMXFP4* w, const BlockQ8_0* a, int64_t blocks) {
-  __m256 acc = _mm256_setzero_ps();
+SPARKD_CPU_AVX2 __m256i q8_0_codes(const BlockQ8_0& block) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block.qs));
+}
+
+SPARKD_CPU_AVX2 __m256i mxfp4_codes(const BlockMXFP4& block) {
   // E2M1 codes to their doubled values (kMxfp4Values), a byte table lookup per nibble.
   const __m256i table =
       _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Values)));
-  for (int64_t b = 0; b < blocks; ++b) {
-    const __m256i values = _mm256_shuffle_epi8(table, nibbles_32(w[b].qs));
-    const __m256i q8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
-    const __m256 d = _mm256_set1_ps(e8m0_to_f32_half(w[b].e) * f16c(a[b].d));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_i8(values, q8)), acc);
-  }
-  return horizontal_sum(acc);
+  return _mm256_shuffle_epi8(table, nibbles_32(block.qs));
 }
 
-SPARKD_CPU_AVX2 float avx2_dot_q8_0(const BlockQ8_0* w, const BlockQ8_0* a, int64_t blocks) {
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < blocks; ++b) {
-    const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs));
-    const __m256i q8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
-    const __m256 d = _mm256_set1_ps(f16c(w[b].d) * f16c(a[b].d));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8_i8(qw, q8)), acc);
-  }
-  return horizontal_sum(acc);
+SPARKD_CPU_AVX2 float mxfp4_scale(const BlockMXFP4& block) {
+  return e8m0_to_f32_half(block.e);
+}
+
+SPARKD_CPU_AVX2 __m256i q4_1_codes(const BlockQ4_1& block) {
+  return nibbles_32(block.qs);
+}
+
+SPARKD_CPU_AVX2 __m256i q5_1_codes(const BlockQ5_1& block) {
+  return _mm256_or_si256(nibbles_32(block.qs),
+                         _mm256_and_si256(bits_to_bytes(block.qh), _mm256_set1_epi8(0x10)));
 }
 
 // The 16 bsums of a Q8_K block summed in pairs: 8 sums of 32 activations, as i16.
@@ -970,23 +959,33 @@ DotFn dot_for(const KernelConfig& config, DType weight) {
   if (config.simd != SimdLevel::kPortable) {
     switch (weight) {
       case DType::kQ4_0:
-        return dot_adapter<BlockQ4_0, BlockQ8_0, avx2_dot_q4_0, kBlockElements>;
-      case DType::kQ4_1:
-        return dot_adapter<BlockQ4_1, BlockQ8_1, avx2_dot_q4_1, kBlockElements>;
+        return dot_adapter<BlockQ4_0, BlockQ8_0,
+                           avx2_dot_signed_32<BlockQ4_0, q4_0_codes, f16_scale<BlockQ4_0>>,
+                           kBlockElements>;
+      case DType::kQ5_0:
+        return dot_adapter<BlockQ5_0, BlockQ8_0,
+                           avx2_dot_signed_32<BlockQ5_0, q5_0_codes, f16_scale<BlockQ5_0>>,
+                           kBlockElements>;
       case DType::kQ8_0:
-        return dot_adapter<BlockQ8_0, BlockQ8_0, avx2_dot_q8_0, kBlockElements>;
+        return dot_adapter<BlockQ8_0, BlockQ8_0,
+                           avx2_dot_signed_32<BlockQ8_0, q8_0_codes, f16_scale<BlockQ8_0>>,
+                           kBlockElements>;
+      case DType::kMXFP4:
+        return dot_adapter<BlockMXFP4, BlockQ8_0,
+                           avx2_dot_signed_32<BlockMXFP4, mxfp4_codes, mxfp4_scale>,
+                           kBlockElements>;
+      case DType::kQ4_1:
+        return dot_adapter<BlockQ4_1, BlockQ8_1, avx2_dot_offset_32<BlockQ4_1, q4_1_codes>,
+                           kBlockElements>;
+      case DType::kQ5_1:
+        return dot_adapter<BlockQ5_1, BlockQ8_1, avx2_dot_offset_32<BlockQ5_1, q5_1_codes>,
+                           kBlockElements>;
       case DType::kQ4_K:
         return dot_adapter<BlockQ4_K, BlockQ8_K, avx2_dot_q4_k, kSuperBlockElements>;
       case DType::kQ5_K:
         return dot_adapter<BlockQ5_K, BlockQ8_K, avx2_dot_q5_k, kSuperBlockElements>;
       case DType::kQ6_K:
         return dot_adapter<BlockQ6_K, BlockQ8_K, avx2_dot_q6_k, kSuperBlockElements>;
-      case DType::kQ5_0:
-        return dot_adapter<BlockQ5_0, BlockQ8_0, avx2_dot_q5_0, kBlockElements>;
-      case DType::kQ5_1:
-        return dot_adapter<BlockQ5_1, BlockQ8_1, avx2_dot_q5_1, kBlockElements>;
-      case DType::kMXFP4:
-        return dot_adapter<BlockMXFP4, BlockQ8_0, avx2_dot_mxfp4, kBlockElements>;
       case DType::kQ2_K:
         return dot_adapter<BlockQ2_K, BlockQ8_K, avx2_dot_q2_k, kSuperBlockElements>;
       case DType::kQ3_K:
