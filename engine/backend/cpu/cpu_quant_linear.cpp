@@ -264,6 +264,8 @@ inline void k_scales_mins(const uint8_t packed[12], uint32_t out[4]) {
 }
 
 #if SPARKD_CPU_X86
+// ---- x86 AVX2 dot products (namespace simd: one name per kernel on either CPU) ----------
+namespace simd {
 
 // F16 -> F32 in one instruction (F16C): the scalar conversion's branches cost more than a
 // block's whole integer dot product.
@@ -293,7 +295,7 @@ SPARKD_CPU_AVX2 inline __m256i dot_i8_i8(__m256i a, __m256i b) {
 // The 32-value types against Q8_0 activations: Σ over blocks of scale · Σ code · a, codes
 // signed bytes from kCodes, the block's scale from kScale.
 template <typename Block, __m256i (*kCodes)(const Block&), float (*kScale)(const Block&)>
-SPARKD_CPU_AVX2 float avx2_dot_signed_32(const Block* w, const BlockQ8_0* a, int64_t blocks) {
+SPARKD_CPU_AVX2 float dot_signed_32(const Block* w, const BlockQ8_0* a, int64_t blocks) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b) {
     const __m256i q8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
@@ -306,7 +308,7 @@ SPARKD_CPU_AVX2 float avx2_dot_signed_32(const Block* w, const BlockQ8_0* a, int
 // Q4_1 and Q5_1 against Q8_1 activations: unsigned codes from kCodes, plus the block's min
 // times the activations' sum.
 template <typename Block, __m256i (*kCodes)(const Block&)>
-SPARKD_CPU_AVX2 float avx2_dot_offset_32(const Block* w, const BlockQ8_1* a, int64_t blocks) {
+SPARKD_CPU_AVX2 float dot_offset_32(const Block* w, const BlockQ8_1* a, int64_t blocks) {
   __m256 acc = _mm256_setzero_ps();
   float mins = 0.0f;
   for (int64_t b = 0; b < blocks; ++b) {
@@ -379,7 +381,7 @@ SPARKD_CPU_AVX2 inline __m128i bsums_by_32(const BlockQ8_K& a) {
 
 // Q4_K and Q5_K (kFifthBit: each value's fifth bit is bit j of qh[l] for sub-block j).
 template <typename Block, bool kFifthBit>
-SPARKD_CPU_AVX2 float avx2_dot_k4_k5(const Block* w, const BlockQ8_K* a, int64_t blocks) {
+SPARKD_CPU_AVX2 float dot_k4_k5(const Block* w, const BlockQ8_K* a, int64_t blocks) {
   __m256 acc = _mm256_setzero_ps();
   __m128 acc_mins = _mm_setzero_ps();
   const __m256i low_mask = _mm256_set1_epi8(0x0F);
@@ -428,12 +430,12 @@ SPARKD_CPU_AVX2 float avx2_dot_k4_k5(const Block* w, const BlockQ8_K* a, int64_t
   return horizontal_sum(acc) - mins_total;
 }
 
-SPARKD_CPU_AVX2 float avx2_dot_q4_k(const BlockQ4_K* w, const BlockQ8_K* a, int64_t blocks) {
-  return avx2_dot_k4_k5<BlockQ4_K, false>(w, a, blocks);
+SPARKD_CPU_AVX2 float dot_q4_k(const BlockQ4_K* w, const BlockQ8_K* a, int64_t blocks) {
+  return dot_k4_k5<BlockQ4_K, false>(w, a, blocks);
 }
 
-SPARKD_CPU_AVX2 float avx2_dot_q5_k(const BlockQ5_K* w, const BlockQ8_K* a, int64_t blocks) {
-  return avx2_dot_k4_k5<BlockQ5_K, true>(w, a, blocks);
+SPARKD_CPU_AVX2 float dot_q5_k(const BlockQ5_K* w, const BlockQ8_K* a, int64_t blocks) {
+  return dot_k4_k5<BlockQ5_K, true>(w, a, blocks);
 }
 
 // Σ over 32 values of code · activation, weighted by the scales of their two 16-value
@@ -464,7 +466,7 @@ SPARKD_CPU_AVX2 inline __m256i scaled_bsums(__m256i scales16, const BlockQ8_K& a
   return _mm256_madd_epi16(scales16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums)));
 }
 
-SPARKD_CPU_AVX2 float avx2_dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_t blocks) {
+SPARKD_CPU_AVX2 float dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_t blocks) {
   __m256 acc = _mm256_setzero_ps();
   const __m256i low_mask = _mm256_set1_epi8(0x0F);
   const __m256i two_bits = _mm256_set1_epi8(0x03);
@@ -509,7 +511,7 @@ SPARKD_CPU_AVX2 inline __m256i two_bit_field(__m256i qs, int shift) {
                           _mm256_set1_epi8(0x03));
 }
 
-SPARKD_CPU_AVX2 float avx2_dot_q2_k(const BlockQ2_K* w, const BlockQ8_K* a, int64_t blocks) {
+SPARKD_CPU_AVX2 float dot_q2_k(const BlockQ2_K* w, const BlockQ8_K* a, int64_t blocks) {
   __m256 acc = _mm256_setzero_ps();
   float mins_total = 0.0f;
   for (int64_t b = 0; b < blocks; ++b) {
@@ -533,7 +535,7 @@ SPARKD_CPU_AVX2 float avx2_dot_q2_k(const BlockQ2_K* w, const BlockQ8_K* a, int6
   return horizontal_sum(acc) - mins_total;
 }
 
-SPARKD_CPU_AVX2 float avx2_dot_q3_k(const BlockQ3_K* w, const BlockQ8_K* a, int64_t blocks) {
+SPARKD_CPU_AVX2 float dot_q3_k(const BlockQ3_K* w, const BlockQ8_K* a, int64_t blocks) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b) {
     const BlockQ3_K& block = w[b];
@@ -562,10 +564,12 @@ SPARKD_CPU_AVX2 float avx2_dot_q3_k(const BlockQ3_K* w, const BlockQ8_K* a, int6
   return horizontal_sum(acc);
 }
 
+}  // namespace simd
 #endif  // SPARKD_CPU_X86
 
 #if SPARKD_CPU_ARM
 // ---- aarch64 dot products (Armv8.2 sdot: 4 lanes of Σ of 4 i8 × i8 products) ----------
+namespace simd {
 // Integer sums per block as the portable code forms them; each block's F32 scaling in one of
 // 4 lanes (Q4_0/Q4_1/Q8_0) or in the portable order (K-quants).
 
@@ -581,44 +585,106 @@ SPARKD_CPU_DOTPROD inline int8x16_t high_nibbles(uint8x16_t packed) {
   return vreinterpretq_s8_u8(vshrq_n_u8(packed, 4));
 }
 
-SPARKD_CPU_DOTPROD float neon_dot_q4_0(const BlockQ4_0* w, const BlockQ8_0* a, int64_t blocks) {
+// The 32-value types: each gives its codes as two 16-byte halves (values 0-15, 16-31).
+// Against Q8_0 activations, signed codes and the block's scale (kScale):
+template <typename Block, void (*kCodes)(const Block&, int8x16_t[2]), float (*kScale)(const Block&)>
+SPARKD_CPU_DOTPROD float dot_signed_32(const Block* w, const BlockQ8_0* a, int64_t blocks) {
   float32x4_t acc = vdupq_n_f32(0.0f);
-  const int8x16_t eight = vdupq_n_s8(8);
   for (int64_t b = 0; b < blocks; ++b) {
-    const uint8x16_t q = vld1q_u8(w[b].qs);
-    int32x4_t sumi = sdot(vdupq_n_s32(0), vsubq_s8(low_nibbles(q), eight), vld1q_s8(a[b].qs));
-    sumi = sdot(sumi, vsubq_s8(high_nibbles(q), eight), vld1q_s8(a[b].qs + 16));
-    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(sumi), f16_to_f32(w[b].d) * f16_to_f32(a[b].d));
+    int8x16_t codes[2];
+    kCodes(w[b], codes);
+    int32x4_t sumi = sdot(vdupq_n_s32(0), codes[0], vld1q_s8(a[b].qs));
+    sumi = sdot(sumi, codes[1], vld1q_s8(a[b].qs + 16));
+    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(sumi), kScale(w[b]) * f16_to_f32(a[b].d));
   }
   return vaddvq_f32(acc);
 }
 
-SPARKD_CPU_DOTPROD float neon_dot_q4_1(const BlockQ4_1* w, const BlockQ8_1* a, int64_t blocks) {
+// Against Q8_1 activations (Q4_1, Q5_1): unsigned codes, plus the min times the activations'
+// sum.
+template <typename Block, void (*kCodes)(const Block&, int8x16_t[2])>
+SPARKD_CPU_DOTPROD float dot_offset_32(const Block* w, const BlockQ8_1* a, int64_t blocks) {
   float32x4_t acc = vdupq_n_f32(0.0f);
   float mins = 0.0f;
   for (int64_t b = 0; b < blocks; ++b) {
-    const uint8x16_t q = vld1q_u8(w[b].qs);
-    int32x4_t sumi = sdot(vdupq_n_s32(0), low_nibbles(q), vld1q_s8(a[b].qs));
-    sumi = sdot(sumi, high_nibbles(q), vld1q_s8(a[b].qs + 16));
+    int8x16_t codes[2];
+    kCodes(w[b], codes);
+    int32x4_t sumi = sdot(vdupq_n_s32(0), codes[0], vld1q_s8(a[b].qs));
+    sumi = sdot(sumi, codes[1], vld1q_s8(a[b].qs + 16));
     acc = vmlaq_n_f32(acc, vcvtq_f32_s32(sumi), f16_to_f32(w[b].d) * f16_to_f32(a[b].d));
     mins += f16_to_f32(w[b].m) * f16_to_f32(a[b].s);
   }
   return vaddvq_f32(acc) + mins;
 }
 
-SPARKD_CPU_DOTPROD float neon_dot_q8_0(const BlockQ8_0* w, const BlockQ8_0* a, int64_t blocks) {
-  float32x4_t acc = vdupq_n_f32(0.0f);
-  for (int64_t b = 0; b < blocks; ++b) {
-    int32x4_t sumi = sdot(vdupq_n_s32(0), vld1q_s8(w[b].qs), vld1q_s8(a[b].qs));
-    sumi = sdot(sumi, vld1q_s8(w[b].qs + 16), vld1q_s8(a[b].qs + 16));
-    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(sumi), f16_to_f32(w[b].d) * f16_to_f32(a[b].d));
-  }
-  return vaddvq_f32(acc);
+template <typename Block>
+SPARKD_CPU_DOTPROD float f16_scale(const Block& block) {
+  return f16_to_f32(block.d);
+}
+
+// The 32 bits of a Q5 block's qh as bytes, values 0-15 then 16-31: 0xFF where set.
+SPARKD_CPU_DOTPROD inline void bits_to_bytes(const uint8_t qh[4], uint8x16_t out[2]) {
+  const uint8x16_t bit = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+  out[0] = vtstq_u8(vcombine_u8(vdup_n_u8(qh[0]), vdup_n_u8(qh[1])), bit);
+  out[1] = vtstq_u8(vcombine_u8(vdup_n_u8(qh[2]), vdup_n_u8(qh[3])), bit);
+}
+
+// Each half's nibbles with `extra` bits or-ed in.
+SPARKD_CPU_DOTPROD inline void nibbles_with(const uint8_t qs[16], const uint8x16_t extra[2],
+                                            int8x16_t codes[2]) {
+  const uint8x16_t q = vld1q_u8(qs);
+  codes[0] = vreinterpretq_s8_u8(vorrq_u8(vreinterpretq_u8_s8(low_nibbles(q)), extra[0]));
+  codes[1] = vreinterpretq_s8_u8(vorrq_u8(vreinterpretq_u8_s8(high_nibbles(q)), extra[1]));
+}
+
+SPARKD_CPU_DOTPROD void q4_0_codes(const BlockQ4_0& block, int8x16_t codes[2]) {
+  const uint8x16_t q = vld1q_u8(block.qs);
+  codes[0] = vsubq_s8(low_nibbles(q), vdupq_n_s8(8));
+  codes[1] = vsubq_s8(high_nibbles(q), vdupq_n_s8(8));
+}
+
+SPARKD_CPU_DOTPROD void q5_0_codes(const BlockQ5_0& block, int8x16_t codes[2]) {
+  // code - 16: the nibble, with 0xF0 above it where the fifth bit is clear.
+  uint8x16_t fifth[2];
+  bits_to_bytes(block.qh, fifth);
+  const uint8x16_t high_nibble = vdupq_n_u8(0xF0);
+  const uint8x16_t extra[2] = {vbicq_u8(high_nibble, fifth[0]), vbicq_u8(high_nibble, fifth[1])};
+  nibbles_with(block.qs, extra, codes);
+}
+
+SPARKD_CPU_DOTPROD void q8_0_codes(const BlockQ8_0& block, int8x16_t codes[2]) {
+  codes[0] = vld1q_s8(block.qs);
+  codes[1] = vld1q_s8(block.qs + 16);
+}
+
+SPARKD_CPU_DOTPROD void mxfp4_codes(const BlockMXFP4& block, int8x16_t codes[2]) {
+  // E2M1 codes to their doubled values (kMxfp4Values): one table lookup per nibble.
+  const int8x16_t table = vld1q_s8(kMxfp4Values);
+  const uint8x16_t q = vld1q_u8(block.qs);
+  codes[0] = vqtbl1q_s8(table, vreinterpretq_u8_s8(low_nibbles(q)));
+  codes[1] = vqtbl1q_s8(table, vreinterpretq_u8_s8(high_nibbles(q)));
+}
+
+SPARKD_CPU_DOTPROD float mxfp4_scale(const BlockMXFP4& block) {
+  return e8m0_to_f32_half(block.e);
+}
+
+SPARKD_CPU_DOTPROD void q4_1_codes(const BlockQ4_1& block, int8x16_t codes[2]) {
+  const uint8x16_t none[2] = {vdupq_n_u8(0), vdupq_n_u8(0)};
+  nibbles_with(block.qs, none, codes);
+}
+
+SPARKD_CPU_DOTPROD void q5_1_codes(const BlockQ5_1& block, int8x16_t codes[2]) {
+  uint8x16_t fifth[2];
+  bits_to_bytes(block.qh, fifth);
+  const uint8x16_t sixteen = vdupq_n_u8(0x10);
+  const uint8x16_t extra[2] = {vandq_u8(fifth[0], sixteen), vandq_u8(fifth[1], sixteen)};
+  nibbles_with(block.qs, extra, codes);
 }
 
 // Q4_K and Q5_K (kFifthBit: each value's fifth bit is bit j of qh[l] for sub-block j).
 template <typename Block, bool kFifthBit>
-SPARKD_CPU_DOTPROD float neon_dot_k4_k5(const Block* w, const BlockQ8_K* a, int64_t blocks) {
+SPARKD_CPU_DOTPROD float dot_k4_k5(const Block* w, const BlockQ8_K* a, int64_t blocks) {
   float sum = 0.0f;
   const uint8x16_t sixteen = vdupq_n_u8(16);
   for (int64_t b = 0; b < blocks; ++b) {
@@ -657,12 +723,12 @@ SPARKD_CPU_DOTPROD float neon_dot_k4_k5(const Block* w, const BlockQ8_K* a, int6
   return sum;
 }
 
-SPARKD_CPU_DOTPROD float neon_dot_q4_k(const BlockQ4_K* w, const BlockQ8_K* a, int64_t blocks) {
-  return neon_dot_k4_k5<BlockQ4_K, false>(w, a, blocks);
+SPARKD_CPU_DOTPROD float dot_q4_k(const BlockQ4_K* w, const BlockQ8_K* a, int64_t blocks) {
+  return dot_k4_k5<BlockQ4_K, false>(w, a, blocks);
 }
 
-SPARKD_CPU_DOTPROD float neon_dot_q5_k(const BlockQ5_K* w, const BlockQ8_K* a, int64_t blocks) {
-  return neon_dot_k4_k5<BlockQ5_K, true>(w, a, blocks);
+SPARKD_CPU_DOTPROD float dot_q5_k(const BlockQ5_K* w, const BlockQ8_K* a, int64_t blocks) {
+  return dot_k4_k5<BlockQ5_K, true>(w, a, blocks);
 }
 
 // Σ_j scales[j] · bsums[j] over a Q8_K block's 16 sub-blocks.
@@ -675,7 +741,7 @@ SPARKD_CPU_DOTPROD inline int32_t scaled_bsums(int16x8_t scales_low, int16x8_t s
   return vaddvq_s32(sum);
 }
 
-SPARKD_CPU_DOTPROD float neon_dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_t blocks) {
+SPARKD_CPU_DOTPROD float dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_t blocks) {
   float sum = 0.0f;
   const uint8x16_t two_bits = vdupq_n_u8(0x03);
   for (int64_t b = 0; b < blocks; ++b) {
@@ -707,67 +773,6 @@ SPARKD_CPU_DOTPROD float neon_dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, i
     sum += a[b].d * f16_to_f32(block.d) * static_cast<float>(vaddvq_s32(sumi) - bias);
   }
   return sum;
-}
-
-// The 32 bits of a Q5 block's qh as bytes, values 0-15 then 16-31: 0xFF where set.
-SPARKD_CPU_DOTPROD inline void bits_to_bytes(const uint8_t qh[4], uint8x16_t out[2]) {
-  const uint8x16_t bit = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
-  out[0] = vtstq_u8(vcombine_u8(vdup_n_u8(qh[0]), vdup_n_u8(qh[1])), bit);
-  out[1] = vtstq_u8(vcombine_u8(vdup_n_u8(qh[2]), vdup_n_u8(qh[3])), bit);
-}
-
-SPARKD_CPU_DOTPROD float neon_dot_q5_0(const BlockQ5_0* w, const BlockQ8_0* a, int64_t blocks) {
-  float32x4_t acc = vdupq_n_f32(0.0f);
-  const uint8x16_t high_nibble = vdupq_n_u8(0xF0);
-  for (int64_t b = 0; b < blocks; ++b) {
-    uint8x16_t fifth[2];
-    bits_to_bytes(w[b].qh, fifth);
-    const uint8x16_t q = vld1q_u8(w[b].qs);
-    // code - 16: the nibble, with 0xF0 above it where the fifth bit is clear.
-    const int8x16_t low = vreinterpretq_s8_u8(
-        vorrq_u8(vreinterpretq_u8_s8(low_nibbles(q)), vbicq_u8(high_nibble, fifth[0])));
-    const int8x16_t high = vreinterpretq_s8_u8(
-        vorrq_u8(vreinterpretq_u8_s8(high_nibbles(q)), vbicq_u8(high_nibble, fifth[1])));
-    int32x4_t sumi = sdot(vdupq_n_s32(0), low, vld1q_s8(a[b].qs));
-    sumi = sdot(sumi, high, vld1q_s8(a[b].qs + 16));
-    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(sumi), f16_to_f32(w[b].d) * f16_to_f32(a[b].d));
-  }
-  return vaddvq_f32(acc);
-}
-
-SPARKD_CPU_DOTPROD float neon_dot_q5_1(const BlockQ5_1* w, const BlockQ8_1* a, int64_t blocks) {
-  float32x4_t acc = vdupq_n_f32(0.0f);
-  float mins = 0.0f;
-  const uint8x16_t sixteen = vdupq_n_u8(0x10);
-  for (int64_t b = 0; b < blocks; ++b) {
-    uint8x16_t fifth[2];
-    bits_to_bytes(w[b].qh, fifth);
-    const uint8x16_t q = vld1q_u8(w[b].qs);
-    const int8x16_t low = vreinterpretq_s8_u8(
-        vorrq_u8(vreinterpretq_u8_s8(low_nibbles(q)), vandq_u8(fifth[0], sixteen)));
-    const int8x16_t high = vreinterpretq_s8_u8(
-        vorrq_u8(vreinterpretq_u8_s8(high_nibbles(q)), vandq_u8(fifth[1], sixteen)));
-    int32x4_t sumi = sdot(vdupq_n_s32(0), low, vld1q_s8(a[b].qs));
-    sumi = sdot(sumi, high, vld1q_s8(a[b].qs + 16));
-    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(sumi), f16_to_f32(w[b].d) * f16_to_f32(a[b].d));
-    mins += f16_to_f32(w[b].m) * f16_to_f32(a[b].s);
-  }
-  return vaddvq_f32(acc) + mins;
-}
-
-SPARKD_CPU_DOTPROD float neon_dot_mxfp4(const BlockMXFP4* w, const BlockQ8_0* a, int64_t blocks) {
-  float32x4_t acc = vdupq_n_f32(0.0f);
-  // E2M1 codes to their doubled values (kMxfp4Values): one table lookup per nibble.
-  const int8x16_t table = vld1q_s8(kMxfp4Values);
-  for (int64_t b = 0; b < blocks; ++b) {
-    const uint8x16_t q = vld1q_u8(w[b].qs);
-    const int8x16_t low = vqtbl1q_s8(table, vreinterpretq_u8_s8(low_nibbles(q)));
-    const int8x16_t high = vqtbl1q_s8(table, vreinterpretq_u8_s8(high_nibbles(q)));
-    int32x4_t sumi = sdot(vdupq_n_s32(0), low, vld1q_s8(a[b].qs));
-    sumi = sdot(sumi, high, vld1q_s8(a[b].qs + 16));
-    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(sumi), e8m0_to_f32_half(w[b].e) * f16_to_f32(a[b].d));
-  }
-  return vaddvq_f32(acc);
 }
 
 // Q2_K and Q3_K: value 128h + 32s + l is bits 2s, 2s + 1 of qs[32h + l] (and, for Q3_K, bit
@@ -802,7 +807,7 @@ SPARKD_CPU_DOTPROD inline int32x4_t two_bit_fields_dot(const uint8_t* qs, const 
   return sumi;
 }
 
-SPARKD_CPU_DOTPROD float neon_dot_q2_k(const BlockQ2_K* w, const BlockQ8_K* a, int64_t blocks) {
+SPARKD_CPU_DOTPROD float dot_q2_k(const BlockQ2_K* w, const BlockQ8_K* a, int64_t blocks) {
   float sum = 0.0f;
   for (int64_t b = 0; b < blocks; ++b) {
     const BlockQ2_K& block = w[b];
@@ -818,7 +823,7 @@ SPARKD_CPU_DOTPROD float neon_dot_q2_k(const BlockQ2_K* w, const BlockQ8_K* a, i
   return sum;
 }
 
-SPARKD_CPU_DOTPROD float neon_dot_q3_k(const BlockQ3_K* w, const BlockQ8_K* a, int64_t blocks) {
+SPARKD_CPU_DOTPROD float dot_q3_k(const BlockQ3_K* w, const BlockQ8_K* a, int64_t blocks) {
   float sum = 0.0f;
   for (int64_t b = 0; b < blocks; ++b) {
     const BlockQ3_K& block = w[b];
@@ -839,6 +844,7 @@ SPARKD_CPU_DOTPROD float neon_dot_q3_k(const BlockQ3_K* w, const BlockQ8_K* a, i
   return sum;
 }
 
+}  // namespace simd
 #endif  // SPARKD_CPU_ARM
 
 // ---- dispatch --------------------------------------------------------------------------
@@ -925,71 +931,47 @@ DotFn portable_dot(DType weight) {
 }
 
 DotFn dot_for(const KernelConfig& config, DType weight) {
-#if SPARKD_CPU_ARM
-  if (config.arm_dotprod) {
+#if SPARKD_CPU_X86 || SPARKD_CPU_ARM
+  // AVX2 on x86 (from kAvx2 up), sdot on aarch64.
+  const bool simd_kernels =
+      SPARKD_CPU_X86 ? config.simd != SimdLevel::kPortable : config.arm_dotprod;
+  if (simd_kernels) {
     switch (weight) {
       case DType::kQ4_0:
-        return dot_adapter<BlockQ4_0, BlockQ8_0, neon_dot_q4_0, kBlockElements>;
-      case DType::kQ4_1:
-        return dot_adapter<BlockQ4_1, BlockQ8_1, neon_dot_q4_1, kBlockElements>;
-      case DType::kQ8_0:
-        return dot_adapter<BlockQ8_0, BlockQ8_0, neon_dot_q8_0, kBlockElements>;
-      case DType::kQ4_K:
-        return dot_adapter<BlockQ4_K, BlockQ8_K, neon_dot_q4_k, kSuperBlockElements>;
-      case DType::kQ5_K:
-        return dot_adapter<BlockQ5_K, BlockQ8_K, neon_dot_q5_k, kSuperBlockElements>;
-      case DType::kQ6_K:
-        return dot_adapter<BlockQ6_K, BlockQ8_K, neon_dot_q6_k, kSuperBlockElements>;
+        return dot_adapter<
+            BlockQ4_0, BlockQ8_0,
+            simd::dot_signed_32<BlockQ4_0, simd::q4_0_codes, simd::f16_scale<BlockQ4_0>>,
+            kBlockElements>;
       case DType::kQ5_0:
-        return dot_adapter<BlockQ5_0, BlockQ8_0, neon_dot_q5_0, kBlockElements>;
-      case DType::kQ5_1:
-        return dot_adapter<BlockQ5_1, BlockQ8_1, neon_dot_q5_1, kBlockElements>;
-      case DType::kMXFP4:
-        return dot_adapter<BlockMXFP4, BlockQ8_0, neon_dot_mxfp4, kBlockElements>;
-      case DType::kQ2_K:
-        return dot_adapter<BlockQ2_K, BlockQ8_K, neon_dot_q2_k, kSuperBlockElements>;
-      case DType::kQ3_K:
-        return dot_adapter<BlockQ3_K, BlockQ8_K, neon_dot_q3_k, kSuperBlockElements>;
-      default:
-        break;
-    }
-  }
-#endif
-#if SPARKD_CPU_X86
-  if (config.simd != SimdLevel::kPortable) {
-    switch (weight) {
-      case DType::kQ4_0:
-        return dot_adapter<BlockQ4_0, BlockQ8_0,
-                           avx2_dot_signed_32<BlockQ4_0, q4_0_codes, f16_scale<BlockQ4_0>>,
-                           kBlockElements>;
-      case DType::kQ5_0:
-        return dot_adapter<BlockQ5_0, BlockQ8_0,
-                           avx2_dot_signed_32<BlockQ5_0, q5_0_codes, f16_scale<BlockQ5_0>>,
-                           kBlockElements>;
+        return dot_adapter<
+            BlockQ5_0, BlockQ8_0,
+            simd::dot_signed_32<BlockQ5_0, simd::q5_0_codes, simd::f16_scale<BlockQ5_0>>,
+            kBlockElements>;
       case DType::kQ8_0:
-        return dot_adapter<BlockQ8_0, BlockQ8_0,
-                           avx2_dot_signed_32<BlockQ8_0, q8_0_codes, f16_scale<BlockQ8_0>>,
-                           kBlockElements>;
+        return dot_adapter<
+            BlockQ8_0, BlockQ8_0,
+            simd::dot_signed_32<BlockQ8_0, simd::q8_0_codes, simd::f16_scale<BlockQ8_0>>,
+            kBlockElements>;
       case DType::kMXFP4:
         return dot_adapter<BlockMXFP4, BlockQ8_0,
-                           avx2_dot_signed_32<BlockMXFP4, mxfp4_codes, mxfp4_scale>,
+                           simd::dot_signed_32<BlockMXFP4, simd::mxfp4_codes, simd::mxfp4_scale>,
                            kBlockElements>;
       case DType::kQ4_1:
-        return dot_adapter<BlockQ4_1, BlockQ8_1, avx2_dot_offset_32<BlockQ4_1, q4_1_codes>,
+        return dot_adapter<BlockQ4_1, BlockQ8_1, simd::dot_offset_32<BlockQ4_1, simd::q4_1_codes>,
                            kBlockElements>;
       case DType::kQ5_1:
-        return dot_adapter<BlockQ5_1, BlockQ8_1, avx2_dot_offset_32<BlockQ5_1, q5_1_codes>,
+        return dot_adapter<BlockQ5_1, BlockQ8_1, simd::dot_offset_32<BlockQ5_1, simd::q5_1_codes>,
                            kBlockElements>;
       case DType::kQ4_K:
-        return dot_adapter<BlockQ4_K, BlockQ8_K, avx2_dot_q4_k, kSuperBlockElements>;
+        return dot_adapter<BlockQ4_K, BlockQ8_K, simd::dot_q4_k, kSuperBlockElements>;
       case DType::kQ5_K:
-        return dot_adapter<BlockQ5_K, BlockQ8_K, avx2_dot_q5_k, kSuperBlockElements>;
+        return dot_adapter<BlockQ5_K, BlockQ8_K, simd::dot_q5_k, kSuperBlockElements>;
       case DType::kQ6_K:
-        return dot_adapter<BlockQ6_K, BlockQ8_K, avx2_dot_q6_k, kSuperBlockElements>;
+        return dot_adapter<BlockQ6_K, BlockQ8_K, simd::dot_q6_k, kSuperBlockElements>;
       case DType::kQ2_K:
-        return dot_adapter<BlockQ2_K, BlockQ8_K, avx2_dot_q2_k, kSuperBlockElements>;
+        return dot_adapter<BlockQ2_K, BlockQ8_K, simd::dot_q2_k, kSuperBlockElements>;
       case DType::kQ3_K:
-        return dot_adapter<BlockQ3_K, BlockQ8_K, avx2_dot_q3_k, kSuperBlockElements>;
+        return dot_adapter<BlockQ3_K, BlockQ8_K, simd::dot_q3_k, kSuperBlockElements>;
       default:
         break;
     }
