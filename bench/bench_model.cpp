@@ -1,7 +1,7 @@
 // bench_model: how fast one model runs on the CPU backend.
 //
 //   bench_model MODEL_DIR [--prompt-tokens N] [--decode-tokens N] [--batch N] [--threads N]
-//                         [--repeats N] [--bandwidth-gbs B]
+//                         [--repeats N] [--bandwidth-gbs B] [--kernels widest|avx2|portable]
 //
 // Generators: prefill tok/s (one pass over a prompt of --prompt-tokens), decode tok/s (greedy,
 // one sequence), and the effective GB/s of decode: the weight bytes each decode step must
@@ -9,7 +9,8 @@
 // divided by the time per step. --bandwidth-gbs gives the machine's peak so the % of
 // roofline is printed too. Embedding models: embeddings/s for batches of --batch inputs of
 // --prompt-tokens tokens. Rerankers: pairs/s likewise. Inputs are seeded random token ids,
-// so runs are comparable. Median of --repeats runs.
+// so runs are comparable. Median of --repeats runs. --kernels caps the CPU kernels (see
+// CpuKernels), e.g. to compare the quantized prefill GEMM with the dot-product path.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -35,6 +36,7 @@ struct Options {
   int threads = 0;
   int repeats = 3;
   double bandwidth_gbs = 0.0;
+  sparkd::CpuKernels kernels = sparkd::CpuKernels::kWidest;
 };
 
 double median(std::vector<double> values) {
@@ -146,6 +148,19 @@ bool parse(int argc, char** argv, Options* options) {
       options->bandwidth_gbs = std::atof(value);
       continue;
     }
+    if (arg == "--kernels") {
+      const std::string_view kernels = value;
+      if (kernels == "widest") {
+        options->kernels = sparkd::CpuKernels::kWidest;
+      } else if (kernels == "avx2") {
+        options->kernels = sparkd::CpuKernels::kAvx2;
+      } else if (kernels == "portable") {
+        options->kernels = sparkd::CpuKernels::kPortable;
+      } else {
+        return false;
+      }
+      continue;
+    }
     const int n = std::atoi(value);
     if (n < 0 || (n == 0 && arg != "--threads")) return false;
     if (arg == "--prompt-tokens") {
@@ -172,11 +187,13 @@ int main(int argc, char** argv) {
   if (!parse(argc, argv, &options)) {
     std::fprintf(stderr,
                  "usage: bench_model MODEL_DIR [--prompt-tokens N] [--decode-tokens N] "
-                 "[--batch N] [--threads N] [--repeats N] [--bandwidth-gbs B]\n");
+                 "[--batch N] [--threads N] [--repeats N] [--bandwidth-gbs B] "
+                 "[--kernels widest|avx2|portable]\n");
     return 2;
   }
   sparkd::CpuBackendOptions backend_options;
   backend_options.num_threads = options.threads;
+  backend_options.kernels = options.kernels;
   auto backend = sparkd::make_cpu_backend(backend_options);
   auto model = LoadedModel::load(options.model_dir, *backend);
   if (!model) {

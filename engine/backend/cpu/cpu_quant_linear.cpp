@@ -386,14 +386,29 @@ SPARKD_CPU_AVX2 float dot_k4_k5(const Block* w, const BlockQ8_K* a, int64_t bloc
   __m128 acc_mins = _mm_setzero_ps();
   const __m256i low_mask = _mm256_set1_epi8(0x0F);
   const __m256i one = _mm256_set1_epi8(1);
+  // Byte pairs that spread i16 lane j of a 128-bit lane across it: a sub-block's scale for
+  // all 16 products of a maddubs.
+  alignas(32) static constexpr uint8_t kSpreadScale[8][32] = {
+#define SPARKD_SPREAD(j)                                                   \
+  {2 * j, 2 * j + 1, 2 * j, 2 * j + 1, 2 * j, 2 * j + 1, 2 * j, 2 * j + 1, \
+   2 * j, 2 * j + 1, 2 * j, 2 * j + 1, 2 * j, 2 * j + 1, 2 * j, 2 * j + 1, \
+   2 * j, 2 * j + 1, 2 * j, 2 * j + 1, 2 * j, 2 * j + 1, 2 * j, 2 * j + 1, \
+   2 * j, 2 * j + 1, 2 * j, 2 * j + 1, 2 * j, 2 * j + 1, 2 * j, 2 * j + 1}
+      SPARKD_SPREAD(0), SPARKD_SPREAD(1), SPARKD_SPREAD(2), SPARKD_SPREAD(3),
+      SPARKD_SPREAD(4), SPARKD_SPREAD(5), SPARKD_SPREAD(6), SPARKD_SPREAD(7),
+#undef SPARKD_SPREAD
+  };
   for (int64_t b = 0; b < blocks; ++b) {
     uint32_t packed[4];
     k_scales_mins(w[b].scales, packed);
-    const auto* scales = reinterpret_cast<const uint8_t*>(packed);
+    // The 8 scales (low half) and 8 mins (high half) as i16.
+    const __m256i scales_mins =
+        _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(packed)));
+    const __m128i scales128 = _mm256_castsi256_si128(scales_mins);
+    const __m256i scales = _mm256_set_m128i(scales128, scales128);
     // Σ_j min_j · Σ(activations of sub-block j), from the bsums.
-    const __m128i mins = _mm_cvtepu8_epi16(
-        _mm_set_epi32(0, 0, static_cast<int>(packed[3]), static_cast<int>(packed[2])));
-    const __m128i min_products = _mm_madd_epi16(mins, bsums_by_32(a[b]));
+    const __m128i min_products =
+        _mm_madd_epi16(_mm256_extracti128_si256(scales_mins, 1), bsums_by_32(a[b]));
     acc_mins = _mm_fmadd_ps(_mm_set1_ps(a[b].d * f16c(w[b].dmin)), _mm_cvtepi32_ps(min_products),
                             acc_mins);
     __m256i high_bits = _mm256_setzero_si256();
@@ -417,10 +432,12 @@ SPARKD_CPU_AVX2 float dot_k4_k5(const Block* w, const BlockQ8_K* a, int64_t bloc
       const __m256i a_low = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * g));
       const __m256i a_high =
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * g + 32));
-      const __m256i p_low =
-          _mm256_madd_epi16(_mm256_maddubs_epi16(q_low, a_low), _mm256_set1_epi16(scales[2 * g]));
-      const __m256i p_high = _mm256_madd_epi16(_mm256_maddubs_epi16(q_high, a_high),
-                                               _mm256_set1_epi16(scales[2 * g + 1]));
+      const __m256i scale_low = _mm256_shuffle_epi8(
+          scales, _mm256_load_si256(reinterpret_cast<const __m256i*>(kSpreadScale[2 * g])));
+      const __m256i scale_high = _mm256_shuffle_epi8(
+          scales, _mm256_load_si256(reinterpret_cast<const __m256i*>(kSpreadScale[2 * g + 1])));
+      const __m256i p_low = _mm256_madd_epi16(_mm256_maddubs_epi16(q_low, a_low), scale_low);
+      const __m256i p_high = _mm256_madd_epi16(_mm256_maddubs_epi16(q_high, a_high), scale_high);
       sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_low, p_high));
     }
     acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * f16c(w[b].d)), _mm256_cvtepi32_ps(sumi), acc);
