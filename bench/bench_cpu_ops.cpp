@@ -61,9 +61,8 @@ void bench_linear(Backend& backend, const Options& options) {
   for (DType dtype : {DType::kBF16, DType::kF32, DType::kF16, DType::kQ4_K, DType::kQ5_K,
                       DType::kQ6_K, DType::kQ8_0, DType::kQ4_1, DType::kQ4_0, DType::kQ5_0,
                       DType::kQ5_1, DType::kQ2_K, DType::kQ3_K, DType::kMXFP4}) {
-    if (!options.dtypes.empty() &&
-        std::find(options.dtypes.begin(), options.dtypes.end(), sparkd::dtype_name(dtype)) ==
-            options.dtypes.end()) {
+    if (!options.dtypes.empty() && std::find(options.dtypes.begin(), options.dtypes.end(),
+                                             sparkd::dtype_name(dtype)) == options.dtypes.end()) {
       continue;
     }
     for (bool is_decode : {true, false}) {
@@ -152,16 +151,9 @@ int main(int argc, char** argv) {
     if (arg == "--threads" && has_value) {
       options.threads = std::atoi(argv[++i]);
     } else if (arg == "--kernels" && has_value) {
-      const std::string kernels = argv[++i];
-      if (kernels == "widest") {
-        options.kernels = sparkd::CpuKernels::kWidest;
-      } else if (kernels == "avx2") {
-        options.kernels = sparkd::CpuKernels::kAvx2;
-      } else if (kernels == "portable") {
-        options.kernels = sparkd::CpuKernels::kPortable;
-      } else {
-        return usage();
-      }
+      const auto kernels = sparkd::bench::cpu_kernels_from_name(argv[++i]);
+      if (!kernels) return usage();
+      options.kernels = *kernels;
     } else if (arg == "--min-seconds" && has_value) {
       options.min_seconds = std::atof(argv[++i]);
     } else if (arg == "--only" && has_value) {
@@ -182,10 +174,8 @@ int main(int argc, char** argv) {
   const int threads = options.threads > 0
                           ? options.threads
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const char* kernels_name = options.kernels == sparkd::CpuKernels::kWidest ? "widest"
-                             : options.kernels == sparkd::CpuKernels::kAvx2 ? "avx2"
-                                                                            : "portable";
-  std::printf("bench_cpu_ops: %d threads, %s kernels\n", threads, kernels_name);
+  std::printf("bench_cpu_ops: %d threads, %s kernels\n", threads,
+              sparkd::bench::cpu_kernels_name(options.kernels));
   if (options.only.empty()) {
     std::printf("read bandwidth (%d threads, 1 GiB): %.1f GB/s\n", threads,
                 measure_read_gbs(threads, options.min_seconds));

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/probes.h"
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/tasks/loaded_model.h"
 
@@ -149,16 +150,9 @@ bool parse(int argc, char** argv, Options* options) {
       continue;
     }
     if (arg == "--kernels") {
-      const std::string_view kernels = value;
-      if (kernels == "widest") {
-        options->kernels = sparkd::CpuKernels::kWidest;
-      } else if (kernels == "avx2") {
-        options->kernels = sparkd::CpuKernels::kAvx2;
-      } else if (kernels == "portable") {
-        options->kernels = sparkd::CpuKernels::kPortable;
-      } else {
-        return false;
-      }
+      const auto kernels = sparkd::bench::cpu_kernels_from_name(value);
+      if (!kernels) return false;
+      options->kernels = *kernels;
       continue;
     }
     const int n = std::atoi(value);

@@ -1,5 +1,5 @@
 // Measuring helpers the benchmarks share: best-of timing, seeded tensors in backend memory,
-// and the machine's read bandwidth (bench_cpu_ops, bench_machine_profile).
+// the machine's read bandwidth (bench_cpu_ops, bench_machine_profile) and the --kernels names.
 #pragma once
 
 #include <algorithm>
@@ -7,13 +7,36 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "engine/backend/backend.h"
+#include "engine/backend/cpu/cpu_backend.h"
 #include "engine/backend/half.h"
 
 namespace sparkd::bench {
+
+// --kernels widest|avx2|portable (the CpuKernels cap) and back.
+inline std::optional<CpuKernels> cpu_kernels_from_name(std::string_view name) {
+  if (name == "widest") return CpuKernels::kWidest;
+  if (name == "avx2") return CpuKernels::kAvx2;
+  if (name == "portable") return CpuKernels::kPortable;
+  return std::nullopt;
+}
+
+inline const char* cpu_kernels_name(CpuKernels kernels) {
+  switch (kernels) {
+    case CpuKernels::kWidest:
+      return "widest";
+    case CpuKernels::kAvx2:
+      return "avx2";
+    case CpuKernels::kPortable:
+      return "portable";
+  }
+  return "?";
+}
 
 using Clock = std::chrono::steady_clock;
 

@@ -79,9 +79,18 @@ json vocab_object(const GgmlVocabulary& vocabulary) {
   return vocab;
 }
 
-// BOS before and EOS after the text, as add_bos_token / add_eos_token say.
-json post_processor(const GgmlVocabulary& vocabulary, bool add_bos, bool add_eos) {
-  if (!add_bos && !add_eos) return nullptr;
+// The token to add when `add` (or, unset, `by_default`) says so and the vocabulary has one
+// (an SPM vocabulary without <s> adds nothing, though add_bos_token defaults to true).
+std::optional<int32_t> framing_id(std::optional<bool> add, bool by_default,
+                                  std::optional<int32_t> id) {
+  return add.value_or(by_default) ? id : std::nullopt;
+}
+
+// `first` before and `last` after the text (BOS and EOS, as add_bos_token / add_eos_token say;
+// for bert [CLS] and [SEP]); either may be absent.
+json post_processor(const GgmlVocabulary& vocabulary, std::optional<int32_t> first,
+                    std::optional<int32_t> last) {
+  if (!first && !last) return nullptr;
   json single = json::array(), pair = json::array(), specials = json::object();
   auto special = [&](int32_t id, json& sequence) {
     const std::string& token = vocabulary.tokens[static_cast<size_t>(id)];
@@ -91,13 +100,13 @@ json post_processor(const GgmlVocabulary& vocabulary, bool add_bos, bool add_eos
   auto text = [](const char* which, json& sequence) {
     sequence.push_back({{"Sequence", {{"id", which}, {"type_id", 0}}}});
   };
-  if (add_bos) special(*vocabulary.bos_id, single);
+  if (first) special(*first, single);
   text("A", single);
-  if (add_eos) special(*vocabulary.eos_id, single);
+  if (last) special(*last, single);
   pair = single;
-  if (add_bos) special(*vocabulary.bos_id, pair);
+  if (first) special(*first, pair);
   text("B", pair);
-  if (add_eos) special(*vocabulary.eos_id, pair);
+  if (last) special(*last, pair);
   return {{"type", "TemplateProcessing"},
           {"single", single},
           {"pair", pair},
@@ -144,8 +153,9 @@ Expected<json> gpt2_tokenizer(const GgmlVocabulary& vocabulary, const std::strin
         {"add_prefix_space", false},
         {"trim_offsets", false},
         {"use_regex", false}}},
-      {"post_processor", post_processor(vocabulary, vocabulary.add_bos.value_or(false),
-                                        vocabulary.add_eos.value_or(false))},
+      {"post_processor",
+       post_processor(vocabulary, framing_id(vocabulary.add_bos, false, vocabulary.bos_id),
+                      framing_id(vocabulary.add_eos, false, vocabulary.eos_id))},
       {"added_tokens", added_tokens(vocabulary)},
   };
 }
@@ -226,8 +236,9 @@ Expected<json> spm_tokenizer(const GgmlVocabulary& vocabulary, const std::string
       {"pre_tokenizer", nullptr},
       {"model", model},
       {"decoder", {{"type", "Sequence"}, {"decoders", decoders}}},
-      {"post_processor", post_processor(vocabulary, vocabulary.add_bos.value_or(true),
-                                        vocabulary.add_eos.value_or(false))},
+      {"post_processor",
+       post_processor(vocabulary, framing_id(vocabulary.add_bos, true, vocabulary.bos_id),
+                      framing_id(vocabulary.add_eos, false, vocabulary.eos_id))},
       {"added_tokens", added_tokens(vocabulary)},
   };
 }
@@ -260,9 +271,6 @@ Expected<json> bert_tokenizer(const GgmlVocabulary& vocabulary, const std::strin
   }
   const bool lowercase = vocabulary.lowercase.value_or(false);
   const bool strip_accents = vocabulary.strip_accents.value_or(lowercase);
-  // llama.cpp adds [CLS] and [SEP] (its BOS and EOS or separator) unless told otherwise.
-  GgmlVocabulary framing = vocabulary;
-  if (!framing.eos_id) framing.eos_id = framing.separator_id;
   json normalizers = json::array(
       {{{"type", "Replace"}, {"pattern", {{"Regex", "[\\x{0B}\\x{0C}\\x{85}]"}}}, {"content", " "}},
        {{"type", "BertNormalizer"},
@@ -282,9 +290,11 @@ Expected<json> bert_tokenizer(const GgmlVocabulary& vocabulary, const std::strin
         {"max_input_chars_per_word", std::numeric_limits<int32_t>::max()},
         {"vocab", vocab}}},
       {"decoder", {{"type", "WordPiece"}, {"prefix", "##"}, {"cleanup", true}}},
+      // llama.cpp adds [CLS] and [SEP] (its BOS and its EOS or separator) unless told not to.
       {"post_processor",
-       post_processor(framing, vocabulary.add_bos.value_or(true) && framing.bos_id.has_value(),
-                      vocabulary.add_eos.value_or(true) && framing.eos_id.has_value())},
+       post_processor(vocabulary, framing_id(vocabulary.add_bos, true, vocabulary.bos_id),
+                      framing_id(vocabulary.add_eos, true,
+                                 vocabulary.eos_id ? vocabulary.eos_id : vocabulary.separator_id))},
       {"added_tokens", added_tokens(vocabulary)},
   };
 }
@@ -340,11 +350,7 @@ Expected<std::shared_ptr<const Tokenizer>> tokenizer_from_ggml_vocabulary(
   if (vocabulary.model == "gpt2") {
     config = gpt2_tokenizer(vocabulary, source);
   } else if (vocabulary.model == "llama") {
-    GgmlVocabulary with_defaults = vocabulary;
-    if (!with_defaults.bos_id && with_defaults.add_bos.value_or(true)) {
-      with_defaults.add_bos = false;  // an SPM vocabulary without <s> adds nothing
-    }
-    config = spm_tokenizer(with_defaults, source);
+    config = spm_tokenizer(vocabulary, source);
   } else if (vocabulary.model == "bert") {
     config = bert_tokenizer(vocabulary, source);
   }

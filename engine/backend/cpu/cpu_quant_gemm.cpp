@@ -410,9 +410,7 @@ SPARKD_CPU_DOTPROD void band_dotprod(const WeightTile& w, int t0, int64_t block,
     }
   }
 }
-#endif
 
-#if SPARKD_CPU_ARM
 // Armv8.6 int8 matrix multiply (smmla: a 2x8 by 8x2 product into a 2x2 block of i32), twice
 // the multiplies per instruction of sdot. Panels are packed eight k wide, so one load holds 2
 // rows of x by 8 k; the weight operand is 2 weight rows by the same 8 k. Per pass, 4 weight
@@ -442,6 +440,16 @@ SPARKD_CPU_I8MM void band_i8mm(const WeightTile& w, int t0, int64_t block, const
       for (int p = 0; p < kRowPairs; ++p) s1[u][p] = s2[u][p] = vdupq_n_s32(0);
     }
     for (int s = 0; s < kSubBlocks; ++s) {
+      // Each x row's Σ of the sub-block's codes, in the lanes of its row: [r, r, r+1, r+1].
+      int32x4_t sums[kRowPairs];
+      for (int p = 0; p < kRowPairs; ++p) {
+        int32_t sum_r = 0, sum_r1 = 0;
+        for (int v = 0; v < kSubBlock / 16; ++v) {
+          sum_r += a.sums16[s * (kSubBlock / 16) + v][2 * p];
+          sum_r1 += a.sums16[s * (kSubBlock / 16) + v][2 * p + 1];
+        }
+        sums[p] = int32x4_t{sum_r, sum_r, sum_r1, sum_r1};
+      }
       int32x4_t raw[kWeightPairs][kRowPairs];
       for (int u = 0; u < kWeightPairs; ++u) {
         for (int p = 0; p < kRowPairs; ++p) raw[u][p] = vdupq_n_s32(0);
@@ -467,16 +475,9 @@ SPARKD_CPU_I8MM void band_i8mm(const WeightTile& w, int t0, int64_t block, const
         const int32x4_t min =
             pair_lanes(u, [&](int t) { return w.mins[cells[t] * kMaxSubBlocks + s]; });
         for (int p = 0; p < kRowPairs; ++p) {
-          // Each x row's Σ of the sub-block's codes, in the lanes of its row: [r, r, r+1, r+1].
-          int32_t sum_r = 0, sum_r1 = 0;
-          for (int v = 0; v < kSubBlock / 16; ++v) {
-            sum_r += a.sums16[s * (kSubBlock / 16) + v][2 * p];
-            sum_r1 += a.sums16[s * (kSubBlock / 16) + v][2 * p + 1];
-          }
-          const int32x4_t sums = {sum_r, sum_r, sum_r1, sum_r1};
-          const int32x4_t corrected = vmlsq_n_s32(raw[u][p], sums, layout.bias);
+          const int32x4_t corrected = vmlsq_n_s32(raw[u][p], sums[p], layout.bias);
           s1[u][p] = vmlaq_s32(s1[u][p], corrected, scale);
-          if (layout.has_min) s2[u][p] = vmlaq_s32(s2[u][p], sums, min);
+          if (layout.has_min) s2[u][p] = vmlaq_s32(s2[u][p], sums[p], min);
         }
       }
     }

@@ -250,7 +250,7 @@ float dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_t blocks) {
   return sum;
 }
 
-// ---- AVX2 dot products ---------------------------------------------------------------
+// ---- what the SIMD dot products share -------------------------------------------------
 // Q4_K/Q5_K's 12 packed bytes as four u32: bytes 0-7 the 8 sub-block scales, bytes 8-15 the
 // 8 mins (ggml's kmask shuffle: no per-sub-block branching).
 inline void k_scales_mins(const uint8_t packed[12], uint32_t out[4]) {
@@ -797,7 +797,7 @@ SPARKD_CPU_DOTPROD float dot_q6_k(const BlockQ6_K* w, const BlockQ8_K* a, int64_
 template <bool kThirdBit>
 SPARKD_CPU_DOTPROD inline int32x4_t two_bit_fields_dot(const uint8_t* qs, const uint8_t* hmask,
                                                        const int8_t* activations,
-                                                       const int32_t scales[16]) {
+                                                       const int scales[16]) {
   const uint8x16_t two_bits = vdupq_n_u8(0x03);
   int32x4_t sumi = vdupq_n_s32(0);
   for (int half = 0; half < 2; ++half) {
@@ -828,7 +828,7 @@ SPARKD_CPU_DOTPROD float dot_q2_k(const BlockQ2_K* w, const BlockQ8_K* a, int64_
   float sum = 0.0f;
   for (int64_t b = 0; b < blocks; ++b) {
     const BlockQ2_K& block = w[b];
-    int32_t scales[16];
+    int scales[16];
     for (int j = 0; j < 16; ++j) scales[j] = block.scales[j] & 0xF;
     const uint8x16_t mins = vshrq_n_u8(vld1q_u8(block.scales), 4);
     const int32_t min_sum = scaled_bsums(vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(mins))),
@@ -846,16 +846,11 @@ SPARKD_CPU_DOTPROD float dot_q3_k(const BlockQ3_K* w, const BlockQ8_K* a, int64_
     const BlockQ3_K& block = w[b];
     int scales[16];
     q3_k_scales(block.scales, scales);
-    int32_t scales32[16];
-    int16_t scales16[16];
-    for (int j = 0; j < 16; ++j) {
-      scales32[j] = scales[j];
-      scales16[j] = static_cast<int16_t>(scales[j]);
-    }
     // Codes low | third << 2 in 0..7 stand for code - 4: Σ (q - 4) · a = Σ q · a - 4 Σ scale ·
     // bsum.
-    const int32_t bias = 4 * scaled_bsums(vld1q_s16(scales16), vld1q_s16(scales16 + 8), a[b]);
-    const int32x4_t sumi = two_bit_fields_dot<true>(block.qs, block.hmask, a[b].qs, scales32);
+    int32_t bias = 0;
+    for (int j = 0; j < 16; ++j) bias += 4 * scales[j] * a[b].bsums[j];
+    const int32x4_t sumi = two_bit_fields_dot<true>(block.qs, block.hmask, a[b].qs, scales);
     sum += a[b].d * f16_to_f32(block.d) * static_cast<float>(vaddvq_s32(sumi) - bias);
   }
   return sum;
