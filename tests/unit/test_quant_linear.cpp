@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/cpu/cpu_kernels.h"
 #include "engine/backend/half.h"
+#include "engine/backend/quant_blocks.h"
 
 namespace {
 
@@ -193,5 +195,47 @@ TEST_CASE("quantized linear: aarch64 int8 kernels are detected where expected", 
   for (const char* feature : {"arm_dotprod", "arm_i8mm"}) {
     INFO(feature);
     CHECK(std::find(features.begin(), features.end(), feature) != features.end());
+  }
+}
+
+// The activation quantizer every K-quant product starts from: the AVX2 one must give
+// ggml's bytes exactly (the scale from the first x of the largest magnitude, ties to even),
+// as the portable one does.
+TEST_CASE("quantized linear: Q8_K activations are the same bytes on every kernel level",
+          "[quant_linear]") {
+  constexpr int64_t kValues = 256;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<std::vector<float>> rows;
+  for (int r = 0; r < 64; ++r) {
+    std::vector<float> row(kValues);
+    for (float& v : row) v = normal(rng) * std::pow(10.0f, static_cast<float>(r % 7 - 3));
+    rows.push_back(row);
+  }
+  std::vector<float> tie(kValues, 0.5f);
+  tie[5] = -3.0f;  // the first of two largest magnitudes is negative: the scale's sign follows it
+  tie[100] = 3.0f;
+  rows.push_back(tie);
+  tie[5] = 3.0f;
+  tie[100] = -3.0f;
+  rows.push_back(tie);
+  rows.emplace_back(kValues, 0.0f);
+  std::vector<float> halves(kValues);  // many x * iscale exactly halfway between integers
+  for (int64_t i = 0; i < kValues; ++i) halves[i] = static_cast<float>(i % 255 - 127) + 0.5f;
+  halves[0] = 127.0f;
+  rows.push_back(halves);
+
+  sparkd::cpu::KernelConfig portable;
+  sparkd::cpu::KernelConfig widest;
+  widest.simd = sparkd::cpu::detected_simd_level();
+  for (size_t r = 0; r < rows.size(); ++r) {
+    INFO("row " << r);
+    sparkd::quant::BlockQ8_K expected{}, actual{};
+    sparkd::cpu::quantize_row_q8_k(portable, rows[r].data(), kValues, &expected);
+    sparkd::cpu::quantize_row_q8_k(widest, rows[r].data(), kValues, &actual);
+    CHECK(std::memcmp(&expected, &actual, sizeof expected) == 0);
+    // The chosen extreme quantizes to -127 and the scale carries its sign.
+    if (r == 64) CHECK((expected.qs[5] == -127 && expected.qs[0] == 21 && expected.d > 0));
+    if (r == 65) CHECK((expected.qs[5] == -127 && expected.qs[0] == -21 && expected.d < 0));
   }
 }

@@ -178,8 +178,9 @@ void linear(const KernelConfig& config, const float* x, int64_t m, int64_t k, co
 void quantized_linear(const KernelConfig& config, const float* x, int64_t m, int64_t k,
                       const void* weight, DType weight_dtype, int64_t n, const float* bias,
                       float* y);
-// x's rows quantized to Q8_K (ggml's quantize_row_q8_K): k / 256 BlockQ8_K at `blocks`.
-void quantize_row_q8_k(const float* x, int64_t k, void* blocks);
+// x's rows quantized to Q8_K (ggml's quantize_row_q8_K, to the bit): k / 256 BlockQ8_K at
+// `blocks`.
+void quantize_row_q8_k(const KernelConfig& config, const float* x, int64_t k, void* blocks);
 // Prefill on K-quant weights as an int8 GEMM over unpacked tiles (cpu_quant_gemm.cpp), used
 // by quantized_linear when quantized_gemm_applies.
 inline constexpr int64_t kQuantizedGemmMinRows = 9;

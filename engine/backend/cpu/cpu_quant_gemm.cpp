@@ -180,6 +180,13 @@ struct WeightTile {
   std::vector<int32_t> scales;  // [row][block][kMaxSubBlocks]
   std::vector<int32_t> mins;    // [row][block][kMaxSubBlocks]
   std::vector<float> d, dmin;   // [row][block]
+  // The same blocks with the bias folded into the second term, per 16 values:
+  //   value = d * scale * code - offset_d * offsets[value / 16]
+  // (offset_d = dmin and offsets = the mins where the type has mins; offset_d = d and
+  // offsets = scale * bias where it has a bias), so a kernel needs no per-sub-block bias
+  // correction and takes the offsets as 16-bit pairs (|offsets| <= 128 * 32).
+  std::vector<int16_t> offsets;  // [row][block][16]
+  std::vector<float> offset_d;   // [row][block]
 
   void unpack(DType dtype, const uint8_t* weight, size_t row_bytes, int64_t first_row,
               int valid_rows, int64_t block_count) {
@@ -191,6 +198,9 @@ struct WeightTile {
     mins.assign(cells * kMaxSubBlocks, 0);
     d.assign(cells, 0.0f);
     dmin.assign(cells, 0.0f);
+    offsets.assign(cells * 16, 0);
+    offset_d.assign(cells, 0.0f);
+    const KQuantLayout layout = layout_of(dtype);
     const size_t block_bytes = static_cast<size_t>(dtype_traits(dtype).block_bytes);
     for (int r = 0; r < valid_rows; ++r) {
       const uint8_t* row = weight + static_cast<size_t>(first_row + r) * row_bytes;
@@ -201,6 +211,14 @@ struct WeightTile {
         unpack_block(dtype, row + b * block_bytes, out);
         d[cell] = out.d;
         dmin[cell] = out.dmin;
+        const int chunks_per_sub = layout.sub_block / 16;
+        for (int sub = 0; sub < kBlock / layout.sub_block; ++sub) {
+          const int offset = layout.has_min ? out.mins[sub] : out.scales[sub] * layout.bias;
+          for (int c = 0; c < chunks_per_sub; ++c) {
+            offsets[cell * 16 + sub * chunks_per_sub + c] = static_cast<int16_t>(offset);
+          }
+        }
+        offset_d[cell] = layout.has_min ? out.dmin : out.d;
       }
     }
   }
@@ -214,6 +232,8 @@ struct PanelBlock {
   // [k / 8][row][k % 8], through eight_wide().
   int8_t codes[kGroups][kPanelRows][4];
   int32_t sums16[16][kPanelRows];  // Σ of each 16 codes, per row
+  // The same sums as 16-bit pairs (|Σ| <= 16 * 128), [pair][row][2]: sums16[2p] and [2p + 1].
+  int16_t sum_pairs[8][kPanelRows][2];
   float d[kPanelRows];
 
   const int8_t* eight_wide(int group8, int row) const {
@@ -235,7 +255,7 @@ void pack_panels(const KernelConfig& config, PanelLayout layout, const float* x,
       std::memset(&panels[static_cast<size_t>(p * blocks + b)], 0, sizeof(PanelBlock));
     }
     for (int r = 0; r < kPanelRows && p * kPanelRows + r < m; ++r) {
-      quantize_row_q8_k(x + (p * kPanelRows + r) * k, k, row_blocks.data());
+      quantize_row_q8_k(config, x + (p * kPanelRows + r) * k, k, row_blocks.data());
       for (int64_t b = 0; b < blocks; ++b) {
         PanelBlock& out = panels[static_cast<size_t>(p * blocks + b)];
         const BlockQ8_K& q = row_blocks[static_cast<size_t>(b)];
@@ -244,7 +264,10 @@ void pack_panels(const KernelConfig& config, PanelLayout layout, const float* x,
           std::memcpy(codes + (g * kPanelRows + r) * width, q.qs + width * g,
                       static_cast<size_t>(width));
         }
-        for (int s = 0; s < 16; ++s) out.sums16[s][r] = q.bsums[s];
+        for (int s = 0; s < 16; ++s) {
+          out.sums16[s][r] = q.bsums[s];
+          out.sum_pairs[s / 2][r][s % 2] = q.bsums[s];
+        }
         out.d[r] = q.d;
       }
     }
@@ -286,58 +309,65 @@ SPARKD_CPU_VNNI inline __m512 to_float(__m512i v) {
   return _mm512_maskz_cvtepi32_ps(0xFFFF, v);
 }
 
+// All blocks of one panel against 8 weight rows, the F32 sums in registers throughout. Per
+// sub-block the exact integer dot is scaled (vpmulld); per block the offset term is 8 16-bit
+// pair products (vpdpwssd) of the weight rows' offsets with x's sums, and both are applied in
+// F32 with the block's scales.
 template <int kSubBlock>
-SPARKD_CPU_VNNI void band_vnni(const WeightTile& w, int t0, int64_t block, const PanelBlock& a,
-                               const KQuantLayout& layout, float buf[kBandRows][kPanelRows]) {
+SPARKD_CPU_VNNI void band_vnni(const WeightTile& w, int t0, const PanelBlock* panel,
+                               const KQuantLayout&, float buf[kBandRows][kPanelRows]) {
   constexpr int kSubBlocks = kBlock / kSubBlock;
   constexpr int kGroupsPerSub = kSubBlock / 4;
-  const uint8_t* codes[kBandRows];
-  size_t cells[kBandRows];
-  for (int t = 0; t < kBandRows; ++t) {
-    cells[t] = w.cell(t0 + t, block);
-    codes[t] = w.codes.data() + cells[t] * kBlock;
-  }
-  __m512i s1[kBandRows], s2[kBandRows];
-  for (int t = 0; t < kBandRows; ++t) s1[t] = s2[t] = _mm512_setzero_si512();
-  const __m512i bias = _mm512_set1_epi32(layout.bias);
-  for (int s = 0; s < kSubBlocks; ++s) {
-    __m512i sums = _mm512_loadu_si512(a.sums16[s * (kSubBlock / 16)]);
-    if constexpr (kSubBlock == 32) {
-      sums = _mm512_add_epi32(sums, _mm512_loadu_si512(a.sums16[s * 2 + 1]));
+  __m512 acc[kBandRows];
+  for (int t = 0; t < kBandRows; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t block = 0; block < w.blocks; ++block) {
+    const PanelBlock& a = panel[block];
+    const uint8_t* codes[kBandRows];
+    size_t cells[kBandRows];
+    for (int t = 0; t < kBandRows; ++t) {
+      cells[t] = w.cell(t0 + t, block);
+      codes[t] = w.codes.data() + cells[t] * kBlock;
     }
-    __m512i raw[kBandRows];
-    for (int t = 0; t < kBandRows; ++t) raw[t] = _mm512_setzero_si512();
+    __m512i s1[kBandRows];
+    for (int t = 0; t < kBandRows; ++t) s1[t] = _mm512_setzero_si512();
+    for (int s = 0; s < kSubBlocks; ++s) {
+      __m512i raw[kBandRows];
+      for (int t = 0; t < kBandRows; ++t) raw[t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
-    for (int g = 0; g < kGroupsPerSub; ++g) {
-      const int group = s * kGroupsPerSub + g;
-      const __m512i x_codes = _mm512_loadu_si512(a.codes[group]);
+      for (int g = 0; g < kGroupsPerSub; ++g) {
+        const int group = s * kGroupsPerSub + g;
+        const __m512i x_codes = _mm512_loadu_si512(a.codes[group]);
+#pragma GCC unroll 8
+        for (int t = 0; t < kBandRows; ++t) {
+          uint32_t four;
+          std::memcpy(&four, codes[t] + 4 * group, 4);
+          raw[t] = _mm512_dpbusd_epi32(raw[t], _mm512_set1_epi32(static_cast<int>(four)), x_codes);
+        }
+      }
 #pragma GCC unroll 8
       for (int t = 0; t < kBandRows; ++t) {
-        uint32_t four;
-        std::memcpy(&four, codes[t] + 4 * group, 4);
-        raw[t] = _mm512_dpbusd_epi32(raw[t], _mm512_set1_epi32(static_cast<int>(four)), x_codes);
+        const __m512i scale = _mm512_set1_epi32(w.scales[cells[t] * kMaxSubBlocks + s]);
+        s1[t] = _mm512_add_epi32(s1[t], _mm512_mullo_epi32(raw[t], scale));
       }
     }
-    const __m512i corrected_bias = _mm512_mullo_epi32(sums, bias);
+    const __m512 x_d = _mm512_loadu_ps(a.d);
 #pragma GCC unroll 8
     for (int t = 0; t < kBandRows; ++t) {
-      const __m512i scale = _mm512_set1_epi32(w.scales[cells[t] * kMaxSubBlocks + s]);
-      s1[t] = _mm512_add_epi32(s1[t],
-                               _mm512_mullo_epi32(_mm512_sub_epi32(raw[t], corrected_bias), scale));
-      if (layout.has_min) {
-        const __m512i min = _mm512_set1_epi32(w.mins[cells[t] * kMaxSubBlocks + s]);
-        s2[t] = _mm512_add_epi32(s2[t], _mm512_mullo_epi32(sums, min));
+      const int16_t* offsets = w.offsets.data() + cells[t] * 16;
+      __m512i offset = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int pair = 0; pair < 8; ++pair) {
+        uint32_t two;
+        std::memcpy(&two, offsets + 2 * pair, 4);
+        offset = _mm512_dpwssd_epi32(offset, _mm512_set1_epi32(static_cast<int>(two)),
+                                     _mm512_loadu_si512(a.sum_pairs[pair]));
       }
+      __m512 result = _mm512_mul_ps(to_float(s1[t]), _mm512_set1_ps(w.d[cells[t]]));
+      result = _mm512_fnmadd_ps(_mm512_set1_ps(w.offset_d[cells[t]]), to_float(offset), result);
+      acc[t] = _mm512_fmadd_ps(result, x_d, acc[t]);
     }
   }
-  const __m512 x_d = _mm512_loadu_ps(a.d);
-  for (int t = 0; t < kBandRows; ++t) {
-    __m512 result = _mm512_mul_ps(to_float(s1[t]), _mm512_set1_ps(w.d[cells[t]]));
-    if (layout.has_min) {
-      result = _mm512_fnmadd_ps(_mm512_set1_ps(w.dmin[cells[t]]), to_float(s2[t]), result);
-    }
-    _mm512_storeu_ps(buf[t], _mm512_fmadd_ps(result, x_d, _mm512_loadu_ps(buf[t])));
-  }
+  for (int t = 0; t < kBandRows; ++t) _mm512_storeu_ps(buf[t], acc[t]);
 }
 #endif
 
@@ -503,19 +533,36 @@ SPARKD_CPU_I8MM void band_i8mm(const WeightTile& w, int t0, int64_t block, const
 }
 #endif
 
-using BandFn = void (*)(const WeightTile&, int, int64_t, const PanelBlock&, const KQuantLayout&,
+// buf[t][j] = Σ over all blocks of weight row (t0 + t) · panel row j, for t < kBandRows;
+// `panel` is the panel's first block.
+using BandFn = void (*)(const WeightTile&, int, const PanelBlock*, const KQuantLayout&,
                         float[kBandRows][kPanelRows]);
+
+// A kernel of one block at a time as a BandFn.
+template <void (*kBlockBand)(const WeightTile&, int, int64_t, const PanelBlock&,
+                             const KQuantLayout&, float[kBandRows][kPanelRows])>
+void block_by_block(const WeightTile& w, int t0, const PanelBlock* panel,
+                    const KQuantLayout& layout, float buf[kBandRows][kPanelRows]) {
+  for (int t = 0; t < kBandRows; ++t) std::fill_n(buf[t], kPanelRows, 0.0f);
+  for (int64_t block = 0; block < w.blocks; ++block) {
+    kBlockBand(w, t0, block, panel[block], layout, buf);
+  }
+}
 
 BandFn band_for(const KernelConfig& config, int sub_block) {
 #if SPARKD_CPU_X86
   if (config.avx512_vnni) return sub_block == 32 ? band_vnni<32> : band_vnni<16>;
 #endif
 #if SPARKD_CPU_ARM
-  if (config.arm_i8mm) return sub_block == 32 ? band_i8mm<32> : band_i8mm<16>;
-  if (config.arm_dotprod) return sub_block == 32 ? band_dotprod<32> : band_dotprod<16>;
+  if (config.arm_i8mm) {
+    return sub_block == 32 ? block_by_block<band_i8mm<32>> : block_by_block<band_i8mm<16>>;
+  }
+  if (config.arm_dotprod) {
+    return sub_block == 32 ? block_by_block<band_dotprod<32>> : block_by_block<band_dotprod<16>>;
+  }
 #endif
   static_cast<void>(config);
-  return sub_block == 32 ? band_portable<32> : band_portable<16>;
+  return sub_block == 32 ? block_by_block<band_portable<32>> : block_by_block<band_portable<16>>;
 }
 
 }  // namespace
@@ -551,12 +598,16 @@ void quantized_gemm(const KernelConfig& config, const float* x, int64_t m, int64
     tile.unpack(weight_dtype, static_cast<const uint8_t*>(weight), row_bytes, first_row, rows,
                 blocks);
     for (int64_t p = 0; p < panel_count; ++p) {
-      alignas(64) float buf[kTileRows][kPanelRows] = {};
-      for (int64_t b = 0; b < blocks; ++b) {
-        const PanelBlock& a = panels[static_cast<size_t>(p * blocks + b)];
-        band(tile, 0, b, a, layout, buf);
-        if (rows > kBandRows) band(tile, kBandRows, b, a, layout, buf + kBandRows);
+      // This tile's outputs are a column strip of y: each panel's land in 16 lines a row of y
+      // apart, which no hardware prefetcher foresees. Ask for the next panel's lines now, so
+      // their stores don't each wait on a miss.
+      for (int64_t j = (p + 1) * kPanelRows; j < std::min(m, (p + 2) * kPanelRows); ++j) {
+        __builtin_prefetch(y + j * n + first_row, 1);
       }
+      alignas(64) float buf[kTileRows][kPanelRows];
+      const PanelBlock* panel = &panels[static_cast<size_t>(p * blocks)];
+      band(tile, 0, panel, layout, buf);
+      if (rows > kBandRows) band(tile, kBandRows, panel, layout, buf + kBandRows);
       for (int j = 0; j < kPanelRows && p * kPanelRows + j < m; ++j) {
         float* y_row = y + (p * kPanelRows + j) * n + first_row;
         for (int t = 0; t < rows; ++t) {

@@ -70,8 +70,11 @@ inline int nearest_int(float value) {
 
 }  // namespace
 
-void quantize_row_q8_k(const float* x, int64_t k, void* blocks) {
-  auto* y = static_cast<BlockQ8_K*>(blocks);
+namespace {
+
+// ggml's quantize_row_q8_K: the scale from the first x[i] of the largest |x[i]|, so the
+// block's extreme value quantizes to exactly -127.
+void quantize_q8_k(const float* x, int64_t k, BlockQ8_K* y) {
   for (int64_t b = 0; b < k / kSuperBlockElements; ++b, x += kSuperBlockElements) {
     float max = 0.0f, amax = 0.0f;
     for (int i = 0; i < kSuperBlockElements; ++i) {
@@ -97,6 +100,8 @@ void quantize_row_q8_k(const float* x, int64_t k, void* blocks) {
     out.d = 1.0f / iscale;
   }
 }
+
+}  // namespace
 
 namespace {
 
@@ -581,6 +586,65 @@ SPARKD_CPU_AVX2 float dot_q3_k(const BlockQ3_K* w, const BlockQ8_K* a, int64_t b
   return horizontal_sum(acc);
 }
 
+// quantize_q8_k to the bit: |x| compared as bit patterns (ordered like the values, for
+// non-negative floats), the first index of the largest found by a mask scan, round half to
+// even by cvtps (as nearest_int's mantissa trick, for |v| <= 127).
+SPARKD_CPU_AVX2 void quantize_q8_k(const float* x, int64_t k, BlockQ8_K* y) {
+  const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
+  for (int64_t b = 0; b < k / kSuperBlockElements; ++b, x += kSuperBlockElements) {
+    __m256i amax = _mm256_setzero_si256();
+    for (int i = 0; i < kSuperBlockElements; i += 8) {
+      const __m256i bits = _mm256_castps_si256(_mm256_loadu_ps(x + i));
+      amax = _mm256_max_epu32(amax, _mm256_and_si256(bits, abs_mask));
+    }
+    __m128i folded = _mm_max_epu32(_mm256_castsi256_si128(amax), _mm256_extracti128_si256(amax, 1));
+    folded = _mm_max_epu32(folded, _mm_shuffle_epi32(folded, 0x4E));
+    folded = _mm_max_epu32(folded, _mm_shuffle_epi32(folded, 0xB1));
+    const uint32_t amax_bits = static_cast<uint32_t>(_mm_cvtsi128_si32(folded));
+    BlockQ8_K& out = y[b];
+    if (amax_bits == 0) {
+      std::memset(&out, 0, sizeof out);
+      continue;
+    }
+    const __m256i target = _mm256_set1_epi32(static_cast<int>(amax_bits));
+    int first = 0;
+    for (int i = 0; i < kSuperBlockElements; i += 8) {
+      const __m256i bits = _mm256_and_si256(_mm256_castps_si256(_mm256_loadu_ps(x + i)), abs_mask);
+      const int hits = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(bits, target)));
+      if (hits != 0) {
+        first = i + __builtin_ctz(static_cast<unsigned>(hits));
+        break;
+      }
+    }
+    const float iscale = -127.0f / x[first];
+    const __m256 scale = _mm256_set1_ps(iscale);
+    const __m256i limit = _mm256_set1_epi32(127);
+    // Per 32 values: four i32 vectors packed to bytes (packs interleave 128-bit lanes; the
+    // permute restores value order) and two 16-value sums.
+    for (int i = 0; i < kSuperBlockElements; i += 32) {
+      __m256i q[4];
+      for (int v = 0; v < 4; ++v) {
+        q[v] = _mm256_min_epi32(
+            _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * v), scale)), limit);
+      }
+      const __m256i sums =
+          _mm256_hadd_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+      const __m256i halves = _mm256_hadd_epi32(sums, sums);
+      // lanes: [s01 s01' s23 s23' | ...]: Σ of q0+q1 in lanes 0 and 4, of q2+q3 in 1 and 5.
+      out.bsums[i / 16] =
+          static_cast<int16_t>(_mm256_extract_epi32(halves, 0) + _mm256_extract_epi32(halves, 4));
+      out.bsums[i / 16 + 1] =
+          static_cast<int16_t>(_mm256_extract_epi32(halves, 1) + _mm256_extract_epi32(halves, 5));
+      const __m256i words = _mm256_packs_epi32(q[0], q[1]);
+      const __m256i words2 = _mm256_packs_epi32(q[2], q[3]);
+      const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(words, words2),
+                                                        _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.qs + i), bytes);
+    }
+    out.d = 1.0f / iscale;
+  }
+}
+
 }  // namespace simd
 #endif  // SPARKD_CPU_X86
 
@@ -891,14 +955,15 @@ size_t activation_row_bytes(ActivationQuant quant, int64_t k) {
   return 0;
 }
 
-void quantize_activation_row(ActivationQuant quant, const float* x, int64_t k, void* dst) {
+void quantize_activation_row(const KernelConfig& config, ActivationQuant quant, const float* x,
+                             int64_t k, void* dst) {
   switch (quant) {
     case ActivationQuant::kQ8_0:
       return quantize_q8_0(x, k, static_cast<BlockQ8_0*>(dst));
     case ActivationQuant::kQ8_1:
       return quantize_q8_1(x, k, static_cast<BlockQ8_1*>(dst));
     case ActivationQuant::kQ8_K:
-      return quantize_row_q8_k(x, k, dst);
+      return quantize_row_q8_k(config, x, k, dst);
   }
 }
 
@@ -1007,7 +1072,7 @@ void quantized_linear(const KernelConfig& config, const float* x, int64_t m, int
   auto* activations = reinterpret_cast<uint8_t*>(thread_scratch(
       6, (static_cast<size_t>(m) * activation_bytes + sizeof(float) - 1) / sizeof(float)));
   parallel_for(config, m, k, [&](int64_t i) {
-    quantize_activation_row(quant, x + i * k, k, activations + i * activation_bytes);
+    quantize_activation_row(config, quant, x + i * k, k, activations + i * activation_bytes);
   });
 
   const DotFn dot = dot_for(config, weight_dtype);
@@ -1026,6 +1091,15 @@ void quantized_linear(const KernelConfig& config, const float* x, int64_t m, int
       }
     }
   });
+}
+
+void quantize_row_q8_k(const KernelConfig& config, const float* x, int64_t k, void* blocks) {
+  auto* out = static_cast<BlockQ8_K*>(blocks);
+#if SPARKD_CPU_X86
+  if (config.simd >= SimdLevel::kAvx2) return simd::quantize_q8_k(x, k, out);
+#endif
+  static_cast<void>(config);
+  quantize_q8_k(x, k, out);
 }
 
 }  // namespace sparkd::cpu
