@@ -76,7 +76,8 @@ struct UnpackedBlock {
 
 // The 2-bit fields of Q2_K/Q3_K's qs in value order: per half of 128 values, 32 bytes read at
 // shifts 0, 2, 4, 6. Loops of fixed trip counts, for the vectoriser.
-SPARKD_CPU_CLONES void unpack_two_bit_fields(const uint8_t* qs, uint8_t* codes) {
+SPARKD_CPU_CLONES void unpack_two_bit_fields(const uint8_t* __restrict qs,
+                                             uint8_t* __restrict codes) {
   for (int half = 0; half < 2; ++half) {
     for (int shift = 0; shift < 4; ++shift) {
       for (int l = 0; l < 32; ++l) {
@@ -88,7 +89,7 @@ SPARKD_CPU_CLONES void unpack_two_bit_fields(const uint8_t* qs, uint8_t* codes) 
 }
 
 // Q4_K/Q5_K's nibbles in value order: per 64 values, 32 bytes' low then high nibbles.
-SPARKD_CPU_CLONES void unpack_nibbles(const uint8_t* qs, uint8_t* codes) {
+SPARKD_CPU_CLONES void unpack_nibbles(const uint8_t* __restrict qs, uint8_t* __restrict codes) {
   for (int g = 0; g < 4; ++g) {
     for (int l = 0; l < 32; ++l) {
       codes[64 * g + l] = qs[32 * g + l] & 0xF;
@@ -97,7 +98,7 @@ SPARKD_CPU_CLONES void unpack_nibbles(const uint8_t* qs, uint8_t* codes) {
   }
 }
 
-SPARKD_CPU_CLONES void unpack_q6_k_codes(const BlockQ6_K& b, uint8_t* codes) {
+SPARKD_CPU_CLONES void unpack_q6_k_codes(const BlockQ6_K& b, uint8_t* __restrict codes) {
   for (int half = 0; half < 2; ++half) {
     const uint8_t* ql = b.ql + 64 * half;
     const uint8_t* qh = b.qh + 32 * half;
@@ -565,6 +566,38 @@ BandFn band_for(const KernelConfig& config, int sub_block) {
   return sub_block == 32 ? block_by_block<band_portable<32>> : block_by_block<band_portable<16>>;
 }
 
+// y[j][t] = buf[t][j] (+ bias[t]) for t < rows, j < panel_rows: a tile's results into its
+// column strip of y. With AVX-512 one gather and one (masked) store per row of y: the
+// scalar stores, 16 to each line of y, filled the store queue while the lines missed.
+#if SPARKD_CPU_X86
+SPARKD_CPU_VNNI void store_transposed_avx512(const float buf[kTileRows][kPanelRows], int rows,
+                                             int panel_rows, const float* bias, float* y,
+                                             int64_t n) {
+  static_assert(kTileRows == 16 && kPanelRows == 16);
+  const __mmask16 valid = static_cast<__mmask16>((1u << rows) - 1);
+  const __m512i column =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_epi32(kPanelRows));
+  const __m512 bias_row = bias ? _mm512_maskz_loadu_ps(valid, bias) : _mm512_setzero_ps();
+  for (int j = 0; j < panel_rows; ++j) {
+    const __m512 values =
+        _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, column, &buf[0][j], 4);
+    _mm512_mask_storeu_ps(y + j * n, valid, _mm512_add_ps(values, bias_row));
+  }
+}
+#endif
+
+void store_transposed(const KernelConfig& config, const float buf[kTileRows][kPanelRows], int rows,
+                      int panel_rows, const float* bias, float* y, int64_t n) {
+#if SPARKD_CPU_X86
+  if (config.avx512_vnni) return store_transposed_avx512(buf, rows, panel_rows, bias, y, n);
+#endif
+  static_cast<void>(config);
+  for (int j = 0; j < panel_rows; ++j) {
+    for (int t = 0; t < rows; ++t) y[j * n + t] = bias ? buf[t][j] + bias[t] : buf[t][j];
+  }
+}
+
 }  // namespace
 
 bool quantized_gemm_applies(const KernelConfig& config, DType weight_dtype, int64_t m) {
@@ -608,12 +641,9 @@ void quantized_gemm(const KernelConfig& config, const float* x, int64_t m, int64
       const PanelBlock* panel = &panels[static_cast<size_t>(p * blocks)];
       band(tile, 0, panel, layout, buf);
       if (rows > kBandRows) band(tile, kBandRows, panel, layout, buf + kBandRows);
-      for (int j = 0; j < kPanelRows && p * kPanelRows + j < m; ++j) {
-        float* y_row = y + (p * kPanelRows + j) * n + first_row;
-        for (int t = 0; t < rows; ++t) {
-          y_row[t] = bias ? buf[t][j] + bias[first_row + t] : buf[t][j];
-        }
-      }
+      const int panel_rows = static_cast<int>(std::min<int64_t>(kPanelRows, m - p * kPanelRows));
+      store_transposed(config, buf, rows, panel_rows, bias ? bias + first_row : nullptr,
+                       y + p * kPanelRows * n + first_row, n);
     }
   });
 }
