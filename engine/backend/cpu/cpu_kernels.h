@@ -21,6 +21,7 @@
 //     other CPU (aarch64 included) runs and that the tests check on x86 too.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -104,6 +105,20 @@ void parallel_for(const KernelConfig& config, int64_t count, int64_t work_per_it
   [[maybe_unused]] const bool parallel =
       config.num_threads > 1 && count > 1 && count * work_per_item >= kMinParallelWork;
 #pragma omp parallel for num_threads(config.num_threads) schedule(static) if (parallel)
+  for (int64_t i = 0; i < count; ++i) fn(i);
+}
+
+// The same, handed out in contiguous chunks (a quarter of a thread's share each) to whichever
+// thread is free: for the long weight-streaming loops of quantized linear, where a static
+// split leaves one core waiting at the barrier whenever the other runs slower (on a shared
+// machine, often). Contiguous, so each thread still streams its rows in order.
+template <typename Fn>
+void parallel_for_dynamic(const KernelConfig& config, int64_t count, int64_t work_per_item,
+                          Fn&& fn) {
+  [[maybe_unused]] const bool parallel =
+      config.num_threads > 1 && count > 1 && count * work_per_item >= kMinParallelWork;
+  const int64_t chunk = std::max<int64_t>(1, count / (config.num_threads * 4));
+#pragma omp parallel for num_threads(config.num_threads) schedule(dynamic, chunk) if (parallel)
   for (int64_t i = 0; i < count; ++i) fn(i);
 }
 

@@ -624,7 +624,7 @@ void quantized_gemm(const KernelConfig& config, const float* x, int64_t m, int64
   const size_t row_bytes = dtype_row_bytes(weight_dtype, k);
   const int64_t tiles = (n + kTileRows - 1) / kTileRows;
 
-  parallel_for(config, tiles, kTileRows * k * m, [&](int64_t tile_index) {
+  parallel_for_dynamic(config, tiles, kTileRows * k * m, [&](int64_t tile_index) {
     thread_local WeightTile tile;
     const int64_t first_row = tile_index * kTileRows;
     const int rows = static_cast<int>(std::min<int64_t>(kTileRows, n - first_row));

@@ -1079,18 +1079,19 @@ void quantized_linear(const KernelConfig& config, const float* x, int64_t m, int
   const size_t weight_row_bytes = dtype_row_bytes(weight_dtype, k);
   const auto* weight_bytes = static_cast<const uint8_t*>(weight);
   const int64_t tasks = (n + kRowsPerTask - 1) / kRowsPerTask;
-  parallel_for(config, tasks, kRowsPerTask * k * std::max<int64_t>(m, 1), [&](int64_t task) {
-    const int64_t row_begin = task * kRowsPerTask;
-    const int64_t row_end = std::min(n, row_begin + kRowsPerTask);
-    for (int64_t i = 0; i < m; ++i) {
-      const uint8_t* activation = activations + i * activation_bytes;
-      float* y_row = y + i * n;
-      for (int64_t j = row_begin; j < row_end; ++j) {
-        const float sum = dot(weight_bytes + j * weight_row_bytes, activation, k);
-        y_row[j] = bias ? sum + bias[j] : sum;
-      }
-    }
-  });
+  parallel_for_dynamic(
+      config, tasks, kRowsPerTask * k * std::max<int64_t>(m, 1), [&](int64_t task) {
+        const int64_t row_begin = task * kRowsPerTask;
+        const int64_t row_end = std::min(n, row_begin + kRowsPerTask);
+        for (int64_t i = 0; i < m; ++i) {
+          const uint8_t* activation = activations + i * activation_bytes;
+          float* y_row = y + i * n;
+          for (int64_t j = row_begin; j < row_end; ++j) {
+            const float sum = dot(weight_bytes + j * weight_row_bytes, activation, k);
+            y_row[j] = bias ? sum + bias[j] : sum;
+          }
+        }
+      });
 }
 
 void quantize_row_q8_k(const KernelConfig& config, const float* x, int64_t k, void* blocks) {
