@@ -9,9 +9,10 @@
 //     for all 16 rows side by side (64 bytes: one AVX-512 register), plus per-16 sums;
 //   - the micro-kernel takes 8 weight rows x 16 rows of x: per 4 k, one load of x and, per
 //     weight row, a broadcast of its 4 codes and one u8 x s8 dot (VNNI vpdpbusd) into 16 i32
-//     lanes; per sub-block the exact integer sum is corrected for the bias and multiplied by
-//     the integer scale; per 256-value block the scales d, dmin of both sides are applied in
-//     F32, as the dot-product path does.
+//     lanes; per sub-block the exact integer sum is multiplied by the integer scale; per
+//     256-value block the bias and mins term (Σ offset x sums of x, 16-bit pair products) and
+//     the scales d, dmin of both sides are applied in F32, as the dot-product path does. The
+//     VNNI kernel runs a panel's blocks in one call, its F32 sums in registers.
 // The integer sums are exact, so the result equals the dot-product path's up to the order of
 // the F32 additions. On aarch64 the same micro-kernel runs on sdot (Armv8.2 dot product) in
 // 128-bit registers, or on smmla (i8mm: 2x8 by 8x2 int8 products) over panels packed 8 k wide. A
