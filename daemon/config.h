@@ -80,7 +80,7 @@ struct ModelConfig {
   uint32_t default_max_tokens = 256;
   // embed/rerank models: TEI-style batching under a token budget that counts padding
   int32_t max_batch_inputs = 64;  // inputs per forward batch, not the client's request limit
-  std::string chat_template;      // "" = by model family; else "chatml"|"llama3"|"mistral"
+  std::string chat_template;      // "" = the model's own, else by family; or "chatml"|"llama3"|"mistral"
   std::string quantize;           // "" = as stored; else a quant::quantize_target() name
   // on_demand models: unload after this many idle seconds; negative = stay resident until
   // the governor needs the memory (TOML: seconds, "30s"/"5m"/"2h", or "forever").

@@ -126,7 +126,7 @@ struct ModelEntry {
   StatusCode error_code = StatusCode::kOk;
   std::unique_ptr<Backend> backend;
   std::unique_ptr<tasks::LoadedModel> model;
-  std::optional<tasks::ChatTemplateKind> chat_template;
+  std::optional<tasks::ChatTemplate> chat_template;
   // From config.json, for a model listed before it is loaded (on_demand).
   std::string planned_task;
   std::mutex runner_mutex;
@@ -541,12 +541,18 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
   }
   const model::ModelSpec& spec = entry.model->spec();
   if (spec.task == model::ModelTask::kGenerate) {
+    // The config's choice of a built-in template, else the model's own, else the built-in
+    // one for its family.
     if (!config.chat_template.empty()) {
       auto kind = tasks::parse_chat_template_name(config.chat_template);
       if (!kind) return fail(kind.status());
-      entry.chat_template = *kind;
+      entry.chat_template = tasks::ChatTemplate::builtin(*kind);
+    } else if (const auto& source = entry.model->chat_template_source()) {
+      auto own = tasks::ChatTemplate::from_source(*source, entry.model->special_token_texts());
+      if (!own) return fail(own.status());
+      entry.chat_template = std::move(own).value();
     } else if (auto kind = tasks::chat_template_for(spec)) {
-      entry.chat_template = *kind;
+      entry.chat_template = tasks::ChatTemplate::builtin(*kind);
     }
   }
   // The reservation becomes what the load really holds.
@@ -1107,12 +1113,12 @@ void Service::handle_generate(const v1::Request& request, std::shared_ptr<api::C
       std::vector<tasks::ChatMessage> messages;
       for (const v1::ChatMessage& m : g.chat().messages())
         messages.push_back({m.role(), m.content()});
-      auto rendered = tasks::render_chat(
-          *model->chat_template, messages,
-          g.chat().has_add_generation_prompt() ? g.chat().add_generation_prompt() : true);
+      auto rendered = model->chat_template->render(tasks::chat_input(
+          messages,
+          g.chat().has_add_generation_prompt() ? g.chat().add_generation_prompt() : true));
       if (!rendered) return call->fail(rendered.status());
       text = std::move(rendered).value();
-      add_special = !tasks::rendered_text_has_bos(*model->chat_template);
+      add_special = model->chat_template->add_special_tokens();
     } else {
       text = g.prompt();
     }

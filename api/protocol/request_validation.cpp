@@ -7,6 +7,7 @@
 #include <google/protobuf/wire_format_lite.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -271,6 +272,8 @@ Status validate_rerank(const v1::RerankRequest& rerank, const RequestLimits& lim
   return check_text_list(rerank.documents(), "rerank.documents", limits);
 }
 
+constexpr size_t kMaxRoleBytes = 64;
+
 Status validate_chat(const v1::Chat& chat, const RequestLimits& limits) {
   const std::string path = "generate.chat.messages";
   if (chat.messages().empty()) return invalid(path + " is empty (give at least one message)");
@@ -283,9 +286,17 @@ Status validate_chat(const v1::Chat& chat, const RequestLimits& limits) {
     const v1::ChatMessage& message = chat.messages(i);
     const std::string message_path = indexed(path, i);
     const std::string& role = message.role();
-    if (role != "system" && role != "user" && role != "assistant") {
-      return invalid(message_path + ".role is " + quoted_excerpt(role) +
-                     "; it must be system, user or assistant");
+    // Which roles a conversation may use is the model's chat template's to say (system,
+    // user, assistant, and for some developer, tool, ipython, ...): here only their shape.
+    const bool role_shaped =
+        !role.empty() && role.size() <= kMaxRoleBytes &&
+        std::all_of(role.begin(), role.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+        });
+    if (!role_shaped) {
+      return invalid(message_path + ".role is " + quoted_excerpt(role) + "; a role is 1 to " +
+                     std::to_string(kMaxRoleBytes) +
+                     " ASCII letters, digits, '_' or '-' (system, user, assistant, ...)");
     }
     if (message.content().empty() && role != "assistant") {
       return invalid(message_path + ".content is empty (only an assistant message may be empty)");

@@ -2,7 +2,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <optional>
+#include <sstream>
+
+#include "engine/jinja/python_text.h"
+#include "engine/jinja/template.h"
 
 namespace sparkd::tasks {
 namespace {
@@ -38,67 +44,6 @@ Status check_messages(ChatTemplateKind kind, std::span<const ChatMessage> messag
   return Status::ok();
 }
 
-// Python's str.isspace() (bidirectional class WS, B or S, or category Zs): what str.strip(), and
-// so Jinja's |trim, removes. U+200B (zero width space) and U+FEFF (BOM) are not in it.
-bool is_python_space(char32_t code_point) {
-  switch (code_point) {
-    case 0x09:
-    case 0x0A:
-    case 0x0B:
-    case 0x0C:
-    case 0x0D:  // \t \n \v \f \r
-    case 0x1C:
-    case 0x1D:
-    case 0x1E:
-    case 0x1F:  // information separators
-    case 0x20:
-    case 0x85:
-    case 0xA0:
-    case 0x1680:
-    case 0x2028:
-    case 0x2029:
-    case 0x202F:
-    case 0x205F:
-    case 0x3000:
-      return true;
-    default:
-      return code_point >= 0x2000 && code_point <= 0x200A;
-  }
-}
-
-// Decodes the UTF-8 sequence at text[pos]; nullopt for bytes that are not well-formed UTF-8
-// (they stop trimming: Python would never have produced them from a str).
-struct DecodedCodePoint {
-  char32_t code_point;
-  std::size_t length_bytes;
-};
-std::optional<DecodedCodePoint> decode_utf8_at(std::string_view text, std::size_t pos) {
-  const auto lead = static_cast<unsigned char>(text[pos]);
-  std::size_t length_bytes = 0;
-  char32_t code_point = 0;
-  if (lead < 0x80) return DecodedCodePoint{lead, 1};
-  if ((lead & 0xE0) == 0xC0) {
-    length_bytes = 2;
-    code_point = lead & 0x1Fu;
-  } else if ((lead & 0xF0) == 0xE0) {
-    length_bytes = 3;
-    code_point = lead & 0x0Fu;
-  } else if ((lead & 0xF8) == 0xF0) {
-    length_bytes = 4;
-    code_point = lead & 0x07u;
-  } else {
-    return std::nullopt;
-  }
-  if (pos + length_bytes > text.size()) return std::nullopt;
-  for (std::size_t i = 1; i < length_bytes; ++i) {
-    const auto continuation = static_cast<unsigned char>(text[pos + i]);
-    if ((continuation & 0xC0) != 0x80) return std::nullopt;
-    code_point = (code_point << 6) | (continuation & 0x3Fu);
-  }
-  return DecodedCodePoint{code_point, length_bytes};
-}
-
-// Renders "<|im_start|>{role}\n{content}<|im_end|>\n" per message.
 std::string render_chatml(std::span<const ChatMessage> messages, bool add_generation_prompt) {
   std::string text;
   for (const ChatMessage& message : messages) {
@@ -120,7 +65,7 @@ std::string render_llama3(std::span<const ChatMessage> messages, bool add_genera
     text += "<|start_header_id|>";
     text += message.role;
     text += "<|end_header_id|>\n\n";
-    text += trim_unicode_whitespace(message.content);
+    text += jinja::python_strip(message.content, std::nullopt);  // Jinja's |trim
     text += "<|eot_id|>";
   }
   if (add_generation_prompt) text += "<|start_header_id|>assistant<|end_header_id|>\n\n";
@@ -173,30 +118,6 @@ Expected<std::string> render_mistral(std::span<const ChatMessage> messages) {
 }
 
 }  // namespace
-
-std::string_view trim_unicode_whitespace(std::string_view text) {
-  std::size_t begin = 0;
-  while (begin < text.size()) {
-    const auto decoded = decode_utf8_at(text, begin);
-    if (!decoded || !is_python_space(decoded->code_point)) break;
-    begin += decoded->length_bytes;
-  }
-  std::size_t end = text.size();
-  while (end > begin) {
-    // Step back to the lead byte of the last code point (at most 3 continuation bytes).
-    std::size_t lead = end - 1;
-    while (lead > begin && end - lead < 4 &&
-           (static_cast<unsigned char>(text[lead]) & 0xC0) == 0x80) {
-      --lead;
-    }
-    const auto decoded = decode_utf8_at(text, lead);
-    if (!decoded || lead + decoded->length_bytes != end || !is_python_space(decoded->code_point)) {
-      break;
-    }
-    end = lead;
-  }
-  return text.substr(begin, end - begin);
-}
 
 Expected<ChatTemplateKind> chat_template_for(const model::ModelSpec& spec) {
   switch (spec.family) {
@@ -279,6 +200,226 @@ bool rendered_text_has_bos(ChatTemplateKind kind) {
       return true;
   }
   return false;
+}
+
+// ---- the model's own template -------------------------------------------------------------
+
+struct ChatTemplate::Jinja {
+  std::string origin;
+  jinja::Template main;
+  std::optional<jinja::Template> tool_use;
+  SpecialTokenTexts special_tokens;
+};
+
+namespace {
+
+// transformers' preprocessing of each message: null-valued keys dropped (apply_chat_template),
+// then _alias_reasoning_fields: the first non-null of reasoning_content, thinking, reasoning
+// becomes {"thinking": r, **message, "reasoning_content": r}.
+nlohmann::ordered_json prepare_messages(const nlohmann::ordered_json& messages) {
+  nlohmann::ordered_json prepared = nlohmann::ordered_json::array();
+  for (const auto& message : messages) {
+    if (!message.is_object()) {
+      prepared.push_back(message);
+      continue;
+    }
+    nlohmann::ordered_json kept = nlohmann::ordered_json::object();
+    for (const auto& [key, value] : message.items()) {
+      if (!value.is_null()) kept[key] = value;
+    }
+    const nlohmann::ordered_json* reasoning = nullptr;
+    for (const char* field : {"reasoning_content", "thinking", "reasoning"}) {
+      if (kept.contains(field)) {
+        reasoning = &kept[field];
+        break;
+      }
+    }
+    if (reasoning != nullptr) {
+      nlohmann::ordered_json aliased = nlohmann::ordered_json::object();
+      const nlohmann::ordered_json r = *reasoning;
+      aliased["thinking"] = r;
+      for (const auto& [key, value] : kept.items()) aliased[key] = value;
+      aliased["reasoning_content"] = r;
+      kept = std::move(aliased);
+    }
+    prepared.push_back(std::move(kept));
+  }
+  return prepared;
+}
+
+// A role/content conversation for the built-in templates, or why it is not one.
+Expected<std::vector<ChatMessage>> plain_messages(ChatTemplateKind kind, const ChatInput& input) {
+  const std::string name = chat_template_name(kind);
+  if (!input.tools.is_null() && !input.tools.empty()) {
+    return invalid_argument("chat template " + name +
+                            " (built in) has no place for tools; this model has no template "
+                            "of its own that renders them");
+  }
+  if (!input.documents.is_null() && !input.documents.empty()) {
+    return invalid_argument("chat template " + name + " (built in) has no place for documents");
+  }
+  std::vector<ChatMessage> messages;
+  for (size_t i = 0; i < input.messages.size(); ++i) {
+    const auto& m = input.messages[i];
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) {
+      return invalid_argument("message " + std::to_string(i) + " has no role");
+    }
+    const auto content = m.find("content");
+    if (content == m.end() || !content->is_string()) {
+      return invalid_argument("chat template " + name + " (built in): message " +
+                              std::to_string(i) +
+                              " must have text content (tool calls and content parts need a "
+                              "template of the model's own)");
+    }
+    messages.push_back({m["role"].get<std::string>(), content->get<std::string>()});
+  }
+  return messages;
+}
+
+Expected<nlohmann::ordered_json> read_json_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) return nlohmann::ordered_json();
+  std::stringstream text;
+  text << in.rdbuf();
+  nlohmann::ordered_json json = nlohmann::ordered_json::parse(text.str(), nullptr, false);
+  if (json.is_discarded()) {
+    return Status(StatusCode::kInvalidArgument, path.string() + ": not valid JSON");
+  }
+  return json;
+}
+
+Expected<std::optional<ChatTemplateSource>> chat_template_in(const std::filesystem::path& dir,
+                                                             const nlohmann::ordered_json& config) {
+  const std::filesystem::path jinja_file = dir / "chat_template.jinja";
+  if (std::ifstream in(jinja_file); in) {
+    std::stringstream text;
+    text << in.rdbuf();
+    return std::optional<ChatTemplateSource>(
+        ChatTemplateSource{"chat_template.jinja", text.str(), ""});
+  }
+  if (!config.is_object() || !config.contains("chat_template")) {
+    return std::optional<ChatTemplateSource>();
+  }
+  const auto& value = config["chat_template"];
+  const std::string origin = "tokenizer_config.json chat_template";
+  if (value.is_string()) {
+    return std::optional<ChatTemplateSource>(
+        ChatTemplateSource{origin, value.get<std::string>(), ""});
+  }
+  ChatTemplateSource source{origin, "", ""};
+  if (value.is_array()) {
+    for (const auto& named : value) {
+      if (!named.is_object() || !named.contains("name") || !named.contains("template") ||
+          !named["name"].is_string() || !named["template"].is_string()) {
+        continue;
+      }
+      if (named["name"] == "default") source.text = named["template"].get<std::string>();
+      if (named["name"] == "tool_use") source.tool_use_text = named["template"].get<std::string>();
+    }
+  }
+  if (source.text.empty()) {
+    return Status(StatusCode::kInvalidArgument,
+                  (dir / "tokenizer_config.json").string() +
+                      ": chat_template is neither a string nor a list with a \"default\" template");
+  }
+  return std::optional<ChatTemplateSource>(std::move(source));
+}
+
+// tokenizer_config.json's bos_token, eos_token, ...: a string or an AddedToken {"content": ...}.
+std::string special_token(const nlohmann::ordered_json& config, const char* field) {
+  if (!config.is_object() || !config.contains(field)) return "";
+  const auto& value = config[field];
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_object() && value.contains("content") && value["content"].is_string()) {
+    return value["content"].get<std::string>();
+  }
+  return "";
+}
+
+}  // namespace
+
+ChatInput chat_input(std::span<const ChatMessage> messages, bool add_generation_prompt) {
+  ChatInput input;
+  for (const ChatMessage& m : messages) {
+    input.messages.push_back({{"role", m.role}, {"content", m.content}});
+  }
+  input.add_generation_prompt = add_generation_prompt;
+  return input;
+}
+
+Expected<std::optional<ChatTemplateSource>> hf_chat_template_source(const std::string& model_dir) {
+  const std::filesystem::path dir(model_dir);
+  SPARKD_ASSIGN_OR_RETURN(const nlohmann::ordered_json config,
+                          read_json_file(dir / "tokenizer_config.json"));
+  return chat_template_in(dir, config);
+}
+
+Expected<SpecialTokenTexts> hf_special_token_texts(const std::string& model_dir) {
+  SPARKD_ASSIGN_OR_RETURN(
+      const nlohmann::ordered_json config,
+      read_json_file(std::filesystem::path(model_dir) / "tokenizer_config.json"));
+  return SpecialTokenTexts{special_token(config, "bos_token"), special_token(config, "eos_token"),
+                           special_token(config, "unk_token"), special_token(config, "pad_token")};
+}
+
+ChatTemplate ChatTemplate::builtin(ChatTemplateKind kind) {
+  ChatTemplate t;
+  t.kind_ = kind;
+  return t;
+}
+
+Expected<ChatTemplate> ChatTemplate::from_source(const ChatTemplateSource& source,
+                                                 SpecialTokenTexts special_tokens) {
+  auto jinja = std::make_shared<Jinja>();
+  jinja->origin = source.origin;
+  jinja->special_tokens = std::move(special_tokens);
+  SPARKD_ASSIGN_OR_RETURN(jinja->main, jinja::Template::parse(source.text, source.origin));
+  if (!source.tool_use_text.empty()) {
+    SPARKD_ASSIGN_OR_RETURN(jinja->tool_use, jinja::Template::parse(source.tool_use_text,
+                                                                    source.origin + " (tool_use)"));
+  }
+  ChatTemplate t;
+  t.jinja_ = std::move(jinja);
+  return t;
+}
+
+Expected<std::string> ChatTemplate::render(const ChatInput& input) const {
+  if (input.messages.empty()) {
+    return invalid_argument("the conversation has no messages; send at least one user message");
+  }
+  if (!jinja_) {
+    SPARKD_ASSIGN_OR_RETURN(const std::vector<ChatMessage> messages, plain_messages(kind_, input));
+    return render_chat(kind_, messages, input.add_generation_prompt);
+  }
+  // The variables transformers' apply_chat_template passes: the special tokens' texts, the
+  // caller's extra variables, then messages, tools, documents, add_generation_prompt.
+  nlohmann::ordered_json context = nlohmann::ordered_json::object();
+  const SpecialTokenTexts& tokens = jinja_->special_tokens;
+  if (!tokens.bos.empty()) context["bos_token"] = tokens.bos;
+  if (!tokens.eos.empty()) context["eos_token"] = tokens.eos;
+  if (!tokens.unk.empty()) context["unk_token"] = tokens.unk;
+  if (!tokens.pad.empty()) context["pad_token"] = tokens.pad;
+  for (const auto& [key, value] : input.variables.items()) context[key] = value;
+  context["messages"] = prepare_messages(input.messages);
+  context["tools"] = input.tools;
+  context["documents"] = input.documents;
+  context["add_generation_prompt"] = input.add_generation_prompt;
+  const bool with_tools = !input.tools.is_null() && !input.tools.empty();
+  const jinja::Template& chosen = with_tools && jinja_->tool_use ? *jinja_->tool_use : jinja_->main;
+  try {
+    return chosen.render(jinja::Value::from_json(context));
+  } catch (const jinja::TemplateError& e) {  // a JSON value with no template equivalent
+    return invalid_argument("template " + chosen.name() + ": " + e.what());
+  }
+}
+
+bool ChatTemplate::add_special_tokens() const {
+  return !jinja_ && !rendered_text_has_bos(kind_);
+}
+
+std::string ChatTemplate::description() const {
+  if (jinja_) return "the model's own (" + jinja_->origin + ")";
+  return std::string(chat_template_name(kind_)) + " (built in)";
 }
 
 }  // namespace sparkd::tasks

@@ -27,6 +27,8 @@
 // trained on.
 #pragma once
 
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <string_view>
@@ -69,8 +71,76 @@ Expected<std::string> render_chat(ChatTemplateKind kind, std::span<const ChatMes
 // then, or the model sees two BOS tokens. ChatML has no BOS.
 bool rendered_text_has_bos(ChatTemplateKind kind);
 
-// Removes leading and trailing whitespace as Python's str.strip() does (Jinja's |trim): the code
-// points for which str.isspace() is true. Bytes that are not valid UTF-8 count as non-space.
-std::string_view trim_unicode_whitespace(std::string_view text);
+// ---- the model's own template -------------------------------------------------------------
+
+// The conversation a chat template renders, as OpenAI's chat API carries it: messages (role;
+// content as a string, null or a list of parts; tool_calls, tool_call_id, name,
+// reasoning_content where present), tools (function specs), documents, and switches.
+struct ChatInput {
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+  nlohmann::ordered_json tools;      // null: none
+  nlohmann::ordered_json documents;  // null: none
+  bool add_generation_prompt = true;
+  // Further template variables (enable_thinking, a client's chat_template_kwargs), as they are.
+  nlohmann::ordered_json variables = nlohmann::ordered_json::object();
+};
+
+// A role, content conversation as a ChatInput.
+ChatInput chat_input(std::span<const ChatMessage> messages, bool add_generation_prompt);
+
+// The special tokens' texts a template may print ({{ bos_token }}); empty: not defined.
+struct SpecialTokenTexts {
+  std::string bos, eos, unk, pad;
+};
+
+// Where a model's own Jinja template came from, and its text: chat_template.jinja,
+// tokenizer_config.json's chat_template (a string, or named templates: "default", and
+// "tool_use" for requests with tools), or GGUF's tokenizer.chat_template.
+struct ChatTemplateSource {
+  std::string origin;  // e.g. "tokenizer_config.json chat_template"
+  std::string text;
+  std::string tool_use_text;  // "" when there is no separate tool-use template
+};
+
+// A Hugging Face model directory's own template: chat_template.jinja (written by transformers
+// since 4.43), else tokenizer_config.json's chat_template; nullopt when it has neither.
+// INVALID_ARGUMENT naming the file when tokenizer_config.json is not JSON or its chat_template
+// is neither a string nor a list holding a "default" template.
+Expected<std::optional<ChatTemplateSource>> hf_chat_template_source(const std::string& model_dir);
+// Its tokenizer_config.json's bos_token, eos_token, unk_token, pad_token (strings or
+// AddedToken objects); empty where absent.
+Expected<SpecialTokenTexts> hf_special_token_texts(const std::string& model_dir);
+
+// How a model's chat requests become prompt text: its own Jinja template, rendered as
+// transformers' apply_chat_template renders it, or one of the built-in templates (for models
+// without one, or chosen in the config).
+class ChatTemplate {
+ public:
+  static ChatTemplate builtin(ChatTemplateKind kind);
+  // INVALID_ARGUMENT naming the origin and line when the template does not parse.
+  static Expected<ChatTemplate> from_source(const ChatTemplateSource& source,
+                                            SpecialTokenTexts special_tokens);
+
+  // The prompt text. As transformers does: message keys whose value is null are dropped, and
+  // reasoning (reasoning_content, thinking or reasoning) is offered under the first two
+  // names. INVALID_ARGUMENT for what the template refuses (its own raise_exception message,
+  // naming the template) or for what a built-in template cannot express (tools, documents,
+  // content that is not a string).
+  Expected<std::string> render(const ChatInput& input) const;
+
+  // Whether the rendered text is tokenized with the tokenizer's own special tokens (BOS). A
+  // Jinja template writes them itself, so no (transformers tokenizes chat prompts with
+  // add_special_tokens=False); the built-in llama3 and mistral templates write BOS too, ChatML
+  // has none to write.
+  bool add_special_tokens() const;
+
+  // "chatml (built in)" or "the model's own (tokenizer_config.json chat_template)".
+  std::string description() const;
+
+ private:
+  struct Jinja;
+  ChatTemplateKind kind_ = ChatTemplateKind::kChatMl;
+  std::shared_ptr<const Jinja> jinja_;  // null: built in
+};
 
 }  // namespace sparkd::tasks

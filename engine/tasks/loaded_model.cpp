@@ -105,12 +105,27 @@ Expected<std::unique_ptr<LoadedModel>> LoadedModel::load(
     SPARKD_ASSIGN_OR_RETURN(const auto vocabulary, model::gguf_vocabulary(gguf));
     SPARKD_ASSIGN_OR_RETURN(tokenizer,
                             tokenizer::tokenizer_from_ggml_vocabulary(vocabulary, location.path));
-    SPARKD_ASSIGN_OR_RETURN(model->embedded_chat_template_, model::gguf_chat_template(gguf));
+    SPARKD_ASSIGN_OR_RETURN(const std::optional<std::string> embedded,
+                            model::gguf_chat_template(gguf));
+    if (embedded) {
+      model->chat_template_source_ =
+          ChatTemplateSource{"GGUF tokenizer.chat_template", *embedded, ""};
+    }
+    const auto token_text = [&](const std::optional<int32_t>& id) {
+      return id && *id >= 0 && static_cast<size_t>(*id) < vocabulary.tokens.size()
+                 ? vocabulary.tokens[static_cast<size_t>(*id)]
+                 : std::string();
+    };
+    model->special_token_texts_ = {token_text(vocabulary.bos_id), token_text(vocabulary.eos_id),
+                                   token_text(vocabulary.unknown_id),
+                                   token_text(vocabulary.padding_id)};
     SPARKD_ASSIGN_OR_RETURN(model->weights_, model::ModelWeights::load_gguf(
                                                  gguf, model->spec_, backend, weight_options));
   } else {
     SPARKD_ASSIGN_OR_RETURN(model->spec_, model::load_model_spec(location.path));
     SPARKD_ASSIGN_OR_RETURN(tokenizer, tokenizer::Tokenizer::from_file(location.path));
+    SPARKD_ASSIGN_OR_RETURN(model->chat_template_source_, hf_chat_template_source(location.path));
+    SPARKD_ASSIGN_OR_RETURN(model->special_token_texts_, hf_special_token_texts(location.path));
     SPARKD_ASSIGN_OR_RETURN(model->weights_,
                             model::ModelWeights::load(location.path, backend, weight_options));
   }

@@ -20,6 +20,7 @@
 #include "engine/model/model_location.h"
 #include "engine/model/model_spec.h"
 #include "engine/model/weights.h"
+#include "engine/tasks/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace sparkd::tasks {
@@ -40,10 +41,13 @@ class LoadedModel {
   // The model directory, or the GGUF file, it was loaded from.
   const std::string& dir() const { return dir_; }
   model::ModelFormat format() const { return format_; }
-  // The chat template the model file carries (GGUF's tokenizer.chat_template), if any.
-  const std::optional<std::string>& embedded_chat_template() const {
-    return embedded_chat_template_;
+  // The model's own chat template, if it has one: chat_template.jinja, tokenizer_config.json's
+  // chat_template, or GGUF's tokenizer.chat_template.
+  const std::optional<ChatTemplateSource>& chat_template_source() const {
+    return chat_template_source_;
   }
+  // The texts of its BOS/EOS/UNK/PAD tokens, as a chat template prints them.
+  const SpecialTokenTexts& special_token_texts() const { return special_token_texts_; }
   const model::ModelSpec& spec() const { return spec_; }
   const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
   // Shared ownership, for components that keep the tokenizer (incremental detokenizers).
@@ -70,7 +74,8 @@ class LoadedModel {
 
   std::string dir_;
   model::ModelFormat format_ = model::ModelFormat::kSafetensors;
-  std::optional<std::string> embedded_chat_template_;
+  std::optional<ChatTemplateSource> chat_template_source_;
+  SpecialTokenTexts special_token_texts_;
   Backend& backend_;
   model::ModelSpec spec_;
   std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;  // plain: no padding, no truncation

@@ -2,6 +2,8 @@
 // over the socket gives the results the engine gives when called directly.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 
 #include "engine/sched/sampler.h"
 #include "engine/tasks/chat_template.h"
@@ -16,6 +18,33 @@ using namespace sparkd::testing;
 
 const std::vector<std::string> kTexts = {"the quick brown fox", "unified memory on one box",
                                          "a reranker scores pairs", "tokens per second"};
+
+// What the engine generates greedily, ignoring EOS, for `text` tokenized as the daemon should.
+struct GreedyRun {
+  std::vector<int32_t> prompt_ids, new_ids;
+};
+GreedyRun greedy_run(const LoadedFixture& engine, const std::string& text, bool add_special_tokens,
+                     int max_new_tokens) {
+  auto ids = engine.model->tokenizer().encode(text, add_special_tokens);
+  REQUIRE(ids.has_value());
+  GreedyRun run;
+  run.prompt_ids.assign(ids->ids.begin(), ids->ids.end());
+  tasks::GenerateOptions options;
+  options.max_new_tokens = max_new_tokens;
+  options.ignore_eos = true;
+  auto generated = tasks::generate_greedy(*engine.model, run.prompt_ids, options);
+  REQUIRE(generated.has_value());
+  run.new_ids = generated->new_ids;
+  return run;
+}
+
+// The daemon's answer is that run: the same prompt length and the same tokens.
+void check_generated(const v1::Response& response, const GreedyRun& expected) {
+  REQUIRE(error_code(response) == v1::OK);
+  CHECK(response.usage().prompt_tokens() == expected.prompt_ids.size());
+  CHECK(std::vector<int32_t>(response.generate().token_ids().begin(),
+                             response.generate().token_ids().end()) == expected.new_ids);
+}
 
 }  // namespace
 
@@ -123,14 +152,7 @@ TEST_CASE("Daemon: embed, rerank, generate, tokenize equal the engine's direct r
                                                       {"user", "What is unified memory?"}};
     auto rendered = tasks::render_chat(tasks::ChatTemplateKind::kChatMl, messages, true);
     REQUIRE(rendered.has_value());
-    auto ids = engine.model->tokenizer().encode(*rendered, /*add_special_tokens=*/true);
-    REQUIRE(ids.has_value());
-    const std::vector<int32_t> prompt_ids(ids->ids.begin(), ids->ids.end());
-    tasks::GenerateOptions options;
-    options.max_new_tokens = 8;
-    options.ignore_eos = true;
-    auto expected = tasks::generate_greedy(*engine.model, prompt_ids, options);
-    REQUIRE(expected.has_value());
+    const GreedyRun expected = greedy_run(engine, *rendered, /*add_special_tokens=*/true, 8);
 
     v1::Request request = generate_request("gen", "", 8);
     auto* chat = request.mutable_generate()->mutable_chat();
@@ -140,11 +162,7 @@ TEST_CASE("Daemon: embed, rerank, generate, tokenize equal the engine's direct r
       message->set_content(m.content);
     }
     request.mutable_generate()->set_ignore_eos(true);
-    v1::Response response = call_once(client, request);
-    REQUIRE(error_code(response) == v1::OK);
-    CHECK(response.usage().prompt_tokens() == prompt_ids.size());
-    CHECK(std::vector<int32_t>(response.generate().token_ids().begin(),
-                               response.generate().token_ids().end()) == expected->new_ids);
+    check_generated(call_once(client, request), expected);
     // A conversation the template refuses is the client's error.
     chat->mutable_messages(1)->set_role("narrator");
     request.set_id(0);
@@ -269,4 +287,53 @@ TEST_CASE("Daemon: embed, rerank, generate, tokenize equal the engine's direct r
   }
   daemon.signal(SIGTERM);
   CHECK(daemon.wait_exit() == 0);
+}
+
+// A model that ships its own chat template (chat_template.jinja, as transformers saves it) is
+// chatted with through it: the prompt is what the template renders, tokenized without adding
+// special tokens (the template writes its own), and its raise_exception reaches the client.
+TEST_CASE("Daemon: chat renders the model's own Jinja template", "[daemon]") {
+  namespace fs = std::filesystem;
+  const std::string own_template =
+      "{%- for message in messages %}"
+      "{%- if message['role'] == 'narrator' %}"
+      "{{- raise_exception('This model does not take narrator messages.') }}"
+      "{%- endif %}"
+      "{%- if loop.first and message['role'] != 'system' %}"
+      "{{- '<|im_start|>system\\nYou are a test assistant.<|im_end|>\\n' }}"
+      "{%- endif %}"
+      "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] | trim + '<|im_end|>\\n' "
+      "}}"
+      "{%- endfor %}"
+      "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+  DaemonProcess daemon([&](const fs::path& dir) {
+    const fs::path model = dir / "own_template_model";
+    fs::copy(fixture_model_dir("qwen3_f32"), model, fs::copy_options::recursive);
+    std::ofstream(model / "chat_template.jinja") << own_template;
+    return fixture_config(
+        dir, "",
+        "[[models]]\nname = \"own\"\npath = \"" + model.string() + "\"\nkv_max = \"16MiB\"\n");
+  });
+  api::Client client = daemon.connect();
+
+  LoadedFixture engine("qwen3_f32");
+  const std::string expected_prompt =
+      "<|im_start|>system\nYou are a test assistant.<|im_end|>\n"
+      "<|im_start|>user\nWhat is unified memory?<|im_end|>\n<|im_start|>assistant\n";
+  const GreedyRun expected = greedy_run(engine, expected_prompt, /*add_special_tokens=*/false, 8);
+
+  v1::Request request = generate_request("own", "", 8);
+  v1::ChatMessage* message = request.mutable_generate()->mutable_chat()->add_messages();
+  message->set_role("user");
+  message->set_content("  What is unified memory?\n");  // the template trims it
+  request.mutable_generate()->set_ignore_eos(true);
+  check_generated(call_once(client, request), expected);
+
+  message->set_role("narrator");
+  request.set_id(0);
+  const v1::Response response = call_once(client, request);
+  CHECK(error_code(response) == v1::INVALID_ARGUMENT);
+  CHECK_THAT(response.error().message(),
+             Catch::Contains("This model does not take narrator messages."));
+  CHECK_THAT(response.error().message(), Catch::Contains("chat_template.jinja"));
 }

@@ -1,5 +1,7 @@
 // Built-in chat templates against transformers' apply_chat_template goldens
 // (tests/fixtures/chat_templates, made by tools/fixtures/make_chat_template_fixtures.py).
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -161,22 +163,6 @@ TEST_CASE("chatml and llama3 accept roles in any order, as their Jinja templates
         "<|start_header_id|>system<|end_header_id|>\n\nlate system<|eot_id|>");
 }
 
-TEST_CASE("trim_unicode_whitespace strips what Python's str.strip() strips", "[chat_template]") {
-  using sparkd::tasks::trim_unicode_whitespace;
-  CHECK(trim_unicode_whitespace("") == "");
-  CHECK(trim_unicode_whitespace(" \t\r\n\v\f") == "");
-  CHECK(trim_unicode_whitespace("  a b  ") == "a b");
-  // NBSP, ideographic space, em space, NEL, line separator, information separator.
-  CHECK(trim_unicode_whitespace("\u00a0\u3000\u2003\u0085\u2028\x1cx\x1f\u205f\u202f\u1680") ==
-        "x");
-  // Zero width space and BOM are not whitespace to Python.
-  CHECK(trim_unicode_whitespace("\u200b x \ufeff") == "\u200b x \ufeff");
-  // Bytes that are not UTF-8 stop the trim instead of being read past.
-  CHECK(trim_unicode_whitespace(" \xff ") == "\xff");
-  CHECK(trim_unicode_whitespace(" \xe3\x80") == "\xe3\x80");  // truncated U+3000
-  CHECK(trim_unicode_whitespace("\x80 ") == "\x80");
-}
-
 TEST_CASE("chat template names round-trip and unknown names list the choices", "[chat_template]") {
   for (ChatTemplateKind kind :
        {ChatTemplateKind::kChatMl, ChatTemplateKind::kLlama3, ChatTemplateKind::kMistral}) {
@@ -217,4 +203,150 @@ TEST_CASE("chat_template_for picks the family's template for the fixture models"
   auto qwen3_embedding = sparkd::tasks::chat_template_for(fixture_spec("qwen3_embedding"));
   REQUIRE_FALSE(qwen3_embedding.has_value());
   CHECK(qwen3_embedding.status().code() == StatusCode::kFailedPrecondition);
+}
+
+// ---- the model's own template ------------------------------------------------------------
+
+namespace {
+
+using sparkd::tasks::ChatInput;
+using sparkd::tasks::ChatTemplate;
+using sparkd::tasks::ChatTemplateSource;
+
+// A model directory holding only what the chat template reader looks at.
+class TemplateDir {
+ public:
+  TemplateDir() {
+    static int counter = 0;
+    dir_ = std::filesystem::temp_directory_path() /
+           ("sparkd-chat-template-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  ~TemplateDir() { std::filesystem::remove_all(dir_); }
+  void write(const std::string& file, const std::string& text) const {
+    std::ofstream(dir_ / file, std::ios::trunc) << text;
+  }
+  std::string path() const { return dir_.string(); }
+
+ private:
+  std::filesystem::path dir_;
+};
+
+std::string render_own(const std::string& source, const ChatInput& input,
+                       sparkd::tasks::SpecialTokenTexts tokens = {"<s>", "</s>", "", ""}) {
+  auto own = ChatTemplate::from_source({"test", source, ""}, tokens);
+  if (!own) return "PARSE: " + own.status().message();
+  auto rendered = own->render(input);
+  if (!rendered) return "ERROR: " + rendered.status().message();
+  return *rendered;
+}
+
+}  // namespace
+
+TEST_CASE("chat template: a Hugging Face model's own template and special tokens are found",
+          "[chat_template]") {
+  TemplateDir dir;
+  auto none = sparkd::tasks::hf_chat_template_source(dir.path());
+  REQUIRE(none.has_value());
+  CHECK_FALSE(none->has_value());
+
+  dir.write("tokenizer_config.json",
+            R"({"chat_template": "{{ bos_token }}x", "bos_token": {"content": "<|b|>",
+                "lstrip": false}, "eos_token": "<|e|>"})");
+  auto plain = sparkd::tasks::hf_chat_template_source(dir.path());
+  REQUIRE(plain.has_value());
+  REQUIRE(plain->has_value());
+  CHECK((*plain)->origin == "tokenizer_config.json chat_template");
+  CHECK((*plain)->text == "{{ bos_token }}x");
+  auto tokens = sparkd::tasks::hf_special_token_texts(dir.path());
+  REQUIRE(tokens.has_value());
+  CHECK(tokens->bos == "<|b|>");
+  CHECK(tokens->eos == "<|e|>");
+  CHECK(tokens->unk.empty());
+
+  dir.write("tokenizer_config.json",
+            R"({"chat_template": [{"name": "tool_use", "template": "T"},
+                                  {"name": "default", "template": "D"}]})");
+  auto named = sparkd::tasks::hf_chat_template_source(dir.path());
+  REQUIRE(named.has_value());
+  CHECK((*named)->text == "D");
+  CHECK((*named)->tool_use_text == "T");
+
+  dir.write("chat_template.jinja", "J");  // transformers' own file wins
+  auto file = sparkd::tasks::hf_chat_template_source(dir.path());
+  REQUIRE(file.has_value());
+  CHECK((*file)->origin == "chat_template.jinja");
+  CHECK((*file)->text == "J");
+  std::filesystem::remove(std::filesystem::path(dir.path()) / "chat_template.jinja");
+
+  dir.write("tokenizer_config.json", R"({"chat_template": [{"name": "rag", "template": "R"}]})");
+  auto no_default = sparkd::tasks::hf_chat_template_source(dir.path());
+  REQUIRE_FALSE(no_default.has_value());
+  CHECK(no_default.status().code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(no_default.status().message(), Catch::Contains("tokenizer_config.json"));
+
+  dir.write("tokenizer_config.json", "{not json");
+  auto broken = sparkd::tasks::hf_chat_template_source(dir.path());
+  REQUIRE_FALSE(broken.has_value());
+  CHECK_THAT(broken.status().message(), Catch::Contains("tokenizer_config.json: not valid JSON"));
+}
+
+TEST_CASE("chat template: the model's own is rendered as transformers prepares the messages",
+          "[chat_template]") {
+  ChatInput input;
+  using ordered = nlohmann::ordered_json;  // key order reaches the template, as in Python
+  input.messages =
+      ordered::array({{{"role", "user"}, {"content", "hi"}, {"name", nullptr}},
+                      {{"role", "assistant"}, {"content", "ok"}, {"reasoning", "r1"}}});
+  // Null-valued keys are dropped; reasoning is offered as thinking and reasoning_content.
+  const std::string source =
+      "{{ bos_token }}{% for m in messages %}{{ m.role }}:{{ m.content }}"
+      "{% if m.name is defined %}[name]{% endif %}{% if m.thinking %}[{{ m.thinking }}|"
+      "{{ m.reasoning_content }}|{{ m|list|join(',') }}]{% endif %};{% endfor %}"
+      "{% if add_generation_prompt %}assistant:{% endif %}";
+  CHECK(render_own(source, input) ==
+        "<s>user:hi;assistant:ok[r1|r1|thinking,role,content,reasoning,reasoning_content];"
+        "assistant:");
+  input.add_generation_prompt = false;
+  input.variables["enable_thinking"] = false;
+  CHECK(render_own("{{ enable_thinking }}{{ add_generation_prompt }}", input) == "FalseFalse");
+  // The template's own refusal is the caller's error, with its message.
+  CHECK(
+      render_own("{{ raise_exception('Only user and assistant roles are supported!') }}", input) ==
+      "ERROR: template test: line 1: Only user and assistant roles are supported!");
+  CHECK_THAT(render_own("{% if %}", input), Catch::StartsWith("PARSE: template test: line 1:"));
+}
+
+TEST_CASE("chat template: requests with tools take the tool_use template when there is one",
+          "[chat_template]") {
+  auto own = ChatTemplate::from_source({"test", "plain", "tools: {{ tools|length }}"}, {});
+  REQUIRE(own.has_value());
+  ChatInput input;
+  input.messages = json::array({{{"role", "user"}, {"content", "hi"}}});
+  CHECK(*own->render(input) == "plain");
+  input.tools = json::array({{{"type", "function"}, {"function", {{"name", "f"}}}}});
+  CHECK(*own->render(input) == "tools: 1");
+  CHECK_FALSE(own->add_special_tokens());
+  CHECK(own->description() == "the model's own (test)");
+}
+
+TEST_CASE("chat template: the built-in ones refuse what they cannot express", "[chat_template]") {
+  const ChatTemplate chatml = ChatTemplate::builtin(ChatTemplateKind::kChatMl);
+  ChatInput input;
+  input.messages = json::array({{{"role", "user"}, {"content", "hi"}}});
+  CHECK(*chatml.render(input) == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+  CHECK(chatml.add_special_tokens());
+  CHECK_FALSE(ChatTemplate::builtin(ChatTemplateKind::kLlama3).add_special_tokens());
+  input.tools = json::array({{{"type", "function"}}});
+  auto with_tools = chatml.render(input);
+  REQUIRE_FALSE(with_tools.has_value());
+  CHECK_THAT(with_tools.status().message(), Catch::Contains("no place for tools"));
+  input.tools = nullptr;
+  input.messages[0]["content"] = json::array({{{"type", "text"}, {"text", "hi"}}});
+  auto parts = chatml.render(input);
+  REQUIRE_FALSE(parts.has_value());
+  CHECK_THAT(parts.status().message(), Catch::Contains("must have text content"));
+  input.messages = json::array();
+  CHECK_FALSE(chatml.render(input).has_value());
 }

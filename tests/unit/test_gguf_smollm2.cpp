@@ -72,8 +72,11 @@ TEST_CASE("SmolLM2 GGUF: greedy continuations equal llama-completion's", "[gguf]
   const sparkd::tasks::LoadedModel& model = **loaded;
   CHECK(model.spec().architecture == "LlamaForCausalLM");
   CHECK(model.spec().tie_word_embeddings);
-  REQUIRE(model.embedded_chat_template().has_value());
-  CHECK_THAT(*model.embedded_chat_template(), Catch::Contains("<|im_start|>"));
+  REQUIRE(model.chat_template_source().has_value());
+  CHECK(model.chat_template_source()->origin == "GGUF tokenizer.chat_template");
+  CHECK_THAT(model.chat_template_source()->text, Catch::Contains("<|im_start|>"));
+  CHECK(model.special_token_texts().bos == "<|im_start|>");
+  CHECK(model.special_token_texts().eos == "<|im_end|>");
 
   const json expected = golden();
   const int32_t new_tokens = expected.at("new_tokens").get<int32_t>();

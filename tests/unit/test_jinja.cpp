@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <string>
 
+#include "engine/jinja/python_text.h"
 #include "engine/jinja/template.h"
 
 namespace {
@@ -110,4 +111,22 @@ TEST_CASE("jinja: errors name the template line and jinja2's reason", "[jinja]")
   CHECK(
       render("{{ 'unterminated }}").find("PARSE ERROR: template t: line 1: unterminated string") ==
       0);
+}
+
+TEST_CASE("jinja: python_strip strips what Python's str.strip() strips", "[jinja]") {
+  const auto trim_unicode_whitespace = [](std::string_view text) {
+    return sparkd::jinja::python_strip(text, std::nullopt);
+  };
+  CHECK(trim_unicode_whitespace("") == "");
+  CHECK(trim_unicode_whitespace(" \t\r\n\v\f") == "");
+  CHECK(trim_unicode_whitespace("  a b  ") == "a b");
+  // NBSP, ideographic space, em space, NEL, line separator, information separator.
+  CHECK(trim_unicode_whitespace("\u00a0\u3000\u2003\u0085\u2028\x1cx\x1f\u205f\u202f\u1680") ==
+        "x");
+  // Zero width space and BOM are not whitespace to Python.
+  CHECK(trim_unicode_whitespace("\u200b x \ufeff") == "\u200b x \ufeff");
+  // Bytes that are not UTF-8 stop the trim instead of being read past.
+  CHECK(trim_unicode_whitespace(" \xff ") == "\xff");
+  CHECK(trim_unicode_whitespace(" \xe3\x80") == "\xe3\x80");  // truncated U+3000
+  CHECK(trim_unicode_whitespace("\x80 ") == "\x80");
 }

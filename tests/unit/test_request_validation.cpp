@@ -395,11 +395,16 @@ TEST_CASE("validate_request checks generate's model and input", "[protocol]") {
     CHECK_THAT(validation_error(request, limits),
                StartsWith("generate.chat.messages has 4 entries, more than max_chat_messages 3"));
   }
-  SECTION("unknown role") {
+  SECTION("a role that is not a word") {
     v1::Request request = chat_request();
-    request.mutable_generate()->mutable_chat()->mutable_messages(1)->set_role("bot");
+    request.mutable_generate()->mutable_chat()->mutable_messages(1)->set_role("bot <script>");
     CHECK(validation_error(request, limits) ==
-          "generate.chat.messages[1].role is \"bot\"; it must be system, user or assistant");
+          "generate.chat.messages[1].role is \"bot <script>\"; a role is 1 to 64 ASCII letters, "
+          "digits, '_' or '-' (system, user, assistant, ...)");
+    // Which words are roles is the chat template's to say (tool, developer, ipython, ...).
+    request.mutable_generate()->mutable_chat()->mutable_messages(1)->set_role("tool");
+    if (request.id() == 0) request.set_id(99);
+    CHECK(validate_request(request, limits).is_ok());
   }
   SECTION("empty content outside an assistant message") {
     v1::Request request = chat_request();
