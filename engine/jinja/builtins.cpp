@@ -10,6 +10,8 @@
 namespace sparkd::jinja {
 namespace {
 
+thread_local size_t max_built_size = SIZE_MAX;
+
 [[noreturn]] void type_error(const std::string& message) {
   throw TemplateError(message);
 }
@@ -121,6 +123,7 @@ std::string python_format(const std::string& format, const CallArgs& args) {
       if (value == nullptr) type_error("KeyError: '" + field + "'");
     }
     out += value->str();
+    check_built_size(out.size());
     i = close;
   }
   return out;
@@ -225,6 +228,7 @@ Value string_method(const Value& self, const std::string& name) {
            if (!first) out += s.as_string();
            first = false;
            out += require_string(item, "str.join");
+           check_built_size(out.size());
          }
          return Value(std::move(out));
        }},
@@ -394,6 +398,7 @@ std::string indent_text(const std::string& text, const std::string& prefix, bool
     const bool indent = (i > 0 || first) && (blank || !lines[i].empty());
     if (indent) out += prefix;
     out += lines[i];
+    check_built_size(out.size());
   }
   if (trailing_newline) out += '\n';
   return out;
@@ -534,6 +539,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
         if (!first) out += separator.is_undefined() ? "" : separator.str();
         first = false;
         out += (attribute.is_undefined() ? item : attribute_path(item, attribute.str())).str();
+        check_built_size(out.size());
       }
       return Value(std::move(out));
     };
@@ -589,6 +595,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
             --remaining;
           }
           append_utf8(c, out);
+          check_built_size(out.size());
         }
         if (remaining != 0) out += new_text;
         return Value(std::move(out));
@@ -599,6 +606,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
         if (at == std::string::npos) break;
         out.append(text, start, at - start);
         out += new_text;
+        check_built_size(out.size());
         start = at + old_text.size();
         --remaining;
       }
@@ -665,6 +673,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
         format.key_separator = separators.as_list()[1].str();
       }
       format.sort_keys = a.take(3, "sort_keys").truthy();
+      format.max_bytes = max_built_size;
       return Value(v.to_json(format));
     };
     f["trim"] = [](const Value& v, CallArgs& a) {
@@ -758,6 +767,21 @@ const std::unordered_map<std::string, TestFn>& tests() {
 }
 
 }  // namespace
+
+BuiltValueLimit::BuiltValueLimit(size_t max_bytes) : previous_(max_built_size) {
+  max_built_size = max_bytes;
+}
+
+BuiltValueLimit::~BuiltValueLimit() {
+  max_built_size = previous_;
+}
+
+void check_built_size(size_t size) {
+  if (size > max_built_size) {
+    throw TemplateError("the template built a value of more than " +
+                        std::to_string(max_built_size) + " bytes or items");
+  }
+}
 
 Value apply_filter(const std::string& name, const Value& value, CallArgs& args) {
   const auto it = filters().find(name);

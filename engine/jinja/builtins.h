@@ -28,6 +28,22 @@ Value get_slice(const Value& object, const Value& start, const Value& stop, cons
 // undefined is empty.
 List iterate(const Value& value);
 
+// While one is alive on a thread, the strings and lists the builtins build there (join,
+// replace, indent, format, tojson, range, ...) are bounded: a larger one is a TemplateError
+// before it is built.
+class BuiltValueLimit {
+ public:
+  explicit BuiltValueLimit(size_t max_bytes);
+  ~BuiltValueLimit();
+  BuiltValueLimit(const BuiltValueLimit&) = delete;
+  BuiltValueLimit& operator=(const BuiltValueLimit&) = delete;
+
+ private:
+  size_t previous_;
+};
+// A TemplateError when `size` (bytes of a string, items of a list) is beyond the limit.
+void check_built_size(size_t size);
+
 // The template globals: range, namespace, dict, raise_exception, strftime_now (on `clock`).
 Dict make_globals(std::function<std::time_t()> clock);
 

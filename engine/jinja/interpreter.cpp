@@ -3,6 +3,7 @@
 // gets its own frame, so `set` inside a loop does not leak out of it (templates use
 // namespace() for that); if blocks share their enclosing frame; macros see the template's
 // top-level names at call time.
+#include <algorithm>
 #include <cmath>
 
 #include "engine/jinja/builtins.h"
@@ -19,7 +20,8 @@ enum class Flow { kNormal, kBreak, kContinue };
 
 class Interpreter {
  public:
-  Interpreter(const Value& context, const RenderOptions& options) {
+  Interpreter(const Value& context, const RenderOptions& options)
+      : max_output_bytes_(options.max_output_bytes), steps_left_(options.max_steps) {
     frames_.push_back(make_globals(options.clock));
     Dict root;
     if (context.is_dict()) root = context.as_dict();
@@ -28,6 +30,7 @@ class Interpreter {
   }
 
   std::string render(const Body& body) {
+    const BuiltValueLimit limit(max_output_bytes_);
     exec(body);
     return std::move(out_);
   }
@@ -47,6 +50,11 @@ class Interpreter {
 
   Flow exec(const Stmt& stmt) {
     line_ = stmt.line;
+    if (--steps_left_ < 0) throw TemplateError("the template ran more steps than allowed");
+    if (out_.size() > max_output_bytes_) {
+      throw TemplateError("the template's output exceeds " + std::to_string(max_output_bytes_) +
+                          " bytes");
+    }
     switch (stmt.kind) {
       case Stmt::Kind::kText:
         out_ += stmt.text;
@@ -115,6 +123,7 @@ class Interpreter {
     enter();
     const auto length = static_cast<int64_t>(items.size());
     for (int64_t i = 0; i < length; ++i) {
+      if (--steps_left_ < 0) throw TemplateError("the template ran more steps than allowed");
       frames_.emplace_back();
       bind_targets(stmt.targets, items[static_cast<size_t>(i)]);
       Dict loop;
@@ -371,7 +380,11 @@ class Interpreter {
     line_ = expr.line;
     if (op == "==") return Value(left == right);
     if (op == "!=") return Value(left != right);
-    if (op == "~") return Value(left.str() + right.str());
+    if (op == "~") {
+      std::string joined = left.str() + right.str();
+      check_size(joined.size());
+      return Value(std::move(joined));
+    }
     if (op == "in" || op == "not in") {
       CallArgs args;
       args.positional.push_back(right);
@@ -394,7 +407,7 @@ class Interpreter {
     return arithmetic(op, left, right);
   }
 
-  static Value arithmetic(const std::string& op, const Value& a, const Value& b) {
+  Value arithmetic(const std::string& op, const Value& a, const Value& b) const {
     const bool numbers = (a.is_number() || a.is_bool()) && (b.is_number() || b.is_bool());
     if (op == "+") {
       // Markup + str escapes the str (and str + Markup likewise): markupsafe's __add__.
@@ -404,8 +417,12 @@ class Interpreter {
       }
       if (b.is_markup() && a.is_string())
         return Value::markup(html_escape(a.as_string()) + b.as_string());
-      if (a.is_string() && b.is_string()) return Value(a.as_string() + b.as_string());
+      if (a.is_string() && b.is_string()) {
+        check_size(a.as_string().size() + b.as_string().size());
+        return Value(a.as_string() + b.as_string());
+      }
       if (a.is_list() && b.is_list()) {
+        check_size((a.as_list().size() + b.as_list().size()) * sizeof(Value));
         List joined = a.as_list();
         joined.insert(joined.end(), b.as_list().begin(), b.as_list().end());
         return Value::list(std::move(joined),
@@ -463,7 +480,14 @@ class Interpreter {
     throw TemplateError("unsupported operator " + op);
   }
 
-  static Value repeat(const Value& sequence, int64_t times) {
+  Value repeat(const Value& sequence, int64_t times) const {
+    // Bytes of one copy (a list's in Values), times the count, checked before building.
+    const size_t unit = sequence.is_string() ? sequence.as_string().size()
+                                             : sequence.as_list().size() * sizeof(Value);
+    if (times > 0 && unit > 0) {
+      const auto copies = static_cast<uint64_t>(times);
+      check_size(copies > SIZE_MAX / unit ? SIZE_MAX : static_cast<size_t>(copies * unit));
+    }
     if (sequence.is_string()) {
       std::string out;
       for (int64_t k = 0; k < times; ++k) out += sequence.as_string();
@@ -476,6 +500,11 @@ class Interpreter {
                        sequence.is_tuple() ? Value::Sequence::kTuple : Value::Sequence::kList);
   }
 
+  // Strings and lists a template builds are bounded like its output.
+  static void check_size(size_t size) { check_built_size(size); }
+
+  const size_t max_output_bytes_;
+  int64_t steps_left_;
   std::vector<Dict> frames_;  // [globals, template top level, loop and macro frames...]
   std::string out_;
   int line_ = 0;

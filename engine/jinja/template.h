@@ -24,6 +24,11 @@ struct RenderOptions {
   // strftime_now()'s clock: seconds since the epoch, local time as transformers' datetime.now()
   // gives it. Tests fix it; unset means now.
   std::function<std::time_t()> clock;
+  // A template comes with a model file, so it is bounded: the text it renders (and any string
+  // or list it builds), and the statements and loop iterations it runs. Real chat templates
+  // stay far below both for conversations of thousands of messages.
+  size_t max_output_bytes = size_t{16} << 20;
+  int64_t max_steps = 10'000'000;
 };
 
 class Template {

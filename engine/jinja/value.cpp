@@ -292,6 +292,9 @@ std::string Value::to_json(const JsonFormat& format) const {
 }
 
 void Value::append_json(const JsonFormat& format, int depth, std::string& out) const {
+  if (out.size() > format.max_bytes) {
+    throw TemplateError("JSON text of more than " + std::to_string(format.max_bytes) + " bytes");
+  }
   switch (kind_) {
     case Kind::kNone:
       out += "null";

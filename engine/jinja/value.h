@@ -99,6 +99,7 @@ class Value {
     std::string key_separator = ": ";
     bool sort_keys = false;
     bool ensure_ascii = false;
+    size_t max_bytes = SIZE_MAX;  // a longer text is a TemplateError
   };
   // json.dumps(value, ...); undefined and functions are TemplateErrors, as in Python.
   std::string to_json(const JsonFormat& format) const;

@@ -130,3 +130,28 @@ TEST_CASE("jinja: python_strip strips what Python's str.strip() strips", "[jinja
   CHECK(trim_unicode_whitespace(" \xe3\x80") == "\xe3\x80");  // truncated U+3000
   CHECK(trim_unicode_whitespace("\x80 ") == "\x80");
 }
+
+TEST_CASE("jinja: a template's work and what it builds are bounded", "[jinja]") {
+  const auto render_with = [](const std::string& source, sparkd::jinja::RenderOptions options) {
+    auto parsed = Template::parse(source, "t");
+    REQUIRE(parsed.has_value());
+    auto rendered = parsed->render(Value::from_json(nlohmann::ordered_json::object()), options);
+    return rendered ? *rendered : "ERROR: " + rendered.status().message();
+  };
+  sparkd::jinja::RenderOptions options;
+  options.max_steps = 1000;
+  CHECK_THAT(
+      render_with("{% for i in range(100) %}{% for j in range(100) %}{% endfor %}{% endfor %}",
+                  options),
+      Catch::Contains("ran more steps than allowed"));
+  options = {};
+  options.max_output_bytes = 100;
+  CHECK_THAT(render_with("{% for i in range(50) %}abcdef{% endfor %}", options),
+             Catch::Contains("output exceeds 100 bytes"));
+  CHECK_THAT(render_with("{{ 'x' * 1000 }}", options), Catch::Contains("more than 100 bytes"));
+  CHECK_THAT(render_with("{{ ['x'] * 1000000000000 }}", options),
+             Catch::Contains("more than 100 bytes"));
+  CHECK_THAT(render_with("{{ range(50)|join('----') }}", options),
+             Catch::Contains("more than 100 bytes"));
+  CHECK(render_with("{{ range(5)|join(',') }}", options) == "0,1,2,3,4");
+}
