@@ -14,6 +14,7 @@ PACKAGES=(
   libpcre2-dev libutf8proc-dev nlohmann-json3-dev libxxhash-dev
   # daemon, API and operations
   libuv1-dev libprotobuf-dev protobuf-compiler libtomlplusplus-dev libsystemd-dev
+  node-llhttp  # llhttp's C sources (the HTTP/1.1 parser), compiled by CMakeLists.txt
   prometheus-cpp-dev systemd python3-protobuf python3-prometheus-client
   # tests
   catch2 tmux
