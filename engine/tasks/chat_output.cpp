@@ -1,5 +1,6 @@
 #include "engine/tasks/chat_output.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -99,22 +100,25 @@ ChatOutputFormat chat_output_format(std::string_view template_text) {
   return format;
 }
 
-ChatOutput parse_chat_output(std::string_view text, const ChatOutputFormat& format) {
+bool prompt_opens_reasoning(std::string_view prompt) {
+  const std::string_view end = jinja::python_strip(prompt, std::nullopt, false, true);
+  return end.size() >= kThinkOpen.size() &&
+         end.substr(end.size() - kThinkOpen.size()) == kThinkOpen;
+}
+
+ChatOutput parse_chat_output(std::string_view text, const ChatOutputFormat& format,
+                             bool starts_in_reasoning) {
   ChatOutput out;
   std::string_view answer = text;
-  if (format.think_tags) {
-    const size_t close = text.find(kThinkClose);
-    std::string_view opened = lstrip(text);
-    if (close != std::string_view::npos) {
-      std::string_view reasoning = text.substr(0, close);
-      std::string_view trimmed = lstrip(reasoning);
-      if (starts_with(trimmed, kThinkOpen)) reasoning = trimmed.substr(kThinkOpen.size());
-      out.reasoning = std::string(strip(reasoning));
-      answer = lstrip(text.substr(close + kThinkClose.size()));
-    } else if (starts_with(opened, kThinkOpen)) {  // cut off while thinking
-      out.reasoning = std::string(strip(opened.substr(kThinkOpen.size())));
-      answer = {};
-    }
+  const std::string_view opened = lstrip(text);
+  if (format.think_tags && (starts_in_reasoning || starts_with(opened, kThinkOpen))) {
+    const std::string_view reasoning_and_rest =
+        starts_in_reasoning ? text : opened.substr(kThinkOpen.size());
+    const size_t close = reasoning_and_rest.find(kThinkClose);
+    out.reasoning = std::string(strip(reasoning_and_rest.substr(0, close)));
+    answer = close == std::string_view::npos  // cut off while thinking
+                 ? std::string_view()
+                 : lstrip(reasoning_and_rest.substr(close + kThinkClose.size()));
   }
   switch (format.tool_calls) {
     case ToolCallFormat::kHermes:
@@ -135,6 +139,161 @@ ChatOutput parse_chat_output(std::string_view text, const ChatOutputFormat& form
   }
   out.content = std::string(answer);
   return out;
+}
+
+namespace {
+
+// The length of the longest suffix of `text` that is a proper prefix of `tag`: text that must
+// wait for more before it can be called plain.
+size_t partial_tag_suffix(std::string_view text, std::string_view tag) {
+  for (size_t n = std::min(text.size(), tag.size() - 1); n > 0; --n) {
+    if (text.substr(text.size() - n) == tag.substr(0, n)) return n;
+  }
+  return 0;
+}
+
+size_t trailing_space(std::string_view text) {
+  return text.size() - jinja::python_strip(text, std::nullopt, false, true).size();
+}
+
+}  // namespace
+
+ChatOutputStream::ChatOutputStream(ChatOutputFormat format, bool starts_in_reasoning)
+    : format_(format),
+      state_(!format.think_tags    ? State::kAnswerStart
+             : starts_in_reasoning ? State::kReasoning
+                                   : State::kUndecided) {}
+
+ChatOutput ChatOutputStream::push(std::string_view text) {
+  pending_ += text;
+  ChatOutput out;
+  advance(out, false);
+  return out;
+}
+
+ChatOutput ChatOutputStream::finish() {
+  ChatOutput out;
+  advance(out, true);
+  return out;
+}
+
+void ChatOutputStream::reasoning_step(ChatOutput& out, bool final) {
+  const size_t close = pending_.find(kThinkClose);
+  std::string_view ready = pending_;
+  size_t consumed = pending_.size();
+  if (close != std::string::npos) {
+    ready = ready.substr(0, close);
+    ready = jinja::python_strip(ready, std::nullopt, false, true);  // dropped before </think>
+    consumed = close + kThinkClose.size();
+  } else if (final) {
+    ready = jinja::python_strip(ready, std::nullopt, false, true);
+  } else {
+    // Hold back what may begin </think>, and the whitespace before it (dropped if it comes).
+    const size_t partial = partial_tag_suffix(pending_, kThinkClose);
+    const size_t keep =
+        partial + trailing_space(std::string_view(pending_).substr(0, pending_.size() - partial));
+    ready = ready.substr(0, pending_.size() - keep);
+    consumed = ready.size();
+  }
+  if (!reasoning_begun_) {
+    const std::string_view stripped = lstrip(ready);
+    reasoning_begun_ = !stripped.empty();
+    ready = stripped;
+  }
+  out.reasoning += ready;
+  pending_.erase(0, consumed);
+  if (close != std::string::npos) {
+    state_ = State::kAnswerStart;
+    strip_answer_start_ = true;
+  }
+}
+
+void ChatOutputStream::answer_start_step(ChatOutput& out, bool final) {
+  const std::string_view text = lstrip(pending_);
+  if (text.empty() && !final) return;  // only whitespace so far: its fate is open
+  if (strip_answer_start_) pending_ = std::string(text);
+  const bool may_be_json_call =
+      format_.tool_calls == ToolCallFormat::kLlama3Json &&
+      (starts_with(text, "{") || starts_with(text, kPythonTag) ||
+       (text.size() < kPythonTag.size() && starts_with(kPythonTag, text)));
+  state_ = may_be_json_call ? State::kWholeAnswer : State::kAnswer;
+  static_cast<void>(out);
+}
+
+void ChatOutputStream::advance(ChatOutput& out, bool final) {
+  while (true) {
+    switch (state_) {
+      case State::kUndecided: {
+        const std::string_view opened = lstrip(pending_);
+        if (starts_with(opened, kThinkOpen)) {
+          pending_ = std::string(opened.substr(kThinkOpen.size()));
+          state_ = State::kReasoning;
+          continue;
+        }
+        if (!final && (opened.empty() || starts_with(kThinkOpen, opened))) return;
+        state_ = State::kAnswerStart;  // no reasoning: the answer as written
+        continue;
+      }
+      case State::kReasoning:
+        reasoning_step(out, final);
+        if (state_ == State::kReasoning) return;
+        continue;
+      case State::kAnswerStart:
+        answer_start_step(out, final);
+        if (state_ == State::kAnswerStart) return;
+        continue;
+      case State::kAnswer: {
+        const size_t open = format_.tool_calls == ToolCallFormat::kHermes
+                                ? pending_.find(kToolCallOpen)
+                                : std::string::npos;
+        if (open != std::string::npos) {
+          out.content += pending_.substr(0, open);
+          pending_.erase(0, open + kToolCallOpen.size());
+          state_ = State::kToolCall;
+          continue;
+        }
+        const size_t keep = final || format_.tool_calls != ToolCallFormat::kHermes
+                                ? 0
+                                : partial_tag_suffix(pending_, kToolCallOpen);
+        out.content += pending_.substr(0, pending_.size() - keep);
+        pending_.erase(0, pending_.size() - keep);
+        return;
+      }
+      case State::kToolCall: {
+        const size_t close = pending_.find(kToolCallClose);
+        if (close == std::string::npos) {
+          if (final) {  // cut off: it stays text
+            out.content += std::string(kToolCallOpen) + pending_;
+            pending_.clear();
+          }
+          return;
+        }
+        const std::string_view body = std::string_view(pending_).substr(0, close);
+        if (std::optional<ToolCall> call = call_from_json(strip(body))) {
+          out.tool_calls.push_back(std::move(*call));
+        } else {
+          out.content +=
+              std::string(kToolCallOpen) + std::string(body) + std::string(kToolCallClose);
+        }
+        pending_.erase(0, close + kToolCallClose.size());
+        state_ = State::kAnswer;
+        continue;
+      }
+      case State::kWholeAnswer: {
+        if (!final) return;
+        std::string_view candidate = strip(pending_);
+        if (starts_with(candidate, kPythonTag))
+          candidate = strip(candidate.substr(kPythonTag.size()));
+        if (std::optional<ToolCall> call = call_from_json(candidate)) {
+          out.tool_calls.push_back(std::move(*call));
+        } else {
+          out.content += pending_;
+        }
+        pending_.clear();
+        return;
+      }
+    }
+  }
 }
 
 }  // namespace sparkd::tasks

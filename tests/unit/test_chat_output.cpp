@@ -5,6 +5,7 @@
 #include <sstream>
 #include <string>
 
+#include "engine/jinja/python_text.h"
 #include "engine/tasks/chat_output.h"
 
 namespace {
@@ -52,9 +53,15 @@ TEST_CASE("chat output: reasoning between think tags is split from the answer", 
   CHECK(out.reasoning == "Add them.");
   CHECK(out.content == "2 + 2 = 4.");
   // The generation prompt opened the block (DeepSeek R1): only the closing tag is generated.
-  out = parse_chat_output("Add them.\n</think>\n\n4", think);
+  CHECK(sparkd::tasks::prompt_opens_reasoning("<|Assistant|><think>\n"));
+  CHECK_FALSE(sparkd::tasks::prompt_opens_reasoning("<|im_start|>assistant\n"));
+  out = parse_chat_output("Add them.\n</think>\n\n4", think, /*starts_in_reasoning=*/true);
   CHECK(out.reasoning == "Add them.");
   CHECK(out.content == "4");
+  // Without that, a closing tag in the answer is just text.
+  out = parse_chat_output("Use </think> to close.", think);
+  CHECK(out.reasoning.empty());
+  CHECK(out.content == "Use </think> to close.");
   // Cut off while thinking: all of it is reasoning.
   out = parse_chat_output("<think>\nStill going", think);
   CHECK(out.reasoning == "Still going");
@@ -118,4 +125,71 @@ TEST_CASE("chat output: Llama 3 JSON tool calls", "[chat_output]") {
   out = parse_chat_output("The call would be {\"name\": \"f\"}.", llama);
   CHECK(out.tool_calls.empty());
   CHECK(out.content == "The call would be {\"name\": \"f\"}.");
+}
+
+namespace {
+
+// The stream's deltas for `text` cut into `piece`-byte pushes, concatenated.
+sparkd::tasks::ChatOutput streamed(const std::string& text, const ChatOutputFormat& format,
+                                   bool starts_in_reasoning, size_t piece) {
+  sparkd::tasks::ChatOutputStream stream(format, starts_in_reasoning);
+  sparkd::tasks::ChatOutput all;
+  const auto append = [&](sparkd::tasks::ChatOutput delta) {
+    all.content += delta.content;
+    all.reasoning += delta.reasoning;
+    for (auto& call : delta.tool_calls) all.tool_calls.push_back(std::move(call));
+  };
+  for (size_t at = 0; at < text.size(); at += piece) append(stream.push(text.substr(at, piece)));
+  append(stream.finish());
+  return all;
+}
+
+}  // namespace
+
+TEST_CASE("chat output: streamed in pieces of any size, the split is the whole text's",
+          "[chat_output]") {
+  struct Case {
+    std::string text;
+    ChatOutputFormat format;
+    bool starts_in_reasoning;
+  };
+  const ChatOutputFormat qwen3{true, ToolCallFormat::kHermes};
+  const ChatOutputFormat llama{false, ToolCallFormat::kLlama3Json};
+  const std::vector<Case> cases = {
+      {"<think>\nAdd them.\n</think>\n\n2 + 2 = 4.", qwen3, false},
+      {"  <think> a </thi", qwen3, false},  // cut off inside the closing tag
+      {"Add.\n</think>\n\n4", ChatOutputFormat{true, ToolCallFormat::kNone}, true},
+      {" plain < answer <thin", qwen3, false},
+      {"Use </think> to close.", qwen3, false},
+      {"<think>Need weather.</think>\n\nLet me check.\n<tool_call>\n{\"name\": \"get_weather\", "
+       "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>{\"name\": \"f\", "
+       "\"arguments\": \"{\\\"a\\\": 1}\"}</tool_call>",
+       qwen3, false},
+      {"<tool_call>{\"name\": \"f\", \"arguments\": {\"a\": </tool_call> after", qwen3, false},
+      {"Sure.<tool_call>\n{\"name\": \"f\", \"argu", qwen3, false},
+      {"<|python_tag|>{\"name\": \"f\", \"parameters\": {\"x\": [1, 2]}}", llama, false},
+      {"  {\"name\": \"f\", \"parameters\": {}}  ", llama, false},
+      {"  The call would be {\"name\": \"f\"}.", llama, false},
+      {"", qwen3, false},
+      {"   ", qwen3, false},
+  };
+  for (const Case& c : cases) {
+    const auto whole = parse_chat_output(c.text, c.format, c.starts_in_reasoning);
+    for (size_t piece = 1; piece <= c.text.size() + 1; ++piece) {
+      INFO(c.text << " in pieces of " << piece);
+      const auto stream = streamed(c.text, c.format, c.starts_in_reasoning, piece);
+      CHECK(stream.reasoning == whole.reasoning);
+      REQUIRE(stream.tool_calls.size() == whole.tool_calls.size());
+      for (size_t i = 0; i < whole.tool_calls.size(); ++i) {
+        CHECK(stream.tool_calls[i].name == whole.tool_calls[i].name);
+        CHECK(stream.tool_calls[i].arguments == whole.tool_calls[i].arguments);
+      }
+      // The whole-text parse also trims the content around parsed tool calls.
+      const std::string content =
+          whole.tool_calls.empty()
+              ? stream.content
+              : std::string(sparkd::jinja::python_strip(stream.content, std::nullopt));
+      CHECK(content == whole.content);
+    }
+  }
 }
