@@ -2,6 +2,8 @@
 
 #include <utf8proc.h>
 
+#include "engine/tokenizer/unicode.h"
+
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -68,29 +70,9 @@ bool in_chars(char32_t c, const std::vector<char32_t>& chars) {
 }  // namespace
 
 bool is_python_space(char32_t code_point) {
-  switch (code_point) {
-    case 0x09:
-    case 0x0A:
-    case 0x0B:
-    case 0x0C:
-    case 0x0D:  // \t \n \v \f \r
-    case 0x1C:
-    case 0x1D:
-    case 0x1E:
-    case 0x1F:  // information separators
-    case 0x20:
-    case 0x85:
-    case 0xA0:
-    case 0x1680:
-    case 0x2028:
-    case 0x2029:
-    case 0x202F:
-    case 0x205F:
-    case 0x3000:
-      return true;
-    default:
-      return code_point >= 0x2000 && code_point <= 0x200A;
-  }
+  // Unicode White_Space, plus the information separators U+001C..U+001F (bidirectional class
+  // B or S, which str.isspace() counts and White_Space does not).
+  return tokenizer::is_whitespace(code_point) || (code_point >= 0x1C && code_point <= 0x1F);
 }
 
 void append_utf8(char32_t code_point, std::string& out) {
