@@ -479,7 +479,6 @@ const std::unordered_map<std::string, FilterFn>& filters() {
       List pairs;
       for (const auto& [k, val] : v.as_dict().entries)
         pairs.push_back(Value::list({k, val}, Value::Sequence::kTuple));
-      CallArgs none;
       return sorted(Value::list(std::move(pairs)), reverse, case_sensitive,
                     Value(by_value ? "1" : "0"));
     };

@@ -74,7 +74,7 @@ class Interpreter {
         return Flow::kNormal;
       case Stmt::Kind::kSetBlock: {
         const std::string captured = capture(stmt.bodies[0]);
-        assign(stmt.targets, Value(captured));
+        bind_targets(stmt.targets, Value(captured));
         return Flow::kNormal;
       }
       case Stmt::Kind::kMacro:
@@ -167,10 +167,6 @@ class Interpreter {
     for (size_t i = 0; i < targets.size(); ++i) frames_.back().set(targets[i], parts[i]);
   }
 
-  void assign(const std::vector<std::string>& targets, const Value& value) {
-    bind_targets(targets, value);
-  }
-
   void exec_set(const Stmt& stmt) {
     const Value value = eval(*stmt.expr);
     if (stmt.attribute_object) {
@@ -181,7 +177,7 @@ class Interpreter {
       object.mutable_dict().set(stmt.name, value);
       return;
     }
-    assign(stmt.targets, value);
+    bind_targets(stmt.targets, value);
   }
 
   Value make_macro(const Stmt& stmt) {

@@ -140,9 +140,10 @@ class Lexer {
     if (source_.compare(probe, 3, "raw") == 0) {
       size_t after = probe + 3;
       while (after < source_.size() && is_space(source_[after])) ++after;
-      const bool minus = after < source_.size() && source_[after] == '-';
-      if (source_.compare(after + (minus || source_[after] == '+' ? 1 : 0), 2, "%}") == 0) {
-        lex_raw(after + (minus || source_[after] == '+' ? 1 : 0) + 2, minus);
+      const char sign = after < source_.size() ? source_[after] : '\0';
+      const size_t close = after + (sign == '-' || sign == '+' ? 1 : 0);
+      if (source_.compare(close, 2, "%}") == 0) {
+        lex_raw(close + 2, sign == '-');
         return;
       }
     }

@@ -208,7 +208,7 @@ void ChatOutputStream::reasoning_step(ChatOutput& out, bool final) {
   }
 }
 
-void ChatOutputStream::answer_start_step(ChatOutput& out, bool final) {
+void ChatOutputStream::answer_start_step(bool final) {
   const std::string_view text = lstrip(pending_);
   if (text.empty() && !final) return;  // only whitespace so far: its fate is open
   if (strip_answer_start_) pending_ = std::string(text);
@@ -217,7 +217,6 @@ void ChatOutputStream::answer_start_step(ChatOutput& out, bool final) {
       (starts_with(text, "{") || starts_with(text, kPythonTag) ||
        (text.size() < kPythonTag.size() && starts_with(kPythonTag, text)));
   state_ = may_be_json_call ? State::kWholeAnswer : State::kAnswer;
-  static_cast<void>(out);
 }
 
 void ChatOutputStream::advance(ChatOutput& out, bool final) {
@@ -239,7 +238,7 @@ void ChatOutputStream::advance(ChatOutput& out, bool final) {
         if (state_ == State::kReasoning) return;
         continue;
       case State::kAnswerStart:
-        answer_start_step(out, final);
+        answer_start_step(final);
         if (state_ == State::kAnswerStart) return;
         continue;
       case State::kAnswer: {

@@ -74,7 +74,7 @@ class ChatOutputStream {
   };
   void advance(ChatOutput& out, bool final);
   void reasoning_step(ChatOutput& out, bool final);
-  void answer_start_step(ChatOutput& out, bool final);
+  void answer_start_step(bool final);
 
   ChatOutputFormat format_;
   State state_;

@@ -111,6 +111,9 @@ TEST_CASE("jinja: errors name the template line and jinja2's reason", "[jinja]")
   CHECK(
       render("{{ 'unterminated }}").find("PARSE ERROR: template t: line 1: unterminated string") ==
       0);
+  // A raw tag cut off at the end of the template (the lexer once read past the end here).
+  CHECK_THAT(render("{% raw"),
+             Catch::StartsWith("PARSE ERROR: template t: line 1: unexpected end"));
 }
 
 TEST_CASE("jinja: python_strip strips what Python's str.strip() strips", "[jinja]") {
