@@ -1,6 +1,7 @@
 #include "daemon/config.h"
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <toml++/toml.h>
 
@@ -487,6 +488,94 @@ void read_metrics(Section& section, MetricsConfig& metrics) {
   }
 }
 
+bool read_string_list(Section& section, std::string_view key, std::vector<std::string>& out) {
+  const toml::node* node = section.get(key);
+  if (node == nullptr) return false;
+  const toml::array* array = node->as_array();
+  std::vector<std::string> values;
+  if (array != nullptr) {
+    for (const toml::node& element : *array) {
+      const auto* text = element.as_string();
+      if (text == nullptr) {
+        array = nullptr;
+        break;
+      }
+      values.push_back(text->get());
+    }
+  }
+  if (array == nullptr) {
+    section.type_error(key, *node, "a list of strings");
+    return false;
+  }
+  out = std::move(values);
+  return true;
+}
+
+// The keys of an api_keys_file: one per line, blank lines and # comments skipped. The file must
+// be private to the service: keys readable by other users are keys given away.
+std::string read_api_keys(const std::string& path, std::vector<std::string>& keys) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) {
+    return "cannot read " + quote_text(path) + ": " + std::strerror(errno);
+  }
+  if ((info.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(info.st_mode & 07777));
+    return quote_text(path) + " is readable by group or others (mode " + mode +
+           "); make it private to the service (chmod 600)";
+  }
+  std::ifstream file(path);
+  if (!file) return "cannot read " + quote_text(path) + ": " + std::strerror(errno);
+  std::string line;
+  while (std::getline(file, line)) {
+    const size_t start = line.find_first_not_of(" \t\r");
+    if (start == std::string::npos || line[start] == '#') continue;
+    const size_t end = line.find_last_not_of(" \t\r");
+    keys.push_back(line.substr(start, end - start + 1));
+  }
+  if (keys.empty()) return quote_text(path) + " holds no key";
+  return "";
+}
+
+void read_http(Section& section, const fs::path& config_dir, HttpConfig& http) {
+  http.enabled = section.table() != nullptr;
+  read_bool(section, "enabled", http.enabled);
+  std::vector<std::string> listen;
+  if (read_string_list(section, "listen", listen)) {
+    const toml::node& node = *section.table()->get("listen");
+    if (listen.empty()) section.error("listen", node, "must list at least one address");
+    for (std::string& address : listen) {
+      if (address.rfind("unix:", 0) == 0) {
+        if (address.size() <= 5 || address[5] != '/') {
+          section.error(
+              "listen", node,
+              "a Unix socket must be \"unix:/ABSOLUTE/PATH\", got " + quote_text(address));
+        }
+        continue;
+      }
+      if (const std::string problem = listen_address_problem(address); !problem.empty()) {
+        section.error("listen", node, problem);
+        continue;
+      }
+      if (address.rfind("localhost:", 0) == 0) address = "127.0.0.1" + address.substr(9);
+    }
+    http.listen = std::move(listen);
+  }
+  if (read_string(section, "api_keys_file", http.api_keys_file) && !http.api_keys_file.empty()) {
+    http.api_keys_file = resolve_path(config_dir, http.api_keys_file);
+    if (const std::string problem = read_api_keys(http.api_keys_file, http.api_keys);
+        !problem.empty()) {
+      section.error("api_keys_file", *section.table()->get("api_keys_file"), problem);
+    }
+  }
+  read_string_list(section, "cors_allow_origins", http.cors_allow_origins);
+  read_size(section, "max_body_bytes", 1, kUint64Max, http.max_body_bytes);
+  read_size(section, "max_header_bytes", 1024, kUint64Max, http.max_header_bytes);
+  read_integer(section, "max_connections", 1, kUint32Max, http.max_connections);
+  read_seconds(section, "request_timeout_s", http.request_timeout_s);
+  read_seconds(section, "idle_timeout_s", http.idle_timeout_s);
+}
+
 void read_engine(Section& section, EngineConfig& engine) {
   read_integer(section, "threads", 0, kInt32Max, engine.threads);
 }
@@ -704,6 +793,8 @@ Expected<DaemonConfig> parse_config_or_throw(std::string_view toml_text,
 
   Section server(section_table(root, "server"), "server", "[server]", errors);
   read_server(server, config_dir, config.server);
+  Section http(section_table(root, "http"), "http", "[http]", errors);
+  read_http(http, config_dir, config.http);
   Section limits(section_table(root, "limits"), "limits", "[limits]", errors);
   read_limits(limits, config);
   Section metrics(section_table(root, "metrics"), "metrics", "[metrics]", errors);
@@ -716,6 +807,7 @@ Expected<DaemonConfig> parse_config_or_throw(std::string_view toml_text,
 
   sections.push_back(std::move(root));
   sections.push_back(std::move(server));
+  sections.push_back(std::move(http));
   sections.push_back(std::move(limits));
   sections.push_back(std::move(metrics));
   sections.push_back(std::move(engine));

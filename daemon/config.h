@@ -41,6 +41,30 @@ struct MetricsConfig {
   std::string listen = "127.0.0.1:9464";  // host:port; host is an IP literal or localhost
 };
 
+// [http]: the OpenAI- and Ollama-compatible HTTP front end. Off unless the file has an [http]
+// table; then it listens on loopback unless told otherwise.
+struct HttpConfig {
+  bool enabled = false;  // true when the file has [http] (and enabled is not false)
+  // "HOST:PORT" ("localhost" becomes 127.0.0.1) or "unix:/ABSOLUTE/PATH" (mode and group as
+  // server.socket's).
+  std::vector<std::string> listen = {"127.0.0.1:8000"};
+  // A file of API keys, one per line (# comments): every request then needs
+  // "Authorization: Bearer <key>". It must not be readable by group or others.
+  std::string api_keys_file;
+  std::vector<std::string> api_keys;  // read from api_keys_file at load (and reload)
+  // Origins (or "*") that browsers may call from; empty = no CORS headers at all.
+  std::vector<std::string> cors_allow_origins;
+  size_t max_body_bytes = 32 << 20;
+  size_t max_header_bytes = 64 << 10;
+  uint32_t max_connections = 256;
+  // A request not received whole this long after its first byte gets 408 and is closed.
+  double request_timeout_s = 10;
+  // A keep-alive connection idle this long is closed; 0 = never.
+  double idle_timeout_s = 60;
+
+  bool operator==(const HttpConfig&) const = default;
+};
+
 // [engine]
 struct EngineConfig {
   int32_t threads = 0;  // 0 = all cores
@@ -80,8 +104,9 @@ struct ModelConfig {
   uint32_t default_max_tokens = 256;
   // embed/rerank models: TEI-style batching under a token budget that counts padding
   int32_t max_batch_inputs = 64;  // inputs per forward batch, not the client's request limit
-  std::string chat_template;      // "" = the model's own, else by family; or "chatml"|"llama3"|"mistral"
-  std::string quantize;           // "" = as stored; else a quant::quantize_target() name
+  std::string
+      chat_template;     // "" = the model's own, else by family; or "chatml"|"llama3"|"mistral"
+  std::string quantize;  // "" = as stored; else a quant::quantize_target() name
   // on_demand models: unload after this many idle seconds; negative = stay resident until
   // the governor needs the memory (TOML: seconds, "30s"/"5m"/"2h", or "forever").
   double keep_alive_s = -1;
@@ -93,6 +118,7 @@ struct ModelConfig {
 struct DaemonConfig {
   std::string source_path;  // the file it was read from (absolute, for SIGHUP re-reads)
   ServerConfig server;
+  HttpConfig http;
   MetricsConfig metrics;
   EngineConfig engine;
   GovernorConfig governor;

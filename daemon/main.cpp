@@ -13,6 +13,8 @@
 #include <string>
 #include <thread>
 
+#include "api/http/api_router.h"
+#include "api/http/http_server.h"
 #include "api/server/server.h"
 #include "daemon/config.h"
 #include "daemon/metrics.h"
@@ -226,6 +228,34 @@ int main(int argc, char** argv) {
     return 1;
   }
   sparkd::api::Server& srv = **server;
+  // The HTTP front end runs on the same loop, through the same service.
+  sparkd::http::ApiRouter router(SPARKD_VERSION);
+  std::unique_ptr<sparkd::http::HttpServer> http;
+  if (config->http.enabled) {
+    sparkd::http::HttpServerOptions http_options;
+    http_options.listen = config->http.listen;
+    http_options.unix_socket_mode = config->server.socket_mode;
+    http_options.unix_socket_group = socket_gid;
+    http_options.api_keys = config->http.api_keys;
+    http_options.cors_allow_origins = config->http.cors_allow_origins;
+    http_options.limits.max_body_bytes = config->http.max_body_bytes;
+    http_options.limits.max_header_bytes = config->http.max_header_bytes;
+    http_options.max_connections = config->http.max_connections;
+    http_options.max_write_buffer_bytes = config->server.max_write_buffer_bytes;
+    http_options.request_timeout = milliseconds(config->http.request_timeout_s);
+    http_options.idle_timeout = milliseconds(config->http.idle_timeout_s);
+    http_options.request_limits = request_limits(*config);
+    auto started = sparkd::http::HttpServer::create(http_options, srv, service, router);
+    if (!started) {
+      log_line(started.status().message());
+      return 1;
+    }
+    http = std::move(started).value();
+    for (const std::string& address : http->addresses()) {
+      log_line("HTTP (OpenAI, Ollama) on " +
+               (address.rfind("unix:", 0) == 0 ? address : "http://" + address));
+    }
+  }
   service.set_server_stats_source([&srv] { return srv.stats(); });
   service.set_config_observer(
       [&srv](const DaemonConfig& fresh) { srv.set_limits(server_limits(fresh)); });

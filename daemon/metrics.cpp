@@ -343,9 +343,12 @@ Expected<std::unique_ptr<Metrics>> Metrics::start(const std::string& listen,
 }
 
 void Metrics::count_request(const std::string& model, const std::string& task,
-                            RequestOutcome outcome) {
+                            RequestOutcome outcome, const std::string& api) {
   families_->requests
-      .Add({{"model", model}, {"task", task}, {"outcome", request_outcome_label(outcome)}})
+      .Add({{"api", api},
+            {"model", model},
+            {"task", task},
+            {"outcome", request_outcome_label(outcome)}})
       .Increment();
 }
 

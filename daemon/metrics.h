@@ -109,8 +109,9 @@ class Metrics {
   // Thread-safe, all of them.
   // One answered request (sparkd_requests_total): every request, whatever its kind (`task`:
   // embed, generate, health, ...) and however it ended. `model` is "" when the request names
-  // no model the daemon has.
-  void count_request(const std::string& model, const std::string& task, RequestOutcome outcome);
+  // no model the daemon has; `api` is the front end it came through ("socket" | "http").
+  void count_request(const std::string& model, const std::string& task, RequestOutcome outcome,
+                     const std::string& api = "socket");
   // The latency histograms of a request a model ran (queue, end to end, time to first token);
   // count_request counts it.
   void observe_request(const RequestObservation& request);

@@ -9,6 +9,7 @@
 
 #include "api/protocol/request_validation.h"
 #include "api/protocol/status_codes.h"
+#include "daemon/chat_request.h"
 #include "daemon/plan.h"
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/backend/quantize.h"
@@ -891,7 +892,8 @@ void Service::answered(const api::AnsweredRequest& request) {
   // Only names of models the daemon has become label values: a client cannot mint series.
   const std::string model(request.model);
   const bool known = !model.empty() && find(model) != nullptr;
-  metrics_->count_request(known ? model : "", std::string(request.kind), outcome_of(request.code));
+  metrics_->count_request(known ? model : "", std::string(request.kind), outcome_of(request.code),
+                          std::string(request.api));
 }
 
 void Service::observe(const std::string& model, const std::string& task, double queue_s,
@@ -960,6 +962,12 @@ void Service::dispatch(const v1::Request& request, std::shared_ptr<api::Call> ca
   }
 }
 
+void Service::set_keep_alive(const ModelEntry& model, double seconds) {
+  governor_.set_keep_alive(model.consumer, seconds < 0 ? std::nullopt
+                                                       : std::optional<std::chrono::milliseconds>(
+                                                             static_cast<int64_t>(seconds * 1000)));
+}
+
 void Service::handle_embed(const v1::Request& request, std::shared_ptr<api::Call> call) {
   // The server has checked the fields (counts and sizes against [limits]) already.
   const v1::EmbedRequest& embed = request.embed();
@@ -975,6 +983,7 @@ void Service::handle_embed(const v1::Request& request, std::shared_ptr<api::Call
   auto use = ModelUse::acquire(model, governor_);
   if (!use) return defer_or_fail(embed.model(), request, call);
   ++model->requests_total;
+  if (embed.has_keep_alive_s()) set_keep_alive(*model, embed.keep_alive_s());
   auto on_done = [this, call, model, use](sched::EmbedResult result) {
     const uint64_t tokens =
         std::accumulate(result.token_counts.begin(), result.token_counts.end(), uint64_t{0});
@@ -1019,6 +1028,7 @@ void Service::handle_rerank(const v1::Request& request, std::shared_ptr<api::Cal
   auto use = ModelUse::acquire(model, governor_);
   if (!use) return defer_or_fail(rerank.model(), request, call);
   ++model->requests_total;
+  if (rerank.has_keep_alive_s()) set_keep_alive(*model, rerank.keep_alive_s());
   // The documents are echoed only when asked for; keep them only then.
   auto documents = std::make_shared<std::vector<std::string>>();
   if (rerank.return_documents()) *documents = r.documents;
@@ -1070,19 +1080,32 @@ struct GenerateProgress {
   std::string text;  // non-streaming: the whole output
   std::vector<int32_t> token_ids;
   google::protobuf::RepeatedPtrField<v1::TokenLogprob> logprobs;
+  // Chat requests: the output's split into answer, reasoning and tool calls.
+  std::optional<tasks::ChatOutputFormat> chat_format;
+  bool starts_in_reasoning = false;
+  std::optional<tasks::ChatOutputStream> chat_stream;  // streaming chat
+  bool made_tool_calls = false;
 };
 
-void add_logprobs(const sched::GenerateDelta& delta,
+// A token's text, decoded alone (as OpenAI's logprobs show each token).
+std::string token_text(const tokenizer::Tokenizer& tokenizer, int32_t id) {
+  auto text = tokenizer.decode({static_cast<uint32_t>(id)});
+  return text ? std::move(text).value() : std::string();
+}
+
+void add_logprobs(const sched::GenerateDelta& delta, const tokenizer::Tokenizer& tokenizer,
                   google::protobuf::RepeatedPtrField<v1::TokenLogprob>* out) {
   for (size_t i = 0; i < delta.logprobs.size() && i < delta.token_ids.size(); ++i) {
     v1::TokenLogprob* lp = out->Add();
     lp->set_token_id(delta.token_ids[i]);
     lp->set_logprob(delta.logprobs[i]);
+    lp->set_token(token_text(tokenizer, delta.token_ids[i]));
     if (i < delta.top_logprobs.size()) {
       for (const auto& [token, logprob] : delta.top_logprobs[i]) {
         v1::TopLogprob* top = lp->add_top();
         top->set_token_id(token);
         top->set_logprob(logprob);
+        top->set_token(token_text(tokenizer, token));
       }
     }
   }
@@ -1097,6 +1120,8 @@ void Service::handle_generate(const v1::Request& request, std::shared_ptr<api::C
   auto use = ModelUse::acquire(model, governor_);
   if (!use) return defer_or_fail(request.generate().model(), request, call);
   ++model->requests_total;
+  if (request.generate().has_keep_alive_s())
+    set_keep_alive(*model, request.generate().keep_alive_s());
   // Rendering and tokenizing a long prompt is real work: off the loop thread.
   tokenize_worker_->post([this, request, call, model, use] {
     const v1::GenerateRequest& g = request.generate();
@@ -1110,12 +1135,9 @@ void Service::handle_generate(const v1::Request& request, std::shared_ptr<api::C
                                      "' has no chat template; send a prompt, or set "
                                      "chat_template for it in the config"));
       }
-      std::vector<tasks::ChatMessage> messages;
-      for (const v1::ChatMessage& m : g.chat().messages())
-        messages.push_back({m.role(), m.content()});
-      auto rendered = model->chat_template->render(tasks::chat_input(
-          messages,
-          g.chat().has_add_generation_prompt() ? g.chat().add_generation_prompt() : true));
+      auto input = chat_input_from(g.chat());
+      if (!input) return call->fail(input.status());
+      auto rendered = model->chat_template->render(*input);
       if (!rendered) return call->fail(rendered.status());
       text = std::move(rendered).value();
       add_special = model->chat_template->add_special_tokens();
@@ -1149,6 +1171,13 @@ void Service::handle_generate(const v1::Request& request, std::shared_ptr<api::C
     auto progress = std::make_shared<GenerateProgress>();
     progress->stream = g.stream();
     progress->tokenize_s = seconds_since(tokenize_start);
+    if (g.has_chat()) {
+      progress->chat_format = model->chat_template->output_format();
+      progress->starts_in_reasoning =
+          progress->chat_format->think_tags && tasks::prompt_opens_reasoning(text);
+      if (progress->stream)
+        progress->chat_stream.emplace(*progress->chat_format, progress->starts_in_reasoning);
+    }
     sched::GenerateCallbacks callbacks;
     callbacks.on_delta = [this, call, model, progress](const sched::GenerateDelta& delta) {
       const Clock::time_point now = Clock::now();
@@ -1161,18 +1190,24 @@ void Service::handle_generate(const v1::Request& request, std::shared_ptr<api::C
                 static_cast<double>(std::max<size_t>(1, delta.token_ids.size())));
       }
       progress->last_token_at = now;
+      const tokenizer::Tokenizer& tokenizer = model->model->tokenizer();
       if (!progress->stream) {
         progress->text += delta.text;
         progress->token_ids.insert(progress->token_ids.end(), delta.token_ids.begin(),
                                    delta.token_ids.end());
-        add_logprobs(delta, &progress->logprobs);
+        add_logprobs(delta, tokenizer, &progress->logprobs);
         return;
       }
       v1::Response response;
       auto* chunk = response.mutable_generate();
-      chunk->set_text(delta.text);
+      if (progress->chat_stream) {
+        progress->made_tool_calls |=
+            set_chat_output(progress->chat_stream->push(delta.text), *chunk);
+      } else {
+        chunk->set_text(delta.text);
+      }
       chunk->mutable_token_ids()->Add(delta.token_ids.begin(), delta.token_ids.end());
-      add_logprobs(delta, chunk->mutable_logprobs());
+      add_logprobs(delta, tokenizer, chunk->mutable_logprobs());
       call->send(std::move(response));
     };
     callbacks.on_done = [this, call, model, progress, use](sched::GenerateResult result) {
@@ -1183,12 +1218,26 @@ void Service::handle_generate(const v1::Request& request, std::shared_ptr<api::C
       v1::Response response;
       response.set_final(true);
       auto* chunk = response.mutable_generate();
-      chunk->set_finish_reason(result.finish_reason);
-      if (!progress->stream) {
-        chunk->set_text(progress->text);
+      if (progress->chat_stream) {
+        // What the split held back (a possible tag start) is the output's last word.
+        progress->made_tool_calls |= set_chat_output(progress->chat_stream->finish(), *chunk);
+      } else if (!progress->stream) {
+        if (progress->chat_format) {
+          progress->made_tool_calls =
+              set_chat_output(tasks::parse_chat_output(progress->text, *progress->chat_format,
+                                                       progress->starts_in_reasoning),
+                              *chunk);
+        } else {
+          chunk->set_text(progress->text);
+        }
         chunk->mutable_token_ids()->Add(progress->token_ids.begin(), progress->token_ids.end());
         chunk->mutable_logprobs()->Swap(&progress->logprobs);
       }
+      // A chat answer that ended by calling tools says so, as OpenAI's does (a cut-off one
+      // still says "length").
+      chunk->set_finish_reason(progress->made_tool_calls && result.finish_reason == "stop"
+                                   ? "tool_calls"
+                                   : result.finish_reason);
       auto* usage = response.mutable_usage();
       usage->set_prompt_tokens(static_cast<uint32_t>(result.prompt_tokens));
       usage->set_completion_tokens(static_cast<uint32_t>(result.token_ids.size()));
@@ -1222,6 +1271,8 @@ void Service::handle_tokenize(const v1::Request& request, std::shared_ptr<api::C
   std::shared_ptr<ModelEntry> model = *entry;
   auto use = ModelUse::acquire(model, governor_);
   if (!use) return defer_or_fail(request.tokenize().model(), request, call);
+  if (request.tokenize().has_keep_alive_s())
+    set_keep_alive(*model, request.tokenize().keep_alive_s());
   tokenize_worker_->post([request, call, model, use] {
     const v1::TokenizeRequest& t = request.tokenize();
     const Clock::time_point start = Clock::now();

@@ -149,6 +149,8 @@ class Service : public api::RequestHandler, public governor::ModelEvictor {
   // handle(), and the second try of a request that waited for its model's load
   // (`may_defer` false: it is answered whatever the load did).
   void dispatch(const v1::Request& request, std::shared_ptr<api::Call> call, bool may_defer);
+  // A request's keep_alive_s (Ollama's keep_alive) for its on_demand model, from now on.
+  void set_keep_alive(const ModelEntry& model, double seconds);
   void handle_embed(const v1::Request& request, std::shared_ptr<api::Call> call);
   void handle_rerank(const v1::Request& request, std::shared_ptr<api::Call> call);
   void handle_generate(const v1::Request& request, std::shared_ptr<api::Call> call);

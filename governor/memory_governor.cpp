@@ -515,6 +515,12 @@ void MemoryGovernor::set_busy(ConsumerId id, bool busy) {
   }
 }
 
+void MemoryGovernor::set_keep_alive(ConsumerId id,
+                                    std::optional<std::chrono::milliseconds> keep_alive) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (Account* a = find(id); a != nullptr && !a->options.pinned) a->options.keep_alive = keep_alive;
+}
+
 bool MemoryGovernor::grant_granules(ConsumerId consumer, uint64_t granules) {
   if (granules == 0) return true;
   Deferred deferred;

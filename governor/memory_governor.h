@@ -210,6 +210,10 @@ class MemoryGovernor final : public MemoryArbiter {
 
   // ---- activity (for the eviction rules) ----
   void set_busy(ConsumerId account, bool busy);
+  // An on_demand model's keep_alive from now on (a request may set it, as Ollama's keep_alive
+  // does): none = until evicted for memory; 0 = unloaded as soon as it is idle. Pinned models
+  // keep theirs (none).
+  void set_keep_alive(ConsumerId account, std::optional<std::chrono::milliseconds> keep_alive);
 
   // ---- MemoryArbiter ----
   bool grant_granules(ConsumerId consumer, uint64_t granules) override;

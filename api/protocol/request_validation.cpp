@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -261,18 +262,44 @@ Status check_range(float value, const std::string& path, double low, double high
   return Status::ok();
 }
 
+// keep_alive_s, when set: any finite number (negative = until memory is needed).
+template <typename R>
+Status check_keep_alive(const R& request, const std::string& path) {
+  if (!request.has_keep_alive_s()) return Status::ok();
+  return check_finite(static_cast<float>(request.keep_alive_s()), path + ".keep_alive_s");
+}
+
 Status validate_embed(const v1::EmbedRequest& embed, const RequestLimits& limits) {
   SPARKD_RETURN_IF_ERROR(check_model(embed.model(), "embed.model"));
+  SPARKD_RETURN_IF_ERROR(check_keep_alive(embed, "embed"));
   return check_text_list(embed.inputs(), "embed.inputs", limits);
 }
 
 Status validate_rerank(const v1::RerankRequest& rerank, const RequestLimits& limits) {
   SPARKD_RETURN_IF_ERROR(check_model(rerank.model(), "rerank.model"));
+  SPARKD_RETURN_IF_ERROR(check_keep_alive(rerank, "rerank"));
   SPARKD_RETURN_IF_ERROR(check_nonempty_text(rerank.query(), "rerank.query", limits));
   return check_text_list(rerank.documents(), "rerank.documents", limits);
 }
 
 constexpr size_t kMaxRoleBytes = 64;
+
+enum class JsonKind { kArray, kObject };
+
+// A field that carries JSON as text: "" (none) or a document of `kind`, within the text limit.
+Status check_json_text(const std::string& text, const std::string& path, JsonKind kind,
+                       const RequestLimits& limits) {
+  if (text.empty()) return Status::ok();
+  SPARKD_RETURN_IF_ERROR(check_text_size(text, path, limits));
+  const nlohmann::json parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) return invalid(path + " is not valid JSON");
+  const bool right_kind = kind == JsonKind::kArray ? parsed.is_array() : parsed.is_object();
+  if (!right_kind) {
+    return invalid(path + " must be a JSON " + (kind == JsonKind::kArray ? "array" : "object") +
+                   ", got a " + parsed.type_name());
+  }
+  return Status::ok();
+}
 
 Status validate_chat(const v1::Chat& chat, const RequestLimits& limits) {
   const std::string path = "generate.chat.messages";
@@ -302,8 +329,22 @@ Status validate_chat(const v1::Chat& chat, const RequestLimits& limits) {
       return invalid(message_path + ".content is empty (only an assistant message may be empty)");
     }
     SPARKD_RETURN_IF_ERROR(check_text_size(message.content(), message_path + ".content", limits));
+    SPARKD_RETURN_IF_ERROR(
+        check_text_size(message.reasoning(), message_path + ".reasoning", limits));
+    for (int c = 0; c < message.tool_calls_size(); ++c) {
+      const v1::ToolCall& call = message.tool_calls(c);
+      const std::string call_path = indexed(message_path + ".tool_calls", c);
+      if (call.name().empty()) return invalid(call_path + ".name is empty");
+      SPARKD_RETURN_IF_ERROR(
+          check_json_text(call.arguments(), call_path + ".arguments", JsonKind::kObject, limits));
+    }
   }
-  return Status::ok();
+  SPARKD_RETURN_IF_ERROR(
+      check_json_text(chat.tools_json(), "generate.chat.tools_json", JsonKind::kArray, limits));
+  SPARKD_RETURN_IF_ERROR(check_json_text(chat.documents_json(), "generate.chat.documents_json",
+                                         JsonKind::kArray, limits));
+  return check_json_text(chat.template_variables_json(), "generate.chat.template_variables_json",
+                         JsonKind::kObject, limits);
 }
 
 Status validate_sampling(const v1::Sampling& sampling, const RequestLimits& limits) {
@@ -356,6 +397,7 @@ Status validate_sampling(const v1::Sampling& sampling, const RequestLimits& limi
 
 Status validate_generate(const v1::GenerateRequest& generate, const RequestLimits& limits) {
   SPARKD_RETURN_IF_ERROR(check_model(generate.model(), "generate.model"));
+  SPARKD_RETURN_IF_ERROR(check_keep_alive(generate, "generate"));
   switch (generate.input_case()) {
     case v1::GenerateRequest::kPrompt:
       SPARKD_RETURN_IF_ERROR(check_nonempty_text(generate.prompt(), "generate.prompt", limits));
@@ -502,6 +544,7 @@ Status validate_request(const v1::Request& request, const RequestLimits& limits)
       return validate_generate(request.generate(), limits);
     case v1::Request::kTokenize:
       SPARKD_RETURN_IF_ERROR(check_model(request.tokenize().model(), "tokenize.model"));
+      SPARKD_RETURN_IF_ERROR(check_keep_alive(request.tokenize(), "tokenize"));
       return check_text_size(request.tokenize().text(), "tokenize.text", limits);
     case v1::Request::kDetokenize: {
       const v1::DetokenizeRequest& detokenize = request.detokenize();

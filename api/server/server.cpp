@@ -64,14 +64,28 @@ class Outbox {
   std::vector<std::function<void()>> tasks_;
 };
 
-Call::Call(uint64_t connection_id, const v1::Request& request, PeerCredentials peer,
-           std::shared_ptr<Outbox> outbox, RequestHandler* handler)
-    : connection_id_(connection_id),
-      request_id_(request.id()),
+// A socket connection's responses: frames, encoded on the sending thread.
+class FrameSink : public ResponseSink {
+ public:
+  FrameSink(std::shared_ptr<Outbox> outbox, uint64_t connection_id)
+      : outbox_(std::move(outbox)), connection_id_(connection_id) {}
+  void deliver(const v1::Response& response) override {
+    outbox_->push({connection_id_, response.id(), response.final(), encode_frame(response)});
+  }
+
+ private:
+  std::shared_ptr<Outbox> outbox_;
+  uint64_t connection_id_;
+};
+
+Call::Call(const v1::Request& request, PeerCredentials peer, std::shared_ptr<ResponseSink> sink,
+           RequestHandler* handler, std::string_view api)
+    : request_id_(request.id()),
       kind_(request_kind_name(request)),
       model_(request_model(request)),
+      api_(api),
       peer_(std::move(peer)),
-      outbox_(std::move(outbox)),
+      sink_(std::move(sink)),
       handler_(handler),
       received_at_(std::chrono::steady_clock::now()) {}
 
@@ -92,10 +106,10 @@ void Call::send(v1::Response response) {
     if (handler_ != nullptr) {
       const StatusCode code =
           response.has_error() ? from_proto_code(response.error().code()) : StatusCode::kOk;
-      handler_->answered({kind_, model_, code});
+      handler_->answered({kind_, model_, code, api_});
     }
   }
-  outbox_->push({connection_id_, request_id_, final, encode_frame(response)});
+  sink_->deliver(response);
 }
 
 void Call::fail(const Status& status) {
@@ -179,8 +193,9 @@ PeerCredentials peer_credentials(int fd) {
   return peer;
 }
 
-// Whether something accepts connections on `path` (a live server, not a stale socket file).
-bool socket_is_live(const std::string& path) {
+}  // namespace
+
+bool unix_socket_is_live(const std::string& path) {
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
   sockaddr_un address{};
@@ -190,8 +205,6 @@ bool socket_is_live(const std::string& path) {
   ::close(fd);
   return live;
 }
-
-}  // namespace
 
 struct Connection;
 
@@ -207,6 +220,7 @@ struct Server::Loop {
   std::shared_ptr<Outbox> outbox;
   std::map<uint64_t, Connection*> connections;
   uint64_t next_connection_id = 1;
+  std::vector<LoopFrontend*> frontends;
   char read_buffer[kReadChunkBytes];
 
   struct Tick {
@@ -254,6 +268,7 @@ struct Connection {
   FrameDecoder decoder;
   PeerCredentials peer;
   std::map<uint64_t, std::shared_ptr<Call>> inflight;
+  std::shared_ptr<FrameSink> sink;
   size_t pending_write_bytes = 0;
   bool reading = false;
   bool closing = false;
@@ -579,7 +594,8 @@ void Server::Loop::on_frame(Connection* c, std::string payload) {
                       "another connection"));
     return;
   }
-  auto call = std::make_shared<Call>(c->id, *request, c->peer, outbox, handler);
+  if (!c->sink) c->sink = std::make_shared<FrameSink>(outbox, c->id);
+  auto call = std::make_shared<Call>(*request, c->peer, c->sink, handler);
   c->inflight[id] = call;
   ++requests_in_flight;
   publish_stats();
@@ -617,6 +633,7 @@ void Server::Loop::begin_drain(std::chrono::milliseconds timeout) {
   draining = true;
   drain_deadline = std::chrono::steady_clock::now() + timeout;
   close_listener();
+  for (LoopFrontend* frontend : frontends) frontend->begin_drain();
   drain_timer.data = this;
   uv_timer_start(
       &drain_timer, [](uv_timer_t* timer) { static_cast<Loop*>(timer->data)->check_drained(); }, 20,
@@ -626,7 +643,9 @@ void Server::Loop::begin_drain(std::chrono::milliseconds timeout) {
 
 void Server::Loop::check_drained() {
   if (finished) return;
-  if (requests_in_flight == 0 || std::chrono::steady_clock::now() >= drain_deadline) finish();
+  uint32_t in_flight = requests_in_flight;
+  for (const LoopFrontend* frontend : frontends) in_flight += frontend->requests_in_flight();
+  if (in_flight == 0 || std::chrono::steady_clock::now() >= drain_deadline) finish();
 }
 
 void Server::Loop::finish() {
@@ -643,6 +662,7 @@ void Server::Loop::finish() {
       call->fail(cut_off);
     }
   }
+  for (LoopFrontend* frontend : frontends) frontend->finish(cut_off);
   deliver_outbox();  // every final response queued so far, those above included
   close_listener();
   uv_timer_stop(&drain_timer);
@@ -704,7 +724,7 @@ Expected<std::unique_ptr<Server>> Server::create(const ServerOptions& options,
                           " exists and is not a socket; remove it or choose another "
                           "server.socket");
       }
-      if (socket_is_live(path)) {
+      if (unix_socket_is_live(path)) {
         return Status(StatusCode::kUnavailable, "another server is already listening on " + path);
       }
       ::unlink(path.c_str());  // a stale socket left by a process that died
@@ -752,6 +772,10 @@ void Server::post(std::function<void()> task) {
   loop_->outbox->post(std::move(task));
 }
 
+std::function<void(std::function<void()>)> Server::poster() {
+  return [outbox = loop_->outbox](std::function<void()> task) { outbox->post(std::move(task)); };
+}
+
 void Server::every(std::chrono::milliseconds interval, std::function<void()> tick) {
   auto entry = std::make_unique<Loop::Tick>();
   entry->fn = std::move(tick);
@@ -784,6 +808,14 @@ ServerStats Server::stats() const {
 
 const std::string& Server::socket_path() const {
   return loop_->options.socket_path;
+}
+
+uv_loop_s* Server::uv_loop() {
+  return &loop_->loop;
+}
+
+void Server::attach(LoopFrontend* frontend) {
+  loop_->frontends.push_back(frontend);
 }
 
 }  // namespace sparkd::api

@@ -42,6 +42,8 @@
 #include "api/sparkd.pb.h"
 #include "common/status.h"
 
+struct uv_loop_s;  // libuv's uv_loop_t
+
 namespace sparkd::api {
 
 struct ServerOptions {
@@ -57,6 +59,10 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{300'000};  // 0 = no limit
   RequestLimits limits;
 };
+
+// Whether something accepts connections on the Unix socket `path` (a live server, not a stale
+// socket file).
+bool unix_socket_is_live(const std::string& path);
 
 struct PeerCredentials {
   pid_t pid = 0;
@@ -75,15 +81,25 @@ struct AnsweredRequest {
   std::string_view kind;   // the request's kind ("embed", "health", ...); "unknown" unparsed
   std::string_view model;  // the model it named; "" when it names none
   StatusCode code = StatusCode::kOk;
+  std::string_view api = "socket";  // the front end it came through: "socket" | "http"
+};
+
+// Where a call's responses go: frames on its socket connection, or an HTTP exchange's bytes.
+class ResponseSink {
+ public:
+  virtual ~ResponseSink() = default;
+  // From Call::send, under the call's send lock: one at a time and in order, from any thread.
+  // `response` carries the call's id; the last one is final.
+  virtual void deliver(const v1::Response& response) = 0;
 };
 
 // One request in flight. The handler keeps it (e.g. in a runner callback) and answers through
 // it from any thread.
 class Call {
  public:
-  // `handler` (told of the final response) must outlive the call.
-  Call(uint64_t connection_id, const v1::Request& request, PeerCredentials peer,
-       std::shared_ptr<Outbox> outbox, RequestHandler* handler);
+  // `handler` (told of the final response) must outlive the call. `api` names the front end.
+  Call(const v1::Request& request, PeerCredentials peer, std::shared_ptr<ResponseSink> sink,
+       RequestHandler* handler, std::string_view api = "socket");
 
   uint64_t id() const { return request_id_; }
   const PeerCredentials& peer() const { return peer_; }
@@ -105,11 +121,11 @@ class Call {
   void cancel();
 
  private:
-  uint64_t connection_id_;
   uint64_t request_id_;
   std::string kind_, model_;  // for AnsweredRequest
+  std::string_view api_;
   PeerCredentials peer_;
-  std::shared_ptr<Outbox> outbox_;
+  std::shared_ptr<ResponseSink> sink_;
   RequestHandler* handler_;
   std::chrono::steady_clock::time_point received_at_;
   std::mutex mutex_;
@@ -146,6 +162,19 @@ struct ServerStats {
   uint64_t idle_closes_total = 0;          // idle for idle_timeout
 };
 
+// Another front end on the server's loop (the HTTP server): it drains and finishes with the
+// server. All on the loop thread.
+class LoopFrontend {
+ public:
+  virtual ~LoopFrontend() = default;
+  // Stop accepting connections; new requests get UNAVAILABLE. Requests in flight go on.
+  virtual void begin_drain() = 0;
+  virtual uint32_t requests_in_flight() const = 0;
+  // The drain is over: answer what is still in flight with `cut_off`, then close every handle
+  // (connections once their last bytes are written, or after a grace period).
+  virtual void finish(const Status& cut_off) = 0;
+};
+
 class Server {
  public:
   // Binds (or adopts) the socket. Errors: the path is in use by a live server, bind/chmod/
@@ -164,6 +193,8 @@ class Server {
   void shutdown(std::chrono::milliseconds drain_timeout);
   // Thread-safe: runs `task` on the loop thread.
   void post(std::function<void()> task);
+  // post() as a function that may outlive the server (tasks are dropped once it has finished).
+  std::function<void(std::function<void()>)> poster();
   // Runs `tick` on the loop thread every `interval` (watchdog pings prove the loop is alive).
   // Call before run().
   void every(std::chrono::milliseconds interval, std::function<void()> tick);
@@ -183,6 +214,10 @@ class Server {
 
   ServerStats stats() const;
   const std::string& socket_path() const;
+
+  // The libuv loop run() runs, for front ends that share it; attach() them before run().
+  uv_loop_s* uv_loop();
+  void attach(LoopFrontend* frontend);
 
   struct Loop;  // libuv state (defined in server.cpp)
 

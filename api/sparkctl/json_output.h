@@ -54,14 +54,17 @@ inline const google::protobuf::Message& response_payload(const std::string& comm
   return final_response.admin();  // load, unload, reload
 }
 
-// A whole generation from its responses (stream chunks and the final one, in order): text and
-// token ids concatenated, finish_reason of the last chunk that names one.
+// A whole generation from its responses (stream chunks and the final one, in order): text,
+// reasoning, tool calls and token ids concatenated, finish_reason of the last chunk that names
+// one.
 inline v1::GenerateChunk assemble_generate(const std::vector<v1::Response>& responses) {
   v1::GenerateChunk assembled;
   for (const v1::Response& response : responses) {
     if (!response.has_generate()) continue;
     const v1::GenerateChunk& chunk = response.generate();
     assembled.mutable_text()->append(chunk.text());
+    assembled.mutable_reasoning()->append(chunk.reasoning());
+    assembled.mutable_tool_calls()->MergeFrom(chunk.tool_calls());
     assembled.mutable_token_ids()->MergeFrom(chunk.token_ids());
     assembled.mutable_logprobs()->MergeFrom(chunk.logprobs());
     if (!chunk.finish_reason().empty()) assembled.set_finish_reason(chunk.finish_reason());

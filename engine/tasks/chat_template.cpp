@@ -209,6 +209,7 @@ struct ChatTemplate::Jinja {
   jinja::Template main;
   std::optional<jinja::Template> tool_use;
   SpecialTokenTexts special_tokens;
+  ChatOutputFormat output_format;
 };
 
 namespace {
@@ -373,6 +374,7 @@ Expected<ChatTemplate> ChatTemplate::from_source(const ChatTemplateSource& sourc
   auto jinja = std::make_shared<Jinja>();
   jinja->origin = source.origin;
   jinja->special_tokens = std::move(special_tokens);
+  jinja->output_format = chat_output_format(source.text + source.tool_use_text);
   SPARKD_ASSIGN_OR_RETURN(jinja->main, jinja::Template::parse(source.text, source.origin));
   if (!source.tool_use_text.empty()) {
     SPARKD_ASSIGN_OR_RETURN(jinja->tool_use, jinja::Template::parse(source.tool_use_text,
@@ -415,6 +417,10 @@ Expected<std::string> ChatTemplate::render(const ChatInput& input) const {
 
 bool ChatTemplate::add_special_tokens() const {
   return !jinja_ && !rendered_text_has_bos(kind_);
+}
+
+ChatOutputFormat ChatTemplate::output_format() const {
+  return jinja_ ? jinja_->output_format : ChatOutputFormat{};
 }
 
 std::string ChatTemplate::description() const {

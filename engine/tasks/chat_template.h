@@ -35,6 +35,7 @@
 
 #include "common/status.h"
 #include "engine/model/model_spec.h"
+#include "engine/tasks/chat_output.h"
 
 namespace sparkd::tasks {
 
@@ -133,6 +134,10 @@ class ChatTemplate {
   // add_special_tokens=False); the built-in llama3 and mistral templates write BOS too, ChatML
   // has none to write.
   bool add_special_tokens() const;
+
+  // How the model marks reasoning and tool calls in its output, as its template tells it to
+  // (built-in templates: neither).
+  ChatOutputFormat output_format() const;
 
   // "chatml (built in)" or "the model's own (tokenizer_config.json chat_template)".
   std::string description() const;

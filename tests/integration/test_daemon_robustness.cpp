@@ -289,11 +289,14 @@ TEST_CASE("Daemon: the metrics page is valid Prometheus text and follows the tra
   call_once(client, embed_request("missing", {"x"}));
   call_once(client, generate_request("gen", "count my tokens", 5));
   const std::string after = http_get(port, "/metrics");
-  CHECK(metric_value(after, R"(sparkd_requests_total{model="embed",outcome="ok",task="embed"})") ==
-        3);
+  CHECK(metric_value(
+            after,
+            R"(sparkd_requests_total{api="socket",model="embed",outcome="ok",task="embed"})") == 3);
   // An unknown model is not a label value (clients must not mint series): model="".
-  CHECK(metric_value(after,
-                     R"(sparkd_requests_total{model="",outcome="not_found",task="embed"})") == 1);
+  CHECK(metric_value(
+            after,
+            R"(sparkd_requests_total{api="socket",model="",outcome="not_found",task="embed"})") ==
+        1);
   CHECK(metric_value(after, R"(sparkd_generated_tokens_total{model="gen",task="generate"})") >= 1);
   CHECK(metric_value(after, R"(sparkd_model_weights_bytes{model="gen",task="generate"})") > 0);
   CHECK(metric_value(after, "sparkd_memory_available_bytes") > 0);
@@ -337,7 +340,7 @@ TEST_CASE("Daemon: every answered request is counted once, with its outcome", "[
   const std::string page = http_get(daemon.metrics_port(), "/metrics");
   INFO(page);
   const auto count = [&](const std::string& labels) {
-    return metric_value(page, "sparkd_requests_total{" + labels + "}");
+    return metric_value(page, R"(sparkd_requests_total{api="socket",)" + labels + "}");
   };
   CHECK(count(R"(model="gen",outcome="invalid",task="generate")") == 1);
   CHECK(count(R"(model="embed",outcome="invalid",task="embed")") == 1);

@@ -200,14 +200,17 @@ TEST_CASE("metrics: the page served over HTTP shows what was observed", "[metric
 
   // Pushed observations.
   CHECK(sample(samples,
-               "sparkd_requests_total{model=\"qwen3-8b\",outcome=\"ok\",task=\"generate\"}") == 2);
+               "sparkd_requests_total{api=\"socket\",model=\"qwen3-8b\",outcome=\"ok\",task="
+               "\"generate\"}") == 2);
   CHECK(sample(samples,
-               "sparkd_requests_total{model=\"qwen3-8b\",outcome=\"invalid\",task=\"generate\"}") ==
-        1);
-  CHECK(sample(samples, "sparkd_requests_total{model=\"\",outcome=\"invalid\",task=\"unknown\"}") ==
-        1);
+               "sparkd_requests_total{api=\"socket\",model=\"qwen3-8b\",outcome=\"invalid\",task="
+               "\"generate\"}") == 1);
   CHECK(sample(samples,
-               "sparkd_requests_total{model=\"\",outcome=\"unavailable\",task=\"health\"}") == 1);
+               "sparkd_requests_total{api=\"socket\",model=\"\",outcome=\"invalid\",task="
+               "\"unknown\"}") == 1);
+  CHECK(sample(samples,
+               "sparkd_requests_total{api=\"socket\",model=\"\",outcome=\"unavailable\",task="
+               "\"health\"}") == 1);
   CHECK(sample(samples, "sparkd_request_duration_seconds_count{" + llm + "}") == 3);
   CHECK(sample(samples, "sparkd_request_duration_seconds_sum{" + llm + "}") == Approx(2.4005));
   CHECK(sample(samples, "sparkd_request_duration_seconds_bucket{le=\"0.001\"," + llm + "}") == 1);
@@ -244,7 +247,8 @@ TEST_CASE("metrics: the page served over HTTP shows what was observed", "[metric
   // render_text is the same page: a second scrape, so only the cumulative PSI may not move.
   const auto rendered = parse_with_prometheus_client(metrics->render_text());
   CHECK(sample(rendered,
-               "sparkd_requests_total{model=\"qwen3-8b\",outcome=\"ok\",task=\"generate\"}") == 2);
+               "sparkd_requests_total{api=\"socket\",model=\"qwen3-8b\",outcome=\"ok\",task="
+               "\"generate\"}") == 2);
   CHECK(sample(rendered, "sparkd_memory_pressure_stall_seconds_total{kind=\"some\"}") ==
         Approx(1.5));
 }

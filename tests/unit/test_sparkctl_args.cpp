@@ -194,6 +194,7 @@ TEST_CASE("sparkctl --json is the payload plus usage and timing, with proto fiel
   auto json = sparkd::sparkctl::command_result_json("generate", responses);
   REQUIRE(json);
   CHECK(*json == R"({"text":"Hello","token_ids":[10,11],"logprobs":[],"finish_reason":"length",)"
+                 R"("reasoning":"","tool_calls":[],)"
                  R"("usage":{"prompt_tokens":3,"completion_tokens":2,"cached_prompt_tokens":0,)"
                  R"("total_tokens":5},"timing":{"queue_ms":0,"tokenize_ms":0,"compute_ms":0,)"
                  R"("total_ms":0,"ttft_ms":1.5}})");
