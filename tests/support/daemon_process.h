@@ -48,6 +48,13 @@ inline std::string fixture_config(const std::filesystem::path& dir,
   return toml.str();
 }
 
+// fixture_config with the HTTP front end on a free loopback port; `extra_http` lines go into
+// [http].
+inline std::string http_fixture_config(const std::filesystem::path& dir,
+                                       const std::string& extra_http = "") {
+  return fixture_config(dir) + "\n[http]\nlisten = [\"127.0.0.1:0\"]\n" + extra_http;
+}
+
 // How the daemon is started, beyond its config: what systemd would hand it.
 struct DaemonLaunch {
   // Set in the daemon's environment; "$PID" in a value becomes the daemon's pid (LISTEN_PID,
@@ -122,6 +129,16 @@ class DaemonProcess {
     std::smatch match;
     const std::string text = log();
     static const std::regex pattern(R"(metrics on http://[^:]+:(\d+)/metrics)");
+    REQUIRE(std::regex_search(text, match, pattern));
+    return static_cast<uint16_t>(std::stoi(match[1]));
+  }
+
+  // The port of the first TCP address the HTTP front end listens on ([http] listen).
+  uint16_t http_port() const {
+    std::smatch match;
+    const std::string text = log();
+    static const std::regex pattern(R"(HTTP \(OpenAI, Ollama\) on http://[^ ]+:(\d+))");
+    INFO(text);
     REQUIRE(std::regex_search(text, match, pattern));
     return static_cast<uint16_t>(std::stoi(match[1]));
   }
