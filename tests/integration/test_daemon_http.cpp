@@ -421,3 +421,21 @@ TEST_CASE("HTTP: 200 concurrent SSE streams and embed and rerank calls are each 
           page, R"(sparkd_requests_total{api="http",model="gen",outcome="ok",task="generate"})") ==
       600);
 }
+
+TEST_CASE("HTTP: the openai, ollama and langchain-openai clients get what the socket gets",
+          "[daemon][http][python]") {
+  const std::string python = std::string(SPARKD_SOURCE_DIR) + "/.deps/http-clients/bin/python";
+  INFO("the clients' venv is made by tools/setup.sh");
+  REQUIRE(std::filesystem::exists(python));
+  DaemonProcess daemon([](const auto& dir) { return http_fixture_config(dir); });
+  const RunResult run = run_command(
+      python + " " + std::string(SPARKD_SOURCE_DIR) + "/tests/http_clients/check_clients.py " +
+          std::to_string(daemon.http_port()) + " " + daemon.socket_path() + " 2>&1",
+      "");
+  std::string output;
+  for (const std::string& line : run.lines) output += line + "\n";
+  INFO(output);
+  REQUIRE(run.exit_code == 0);
+  const json result = json::parse(run.lines.back());
+  CHECK(result["checked"].size() >= 25);
+}
