@@ -33,7 +33,7 @@ Expected<Json> json_object_body(const HttpRequest& request) {
   Json body;
   try {
     body = Json::parse(request.body);
-  } catch (const Json::parse_error& error) {
+  } catch (const Json::exception& error) {  // a syntax error, or a number out of range
     return Status(StatusCode::kInvalidArgument,
                   std::string("the request body is not valid JSON: ") + error.what());
   }

@@ -26,7 +26,9 @@ Expected<Json> json_object_body(const HttpRequest& request);
 class FieldReader {
  public:
   // `path` prefixes field names in errors ("messages[2]." reads as "messages[2].role").
+  // `object` must outlive the reader (a temporary may not be read).
   explicit FieldReader(const Json& object, std::string path = "");
+  FieldReader(Json&& object, std::string path = "") = delete;
 
   const Json* get(std::string_view name) const;  // null when absent or null
   std::optional<std::string> string(std::string_view name);

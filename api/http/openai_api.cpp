@@ -290,8 +290,10 @@ Status read_messages(const Json& messages, v1::Chat& chat) {
     }
     if (const Json* calls = f.array("tool_calls")) {
       for (size_t c = 0; c < calls->size(); ++c) {
+        static const Json kAbsent;
         FieldReader call((*calls)[c], path + "tool_calls[" + std::to_string(c) + "].");
-        FieldReader function(call.get("function") ? *call.get("function") : Json(),
+        const Json* function_json = call.get("function");
+        FieldReader function(function_json != nullptr ? *function_json : kAbsent,
                              path + "tool_calls[" + std::to_string(c) + "].function.");
         v1::ToolCall* out = m->add_tool_calls();
         if (auto id = call.string("id")) out->set_id(*id);

@@ -295,8 +295,10 @@ Status check_json_text(const std::string& text, const std::string& path, JsonKin
   if (parsed.is_discarded()) return invalid(path + " is not valid JSON");
   const bool right_kind = kind == JsonKind::kArray ? parsed.is_array() : parsed.is_object();
   if (!right_kind) {
+    const std::string got = parsed.type_name();
+    const bool vowel = got == "object" || got == "array";
     return invalid(path + " must be a JSON " + (kind == JsonKind::kArray ? "array" : "object") +
-                   ", got a " + parsed.type_name());
+                   ", got " + (got == "null" ? "" : vowel ? "an " : "a ") + got);
   }
   return Status::ok();
 }
