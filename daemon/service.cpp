@@ -806,6 +806,7 @@ Expected<Service::ReloadReport> Service::reload_config() {
     report.need_restart.push_back("server.admin_group");
   if (fresh.metrics.enabled != old.metrics.enabled || fresh.metrics.listen != old.metrics.listen)
     report.need_restart.push_back("[metrics]");
+  if (!(fresh.http == old.http)) report.need_restart.push_back("[http]");
   if (fresh.engine.threads != old.engine.threads) report.need_restart.push_back("engine.threads");
   if (fresh.governor.budget_bytes != old.governor.budget_bytes ||
       fresh.governor.os_reserve_bytes != old.governor.os_reserve_bytes)

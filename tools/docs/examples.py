@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parents[2]
 MARKER = "<!-- example: checked by tools/docs/examples.py -->"
 DOC_FILES = [REPO / "README.md"] + sorted((REPO / "docs").glob("*.md"))
 DOC_SOCKET = "build/sparkd.sock"
+DOC_HTTP_ADDRESS = "127.0.0.1:8000"
 
 # What changes between runs and machines, masked before comparing.
 VOLATILE = [
@@ -56,6 +57,10 @@ VOLATILE = [
                 r'mem_available_bytes|memory_pressure_some_avg10)":\s*"?[-\d.e+]+"?'),
      r'"\1":#'),
     (re.compile(r"-?\d+\.\d{4,}(e[-+]?\d+)?"), "#.####"),
+    # HTTP answers: ids, times and durations of the moment.
+    (re.compile(r'"id":\s*"(chatcmpl|cmpl|rerank)-[0-9a-f]+"'), r'"id": "\1-#"'),
+    (re.compile(r'"(created|created_at|modified_at|total_duration|load_duration|'
+                r'prompt_eval_duration|eval_duration)":\s*("[^"]*"|\d+)'), r'"\1": #'),
     (re.compile(r"\b(pid|uid) \d+"), r"\1 #"),
 ]
 
@@ -111,6 +116,7 @@ class Daemon:
         config = (REPO / "config.toml").read_text()
         config = re.sub(r'(?m)^socket = ".*"$', f'socket = "{self.socket}"', config)
         config = re.sub(r'(?m)^listen = ".*"$', 'listen = "127.0.0.1:0"', config)
+        config = re.sub(r'(?m)^listen = \[.*\]$', 'listen = ["127.0.0.1:0"]', config)
         # Model paths are relative to config.toml's folder, the repository root.
         config = re.sub(r'(?m)^path = "(?!/)(.*)"$', lambda m: f'path = "{REPO / m.group(1)}"',
                         config)
@@ -126,6 +132,9 @@ class Daemon:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"the daemon did not start:\n{self.log()}")
             time.sleep(0.05)
+        # The docs show the HTTP front end on config.toml's 127.0.0.1:8000.
+        match = re.search(r"HTTP \(OpenAI, Ollama\) on http://127\.0\.0\.1:(\d+)", self.log())
+        self.http_address = f"127.0.0.1:{match.group(1)}" if match else None
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -144,7 +153,11 @@ def run_example(example: Example, daemon: Daemon, build_dir: Path) -> List[List[
     script = ["set +e"]
     for command, _ in example.commands:
         script.append(f"echo '{separator}'")
-        script.append("{ " + command.replace(DOC_SOCKET, daemon.socket) + "\n} 2>&1")
+        command = command.replace(DOC_SOCKET, daemon.socket)
+        if daemon.http_address:
+            command = command.replace(DOC_HTTP_ADDRESS, daemon.http_address)
+        script.append("{ " + command + "\n} 2>&1")
+
     env = dict(os.environ)
     env["PATH"] = f"{build_dir}:{env['PATH']}"
     env.pop("SPARKD_SOCKET", None)
@@ -152,6 +165,8 @@ def run_example(example: Example, daemon: Daemon, build_dir: Path) -> List[List[
     run = subprocess.run(["bash", "-c", "\n".join(script)], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=600)
     text = run.stdout.replace(daemon.socket, DOC_SOCKET).replace(str(REPO), "$PWD")
+    if daemon.http_address:
+        text = text.replace(daemon.http_address, DOC_HTTP_ADDRESS)
     outputs = text.split(separator + "\n")[1:]
     if len(outputs) != len(example.commands):
         raise SystemExit(f"{example.where()}: expected {len(example.commands)} outputs, got "
