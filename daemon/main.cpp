@@ -256,7 +256,22 @@ int main(int argc, char** argv) {
                (address.rfind("unix:", 0) == 0 ? address : "http://" + address));
     }
   }
-  service.set_server_stats_source([&srv] { return srv.stats(); });
+  // Connections and requests in flight count both front ends.
+  std::function<sparkd::http::HttpServerStats()> http_stats;
+  if (http) http_stats = http->stats_source();
+  service.set_server_stats_source([&srv, http_stats] {
+    sparkd::api::ServerStats stats = srv.stats();
+    if (http_stats) {
+      const sparkd::http::HttpServerStats h = http_stats();
+      stats.connections += h.connections;
+      stats.requests_in_flight += h.requests_in_flight;
+      stats.connections_total += h.connections_total;
+      stats.requests_total += h.requests_total;
+      stats.refused_connections_total += h.refused_connections_total;
+      stats.request_timeouts_total = h.request_timeouts_total;
+    }
+    return stats;
+  });
   service.set_config_observer(
       [&srv](const DaemonConfig& fresh) { srv.set_limits(server_limits(fresh)); });
   if (auto interval = notifier.watchdog_interval()) {

@@ -64,7 +64,7 @@ struct SystemSnapshot {
   std::optional<MemoryPressure> pressure;  // absent without PSI
   uint32_t connections = 0, requests_in_flight = 0;
   // Connections the daemon closed for a reason of its own, by reason (cumulative):
-  // max_connections, frame_too_large, frame_timeout, idle.
+  // max_connections, frame_too_large, frame_timeout, idle, request_timeout (HTTP).
   std::map<std::string, uint64_t> connections_closed_total;
 };
 

@@ -1520,7 +1520,8 @@ void Service::snapshot(std::vector<ModelSnapshot>& models, SystemSnapshot& syste
     system.connections_closed_total = {{"max_connections", s.refused_connections_total},
                                        {"frame_too_large", s.oversized_frames_total},
                                        {"frame_timeout", s.frame_timeouts_total},
-                                       {"idle", s.idle_closes_total}};
+                                       {"idle", s.idle_closes_total},
+                                       {"request_timeout", s.request_timeouts_total}};
   }
 }
 

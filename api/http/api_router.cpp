@@ -45,7 +45,7 @@ HttpAnswer ApiRouter::error(std::string_view path, const Status& status, int htt
 
 Routed ApiRouter::route(const HttpRequest& request) {
   const std::string& path = request.path;
-  const bool get = request.method == "GET" || request.method == "HEAD";
+  const bool get = request.method == "GET";
   const bool post = request.method == "POST";
   struct Endpoint {
     const char* path;

@@ -422,6 +422,12 @@ void HttpServer::State::on_read(Connection* c, std::string_view bytes) {
   } else {
     c->request_started.reset();
   }
+  // A client waiting to send its body is told to go on, unless an answer to an earlier
+  // request is still to come (a "100 Continue" must not land inside it; the client then
+  // sends its body after its own wait).
+  if (c->parser.take_expect_continue() && !c->active && c->queued.empty()) {
+    write(c, "HTTP/1.1 100 Continue\r\n\r\n");
+  }
   if (c->queued.size() >= kMaxQueuedRequests) pause_reading(c);
   process_queue(c);
 }
@@ -796,8 +802,14 @@ const std::vector<std::string>& HttpServer::addresses() const {
 }
 
 HttpServerStats HttpServer::stats() const {
-  std::lock_guard<std::mutex> lock(state_->stats_mutex);
-  return state_->stats;
+  return stats_source()();
+}
+
+std::function<HttpServerStats()> HttpServer::stats_source() const {
+  return [state = state_] {
+    std::lock_guard<std::mutex> lock(state->stats_mutex);
+    return state->stats;
+  };
 }
 
 void HttpServer::begin_drain() {

@@ -81,6 +81,9 @@ class HttpServer : public api::LoopFrontend {
   // The addresses bound, as "HOST:PORT" with the real port, or "unix:/PATH".
   const std::vector<std::string>& addresses() const;
   HttpServerStats stats() const;  // thread-safe
+  // stats() as a function that stays valid after the server is gone (metrics scrapes may
+  // come until the very end).
+  std::function<HttpServerStats()> stats_source() const;
 
   // api::LoopFrontend (loop thread).
   void begin_drain() override;

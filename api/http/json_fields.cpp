@@ -117,4 +117,10 @@ const Json* FieldReader::array(std::string_view name) {
   return v == nullptr ? nullptr : typed(name, v->is_array(), "an array");
 }
 
+const Json* FieldReader::required_array(std::string_view name) {
+  const Json* value = array(name);
+  if (value == nullptr && get(name) == nullptr) fail(name, "is required");
+  return value;
+}
+
 }  // namespace sparkd::http

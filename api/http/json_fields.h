@@ -37,6 +37,8 @@ class FieldReader {
   std::optional<bool> boolean(std::string_view name);
   const Json* object(std::string_view name);
   const Json* array(std::string_view name);
+  // An array that must be there: absent is an error ("'messages' is required").
+  const Json* required_array(std::string_view name);
 
   // Records an error about field `name` (when none is recorded yet).
   void fail(std::string_view name, const std::string& message);

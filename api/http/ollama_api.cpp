@@ -288,10 +288,17 @@ class ModelsTranslator : public ResponseTranslator {
   std::string listed_at_ = now_text();
 };
 
+// Ollama names models NAME:TAG and reads a bare NAME as NAME:latest; sparkd's names have no
+// tag, so NAME:latest is NAME.
 std::string read_model(FieldReader& f) {
-  auto model = f.string("model");
-  if (f.status().is_ok() && (!model || model->empty())) f.fail("model", "is required");
-  return model.value_or("");
+  std::string model = f.string("model").value_or("");
+  if (f.status().is_ok() && model.empty()) f.fail("model", "is required");
+  constexpr std::string_view kLatest = ":latest";
+  if (model.size() > kLatest.size() &&
+      model.compare(model.size() - kLatest.size(), kLatest.size(), kLatest) == 0) {
+    model.resize(model.size() - kLatest.size());
+  }
+  return model;
 }
 
 // keep_alive: a number of seconds or a duration string.
@@ -466,8 +473,7 @@ Routed ollama_chat(const HttpRequest& request) {
   v1::Request out;
   v1::GenerateRequest& g = *out.mutable_generate();
   g.set_model(read_model(f));
-  const Json* messages = f.array("messages");
-  if (f.status().is_ok() && messages == nullptr) f.fail("messages", "is required");
+  const Json* messages = f.required_array("messages");
   if (!f.status().is_ok()) return ollama_error(f.status());
   v1::Chat& chat = *g.mutable_chat();
   if (Status read = read_chat_messages(*messages, chat); !read.is_ok()) return ollama_error(read);
@@ -599,8 +605,9 @@ Routed ollama_show(const HttpRequest& request) {
   if (!body) return ollama_error(body.status());
   FieldReader f(*body);
   // "name" is the older spelling.
-  std::string model = f.string("model").value_or(f.string("name").value_or(""));
-  if (f.status().is_ok() && model.empty()) f.fail("model", "is required");
+  std::string model = f.get("model") == nullptr && f.get("name") != nullptr
+                          ? f.string("name").value_or("")
+                          : read_model(f);
   if (!f.status().is_ok()) return ollama_error(f.status());
   return list_models(ModelsTranslator::Kind::kShow, std::move(model));
 }

@@ -332,6 +332,20 @@ struct Envelope {
     out["model"] = model;
     return out;
   }
+
+  // A stream's last events: with include_usage, one with the usage and no choices; then
+  // [DONE].
+  std::string stream_end(const std::string& object_name, bool include_usage,
+                         const v1::Usage& usage) const {
+    std::string events;
+    if (include_usage) {
+      OJson event = head(object_name);
+      event["choices"] = OJson::array();
+      event["usage"] = usage_json(usage);
+      events += sse(event);
+    }
+    return events + "data: [DONE]\n\n";
+  }
 };
 
 class ChatTranslator : public ResponseTranslator {
@@ -375,13 +389,7 @@ class ChatTranslator : public ResponseTranslator {
     if (response.final()) {
       const OJson finish = g.finish_reason();
       out.body += sse(chunk(OJson::object(), nullptr, &finish));
-      if (include_usage_) {
-        OJson event = envelope_.head("chat.completion.chunk");
-        event["choices"] = OJson::array();
-        event["usage"] = usage_json(response.usage());
-        out.body += sse(event);
-      }
-      out.body += "data: [DONE]\n\n";
+      out.body += envelope_.stream_end("chat.completion.chunk", include_usage_, response.usage());
     }
     return out;
   }
@@ -462,13 +470,7 @@ class CompletionTranslator : public ResponseTranslator {
       out.body += sse(event);
     }
     if (response.final()) {
-      if (include_usage_) {
-        OJson event = envelope_.head("text_completion");
-        event["choices"] = OJson::array();
-        event["usage"] = usage_json(response.usage());
-        out.body += sse(event);
-      }
-      out.body += "data: [DONE]\n\n";
+      out.body += envelope_.stream_end("text_completion", include_usage_, response.usage());
     }
     return out;
   }
@@ -693,8 +695,7 @@ Routed openai_chat_completions(const HttpRequest& request) {
   v1::Request out;
   v1::GenerateRequest& g = *out.mutable_generate();
   g.set_model(read_model(f));
-  const Json* messages = f.array("messages");
-  if (f.status().is_ok() && messages == nullptr) f.fail("messages", "is required");
+  const Json* messages = f.required_array("messages");
   if (!f.status().is_ok()) return openai_error(f.status());
   v1::Chat& chat = *g.mutable_chat();
   if (Status read = read_messages(*messages, chat); !read.is_ok()) return openai_error(read);
@@ -832,8 +833,7 @@ Routed openai_rerank(const HttpRequest& request) {
   auto query = f.string("query");
   if (f.status().is_ok() && !query) f.fail("query", "is required");
   r.set_query(query.value_or(""));
-  const Json* documents = f.array("documents");
-  if (f.status().is_ok() && documents == nullptr) f.fail("documents", "is required");
+  const Json* documents = f.required_array("documents");
   if (documents != nullptr) {
     for (const Json& document : *documents) {
       // A string, or Cohere's {"text": ...}.

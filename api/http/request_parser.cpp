@@ -95,6 +95,11 @@ struct HttpRequestParser::State {
       return s.refuse(413, "the body of " + std::to_string(parser->content_length) +
                                " bytes exceeds " + std::to_string(s.limits.max_body_bytes));
     }
+    const std::string* expect = r.header("expect");
+    std::string expectation = expect != nullptr ? *expect : "";
+    std::transform(expectation.begin(), expectation.end(), expectation.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    s.expect_continue = expectation == "100-continue" && r.version_minor >= 1;
     return HPE_OK;
   }
   static int on_body(llhttp_t* parser, const char* at, size_t length) {
@@ -112,6 +117,7 @@ struct HttpRequestParser::State {
     s.completed->push_back(std::move(s.current));
     s.current = HttpRequest{};
     s.in_request = false;
+    s.expect_continue = false;  // the body came anyway
     return HPE_OK;
   }
 
@@ -122,6 +128,7 @@ struct HttpRequestParser::State {
   size_t header_bytes = 0;
   bool reading_value = false;
   bool in_request = false;
+  bool expect_continue = false;  // the request in progress waits for "100 Continue"
   std::vector<HttpRequest>* completed = nullptr;
   std::optional<HttpParseError> error;
 };
@@ -129,6 +136,12 @@ struct HttpRequestParser::State {
 HttpRequestParser::HttpRequestParser(HttpLimits limits) : state_(std::make_unique<State>(limits)) {}
 
 HttpRequestParser::~HttpRequestParser() = default;
+
+bool HttpRequestParser::take_expect_continue() {
+  const bool waiting = state_->in_request && state_->expect_continue;
+  state_->expect_continue = false;
+  return waiting;
+}
 
 std::optional<HttpParseError> HttpRequestParser::feed(std::string_view bytes,
                                                       std::vector<HttpRequest>& out) {

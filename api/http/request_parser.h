@@ -59,6 +59,11 @@ class HttpRequestParser {
   // an idle keep-alive connection.
   bool in_request() const;
 
+  // Whether the request in progress sent "Expect: 100-continue" and waits for the server's
+  // "100 Continue" before it sends its body (curl does for larger bodies); true once per
+  // request, and not once its body has arrived.
+  bool take_expect_continue();
+
  private:
   struct State;
   std::unique_ptr<State> state_;

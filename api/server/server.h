@@ -160,6 +160,8 @@ struct ServerStats {
   uint64_t oversized_frames_total = 0;     // a length prefix over max_frame_bytes
   uint64_t frame_timeouts_total = 0;       // a frame not completed within frame_timeout
   uint64_t idle_closes_total = 0;          // idle for idle_timeout
+  // HTTP (added in by the daemon when it serves HTTP): requests not received whole in time.
+  uint64_t request_timeouts_total = 0;
 };
 
 // Another front end on the server's loop (the HTTP server): it drains and finishes with the

@@ -281,6 +281,22 @@ TEST_CASE("HTTP: bad input gets the right status and error shape, and the daemon
     CHECK(json_body(*third)["data"].size() == 3);
   }
 
+  // A client that asks before sending its body (curl does) is told to go on.
+  {
+    HttpTestConnection expecting(port);
+    expecting.send_raw(
+        "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        "Content-Length: 33\r\n\r\n");
+    REQUIRE(expecting.read_until("HTTP/1.1 100 Continue\r\n\r\n"));
+    expecting.send_raw(R"({"model":"embed","input":"hello"})");
+    auto interim = expecting.read_reply();
+    REQUIRE(interim.has_value());
+    CHECK(interim->status == 100);
+    auto reply = expecting.read_reply();
+    REQUIRE(reply.has_value());
+    CHECK(reply->status == 200);
+  }
+
   // Still serving.
   CHECK(post_json(port, "/v1/chat/completions", chat_body("hi", 4, false))["choices"].size() == 1);
   const std::string page = http_get(daemon.metrics_port(), "/metrics");
@@ -288,6 +304,26 @@ TEST_CASE("HTTP: bad input gets the right status and error shape, and the daemon
             page,
             R"(sparkd_requests_total{api="http",model="",outcome="not_found",task="generate"})") ==
         2);
+  CHECK(metric_value(page, R"(sparkd_connections_closed_total{reason="request_timeout"})") == 1);
+}
+
+TEST_CASE("HTTP: a Unix socket listener answers its group, mode as the Protobuf socket's",
+          "[daemon][http]") {
+  DaemonProcess daemon([](const std::filesystem::path& dir) {
+    return fixture_config(dir) + "\n[http]\nlisten = [\"unix:" + (dir / "http.sock").string() +
+           "\"]\n";
+  });
+  const std::string path = (daemon.dir() / "http.sock").string();
+  CHECK((std::filesystem::status(path).permissions() & std::filesystem::perms::all) ==
+        (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+         std::filesystem::perms::group_read | std::filesystem::perms::group_write |
+         std::filesystem::perms::others_read | std::filesystem::perms::others_write));
+  HttpTestConnection connection(path);
+  connection.send_request("GET", "/v1/models", "");
+  auto reply = connection.read_reply();
+  REQUIRE(reply.has_value());
+  CHECK(reply->status == 200);
+  CHECK(json_body(*reply)["data"].size() == 3);
 }
 
 TEST_CASE("HTTP: with API keys every request needs one", "[daemon][http]") {
@@ -438,4 +474,74 @@ TEST_CASE("HTTP: the openai, ollama and langchain-openai clients get what the so
   REQUIRE(run.exit_code == 0);
   const json result = json::parse(run.lines.back());
   CHECK(result["checked"].size() >= 25);
+}
+
+TEST_CASE("HTTP: reasoning a template marks comes back apart from the answer, whole and streamed",
+          "[daemon][http]") {
+  // The gen fixture with a template whose generation prompt opens a <think> block (as
+  // DeepSeek R1's does): all the model writes before </think> is reasoning.
+  const std::string template_text =
+      "{%- for message in messages -%}<|im_start|>{{ message.role }}\n"
+      "{% if message.role == 'assistant' %}{{ message.content.split('</think>')[-1] }}"
+      "{% else %}{{ message.content }}{% endif %}<|im_end|>\n{% endfor -%}"
+      "{%- if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif -%}";
+  DaemonProcess daemon([&](const std::filesystem::path& dir) {
+    const std::filesystem::path model = dir / "thinker";
+    std::filesystem::copy(fixture_model_dir("qwen3_f32"), model);
+    std::ifstream in(model / "tokenizer_config.json");
+    json config = json::parse(in);
+    config["chat_template"] = template_text;
+    std::ofstream(model / "tokenizer_config.json") << config.dump();
+    return fixture_config(dir, "",
+                          "[[models]]\nname = \"thinker\"\npath = \"" + model.string() +
+                              "\"\nkv_max = \"16MiB\"\n") +
+           "\n[http]\nlisten = [\"127.0.0.1:0\"]\n";
+  });
+  const uint16_t port = daemon.http_port();
+  api::Client client = daemon.connect();
+  // The same prompt, raw, over the socket: what the model writes after "<think>\n".
+  v1::Request raw = generate_request(
+      "thinker", "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n", 6);
+  raw.mutable_generate()->set_ignore_eos(true);
+  const std::string written = call_once(client, raw).generate().text();
+  REQUIRE_FALSE(written.empty());
+  REQUIRE(written.find("</think>") == std::string::npos);
+
+  json body = {{"model", "thinker"},
+               {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})},
+               {"max_tokens", 6},
+               {"temperature", 0},
+               {"ignore_eos", true}};
+  const json whole = post_json(port, "/v1/chat/completions", body);
+  const json& message = whole["choices"][0]["message"];
+  CHECK(message["content"] == "");
+  const std::string reasoning = message["reasoning_content"];
+  CHECK_FALSE(reasoning.empty());
+  // The reasoning is what was written, less the whitespace around it.
+  const size_t first = written.find_first_not_of(" \n");
+  const size_t last = written.find_last_not_of(" \n");
+  CHECK(reasoning == written.substr(first, last - first + 1));
+
+  body["stream"] = true;
+  const HttpReply streamed = http_call(port, "POST", "/v1/chat/completions", body.dump());
+  std::string streamed_reasoning, streamed_content;
+  for (const std::string& event : sse_events(streamed.body)) {
+    if (event == "[DONE]") continue;
+    const json parsed = json::parse(event);
+    const json& delta = parsed["choices"][0]["delta"];
+    if (delta.contains("reasoning_content")) {
+      streamed_reasoning += delta["reasoning_content"].get<std::string>();
+    }
+    if (delta.contains("content")) streamed_content += delta["content"].get<std::string>();
+  }
+  CHECK(streamed_reasoning == reasoning);
+  CHECK(streamed_content.empty());
+
+  // Ollama's thinking.
+  const json ollama = post_json(port, "/api/chat",
+                                {{"model", "thinker"},
+                                 {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})},
+                                 {"stream", false},
+                                 {"options", {{"temperature", 0}, {"num_predict", 6}}}});
+  if (ollama["eval_count"] == 6) CHECK(ollama["message"]["thinking"] == reasoning);
 }

@@ -7,8 +7,10 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cctype>
 #include <map>
@@ -33,6 +35,16 @@ class HttpTestConnection {
     address.sin_family = AF_INET;
     address.sin_port = htons(port);
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
+  }
+  // Over a Unix socket ([http] listen = ["unix:/PATH"]).
+  explicit HttpTestConnection(const std::string& unix_path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    REQUIRE(fd_ >= 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    REQUIRE(unix_path.size() < sizeof(address.sun_path));
+    std::copy(unix_path.begin(), unix_path.end(), address.sun_path);
     REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
   }
   ~HttpTestConnection() { close(); }
@@ -89,6 +101,9 @@ class HttpTestConnection {
       std::string name = line.substr(0, colon);
       for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       reply.headers[name] = line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+    if (reply.status / 100 == 1 || reply.status == 204 || reply.status == 304) {
+      return reply;  // no body
     }
     if (reply.headers.count("content-length") != 0) {
       const size_t length = std::stoul(reply.headers["content-length"]);

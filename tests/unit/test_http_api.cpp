@@ -402,6 +402,9 @@ TEST_CASE("Ollama generate: template or raw, and an empty prompt loads or unload
   CHECK(templated.request.generate().chat().messages(0).role() == "system");
   CHECK(templated.request.generate().chat().messages(1).content() == "hi");
   CHECK_FALSE(templated.request.generate().stream());
+  const RoutedCall tagged = routed_call(
+      ollama_generate(post("/api/generate", {{"model", "g:latest"}, {"prompt", "hi"}})));
+  CHECK(tagged.request.generate().model() == "g");  // Ollama's default tag is the name
   const RoutedCall raw = routed_call(
       ollama_generate(post("/api/generate", {{"model", "g"}, {"prompt", "hi"}, {"raw", true}})));
   CHECK(raw.request.generate().prompt() == "hi");

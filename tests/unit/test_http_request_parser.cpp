@@ -128,3 +128,25 @@ TEST_CASE("http parser: refusals carry the status to answer, and stay", "[http]"
   CHECK(error->status == 400);
   CHECK(requests.empty());
 }
+
+TEST_CASE("http parser: Expect 100-continue is reported once, while the body is awaited",
+          "[http]") {
+  HttpRequestParser parser;
+  std::vector<HttpRequest> requests;
+  CHECK_FALSE(
+      parser.feed("POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n"
+                  "Expect: 100-Continue\r\nContent-Length: 2\r\n\r\n",
+                  requests));
+  CHECK(parser.take_expect_continue());
+  CHECK_FALSE(parser.take_expect_continue());  // once
+  CHECK_FALSE(parser.feed("{}", requests));
+  REQUIRE(requests.size() == 1);
+  // Head and body in one piece: the body is here, nothing to wait for.
+  CHECK_FALSE(parser.feed("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}",
+                          requests));
+  CHECK_FALSE(parser.take_expect_continue());
+  // HTTP/1.0 has no 100 Continue.
+  CHECK_FALSE(parser.feed("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+                          requests));
+  CHECK_FALSE(parser.take_expect_continue());
+}

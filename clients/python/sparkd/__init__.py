@@ -26,6 +26,7 @@ from .types import (
     Timing,
     TokenizeResult,
     TokenLogprob,
+    ToolCall,
     TopLogprob,
     Usage,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "Timing",
     "TokenizeResult",
     "TokenLogprob",
+    "ToolCall",
     "TopLogprob",
     "Usage",
 ]

@@ -8,6 +8,7 @@ ends; the clients themselves only deal with ids, sockets and waiting.
 
 from __future__ import annotations
 
+import json
 import operator
 import os
 from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
@@ -31,6 +32,7 @@ from .types import (
     Timing,
     TokenizeResult,
     TokenLogprob,
+    ToolCall,
     TopLogprob,
     Usage,
 )
@@ -345,7 +347,9 @@ def rerank_request(
 def _role_and_content(message: MessageLike, path: str) -> "tuple[str, str]":
     try:
         if isinstance(message, Mapping):
-            return str(message["role"]), str(message["content"])
+            content = message["content"]
+            # An assistant turn that only called tools has content None (OpenAI's shape).
+            return str(message["role"]), "" if content is None else str(content)
         return str(message.role), str(message.content)
     except (KeyError, AttributeError):
         raise _invalid(
@@ -353,6 +357,33 @@ def _role_and_content(message: MessageLike, path: str) -> "tuple[str, str]":
             '{"role": ..., "content": ...} or an object with those attributes, got '
             f"{message!r}"
         ) from None
+
+
+def _add_message(chat: "pb.Chat", message: MessageLike, path: str) -> None:
+    """One message; a dict may also carry OpenAI's tool_calls, tool_call_id, name and
+    reasoning_content."""
+    role, content = _role_and_content(message, path)
+    out = chat.messages.add(role=role, content=content)
+    if not isinstance(message, Mapping):
+        return
+    reasoning = message.get("reasoning_content", message.get("reasoning"))
+    if reasoning is not None:
+        _set(out, "reasoning", reasoning, path + ".reasoning")
+    for key in ("tool_call_id", "name"):
+        if message.get(key) is not None:
+            _set(out, key, message[key], f"{path}.{key}")
+    for index, call in enumerate(message.get("tool_calls") or []):
+        call_path = f"{path}.tool_calls[{index}]"
+        if not isinstance(call, Mapping):
+            raise _invalid(f"{call_path} must be a dict, got {type(call).__name__}")
+        function = call.get("function", call)
+        arguments = function.get("arguments", {})
+        entry = out.tool_calls.add()
+        _set(entry, "id", call.get("id") or "", call_path + ".id")
+        _set(entry, "name", function.get("name", ""), call_path + ".name")
+        _set(entry, "arguments",
+             arguments if isinstance(arguments, str) else json.dumps(arguments),
+             call_path + ".arguments")
 
 
 def generate_request(
@@ -379,6 +410,8 @@ def generate_request(
     add_generation_prompt: Optional[bool],
     include_stop_str_in_output: bool,
     stream: bool,
+    tools: Optional[Sequence[Mapping[str, Any]]] = None,
+    template_variables: Optional[Mapping[str, Any]] = None,
 ) -> "pb.Request":
     """Build a GenerateRequest; exactly one of ``prompt`` and ``messages`` must be given."""
     if (prompt is None) == (messages is None):
@@ -402,11 +435,15 @@ def generate_request(
                 f"generate.chat.messages must be a list of messages, got {type(messages).__name__}"
             )
         for index, message in enumerate(_items(messages, "generate.chat.messages")):
-            role, content = _role_and_content(message, f"generate.chat.messages[{index}]")
-            chat.messages.add(role=role, content=content)
+            _add_message(chat, message, f"generate.chat.messages[{index}]")
         if add_generation_prompt is not None:
             _set(chat, "add_generation_prompt", add_generation_prompt,
                  "generate.chat.add_generation_prompt")
+        if tools is not None:
+            _set(chat, "tools_json", json.dumps(list(tools)), "generate.chat.tools_json")
+        if template_variables is not None:
+            _set(chat, "template_variables_json", json.dumps(dict(template_variables)),
+                 "generate.chat.template_variables_json")
 
     sampling = generate.sampling
     path = "generate.sampling."
@@ -583,12 +620,17 @@ def generation_chunk(response: "pb.Response") -> GenerationChunk:
             TokenLogprob(
                 token_id=entry.token_id,
                 logprob=entry.logprob,
-                top=[TopLogprob(token_id=top.token_id, logprob=top.logprob) for top in entry.top],
+                top=[TopLogprob(token_id=top.token_id, logprob=top.logprob, token=top.token)
+                     for top in entry.top],
+                token=entry.token,
             )
             for entry in chunk.logprobs
         ],
         finish_reason=chunk.finish_reason,
         final=response.final,
+        reasoning=chunk.reasoning,
+        tool_calls=[ToolCall(id=call.id, name=call.name, arguments=call.arguments)
+                    for call in chunk.tool_calls],
         usage=usage_from(response.usage) if response.final else None,
         timing=timing_from(response.timing) if response.final else None,
     )
@@ -663,12 +705,16 @@ class GenerationAccumulator:
 
     def __init__(self) -> None:
         self._text: List[str] = []
+        self._reasoning: List[str] = []
+        self._tool_calls: List[ToolCall] = []
         self._token_ids: List[int] = []
         self._logprobs: List[TokenLogprob] = []
         self._last: Optional[GenerationChunk] = None
 
     def add(self, chunk: GenerationChunk) -> None:
         self._text.append(chunk.text)
+        self._reasoning.append(chunk.reasoning)
+        self._tool_calls.extend(chunk.tool_calls)
         self._token_ids.extend(chunk.token_ids)
         self._logprobs.extend(chunk.logprobs)
         self._last = chunk
@@ -682,4 +728,6 @@ class GenerationAccumulator:
             usage=(last.usage if last and last.usage else Usage()),
             timing=(last.timing if last and last.timing else Timing()),
             logprobs=self._logprobs,
+            reasoning="".join(self._reasoning),
+            tool_calls=self._tool_calls,
         )

@@ -11,6 +11,7 @@ import os
 import socket
 from types import TracebackType
 from typing import (
+    Any,
     AsyncIterator,
     Dict,
     Iterable,
@@ -474,6 +475,8 @@ class AsyncClient:
         priority: int = 0,
         deadline_ms: int = 0,
         add_generation_prompt: Optional[bool] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        template_variables: Optional[Mapping[str, Any]] = None,
         include_stop_str_in_output: bool = False,
     ) -> Generation:
         request = _protocol.generate_request(
@@ -483,7 +486,8 @@ class AsyncClient:
             frequency_penalty=frequency_penalty, seed=seed, stop=stop,
             stop_token_ids=stop_token_ids, logprobs=logprobs, logit_bias=logit_bias,
             ignore_eos=ignore_eos, priority=priority, deadline_ms=deadline_ms,
-            add_generation_prompt=add_generation_prompt,
+            add_generation_prompt=add_generation_prompt, tools=tools,
+            template_variables=template_variables,
             include_stop_str_in_output=include_stop_str_in_output, stream=False,
         )
         accumulator = _protocol.GenerationAccumulator()
@@ -514,6 +518,8 @@ class AsyncClient:
         priority: int = 0,
         deadline_ms: int = 0,
         add_generation_prompt: Optional[bool] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        template_variables: Optional[Mapping[str, Any]] = None,
         include_stop_str_in_output: bool = False,
     ) -> "AsyncGenerateStream":
         """A streamed generation: ``async for chunk in client.generate_stream(...)``.
@@ -530,7 +536,8 @@ class AsyncClient:
             frequency_penalty=frequency_penalty, seed=seed, stop=stop,
             stop_token_ids=stop_token_ids, logprobs=logprobs, logit_bias=logit_bias,
             ignore_eos=ignore_eos, priority=priority, deadline_ms=deadline_ms,
-            add_generation_prompt=add_generation_prompt,
+            add_generation_prompt=add_generation_prompt, tools=tools,
+            template_variables=template_variables,
             include_stop_str_in_output=include_stop_str_in_output, stream=True,
         )
         return AsyncGenerateStream(self, request)

@@ -13,7 +13,7 @@ import queue
 import socket
 import threading
 from types import TracebackType
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Type, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Type, Union
 
 from . import _protocol
 from . import sparkd_pb2 as pb
@@ -400,6 +400,8 @@ class Client:
         priority: int = 0,
         deadline_ms: int = 0,
         add_generation_prompt: Optional[bool] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        template_variables: Optional[Mapping[str, Any]] = None,
         include_stop_str_in_output: bool = False,
     ) -> Generation:
         """Generate from a raw ``prompt`` or chat ``messages`` and return the whole text."""
@@ -410,7 +412,8 @@ class Client:
             frequency_penalty=frequency_penalty, seed=seed, stop=stop,
             stop_token_ids=stop_token_ids, logprobs=logprobs, logit_bias=logit_bias,
             ignore_eos=ignore_eos, priority=priority, deadline_ms=deadline_ms,
-            add_generation_prompt=add_generation_prompt,
+            add_generation_prompt=add_generation_prompt, tools=tools,
+            template_variables=template_variables,
             include_stop_str_in_output=include_stop_str_in_output, stream=False,
         )
         accumulator = _protocol.GenerationAccumulator()
@@ -442,6 +445,8 @@ class Client:
         priority: int = 0,
         deadline_ms: int = 0,
         add_generation_prompt: Optional[bool] = None,
+        tools: Optional[Sequence[Mapping[str, Any]]] = None,
+        template_variables: Optional[Mapping[str, Any]] = None,
         include_stop_str_in_output: bool = False,
     ) -> "GenerateStream":
         """Start a streamed generation; iterate the result for chunks as the daemon makes them.
@@ -457,7 +462,8 @@ class Client:
             frequency_penalty=frequency_penalty, seed=seed, stop=stop,
             stop_token_ids=stop_token_ids, logprobs=logprobs, logit_bias=logit_bias,
             ignore_eos=ignore_eos, priority=priority, deadline_ms=deadline_ms,
-            add_generation_prompt=add_generation_prompt,
+            add_generation_prompt=add_generation_prompt, tools=tools,
+            template_variables=template_variables,
             include_stop_str_in_output=include_stop_str_in_output, stream=True,
         )
         return GenerateStream(self, request)

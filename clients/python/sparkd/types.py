@@ -79,6 +79,7 @@ class RerankResults:
 class TopLogprob:
     token_id: int
     logprob: float
+    token: str = ""  # the token decoded alone (part of a UTF-8 character shows as U+FFFD)
 
 
 @dataclass(frozen=True)
@@ -88,13 +89,23 @@ class TokenLogprob:
     token_id: int
     logprob: float
     top: List[TopLogprob] = field(default_factory=list)
+    token: str = ""  # the token decoded alone
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call a chat model made, parsed from its output as its template defines."""
+
+    id: str
+    name: str
+    arguments: str  # a JSON object, as text (OpenAI's shape)
 
 
 @dataclass(frozen=True)
 class GenerationChunk:
     """New text and tokens since the previous chunk of a streamed generation.
 
-    ``finish_reason`` ("stop" | "length"), ``usage`` and ``timing`` are set on the final chunk
+    ``finish_reason`` ("stop" | "length" | "tool_calls"), ``usage`` and ``timing`` are set on the final chunk
     only; ``final`` says which chunk that is.
     """
 
@@ -103,6 +114,10 @@ class GenerationChunk:
     logprobs: List[TokenLogprob] = field(default_factory=list)
     finish_reason: str = ""
     final: bool = False
+    # Chat requests: new reasoning (between <think> and </think>) and tool calls completed
+    # since the previous chunk, where the model's template marks them; ``text`` is the answer.
+    reasoning: str = ""
+    tool_calls: List[ToolCall] = field(default_factory=list)
     usage: Optional[Usage] = None
     timing: Optional[Timing] = None
 
@@ -117,6 +132,8 @@ class Generation:
     usage: Usage
     timing: Timing
     logprobs: List[TokenLogprob] = field(default_factory=list)
+    reasoning: str = ""
+    tool_calls: List[ToolCall] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

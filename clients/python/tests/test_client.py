@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import tempfile
 import threading
@@ -11,6 +12,7 @@ import unittest
 from typing import Any, Callable, Dict, List
 from unittest import mock
 
+import sparkd
 from sparkd import Client, Health, ModelInfo, SparkdError
 from sparkd import sparkd_pb2 as pb
 
@@ -416,6 +418,43 @@ class StreamingTest(ClientTestCase):
         self.assertEqual(generation.token_ids, [100, 101])
         self.assertEqual(generation.finish_reason, "length")
         self.assertEqual(generation.usage.prompt_tokens, 4)
+
+    def test_chat_with_tools_sends_them_and_joins_reasoning_and_tool_calls(self) -> None:
+        messages = [
+            {"role": "user", "content": "Weather in Oslo?"},
+            {"role": "assistant", "content": None, "reasoning_content": "use the tool",
+             "tool_calls": [{"id": "call_1", "type": "function",
+                             "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+            {"role": "tool", "tool_call_id": "call_1", "name": "get_weather", "content": "-3C"},
+        ]
+        tools = [{"type": "function", "function": {"name": "get_weather"}}]
+        call = self.in_thread(self.client.generate, "qwen3-demo", messages=messages, tools=tools,
+                              template_variables={"enable_thinking": True})
+        request = self.peer_conn.recv_request()
+        chat = request.generate.chat
+        self.assertEqual(chat.messages[1].content, "")
+        self.assertEqual(chat.messages[1].reasoning, "use the tool")
+        self.assertEqual(chat.messages[1].tool_calls[0].name, "get_weather")
+        self.assertEqual(json.loads(chat.messages[1].tool_calls[0].arguments), {"city": "Oslo"})
+        self.assertEqual(chat.messages[2].tool_call_id, "call_1")
+        self.assertEqual(chat.messages[2].name, "get_weather")
+        self.assertEqual(json.loads(chat.tools_json), tools)
+        self.assertEqual(json.loads(chat.template_variables_json), {"enable_thinking": True})
+
+        first = response(request.id, final=False)
+        first.generate.reasoning = "The user "
+        self.peer_conn.send(first)
+        last = response(request.id, final=True)
+        last.generate.reasoning = "asks again."
+        tool_call = last.generate.tool_calls.add()
+        tool_call.id, tool_call.name, tool_call.arguments = "call_2", "get_weather", "{}"
+        last.generate.finish_reason = "tool_calls"
+        self.peer_conn.send(last)
+        generation = call.get()
+        self.assertEqual(generation.text, "")
+        self.assertEqual(generation.reasoning, "The user asks again.")
+        self.assertEqual(generation.tool_calls, [sparkd.ToolCall("call_2", "get_weather", "{}")])
+        self.assertEqual(generation.finish_reason, "tool_calls")
 
     def test_error_in_the_middle_of_a_stream(self) -> None:
         stream = self.client.generate_stream("qwen3-demo", prompt="p")
