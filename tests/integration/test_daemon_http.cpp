@@ -545,3 +545,29 @@ TEST_CASE("HTTP: reasoning a template marks comes back apart from the answer, wh
                                  {"options", {{"temperature", 0}, {"num_predict", 6}}}});
   if (ollama["eval_count"] == 6) CHECK(ollama["message"]["thinking"] == reasoning);
 }
+
+TEST_CASE("HTTP: on SIGTERM a stream in flight finishes, then the daemon exits", "[daemon][http]") {
+  DaemonProcess daemon([](const auto& dir) { return http_fixture_config(dir); });
+  const uint16_t port = daemon.http_port();
+  HttpTestConnection streaming(port);
+  json body = chat_body("a long answer", 200, true);
+  body["ignore_eos"] = true;
+  streaming.send_request("POST", "/v1/chat/completions", body.dump());
+  REQUIRE(streaming.read_until("\"content\":\""));
+  HttpTestConnection idle(port);  // keep-alive, nothing in flight
+  daemon.signal(SIGTERM);
+  REQUIRE(daemon.wait_for_log("draining"));
+  // The stream runs to its end: every token, the finish and [DONE].
+  auto reply = streaming.read_reply();
+  REQUIRE(reply.has_value());
+  const std::vector<std::string> events = sse_events(reply->body);
+  CHECK(events.back() == "[DONE]");
+  int tokens = 0;
+  for (size_t i = 0; i + 1 < events.size(); ++i) {
+    const json event = json::parse(events[i]);
+    if (event["choices"][0]["delta"].contains("content")) ++tokens;
+  }
+  CHECK(tokens >= 100);  // the role chunk's "" and the tokens (some may share a chunk)
+  CHECK(daemon.wait_exit() == 0);
+  CHECK(idle.closed_by_peer());
+}
