@@ -92,6 +92,27 @@ std::string_view trim(std::string_view text) {
   return text;
 }
 
+// A response's status line and headers. `content_length`: the body's size; none for a stream,
+// sent chunked when `chunked`, else running to the connection's close (HTTP/1.0).
+// `extra_headers`: whole "Name: value\r\n" lines (CORS).
+std::string response_head(int status, std::string_view content_type,
+                          std::optional<size_t> content_length, bool chunked, bool keep_alive,
+                          std::string_view extra_headers) {
+  std::string text =
+      "HTTP/1.1 " + std::to_string(status) + " " + std::string(http_reason(status)) + "\r\n";
+  if (!content_type.empty()) text += "Content-Type: " + std::string(content_type) + "\r\n";
+  if (content_length) {
+    text += "Content-Length: " + std::to_string(*content_length) + "\r\n";
+  } else {
+    text += "Cache-Control: no-cache\r\n";
+    if (chunked) text += "Transfer-Encoding: chunked\r\n";
+  }
+  text += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+  text += extra_headers;
+  text += "\r\n";
+  return text;
+}
+
 std::string chunk(std::string_view body) {
   if (body.empty()) return {};
   char size[24];
@@ -141,8 +162,6 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
   void answer(Connection* c, const HttpRequest* request, const HttpAnswer& answer);
   void answer_error(Connection* c, const HttpRequest* request, std::string_view path,
                     const Status& status, int http_status_override = 0);
-  std::string head_text(const HttpRequest* request, const HttpResponseHead& head,
-                        size_t content_length, bool keep_alive) const;
   void write(Connection* c, std::string bytes);
   void exchange_output(uint64_t connection_id, const std::shared_ptr<api::Call>& call,
                        std::string bytes, bool end, bool keep_alive);
@@ -155,7 +174,9 @@ struct HttpServer::State : std::enable_shared_from_this<HttpServer::State> {
   void close_listeners();
   // After finish: the sweep timer goes once no connection is left for it to watch.
   void close_sweep_when_idle();
-  std::vector<std::pair<std::string, std::string>> cors_headers(const HttpRequest* request) const;
+  // The CORS headers for a request's Origin, as header lines; "" when CORS is off or the
+  // origin is not allowed.
+  std::string cors_text(const HttpRequest* request) const;
 };
 
 namespace {
@@ -219,7 +240,9 @@ class ExchangeSink : public api::ResponseSink {
     if (out.head && !head_sent_) {
       head_sent_ = true;
       streaming_ = out.head->streaming;
-      bytes = head_text(*out.head, out.body.size());
+      bytes = response_head(out.head->status, out.head->content_type,
+                            streaming_ ? std::nullopt : std::optional<size_t>(out.body.size()),
+                            chunked_, keep_alive_ && (!streaming_ || chunked_), head_prefix_);
       if (!streaming_) {
         bytes += out.body;
         out.body.clear();
@@ -241,23 +264,6 @@ class ExchangeSink : public api::ResponseSink {
   }
 
  private:
-  std::string head_text(const HttpResponseHead& head, size_t body_bytes) const {
-    std::string text = "HTTP/1.1 " + std::to_string(head.status) + " " +
-                       std::string(http_reason(head.status)) + "\r\n";
-    text += "Content-Type: " + head.content_type + "\r\n";
-    if (!head.streaming) {
-      text += "Content-Length: " + std::to_string(body_bytes) + "\r\n";
-    } else {
-      text += "Cache-Control: no-cache\r\n";
-      if (chunked_) text += "Transfer-Encoding: chunked\r\n";
-    }
-    const bool keep_alive = keep_alive_ && (!head.streaming || chunked_);
-    text += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
-    text += head_prefix_;  // CORS headers
-    text += "\r\n";
-    return text;
-  }
-
   std::weak_ptr<HttpServer::State> state_;
   uint64_t connection_id_;
   std::shared_ptr<ResponseTranslator> translator_;
@@ -271,28 +277,17 @@ class ExchangeSink : public api::ResponseSink {
 
 }  // namespace
 
-std::vector<std::pair<std::string, std::string>> HttpServer::State::cors_headers(
-    const HttpRequest* request) const {
-  if (options.cors_allow_origins.empty() || request == nullptr) return {};
+std::string HttpServer::State::cors_text(const HttpRequest* request) const {
+  if (options.cors_allow_origins.empty() || request == nullptr) return "";
   const std::string* origin = request->header("origin");
-  if (origin == nullptr) return {};
+  if (origin == nullptr) return "";
   for (const std::string& allowed : options.cors_allow_origins) {
-    if (allowed == "*") return {{"Access-Control-Allow-Origin", "*"}};
-    if (allowed == *origin) return {{"Access-Control-Allow-Origin", *origin}, {"Vary", "Origin"}};
+    if (allowed == "*") return "Access-Control-Allow-Origin: *\r\n";
+    if (allowed == *origin) {
+      return "Access-Control-Allow-Origin: " + *origin + "\r\nVary: Origin\r\n";
+    }
   }
-  return {};
-}
-
-std::string HttpServer::State::head_text(const HttpRequest* request, const HttpResponseHead& head,
-                                         size_t content_length, bool keep_alive) const {
-  std::string text = "HTTP/1.1 " + std::to_string(head.status) + " " +
-                     std::string(http_reason(head.status)) + "\r\n";
-  if (!head.content_type.empty()) text += "Content-Type: " + head.content_type + "\r\n";
-  text += "Content-Length: " + std::to_string(content_length) + "\r\n";
-  text += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
-  for (const auto& [name, value] : cors_headers(request)) text += name + ": " + value + "\r\n";
-  text += "\r\n";
-  return text;
+  return "";
 }
 
 void HttpServer::State::write(Connection* c, std::string bytes) {
@@ -458,10 +453,9 @@ void HttpServer::State::answer(Connection* c, const HttpRequest* request,
                                const HttpAnswer& answer) {
   const bool keep_alive = request != nullptr && request->keep_alive && !draining;
   handler->answered({answer.kind, "", answer.code, "http"});
-  HttpResponseHead head;
-  head.status = answer.status;
-  head.content_type = answer.content_type;
-  write(c, head_text(request, head, answer.body.size(), keep_alive) + answer.body);
+  write(c, response_head(answer.status, answer.content_type, answer.body.size(), false, keep_alive,
+                         cors_text(request)) +
+               answer.body);
   if (!keep_alive) close_after_writes(c);
 }
 
@@ -479,19 +473,16 @@ void HttpServer::State::start_exchange(Connection* c, HttpRequest request) {
   // A CORS preflight: answered from the configuration, before keys (browsers send none).
   if (request.method == "OPTIONS" && !options.cors_allow_origins.empty() &&
       request.header("access-control-request-method") != nullptr) {
-    auto headers = cors_headers(&request);
+    std::string headers = cors_text(&request);
     const bool allowed = !headers.empty();
-    std::string text = "HTTP/1.1 " + std::string(allowed ? "204 No Content" : "403 Forbidden") +
-                       "\r\nContent-Length: 0\r\n";
-    text += request.keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
-    for (const auto& [name, value] : headers) text += name + ": " + value + "\r\n";
     if (allowed) {
-      text +=
-          "Access-Control-Allow-Methods: GET, POST, DELETE, OPTIONS\r\n"
+      headers +=
+          "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
           "Access-Control-Allow-Headers: Authorization, Content-Type\r\n"
           "Access-Control-Max-Age: 600\r\n";
     }
-    text += "\r\n";
+    std::string text =
+        response_head(allowed ? 204 : 403, "", 0, false, request.keep_alive, headers);
     handler->answered(
         {"preflight", "", allowed ? StatusCode::kOk : StatusCode::kPermissionDenied, "http"});
     write(c, std::move(text));
@@ -543,8 +534,7 @@ void HttpServer::State::start_exchange(Connection* c, HttpRequest request) {
     answer(c, &request, a);
     return;
   }
-  std::string cors;
-  for (const auto& [name, value] : cors_headers(&request)) cors += name + ": " + value + "\r\n";
+  std::string cors = cors_text(&request);
   const bool http11 =
       request.version_major > 1 || (request.version_major == 1 && request.version_minor >= 1);
   auto sink =

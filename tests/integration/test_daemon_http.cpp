@@ -571,3 +571,42 @@ TEST_CASE("HTTP: on SIGTERM a stream in flight finishes, then the daemon exits",
   CHECK(daemon.wait_exit() == 0);
   CHECK(idle.closed_by_peer());
 }
+
+TEST_CASE("HTTP: CORS is off unless origins are configured, then answers only those",
+          "[daemon][http]") {
+  {
+    DaemonProcess plain([](const auto& dir) { return http_fixture_config(dir); });
+    const HttpReply reply =
+        http_call(plain.http_port(), "GET", "/v1/models", "", {"Origin: https://app.example"});
+    CHECK(reply.status == 200);
+    CHECK(reply.headers.count("access-control-allow-origin") == 0);
+  }
+  DaemonProcess daemon([](const auto& dir) {
+    return http_fixture_config(dir, "cors_allow_origins = [\"https://app.example\"]\n");
+  });
+  const uint16_t port = daemon.http_port();
+  const HttpReply preflight =
+      http_call(port, "OPTIONS", "/v1/chat/completions", "",
+                {"Origin: https://app.example", "Access-Control-Request-Method: POST",
+                 "Access-Control-Request-Headers: authorization, content-type"});
+  CHECK(preflight.status == 204);
+  CHECK(preflight.headers.at("access-control-allow-origin") == "https://app.example");
+  CHECK_THAT(preflight.headers.at("access-control-allow-headers"),
+             Catch::Contains("Authorization"));
+  const HttpReply other =
+      http_call(port, "OPTIONS", "/v1/chat/completions", "",
+                {"Origin: https://evil.example", "Access-Control-Request-Method: POST"});
+  CHECK(other.status == 403);
+  CHECK(other.headers.count("access-control-allow-origin") == 0);
+  const HttpReply allowed =
+      http_call(port, "GET", "/v1/models", "", {"Origin: https://app.example"});
+  CHECK(allowed.headers.at("access-control-allow-origin") == "https://app.example");
+  CHECK(allowed.headers.at("vary") == "Origin");
+  // Streams carry it too.
+  json body = chat_body("hi", 3, true);
+  const HttpReply stream =
+      http_call(port, "POST", "/v1/chat/completions", body.dump(), {"Origin: https://app.example"});
+  CHECK(stream.headers.at("access-control-allow-origin") == "https://app.example");
+  CHECK(http_call(port, "GET", "/v1/models", "", {"Origin: https://evil.example"})
+            .headers.count("access-control-allow-origin") == 0);
+}
