@@ -610,3 +610,42 @@ TEST_CASE("HTTP: CORS is off unless origins are configured, then answers only th
   CHECK(http_call(port, "GET", "/v1/models", "", {"Origin: https://evil.example"})
             .headers.count("access-control-allow-origin") == 0);
 }
+
+TEST_CASE("HTTP: Ollama's keep_alive loads an on_demand model and unloads it at 0",
+          "[daemon][http]") {
+  DaemonProcess daemon([](const std::filesystem::path& dir) {
+    return fixture_config(dir, "",
+                          "[[models]]\nname = \"spare\"\npath = \"" +
+                              fixture_model_dir("bert_embed") + "\"\nresidency = \"on_demand\"\n") +
+           "\n[http]\nlisten = [\"127.0.0.1:0\"]\n";
+  });
+  const uint16_t port = daemon.http_port();
+  const auto loaded = [&] {
+    std::vector<std::string> names;
+    const json ps = json_body(http_call(port, "GET", "/api/ps"));
+    for (const json& m : ps["models"]) names.push_back(m["name"]);
+    return std::find(names.begin(), names.end(), "spare") != names.end();
+  };
+  CHECK_FALSE(loaded());
+  // An empty generate loads it (Ollama's preload), :latest being the bare name.
+  const json load = post_json(port, "/api/generate", {{"model", "spare:latest"}});
+  CHECK(load["done_reason"] == "load");
+  CHECK(loaded());
+  // Used with keep_alive 0, it goes once idle: the governor's next refresh evicts it.
+  const json embedded =
+      post_json(port, "/api/embed", {{"model", "spare"}, {"input", "x"}, {"keep_alive", 0}});
+  CHECK(embedded["embeddings"].size() == 1);
+  bool gone = false;
+  for (int i = 0; i < 500 && !gone; ++i) {
+    gone = !loaded();
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(gone);
+  CHECK(daemon.wait_for_log("spare idle past its keep_alive"));
+  // Its next request loads it again.
+  CHECK(post_json(port, "/api/embed", {{"model", "spare"}, {"input", "x"}})["embeddings"].size() ==
+        1);
+  CHECK(loaded());
+  const json unload = post_json(port, "/api/generate", {{"model", "spare"}, {"keep_alive", 0}});
+  CHECK(unload["done_reason"] == "unload");
+}
