@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include "engine/arch/moe_routing.h"
 #include "engine/arch/rope.h"
 
 namespace sparkd::arch {
@@ -97,6 +98,24 @@ Status DecoderModel::bind_weights(const model::ModelWeights& weights) {
                                          {spec_.head_dim}, w.q_norm));
     SPARKD_RETURN_IF_ERROR(bind_optional(weights, spec_.qk_norm, p + "self_attn.k_norm.weight",
                                          {spec_.head_dim}, w.k_norm));
+    if (spec_.is_sparse_layer(i)) {
+      const model::MoeSpec& moe = spec_.moe;
+      const int64_t expert_inter = moe.expert_intermediate_size;
+      SPARKD_RETURN_IF_ERROR(
+          bind(weights, p + "mlp.gate.weight", {moe.num_experts, hidden}, w.router));
+      w.experts.resize(moe.num_experts);
+      for (int32_t e = 0; e < moe.num_experts; ++e) {
+        const std::string ep = p + "mlp.experts." + std::to_string(e) + ".";
+        ExpertWeights& ew = w.experts[e];
+        SPARKD_RETURN_IF_ERROR(
+            bind(weights, ep + "gate_proj.weight", {expert_inter, hidden}, ew.gate_proj));
+        SPARKD_RETURN_IF_ERROR(
+            bind(weights, ep + "up_proj.weight", {expert_inter, hidden}, ew.up_proj));
+        SPARKD_RETURN_IF_ERROR(
+            bind(weights, ep + "down_proj.weight", {hidden, expert_inter}, ew.down_proj));
+      }
+      continue;
+    }
     SPARKD_RETURN_IF_ERROR(bind(weights, p + "mlp.gate_proj.weight", {inter, hidden}, w.gate_proj));
     SPARKD_RETURN_IF_ERROR(bind(weights, p + "mlp.up_proj.weight", {inter, hidden}, w.up_proj));
     SPARKD_RETURN_IF_ERROR(bind(weights, p + "mlp.down_proj.weight", {hidden, inter}, w.down_proj));
@@ -169,6 +188,16 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
   SPARKD_ASSIGN_OR_RETURN(Tensor gate, act.make({n, inter}));
   SPARKD_ASSIGN_OR_RETURN(Tensor up, act.make({n, inter}));
 
+  MoeScratch moe;
+  if (spec_.moe.num_experts > 0) {
+    const int64_t expert_inter = spec_.moe.expert_intermediate_size;
+    SPARKD_ASSIGN_OR_RETURN(moe.router_logits, act.make({n, spec_.moe.num_experts}));
+    SPARKD_ASSIGN_OR_RETURN(moe.input, act.make({n, hidden}));
+    SPARKD_ASSIGN_OR_RETURN(moe.gate, act.make({n, expert_inter}));
+    SPARKD_ASSIGN_OR_RETURN(moe.up, act.make({n, expert_inter}));
+    SPARKD_ASSIGN_OR_RETURN(moe.output, act.make({n, hidden}));
+  }
+
   AttentionParams params;
   params.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   params.causal = true;
@@ -200,6 +229,10 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
     b.add(x, projected, x);
 
     b.rms_norm(x, w.post_attention_norm, spec_.norm_eps, normed);
+    if (!w.experts.empty()) {
+      SPARKD_RETURN_IF_ERROR(add_experts(w, normed, x, moe));
+      continue;
+    }
     b.linear(normed, w.gate_proj, ptr(w.gate_bias), gate);
     b.linear(normed, w.up_proj, ptr(w.up_bias), up);
     b.silu_mul(gate, up, gate);
@@ -208,6 +241,38 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
   }
   b.rms_norm(x, final_norm_, spec_.norm_eps, x);
   return x;
+}
+
+Status DecoderModel::add_experts(const LayerWeights& w, const Tensor& normed, Tensor& x,
+                                 MoeScratch& scratch) {
+  Backend& b = backend_;
+  const model::MoeSpec& moe = spec_.moe;
+  const int64_t n = normed.rows();
+  // The router's choice is made on the host: top-k over a few hundred logits per token is
+  // small next to one expert's matrices, and it decides which weights are read at all.
+  b.linear(normed, w.router, nullptr, scratch.router_logits);
+  std::vector<float> logits(static_cast<size_t>(n) * moe.num_experts);
+  b.download_f32(scratch.router_logits, logits);
+  const std::vector<ExpertAssignment> routed =
+      route_tokens(logits, n, moe.num_experts, moe.experts_per_token, moe.normalize_top_k);
+  // Each expert with tokens runs once over all of them.
+  for (int32_t e = 0; e < moe.num_experts; ++e) {
+    const ExpertAssignment& assigned = routed[e];
+    if (assigned.tokens.empty()) continue;
+    const int64_t m = static_cast<int64_t>(assigned.tokens.size());
+    const ExpertWeights& expert = w.experts[e];
+    Tensor input = scratch.input.row_range(0, m);
+    Tensor gate = scratch.gate.row_range(0, m);
+    Tensor up = scratch.up.row_range(0, m);
+    Tensor output = scratch.output.row_range(0, m);
+    b.gather_rows(normed, assigned.tokens, input);
+    b.linear(input, expert.gate_proj, nullptr, gate);
+    b.linear(input, expert.up_proj, nullptr, up);
+    b.silu_mul(gate, up, gate);
+    b.linear(gate, expert.down_proj, nullptr, output);
+    b.scatter_add_rows(output, assigned.tokens, assigned.weights, x);
+  }
+  return Status::ok();
 }
 
 Expected<std::vector<float>> DecoderModel::forward(std::span<const DecoderStepSequence> batch,

@@ -1,5 +1,6 @@
-// The Llama-family decoder: Llama, Mistral, Qwen2 and Qwen3 differ only in what ModelSpec
-// says (GQA, rope scaling, q/k/v biases, qk-norm, tied embeddings, sliding window).
+// The Llama-family decoder: Llama, Mistral, Qwen2, Qwen3 and Qwen3-MoE differ only in what
+// ModelSpec says (GQA, rope scaling, q/k/v biases, qk-norm, tied embeddings, sliding window,
+// mixture-of-experts MLPs).
 //
 // One forward() runs a step for a batch of sequences: each contributes its new tokens (a
 // whole prompt for prefill, one token for decode), attends over its cached positions plus
@@ -63,17 +64,32 @@ class DecoderModel {
   void set_workspace(Workspace* workspace) { workspace_ = workspace; }
 
  private:
+  struct ExpertWeights {
+    Tensor gate_proj, up_proj, down_proj;
+  };
   struct LayerWeights {
     Tensor input_norm, post_attention_norm;
     Tensor q_proj, k_proj, v_proj, o_proj;
     std::optional<Tensor> q_bias, k_bias, v_bias, o_bias;
     std::optional<Tensor> q_norm, k_norm;  // Qwen3
+    // A dense layer's MLP.
     Tensor gate_proj, up_proj, down_proj;
     std::optional<Tensor> gate_bias, up_bias, down_bias;
+    // A sparse layer's (ModelSpec::is_sparse_layer) router [num_experts, hidden] and experts.
+    Tensor router;
+    std::vector<ExpertWeights> experts;
+  };
+  // The scratch a sparse layer uses, allocated once per forward for all of them.
+  struct MoeScratch {
+    Tensor router_logits;  // [tokens, num_experts]
+    Tensor input, gate, up,
+        output;  // [tokens, hidden], [tokens, expert_inter] x2, [tokens, hidden]
   };
 
   DecoderModel(const model::ModelSpec& spec, Backend& backend) : spec_(spec), backend_(backend) {}
   Status bind_weights(const model::ModelWeights& weights);
+  // x += the mixture of experts' output for `normed` (the post-attention-norm activations).
+  Status add_experts(const LayerWeights& w, const Tensor& normed, Tensor& x, MoeScratch& scratch);
 
   model::ModelSpec spec_;
   Backend& backend_;

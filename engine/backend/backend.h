@@ -81,6 +81,11 @@ class Backend {
   // out[i, :] = src[rows[i], :], converted to out's dtype (embedding lookup, pooling of one
   // token per sequence, picking the rows whose logits are wanted).
   virtual void gather_rows(const Tensor& src, std::span<const int32_t> rows, Tensor& out) = 0;
+  // dst[rows[i], :] += scales[i] * src[i, :], F32; rows are distinct. A mixture-of-experts
+  // layer adds each expert's output, weighted by its router probability, into the residual
+  // rows of the tokens routed to it.
+  virtual void scatter_add_rows(const Tensor& src, std::span<const int32_t> rows,
+                                std::span<const float> scales, Tensor& dst) = 0;
   // out = a + b, elementwise; b may also be a single row [cols] broadcast over a's rows.
   virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
   // Per row: x / sqrt(mean(x²) + eps) * weight[cols].

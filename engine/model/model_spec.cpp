@@ -173,6 +173,7 @@ constexpr ArchitectureInfo kArchitectures[] = {
     {"MistralForCausalLM", ModelFamily::kMistral, ModelTask::kGenerate},
     {"Qwen2ForCausalLM", ModelFamily::kQwen2, ModelTask::kGenerate},
     {"Qwen3ForCausalLM", ModelFamily::kQwen3, ModelTask::kGenerate},
+    {"Qwen3MoeForCausalLM", ModelFamily::kQwen3, ModelTask::kGenerate},
     {"LlamaModel", ModelFamily::kLlama, ModelTask::kEmbed},
     {"MistralModel", ModelFamily::kMistral, ModelTask::kEmbed},
     {"Qwen2Model", ModelFamily::kQwen2, ModelTask::kEmbed},
@@ -187,10 +188,10 @@ constexpr ArchitectureInfo kArchitectures[] = {
 
 // Old configs without "architectures": the class AutoModel would pick from model_type.
 constexpr std::pair<const char*, const char*> kModelTypeArchitectures[] = {
-    {"llama", "LlamaForCausalLM"}, {"mistral", "MistralForCausalLM"},
-    {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"},
-    {"bert", "BertModel"},         {"xlm-roberta", "XLMRobertaModel"},
-    {"roberta", "RobertaModel"},
+    {"llama", "LlamaForCausalLM"},        {"mistral", "MistralForCausalLM"},
+    {"qwen2", "Qwen2ForCausalLM"},        {"qwen3", "Qwen3ForCausalLM"},
+    {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"bert", "BertModel"},
+    {"xlm-roberta", "XLMRobertaModel"},   {"roberta", "RobertaModel"},
 };
 
 const ArchitectureInfo* find_architecture(std::string_view name) {
@@ -393,6 +394,27 @@ void read_labels(const Fields& config, ModelSpec& spec) {
   for (auto& label : labels) spec.labels.push_back(std::move(*label));
 }
 
+// Qwen3MoeConfig's fields (the released checkpoints name the expert count "num_experts";
+// transformers 5 writes "num_local_experts"), with its defaults.
+void read_moe(const Fields& config, ModelSpec& spec) {
+  MoeSpec& moe = spec.moe;
+  const char* count = config.has("num_experts") ? "num_experts" : "num_local_experts";
+  moe.num_experts = config.get_int(count, 1, 1 << 16);
+  moe.experts_per_token = config.get_int("num_experts_per_tok", 1, moe.num_experts);
+  moe.expert_intermediate_size = config.get_int("moe_intermediate_size", 1, kMaxDim);
+  moe.normalize_top_k = config.get_bool_or("norm_topk_prob", false);
+  moe.sparse_step = config.get_int_or("decoder_sparse_step", 1, kMaxLayers, 1);
+  if (const json* dense = config.find("mlp_only_layers")) {
+    if (!dense->is_array()) {
+      config.fail_field(StatusCode::kInvalidArgument, "mlp_only_layers",
+                        "must be a list of layer indexes, got " + describe_untrusted_json(*dense));
+    }
+    for (const json& layer : *dense) {
+      moe.dense_layers.push_back(config.as_int(layer, "mlp_only_layers", 0, spec.num_layers - 1));
+    }
+  }
+}
+
 void read_decoder(const Fields& config, ModelSpec& spec) {
   spec.is_decoder = true;
   spec.vocab_size = config.get_int("vocab_size", 1, kMaxVocab);
@@ -467,6 +489,7 @@ void read_decoder(const Fields& config, ModelSpec& spec) {
   } else if (spec.family == ModelFamily::kQwen2 || spec.family == ModelFamily::kQwen3) {
     spec.sliding_window = read_qwen_sliding_window(config, spec.num_layers);
   }
+  if (spec.architecture == "Qwen3MoeForCausalLM") read_moe(config, spec);
   spec.pooling = Pooling::kLastToken;
 }
 
@@ -752,6 +775,14 @@ Expected<ModelSpec> load_model_spec(const std::string& model_dir) {
   } catch (const SpecError& spec_error) {
     return spec_error.status;
   }
+}
+
+bool ModelSpec::is_sparse_layer(int32_t layer) const {
+  if (moe.num_experts == 0) return false;
+  for (int32_t dense : moe.dense_layers) {
+    if (dense == layer) return false;
+  }
+  return (layer + 1) % moe.sparse_step == 0;
 }
 
 }  // namespace sparkd::model

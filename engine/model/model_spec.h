@@ -37,6 +37,20 @@ struct RopeSpec {
   int32_t original_max_position_embeddings = 8192;
 };
 
+// A mixture-of-experts MLP (Qwen3-MoE): a router picks experts_per_token of num_experts
+// SwiGLU experts per token (softmax over all, then the top k), whose outputs are summed with
+// those probabilities (renormalised over the k when normalize_top_k).
+struct MoeSpec {
+  int32_t num_experts = 0;  // 0: every layer is dense
+  int32_t experts_per_token = 0;
+  int32_t expert_intermediate_size = 0;  // moe_intermediate_size
+  bool normalize_top_k = false;          // norm_topk_prob
+  // Which layers are sparse: those not in dense_layers (mlp_only_layers) whose index + 1 is
+  // a multiple of sparse_step (decoder_sparse_step), as transformers' Qwen3MoeDecoderLayer.
+  int32_t sparse_step = 1;
+  std::vector<int32_t> dense_layers;
+};
+
 struct ModelSpec {
   std::string architecture;  // config.json "architectures"[0], e.g. "Qwen2ForCausalLM"
   ModelFamily family = ModelFamily::kLlama;
@@ -62,6 +76,7 @@ struct ModelSpec {
   bool attention_out_bias = false;  // o_proj has a bias (Llama's attention_bias)
   bool mlp_bias = false;
   int32_t sliding_window = 0;  // 0: none (Mistral sets it)
+  MoeSpec moe;
   // GGUF llama models with llama-3 RoPE scaling carry it as per-frequency divisors, the
   // tensor "rope_freqs.weight" [head_dim / 2]; inv_freq[i] is divided by factor[i].
   bool rope_freq_factors = false;
@@ -82,6 +97,9 @@ struct ModelSpec {
   // Special token ids from config.json / generation_config.json (-1 when absent).
   int32_t bos_token_id = -1;
   std::vector<int32_t> eos_token_ids;
+
+  // Whether layer `layer` has a mixture-of-experts MLP (MoeSpec) rather than a dense one.
+  bool is_sparse_layer(int32_t layer) const;
 };
 
 // The largest hyper-parameters accepted from any model file: beyond them a value is damage.

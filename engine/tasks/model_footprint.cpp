@@ -22,6 +22,10 @@ uint64_t workspace_bytes(const model::ModelSpec& spec, int64_t tokens, int64_t l
     const uint64_t q = static_cast<uint64_t>(spec.num_heads) * spec.head_dim;
     const uint64_t kv = static_cast<uint64_t>(spec.num_kv_heads) * spec.head_dim;
     per_token = 3 * hidden + 2 * q + 2 * kv + 2 * inter;
+    if (spec.moe.num_experts > 0) {  // DecoderModel's MoeScratch
+      per_token += static_cast<uint64_t>(spec.moe.num_experts) + 2 * hidden +
+                   2 * static_cast<uint64_t>(spec.moe.expert_intermediate_size);
+    }
     const uint64_t rows = static_cast<uint64_t>(logit_rows);
     fixed = rows * (hidden + static_cast<uint64_t>(spec.vocab_size));
   } else {

@@ -19,7 +19,7 @@ using sparkd::testing::LoadedFixture;
 
 TEST_CASE("footprint: the weights from the headers are what a load holds", "[footprint]") {
   for (const char* name : {"bert_embed", "bert_rerank", "qwen3_f32", "qwen3_f16", "qwen2_f32",
-                           "llama_bf16_sharded", "xlmr_embed"}) {
+                           "llama_bf16_sharded", "xlmr_embed", "qwen3_moe_f32"}) {
     INFO(name);
     auto footprint = tasks::estimate_footprint(fixture_model_dir(name), {});
     REQUIRE(footprint.has_value());
@@ -44,11 +44,14 @@ TEST_CASE("footprint: a broken model fails as its load would", "[footprint]") {
 }
 
 TEST_CASE("footprint: the largest decoder step fits in the workspace", "[footprint]") {
-  LoadedFixture f("qwen3_f32");
+  // A dense model, and a mixture of experts with its routing scratch.
+  const char* name = GENERATE("qwen3_f32", "qwen3_moe_f32");
+  INFO(name);
+  LoadedFixture f(name);
   tasks::FootprintOptions options;
   options.max_batch_tokens = 96;
   options.max_seqs = 8;
-  auto footprint = tasks::estimate_footprint(fixture_model_dir("qwen3_f32"), options);
+  auto footprint = tasks::estimate_footprint(fixture_model_dir(name), options);
   REQUIRE(footprint.has_value());
   REQUIRE(f.model->reserve_workspace(footprint->workspace_bytes).is_ok());
   // 8 sequences, 96 tokens in all, each wanting its last row's logits.

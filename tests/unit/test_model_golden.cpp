@@ -231,6 +231,14 @@ TEST_CASE("decoders match transformers' logits and greedy continuations", "[mode
   SECTION("qwen3_f32") {
     check_decoder("qwen3_f32", 1e-3);
   }
+  // Mixtures of experts: routing picks the same experts (the fixtures' greedy margins keep
+  // every pick clear), so only summation order differs.
+  SECTION("qwen3_moe_f32") {
+    check_decoder("qwen3_moe_f32", 1e-3);
+  }
+  SECTION("qwen3_moe_step2_f32") {
+    check_decoder("qwen3_moe_step2_f32", 1e-3);
+  }
   // 16-bit weights: the reference is transformers computing in F32 over the same 16-bit
   // values (what the CPU backend does), so the same bound holds.
   SECTION("llama_bf16_sharded") {

@@ -67,6 +67,10 @@ class TestBackend final : public Backend {
   void download_f32(const Tensor&, std::span<float>) override { std::abort(); }
   void linear(const Tensor&, const Tensor&, const Tensor*, Tensor&) override { std::abort(); }
   void gather_rows(const Tensor&, std::span<const int32_t>, Tensor&) override { std::abort(); }
+  void scatter_add_rows(const Tensor&, std::span<const int32_t>, std::span<const float>,
+                        Tensor&) override {
+    std::abort();
+  }
   void add(const Tensor&, const Tensor&, Tensor&) override { std::abort(); }
   void rms_norm(const Tensor&, const Tensor&, float, Tensor&) override { std::abort(); }
   void layer_norm(const Tensor&, const Tensor&, const Tensor&, float, Tensor&) override {

@@ -172,6 +172,31 @@ class CpuBackend final : public Backend {
     });
   }
 
+  void scatter_add_rows(const Tensor& src, std::span<const int32_t> rows,
+                        std::span<const float> scales, Tensor& dst) override {
+    check_f32("scatter_add_rows", "src", src);
+    check_f32("scatter_add_rows", "dst", dst);
+    const int64_t cols = dst.cols(), dst_rows = dst.rows();
+    SPARKD_CPU_CHECK(src.cols() == cols && src.rows() == static_cast<int64_t>(rows.size()) &&
+                         scales.size() == rows.size(),
+                     "scatter_add_rows",
+                     std::to_string(rows.size()) + " rows (" + std::to_string(scales.size()) +
+                         " scales) of " + describe(src) + " into " + describe(dst));
+    for (int32_t row : rows) {
+      SPARKD_CPU_CHECK(row >= 0 && row < dst_rows, "scatter_add_rows",
+                       "row " + std::to_string(row) + " outside " + describe(dst));
+    }
+    const float* in = src.as<const float>();
+    float* out = dst.as<float>();
+    // Rows are distinct, so rows can go to threads independently.
+    cpu::parallel_for(config_, static_cast<int64_t>(rows.size()), cols, [&](int64_t i) {
+      const float scale = scales[i];
+      const float* from = in + i * cols;
+      float* to = out + static_cast<int64_t>(rows[i]) * cols;
+      for (int64_t c = 0; c < cols; ++c) to[c] += scale * from[c];
+    });
+  }
+
   void add(const Tensor& a, const Tensor& b, Tensor& out) override {
     check_f32("add", "a", a);
     check_f32("add", "out", out);
