@@ -101,18 +101,22 @@ Status DecoderModel::bind_weights(const model::ModelWeights& weights) {
     if (spec_.is_sparse_layer(i)) {
       const model::MoeSpec& moe = spec_.moe;
       const int64_t expert_inter = moe.expert_intermediate_size;
+      // Qwen3-MoE: mlp.gate, mlp.experts.E.{gate,up,down}_proj; Mixtral keeps the original
+      // release's block_sparse_moe.gate, block_sparse_moe.experts.E.{w1,w3,w2}.
+      const bool mixtral = spec_.architecture == "MixtralForCausalLM";
+      const std::string block = p + (mixtral ? "block_sparse_moe." : "mlp.");
+      const char* gate_name = mixtral ? "w1.weight" : "gate_proj.weight";
+      const char* up_name = mixtral ? "w3.weight" : "up_proj.weight";
+      const char* down_name = mixtral ? "w2.weight" : "down_proj.weight";
       SPARKD_RETURN_IF_ERROR(
-          bind(weights, p + "mlp.gate.weight", {moe.num_experts, hidden}, w.router));
+          bind(weights, block + "gate.weight", {moe.num_experts, hidden}, w.router));
       w.experts.resize(moe.num_experts);
       for (int32_t e = 0; e < moe.num_experts; ++e) {
-        const std::string ep = p + "mlp.experts." + std::to_string(e) + ".";
+        const std::string ep = block + "experts." + std::to_string(e) + ".";
         ExpertWeights& ew = w.experts[e];
-        SPARKD_RETURN_IF_ERROR(
-            bind(weights, ep + "gate_proj.weight", {expert_inter, hidden}, ew.gate_proj));
-        SPARKD_RETURN_IF_ERROR(
-            bind(weights, ep + "up_proj.weight", {expert_inter, hidden}, ew.up_proj));
-        SPARKD_RETURN_IF_ERROR(
-            bind(weights, ep + "down_proj.weight", {hidden, expert_inter}, ew.down_proj));
+        SPARKD_RETURN_IF_ERROR(bind(weights, ep + gate_name, {expert_inter, hidden}, ew.gate_proj));
+        SPARKD_RETURN_IF_ERROR(bind(weights, ep + up_name, {expert_inter, hidden}, ew.up_proj));
+        SPARKD_RETURN_IF_ERROR(bind(weights, ep + down_name, {hidden, expert_inter}, ew.down_proj));
       }
       continue;
     }

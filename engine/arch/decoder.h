@@ -1,5 +1,5 @@
-// The Llama-family decoder: Llama, Mistral, Qwen2, Qwen3 and Qwen3-MoE differ only in what
-// ModelSpec says (GQA, rope scaling, q/k/v biases, qk-norm, tied embeddings, sliding window,
+// The Llama-family decoder: Llama, Mistral, Mixtral, Qwen2, Qwen3 and Qwen3-MoE differ only in
+// what ModelSpec says (GQA, rope scaling, q/k/v biases, qk-norm, tied embeddings, sliding window,
 // mixture-of-experts MLPs).
 //
 // One forward() runs a step for a batch of sequences: each contributes its new tokens (a

@@ -174,6 +174,7 @@ constexpr ArchitectureInfo kArchitectures[] = {
     {"Qwen2ForCausalLM", ModelFamily::kQwen2, ModelTask::kGenerate},
     {"Qwen3ForCausalLM", ModelFamily::kQwen3, ModelTask::kGenerate},
     {"Qwen3MoeForCausalLM", ModelFamily::kQwen3, ModelTask::kGenerate},
+    {"MixtralForCausalLM", ModelFamily::kMistral, ModelTask::kGenerate},
     {"LlamaModel", ModelFamily::kLlama, ModelTask::kEmbed},
     {"MistralModel", ModelFamily::kMistral, ModelTask::kEmbed},
     {"Qwen2Model", ModelFamily::kQwen2, ModelTask::kEmbed},
@@ -188,10 +189,15 @@ constexpr ArchitectureInfo kArchitectures[] = {
 
 // Old configs without "architectures": the class AutoModel would pick from model_type.
 constexpr std::pair<const char*, const char*> kModelTypeArchitectures[] = {
-    {"llama", "LlamaForCausalLM"},        {"mistral", "MistralForCausalLM"},
-    {"qwen2", "Qwen2ForCausalLM"},        {"qwen3", "Qwen3ForCausalLM"},
-    {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"bert", "BertModel"},
-    {"xlm-roberta", "XLMRobertaModel"},   {"roberta", "RobertaModel"},
+    {"llama", "LlamaForCausalLM"},
+    {"mistral", "MistralForCausalLM"},
+    {"qwen2", "Qwen2ForCausalLM"},
+    {"qwen3", "Qwen3ForCausalLM"},
+    {"qwen3_moe", "Qwen3MoeForCausalLM"},
+    {"mixtral", "MixtralForCausalLM"},
+    {"bert", "BertModel"},
+    {"xlm-roberta", "XLMRobertaModel"},
+    {"roberta", "RobertaModel"},
 };
 
 const ArchitectureInfo* find_architecture(std::string_view name) {
@@ -415,6 +421,16 @@ void read_moe(const Fields& config, ModelSpec& spec) {
   }
 }
 
+// MixtralConfig's: every layer sparse, experts as wide as intermediate_size, the top k always
+// renormalised.
+void read_mixtral_moe(const Fields& config, ModelSpec& spec) {
+  MoeSpec& moe = spec.moe;
+  moe.num_experts = config.get_int_or("num_local_experts", 1, 1 << 16, 8);
+  moe.experts_per_token = config.get_int_or("num_experts_per_tok", 1, moe.num_experts, 2);
+  moe.expert_intermediate_size = spec.intermediate_size;
+  moe.normalize_top_k = true;
+}
+
 void read_decoder(const Fields& config, ModelSpec& spec) {
   spec.is_decoder = true;
   spec.vocab_size = config.get_int("vocab_size", 1, kMaxVocab);
@@ -490,6 +506,7 @@ void read_decoder(const Fields& config, ModelSpec& spec) {
     spec.sliding_window = read_qwen_sliding_window(config, spec.num_layers);
   }
   if (spec.architecture == "Qwen3MoeForCausalLM") read_moe(config, spec);
+  if (spec.architecture == "MixtralForCausalLM") read_mixtral_moe(config, spec);
   spec.pooling = Pooling::kLastToken;
 }
 

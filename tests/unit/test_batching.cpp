@@ -123,8 +123,9 @@ std::map<RequestId, std::vector<int32_t>> each_alone(sparkd::arch::DecoderModel&
 }  // namespace
 
 TEST_CASE("32 concurrent greedy requests produce exactly what each produces alone", "[batching]") {
-  for (const char* name : {"llama_f32", "llama_bf16_sharded", "mistral_f32", "qwen2_f32",
-                           "qwen3_f32", "qwen3_f16", "qwen3_moe_f32", "qwen3_moe_step2_f32"}) {
+  for (const char* name :
+       {"llama_f32", "llama_bf16_sharded", "mistral_f32", "qwen2_f32", "qwen3_f32", "qwen3_f16",
+        "qwen3_moe_f32", "qwen3_moe_step2_f32", "mixtral_f32"}) {
     INFO(name);
     auto backend = sparkd::make_cpu_backend();
     auto model = sparkd::tasks::LoadedModel::load(

@@ -644,3 +644,40 @@ TEST_CASE("load_model_spec: sentence-transformers pooling and normalization", "[
   CHECK_FALSE(spec->normalize_embeddings);
   CHECK(spec->pooling == Pooling::kMean);
 }
+
+TEST_CASE("model spec: mixture-of-experts fields, and their damage named", "[model][spec]") {
+  json config = llama();
+  config["architectures"] = {"Qwen3MoeForCausalLM"};
+  config["num_experts"] = 128;
+  config["num_experts_per_tok"] = 8;
+  config["moe_intermediate_size"] = 768;
+  config["norm_topk_prob"] = true;
+  config["mlp_only_layers"] = {0};
+  config["decoder_sparse_step"] = 1;
+  auto spec = sparkd::model::parse_model_config(config.dump(), "config.json");
+  REQUIRE(spec.has_value());
+  CHECK(spec->moe.num_experts == 128);
+  CHECK(spec->moe.experts_per_token == 8);
+  CHECK(spec->moe.expert_intermediate_size == 768);
+  CHECK(spec->moe.normalize_top_k);
+  CHECK_FALSE(spec->is_sparse_layer(0));
+  CHECK(spec->is_sparse_layer(1));
+  config["num_local_experts"] = config["num_experts"];  // transformers 5 writes this name
+  config.erase("num_experts");
+  REQUIRE(sparkd::model::parse_model_config(config.dump(), "config.json").has_value());
+
+  json damaged = config;
+  damaged["num_experts_per_tok"] = 129;
+  check_error(damaged, StatusCode::kInvalidArgument, {"num_experts_per_tok", "[1, 128]"});
+  damaged = config;
+  damaged["mlp_only_layers"] = {99};
+  check_error(damaged, StatusCode::kInvalidArgument, {"mlp_only_layers"});
+  damaged = config;
+  damaged.erase("moe_intermediate_size");
+  check_error(damaged, StatusCode::kInvalidArgument, {"missing moe_intermediate_size"});
+
+  // A dense model has no sparse layer.
+  auto dense = sparkd::model::parse_model_config(llama().dump(), "config.json");
+  REQUIRE(dense.has_value());
+  CHECK_FALSE(dense->is_sparse_layer(0));
+}
