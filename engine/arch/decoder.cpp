@@ -29,6 +29,14 @@ const Tensor* ptr(const std::optional<Tensor>& t) {
   return t ? &*t : nullptr;
 }
 
+// Expert `e`'s [rows, cols] matrix of a stacked [experts, rows, cols] tensor (GGUF's *_exps):
+// contiguous, whatever the block-quantized type.
+Tensor expert_slice(const Tensor& stacked, int64_t e) {
+  const int64_t rows = stacked.shape[1], cols = stacked.shape[2];
+  const size_t bytes = static_cast<size_t>(rows) * dtype_row_bytes(stacked.dtype, cols);
+  return Tensor(stacked.dtype, {rows, cols}, static_cast<char*>(stacked.data) + e * bytes);
+}
+
 }  // namespace
 
 Expected<std::unique_ptr<DecoderModel>> DecoderModel::create(const model::ModelSpec& spec,
@@ -111,6 +119,20 @@ Status DecoderModel::bind_weights(const model::ModelWeights& weights) {
       SPARKD_RETURN_IF_ERROR(
           bind(weights, block + "gate.weight", {moe.num_experts, hidden}, w.router));
       w.experts.resize(moe.num_experts);
+      if (weights.contains(block + "experts.gate_proj.weight")) {  // stacked (GGUF)
+        const int64_t experts = moe.num_experts;
+        Tensor gate, up, down;
+        SPARKD_RETURN_IF_ERROR(bind(weights, block + "experts.gate_proj.weight",
+                                    {experts, expert_inter, hidden}, gate));
+        SPARKD_RETURN_IF_ERROR(
+            bind(weights, block + "experts.up_proj.weight", {experts, expert_inter, hidden}, up));
+        SPARKD_RETURN_IF_ERROR(bind(weights, block + "experts.down_proj.weight",
+                                    {experts, hidden, expert_inter}, down));
+        for (int32_t e = 0; e < moe.num_experts; ++e) {
+          w.experts[e] = {expert_slice(gate, e), expert_slice(up, e), expert_slice(down, e)};
+        }
+        continue;
+      }
       for (int32_t e = 0; e < moe.num_experts; ++e) {
         const std::string ep = block + "experts." + std::to_string(e) + ".";
         ExpertWeights& ew = w.experts[e];

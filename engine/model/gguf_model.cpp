@@ -21,17 +21,29 @@ constexpr GgufArchitecture kArchitectures[] = {
     {"llama", "LlamaForCausalLM", ModelFamily::kLlama, true},
     {"qwen2", "Qwen2ForCausalLM", ModelFamily::kQwen2, false},
     {"qwen3", "Qwen3ForCausalLM", ModelFamily::kQwen3, false},
+    {"qwen3moe", "Qwen3MoeForCausalLM", ModelFamily::kQwen3, false},
     {"bert", "BertModel", ModelFamily::kBert, false},
 };
 
 // GGUF tensor name suffixes (after "blk.N.") and their transformers names.
 constexpr std::pair<const char*, const char*> kLayerTensorNames[] = {
-    {"attn_norm", "input_layernorm"},    {"ffn_norm", "post_attention_layernorm"},
-    {"attn_q", "self_attn.q_proj"},      {"attn_k", "self_attn.k_proj"},
-    {"attn_v", "self_attn.v_proj"},      {"attn_output", "self_attn.o_proj"},
-    {"attn_q_norm", "self_attn.q_norm"}, {"attn_k_norm", "self_attn.k_norm"},
-    {"ffn_gate", "mlp.gate_proj"},       {"ffn_up", "mlp.up_proj"},
+    {"attn_norm", "input_layernorm"},
+    {"ffn_norm", "post_attention_layernorm"},
+    {"attn_q", "self_attn.q_proj"},
+    {"attn_k", "self_attn.k_proj"},
+    {"attn_v", "self_attn.v_proj"},
+    {"attn_output", "self_attn.o_proj"},
+    {"attn_q_norm", "self_attn.q_norm"},
+    {"attn_k_norm", "self_attn.k_norm"},
+    {"ffn_gate", "mlp.gate_proj"},
+    {"ffn_up", "mlp.up_proj"},
     {"ffn_down", "mlp.down_proj"},
+    // Mixtures of experts: the router, and each projection of all experts stacked in one 3-D
+    // tensor [experts, rows, cols] (the decoder takes each expert's slice).
+    {"ffn_gate_inp", "mlp.gate"},
+    {"ffn_gate_exps", "mlp.experts.gate_proj"},
+    {"ffn_up_exps", "mlp.experts.up_proj"},
+    {"ffn_down_exps", "mlp.experts.down_proj"},
 };
 
 constexpr std::pair<const char*, const char*> kModelTensorNames[] = {
@@ -338,6 +350,16 @@ Expected<ModelSpec> gguf_model_spec(const GgufModel& model) {
   } else if (scaling && *scaling != "none") {
     return Status(StatusCode::kUnimplemented,
                   source + ": RoPE scaling '" + *scaling + "' (sparkd runs none, linear, llama3)");
+  }
+  if (arch_name == "qwen3moe") {
+    // llama.cpp's qwen3moe: every layer sparse, the top k renormalised.
+    MoeSpec& moe = spec.moe;
+    SPARKD_ASSIGN_OR_RETURN(moe.num_experts, bounded(metadata, key + "expert_count", 1, 1 << 16));
+    SPARKD_ASSIGN_OR_RETURN(moe.experts_per_token,
+                            bounded(metadata, key + "expert_used_count", 1, moe.num_experts));
+    SPARKD_ASSIGN_OR_RETURN(moe.expert_intermediate_size,
+                            bounded(metadata, key + "expert_feed_forward_length", 1, kMaxDim));
+    moe.normalize_top_k = true;
   }
   SPARKD_ASSIGN_OR_RETURN(auto window, metadata.optional_integer(key + "attention.sliding_window"));
   if (window && *window > 0 && *window < spec.max_position_embeddings) {

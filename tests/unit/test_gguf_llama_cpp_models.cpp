@@ -94,14 +94,18 @@ void compare_top(std::span<const float> ours, const json& theirs, const std::str
 TEST_CASE("llama.cpp-converted GGUF models: prompt ids, logits and greedy tokens equal llama.cpp's",
           "[gguf][llama_cpp_models]") {
   const std::map<std::string, std::string> sparkd_architecture = {
-      {"llama", "LlamaForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"}};
+      {"llama", "LlamaForCausalLM"},
+      {"qwen2", "Qwen2ForCausalLM"},
+      {"qwen3", "Qwen3ForCausalLM"},
+      {"qwen3moe", "Qwen3MoeForCausalLM"}};
   const json expected = golden();
-  REQUIRE(expected.at("models").size() == 9);
+  REQUIRE(expected.at("models").size() == 10);
   auto backend = sparkd::make_cpu_backend();
   const int32_t new_tokens = expected.at("new_tokens").get<int32_t>();
   Agreement agreement;
   for (const json& file : expected.at("models")) {
     const std::string name = file.at("file");
+    const Agreement before = agreement;
     INFO("model " << name << " (llama-quantize " << file.at("ftype").get<std::string>() << ")");
     auto loaded = sparkd::tasks::LoadedModel::load(fixture_dir() + name, *backend);
     REQUIRE(loaded.has_value());
@@ -161,6 +165,9 @@ TEST_CASE("llama.cpp-converted GGUF models: prompt ids, logits and greedy tokens
                     agreement);
       }
     }
+    WARN(name << ": " << agreement.exact_rows - before.exact_rows << " of "
+              << agreement.rows - before.rows << " rows exact, "
+              << agreement.near_tie_swaps - before.near_tie_swaps << " near-tie swaps");
   }
   const double exact_share = static_cast<double>(agreement.exact_rows) / agreement.rows;
   WARN("against llama.cpp: largest logit difference "
