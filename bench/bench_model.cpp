@@ -4,10 +4,11 @@
 //                         [--repeats N] [--bandwidth-gbs B] [--kernels widest|avx2|portable]
 //
 // Generators: prefill tok/s (one pass over a prompt of --prompt-tokens), decode tok/s (greedy,
-// one sequence), and the effective GB/s of decode: the weight bytes each decode step must
-// stream (every matrix once, plus the lm_head; the embedding table only by gathered rows)
-// divided by the time per step. --bandwidth-gbs gives the machine's peak so the % of
-// roofline is printed too. Embedding models: embeddings/s for batches of --batch inputs of
+// one sequence), and the effective GB/s of decode: the weight bytes a decode step reads
+// (DecoderModel::last_forward_weight_bytes: every matrix once, a mixture of experts' routed
+// experts only, the embedding table by gathered rows) divided by the time per step. --bandwidth-gbs
+// gives the machine's peak so the % of roofline is printed too. Embedding models: embeddings/s for
+// batches of --batch inputs of
 // --prompt-tokens tokens. Rerankers: pairs/s likewise. Inputs are seeded random token ids,
 // so runs are comparable. Median of --repeats runs. --kernels caps the CPU kernels (see
 // CpuKernels), e.g. to compare the quantized prefill GEMM with the dot-product path.
@@ -59,24 +60,6 @@ std::vector<int32_t> random_tokens(const LoadedModel& model, int count, uint32_t
   return ids;
 }
 
-// Bytes a decode step streams: every weight except the embedding table, which is read one
-// row per token (unless it doubles as the lm_head).
-double decode_bytes_per_token(const LoadedModel& model) {
-  double bytes = 0;
-  for (const auto& [name, tensor] : model.weights().tensors()) {
-    const bool embedding = name.find("embed_tokens") != std::string::npos;
-    bytes +=
-        static_cast<double>(embedding ? tensor.size_bytes() / tensor.dim(0) : tensor.size_bytes());
-  }
-  if (model.spec().tie_word_embeddings) {
-    for (const auto& [name, tensor] : model.weights().tensors()) {
-      if (name.find("embed_tokens") != std::string::npos)
-        bytes += static_cast<double>(tensor.size_bytes());
-    }
-  }
-  return bytes;
-}
-
 int bench_generator(const LoadedModel& model, const Options& options) {
   const std::vector<int32_t> prompt = random_tokens(model, options.prompt_tokens, 1);
   std::vector<double> prefill, decode;
@@ -94,10 +77,13 @@ int bench_generator(const LoadedModel& model, const Options& options) {
                      generation->decode_seconds);
   }
   const double decode_tps = median(decode);
-  const double gbs = decode_bytes_per_token(model) * decode_tps / 1e9;
+  // The last forward was a decode step: what it read is what each step streams (for a
+  // mixture of experts, only the routed experts: k of each sparse layer's).
+  const double step_bytes = static_cast<double>(model.decoder()->last_forward_weight_bytes());
+  const double gbs = step_bytes * decode_tps / 1e9;
   std::printf("prefill  %6d tokens      %10.1f tok/s\n", options.prompt_tokens, median(prefill));
-  std::printf("decode   %6d tokens      %10.1f tok/s   %.2f GB/s effective", options.decode_tokens,
-              decode_tps, gbs);
+  std::printf("decode   %6d tokens      %10.1f tok/s   %.2f GB/s effective (%.1f MB/token)",
+              options.decode_tokens, decode_tps, gbs, step_bytes / 1e6);
   if (options.bandwidth_gbs > 0)
     std::printf(" (%.0f%% of %.0f GB/s)", 100 * gbs / options.bandwidth_gbs, options.bandwidth_gbs);
   std::printf("\n");

@@ -153,6 +153,25 @@ Status DecoderModel::bind_weights(const model::ModelWeights& weights) {
     SPARKD_RETURN_IF_ERROR(
         bind_optional(weights, mlp_bias, p + "mlp.down_proj.bias", {hidden}, w.down_bias));
   }
+  // What a forward reads of each layer, for last_forward_weight_bytes().
+  layer_fixed_bytes_.assign(layers_.size(), 0);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const LayerWeights& w = layers_[l];
+    uint64_t bytes = 0;
+    for (const Tensor* t : {&w.input_norm, &w.post_attention_norm, &w.q_proj, &w.k_proj, &w.v_proj,
+                            &w.o_proj, &w.gate_proj, &w.up_proj, &w.down_proj, &w.router}) {
+      if (t->data != nullptr) bytes += t->size_bytes();
+    }
+    for (const std::optional<Tensor>* t : {&w.q_bias, &w.k_bias, &w.v_bias, &w.o_bias, &w.q_norm,
+                                           &w.k_norm, &w.gate_bias, &w.up_bias, &w.down_bias}) {
+      if (t->has_value()) bytes += (*t)->size_bytes();
+    }
+    layer_fixed_bytes_[l] = bytes;
+    if (!w.experts.empty()) {
+      const ExpertWeights& e = w.experts.front();
+      expert_bytes_ = e.gate_proj.size_bytes() + e.up_proj.size_bytes() + e.down_proj.size_bytes();
+    }
+  }
   return Status::ok();
 }
 
@@ -230,6 +249,9 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
   params.sliding_window = spec_.sliding_window;
 
   Backend& b = backend_;
+  last_forward_weight_bytes_ =
+      static_cast<uint64_t>(n) * embed_tokens_.row_bytes() + final_norm_.size_bytes();
+  for (uint64_t bytes : layer_fixed_bytes_) last_forward_weight_bytes_ += bytes;
   b.gather_rows(embed_tokens_, tokens, x);
   for (int32_t l = 0; l < spec_.num_layers; ++l) {
     const LayerWeights& w = layers_[l];
@@ -287,6 +309,7 @@ Status DecoderModel::add_experts(const LayerWeights& w, const Tensor& normed, Te
     if (assigned.tokens.empty()) continue;
     const int64_t m = static_cast<int64_t>(assigned.tokens.size());
     const ExpertWeights& expert = w.experts[e];
+    last_forward_weight_bytes_ += expert_bytes_;
     Tensor input = scratch.input.row_range(0, m);
     Tensor gate = scratch.gate.row_range(0, m);
     Tensor up = scratch.up.row_range(0, m);
@@ -326,6 +349,7 @@ Expected<std::vector<float>> DecoderModel::forward(std::span<const DecoderStepSe
   backend_.gather_rows(hidden, rows, picked);
   SPARKD_ASSIGN_OR_RETURN(Tensor logits, act.make({n_rows, spec_.vocab_size}));
   backend_.linear(picked, lm_head_, nullptr, logits);
+  if (n_rows > 0) last_forward_weight_bytes_ += lm_head_.size_bytes();
   std::vector<float> host(static_cast<size_t>(logits.numel()));
   backend_.download_f32(logits, host);
   return host;

@@ -63,6 +63,12 @@ class DecoderModel {
   // while no other forward uses it.
   void set_workspace(Workspace* workspace) { workspace_ = workspace; }
 
+  // The weight bytes the last forward read: every matrix and norm once (a mixture of experts'
+  // routed experts once each, the others not at all), the embedding rows it gathered, and the
+  // lm_head when it made logits. Read on the thread that ran the forward. Decode's bandwidth
+  // is this over the step's time.
+  uint64_t last_forward_weight_bytes() const { return last_forward_weight_bytes_; }
+
  private:
   struct ExpertWeights {
     Tensor gate_proj, up_proj, down_proj;
@@ -96,6 +102,10 @@ class DecoderModel {
   Workspace* workspace_ = nullptr;
   Tensor embed_tokens_;
   std::vector<LayerWeights> layers_;
+  // Per layer, what every forward reads (all but the experts); per expert, its three matrices.
+  std::vector<uint64_t> layer_fixed_bytes_;
+  uint64_t expert_bytes_ = 0;
+  uint64_t last_forward_weight_bytes_ = 0;
   Tensor final_norm_;
   Tensor lm_head_;  // embed_tokens_ itself when the embeddings are tied
   Buffer inv_freq_buffer_;

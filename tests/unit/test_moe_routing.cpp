@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "engine/arch/moe_routing.h"
+#include "tests/support/loaded_fixture.h"
 
 using sparkd::arch::ExpertAssignment;
 using sparkd::arch::route_tokens;
@@ -39,4 +40,35 @@ TEST_CASE("moe routing: an expert's tokens come in order, unused experts are emp
   CHECK(routed[0].tokens == std::vector<int32_t>{0, 1, 2, 3, 4});
   CHECK(routed[1].tokens.empty());
   CHECK(routed[1].weights.empty());
+}
+
+TEST_CASE("a decode step reads only the routed experts' weights", "[moe]") {
+  for (const char* name : {"qwen3_f32", "qwen3_moe_f32"}) {
+    INFO(name);
+    sparkd::testing::LoadedFixture f(name);
+    const sparkd::model::ModelSpec& spec = f.model->spec();
+    uint64_t all = 0, embedding = 0, one_expert = 0;
+    for (const auto& [tensor_name, tensor] : f.model->weights().tensors()) {
+      all += tensor.size_bytes();
+      if (tensor_name.find("embed_tokens") != std::string::npos) embedding = tensor.size_bytes();
+      if (tensor_name.find("layers.0.mlp.experts.0.") != std::string::npos) {
+        one_expert += tensor.size_bytes();
+      }
+    }
+    int sparse_layers = 0;
+    for (int32_t l = 0; l < spec.num_layers; ++l) sparse_layers += spec.is_sparse_layer(l);
+    const uint64_t unread_experts =
+        static_cast<uint64_t>(sparse_layers) * (spec.moe.num_experts - spec.moe.experts_per_token);
+
+    auto kv = f.model->decoder()->allocate_kv_cache(4);
+    REQUIRE(kv.has_value());
+    const std::vector<int32_t> token = {7};
+    sparkd::arch::DecoderStepSequence step;
+    step.tokens = token;
+    REQUIRE(f.model->decoder()->forward({&step, 1}, *kv).has_value());
+    // Everything once but the embedding table (one row) and the experts no token chose.
+    CHECK(f.model->decoder()->last_forward_weight_bytes() ==
+          all - embedding + embedding / spec.vocab_size - unread_experts * one_expert);
+    if (spec.moe.num_experts > 0) CHECK(unread_experts == 12);  // 2 sparse layers x (8 - 2)
+  }
 }
