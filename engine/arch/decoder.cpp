@@ -244,7 +244,10 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
   }
 
   AttentionParams params;
-  params.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  // YaRN scales the rotated q and k by attention_factor (transformers scales cos and sin):
+  // q·k, so the scores, by its square.
+  const float rope_scale = spec_.rope.attention_factor;
+  params.scale = rope_scale * rope_scale / std::sqrt(static_cast<float>(head_dim));
   params.causal = true;
   params.sliding_window = spec_.sliding_window;
 

@@ -1,5 +1,6 @@
 #include "engine/arch/rope.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -29,6 +30,36 @@ std::vector<float> rope_inv_freq(const model::RopeSpec& rope, int head_dim) {
                              (rope.high_freq_factor - rope.low_freq_factor);
         f = (1.0f - smooth) * f / rope.factor + smooth * f;
       }
+    }
+  } else if (rope.scaling == Scaling::kYarn) {
+    // transformers' _compute_yarn_parameters: the dimensions that rotate fewer than beta_slow
+    // times over the original context are interpolated (divided by factor), those that rotate
+    // more than beta_fast times kept, with a linear ramp between (float32, as torch does).
+    const double dim = head_dim;
+    const double original = rope.original_max_position_embeddings;
+    const auto correction_dim = [&](double rotations) {
+      return dim * std::log(original / (rotations * 2 * std::numbers::pi)) /
+             (2 * std::log(static_cast<double>(rope.theta)));
+    };
+    double low = correction_dim(rope.beta_fast);
+    double high = correction_dim(rope.beta_slow);
+    if (rope.truncate) {
+      low = std::floor(low);
+      high = std::ceil(high);
+    }
+    low = std::max(low, 0.0);
+    high = std::min(high, dim - 1);
+    if (low == high) high += 0.001;  // no singularity
+    for (int i = 0; i < head_dim / 2; ++i) {
+      const float extrapolated = inv_freq[i];
+      const float power =
+          std::pow(rope.theta, static_cast<float>(2 * i) / static_cast<float>(head_dim));
+      const float interpolated = 1.0f / (rope.factor * power);
+      const float ramp = std::clamp(
+          (static_cast<float>(i) - static_cast<float>(low)) / static_cast<float>(high - low), 0.0f,
+          1.0f);
+      const float keep = 1.0f - ramp;  // inv_freq_extrapolation_factor
+      inv_freq[i] = interpolated * (1.0f - keep) + extrapolated * keep;
     }
   }
   return inv_freq;

@@ -260,6 +260,39 @@ Activation read_activation(const Fields& config, const char* fallback) {
 
 // transformers 5.x writes "rope_parameters": {rope_theta, rope_type, factor, ...}; older
 // configs have "rope_scaling": {type | rope_type, factor, ...} beside a top-level rope_theta.
+// YaRN (transformers' _compute_yarn_parameters): the factor (or max_position_embeddings over
+// the original length, as DeepSeek-V3's configs give it), the ramp's betas, and the attention
+// factor, given or derived from mscale / mscale_all_dim.
+void read_yarn(const Fields& config, const Fields& p, RopeSpec& rope) {
+  rope.scaling = RopeSpec::Scaling::kYarn;
+  const int32_t max_positions =
+      config.get_int_or("max_position_embeddings", 1, kMaxPositions, 2048);
+  rope.original_max_position_embeddings = p.get_int_or(
+      "original_max_position_embeddings", 1, kMaxPositions,
+      config.get_int_or("original_max_position_embeddings", 1, kMaxPositions, max_positions));
+  rope.factor = p.has("factor") ? p.get_float("factor", 0.0, 1e6)
+                                : static_cast<float>(max_positions) /
+                                      static_cast<float>(rope.original_max_position_embeddings);
+  // transformers reads these with `or`: 0 means the default too.
+  const float beta_fast = p.get_float_or("beta_fast", -1.0, 1e6, 0.0f);
+  const float beta_slow = p.get_float_or("beta_slow", -1.0, 1e6, 0.0f);
+  rope.beta_fast = beta_fast != 0.0f ? beta_fast : 32.0f;
+  rope.beta_slow = beta_slow != 0.0f ? beta_slow : 1.0f;
+  rope.truncate = p.get_bool_or("truncate", true);
+  const auto mscale = [](double scale, double m) {
+    return scale <= 1 ? 1.0 : 0.1 * m * std::log(scale) + 1.0;
+  };
+  if (p.has("attention_factor")) {
+    rope.attention_factor = p.get_float("attention_factor", 0.0, 1e6);
+  } else {
+    const float m = p.get_float_or("mscale", -1e6, 1e6, 0.0f);
+    const float m_all = p.get_float_or("mscale_all_dim", -1e6, 1e6, 0.0f);
+    rope.attention_factor = static_cast<float>(
+        m != 0.0f && m_all != 0.0f ? mscale(rope.factor, m) / mscale(rope.factor, m_all)
+                                   : mscale(rope.factor, 1.0));
+  }
+}
+
 RopeSpec read_rope(const Fields& config) {
   RopeSpec rope;
   std::string key = "rope_parameters";
@@ -304,8 +337,12 @@ RopeSpec read_rope(const Fields& config) {
     }
     return rope;
   }
+  if (type == "yarn") {
+    read_yarn(config, p, rope);
+    return rope;
+  }
   p.fail_field(StatusCode::kUnimplemented, p.has("rope_type") ? "rope_type" : "type",
-               "'" + type + "' is not supported (supported: default, linear, llama3)");
+               "'" + type + "' is not supported (supported: default, linear, llama3, yarn)");
 }
 
 // Qwen2/Qwen3: a window only when use_sliding_window, and then only on the layers from

@@ -27,14 +27,20 @@ enum class Activation { kSilu, kGelu, kGeluTanh };
 enum class Pooling { kCls, kMean, kLastToken };
 
 struct RopeSpec {
-  enum class Scaling { kNone, kLinear, kLlama3 };
+  enum class Scaling { kNone, kLinear, kLlama3, kYarn };
   float theta = 10000.0f;
   Scaling scaling = Scaling::kNone;
   float factor = 1.0f;
   // llama3 scaling only.
   float low_freq_factor = 1.0f;
   float high_freq_factor = 4.0f;
-  int32_t original_max_position_embeddings = 8192;
+  int32_t original_max_position_embeddings = 8192;  // llama3 and yarn
+  // yarn only: the ramp between extrapolated and interpolated frequencies, and the factor the
+  // rotated q and k are scaled by (transformers' attention_scaling, applied to cos and sin).
+  float beta_fast = 32.0f;
+  float beta_slow = 1.0f;
+  bool truncate = true;
+  float attention_factor = 1.0f;
 };
 
 // A mixture-of-experts MLP (Qwen3-MoE): a router picks experts_per_token of num_experts

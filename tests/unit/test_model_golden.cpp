@@ -242,6 +242,10 @@ TEST_CASE("decoders match transformers' logits and greedy continuations", "[mode
   SECTION("mixtral_f32") {
     check_decoder("mixtral_f32", 1e-3);
   }
+  // YaRN: interpolated and extrapolated frequencies, and the attention factor on the scores.
+  SECTION("qwen3_yarn_f32") {
+    check_decoder("qwen3_yarn_f32", 1e-3);
+  }
   // 16-bit weights: the reference is transformers computing in F32 over the same 16-bit
   // values (what the CPU backend does), so the same bound holds.
   SECTION("llama_bf16_sharded") {

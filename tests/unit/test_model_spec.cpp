@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -374,12 +375,12 @@ TEST_CASE("model spec: rope scaling in the pre-5.x layout", "[model][spec]") {
 }
 
 TEST_CASE("model spec: unsupported and malformed rope scaling", "[model][spec]") {
-  for (const char* type : {"yarn", "dynamic", "longrope"}) {
+  for (const char* type : {"dynamic", "longrope"}) {
     json config = llama();
     config["rope_parameters"] = {{"rope_type", type}, {"factor", 4.0}, {"rope_theta", 1e6}};
     check_error(config, StatusCode::kUnimplemented,
                 {"rope_parameters.rope_type", std::string("'") + type + "'",
-                 "supported: default, linear, llama3"});
+                 "supported: default, linear, llama3, yarn"});
   }
   json config = llama();
   config["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
@@ -680,4 +681,34 @@ TEST_CASE("model spec: mixture-of-experts fields, and their damage named", "[mod
   auto dense = sparkd::model::parse_model_config(llama().dump(), "config.json");
   REQUIRE(dense.has_value());
   CHECK_FALSE(dense->is_sparse_layer(0));
+}
+
+TEST_CASE("model spec: YaRN rope parameters as transformers reads them", "[model][spec]") {
+  json config = llama();
+  config["max_position_embeddings"] = 131072;
+  config["rope_scaling"] = {
+      {"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32768}};
+  auto spec = sparkd::model::parse_model_config(config.dump(), "config.json");
+  REQUIRE(spec.has_value());
+  CHECK(spec->rope.scaling == sparkd::model::RopeSpec::Scaling::kYarn);
+  CHECK(spec->rope.factor == 4.0f);
+  CHECK(spec->rope.original_max_position_embeddings == 32768);
+  CHECK(spec->rope.beta_fast == 32.0f);
+  CHECK(spec->rope.beta_slow == 1.0f);
+  CHECK(spec->rope.attention_factor == Approx(0.1 * std::log(4.0) + 1.0));
+  // mscale / mscale_all_dim (DeepSeek's form), and factor from the context ratio.
+  config["rope_scaling"] = {{"rope_type", "yarn"},
+                            {"original_max_position_embeddings", 4096},
+                            {"mscale", 0.707},
+                            {"mscale_all_dim", 0.707},
+                            {"beta_fast", 0}};
+  spec = sparkd::model::parse_model_config(config.dump(), "config.json");
+  REQUIRE(spec.has_value());
+  CHECK(spec->rope.factor == 32.0f);
+  CHECK(spec->rope.attention_factor == Approx(1.0));
+  CHECK(spec->rope.beta_fast == 32.0f);  // 0 reads as the default, as transformers' `or`
+  config["rope_scaling"]["attention_factor"] = 1.5;
+  spec = sparkd::model::parse_model_config(config.dump(), "config.json");
+  REQUIRE(spec.has_value());
+  CHECK(spec->rope.attention_factor == 1.5f);
 }
