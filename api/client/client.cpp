@@ -81,8 +81,7 @@ Status Client::send_bytes(std::string_view bytes) {
       // The daemon may have closed the connection with a reason: read it before giving up.
       read_until_closed(kReasonWait);
       if (connection_error_) {
-        return Status(from_proto_code(connection_error_->error().code()),
-                      connection_error_->error().message());
+        return status_of(connection_error_->error());
       }
       return failed;
     }

@@ -4,7 +4,6 @@
 
 #include "api/http/ollama_api.h"
 #include "api/http/openai_api.h"
-#include "api/protocol/status_codes.h"
 
 namespace sparkd::http {
 namespace {

@@ -2,6 +2,13 @@
 
 namespace sparkd::http {
 
+HttpOutput whole_output(const HttpAnswer& answer) {
+  HttpOutput out;
+  out.head = HttpResponseHead{answer.status, answer.content_type, false};
+  out.body = answer.body;
+  return out;
+}
+
 std::string_view http_reason(int status) {
   switch (status) {
     case 200:

@@ -66,6 +66,9 @@ class HttpRouter {
   virtual HttpAnswer error(std::string_view path, const Status& status, int http_status = 0) = 0;
 };
 
+// An answer made at once as a translator's one output (an error before a stream began).
+HttpOutput whole_output(const HttpAnswer& answer);
+
 // The reason phrase of an HTTP status ("Not Found"), "" for one not known.
 std::string_view http_reason(int status);
 

@@ -14,8 +14,6 @@
 #include <map>
 #include <mutex>
 
-#include "api/protocol/status_codes.h"
-
 namespace sparkd::http {
 namespace {
 
@@ -51,7 +49,6 @@ struct Connection {
   std::deque<HttpRequest> queued;
   std::optional<HttpParseError> parse_error;  // answered once the queue before it is done
   std::shared_ptr<api::Call> active;          // the exchange in progress
-  bool active_keep_alive = true;
   size_t pending_write_bytes = 0;
   bool reading = false;
   bool closing = false;
@@ -437,9 +434,9 @@ void HttpServer::State::process_queue(Connection* c) {
     }
     if (c->parse_error) {
       const HttpParseError error = *c->parse_error;
-      const StatusCode code = error.status == 413   ? StatusCode::kResourceExhausted
-                              : error.status == 431 ? StatusCode::kResourceExhausted
-                                                    : StatusCode::kInvalidArgument;
+      // 413 and 431 are limits; the rest is malformed HTTP.
+      const StatusCode code =
+          error.status == 400 ? StatusCode::kInvalidArgument : StatusCode::kResourceExhausted;
       answer_error(c, nullptr, "/", Status(code, error.message), error.status);
       close_after_writes(c);
       return;
@@ -543,7 +540,6 @@ void HttpServer::State::start_exchange(Connection* c, HttpRequest request) {
   auto call = std::make_shared<api::Call>(routed_call.request, c->peer, sink, handler, "http");
   sink->set_call(call);
   c->active = call;
-  c->active_keep_alive = request.keep_alive;
   ++in_flight;
   publish_stats();
   handler->handle(routed_call.request, std::move(call));

@@ -1,5 +1,6 @@
 #include "api/http/json_fields.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace sparkd::http {
@@ -23,6 +24,10 @@ std::string json_type_phrase(const Json& value) {
     default:
       return "something else";
   }
+}
+
+std::string json_text(const OJson& value) {
+  return value.dump(-1, ' ', false, OJson::error_handler_t::replace);
 }
 
 Expected<Json> json_object_body(const HttpRequest& request) {
@@ -115,6 +120,26 @@ const Json* FieldReader::object(std::string_view name) {
 const Json* FieldReader::array(std::string_view name) {
   const Json* v = get(name);
   return v == nullptr ? nullptr : typed(name, v->is_array(), "an array");
+}
+
+std::vector<std::string> FieldReader::strings(std::string_view name) {
+  const Json* value = get(name);
+  std::vector<std::string> out;
+  if (value != nullptr && value->is_string()) {
+    out.push_back(value->get<std::string>());
+    return out;
+  }
+  const bool list =
+      value != nullptr && value->is_array() && !value->empty() &&
+      std::all_of(value->begin(), value->end(), [](const Json& item) { return item.is_string(); });
+  if (!list) {
+    fail(name, value == nullptr ? "is required: a string or a list of strings"
+                                : "must be a string or a non-empty list of strings (token-id "
+                                  "lists are not taken)");
+    return {};
+  }
+  for (const Json& item : *value) out.push_back(item.get<std::string>());
+  return out;
 }
 
 const Json* FieldReader::required_array(std::string_view name) {

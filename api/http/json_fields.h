@@ -1,5 +1,5 @@
-// Reading the JSON bodies of HTTP API requests: the body as an object, and its fields by type,
-// with errors that name the field and say what was sent ("'temperature' must be a number, got
+// The JSON of HTTP API requests and answers. Reading: the body as an object, and its fields by
+// type, with errors that name the field and say what was sent ("'temperature' must be a number, got
 // a string"), as OpenAI's and Ollama's servers answer. JSON null counts as absent, as both
 // APIs treat it.
 #pragma once
@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "api/http/request_parser.h"
 #include "common/status.h"
@@ -16,6 +17,12 @@
 namespace sparkd::http {
 
 using Json = nlohmann::json;
+// Answers keep their APIs' field order (an ordered object), as clients' debug output shows it.
+using OJson = nlohmann::ordered_json;
+
+// An answer's JSON text, compact; invalid UTF-8 in a string (a token cut mid-character) is
+// replaced rather than thrown on.
+std::string json_text(const OJson& value);
 
 // The request's body as a JSON object. INVALID_ARGUMENT for an empty body, one that is not
 // JSON (with the parser's reason), or JSON that is not an object.
@@ -37,6 +44,8 @@ class FieldReader {
   std::optional<bool> boolean(std::string_view name);
   const Json* object(std::string_view name);
   const Json* array(std::string_view name);
+  // A string or a non-empty list of strings (embedding inputs); absent is an error.
+  std::vector<std::string> strings(std::string_view name);
   // An array that must be there: absent is an error ("'messages' is required").
   const Json* required_array(std::string_view name);
 

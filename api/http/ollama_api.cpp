@@ -12,18 +12,8 @@
 namespace sparkd::http {
 namespace {
 
-using OJson = nlohmann::ordered_json;
-
 Status invalid(std::string message) {
   return Status(StatusCode::kInvalidArgument, std::move(message));
-}
-
-Status status_of(const v1::Error& error) {
-  return Status(api::from_proto_code(error.code()), error.message());
-}
-
-std::string json_text(const OJson& value) {
-  return value.dump(-1, ' ', false, OJson::error_handler_t::replace);
 }
 
 // RFC 3339 in UTC with nanoseconds, as Ollama writes created_at.
@@ -48,18 +38,11 @@ int64_t ns(double ms) {
 }
 
 HttpOutput json_output(const OJson& body) {
-  HttpOutput out;
-  out.head = HttpResponseHead{200, "application/json; charset=utf-8", false};
-  out.body = json_text(body);
-  return out;
+  return whole_output({200, "application/json; charset=utf-8", json_text(body)});
 }
 
 HttpOutput error_output(const Status& status) {
-  const HttpAnswer answer = ollama_error(status);
-  HttpOutput out;
-  out.head = HttpResponseHead{answer.status, answer.content_type, false};
-  out.body = answer.body;
-  return out;
+  return whole_output(ollama_error(status));
 }
 
 // The timing fields of a final answer: total, load (0: sparkd loads ahead), the prompt's
@@ -100,7 +83,7 @@ class GenerateTranslator : public ResponseTranslator {
 
   HttpOutput translate(const v1::Response& response) override {
     if (response.has_error()) {
-      if (!started_) return error_output(status_of(response.error()));
+      if (!started_) return error_output(api::status_of(response.error()));
       HttpOutput out;
       out.body = json_text(OJson{{"error", response.error().message()}}) + "\n";
       return out;
@@ -164,7 +147,7 @@ class LoadTranslator : public ResponseTranslator {
  public:
   LoadTranslator(std::string model, bool unload) : model_(std::move(model)), unload_(unload) {}
   HttpOutput translate(const v1::Response& response) override {
-    if (response.has_error()) return error_output(status_of(response.error()));
+    if (response.has_error()) return error_output(api::status_of(response.error()));
     OJson body = OJson::object();
     body["model"] = model_;
     body["created_at"] = now_text();
@@ -185,7 +168,7 @@ class EmbedTranslator : public ResponseTranslator {
       : model_(std::move(model)), legacy_(legacy), dimensions_(dimensions) {}
 
   HttpOutput translate(const v1::Response& response) override {
-    if (response.has_error()) return error_output(status_of(response.error()));
+    if (response.has_error()) return error_output(api::status_of(response.error()));
     OJson embeddings = OJson::array();
     for (const v1::Embedding& e : response.embed().embeddings()) {
       std::vector<float> values(e.values().begin(), e.values().end());
@@ -235,7 +218,7 @@ class ModelsTranslator : public ResponseTranslator {
   ModelsTranslator(Kind kind, std::string model = "") : kind_(kind), model_(std::move(model)) {}
 
   HttpOutput translate(const v1::Response& response) override {
-    if (response.has_error()) return error_output(status_of(response.error()));
+    if (response.has_error()) return error_output(api::status_of(response.error()));
     OJson models = OJson::array();
     for (const v1::ModelInfo& info : response.list_models().models()) {
       if (info.state() == "failed") continue;
@@ -366,10 +349,6 @@ void read_think(FieldReader& f, v1::Chat& chat) {
   }
 }
 
-Routed call(v1::Request request, std::shared_ptr<ResponseTranslator> translator) {
-  return RoutedCall{std::move(request), std::move(translator)};
-}
-
 Status read_chat_messages(const Json& messages, v1::Chat& chat) {
   for (size_t i = 0; i < messages.size(); ++i) {
     const std::string path = "messages[" + std::to_string(i) + "].";
@@ -488,7 +467,8 @@ Routed ollama_chat(const HttpRequest& request) {
   if (!f.status().is_ok()) return ollama_error(f.status());
   std::string model = g.model();
   const bool stream = g.stream();
-  return call(std::move(out), std::make_shared<GenerateTranslator>(std::move(model), stream, true));
+  return RoutedCall{std::move(out),
+                    std::make_shared<GenerateTranslator>(std::move(model), stream, true)};
 }
 
 Routed ollama_generate(const HttpRequest& request) {
@@ -506,8 +486,8 @@ Routed ollama_generate(const HttpRequest& request) {
     v1::TokenizeRequest& t = *out.mutable_tokenize();
     t.set_model(model);
     if (keep_alive) t.set_keep_alive_s(*keep_alive);
-    return call(std::move(out),
-                std::make_shared<LoadTranslator>(model, keep_alive && *keep_alive == 0));
+    return RoutedCall{std::move(out),
+                      std::make_shared<LoadTranslator>(model, keep_alive && *keep_alive == 0)};
   }
   v1::GenerateRequest& g = *out.mutable_generate();
   g.set_model(model);
@@ -538,7 +518,7 @@ Routed ollama_generate(const HttpRequest& request) {
   if (keep_alive) g.set_keep_alive_s(*keep_alive);
   if (!f.status().is_ok()) return ollama_error(f.status());
   const bool stream = g.stream();
-  return call(std::move(out), std::make_shared<GenerateTranslator>(model, stream, false));
+  return RoutedCall{std::move(out), std::make_shared<GenerateTranslator>(model, stream, false)};
 }
 
 namespace {
@@ -550,22 +530,12 @@ Routed embed_request(const HttpRequest& request, bool legacy) {
   v1::Request out;
   v1::EmbedRequest& e = *out.mutable_embed();
   e.set_model(read_model(f));
-  const char* field = legacy ? "prompt" : "input";
-  const Json* input = f.get(field);
-  if (input == nullptr) {
-    f.fail(field, "is required");
-  } else if (input->is_string()) {
-    e.add_inputs(input->get<std::string>());
-  } else if (!legacy && input->is_array() && !input->empty()) {
-    for (const Json& item : *input) {
-      if (!item.is_string()) {
-        f.fail(field, "must be a string or a list of strings");
-        break;
-      }
-      e.add_inputs(item.get<std::string>());
-    }
+  if (legacy) {  // {model, prompt}: one text
+    auto prompt = f.string("prompt");
+    if (f.status().is_ok() && !prompt) f.fail("prompt", "is required");
+    if (prompt) e.add_inputs(std::move(*prompt));
   } else {
-    f.fail(field, legacy ? "must be a string" : "must be a string or a non-empty list of strings");
+    for (std::string& input : f.strings("input")) e.add_inputs(std::move(input));
   }
   std::optional<uint32_t> dimensions;
   if (!legacy) {
@@ -580,14 +550,14 @@ Routed embed_request(const HttpRequest& request, bool legacy) {
   if (auto keep_alive = read_keep_alive(f)) e.set_keep_alive_s(*keep_alive);
   if (!f.status().is_ok()) return ollama_error(f.status());
   std::string model = e.model();
-  return call(std::move(out),
-              std::make_shared<EmbedTranslator>(std::move(model), legacy, dimensions));
+  return RoutedCall{std::move(out),
+                    std::make_shared<EmbedTranslator>(std::move(model), legacy, dimensions)};
 }
 
 Routed list_models(ModelsTranslator::Kind kind, std::string model = "") {
   v1::Request out;
   out.mutable_list_models();
-  return call(std::move(out), std::make_shared<ModelsTranslator>(kind, std::move(model)));
+  return RoutedCall{std::move(out), std::make_shared<ModelsTranslator>(kind, std::move(model))};
 }
 
 }  // namespace

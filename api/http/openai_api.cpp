@@ -11,9 +11,6 @@
 namespace sparkd::http {
 namespace {
 
-// Responses keep OpenAI's field order (an ordered object), as its SDKs' debug output shows it.
-using OJson = nlohmann::ordered_json;
-
 std::string random_hex(size_t digits) {
   thread_local std::mt19937_64 random(std::random_device{}());
   static constexpr char kHex[] = "0123456789abcdef";
@@ -60,31 +57,16 @@ const char* error_type(int http_status) {
   }
 }
 
-Status status_of(const v1::Error& error) {
-  return Status(api::from_proto_code(error.code()), error.message());
-}
-
 std::string sse(const OJson& event) {
-  return "data: " + event.dump(-1, ' ', false, OJson::error_handler_t::replace) + "\n\n";
-}
-
-std::string json_text(const OJson& value) {
-  return value.dump(-1, ' ', false, OJson::error_handler_t::replace);
+  return "data: " + json_text(event) + "\n\n";
 }
 
 HttpOutput json_output(int status, const OJson& body) {
-  HttpOutput out;
-  out.head = HttpResponseHead{status, "application/json", false};
-  out.body = json_text(body);
-  return out;
+  return whole_output({status, "application/json", json_text(body)});
 }
 
 HttpOutput error_output(const Status& status) {
-  const HttpAnswer answer = openai_error(status);
-  HttpOutput out;
-  out.head = HttpResponseHead{answer.status, answer.content_type, false};
-  out.body = answer.body;
-  return out;
+  return whole_output(openai_error(status));
 }
 
 OJson usage_json(const v1::Usage& usage) {
@@ -320,7 +302,6 @@ Status read_messages(const Json& messages, v1::Chat& chat) {
 
 struct Envelope {
   std::string id;
-  std::string object;  // "chat.completion" | "text_completion"
   int64_t created = 0;
   std::string model;
 
@@ -363,14 +344,14 @@ class ChatTranslator : public ResponseTranslator {
     if (!stream_) return whole(response);
     HttpOutput out;
     if (!started_) {
-      if (response.has_error()) return error_output(status_of(response.error()));
+      if (response.has_error()) return error_output(api::status_of(response.error()));
       started_ = true;
       out.head = HttpResponseHead{200, "text/event-stream", true};
       OJson delta = {{"role", "assistant"}, {"content", ""}};
       out.body += sse(chunk(std::move(delta), nullptr, nullptr));
     }
     if (response.has_error()) {
-      out.body += openai_error_event(status_of(response.error())) + "data: [DONE]\n\n";
+      out.body += openai_error_event(api::status_of(response.error())) + "data: [DONE]\n\n";
       return out;
     }
     const v1::GenerateChunk& g = response.generate();
@@ -408,7 +389,7 @@ class ChatTranslator : public ResponseTranslator {
   }
 
   HttpOutput whole(const v1::Response& response) const {
-    if (response.has_error()) return error_output(status_of(response.error()));
+    if (response.has_error()) return error_output(api::status_of(response.error()));
     const v1::GenerateChunk& g = response.generate();
     OJson message = OJson::object();
     message["role"] = "assistant";
@@ -444,7 +425,7 @@ class CompletionTranslator : public ResponseTranslator {
 
   HttpOutput translate(const v1::Response& response) override {
     if (!stream_) {
-      if (response.has_error()) return error_output(status_of(response.error()));
+      if (response.has_error()) return error_output(api::status_of(response.error()));
       const v1::GenerateChunk& g = response.generate();
       OJson body = envelope_.head("text_completion");
       body["choices"] = OJson::array({choice(g, g.finish_reason())});
@@ -453,12 +434,12 @@ class CompletionTranslator : public ResponseTranslator {
     }
     HttpOutput out;
     if (!started_) {
-      if (response.has_error()) return error_output(status_of(response.error()));
+      if (response.has_error()) return error_output(api::status_of(response.error()));
       started_ = true;
       out.head = HttpResponseHead{200, "text/event-stream", true};
     }
     if (response.has_error()) {
-      out.body += openai_error_event(status_of(response.error())) + "data: [DONE]\n\n";
+      out.body += openai_error_event(api::status_of(response.error())) + "data: [DONE]\n\n";
       return out;
     }
     const v1::GenerateChunk& g = response.generate();
@@ -516,7 +497,7 @@ class EmbeddingsTranslator : public ResponseTranslator {
       : model_(std::move(model)), base64_(base64), dimensions_(dimensions) {}
 
   HttpOutput translate(const v1::Response& response) override {
-    if (response.has_error()) return error_output(status_of(response.error()));
+    if (response.has_error()) return error_output(api::status_of(response.error()));
     const v1::EmbedResponse& embed = response.embed();
     if (dimensions_ && *dimensions_ > embed.dimensions()) {
       return error_output(invalid("'dimensions' is " + std::to_string(*dimensions_) +
@@ -559,7 +540,7 @@ class RerankTranslator : public ResponseTranslator {
   explicit RerankTranslator(std::string model) : model_(std::move(model)) {}
 
   HttpOutput translate(const v1::Response& response) override {
-    if (response.has_error()) return error_output(status_of(response.error()));
+    if (response.has_error()) return error_output(api::status_of(response.error()));
     OJson results = OJson::array();
     for (const v1::RerankResult& r : response.rerank().results()) {
       OJson item = OJson::object();
@@ -586,7 +567,7 @@ class ModelsTranslator : public ResponseTranslator {
   explicit ModelsTranslator(std::optional<std::string> model) : model_(std::move(model)) {}
 
   HttpOutput translate(const v1::Response& response) override {
-    if (response.has_error()) return error_output(status_of(response.error()));
+    if (response.has_error()) return error_output(api::status_of(response.error()));
     OJson data = OJson::array();
     for (const v1::ModelInfo& info : response.list_models().models()) {
       if (info.state() == "failed") continue;  // it cannot answer; Status says why
@@ -612,10 +593,6 @@ class ModelsTranslator : public ResponseTranslator {
   std::optional<std::string> model_;
   int64_t created_ = unix_time();
 };
-
-Routed call(v1::Request request, std::shared_ptr<ResponseTranslator> translator) {
-  return RoutedCall{std::move(request), std::move(translator)};
-}
 
 // stream and stream_options.include_usage.
 void read_stream(FieldReader& f, v1::GenerateRequest& g, bool& include_usage) {
@@ -737,10 +714,10 @@ Routed openai_chat_completions(const HttpRequest& request) {
     }
   }
   if (!f.status().is_ok()) return openai_error(f.status());
-  Envelope envelope{"chatcmpl-" + random_hex(24), "chat.completion", unix_time(), g.model()};
-  return call(std::move(out),
-              std::make_shared<ChatTranslator>(std::move(envelope), g.stream(), include_usage,
-                                               logprobs, top_logprobs));
+  Envelope envelope{"chatcmpl-" + random_hex(24), unix_time(), g.model()};
+  return RoutedCall{std::move(out),
+                    std::make_shared<ChatTranslator>(std::move(envelope), g.stream(), include_usage,
+                                                     logprobs, top_logprobs)};
 }
 
 Routed openai_completions(const HttpRequest& request) {
@@ -779,9 +756,9 @@ Routed openai_completions(const HttpRequest& request) {
     f.fail("suffix", "is not supported");
   }
   if (!f.status().is_ok()) return openai_error(f.status());
-  Envelope envelope{"cmpl-" + random_hex(24), "text_completion", unix_time(), g.model()};
-  return call(std::move(out), std::make_shared<CompletionTranslator>(
-                                  std::move(envelope), g.stream(), include_usage, logprobs));
+  Envelope envelope{"cmpl-" + random_hex(24), unix_time(), g.model()};
+  return RoutedCall{std::move(out), std::make_shared<CompletionTranslator>(
+                                        std::move(envelope), g.stream(), include_usage, logprobs)};
 }
 
 Routed openai_embeddings(const HttpRequest& request) {
@@ -791,22 +768,7 @@ Routed openai_embeddings(const HttpRequest& request) {
   v1::Request out;
   v1::EmbedRequest& e = *out.mutable_embed();
   e.set_model(read_model(f));
-  const Json* input = f.get("input");
-  if (input == nullptr) {
-    f.fail("input", "is required: a string or a list of strings");
-  } else if (input->is_string()) {
-    e.add_inputs(input->get<std::string>());
-  } else if (input->is_array() && !input->empty()) {
-    for (const Json& item : *input) {
-      if (!item.is_string()) {
-        f.fail("input", "must be a string or a list of strings (token-id lists are not taken)");
-        break;
-      }
-      e.add_inputs(item.get<std::string>());
-    }
-  } else {
-    f.fail("input", "must be a string or a non-empty list of strings");
-  }
+  for (std::string& input : f.strings("input")) e.add_inputs(std::move(input));
   const std::string format = f.string("encoding_format").value_or("float");
   if (format != "float" && format != "base64") {
     f.fail("encoding_format", "must be \"float\" or \"base64\"");
@@ -819,8 +781,8 @@ Routed openai_embeddings(const HttpRequest& request) {
   if (auto truncate = f.boolean("truncate")) e.set_truncate(*truncate);
   if (!f.status().is_ok()) return openai_error(f.status());
   std::string model = e.model();
-  return call(std::move(out), std::make_shared<EmbeddingsTranslator>(
-                                  std::move(model), format == "base64", dimensions));
+  return RoutedCall{std::move(out), std::make_shared<EmbeddingsTranslator>(
+                                        std::move(model), format == "base64", dimensions)};
 }
 
 Routed openai_rerank(const HttpRequest& request) {
@@ -857,13 +819,13 @@ Routed openai_rerank(const HttpRequest& request) {
   if (auto truncate = f.boolean("truncate")) r.set_truncate(*truncate);
   if (!f.status().is_ok()) return openai_error(f.status());
   std::string model = r.model();
-  return call(std::move(out), std::make_shared<RerankTranslator>(std::move(model)));
+  return RoutedCall{std::move(out), std::make_shared<RerankTranslator>(std::move(model))};
 }
 
 Routed openai_models(std::optional<std::string> model) {
   v1::Request out;
   out.mutable_list_models();
-  return call(std::move(out), std::make_shared<ModelsTranslator>(std::move(model)));
+  return RoutedCall{std::move(out), std::make_shared<ModelsTranslator>(std::move(model))};
 }
 
 }  // namespace sparkd::http

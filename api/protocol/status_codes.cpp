@@ -75,6 +75,10 @@ StatusCode from_proto_code(v1::Code code) {
   }
 }
 
+Status status_of(const v1::Error& error) {
+  return Status(from_proto_code(error.code()), error.message());
+}
+
 v1::Response error_response(uint64_t id, const Status& status) {
   v1::Response response;
   response.set_id(id);

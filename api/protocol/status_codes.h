@@ -22,4 +22,7 @@ StatusCode from_proto_code(v1::Code code);
 // receive a response that is neither a result nor an error.
 v1::Response error_response(uint64_t id, const Status& status);
 
+// The Status an error response carries (its code mapped back, and its message).
+Status status_of(const v1::Error& error);
+
 }  // namespace sparkd::api
