@@ -153,20 +153,18 @@ Status DecoderModel::bind_weights(const model::ModelWeights& weights) {
     SPARKD_RETURN_IF_ERROR(
         bind_optional(weights, mlp_bias, p + "mlp.down_proj.bias", {hidden}, w.down_bias));
   }
-  // What a forward reads of each layer, for last_forward_weight_bytes().
-  layer_fixed_bytes_.assign(layers_.size(), 0);
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    const LayerWeights& w = layers_[l];
-    uint64_t bytes = 0;
+  // What every forward reads of the layers (all but the experts), for
+  // last_forward_weight_bytes().
+  layers_fixed_bytes_ = 0;
+  for (const LayerWeights& w : layers_) {
     for (const Tensor* t : {&w.input_norm, &w.post_attention_norm, &w.q_proj, &w.k_proj, &w.v_proj,
                             &w.o_proj, &w.gate_proj, &w.up_proj, &w.down_proj, &w.router}) {
-      if (t->data != nullptr) bytes += t->size_bytes();
+      if (t->data != nullptr) layers_fixed_bytes_ += t->size_bytes();
     }
     for (const std::optional<Tensor>* t : {&w.q_bias, &w.k_bias, &w.v_bias, &w.o_bias, &w.q_norm,
                                            &w.k_norm, &w.gate_bias, &w.up_bias, &w.down_bias}) {
-      if (t->has_value()) bytes += (*t)->size_bytes();
+      if (t->has_value()) layers_fixed_bytes_ += (*t)->size_bytes();
     }
-    layer_fixed_bytes_[l] = bytes;
     if (!w.experts.empty()) {
       const ExpertWeights& e = w.experts.front();
       expert_bytes_ = e.gate_proj.size_bytes() + e.up_proj.size_bytes() + e.down_proj.size_bytes();
@@ -252,9 +250,8 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
   params.sliding_window = spec_.sliding_window;
 
   Backend& b = backend_;
-  last_forward_weight_bytes_ =
-      static_cast<uint64_t>(n) * embed_tokens_.row_bytes() + final_norm_.size_bytes();
-  for (uint64_t bytes : layer_fixed_bytes_) last_forward_weight_bytes_ += bytes;
+  last_forward_weight_bytes_ = static_cast<uint64_t>(n) * embed_tokens_.row_bytes() +
+                               final_norm_.size_bytes() + layers_fixed_bytes_;
   b.gather_rows(embed_tokens_, tokens, x);
   for (int32_t l = 0; l < spec_.num_layers; ++l) {
     const LayerWeights& w = layers_[l];
@@ -281,7 +278,7 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
 
     b.rms_norm(x, w.post_attention_norm, spec_.norm_eps, normed);
     if (!w.experts.empty()) {
-      SPARKD_RETURN_IF_ERROR(add_experts(w, normed, x, moe));
+      add_experts(w, normed, x, moe);
       continue;
     }
     b.linear(normed, w.gate_proj, ptr(w.gate_bias), gate);
@@ -294,8 +291,8 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
   return x;
 }
 
-Status DecoderModel::add_experts(const LayerWeights& w, const Tensor& normed, Tensor& x,
-                                 MoeScratch& scratch) {
+void DecoderModel::add_experts(const LayerWeights& w, const Tensor& normed, Tensor& x,
+                               MoeScratch& scratch) {
   Backend& b = backend_;
   const model::MoeSpec& moe = spec_.moe;
   const int64_t n = normed.rows();
@@ -324,7 +321,6 @@ Status DecoderModel::add_experts(const LayerWeights& w, const Tensor& normed, Te
     b.linear(gate, expert.down_proj, nullptr, output);
     b.scatter_add_rows(output, assigned.tokens, assigned.weights, x);
   }
-  return Status::ok();
 }
 
 Expected<std::vector<float>> DecoderModel::forward(std::span<const DecoderStepSequence> batch,

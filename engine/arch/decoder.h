@@ -95,15 +95,15 @@ class DecoderModel {
   DecoderModel(const model::ModelSpec& spec, Backend& backend) : spec_(spec), backend_(backend) {}
   Status bind_weights(const model::ModelWeights& weights);
   // x += the mixture of experts' output for `normed` (the post-attention-norm activations).
-  Status add_experts(const LayerWeights& w, const Tensor& normed, Tensor& x, MoeScratch& scratch);
+  void add_experts(const LayerWeights& w, const Tensor& normed, Tensor& x, MoeScratch& scratch);
 
   model::ModelSpec spec_;
   Backend& backend_;
   Workspace* workspace_ = nullptr;
   Tensor embed_tokens_;
   std::vector<LayerWeights> layers_;
-  // Per layer, what every forward reads (all but the experts); per expert, its three matrices.
-  std::vector<uint64_t> layer_fixed_bytes_;
+  // What every forward reads of the layers (all but the experts); one expert's three matrices.
+  uint64_t layers_fixed_bytes_ = 0;
   uint64_t expert_bytes_ = 0;
   uint64_t last_forward_weight_bytes_ = 0;
   Tensor final_norm_;
