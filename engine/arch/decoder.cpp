@@ -106,40 +106,12 @@ Status DecoderModel::bind_weights(const model::ModelWeights& weights) {
                                          {spec_.head_dim}, w.q_norm));
     SPARKD_RETURN_IF_ERROR(bind_optional(weights, spec_.qk_norm, p + "self_attn.k_norm.weight",
                                          {spec_.head_dim}, w.k_norm));
-    if (spec_.is_sparse_layer(i)) {
-      const model::MoeSpec& moe = spec_.moe;
-      const int64_t expert_inter = moe.expert_intermediate_size;
-      // Qwen3-MoE: mlp.gate, mlp.experts.E.{gate,up,down}_proj; Mixtral keeps the original
-      // release's block_sparse_moe.gate, block_sparse_moe.experts.E.{w1,w3,w2}.
-      const bool mixtral = spec_.architecture == "MixtralForCausalLM";
-      const std::string block = p + (mixtral ? "block_sparse_moe." : "mlp.");
-      const char* gate_name = mixtral ? "w1.weight" : "gate_proj.weight";
-      const char* up_name = mixtral ? "w3.weight" : "up_proj.weight";
-      const char* down_name = mixtral ? "w2.weight" : "down_proj.weight";
+    if (spec_.attention_sinks) {
       SPARKD_RETURN_IF_ERROR(
-          bind(weights, block + "gate.weight", {moe.num_experts, hidden}, w.router));
-      w.experts.resize(moe.num_experts);
-      if (weights.contains(block + "experts.gate_proj.weight")) {  // stacked (GGUF)
-        const int64_t experts = moe.num_experts;
-        Tensor gate, up, down;
-        SPARKD_RETURN_IF_ERROR(bind(weights, block + "experts.gate_proj.weight",
-                                    {experts, expert_inter, hidden}, gate));
-        SPARKD_RETURN_IF_ERROR(
-            bind(weights, block + "experts.up_proj.weight", {experts, expert_inter, hidden}, up));
-        SPARKD_RETURN_IF_ERROR(bind(weights, block + "experts.down_proj.weight",
-                                    {experts, hidden, expert_inter}, down));
-        for (int32_t e = 0; e < moe.num_experts; ++e) {
-          w.experts[e] = {expert_slice(gate, e), expert_slice(up, e), expert_slice(down, e)};
-        }
-        continue;
-      }
-      for (int32_t e = 0; e < moe.num_experts; ++e) {
-        const std::string ep = block + "experts." + std::to_string(e) + ".";
-        ExpertWeights& ew = w.experts[e];
-        SPARKD_RETURN_IF_ERROR(bind(weights, ep + gate_name, {expert_inter, hidden}, ew.gate_proj));
-        SPARKD_RETURN_IF_ERROR(bind(weights, ep + up_name, {expert_inter, hidden}, ew.up_proj));
-        SPARKD_RETURN_IF_ERROR(bind(weights, ep + down_name, {hidden, expert_inter}, ew.down_proj));
-      }
+          bind(weights, p + "self_attn.sinks", {spec_.num_heads}, w.sinks.emplace()));
+    }
+    if (spec_.is_sparse_layer(i)) {
+      SPARKD_RETURN_IF_ERROR(bind_experts(weights, p, w));
       continue;
     }
     SPARKD_RETURN_IF_ERROR(bind(weights, p + "mlp.gate_proj.weight", {inter, hidden}, w.gate_proj));
@@ -161,14 +133,78 @@ Status DecoderModel::bind_weights(const model::ModelWeights& weights) {
                             &w.o_proj, &w.gate_proj, &w.up_proj, &w.down_proj, &w.router}) {
       if (t->data != nullptr) layers_fixed_bytes_ += t->size_bytes();
     }
-    for (const std::optional<Tensor>* t : {&w.q_bias, &w.k_bias, &w.v_bias, &w.o_bias, &w.q_norm,
-                                           &w.k_norm, &w.gate_bias, &w.up_bias, &w.down_bias}) {
+    for (const std::optional<Tensor>* t :
+         {&w.q_bias, &w.k_bias, &w.v_bias, &w.o_bias, &w.q_norm, &w.k_norm, &w.sinks, &w.gate_bias,
+          &w.up_bias, &w.down_bias, &w.router_bias}) {
       if (t->has_value()) layers_fixed_bytes_ += (*t)->size_bytes();
     }
     if (!w.experts.empty()) {
       const ExpertWeights& e = w.experts.front();
       expert_bytes_ = e.gate_proj.size_bytes() + e.up_proj.size_bytes() + e.down_proj.size_bytes();
+      for (const std::optional<Tensor>* t : {&e.gate_bias, &e.up_bias, &e.down_bias}) {
+        if (t->has_value()) expert_bytes_ += (*t)->size_bytes();
+      }
     }
+  }
+  return Status::ok();
+}
+
+Status DecoderModel::bind_experts(const model::ModelWeights& weights, const std::string& p,
+                                  LayerWeights& w) {
+  const model::MoeSpec& moe = spec_.moe;
+  const int64_t hidden = spec_.hidden_size;
+  const int64_t experts = moe.num_experts;
+  const int64_t expert_inter = moe.expert_intermediate_size;
+  // Qwen3-MoE: mlp.gate, mlp.experts.E.{gate,up,down}_proj; Mixtral keeps the original
+  // release's block_sparse_moe.gate, block_sparse_moe.experts.E.{w1,w3,w2}; gpt-oss has
+  // mlp.router and its experts stacked (the loader has split gate_up_proj into gate_proj and
+  // up_proj, [experts, rows, cols] like nn.Linear's, as GGUF's *_exps are too).
+  const bool mixtral = spec_.architecture == "MixtralForCausalLM";
+  const bool gpt_oss = spec_.family == model::ModelFamily::kGptOss;
+  const std::string block = p + (mixtral ? "block_sparse_moe." : "mlp.");
+  const std::string router = block + (gpt_oss ? "router." : "gate.");
+  SPARKD_RETURN_IF_ERROR(bind(weights, router + "weight", {experts, hidden}, w.router));
+  SPARKD_RETURN_IF_ERROR(
+      bind_optional(weights, moe.router_bias, router + "bias", {experts}, w.router_bias));
+  w.experts.resize(moe.num_experts);
+  if (weights.contains(block + "experts.gate_proj.weight")) {  // stacked (GGUF, gpt-oss)
+    Tensor gate, up, down;
+    SPARKD_RETURN_IF_ERROR(
+        bind(weights, block + "experts.gate_proj.weight", {experts, expert_inter, hidden}, gate));
+    SPARKD_RETURN_IF_ERROR(
+        bind(weights, block + "experts.up_proj.weight", {experts, expert_inter, hidden}, up));
+    SPARKD_RETURN_IF_ERROR(
+        bind(weights, block + "experts.down_proj.weight", {experts, hidden, expert_inter}, down));
+    std::optional<Tensor> gate_bias, up_bias, down_bias;
+    const bool biased = moe.expert_bias;
+    SPARKD_RETURN_IF_ERROR(bind_optional(weights, biased, block + "experts.gate_proj.bias",
+                                         {experts, expert_inter}, gate_bias));
+    SPARKD_RETURN_IF_ERROR(bind_optional(weights, biased, block + "experts.up_proj.bias",
+                                         {experts, expert_inter}, up_bias));
+    SPARKD_RETURN_IF_ERROR(bind_optional(weights, biased, block + "experts.down_proj.bias",
+                                         {experts, hidden}, down_bias));
+    for (int32_t e = 0; e < moe.num_experts; ++e) {
+      ExpertWeights& ew = w.experts[e];
+      ew.gate_proj = expert_slice(gate, e);
+      ew.up_proj = expert_slice(up, e);
+      ew.down_proj = expert_slice(down, e);
+      if (biased) {
+        ew.gate_bias = gate_bias->row_range(e, 1).reshaped({expert_inter});
+        ew.up_bias = up_bias->row_range(e, 1).reshaped({expert_inter});
+        ew.down_bias = down_bias->row_range(e, 1).reshaped({hidden});
+      }
+    }
+    return Status::ok();
+  }
+  const char* gate_name = mixtral ? "w1.weight" : "gate_proj.weight";
+  const char* up_name = mixtral ? "w3.weight" : "up_proj.weight";
+  const char* down_name = mixtral ? "w2.weight" : "down_proj.weight";
+  for (int32_t e = 0; e < moe.num_experts; ++e) {
+    const std::string ep = block + "experts." + std::to_string(e) + ".";
+    ExpertWeights& ew = w.experts[e];
+    SPARKD_RETURN_IF_ERROR(bind(weights, ep + gate_name, {expert_inter, hidden}, ew.gate_proj));
+    SPARKD_RETURN_IF_ERROR(bind(weights, ep + up_name, {expert_inter, hidden}, ew.up_proj));
+    SPARKD_RETURN_IF_ERROR(bind(weights, ep + down_name, {hidden, expert_inter}, ew.down_proj));
   }
   return Status::ok();
 }
@@ -247,7 +283,6 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
   const float rope_scale = spec_.rope.attention_factor;
   params.scale = rope_scale * rope_scale / std::sqrt(static_cast<float>(head_dim));
   params.causal = true;
-  params.sliding_window = spec_.sliding_window;
 
   Backend& b = backend_;
   last_forward_weight_bytes_ = static_cast<uint64_t>(n) * embed_tokens_.row_bytes() +
@@ -272,6 +307,8 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
     Tensor v_heads = v.reshaped({n, kv_heads, head_dim});
     b.store_kv(k_heads, v_heads, slots, kv.layer(l));
     Tensor attention_heads = attention_out.reshaped({n, heads, head_dim});
+    params.sliding_window = spec_.layer_sliding_window(l);
+    params.sinks = ptr(w.sinks);
     b.attention(q_heads, kv.layer(l), sequences, params, attention_heads);
     b.linear(attention_out, w.o_proj, ptr(w.o_bias), projected);
     b.add(x, projected, x);
@@ -298,7 +335,7 @@ void DecoderModel::add_experts(const LayerWeights& w, const Tensor& normed, Tens
   const int64_t n = normed.rows();
   // The router's choice is made on the host: top-k over a few hundred logits per token is
   // small next to one expert's matrices, and it decides which weights are read at all.
-  b.linear(normed, w.router, nullptr, scratch.router_logits);
+  b.linear(normed, w.router, ptr(w.router_bias), scratch.router_logits);
   std::vector<float> logits(static_cast<size_t>(n) * moe.num_experts);
   b.download_f32(scratch.router_logits, logits);
   const std::vector<ExpertAssignment> routed =
@@ -315,10 +352,14 @@ void DecoderModel::add_experts(const LayerWeights& w, const Tensor& normed, Tens
     Tensor up = scratch.up.row_range(0, m);
     Tensor output = scratch.output.row_range(0, m);
     b.gather_rows(normed, assigned.tokens, input);
-    b.linear(input, expert.gate_proj, nullptr, gate);
-    b.linear(input, expert.up_proj, nullptr, up);
-    b.silu_mul(gate, up, gate);
-    b.linear(gate, expert.down_proj, nullptr, output);
+    b.linear(input, expert.gate_proj, ptr(expert.gate_bias), gate);
+    b.linear(input, expert.up_proj, ptr(expert.up_bias), up);
+    if (moe.activation == model::ExpertActivation::kClampedSwiglu) {
+      b.clamped_swiglu(gate, up, moe.swiglu_alpha, moe.swiglu_limit, gate);
+    } else {
+      b.silu_mul(gate, up, gate);
+    }
+    b.linear(gate, expert.down_proj, ptr(expert.down_bias), output);
     b.scatter_add_rows(output, assigned.tokens, assigned.weights, x);
   }
 }

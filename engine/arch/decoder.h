@@ -1,6 +1,6 @@
-// The Llama-family decoder: Llama, Mistral, Mixtral, Qwen2, Qwen3 and Qwen3-MoE differ only in
-// what ModelSpec says (GQA, rope scaling, q/k/v biases, qk-norm, tied embeddings, sliding window,
-// mixture-of-experts MLPs).
+// The Llama-family decoder: Llama, Mistral, Mixtral, Qwen2, Qwen3, Qwen3-MoE and gpt-oss differ
+// only in what ModelSpec says (GQA, rope scaling, q/k/v biases, qk-norm, tied embeddings,
+// sliding windows per layer, attention sinks, mixture-of-experts MLPs).
 //
 // One forward() runs a step for a batch of sequences: each contributes its new tokens (a
 // whole prompt for prefill, one token for decode), attends over its cached positions plus
@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/status.h"
@@ -72,17 +73,20 @@ class DecoderModel {
  private:
   struct ExpertWeights {
     Tensor gate_proj, up_proj, down_proj;
+    std::optional<Tensor> gate_bias, up_bias, down_bias;  // gpt-oss
   };
   struct LayerWeights {
     Tensor input_norm, post_attention_norm;
     Tensor q_proj, k_proj, v_proj, o_proj;
     std::optional<Tensor> q_bias, k_bias, v_bias, o_bias;
     std::optional<Tensor> q_norm, k_norm;  // Qwen3
+    std::optional<Tensor> sinks;           // gpt-oss: [heads]
     // A dense layer's MLP.
     Tensor gate_proj, up_proj, down_proj;
     std::optional<Tensor> gate_bias, up_bias, down_bias;
     // A sparse layer's (ModelSpec::is_sparse_layer) router [num_experts, hidden] and experts.
     Tensor router;
+    std::optional<Tensor> router_bias;  // gpt-oss
     std::vector<ExpertWeights> experts;
   };
   // The scratch a sparse layer uses, allocated once per forward for all of them.
@@ -94,6 +98,8 @@ class DecoderModel {
 
   DecoderModel(const model::ModelSpec& spec, Backend& backend) : spec_(spec), backend_(backend) {}
   Status bind_weights(const model::ModelWeights& weights);
+  Status bind_experts(const model::ModelWeights& weights, const std::string& layer_prefix,
+                      LayerWeights& w);
   // x += the mixture of experts' output for `normed` (the post-attention-norm activations).
   void add_experts(const LayerWeights& w, const Tensor& normed, Tensor& x, MoeScratch& scratch);
 

@@ -43,6 +43,9 @@ struct AttentionParams {
   bool causal = true;
   // When > 0 (causal only), a query at position p sees keys at positions > p - sliding_window.
   int32_t sliding_window = 0;
+  // Learned per-head "sink" logits (gpt-oss), F32 [heads], or none: each softmax row gets one
+  // more logit, sinks[head], whose value vector is zero, so a head may attend to nothing.
+  const Tensor* sinks = nullptr;
 };
 
 // A run of rows [begin, begin + count) that belongs to one sequence (for pooling).
@@ -95,6 +98,10 @@ class Backend {
                           Tensor& out) = 0;
   // out = silu(gate) * up: the SwiGLU of Llama-family MLPs.
   virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
+  // gpt-oss's expert activation: out = (clamp(up, -limit, limit) + 1) · g · sigmoid(alpha · g)
+  // with g = min(gate, limit).
+  virtual void clamped_swiglu(const Tensor& gate, const Tensor& up, float alpha, float limit,
+                              Tensor& out) = 0;
   // GELU, exact (erf) or the tanh approximation ("gelu_new", "gelu_pytorch_tanh").
   virtual void gelu(const Tensor& x, bool tanh_approximation, Tensor& out) = 0;
   virtual void tanh(const Tensor& x, Tensor& out) = 0;

@@ -175,6 +175,7 @@ constexpr ArchitectureInfo kArchitectures[] = {
     {"Qwen3ForCausalLM", ModelFamily::kQwen3, ModelTask::kGenerate},
     {"Qwen3MoeForCausalLM", ModelFamily::kQwen3, ModelTask::kGenerate},
     {"MixtralForCausalLM", ModelFamily::kMistral, ModelTask::kGenerate},
+    {"GptOssForCausalLM", ModelFamily::kGptOss, ModelTask::kGenerate},
     {"LlamaModel", ModelFamily::kLlama, ModelTask::kEmbed},
     {"MistralModel", ModelFamily::kMistral, ModelTask::kEmbed},
     {"Qwen2Model", ModelFamily::kQwen2, ModelTask::kEmbed},
@@ -189,15 +190,11 @@ constexpr ArchitectureInfo kArchitectures[] = {
 
 // Old configs without "architectures": the class AutoModel would pick from model_type.
 constexpr std::pair<const char*, const char*> kModelTypeArchitectures[] = {
-    {"llama", "LlamaForCausalLM"},
-    {"mistral", "MistralForCausalLM"},
-    {"qwen2", "Qwen2ForCausalLM"},
-    {"qwen3", "Qwen3ForCausalLM"},
-    {"qwen3_moe", "Qwen3MoeForCausalLM"},
-    {"mixtral", "MixtralForCausalLM"},
-    {"bert", "BertModel"},
-    {"xlm-roberta", "XLMRobertaModel"},
-    {"roberta", "RobertaModel"},
+    {"llama", "LlamaForCausalLM"},        {"mistral", "MistralForCausalLM"},
+    {"qwen2", "Qwen2ForCausalLM"},        {"qwen3", "Qwen3ForCausalLM"},
+    {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"mixtral", "MixtralForCausalLM"},
+    {"gpt_oss", "GptOssForCausalLM"},     {"bert", "BertModel"},
+    {"xlm-roberta", "XLMRobertaModel"},   {"roberta", "RobertaModel"},
 };
 
 const ArchitectureInfo* find_architecture(std::string_view name) {
@@ -293,7 +290,7 @@ void read_yarn(const Fields& config, const Fields& p, RopeSpec& rope) {
   }
 }
 
-RopeSpec read_rope(const Fields& config) {
+RopeSpec read_rope(const Fields& config, float default_theta) {
   RopeSpec rope;
   std::string key = "rope_parameters";
   const json* params = config.find(key);
@@ -301,7 +298,7 @@ RopeSpec read_rope(const Fields& config) {
     key = "rope_scaling";
     params = config.find(key);
   }
-  rope.theta = config.get_float_or("rope_theta", 0.0, 1e12, 10000.0f);
+  rope.theta = config.get_float_or("rope_theta", 0.0, 1e12, default_theta);
   if (params == nullptr) return rope;
   if (!params->is_object()) {
     config.fail_field(StatusCode::kInvalidArgument, key,
@@ -345,37 +342,64 @@ RopeSpec read_rope(const Fields& config) {
                "'" + type + "' is not supported (supported: default, linear, llama3, yarn)");
 }
 
+// transformers 5's "layer_types": for each layer whether it is "sliding_attention" or
+// "full_attention"; nullopt when the config does not list them.
+std::optional<std::vector<bool>> read_sliding_layers(const Fields& config, int32_t num_layers) {
+  const json* types = config.find("layer_types");
+  if (types == nullptr) return std::nullopt;
+  if (!types->is_array() || types->size() != static_cast<size_t>(num_layers)) {
+    config.fail_field(StatusCode::kInvalidArgument, "layer_types",
+                      "must list one entry per layer (" + std::to_string(num_layers) + "), got " +
+                          describe_untrusted_json(*types));
+  }
+  std::vector<bool> sliding;
+  for (const json& type : *types) {
+    if (type != "sliding_attention" && type != "full_attention") {
+      config.fail_field(StatusCode::kUnimplemented, "layer_types",
+                        "entry " + describe_untrusted_json(type) +
+                            " is not supported (supported: full_attention, sliding_attention)");
+    }
+    sliding.push_back(type == "sliding_attention");
+  }
+  return sliding;
+}
+
+// The window and the layers exempt from it, given which layers slide.
+void set_sliding_layers(const Fields& config, const std::vector<bool>& sliding,
+                        int32_t default_window, ModelSpec& spec) {
+  if (std::find(sliding.begin(), sliding.end(), true) == sliding.end()) return;
+  spec.sliding_window =
+      default_window > 0 ? config.get_int_or("sliding_window", 1,
+                                             std::numeric_limits<int32_t>::max(), default_window)
+                         : config.get_int("sliding_window", 1, std::numeric_limits<int32_t>::max());
+  for (int32_t layer = 0; layer < static_cast<int32_t>(sliding.size()); ++layer) {
+    if (!sliding[layer]) spec.full_attention_layers.push_back(layer);
+  }
+}
+
 // Qwen2/Qwen3: a window only when use_sliding_window, and then only on the layers from
 // max_window_layers on (transformers 5.x spells the result out as "layer_types").
-int32_t read_qwen_sliding_window(const Fields& config, int32_t num_layers) {
-  int64_t sliding_layers = 0;
-  if (const json* types = config.find("layer_types")) {
-    if (!types->is_array() || types->size() != static_cast<size_t>(num_layers)) {
-      config.fail_field(StatusCode::kInvalidArgument, "layer_types",
-                        "must list one entry per layer (" + std::to_string(num_layers) + "), got " +
-                            describe_untrusted_json(*types));
+void read_qwen_sliding_window(const Fields& config, ModelSpec& spec) {
+  std::optional<std::vector<bool>> sliding = read_sliding_layers(config, spec.num_layers);
+  if (!sliding) {
+    sliding.emplace(spec.num_layers, false);
+    if (config.get_bool_or("use_sliding_window", false)) {
+      const int32_t full_layers = config.get_int_or("max_window_layers", 0, kMaxLayers, 28);
+      for (int32_t layer = full_layers; layer < spec.num_layers; ++layer) (*sliding)[layer] = true;
     }
-    for (const json& type : *types) {
-      if (type == "sliding_attention") {
-        ++sliding_layers;
-      } else if (type != "full_attention") {
-        config.fail_field(StatusCode::kUnimplemented, "layer_types",
-                          "entry " + describe_untrusted_json(type) +
-                              " is not supported (supported: full_attention, sliding_attention)");
-      }
-    }
-  } else if (config.get_bool_or("use_sliding_window", false)) {
-    const int32_t full_layers = config.get_int_or("max_window_layers", 0, kMaxLayers, 28);
-    sliding_layers = std::max(0, num_layers - full_layers);
   }
-  if (sliding_layers == 0) return 0;
-  if (sliding_layers != num_layers) {
-    fail(StatusCode::kUnimplemented, config.source(),
-         std::to_string(sliding_layers) + " of " + std::to_string(num_layers) +
-             " layers use sliding-window attention; sparkd supports a window on all layers or "
-             "none");
+  set_sliding_layers(config, *sliding, 0, spec);
+}
+
+// GptOssConfig: a window of 128 on every other layer (the even ones) unless layer_types says
+// otherwise.
+void read_gpt_oss_sliding_window(const Fields& config, ModelSpec& spec) {
+  std::optional<std::vector<bool>> sliding = read_sliding_layers(config, spec.num_layers);
+  if (!sliding) {
+    sliding.emplace(spec.num_layers, false);
+    for (int32_t layer = 0; layer < spec.num_layers; layer += 2) (*sliding)[layer] = true;
   }
-  return config.get_int("sliding_window", 1, std::numeric_limits<int32_t>::max());
+  set_sliding_layers(config, *sliding, 128, spec);
 }
 
 std::vector<int32_t> read_token_ids(const Fields& config, std::string_view field,
@@ -468,6 +492,25 @@ void read_mixtral_moe(const Fields& config, ModelSpec& spec) {
   moe.normalize_top_k = true;
 }
 
+// GptOssConfig's: every layer sparse, experts as wide as intermediate_size, a router with a
+// bias whose top k logits are softmaxed (the same as softmax over all, then renormalising the
+// top k), experts with biases and the clamped SwiGLU. The released configs say
+// "experts_per_token" beside "num_experts_per_tok".
+void read_gpt_oss_moe(const Fields& config, ModelSpec& spec) {
+  MoeSpec& moe = spec.moe;
+  moe.num_experts = config.get_int_or("num_local_experts", 1, 1 << 16, 128);
+  moe.experts_per_token = config.get_int_or(
+      "num_experts_per_tok", 1, moe.num_experts,
+      config.get_int_or("experts_per_token", 1, moe.num_experts, std::min(4, moe.num_experts)));
+  moe.expert_intermediate_size = spec.intermediate_size;
+  moe.normalize_top_k = true;
+  moe.router_bias = true;
+  moe.expert_bias = true;
+  moe.activation = ExpertActivation::kClampedSwiglu;
+  moe.swiglu_alpha = config.get_float_or("swiglu_alpha", 0.0, 1e3, 1.702f);
+  moe.swiglu_limit = config.get_float_or("swiglu_limit", 0.0, 1e6, 7.0f);
+}
+
 void read_decoder(const Fields& config, ModelSpec& spec) {
   spec.is_decoder = true;
   spec.vocab_size = config.get_int("vocab_size", 1, kMaxVocab);
@@ -504,7 +547,9 @@ void read_decoder(const Fields& config, ModelSpec& spec) {
              ") must be even: rotary embeddings rotate pairs of dimensions");
   }
   int32_t default_positions = 2048;  // LlamaConfig
-  if (spec.family == ModelFamily::kMistral) default_positions = 131072;
+  if (spec.family == ModelFamily::kMistral || spec.family == ModelFamily::kGptOss) {
+    default_positions = 131072;
+  }
   if (spec.family == ModelFamily::kQwen2 || spec.family == ModelFamily::kQwen3) {
     default_positions = 32768;
   }
@@ -512,7 +557,8 @@ void read_decoder(const Fields& config, ModelSpec& spec) {
       config.get_int_or("max_position_embeddings", 1, kMaxPositions, default_positions);
   spec.norm_eps = config.get_float_or("rms_norm_eps", 0.0, 1.0, 1e-6f);
   spec.activation = read_activation(config, "silu");
-  spec.rope = read_rope(config);
+  // GptOssConfig's default_theta; every other family's is RoPE's original 10000.
+  spec.rope = read_rope(config, spec.family == ModelFamily::kGptOss ? 150000.0f : 10000.0f);
   spec.tie_word_embeddings = config.get_bool_or("tie_word_embeddings", false);
   spec.pad_token_id = 0;  // decoders never read it; configs often say null or -1
 
@@ -531,6 +577,10 @@ void read_decoder(const Fields& config, ModelSpec& spec) {
     case ModelFamily::kQwen2:
       spec.attention_qkv_bias = true;  // hard-coded in Qwen2Attention; o_proj has none
       break;
+    case ModelFamily::kGptOss:
+      spec.attention_qkv_bias = spec.attention_out_bias =
+          config.get_bool_or("attention_bias", true);
+      break;
     case ModelFamily::kMistral:  // MistralAttention has no biases, whatever the config says
     case ModelFamily::kBert:
     case ModelFamily::kXlmRoberta:
@@ -540,10 +590,14 @@ void read_decoder(const Fields& config, ModelSpec& spec) {
     spec.sliding_window =
         config.get_int_or("sliding_window", 1, std::numeric_limits<int32_t>::max(), 0);
   } else if (spec.family == ModelFamily::kQwen2 || spec.family == ModelFamily::kQwen3) {
-    spec.sliding_window = read_qwen_sliding_window(config, spec.num_layers);
+    read_qwen_sliding_window(config, spec);
+  } else if (spec.family == ModelFamily::kGptOss) {
+    read_gpt_oss_sliding_window(config, spec);
+    spec.attention_sinks = true;
   }
   if (spec.architecture == "Qwen3MoeForCausalLM") read_moe(config, spec);
   if (spec.architecture == "MixtralForCausalLM") read_mixtral_moe(config, spec);
+  if (spec.architecture == "GptOssForCausalLM") read_gpt_oss_moe(config, spec);
   spec.pooling = Pooling::kLastToken;
 }
 
@@ -596,10 +650,15 @@ ModelSpec parse_config(std::string_view config_json, std::string_view source) {
       auto it = quantization->find("quant_method");
       if (it != quantization->end()) method = describe_untrusted_json(*it);
     }
-    config.fail_field(StatusCode::kUnimplemented, "quantization_config",
-                      "(quant_method " + method +
-                          "): quantized checkpoints are not supported; use an F32, F16 or BF16 "
-                          "checkpoint");
+    // gpt-oss is released with MXFP4 experts (blocks + scales), which the loader reads as
+    // they are; every other tensor of it is a float type.
+    const bool gpt_oss_mxfp4 = info.family == ModelFamily::kGptOss && method == "\"mxfp4\"";
+    if (!gpt_oss_mxfp4) {
+      config.fail_field(StatusCode::kUnimplemented, "quantization_config",
+                        "(quant_method " + method +
+                            "): quantized checkpoints are not supported (but gpt-oss's mxfp4); "
+                            "use an F32, F16 or BF16 checkpoint, or a GGUF file");
+    }
   }
   ModelSpec spec;
   spec.architecture = info.name;
@@ -767,6 +826,8 @@ const char* family_name(ModelFamily family) {
       return "qwen2";
     case ModelFamily::kQwen3:
       return "qwen3";
+    case ModelFamily::kGptOss:
+      return "gpt-oss";
     case ModelFamily::kBert:
       return "bert";
     case ModelFamily::kXlmRoberta:
@@ -837,6 +898,13 @@ bool ModelSpec::is_sparse_layer(int32_t layer) const {
     if (dense == layer) return false;
   }
   return (layer + 1) % moe.sparse_step == 0;
+}
+
+int32_t ModelSpec::layer_sliding_window(int32_t layer) const {
+  for (int32_t full : full_attention_layers) {
+    if (full == layer) return 0;
+  }
+  return sliding_window;
 }
 
 }  // namespace sparkd::model

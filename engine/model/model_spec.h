@@ -12,7 +12,7 @@
 
 namespace sparkd::model {
 
-enum class ModelFamily { kLlama, kMistral, kQwen2, kQwen3, kBert, kXlmRoberta };
+enum class ModelFamily { kLlama, kMistral, kQwen2, kQwen3, kGptOss, kBert, kXlmRoberta };
 
 // What the loaded model is for; decided by the architecture and sentence-transformers files.
 enum class ModelTask {
@@ -43,9 +43,12 @@ struct RopeSpec {
   float attention_factor = 1.0f;
 };
 
-// A mixture-of-experts MLP (Qwen3-MoE): a router picks experts_per_token of num_experts
-// SwiGLU experts per token (softmax over all, then the top k), whose outputs are summed with
-// those probabilities (renormalised over the k when normalize_top_k).
+// The experts' activation: Llama's SwiGLU, or gpt-oss's clamped form (Backend::clamped_swiglu).
+enum class ExpertActivation { kSwiglu, kClampedSwiglu };
+
+// A mixture-of-experts MLP (Qwen3-MoE, Mixtral, gpt-oss): a router picks experts_per_token of
+// num_experts SwiGLU experts per token (softmax over all, then the top k), whose outputs are
+// summed with those probabilities (renormalised over the k when normalize_top_k).
 struct MoeSpec {
   int32_t num_experts = 0;  // 0: every layer is dense
   int32_t experts_per_token = 0;
@@ -55,6 +58,13 @@ struct MoeSpec {
   // a multiple of sparse_step (decoder_sparse_step), as transformers' Qwen3MoeDecoderLayer.
   int32_t sparse_step = 1;
   std::vector<int32_t> dense_layers;
+  // gpt-oss: the router and the experts' projections have biases, and the activation is
+  // clamped.
+  bool router_bias = false;
+  bool expert_bias = false;
+  ExpertActivation activation = ExpertActivation::kSwiglu;
+  float swiglu_alpha = 1.702f;  // kClampedSwiglu only
+  float swiglu_limit = 7.0f;
 };
 
 struct ModelSpec {
@@ -82,6 +92,10 @@ struct ModelSpec {
   bool attention_out_bias = false;  // o_proj has a bias (Llama's attention_bias)
   bool mlp_bias = false;
   int32_t sliding_window = 0;  // 0: none (Mistral sets it)
+  // Layers that see the whole context although sliding_window is set (gpt-oss alternates
+  // windowed and full layers; Qwen2 windows only the layers from max_window_layers on).
+  std::vector<int32_t> full_attention_layers;
+  bool attention_sinks = false;  // gpt-oss: a learned logit per head joins every softmax
   MoeSpec moe;
   // GGUF llama models with llama-3 RoPE scaling carry it as per-frequency divisors, the
   // tensor "rope_freqs.weight" [head_dim / 2]; inv_freq[i] is divided by factor[i].
@@ -106,6 +120,8 @@ struct ModelSpec {
 
   // Whether layer `layer` has a mixture-of-experts MLP (MoeSpec) rather than a dense one.
   bool is_sparse_layer(int32_t layer) const;
+  // The attention window of layer `layer` (0: it sees every earlier position).
+  int32_t layer_sliding_window(int32_t layer) const;
 };
 
 // The largest hyper-parameters accepted from any model file: beyond them a value is damage.

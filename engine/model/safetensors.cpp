@@ -85,6 +85,14 @@ bool is_ignorable_buffer(std::string_view name, const DtypeEntry& dtype) {
   return leaf == "position_ids" || leaf == "token_type_ids";
 }
 
+// Half of a packed quantized weight (SafetensorsByteTensor).
+bool is_packed_weight_part(std::string_view name, const DtypeEntry& dtype) {
+  const auto ends_with = [&](std::string_view tail) {
+    return name.size() > tail.size() && name.substr(name.size() - tail.size()) == tail;
+  };
+  return dtype.name == "U8" && (ends_with("_blocks") || ends_with("_scales"));
+}
+
 // A validated entry, before the unsupported-dtype and overlap checks.
 struct ParsedEntry {
   std::string name;
@@ -344,6 +352,9 @@ Expected<SafetensorsHeader> parse_safetensors_header(std::span<const uint8_t> pr
       header.tensors.push_back(std::move(info));
     } else if (is_ignorable_buffer(entry->name, *entry->dtype)) {
       header.ignored_tensors.push_back(entry->name);
+    } else if (is_packed_weight_part(entry->name, *entry->dtype)) {
+      header.byte_tensors.push_back({entry->name, entry->shape, header.data_offset + entry->begin,
+                                     entry->end - entry->begin});
     } else {
       return Status(StatusCode::kUnimplemented,
                     std::string(path) + ": tensor " + in_quotes(entry->name) +
@@ -464,6 +475,10 @@ Expected<std::vector<SafetensorsHeader>> read_model_safetensors(const std::strin
     }
     for (const std::string& tensor : header->ignored_tensors) {
       Status status = record(tensor);
+      if (!status.is_ok()) return status;
+    }
+    for (const SafetensorsByteTensor& tensor : header->byte_tensors) {
+      Status status = record(tensor.name);
       if (!status.is_ok()) return status;
     }
     headers.push_back(std::move(*header));

@@ -27,11 +27,23 @@ struct SafetensorsTensorInfo {
   uint64_t size_bytes = 0;
 };
 
+// A U8 tensor that is half of a packed quantized weight: gpt-oss's MXFP4 experts are stored
+// as "<name>_blocks" (the 4-bit codes) and "<name>_scales" (the E8M0 exponents), both U8.
+struct SafetensorsByteTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  uint64_t file_offset = 0;
+  uint64_t size_bytes = 0;
+};
+
 struct SafetensorsHeader {
   std::string path;
   uint64_t file_size_bytes = 0;
   uint64_t data_offset = 0;                    // 8 + header length
   std::vector<SafetensorsTensorInfo> tensors;  // in file order (by offset)
+  // The U8 tensors named *_blocks or *_scales (see SafetensorsByteTensor), in file order; the
+  // loader pairs them. Any other integer tensor is refused (or ignored, below).
+  std::vector<SafetensorsByteTensor> byte_tensors;
   std::map<std::string, std::string> metadata;
   // Integer buffers older transformers versions saved with the weights (e.g.
   // "embeddings.position_ids", I64): validated like every tensor, then left out of `tensors`,

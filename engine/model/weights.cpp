@@ -22,6 +22,7 @@
 #include "engine/backend/half.h"
 #include "engine/backend/quantize.h"
 #include "engine/model/gguf_model.h"
+#include "engine/model/gpt_oss_experts.h"
 #include "engine/model/posix_file.h"
 
 namespace sparkd::model {
@@ -136,6 +137,24 @@ std::optional<DType> load_quantization(const std::string& name, const std::vecto
   return target;
 }
 
+// Backend memory for a tensor of `size_bytes` (none for an empty one), aligned for the kernels.
+Expected<Buffer> allocate_tensor(Backend& backend, uint64_t size_bytes, const std::string& name,
+                                 const std::string& path) {
+  if (size_bytes == 0) return Buffer();
+  auto allocated = backend.allocate(static_cast<size_t>(size_bytes));
+  if (!allocated) {
+    const Status& error = allocated.status();
+    return Status(error.code(), "allocating " + std::to_string(size_bytes) + " bytes for tensor " +
+                                    in_quotes(name) + " of " + path + ": " + error.message());
+  }
+  if (reinterpret_cast<uintptr_t>(allocated->data()) % kTensorAlignmentBytes != 0) {
+    return Status(StatusCode::kInternal,
+                  backend.name() + " backend returned memory for tensor " + in_quotes(name) +
+                      " that is not " + std::to_string(kTensorAlignmentBytes) + "-byte aligned");
+  }
+  return std::move(*allocated);
+}
+
 // One tensor to read: where it is in its file, what it becomes.
 struct PlannedTensor {
   std::string name;  // as the architectures ask for it
@@ -156,6 +175,7 @@ struct PlannedFile {
 };
 
 Expected<ModelWeights> ModelWeights::load_planned(const std::vector<PlannedFile>& files,
+                                                  const std::vector<DerivedTensors>& derived,
                                                   Backend& backend,
                                                   const WeightLoadOptions& options) {
   const auto start = std::chrono::steady_clock::now();
@@ -192,23 +212,8 @@ Expected<ModelWeights> ModelWeights::load_planned(const std::vector<PlannedFile>
                                   : widen ? info.size_bytes / dtype_size_bytes(info.dtype) * 4
                                           : info.size_bytes;
 
-      Buffer buffer;
-      if (size_bytes > 0) {
-        auto allocated = backend.allocate(static_cast<size_t>(size_bytes));
-        if (!allocated) {
-          const Status& error = allocated.status();
-          return Status(error.code(), "allocating " + std::to_string(size_bytes) +
-                                          " bytes for tensor " + in_quotes(info.name) + " of " +
-                                          planned.path + ": " + error.message());
-        }
-        buffer = std::move(*allocated);
-        if (reinterpret_cast<uintptr_t>(buffer.data()) % kTensorAlignmentBytes != 0) {
-          return Status(StatusCode::kInternal,
-                        backend.name() + " backend returned memory for tensor " +
-                            in_quotes(info.name) + " that is not " +
-                            std::to_string(kTensorAlignmentBytes) + "-byte aligned");
-        }
-      }
+      SPARKD_ASSIGN_OR_RETURN(Buffer buffer,
+                              allocate_tensor(backend, size_bytes, info.name, planned.path));
       auto* dst = static_cast<uint8_t*>(buffer.data());
 
       if (info.quantize_to) {
@@ -288,6 +293,51 @@ Expected<ModelWeights> ModelWeights::load_planned(const std::vector<PlannedFile>
     }
     weights.stats_.bytes_read += file.bytes_read();
   }
+
+  // Derived tensors: sources whole into host memory, outputs built on the host (straight in
+  // the backend's memory when the CPU can write it).
+  std::vector<std::vector<uint8_t>> sources;
+  std::vector<std::vector<uint8_t>> host_outputs;
+  for (const DerivedTensors& plan : derived) {
+    sources.resize(plan.sources.size());
+    std::vector<const uint8_t*> source_bytes;
+    for (size_t i = 0; i < plan.sources.size(); ++i) {
+      const StoredTensor& source = plan.sources[i];
+      WeightFile file;
+      Status status = file.open(source.path, source.file_size_bytes);
+      if (!status.is_ok()) return status;
+      sources[i].resize(static_cast<size_t>(source.size_bytes));
+      status =
+          file.read_exact(sources[i].data(), source.size_bytes, source.file_offset, source.name);
+      if (!status.is_ok()) return status;
+      weights.stats_.bytes_read += file.bytes_read();
+      source_bytes.push_back(sources[i].data());
+    }
+    std::vector<Buffer> buffers;
+    std::vector<uint8_t*> output_bytes;
+    host_outputs.resize(plan.outputs.size());
+    for (size_t i = 0; i < plan.outputs.size(); ++i) {
+      const DerivedTensor& output = plan.outputs[i];
+      const Tensor shape_only(output.dtype, output.shape, nullptr);
+      SPARKD_ASSIGN_OR_RETURN(Buffer buffer,
+                              allocate_tensor(backend, shape_only.size_bytes(), output.name,
+                                              plan.sources.front().path));
+      if (host_writes) {
+        output_bytes.push_back(static_cast<uint8_t*>(buffer.data()));
+      } else {
+        host_outputs[i].resize(shape_only.size_bytes());
+        output_bytes.push_back(host_outputs[i].data());
+      }
+      buffers.push_back(std::move(buffer));
+    }
+    plan.derive(source_bytes, output_bytes);
+    for (size_t i = 0; i < plan.outputs.size(); ++i) {
+      const DerivedTensor& output = plan.outputs[i];
+      if (!host_writes) backend.upload(buffers[i].data(), output_bytes[i], host_outputs[i].size());
+      weights.tensors_.emplace(output.name, Tensor(output.dtype, output.shape, buffers[i].data()));
+      if (!buffers[i].empty()) weights.buffers_.push_back(std::move(buffers[i]));
+    }
+  }
   backend.synchronize();
   weights.stats_.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -298,6 +348,7 @@ Expected<ModelWeights> ModelWeights::load(const std::string& model_dir, Backend&
                                           const WeightLoadOptions& options) {
   auto headers = read_model_safetensors(model_dir);
   if (!headers) return headers.status();
+  SPARKD_ASSIGN_OR_RETURN(std::vector<DerivedTensors> derived, plan_gpt_oss_experts(*headers));
   std::vector<PlannedFile> files;
   for (const SafetensorsHeader& header : *headers) {
     PlannedFile& file = files.emplace_back();
@@ -314,7 +365,7 @@ Expected<ModelWeights> ModelWeights::load(const std::string& model_dir, Backend&
            load_quantization(info.name, info.shape, info.dtype, options.quantize)});
     }
   }
-  return load_planned(files, backend, options);
+  return load_planned(files, derived, backend, options);
 }
 
 Expected<ModelWeights> ModelWeights::load_gguf(const GgufModel& model, const ModelSpec& spec,
@@ -342,7 +393,7 @@ Expected<ModelWeights> ModelWeights::load_gguf(const GgufModel& model, const Mod
                 return a.file_offset < b.file_offset;
               });
   }
-  return load_planned(files, backend, options);
+  return load_planned(files, {}, backend, options);
 }
 
 Expected<Tensor> ModelWeights::get(const std::string& name,

@@ -44,10 +44,12 @@ std::optional<DType> load_quantization(const std::string& name, const std::vecto
                                        DType dtype, std::optional<DType> target);
 
 struct PlannedFile;
+struct DerivedTensors;
 
 class ModelWeights {
  public:
-  // Loads every tensor of model_dir's safetensors file(s) into `backend` memory.
+  // Loads every tensor of model_dir's safetensors file(s) into `backend` memory (gpt-oss's
+  // fused experts as the decoder binds them: engine/model/gpt_oss_experts.h).
   static Expected<ModelWeights> load(const std::string& model_dir, Backend& backend,
                                      const WeightLoadOptions& options = {});
   // Loads every tensor of a GGUF model (all parts of a split set), named as the
@@ -66,6 +68,7 @@ class ModelWeights {
 
  private:
   static Expected<ModelWeights> load_planned(const std::vector<PlannedFile>& files,
+                                             const std::vector<DerivedTensors>& derived,
                                              Backend& backend, const WeightLoadOptions& options);
 
   std::vector<Buffer> buffers_;

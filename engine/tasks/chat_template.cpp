@@ -128,6 +128,11 @@ Expected<ChatTemplateKind> chat_template_for(const model::ModelSpec& spec) {
                         spec.architecture +
                         ") is an encoder and has no chat template; it embeds or reranks, use "
                         "embed/rerank requests");
+    case model::ModelFamily::kGptOss:
+      return Status(StatusCode::kFailedPrecondition,
+                    "gpt-oss chats in OpenAI's harmony format, which sparkd has no built-in "
+                    "template for: the model needs its own chat template (chat_template.jinja or "
+                    "tokenizer_config.json's chat_template, or a GGUF's tokenizer.chat_template)");
     case model::ModelFamily::kQwen2:
     case model::ModelFamily::kQwen3:
     case model::ModelFamily::kLlama:
@@ -148,6 +153,7 @@ Expected<ChatTemplateKind> chat_template_for(const model::ModelSpec& spec) {
       return ChatTemplateKind::kLlama3;
     case model::ModelFamily::kMistral:
       return ChatTemplateKind::kMistral;
+    case model::ModelFamily::kGptOss:
     case model::ModelFamily::kBert:
     case model::ModelFamily::kXlmRoberta:
       break;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/model/gguf_model.h"
+#include "engine/model/gpt_oss_experts.h"
 #include "engine/model/model_location.h"
 #include "engine/model/safetensors.h"
 #include "engine/model/weights.h"
@@ -58,6 +59,13 @@ Expected<ModelFootprint> estimate_footprint(const std::string& reference,
   } else {
     SPARKD_ASSIGN_OR_RETURN(footprint.spec, model::load_model_spec(location.path));
     SPARKD_ASSIGN_OR_RETURN(auto files, model::read_model_safetensors(location.path));
+    // gpt-oss's fused experts are held as the loader derives them (the same bytes, biases F32).
+    SPARKD_ASSIGN_OR_RETURN(const auto derived, model::plan_gpt_oss_experts(files));
+    for (const model::DerivedTensors& plan : derived) {
+      for (const model::DerivedTensor& output : plan.outputs) {
+        footprint.weights_bytes += Tensor(output.dtype, output.shape, nullptr).size_bytes();
+      }
+    }
     for (const model::SafetensorsHeader& file : files) {
       footprint.file_bytes += file.file_size_bytes;
       for (const model::SafetensorsTensorInfo& tensor : file.tensors) {

@@ -125,7 +125,7 @@ std::map<RequestId, std::vector<int32_t>> each_alone(sparkd::arch::DecoderModel&
 TEST_CASE("32 concurrent greedy requests produce exactly what each produces alone", "[batching]") {
   for (const char* name :
        {"llama_f32", "llama_bf16_sharded", "mistral_f32", "qwen2_f32", "qwen3_f32", "qwen3_f16",
-        "qwen3_moe_f32", "qwen3_moe_step2_f32", "mixtral_f32"}) {
+        "qwen3_moe_f32", "qwen3_moe_step2_f32", "mixtral_f32", "gpt_oss_f32", "gpt_oss_mxfp4"}) {
     INFO(name);
     auto backend = sparkd::make_cpu_backend();
     auto model = sparkd::tasks::LoadedModel::load(
@@ -140,17 +140,22 @@ TEST_CASE("32 concurrent greedy requests produce exactly what each produces alon
     CHECK(together.outputs == alone);
     CHECK(together.stats.preemptions == 0);
 
-    // KV for about half the load: sequences are preempted and recomputed.
-    const auto tight = generate_all(decoder, requests, {64, 32}, 100, false);
+    // KV for about half the load: sequences are preempted and recomputed, with the prefix
+    // cache on (preempted sequences find their own blocks again).
+    const auto tight = generate_all(decoder, requests, {64, 32}, 100, true);
     CHECK(tight.outputs == alone);
     CHECK(tight.stats.preemptions > 0);
   }
 }
 
 TEST_CASE("requests sharing a system prompt hit the prefix cache and compute less", "[batching]") {
+  // A dense model, the mixtures of experts, and gpt-oss's sinks and sliding windows.
+  const char* name =
+      GENERATE("qwen3_f32", "qwen3_moe_f32", "mixtral_f32", "gpt_oss_f32", "gpt_oss_mxfp4");
+  INFO(name);
   auto backend = sparkd::make_cpu_backend();
   auto model = sparkd::tasks::LoadedModel::load(
-      std::string(SPARKD_SOURCE_DIR) + "/tests/fixtures/models/qwen3_f32", *backend);
+      std::string(SPARKD_SOURCE_DIR) + "/tests/fixtures/models/" + name, *backend);
   REQUIRE(model.has_value());
   auto& decoder = *(*model)->decoder();
   std::vector<Request> requests = random_requests(8, (*model)->spec().vocab_size, 11);

@@ -18,8 +18,9 @@ using sparkd::testing::fixture_model_dir;
 using sparkd::testing::LoadedFixture;
 
 TEST_CASE("footprint: the weights from the headers are what a load holds", "[footprint]") {
-  for (const char* name : {"bert_embed", "bert_rerank", "qwen3_f32", "qwen3_f16", "qwen2_f32",
-                           "llama_bf16_sharded", "xlmr_embed", "qwen3_moe_f32"}) {
+  for (const char* name :
+       {"bert_embed", "bert_rerank", "qwen3_f32", "qwen3_f16", "qwen2_f32", "llama_bf16_sharded",
+        "xlmr_embed", "qwen3_moe_f32", "gpt_oss_f32", "gpt_oss_mxfp4"}) {
     INFO(name);
     auto footprint = tasks::estimate_footprint(fixture_model_dir(name), {});
     REQUIRE(footprint.has_value());

@@ -23,6 +23,7 @@ namespace {
 using nlohmann::json;
 using sparkd::StatusCode;
 using sparkd::model::Activation;
+using sparkd::model::ExpertActivation;
 using sparkd::model::load_model_spec;
 using sparkd::model::ModelFamily;
 using sparkd::model::ModelSpec;
@@ -211,8 +212,12 @@ TEST_CASE("model spec: Qwen sliding windows", "[model][spec]") {
   CHECK(parse_ok(qwen2).sliding_window == 1024);
   qwen2["max_window_layers"] = 2;  // no layer slides
   CHECK(parse_ok(qwen2).sliding_window == 0);
-  qwen2["max_window_layers"] = 1;  // some do
-  check_error(qwen2, StatusCode::kUnimplemented, {"1 of 2 layers use sliding-window attention"});
+  qwen2["max_window_layers"] = 1;  // the layers from 1 on do
+  ModelSpec mixed = parse_ok(qwen2);
+  CHECK(mixed.sliding_window == 1024);
+  CHECK(mixed.full_attention_layers == std::vector<int32_t>{0});
+  CHECK(mixed.layer_sliding_window(0) == 0);
+  CHECK(mixed.layer_sliding_window(1) == 1024);
 
   qwen2.erase("max_window_layers");
   qwen2["layer_types"] = {"full_attention", "full_attention"};
@@ -220,7 +225,9 @@ TEST_CASE("model spec: Qwen sliding windows", "[model][spec]") {
   qwen2["layer_types"] = {"sliding_attention", "sliding_attention"};
   CHECK(parse_ok(qwen2).sliding_window == 1024);
   qwen2["layer_types"] = {"sliding_attention", "full_attention"};
-  check_error(qwen2, StatusCode::kUnimplemented, {"1 of 2 layers"});
+  mixed = parse_ok(qwen2);
+  CHECK(mixed.layer_sliding_window(0) == 1024);
+  CHECK(mixed.layer_sliding_window(1) == 0);
   qwen2["layer_types"] = {"full_attention"};
   check_error(qwen2, StatusCode::kInvalidArgument, {"layer_types", "one entry per layer (2)"});
   qwen2["layer_types"] = {"full_attention", "chunked_attention"};
@@ -228,6 +235,69 @@ TEST_CASE("model spec: Qwen sliding windows", "[model][spec]") {
   qwen2["layer_types"] = {"sliding_attention", "sliding_attention"};
   qwen2.erase("sliding_window");
   check_error(qwen2, StatusCode::kInvalidArgument, {"missing sliding_window"});
+}
+
+// openai/gpt-oss-20b's config.json, shrunk to two layers.
+json gpt_oss() {
+  return json::parse(R"({
+    "architectures": ["GptOssForCausalLM"], "attention_bias": true, "attention_dropout": 0.0,
+    "eos_token_id": 200002, "experts_per_token": 4, "head_dim": 64, "hidden_act": "silu",
+    "hidden_size": 2880, "initial_context_length": 4096, "initializer_range": 0.02,
+    "intermediate_size": 2880, "layer_types": ["sliding_attention", "full_attention"],
+    "max_position_embeddings": 131072, "model_type": "gpt_oss", "num_attention_heads": 64,
+    "num_experts_per_tok": 4, "num_hidden_layers": 2, "num_key_value_heads": 8,
+    "num_local_experts": 32, "output_router_logits": false, "pad_token_id": 199999,
+    "quantization_config": {"modules_to_not_convert": ["model.layers.*.self_attn",
+      "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"], "quant_method": "mxfp4"},
+    "rms_norm_eps": 1e-05,
+    "rope_scaling": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 32.0,
+      "original_max_position_embeddings": 4096, "rope_type": "yarn", "truncate": false},
+    "rope_theta": 150000, "router_aux_loss_coef": 0.9, "sliding_window": 128,
+    "swiglu_limit": 7.0, "tie_word_embeddings": false, "use_cache": true, "vocab_size": 201088})");
+}
+
+TEST_CASE("model spec: gpt-oss as released", "[model][spec][moe]") {
+  const ModelSpec spec = parse_ok(gpt_oss());
+  CHECK(spec.family == ModelFamily::kGptOss);
+  CHECK(spec.attention_qkv_bias);
+  CHECK(spec.attention_out_bias);
+  CHECK(spec.attention_sinks);
+  CHECK_FALSE(spec.qk_norm);
+  CHECK(spec.layer_sliding_window(0) == 128);
+  CHECK(spec.layer_sliding_window(1) == 0);
+  CHECK(spec.rope.scaling == RopeSpec::Scaling::kYarn);
+  CHECK(spec.rope.theta == 150000.0f);
+  CHECK_FALSE(spec.rope.truncate);
+  CHECK(spec.rope.original_max_position_embeddings == 4096);
+  CHECK(spec.moe.num_experts == 32);
+  CHECK(spec.moe.experts_per_token == 4);
+  CHECK(spec.moe.expert_intermediate_size == 2880);
+  CHECK(spec.moe.normalize_top_k);  // softmax over the top k logits
+  CHECK(spec.moe.router_bias);
+  CHECK(spec.moe.expert_bias);
+  CHECK(spec.moe.activation == ExpertActivation::kClampedSwiglu);
+  CHECK(spec.moe.swiglu_alpha == Approx(1.702f));
+  CHECK(spec.moe.swiglu_limit == 7.0f);
+  CHECK(spec.is_sparse_layer(0));
+  CHECK(spec.is_sparse_layer(1));
+
+  // transformers' defaults: the window on even layers, theta 150000.
+  json defaults = gpt_oss();
+  defaults.erase("layer_types");
+  defaults.erase("rope_theta");
+  defaults.erase("rope_scaling");
+  defaults["num_hidden_layers"] = 4;
+  const ModelSpec alternating = parse_ok(defaults);
+  CHECK(alternating.full_attention_layers == std::vector<int32_t>{1, 3});
+  CHECK(alternating.rope.theta == 150000.0f);
+
+  // Only gpt-oss's own MXFP4 is accepted as a quantization_config.
+  json other = gpt_oss();
+  other["quantization_config"]["quant_method"] = "bitsandbytes";
+  check_error(other, StatusCode::kUnimplemented, {"quantization_config", "bitsandbytes"});
+  json llama_mxfp4 = llama();
+  llama_mxfp4["quantization_config"] = {{"quant_method", "mxfp4"}};
+  check_error(llama_mxfp4, StatusCode::kUnimplemented, {"quantization_config", "mxfp4"});
 }
 
 TEST_CASE("model spec: decoders used as embedders", "[model][spec]") {

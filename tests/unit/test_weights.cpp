@@ -77,6 +77,9 @@ class TestBackend final : public Backend {
     std::abort();
   }
   void silu_mul(const Tensor&, const Tensor&, Tensor&) override { std::abort(); }
+  void clamped_swiglu(const Tensor&, const Tensor&, float, float, Tensor&) override {
+    std::abort();
+  }
   void gelu(const Tensor&, bool, Tensor&) override { std::abort(); }
   void tanh(const Tensor&, Tensor&) override { std::abort(); }
   void rope(Tensor&, std::span<const int32_t>, const Tensor&) override { std::abort(); }

@@ -168,6 +168,7 @@ struct AttentionJob {
   AttentionParams params;
   std::span<const AttentionSequence> sequences;
   TileKernels tile_kernels;
+  const float* sinks = nullptr;  // [heads] or none
 };
 
 struct WorkItem {
@@ -301,7 +302,14 @@ void attend(const AttentionJob& job, const WorkItem& item) {
       const int64_t qi = r * job.group + g;
       float* dst = job.out + (token * job.heads + item.kv_head * job.group + g) * head_dim;
       const float* acc_row = acc + qi * head_dim;
-      const float inv_sum = running_sum[qi] > 0.0f ? 1.0f / running_sum[qi] : 0.0f;
+      float sum = running_sum[qi];
+      if (job.sinks != nullptr) {
+        // The sink's logit joins the softmax with a zero value: only the sum grows. Past
+        // exp's range the sink takes all the weight (inf sum, zero output), as it should.
+        const float sink = job.sinks[item.kv_head * job.group + g];
+        sum = sum > 0.0f ? sum + std::exp(sink - running_max[qi]) : 0.0f;
+      }
+      const float inv_sum = sum > 0.0f ? 1.0f / sum : 0.0f;
 #pragma omp simd
       for (int64_t d = 0; d < head_dim; ++d) dst[d] = acc_row[d] * inv_sum;
     }
@@ -334,6 +342,7 @@ void attention(const KernelConfig& config, const float* q, int64_t heads, const 
   job.params = params;
   job.sequences = sequences;
   job.tile_kernels = tile_kernels_for(config.simd);
+  job.sinks = params.sinks != nullptr ? params.sinks->as<const float>() : nullptr;
 
   std::vector<WorkItem> items;
   int64_t total_work = 0;

@@ -245,6 +245,17 @@ class CpuBackend final : public Backend {
                   out.as<float>());
   }
 
+  void clamped_swiglu(const Tensor& gate, const Tensor& up, float alpha, float limit,
+                      Tensor& out) override {
+    check_f32("clamped_swiglu", "gate", gate);
+    check_f32("clamped_swiglu", "up", up);
+    check_f32("clamped_swiglu", "out", out);
+    check_same_shape("clamped_swiglu", gate, up);
+    check_same_shape("clamped_swiglu", gate, out);
+    cpu::clamped_swiglu(config_, gate.as<const float>(), up.as<const float>(), alpha, limit,
+                        gate.numel(), out.as<float>());
+  }
+
   void gelu(const Tensor& x, bool tanh_approximation, Tensor& out) override {
     check_f32("gelu", "x", x);
     check_f32("gelu", "out", out);
@@ -303,6 +314,12 @@ class CpuBackend final : public Backend {
         "q " + describe(q) + ", out " + describe(out) + ", cache " + describe(kv.keys) +
             " (want q [tokens, kv_heads * group, head_dim])");
     SPARKD_CPU_CHECK(params.sliding_window >= 0, "attention", "negative sliding_window");
+    if (params.sinks != nullptr) {
+      check_f32("attention", "sinks", *params.sinks);
+      SPARKD_CPU_CHECK(
+          params.sinks->numel() == q.dim(1), "attention",
+          "sinks " + describe(*params.sinks) + " for q " + describe(q) + " (want one per head)");
+    }
     for (const AttentionSequence& sequence : sequences) {
       check_sequence(q.dim(0), kv, sequence);
     }

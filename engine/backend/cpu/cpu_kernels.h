@@ -229,6 +229,8 @@ void layer_norm(const KernelConfig& config, const float* x, const float* weight,
                 float eps, int64_t rows, int64_t cols, float* out);
 void silu_mul(const KernelConfig& config, const float* gate, const float* up, int64_t count,
               float* out);
+void clamped_swiglu(const KernelConfig& config, const float* gate, const float* up, float alpha,
+                    float limit, int64_t count, float* out);
 void gelu(const KernelConfig& config, const float* x, bool tanh_approximation, int64_t count,
           float* out);
 void tanh(const KernelConfig& config, const float* x, int64_t count, float* out);

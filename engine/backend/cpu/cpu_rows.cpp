@@ -286,6 +286,18 @@ void silu_mul(const KernelConfig& config, const float* gate, const float* up, in
   });
 }
 
+// transformers' GptOssExperts._apply_gate, elementwise.
+void clamped_swiglu(const KernelConfig& config, const float* gate, const float* up, float alpha,
+                    float limit, int64_t count, float* out) {
+  for_each_chunk(config, count, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float g = std::min(gate[i], limit);
+      const float u = std::clamp(up[i], -limit, limit);
+      out[i] = (u + 1.0f) * (g / (1.0f + std::exp(-alpha * g)));
+    }
+  });
+}
+
 // PyTorch's CPU GELU kernels: exact x * 0.5 * (1 + erf(x / sqrt(2))); tanh form
 // 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x³))).
 void gelu(const KernelConfig& config, const float* x, bool tanh_approximation, int64_t count,
