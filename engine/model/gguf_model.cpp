@@ -22,6 +22,7 @@ constexpr GgufArchitecture kArchitectures[] = {
     {"qwen2", "Qwen2ForCausalLM", ModelFamily::kQwen2, false},
     {"qwen3", "Qwen3ForCausalLM", ModelFamily::kQwen3, false},
     {"qwen3moe", "Qwen3MoeForCausalLM", ModelFamily::kQwen3, false},
+    {"gpt-oss", "GptOssForCausalLM", ModelFamily::kGptOss, false},
     {"bert", "BertModel", ModelFamily::kBert, false},
 };
 
@@ -44,6 +45,14 @@ constexpr std::pair<const char*, const char*> kLayerTensorNames[] = {
     {"ffn_gate_exps", "mlp.experts.gate_proj"},
     {"ffn_up_exps", "mlp.experts.up_proj"},
     {"ffn_down_exps", "mlp.experts.down_proj"},
+};
+
+// gpt-oss's own names (before the shared ones): its post-attention norm, per-head sinks
+// (transformers' parameter has no ".weight") and router.
+constexpr std::pair<const char*, const char*> kGptOssLayerTensorNames[] = {
+    {"post_attention_norm", "post_attention_layernorm"},
+    {"attn_sinks", "self_attn.sinks"},
+    {"ffn_gate_inp", "mlp.router"},
 };
 
 constexpr std::pair<const char*, const char*> kModelTensorNames[] = {
@@ -196,6 +205,72 @@ Expected<ModelSpec> bert_model_spec(const GgufModel& model, const GgufArchitectu
   return spec;
 }
 
+// YaRN as llama.cpp computes it: the ramp between the correction dimensions rounded outwards
+// (transformers' truncate), beta_fast / beta_slow 32 / 1 unless given, and the attention factor
+// 0.1·ln(factor) + 1 (over the same with yarn_log_multiplier as mscale_all_dim, when given)
+// times rope.scaling.attn_factor.
+Status read_yarn(const GgufMetadata& metadata, const std::string& key, ModelSpec& spec) {
+  RopeSpec& rope = spec.rope;
+  rope.scaling = RopeSpec::Scaling::kYarn;
+  rope.truncate = true;
+  SPARKD_ASSIGN_OR_RETURN(
+      rope.original_max_position_embeddings,
+      bounded(metadata, key + "rope.scaling.original_context_length", 1, kMaxPositions,
+              spec.max_position_embeddings));
+  const auto number = [&](const char* name, double fallback) -> Expected<float> {
+    SPARKD_ASSIGN_OR_RETURN(auto value, metadata.optional_number(key + name));
+    const double got = value.value_or(fallback);
+    if (!std::isfinite(got) || got < 0 || got > 1e6) {
+      return invalid(metadata.source(), key + name + " is " + std::to_string(got));
+    }
+    return static_cast<float>(got);
+  };
+  SPARKD_ASSIGN_OR_RETURN(rope.beta_fast, number("rope.scaling.yarn_beta_fast", 32.0));
+  SPARKD_ASSIGN_OR_RETURN(rope.beta_slow, number("rope.scaling.yarn_beta_slow", 1.0));
+  SPARKD_ASSIGN_OR_RETURN(const float ext_factor, number("rope.scaling.yarn_ext_factor", 1.0));
+  if (ext_factor != 1.0f) {
+    return Status(StatusCode::kUnimplemented,
+                  metadata.source() + ": rope.scaling.yarn_ext_factor " +
+                      std::to_string(ext_factor) + " (sparkd runs YaRN's full ramp, 1)");
+  }
+  SPARKD_ASSIGN_OR_RETURN(const float log_multiplier,
+                          number("rope.scaling.yarn_log_multiplier", 0.0));
+  SPARKD_ASSIGN_OR_RETURN(const float attn_factor, number("rope.scaling.attn_factor", 1.0));
+  const auto mscale = [&](double m) {
+    return rope.factor <= 1 ? 1.0 : 0.1 * m * std::log(rope.factor) + 1.0;
+  };
+  rope.attention_factor = static_cast<float>(
+      (log_multiplier != 0.0f ? mscale(1.0) / mscale(log_multiplier) : mscale(1.0)) * attn_factor);
+  return Status::ok();
+}
+
+// Which layers slide (llama.cpp's load_swa_pattern for gpt-oss): the key
+// attention.sliding_window_pattern as one flag per layer, or as a period n whose last layer
+// is full (default 2: even layers slide).
+Status read_swa_pattern(const GgufMetadata& metadata, const std::string& key, ModelSpec& spec) {
+  const std::string pattern_key = key + "attention.sliding_window_pattern";
+  std::vector<bool> sliding(static_cast<size_t>(spec.num_layers));
+  const GgufValue* value = metadata.find(pattern_key);
+  if (value != nullptr && value->type == GgufValueType::kArray) {
+    SPARKD_ASSIGN_OR_RETURN(auto flags, metadata.integer_array(pattern_key));
+    if (flags->size() != sliding.size()) {
+      return invalid(metadata.source(), pattern_key + " has " + std::to_string(flags->size()) +
+                                            " entries for " + std::to_string(sliding.size()) +
+                                            " layers");
+    }
+    for (size_t l = 0; l < sliding.size(); ++l) sliding[l] = (*flags)[l] != 0;
+  } else {
+    SPARKD_ASSIGN_OR_RETURN(int32_t period, bounded(metadata, pattern_key, 0, kMaxLayers, 2));
+    for (int32_t l = 0; l < spec.num_layers; ++l) {
+      sliding[static_cast<size_t>(l)] = period == 0 || l % period < period - 1;
+    }
+  }
+  for (int32_t l = 0; l < spec.num_layers; ++l) {
+    if (!sliding[static_cast<size_t>(l)]) spec.full_attention_layers.push_back(l);
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 std::vector<std::string> supported_gguf_architectures() {
@@ -226,6 +301,13 @@ std::string hf_tensor_name(ModelFamily family, const std::string& gguf_name) {
     if (gguf_name == gguf) return hf;
   }
   if (std::regex_match(gguf_name, match, layer)) {
+    const std::string prefix = "model.layers." + match[1].str() + ".";
+    if (family == ModelFamily::kGptOss) {
+      if (match[2].str() == "attn_sinks") return prefix + "self_attn.sinks";
+      for (const auto& [gguf, hf] : kGptOssLayerTensorNames) {
+        if (match[2].str() == gguf) return prefix + hf + "." + match[3].str();
+      }
+    }
     for (const auto& [gguf, hf] : kLayerTensorNames) {
       if (match[2].str() == gguf) {
         return "model.layers." + match[1].str() + "." + hf + "." + match[3].str();
@@ -340,19 +422,21 @@ Expected<ModelSpec> gguf_model_spec(const GgufModel& model) {
                       "; sparkd rotates whole heads");
   }
   SPARKD_ASSIGN_OR_RETURN(auto scaling, metadata.optional_string(key + "rope.scaling.type"));
-  if (scaling && *scaling == "linear") {
+  if (scaling && (*scaling == "linear" || *scaling == "yarn")) {
     SPARKD_ASSIGN_OR_RETURN(auto factor, metadata.optional_number(key + "rope.scaling.factor"));
-    spec.rope.scaling = RopeSpec::Scaling::kLinear;
     spec.rope.factor = static_cast<float>(factor.value_or(1.0));
-    if (!(spec.rope.factor > 0)) {
+    if (!(spec.rope.factor > 0) || !std::isfinite(spec.rope.factor)) {
       return invalid(source, "rope.scaling.factor is " + std::to_string(spec.rope.factor));
     }
+    spec.rope.scaling = RopeSpec::Scaling::kLinear;
+    if (*scaling == "yarn") SPARKD_RETURN_IF_ERROR(read_yarn(metadata, key, spec));
   } else if (scaling && *scaling != "none") {
-    return Status(StatusCode::kUnimplemented,
-                  source + ": RoPE scaling '" + *scaling + "' (sparkd runs none, linear, llama3)");
+    return Status(StatusCode::kUnimplemented, source + ": RoPE scaling '" + *scaling +
+                                                  "' (sparkd runs none, linear, yarn, llama3)");
   }
-  if (arch_name == "qwen3moe") {
-    // llama.cpp's qwen3moe: every layer sparse, the top k renormalised.
+  if (arch_name == "qwen3moe" || arch_name == "gpt-oss") {
+    // llama.cpp's qwen3moe and gpt-oss: every layer sparse, the top k renormalised (gpt-oss
+    // softmaxes the top k logits: the same).
     MoeSpec& moe = spec.moe;
     SPARKD_ASSIGN_OR_RETURN(moe.num_experts, bounded(metadata, key + "expert_count", 1, 1 << 16));
     SPARKD_ASSIGN_OR_RETURN(moe.experts_per_token,
@@ -361,9 +445,17 @@ Expected<ModelSpec> gguf_model_spec(const GgufModel& model) {
                             bounded(metadata, key + "expert_feed_forward_length", 1, kMaxDim));
     moe.normalize_top_k = true;
   }
+  if (arch_name == "gpt-oss") {
+    // llama.cpp's gpt-oss graph: biased router and experts, the clamped SwiGLU with its
+    // constants (alpha 1.702, limit 7, which llama.cpp hard-codes), sinks on every layer.
+    spec.moe.router_bias = spec.moe.expert_bias = true;
+    spec.moe.activation = ExpertActivation::kClampedSwiglu;
+    spec.attention_sinks = true;
+  }
   SPARKD_ASSIGN_OR_RETURN(auto window, metadata.optional_integer(key + "attention.sliding_window"));
   if (window && *window > 0 && *window < spec.max_position_embeddings) {
     spec.sliding_window = static_cast<int32_t>(*window);
+    if (arch_name == "gpt-oss") SPARKD_RETURN_IF_ERROR(read_swa_pattern(metadata, key, spec));
   }
 
   // What the tensors say: the vocabulary is the embedding's rows, an absent output.weight

@@ -1,18 +1,19 @@
-// Tiny llama / mistral / qwen2 / qwen3 models converted by llama.cpp's convert_hf_to_gguf.py and
-// quantized by llama-quantize (Q2_K ... Q8_0, tests/fixtures/gguf/models), against llama.cpp's
-// own answers on them (llama_cpp.json there; both made by
-// tools/fixtures/make_gguf_model_fixtures.py): the same prompt ids, the same logits, and the
-// same greedy tokens.
+// Tiny llama / mistral / qwen2 / qwen3 / qwen3moe / gpt-oss models converted by llama.cpp's
+// convert_hf_to_gguf.py and quantized by llama-quantize (Q2_K ... Q8_0, MXFP4_MOE,
+// tests/fixtures/gguf/models), against llama.cpp's own answers on them (llama_cpp.json there;
+// both made by tools/fixtures/make_gguf_model_fixtures.py): the same prompt ids, the same
+// logits, and the same greedy tokens. The gpt_oss_mxfp4 HF fixture converted as it is (MXFP4
+// experts repacked by the converter) is checked twice: as the GGUF file, and as the safetensors
+// directory sparkd repacks itself.
 //
 // Both engines read the same quantized weights and quantize activations to 8 bits the same
 // way (q8_0/q8_1/q8_K blocks, round to nearest), so most logits agree to the goldens' 5
 // significant digits. What differs is the order of float sums and the approximations in
 // RMSNorm, RoPE, softmax and SiLU: a last-bit difference in an activation now and then lands
 // on the other side of an 8-bit rounding step, and from that position on (through the KV
-// cache) the logits move by about a tenth. On these 9 files, at 3 prompts and 32 steps each,
-// 12 of the 27 sequences are exact throughout and 1099 of 1428 rows are exact; the others leave
-// exactness at one position and stay within 0.17 of llama.cpp after it. A wrong op moves
-// logits by whole units, at every position.
+// cache) the logits move by about a tenth. On these 13 models, at 3 prompts and 32 steps each,
+// 1795 of 2044 rows are exact; the others leave exactness at one position and stay within
+// 0.17 of llama.cpp after it. A wrong op moves logits by whole units, at every position.
 //
 // The greedy check feeds llama.cpp's own continuation back (teacher forcing), so all 32 steps
 // are compared even past a near-tie, and at every step sparkd's argmax must be llama.cpp's
@@ -23,12 +24,14 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/tasks/loaded_model.h"
+#include "tests/support/model_copy.h"
 
 namespace {
 
@@ -89,6 +92,63 @@ void compare_top(std::span<const float> ours, const json& theirs, const std::str
   }
 }
 
+// One model (loaded from the GGUF file or from the safetensors fixture it was converted from)
+// against llama.cpp's answers on the file.
+void compare_with_llama_cpp(const sparkd::tasks::LoadedModel& model, const json& file,
+                            int32_t new_tokens, Agreement& agreement) {
+  const int32_t vocab = model.spec().vocab_size;
+  for (const json& c : file.at("cases")) {
+    const std::string prompt = c.at("prompt");
+    INFO("prompt " << json(prompt).dump());
+    auto encoding = model.tokenizer().encode(prompt, /*add_special_tokens=*/true);
+    REQUIRE(encoding.has_value());
+    REQUIRE(encoding->ids == c.at("prompt_ids").get<std::vector<uint32_t>>());
+
+    const std::vector<int32_t> prompt_ids(encoding->ids.begin(), encoding->ids.end());
+    const auto continuation = c.at("greedy_ids").get<std::vector<int32_t>>();
+    REQUIRE(static_cast<int32_t>(continuation.size()) == new_tokens);
+    auto kv =
+        model.decoder()->allocate_kv_cache(static_cast<int32_t>(prompt_ids.size()) + new_tokens);
+    REQUIRE(kv.has_value());
+
+    // Prefill, every prompt position's logits: the batched (GEMM) path.
+    sparkd::arch::DecoderStepSequence prefill;
+    prefill.tokens = prompt_ids;
+    prefill.logits = sparkd::arch::StepLogits::kAll;
+    auto logits = model.decoder()->forward({&prefill, 1}, *kv);
+    REQUIRE(logits.has_value());
+    REQUIRE(logits->size() == prompt_ids.size() * static_cast<size_t>(vocab));
+    const auto row = [&](size_t position) {
+      return std::span<const float>(logits->data() + position * vocab, static_cast<size_t>(vocab));
+    };
+    for (size_t p = 0; p < prompt_ids.size(); ++p) {
+      compare_top(row(p), c.at("prompt_top").at(p), "prompt position " + std::to_string(p),
+                  agreement);
+    }
+    // The last prompt position: every logit.
+    const auto last_expected = c.at("last_logits").get<std::vector<float>>();
+    REQUIRE(last_expected.size() == static_cast<size_t>(vocab));
+    float last_difference = 0.0f;
+    for (int32_t t = 0; t < vocab; ++t) {
+      last_difference =
+          std::max(last_difference, std::fabs(row(prompt_ids.size() - 1)[t] - last_expected[t]));
+    }
+    agreement.add_row(last_difference);
+
+    // Decode, one token a step (the GEMV path), on llama.cpp's continuation.
+    int32_t past = static_cast<int32_t>(prompt_ids.size());
+    for (int32_t n = 0; n + 1 < new_tokens; ++n) {
+      sparkd::arch::DecoderStepSequence step;
+      step.tokens = std::span<const int32_t>(&continuation[static_cast<size_t>(n)], 1);
+      step.past_tokens = past++;
+      auto next = model.decoder()->forward({&step, 1}, *kv);
+      REQUIRE(next.has_value());
+      compare_top(*next, c.at("greedy_top").at(n), "greedy step " + std::to_string(n + 1),
+                  agreement);
+    }
+  }
+}
+
 }  // namespace
 
 TEST_CASE("llama.cpp-converted GGUF models: prompt ids, logits and greedy tokens equal llama.cpp's",
@@ -97,77 +157,46 @@ TEST_CASE("llama.cpp-converted GGUF models: prompt ids, logits and greedy tokens
       {"llama", "LlamaForCausalLM"},
       {"qwen2", "Qwen2ForCausalLM"},
       {"qwen3", "Qwen3ForCausalLM"},
-      {"qwen3moe", "Qwen3MoeForCausalLM"}};
+      {"qwen3moe", "Qwen3MoeForCausalLM"},
+      {"gpt-oss", "GptOssForCausalLM"}};
   const json expected = golden();
-  REQUIRE(expected.at("models").size() == 10);
+  REQUIRE(expected.at("models").size() == 12);
   auto backend = sparkd::make_cpu_backend();
   const int32_t new_tokens = expected.at("new_tokens").get<int32_t>();
   Agreement agreement;
   for (const json& file : expected.at("models")) {
     const std::string name = file.at("file");
-    const Agreement before = agreement;
-    INFO("model " << name << " (llama-quantize " << file.at("ftype").get<std::string>() << ")");
-    auto loaded = sparkd::tasks::LoadedModel::load(fixture_dir() + name, *backend);
-    REQUIRE(loaded.has_value());
-    const sparkd::tasks::LoadedModel& model = **loaded;
-    CHECK(model.spec().architecture ==
-          sparkd_architecture.at(file.at("gguf_architecture").get<std::string>()));
-    const int32_t vocab = model.spec().vocab_size;
-
-    for (const json& c : file.at("cases")) {
-      const std::string prompt = c.at("prompt");
-      INFO("prompt " << json(prompt).dump());
-      auto encoding = model.tokenizer().encode(prompt, /*add_special_tokens=*/true);
-      REQUIRE(encoding.has_value());
-      REQUIRE(encoding->ids == c.at("prompt_ids").get<std::vector<uint32_t>>());
-
-      const std::vector<int32_t> prompt_ids(encoding->ids.begin(), encoding->ids.end());
-      const auto continuation = c.at("greedy_ids").get<std::vector<int32_t>>();
-      REQUIRE(static_cast<int32_t>(continuation.size()) == new_tokens);
-      auto kv =
-          model.decoder()->allocate_kv_cache(static_cast<int32_t>(prompt_ids.size()) + new_tokens);
-      REQUIRE(kv.has_value());
-
-      // Prefill, every prompt position's logits: the batched (GEMM) path.
-      sparkd::arch::DecoderStepSequence prefill;
-      prefill.tokens = prompt_ids;
-      prefill.logits = sparkd::arch::StepLogits::kAll;
-      auto logits = model.decoder()->forward({&prefill, 1}, *kv);
-      REQUIRE(logits.has_value());
-      REQUIRE(logits->size() == prompt_ids.size() * static_cast<size_t>(vocab));
-      const auto row = [&](size_t position) {
-        return std::span<const float>(logits->data() + position * vocab,
-                                      static_cast<size_t>(vocab));
-      };
-      for (size_t p = 0; p < prompt_ids.size(); ++p) {
-        compare_top(row(p), c.at("prompt_top").at(p), "prompt position " + std::to_string(p),
-                    agreement);
-      }
-      // The last prompt position: every logit.
-      const auto last_expected = c.at("last_logits").get<std::vector<float>>();
-      REQUIRE(last_expected.size() == static_cast<size_t>(vocab));
-      float last_difference = 0.0f;
-      for (int32_t t = 0; t < vocab; ++t) {
-        last_difference =
-            std::max(last_difference, std::fabs(row(prompt_ids.size() - 1)[t] - last_expected[t]));
-      }
-      agreement.add_row(last_difference);
-
-      // Decode, one token a step (the GEMV path), on llama.cpp's continuation.
-      int32_t past = static_cast<int32_t>(prompt_ids.size());
-      for (int32_t n = 0; n + 1 < new_tokens; ++n) {
-        sparkd::arch::DecoderStepSequence step;
-        step.tokens = std::span<const int32_t>(&continuation[static_cast<size_t>(n)], 1);
-        step.past_tokens = past++;
-        auto next = model.decoder()->forward({&step, 1}, *kv);
-        REQUIRE(next.has_value());
-        compare_top(*next, c.at("greedy_top").at(n), "greedy step " + std::to_string(n + 1),
-                    agreement);
-      }
+    // A conversion of an HF fixture: the safetensors directory holds the same weights (the
+    // loader repacks them as the converter did), so it must answer as llama.cpp does too,
+    // given llama.cpp's YaRN: it always rounds the correction range outwards (transformers'
+    // truncate: true), where gpt-oss's config says truncate: false.
+    std::vector<std::string> sources = {fixture_dir() + name};
+    std::vector<std::string> labels = {name};
+    std::optional<sparkd::testing::ModelCopy> hf_copy;
+    if (file.contains("hf_fixture")) {
+      hf_copy.emplace(file.at("hf_fixture").get<std::string>());
+      hf_copy->edit_config([](json& config) {
+        if (config.contains("rope_scaling")) config["rope_scaling"]["truncate"] = true;
+      });
+      sources.push_back(hf_copy->dir().string());
+      labels.push_back(file.at("hf_fixture").get<std::string>() + " (safetensors)");
     }
-    WARN(name << ": " << agreement.exact_rows - before.exact_rows << " of "
-              << agreement.rows - before.rows << " rows exact, "
-              << agreement.near_tie_swaps - before.near_tie_swaps << " near-tie swaps");
+    for (size_t i = 0; i < sources.size(); ++i) {
+      const std::string& source = sources[i];
+      const Agreement before = agreement;
+      INFO("model " << source << " (llama.cpp's answers on " << name << ", llama-quantize "
+                    << file.at("ftype").get<std::string>() << ")");
+      auto loaded = sparkd::tasks::LoadedModel::load(source, *backend);
+      INFO((loaded ? "" : loaded.status().to_string()));
+      REQUIRE(loaded.has_value());
+      CHECK((*loaded)->spec().architecture ==
+            sparkd_architecture.at(file.at("gguf_architecture").get<std::string>()));
+      compare_with_llama_cpp(**loaded, file, new_tokens, agreement);
+      WARN(labels[i] << ": " << agreement.exact_rows - before.exact_rows << " of "
+           << agreement.rows - before.rows << " rows exact, "
+           << agreement.near_tie_swaps - before.near_tie_swaps << " near-tie swaps, worst "
+           << agreement.worst);
+    }
   }
   const double exact_share = static_cast<double>(agreement.exact_rows) / agreement.rows;
   WARN("against llama.cpp: largest logit difference "
