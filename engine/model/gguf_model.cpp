@@ -213,10 +213,9 @@ Status read_yarn(const GgufMetadata& metadata, const std::string& key, ModelSpec
   RopeSpec& rope = spec.rope;
   rope.scaling = RopeSpec::Scaling::kYarn;
   rope.truncate = true;
-  SPARKD_ASSIGN_OR_RETURN(
-      rope.original_max_position_embeddings,
-      bounded(metadata, key + "rope.scaling.original_context_length", 1, kMaxPositions,
-              spec.max_position_embeddings));
+  SPARKD_ASSIGN_OR_RETURN(rope.original_max_position_embeddings,
+                          bounded(metadata, key + "rope.scaling.original_context_length", 1,
+                                  kMaxPositions, spec.max_position_embeddings));
   const auto number = [&](const char* name, double fallback) -> Expected<float> {
     SPARKD_ASSIGN_OR_RETURN(auto value, metadata.optional_number(key + name));
     const double got = value.value_or(fallback);

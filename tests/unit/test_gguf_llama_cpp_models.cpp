@@ -193,9 +193,9 @@ TEST_CASE("llama.cpp-converted GGUF models: prompt ids, logits and greedy tokens
             sparkd_architecture.at(file.at("gguf_architecture").get<std::string>()));
       compare_with_llama_cpp(**loaded, file, new_tokens, agreement);
       WARN(labels[i] << ": " << agreement.exact_rows - before.exact_rows << " of "
-           << agreement.rows - before.rows << " rows exact, "
-           << agreement.near_tie_swaps - before.near_tie_swaps << " near-tie swaps, worst "
-           << agreement.worst);
+                     << agreement.rows - before.rows << " rows exact, "
+                     << agreement.near_tie_swaps - before.near_tie_swaps
+                     << " near-tie swaps, worst " << agreement.worst);
     }
   }
   const double exact_share = static_cast<double>(agreement.exact_rows) / agreement.rows;
