@@ -137,6 +137,13 @@ std::optional<DType> load_quantization(const std::string& name, const std::vecto
   return target;
 }
 
+std::optional<DType> derived_quantization(const std::vector<int64_t>& shape, DType dtype,
+                                          std::optional<DType> target) {
+  if (!target || shape.size() != 3 || dtype_is_quantized(dtype)) return std::nullopt;
+  if (shape.back() % dtype_traits(*target).block_elements != 0) return std::nullopt;
+  return target;
+}
+
 // Backend memory for a tensor of `size_bytes` (none for an empty one), aligned for the kernels.
 Expected<Buffer> allocate_tensor(Backend& backend, uint64_t size_bytes, const std::string& name,
                                  const std::string& path) {
@@ -315,17 +322,21 @@ Expected<ModelWeights> ModelWeights::load_planned(const std::vector<PlannedFile>
     }
     std::vector<Buffer> buffers;
     std::vector<uint8_t*> output_bytes;
+    std::vector<DType> held;  // each output's type in memory: as derived, or quantized
     host_outputs.resize(plan.outputs.size());
     for (size_t i = 0; i < plan.outputs.size(); ++i) {
       const DerivedTensor& output = plan.outputs[i];
-      const Tensor shape_only(output.dtype, output.shape, nullptr);
+      held.push_back(derived_quantization(output.shape, output.dtype, options.quantize)
+                         .value_or(output.dtype));
+      const Tensor derived_shape(output.dtype, output.shape, nullptr);
+      const Tensor held_shape(held[i], output.shape, nullptr);
       SPARKD_ASSIGN_OR_RETURN(Buffer buffer,
-                              allocate_tensor(backend, shape_only.size_bytes(), output.name,
+                              allocate_tensor(backend, held_shape.size_bytes(), output.name,
                                               plan.sources.front().path));
-      if (host_writes) {
+      if (host_writes && held[i] == output.dtype) {
         output_bytes.push_back(static_cast<uint8_t*>(buffer.data()));
       } else {
-        host_outputs[i].resize(shape_only.size_bytes());
+        host_outputs[i].resize(derived_shape.size_bytes());
         output_bytes.push_back(host_outputs[i].data());
       }
       buffers.push_back(std::move(buffer));
@@ -333,8 +344,29 @@ Expected<ModelWeights> ModelWeights::load_planned(const std::vector<PlannedFile>
     plan.derive(source_bytes, output_bytes);
     for (size_t i = 0; i < plan.outputs.size(); ++i) {
       const DerivedTensor& output = plan.outputs[i];
-      if (!host_writes) backend.upload(buffers[i].data(), output_bytes[i], host_outputs[i].size());
-      weights.tensors_.emplace(output.name, Tensor(output.dtype, output.shape, buffers[i].data()));
+      const Tensor derived_shape(output.dtype, output.shape, nullptr);
+      if (held[i] != output.dtype) {
+        // Quantized row by row, as safetensors matrices are with `quantize`.
+        const int64_t rows = derived_shape.rows(), cols = derived_shape.cols();
+        const size_t source_row_bytes = derived_shape.row_bytes();
+        const size_t quantized_row_bytes = dtype_row_bytes(held[i], cols);
+        widened.resize(std::max(widened.size(), static_cast<size_t>(cols)));
+        permuted.resize(static_cast<size_t>(rows) * quantized_row_bytes);
+        for (int64_t r = 0; r < rows; ++r) {
+          const uint8_t* row = host_outputs[i].data() + static_cast<size_t>(r) * source_row_bytes;
+          if (output.dtype == DType::kF32) {
+            std::memcpy(widened.data(), row, source_row_bytes);
+          } else {
+            widen_to_f32(output.dtype, row, widened.data(), static_cast<size_t>(cols));
+          }
+          quant::quantize_row(widened.data(), cols, held[i],
+                              permuted.data() + static_cast<size_t>(r) * quantized_row_bytes);
+        }
+        store(buffers[i].data(), permuted.data(), permuted.size());
+      } else if (!host_writes) {
+        backend.upload(buffers[i].data(), output_bytes[i], host_outputs[i].size());
+      }
+      weights.tensors_.emplace(output.name, Tensor(held[i], output.shape, buffers[i].data()));
       if (!buffers[i].empty()) weights.buffers_.push_back(std::move(buffers[i]));
     }
   }

@@ -43,6 +43,12 @@ struct WeightLoadOptions {
 std::optional<DType> load_quantization(const std::string& name, const std::vector<int64_t>& shape,
                                        DType dtype, std::optional<DType> target);
 
+// The same for a tensor the loader derives on the host (gpt-oss's fused experts, split into
+// [experts, out, in] matrices): float stacked matrices (rank 3, never the [experts, out]
+// biases) whose rows are whole blocks.
+std::optional<DType> derived_quantization(const std::vector<int64_t>& shape, DType dtype,
+                                          std::optional<DType> target);
+
 struct PlannedFile;
 struct DerivedTensors;
 

@@ -59,11 +59,14 @@ Expected<ModelFootprint> estimate_footprint(const std::string& reference,
   } else {
     SPARKD_ASSIGN_OR_RETURN(footprint.spec, model::load_model_spec(location.path));
     SPARKD_ASSIGN_OR_RETURN(auto files, model::read_model_safetensors(location.path));
-    // gpt-oss's fused experts are held as the loader derives them (the same bytes, biases F32).
+    // gpt-oss's fused experts are held as the loader derives them (the same bytes, biases F32;
+    // float matrices quantized with `quantize`).
     SPARKD_ASSIGN_OR_RETURN(const auto derived, model::plan_gpt_oss_experts(files));
     for (const model::DerivedTensors& plan : derived) {
       for (const model::DerivedTensor& output : plan.outputs) {
-        footprint.weights_bytes += Tensor(output.dtype, output.shape, nullptr).size_bytes();
+        const DType held = model::derived_quantization(output.shape, output.dtype, options.quantize)
+                               .value_or(output.dtype);
+        footprint.weights_bytes += Tensor(held, output.shape, nullptr).size_bytes();
       }
     }
     for (const model::SafetensorsHeader& file : files) {

@@ -1,7 +1,9 @@
 // gpt-oss's fused expert tensors (engine/model/gpt_oss_experts.h): the loader must hold exactly
 // the matrices transformers computes with, in the [experts, out, in] layout the decoder binds,
 // from the float layout transformers saves and from the MXFP4 blocks/scales OpenAI released.
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -10,6 +12,7 @@
 #include "engine/backend/half.h"
 #include "engine/model/gpt_oss_experts.h"
 #include "engine/model/weights.h"
+#include "engine/tasks/model_footprint.h"
 #include "tests/support/golden_arrays.h"
 #include "tests/support/loaded_fixture.h"
 #include "tests/support/model_copy.h"
@@ -109,6 +112,41 @@ TEST_CASE("gpt-oss float experts are split and transposed", "[gpt_oss][weights]"
   }
   CHECK(as_f32(*backend, weights->tensors().at(p + "down_proj.bias")) ==
         stored.get(p + "down_proj_bias"));
+}
+
+TEST_CASE("with quantize, gpt-oss's float experts are quantized as they are derived",
+          "[gpt_oss][weights][footprint]") {
+  auto backend = make_cpu_backend();
+  model::WeightLoadOptions options;
+  options.quantize = DType::kQ8_0;
+  auto weights = model::ModelWeights::load(fixture_model_dir("gpt_oss_f32"), *backend, options);
+  REQUIRE(weights.has_value());
+  const std::string p = "model.layers.0.mlp.experts.";
+  CHECK(weights->tensors().at(p + "gate_proj.weight").dtype == DType::kQ8_0);
+  CHECK(weights->tensors().at(p + "down_proj.weight").dtype == DType::kQ8_0);
+  CHECK(weights->tensors().at(p + "gate_proj.bias").dtype == DType::kF32);
+  // Q8_0 round trip of the stored values: close, not equal.
+  const GoldenArrays stored(std::filesystem::path(fixture_model_dir("gpt_oss_f32")) /
+                            "model.safetensors");
+  std::vector<int64_t> shape;
+  const std::vector<float> gate_up = stored.get("model.layers.0.mlp.experts.gate_up_proj", &shape);
+  const std::vector<float> gate = as_f32(*backend, weights->tensors().at(p + "gate_proj.weight"));
+  const int64_t hidden = shape[1], inter = shape[2] / 2;
+  double worst = 0;
+  for (int64_t i = 0; i < inter; ++i) {
+    for (int64_t h = 0; h < hidden; ++h) {
+      worst = std::max(worst, std::fabs(double{gate[static_cast<size_t>(i * hidden + h)]} -
+                                        gate_up[static_cast<size_t>(h * 2 * inter + 2 * i)]));
+    }
+  }
+  CHECK(worst > 0);
+  CHECK(worst < 0.02);  // half a Q8_0 step of weights within about +-2
+  // The footprint estimate holds what the load holds.
+  tasks::FootprintOptions footprint_options;
+  footprint_options.quantize = DType::kQ8_0;
+  auto footprint = tasks::estimate_footprint(fixture_model_dir("gpt_oss_f32"), footprint_options);
+  REQUIRE(footprint.has_value());
+  CHECK(footprint->weights_bytes == weights->size_bytes());
 }
 
 TEST_CASE("gpt-oss BF16 experts keep their dtype and their biases widen", "[gpt_oss][weights]") {
