@@ -369,10 +369,17 @@ TEST_CASE("HTTP: a client that leaves mid-stream frees its KV", "[daemon][http]"
     {
       HttpTestConnection connection(port);
       connection.send_request("POST", path, body.dump());
-      // A few tokens in, the client goes.
+      // A few tokens in, the client goes. The stream's first chunk may come before the
+      // scheduler has admitted the request (OpenAI's opens with the role): the client leaves
+      // only once its sequence holds KV.
       REQUIRE(connection.read_until(std::string(path) == "/api/chat" ? "\"done\":false"
                                                                      : "\"content\":\""));
-      CHECK(model_status(client, "gen").kv_blocks_in_use() > 0);
+      bool holds_kv = false;
+      for (int i = 0; i < 500 && !holds_kv; ++i) {
+        holds_kv = model_status(client, "gen").kv_blocks_in_use() > 0;
+        if (!holds_kv) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      CHECK(holds_kv);
     }
     v1::ModelStatus status;
     for (int i = 0; i < 500; ++i) {
