@@ -6,6 +6,7 @@
 #include <set>
 #include <utility>
 
+#include "common/quoted.h"
 #include "engine/backend/half.h"
 #include "engine/backend/quant_blocks.h"
 
@@ -19,8 +20,9 @@ bool ends_with(std::string_view text, std::string_view tail) {
   return text.size() >= tail.size() && text.substr(text.size() - tail.size()) == tail;
 }
 
+// Tensor names come from the file: quoted with their control characters escaped.
 std::string in_quotes(const std::string& text) {
-  return "'" + text + "'";
+  return quoted(text, '\'');
 }
 
 Status bad_shape(const std::string& path, const std::string& name,
