@@ -44,9 +44,9 @@ Expected<std::unique_ptr<DecoderModel>> DecoderModel::create(const model::ModelS
                                                              Backend& backend) {
   std::unique_ptr<DecoderModel> decoder(new DecoderModel(spec, backend));
   SPARKD_RETURN_IF_ERROR(decoder->bind_weights(weights));
-  std::vector<float> inv_freq = rope_inv_freq(spec.rope, spec.head_dim);
+  std::vector<float> inv_freq = rope_inv_freq(spec.rope, spec.rope_dim());
   if (spec.rope_freq_factors) {  // GGUF llama-3 scaling: per-frequency divisors
-    const int64_t half = spec.head_dim / 2;
+    const int64_t half = spec.rope_dim() / 2;
     SPARKD_ASSIGN_OR_RETURN(Tensor factors, weights.get("rope_freqs.weight", {half}));
     std::vector<float> host(static_cast<size_t>(half));
     backend.download_f32(factors, host);
@@ -66,13 +66,23 @@ Status DecoderModel::bind_weights(const model::ModelWeights& weights) {
   const int64_t q_dim = int64_t{spec_.num_heads} * spec_.head_dim;
   const int64_t kv_dim = int64_t{spec_.num_kv_heads} * spec_.head_dim;
   const int64_t inter = spec_.intermediate_size;
-  // Causal LMs nest the decoder under "model."; a bare decoder saved as an embedding model
+  // With the output gate, q_proj yields each head's query and gate side by side.
+  const int64_t q_proj_rows = spec_.attention_output_gate ? 2 * q_dim : q_dim;
+  // Causal LMs nest the decoder under "model." (Qwen3.5's released multimodal checkpoints
+  // under "model.language_model."); a bare decoder saved as an embedding model
   // (Qwen3-Embedding) has no prefix.
-  const std::string prefix = weights.contains("model.embed_tokens.weight") ? "model." : "";
+  std::string prefix;
+  for (const char* candidate : {"model.language_model.", "model."}) {
+    if (weights.contains(std::string(candidate) + "embed_tokens.weight")) {
+      prefix = candidate;
+      break;
+    }
+  }
 
   SPARKD_RETURN_IF_ERROR(
       bind(weights, prefix + "embed_tokens.weight", {spec_.vocab_size, hidden}, embed_tokens_));
   SPARKD_RETURN_IF_ERROR(bind(weights, prefix + "norm.weight", {hidden}, final_norm_));
+  SPARKD_ASSIGN_OR_RETURN(final_norm_, norm_weight(final_norm_));
   if (spec_.task == model::ModelTask::kGenerate) {
     if (spec_.tie_word_embeddings) {
       lm_head_ = embed_tokens_;
@@ -81,37 +91,61 @@ Status DecoderModel::bind_weights(const model::ModelWeights& weights) {
     }
   }
   layers_.resize(spec_.num_layers);
+  kv_layer_.assign(spec_.num_layers, -1);
+  int32_t kv_layers = 0;
   for (int32_t i = 0; i < spec_.num_layers; ++i) {
     const std::string p = prefix + "layers." + std::to_string(i) + ".";
     LayerWeights& w = layers_[i];
     SPARKD_RETURN_IF_ERROR(bind(weights, p + "input_layernorm.weight", {hidden}, w.input_norm));
     SPARKD_RETURN_IF_ERROR(
         bind(weights, p + "post_attention_layernorm.weight", {hidden}, w.post_attention_norm));
-    SPARKD_RETURN_IF_ERROR(bind(weights, p + "self_attn.q_proj.weight", {q_dim, hidden}, w.q_proj));
-    SPARKD_RETURN_IF_ERROR(
-        bind(weights, p + "self_attn.k_proj.weight", {kv_dim, hidden}, w.k_proj));
-    SPARKD_RETURN_IF_ERROR(
-        bind(weights, p + "self_attn.v_proj.weight", {kv_dim, hidden}, w.v_proj));
-    SPARKD_RETURN_IF_ERROR(bind(weights, p + "self_attn.o_proj.weight", {hidden, q_dim}, w.o_proj));
-    const bool qkv_bias = spec_.attention_qkv_bias;
-    SPARKD_RETURN_IF_ERROR(
-        bind_optional(weights, qkv_bias, p + "self_attn.q_proj.bias", {q_dim}, w.q_bias));
-    SPARKD_RETURN_IF_ERROR(
-        bind_optional(weights, qkv_bias, p + "self_attn.k_proj.bias", {kv_dim}, w.k_bias));
-    SPARKD_RETURN_IF_ERROR(
-        bind_optional(weights, qkv_bias, p + "self_attn.v_proj.bias", {kv_dim}, w.v_bias));
-    SPARKD_RETURN_IF_ERROR(bind_optional(weights, spec_.attention_out_bias,
-                                         p + "self_attn.o_proj.bias", {hidden}, w.o_bias));
-    SPARKD_RETURN_IF_ERROR(bind_optional(weights, spec_.qk_norm, p + "self_attn.q_norm.weight",
-                                         {spec_.head_dim}, w.q_norm));
-    SPARKD_RETURN_IF_ERROR(bind_optional(weights, spec_.qk_norm, p + "self_attn.k_norm.weight",
-                                         {spec_.head_dim}, w.k_norm));
-    if (spec_.attention_sinks) {
+    SPARKD_ASSIGN_OR_RETURN(w.input_norm, norm_weight(w.input_norm));
+    SPARKD_ASSIGN_OR_RETURN(w.post_attention_norm, norm_weight(w.post_attention_norm));
+    if (spec_.is_linear_attention_layer(i)) {
+      SPARKD_RETURN_IF_ERROR(bind_linear_attention(weights, p, w));
+    } else {
+      kv_layer_[i] = kv_layers++;
       SPARKD_RETURN_IF_ERROR(
-          bind(weights, p + "self_attn.sinks", {spec_.num_heads}, w.sinks.emplace()));
+          bind(weights, p + "self_attn.q_proj.weight", {q_proj_rows, hidden}, w.q_proj));
+      SPARKD_RETURN_IF_ERROR(
+          bind(weights, p + "self_attn.k_proj.weight", {kv_dim, hidden}, w.k_proj));
+      SPARKD_RETURN_IF_ERROR(
+          bind(weights, p + "self_attn.v_proj.weight", {kv_dim, hidden}, w.v_proj));
+      SPARKD_RETURN_IF_ERROR(
+          bind(weights, p + "self_attn.o_proj.weight", {hidden, q_dim}, w.o_proj));
+      const bool qkv_bias = spec_.attention_qkv_bias;
+      SPARKD_RETURN_IF_ERROR(
+          bind_optional(weights, qkv_bias, p + "self_attn.q_proj.bias", {q_proj_rows}, w.q_bias));
+      SPARKD_RETURN_IF_ERROR(
+          bind_optional(weights, qkv_bias, p + "self_attn.k_proj.bias", {kv_dim}, w.k_bias));
+      SPARKD_RETURN_IF_ERROR(
+          bind_optional(weights, qkv_bias, p + "self_attn.v_proj.bias", {kv_dim}, w.v_bias));
+      SPARKD_RETURN_IF_ERROR(bind_optional(weights, spec_.attention_out_bias,
+                                           p + "self_attn.o_proj.bias", {hidden}, w.o_bias));
+      if (spec_.qk_norm) {
+        SPARKD_RETURN_IF_ERROR(
+            bind(weights, p + "self_attn.q_norm.weight", {spec_.head_dim}, w.q_norm.emplace()));
+        SPARKD_RETURN_IF_ERROR(
+            bind(weights, p + "self_attn.k_norm.weight", {spec_.head_dim}, w.k_norm.emplace()));
+        SPARKD_ASSIGN_OR_RETURN(*w.q_norm, norm_weight(*w.q_norm));
+        SPARKD_ASSIGN_OR_RETURN(*w.k_norm, norm_weight(*w.k_norm));
+      }
+      if (spec_.attention_sinks) {
+        SPARKD_RETURN_IF_ERROR(
+            bind(weights, p + "self_attn.sinks", {spec_.num_heads}, w.sinks.emplace()));
+      }
     }
     if (spec_.is_sparse_layer(i)) {
       SPARKD_RETURN_IF_ERROR(bind_experts(weights, p, w));
+      const int64_t shared = spec_.moe.shared_expert_intermediate_size;
+      if (shared == 0) continue;
+      // Qwen3.5's shared expert runs where a dense layer's MLP would.
+      const std::string e = p + "mlp.shared_expert.";
+      SPARKD_RETURN_IF_ERROR(bind(weights, e + "gate_proj.weight", {shared, hidden}, w.gate_proj));
+      SPARKD_RETURN_IF_ERROR(bind(weights, e + "up_proj.weight", {shared, hidden}, w.up_proj));
+      SPARKD_RETURN_IF_ERROR(bind(weights, e + "down_proj.weight", {hidden, shared}, w.down_proj));
+      SPARKD_RETURN_IF_ERROR(bind(weights, p + "mlp.shared_expert_gate.weight", {1, hidden},
+                                  w.shared_expert_gate.emplace()));
       continue;
     }
     SPARKD_RETURN_IF_ERROR(bind(weights, p + "mlp.gate_proj.weight", {inter, hidden}, w.gate_proj));
@@ -135,8 +169,15 @@ Status DecoderModel::bind_weights(const model::ModelWeights& weights) {
     }
     for (const std::optional<Tensor>* t :
          {&w.q_bias, &w.k_bias, &w.v_bias, &w.o_bias, &w.q_norm, &w.k_norm, &w.sinks, &w.gate_bias,
-          &w.up_bias, &w.down_bias, &w.router_bias}) {
+          &w.up_bias, &w.down_bias, &w.router_bias, &w.shared_expert_gate}) {
       if (t->has_value()) layers_fixed_bytes_ += (*t)->size_bytes();
+    }
+    if (w.linear) {
+      const LinearAttentionWeights& l = *w.linear;
+      for (const Tensor* t : {&l.in_proj_qkv, &l.in_proj_z, &l.in_proj_b, &l.in_proj_a, &l.conv,
+                              &l.dt_bias, &l.a_neg, &l.norm, &l.out_proj}) {
+        layers_fixed_bytes_ += t->size_bytes();
+      }
     }
     if (!w.experts.empty()) {
       const ExpertWeights& e = w.experts.front();
@@ -147,6 +188,66 @@ Status DecoderModel::bind_weights(const model::ModelWeights& weights) {
     }
   }
   return Status::ok();
+}
+
+Status DecoderModel::bind_linear_attention(const model::ModelWeights& weights,
+                                           const std::string& layer_prefix, LayerWeights& w) {
+  const model::LinearAttentionSpec& linear = spec_.linear_attention;
+  const int64_t hidden = spec_.hidden_size;
+  const int64_t conv_dim = linear.conv_dim();
+  const int64_t value_dim = int64_t{linear.value_heads} * linear.value_head_dim;
+  const int64_t heads = linear.value_heads;
+  const std::string p = layer_prefix + "linear_attn.";
+  LinearAttentionWeights& l = w.linear.emplace();
+  SPARKD_RETURN_IF_ERROR(
+      bind(weights, p + "in_proj_qkv.weight", {conv_dim, hidden}, l.in_proj_qkv));
+  SPARKD_RETURN_IF_ERROR(bind(weights, p + "in_proj_z.weight", {value_dim, hidden}, l.in_proj_z));
+  SPARKD_RETURN_IF_ERROR(bind(weights, p + "in_proj_b.weight", {heads, hidden}, l.in_proj_b));
+  SPARKD_RETURN_IF_ERROR(bind(weights, p + "in_proj_a.weight", {heads, hidden}, l.in_proj_a));
+  Tensor conv;
+  SPARKD_RETURN_IF_ERROR(
+      bind(weights, p + "conv1d.weight", {conv_dim, 1, linear.conv_kernel}, conv));
+  l.conv = conv.reshaped({conv_dim, linear.conv_kernel});
+  SPARKD_RETURN_IF_ERROR(bind(weights, p + "dt_bias", {heads}, l.dt_bias));
+  // GGUF stores the decay rate as it is used, -exp(A_log); safetensors, A_log itself.
+  if (weights.contains(p + "a_neg")) {
+    SPARKD_RETURN_IF_ERROR(bind(weights, p + "a_neg", {heads}, l.a_neg));
+  } else {
+    Tensor a_log;
+    SPARKD_RETURN_IF_ERROR(bind(weights, p + "A_log", {heads}, a_log));
+    SPARKD_ASSIGN_OR_RETURN(l.a_neg,
+                            transformed_vector(a_log, [](float v) { return -std::exp(v); }));
+  }
+  // The gated norm scales by its weight as it is (not zero-centred).
+  SPARKD_RETURN_IF_ERROR(bind(weights, p + "norm.weight", {linear.value_head_dim}, l.norm));
+  SPARKD_RETURN_IF_ERROR(bind(weights, p + "out_proj.weight", {hidden, value_dim}, l.out_proj));
+  return Status::ok();
+}
+
+Expected<Tensor> DecoderModel::transformed_vector(const Tensor& weight, float (*transform)(float)) {
+  std::vector<float> values(static_cast<size_t>(weight.numel()));
+  backend_.download_f32(weight, values);
+  for (float& v : values) v = transform(v);
+  SPARKD_ASSIGN_OR_RETURN(Buffer buffer, backend_.allocate(values.size() * sizeof(float)));
+  backend_.upload(buffer.data(), values.data(), values.size() * sizeof(float));
+  Tensor out(DType::kF32, weight.shape, buffer.data());
+  owned_vectors_.push_back(std::move(buffer));
+  return out;
+}
+
+Expected<Tensor> DecoderModel::norm_weight(const Tensor& weight) {
+  if (!spec_.zero_centred_norms) return weight;
+  // Zero-centred RMSNorm (Qwen3.5) scales by 1 + weight: added once here, in F32 as
+  // transformers does, so the norms run as any other.
+  return transformed_vector(weight, [](float v) { return 1.0f + v; });
+}
+
+Expected<RecurrentStates> DecoderModel::allocate_recurrent_states(int32_t sequences) const {
+  const uint64_t bytes = recurrent_state_bytes();
+  if (bytes == 0) return RecurrentStates();
+  SPARKD_ASSIGN_OR_RETURN(Buffer buffer,
+                          backend_.allocate(bytes * static_cast<uint64_t>(sequences)));
+  return RecurrentStates(std::move(buffer), bytes);
 }
 
 Status DecoderModel::bind_experts(const model::ModelWeights& weights, const std::string& p,
@@ -167,6 +268,22 @@ Status DecoderModel::bind_experts(const model::ModelWeights& weights, const std:
   SPARKD_RETURN_IF_ERROR(
       bind_optional(weights, moe.router_bias, router + "bias", {experts}, w.router_bias));
   w.experts.resize(moe.num_experts);
+  if (!gpt_oss && weights.contains(block + "experts.gate_up_proj")) {
+    // Qwen3.5 as released: each expert's gate and up stacked in one [2 I, hidden] matrix (its
+    // halves are its two projections), all experts in one tensor, without ".weight".
+    Tensor gate_up, down;
+    SPARKD_RETURN_IF_ERROR(bind(weights, block + "experts.gate_up_proj",
+                                {experts, 2 * expert_inter, hidden}, gate_up));
+    SPARKD_RETURN_IF_ERROR(
+        bind(weights, block + "experts.down_proj", {experts, hidden, expert_inter}, down));
+    for (int32_t e = 0; e < moe.num_experts; ++e) {
+      const Tensor both = expert_slice(gate_up, e);
+      w.experts[e].gate_proj = both.row_range(0, expert_inter);
+      w.experts[e].up_proj = both.row_range(expert_inter, expert_inter);
+      w.experts[e].down_proj = expert_slice(down, e);
+    }
+    return Status::ok();
+  }
   if (weights.contains(block + "experts.gate_proj.weight")) {  // stacked (GGUF, gpt-oss)
     Tensor gate, up, down;
     SPARKD_RETURN_IF_ERROR(
@@ -210,13 +327,13 @@ Status DecoderModel::bind_experts(const model::ModelWeights& weights, const std:
 }
 
 Expected<KvCache> DecoderModel::allocate_kv_cache(int32_t num_slots, int32_t block_tokens) const {
-  return KvCache::allocate(backend_, spec_.num_layers, spec_.num_kv_heads, spec_.head_dim,
+  return KvCache::allocate(backend_, spec_.kv_layer_count(), spec_.num_kv_heads, spec_.head_dim,
                            num_slots, block_tokens);
 }
 
 KvBlockPoolGeometry DecoderModel::kv_pool_geometry(int32_t block_tokens, int32_t max_blocks) const {
   KvBlockPoolGeometry geometry;
-  geometry.num_layers = spec_.num_layers;
+  geometry.num_layers = spec_.kv_layer_count();
   geometry.kv_heads = spec_.num_kv_heads;
   geometry.head_dim = spec_.head_dim;
   geometry.block_tokens = block_tokens;
@@ -252,6 +369,19 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
       slots.push_back(kv.slot(seq.kv, position));
     }
   }
+  // Each sequence's recurrent state, zeroed before its first token.
+  const uint64_t state_bytes = recurrent_state_bytes();
+  if (state_bytes > 0) {
+    for (const DecoderStepSequence& seq : batch) {
+      if (seq.recurrent_state == nullptr) {
+        return Status(StatusCode::kInvalidArgument,
+                      spec_.architecture +
+                          " has linear-attention layers: every sequence of a step needs its "
+                          "recurrent state");
+      }
+      if (seq.past_tokens == 0) backend_.fill_zero(seq.recurrent_state, state_bytes);
+    }
+  }
   const int64_t n = static_cast<int64_t>(tokens.size());
   const int64_t hidden = spec_.hidden_size;
   const int64_t heads = spec_.num_heads, kv_heads = spec_.num_kv_heads, head_dim = spec_.head_dim;
@@ -266,6 +396,32 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
   SPARKD_ASSIGN_OR_RETURN(Tensor projected, act.make({n, hidden}));
   SPARKD_ASSIGN_OR_RETURN(Tensor gate, act.make({n, inter}));
   SPARKD_ASSIGN_OR_RETURN(Tensor up, act.make({n, inter}));
+  Tensor q_and_gate, output_gate;  // gated attention: q_proj's output, and the gate split off
+  if (spec_.attention_output_gate) {
+    SPARKD_ASSIGN_OR_RETURN(q_and_gate, act.make({n, 2 * heads * head_dim}));
+    SPARKD_ASSIGN_OR_RETURN(output_gate, act.make({n, heads * head_dim}));
+  }
+  LinearScratch linear;
+  // Each sequence's state in each linear-attention layer: the layer's conv state, then its
+  // delta-rule matrices, layer after layer.
+  std::vector<RecurrentSequence> recurrent;
+  const model::LinearAttentionSpec& linear_spec = spec_.linear_attention;
+  if (!linear_spec.layers.empty()) {
+    const int64_t conv_dim = linear_spec.conv_dim();
+    const int64_t value_heads = linear_spec.value_heads;
+    SPARKD_ASSIGN_OR_RETURN(linear.mixed, act.make({n, conv_dim}));
+    SPARKD_ASSIGN_OR_RETURN(linear.convolved, act.make({n, conv_dim}));
+    SPARKD_ASSIGN_OR_RETURN(linear.z, act.make({n, value_heads * linear_spec.value_head_dim}));
+    SPARKD_ASSIGN_OR_RETURN(linear.core, act.make({n, value_heads * linear_spec.value_head_dim}));
+    SPARKD_ASSIGN_OR_RETURN(linear.a, act.make({n, value_heads}));
+    SPARKD_ASSIGN_OR_RETURN(linear.b, act.make({n, value_heads}));
+    for (size_t i = 0; i < batch.size(); ++i) {
+      RecurrentSequence seq;
+      seq.row_begin = sequences[i].query_begin;
+      seq.rows = sequences[i].query_tokens;
+      recurrent.push_back(seq);
+    }
+  }
 
   MoeScratch moe;
   if (spec_.moe.num_experts > 0) {
@@ -275,6 +431,9 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
     SPARKD_ASSIGN_OR_RETURN(moe.gate, act.make({n, expert_inter}));
     SPARKD_ASSIGN_OR_RETURN(moe.up, act.make({n, expert_inter}));
     SPARKD_ASSIGN_OR_RETURN(moe.output, act.make({n, hidden}));
+    if (spec_.moe.shared_expert_intermediate_size > 0) {
+      SPARKD_ASSIGN_OR_RETURN(moe.shared_gate, act.make({n, 1}));
+    }
   }
 
   AttentionParams params;
@@ -288,44 +447,115 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
   last_forward_weight_bytes_ = static_cast<uint64_t>(n) * embed_tokens_.row_bytes() +
                                final_norm_.size_bytes() + layers_fixed_bytes_;
   b.gather_rows(embed_tokens_, tokens, x);
+  int32_t linear_index = 0;
   for (int32_t l = 0; l < spec_.num_layers; ++l) {
     const LayerWeights& w = layers_[l];
     b.rms_norm(x, w.input_norm, spec_.norm_eps, normed);
-    b.linear(normed, w.q_proj, ptr(w.q_bias), q);
-    b.linear(normed, w.k_proj, ptr(w.k_bias), k);
-    b.linear(normed, w.v_proj, ptr(w.v_bias), v);
-    Tensor q_heads = q.reshaped({n, heads, head_dim});
-    Tensor k_heads = k.reshaped({n, kv_heads, head_dim});
-    if (spec_.qk_norm) {  // RMSNorm over each head's vector, before rope (Qwen3)
-      Tensor q_rows = q.reshaped({n * heads, head_dim});
-      Tensor k_rows = k.reshaped({n * kv_heads, head_dim});
-      b.rms_norm(q_rows, *w.q_norm, spec_.norm_eps, q_rows);
-      b.rms_norm(k_rows, *w.k_norm, spec_.norm_eps, k_rows);
+    if (w.linear) {
+      const int64_t conv_elements = linear_spec.conv_state_elements();
+      const int64_t delta_elements = linear_spec.delta_state_elements();
+      for (size_t i = 0; i < batch.size(); ++i) {
+        float* state = static_cast<float*>(batch[i].recurrent_state) +
+                       linear_index * (conv_elements + delta_elements);
+        recurrent[i].conv_state =
+            Tensor(DType::kF32, {linear_spec.conv_kernel - 1, linear_spec.conv_dim()}, state);
+        recurrent[i].delta_state =
+            Tensor(DType::kF32,
+                   {linear_spec.value_heads, linear_spec.key_head_dim, linear_spec.value_head_dim},
+                   state + conv_elements);
+      }
+      ++linear_index;
+      add_linear_attention(*w.linear, normed, recurrent, x, linear, projected);
+    } else {
+      const KvLayerView& kv_layer = kv.layer(kv_layer_[l]);
+      if (spec_.attention_output_gate) {
+        b.linear(normed, w.q_proj, ptr(w.q_bias), q_and_gate);
+        Tensor q_halves = q.reshaped({n, heads, head_dim});
+        Tensor gate_halves = output_gate.reshaped({n, heads, head_dim});
+        b.split_head_halves(q_and_gate.reshaped({n, heads, 2 * head_dim}), q_halves, gate_halves);
+      } else {
+        b.linear(normed, w.q_proj, ptr(w.q_bias), q);
+      }
+      b.linear(normed, w.k_proj, ptr(w.k_bias), k);
+      b.linear(normed, w.v_proj, ptr(w.v_bias), v);
+      Tensor q_heads = q.reshaped({n, heads, head_dim});
+      Tensor k_heads = k.reshaped({n, kv_heads, head_dim});
+      if (spec_.qk_norm) {  // RMSNorm over each head's vector, before rope (Qwen3)
+        Tensor q_rows = q.reshaped({n * heads, head_dim});
+        Tensor k_rows = k.reshaped({n * kv_heads, head_dim});
+        b.rms_norm(q_rows, *w.q_norm, spec_.norm_eps, q_rows);
+        b.rms_norm(k_rows, *w.k_norm, spec_.norm_eps, k_rows);
+      }
+      b.rope(q_heads, positions, inv_freq_);
+      b.rope(k_heads, positions, inv_freq_);
+      Tensor v_heads = v.reshaped({n, kv_heads, head_dim});
+      b.store_kv(k_heads, v_heads, slots, kv_layer);
+      Tensor attention_heads = attention_out.reshaped({n, heads, head_dim});
+      params.sliding_window = spec_.layer_sliding_window(l);
+      params.sinks = ptr(w.sinks);
+      b.attention(q_heads, kv_layer, sequences, params, attention_heads);
+      if (spec_.attention_output_gate) b.sigmoid_mul(output_gate, attention_out, attention_out);
+      b.linear(attention_out, w.o_proj, ptr(w.o_bias), projected);
+      b.add(x, projected, x);
     }
-    b.rope(q_heads, positions, inv_freq_);
-    b.rope(k_heads, positions, inv_freq_);
-    Tensor v_heads = v.reshaped({n, kv_heads, head_dim});
-    b.store_kv(k_heads, v_heads, slots, kv.layer(l));
-    Tensor attention_heads = attention_out.reshaped({n, heads, head_dim});
-    params.sliding_window = spec_.layer_sliding_window(l);
-    params.sinks = ptr(w.sinks);
-    b.attention(q_heads, kv.layer(l), sequences, params, attention_heads);
-    b.linear(attention_out, w.o_proj, ptr(w.o_bias), projected);
-    b.add(x, projected, x);
 
     b.rms_norm(x, w.post_attention_norm, spec_.norm_eps, normed);
     if (!w.experts.empty()) {
       add_experts(w, normed, x, moe);
-      continue;
+      if (!w.shared_expert_gate) continue;
     }
     b.linear(normed, w.gate_proj, ptr(w.gate_bias), gate);
     b.linear(normed, w.up_proj, ptr(w.up_bias), up);
     b.silu_mul(gate, up, gate);
     b.linear(gate, w.down_proj, ptr(w.down_bias), projected);
+    if (w.shared_expert_gate) {
+      add_shared_expert(w, projected, normed, x, moe);
+      continue;
+    }
     b.add(x, projected, x);
   }
   b.rms_norm(x, final_norm_, spec_.norm_eps, x);
   return x;
+}
+
+void DecoderModel::add_shared_expert(const LayerWeights& w, const Tensor& shared_output,
+                                     const Tensor& normed, Tensor& x, MoeScratch& scratch) {
+  // The gate is one logit per token: its sigmoid scales the shared expert's row on the way
+  // into the residual, as the router's weights scale the routed experts'.
+  Backend& b = backend_;
+  const int64_t n = normed.rows();
+  b.linear(normed, *w.shared_expert_gate, nullptr, scratch.shared_gate);
+  std::vector<float> scales(static_cast<size_t>(n));
+  b.download_f32(scratch.shared_gate, scales);
+  std::vector<int32_t> rows(static_cast<size_t>(n));
+  for (int32_t r = 0; r < n; ++r) {
+    rows[r] = r;
+    scales[r] = 1.0f / (1.0f + std::exp(-scales[r]));
+  }
+  b.scatter_add_rows(shared_output, rows, scales, x);
+}
+
+void DecoderModel::add_linear_attention(const LinearAttentionWeights& w, const Tensor& normed,
+                                        std::span<const RecurrentSequence> sequences, Tensor& x,
+                                        LinearScratch& scratch, Tensor& projected) {
+  Backend& b = backend_;
+  const model::LinearAttentionSpec& spec = spec_.linear_attention;
+  const int64_t n = normed.rows();
+  const int64_t value_heads = spec.value_heads, value_head_dim = spec.value_head_dim;
+  b.linear(normed, w.in_proj_qkv, nullptr, scratch.mixed);
+  b.linear(normed, w.in_proj_z, nullptr, scratch.z);
+  b.linear(normed, w.in_proj_b, nullptr, scratch.b);
+  b.linear(normed, w.in_proj_a, nullptr, scratch.a);
+  b.causal_conv1d_silu(scratch.mixed, w.conv, sequences, scratch.convolved);
+  Tensor core = scratch.core.reshaped({n, value_heads, value_head_dim});
+  b.gated_delta_net(scratch.convolved, scratch.a, scratch.b, w.a_neg, w.dt_bias, spec.key_heads,
+                    sequences, core);
+  // The gated RMSNorm: norm(core) * weight, times silu(z), per value head.
+  Tensor core_rows = scratch.core.reshaped({n * value_heads, value_head_dim});
+  b.rms_norm(core_rows, w.norm, spec_.norm_eps, core_rows);
+  b.silu_mul(scratch.z.reshaped({n * value_heads, value_head_dim}), core_rows, core_rows);
+  b.linear(scratch.core, w.out_proj, nullptr, projected);
+  b.add(x, projected, x);
 }
 
 void DecoderModel::add_experts(const LayerWeights& w, const Tensor& normed, Tensor& x,

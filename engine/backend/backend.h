@@ -48,6 +48,16 @@ struct AttentionParams {
   const Tensor* sinks = nullptr;
 };
 
+// One sequence's rows of a batched step and its recurrent state in one linear-attention
+// (Gated DeltaNet) layer. The state carries the sequence from step to step: zero it before
+// the sequence's first token.
+struct RecurrentSequence {
+  int32_t row_begin = 0;  // first row of this sequence in the step's inputs and outputs
+  int32_t rows = 0;       // its rows: the tokens of this step, in order
+  Tensor conv_state;      // F32 [kernel - 1, channels]: its last inputs to the convolution
+  Tensor delta_state;     // F32 [value_heads, key_head_dim, value_head_dim]: the matrix S
+};
+
 // A run of rows [begin, begin + count) that belongs to one sequence (for pooling).
 struct RowSpan {
   int32_t begin = 0;
@@ -69,6 +79,8 @@ class Backend {
   virtual bool memory_is_host_accessible() const = 0;
   // Raw bytes from host memory into backend memory.
   virtual void upload(void* dst, const void* src_host, size_t size_bytes) = 0;
+  // Zeroes backend memory (a sequence's recurrent state before its first token).
+  virtual void fill_zero(void* dst, size_t size_bytes) = 0;
   // `src` converted to F32 into host memory (dst.size() == src.numel()).
   virtual void download_f32(const Tensor& src, std::span<float> dst) = 0;
   // Waits for queued work (a no-op where ops run synchronously).
@@ -105,10 +117,34 @@ class Backend {
   // GELU, exact (erf) or the tanh approximation ("gelu_new", "gelu_pytorch_tanh").
   virtual void gelu(const Tensor& x, bool tanh_approximation, Tensor& out) = 0;
   virtual void tanh(const Tensor& x, Tensor& out) = 0;
-  // Rotary embedding in place on x[tokens, heads, head_dim], rotating the two halves of each
-  // head as transformers' rotate_half does: angle(t, i) = positions[t] * inv_freq[i],
-  // inv_freq: [head_dim / 2] F32 (the architecture folds rope scaling into it).
+  // out = x * sigmoid(gate), elementwise (Qwen3.5's gated attention output).
+  virtual void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) = 0;
+  // x [tokens, heads, 2 * d] split per head: first[t, h] = x[t, h, :d], second[t, h] =
+  // x[t, h, d:] (Qwen3.5's q_proj yields each head's query and its output gate side by side).
+  virtual void split_head_halves(const Tensor& x, Tensor& first, Tensor& second) = 0;
+  // Rotary embedding in place on x[tokens, heads, head_dim], rotating the two halves of the
+  // first 2 * r dimensions of each head (r = inv_freq's length, at most head_dim / 2; the rest
+  // are left alone: partial rotary) as transformers' rotate_half does: angle(t, i) =
+  // positions[t] * inv_freq[i], inv_freq F32 (the architecture folds rope scaling into it).
   virtual void rope(Tensor& x, std::span<const int32_t> positions, const Tensor& inv_freq) = 0;
+  // Gated DeltaNet's causal depthwise convolution, then SiLU, per sequence: out[t, c] =
+  // silu(sum_j weight[c, j] * x[t - kernel + 1 + j, c]), the rows before the sequence's first
+  // taken from its conv_state, which then holds its last kernel - 1 inputs. x, out:
+  // [tokens, channels] F32; weight: [channels, kernel] (conv1d's [channels, 1, kernel]).
+  virtual void causal_conv1d_silu(const Tensor& x, const Tensor& weight,
+                                  std::span<const RecurrentSequence> sequences, Tensor& out) = 0;
+  // Gated DeltaNet's recurrence, per sequence in token order and per value head h (which reads
+  // key head h / (value_heads / key_heads)), in F32:
+  //   q, k L2-normalised (eps 1e-6), q scaled by key_head_dim^-1/2,
+  //   g = a_neg[h] * softplus(a[t, h] + dt_bias[h]),  beta = sigmoid(b[t, h]),
+  //   S = exp(g) S;  S += k ⊗ beta (v - Sᵀk);  out[t, h] = Sᵀq
+  // with S the sequence's delta_state[h] [key_head_dim, value_head_dim]. qkv: the
+  // convolution's output [tokens, 2 * key_heads * key_head_dim + value_heads * value_head_dim]
+  // (q, then k, then v); a, b: [tokens, value_heads]; a_neg (-exp(A_log)), dt_bias:
+  // [value_heads] F32; out: [tokens, value_heads, value_head_dim].
+  virtual void gated_delta_net(const Tensor& qkv, const Tensor& a, const Tensor& b,
+                               const Tensor& a_neg, const Tensor& dt_bias, int32_t key_heads,
+                               std::span<const RecurrentSequence> sequences, Tensor& out) = 0;
   // Writes this step's k, v [tokens, kv_heads, head_dim] into the slots given per token.
   virtual void store_kv(const Tensor& k, const Tensor& v, std::span<const int32_t> slots,
                         const KvLayerView& kv) = 0;

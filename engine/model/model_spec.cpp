@@ -176,6 +176,10 @@ constexpr ArchitectureInfo kArchitectures[] = {
     {"Qwen3MoeForCausalLM", ModelFamily::kQwen3, ModelTask::kGenerate},
     {"MixtralForCausalLM", ModelFamily::kMistral, ModelTask::kGenerate},
     {"GptOssForCausalLM", ModelFamily::kGptOss, ModelTask::kGenerate},
+    {"Qwen3_5MoeForCausalLM", ModelFamily::kQwen3_5, ModelTask::kGenerate},
+    // The released checkpoints: the text model under "text_config" beside a vision tower,
+    // which sparkd does not load.
+    {"Qwen3_5MoeForConditionalGeneration", ModelFamily::kQwen3_5, ModelTask::kGenerate},
     {"LlamaModel", ModelFamily::kLlama, ModelTask::kEmbed},
     {"MistralModel", ModelFamily::kMistral, ModelTask::kEmbed},
     {"Qwen2Model", ModelFamily::kQwen2, ModelTask::kEmbed},
@@ -190,11 +194,18 @@ constexpr ArchitectureInfo kArchitectures[] = {
 
 // Old configs without "architectures": the class AutoModel would pick from model_type.
 constexpr std::pair<const char*, const char*> kModelTypeArchitectures[] = {
-    {"llama", "LlamaForCausalLM"},        {"mistral", "MistralForCausalLM"},
-    {"qwen2", "Qwen2ForCausalLM"},        {"qwen3", "Qwen3ForCausalLM"},
-    {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"mixtral", "MixtralForCausalLM"},
-    {"gpt_oss", "GptOssForCausalLM"},     {"bert", "BertModel"},
-    {"xlm-roberta", "XLMRobertaModel"},   {"roberta", "RobertaModel"},
+    {"llama", "LlamaForCausalLM"},
+    {"mistral", "MistralForCausalLM"},
+    {"qwen2", "Qwen2ForCausalLM"},
+    {"qwen3", "Qwen3ForCausalLM"},
+    {"qwen3_moe", "Qwen3MoeForCausalLM"},
+    {"mixtral", "MixtralForCausalLM"},
+    {"gpt_oss", "GptOssForCausalLM"},
+    {"qwen3_5_moe_text", "Qwen3_5MoeForCausalLM"},
+    {"qwen3_5_moe", "Qwen3_5MoeForConditionalGeneration"},
+    {"bert", "BertModel"},
+    {"xlm-roberta", "XLMRobertaModel"},
+    {"roberta", "RobertaModel"},
 };
 
 const ArchitectureInfo* find_architecture(std::string_view name) {
@@ -511,11 +522,85 @@ void read_gpt_oss_moe(const Fields& config, ModelSpec& spec) {
   moe.swiglu_limit = config.get_float_or("swiglu_limit", 0.0, 1e6, 7.0f);
 }
 
+// Qwen3_5MoeTextConfig: which layers are Gated DeltaNet ("layer_types", else every
+// full_attention_interval-th layer is attention), their dimensions, partial rotary, and the
+// mixture of experts: every layer sparse, the top k always renormalised, plus a shared expert.
+void read_qwen3_5(const Fields& config, ModelSpec& spec) {
+  LinearAttentionSpec& linear = spec.linear_attention;
+  if (const json* types = config.find("layer_types")) {
+    if (!types->is_array() || types->size() != static_cast<size_t>(spec.num_layers)) {
+      config.fail_field(StatusCode::kInvalidArgument, "layer_types",
+                        "must list one entry per layer (" + std::to_string(spec.num_layers) +
+                            "), got " + describe_untrusted_json(*types));
+    }
+    for (int32_t layer = 0; layer < spec.num_layers; ++layer) {
+      const json& type = (*types)[static_cast<size_t>(layer)];
+      if (type != "linear_attention" && type != "full_attention") {
+        config.fail_field(StatusCode::kUnimplemented, "layer_types",
+                          "entry " + describe_untrusted_json(type) +
+                              " is not supported (supported: full_attention, linear_attention)");
+      }
+      if (type == "linear_attention") linear.layers.push_back(layer);
+    }
+  } else {
+    const int32_t interval = config.get_int_or("full_attention_interval", 1, kMaxLayers, 4);
+    for (int32_t layer = 0; layer < spec.num_layers; ++layer) {
+      if ((layer + 1) % interval != 0) linear.layers.push_back(layer);
+    }
+  }
+  linear.key_heads = config.get_int_or("linear_num_key_heads", 1, kMaxDim, 16);
+  linear.value_heads = config.get_int_or("linear_num_value_heads", 1, kMaxDim, 32);
+  linear.key_head_dim = config.get_int_or("linear_key_head_dim", 1, kMaxDim, 128);
+  linear.value_head_dim = config.get_int_or("linear_value_head_dim", 1, kMaxDim, 128);
+  linear.conv_kernel = config.get_int_or("linear_conv_kernel_dim", 1, 64, 4);
+  if (linear.value_heads % linear.key_heads != 0) {
+    fail(StatusCode::kInvalidArgument, config.source(),
+         "linear_num_value_heads (" + std::to_string(linear.value_heads) +
+             ") is not a multiple of linear_num_key_heads (" + std::to_string(linear.key_heads) +
+             ")");
+  }
+  if (linear.conv_dim() > kMaxDim ||
+      int64_t{linear.value_heads} * linear.key_head_dim * linear.value_head_dim > kMaxDim * 64) {
+    fail(StatusCode::kInvalidArgument, config.source(),
+         "the linear-attention dimensions (linear_num_*_heads x linear_*_head_dim) are too large");
+  }
+
+  // partial_rotary_factor sits in rope_parameters (transformers 5) or beside it.
+  float partial = config.get_float_or("partial_rotary_factor", 0.0, 1.0, 0.25f);
+  for (const char* key : {"rope_parameters", "rope_scaling"}) {
+    const json* params = config.find(key);
+    if (params != nullptr && params->is_object()) {
+      partial = Fields(*params, config.source(), std::string(key) + ".")
+                    .get_float_or("partial_rotary_factor", 0.0, 1.0, partial);
+      break;
+    }
+  }
+  spec.rotary_dim = static_cast<int32_t>(static_cast<float>(spec.head_dim) * partial);
+  if (spec.rotary_dim < 2 || spec.rotary_dim % 2 != 0) {
+    fail(StatusCode::kInvalidArgument, config.source(),
+         "partial_rotary_factor " + std::to_string(partial) + " of head_dim " +
+             std::to_string(spec.head_dim) + " rotates " + std::to_string(spec.rotary_dim) +
+             " dimensions; rotary embedding needs an even number, at least 2");
+  }
+
+  MoeSpec& moe = spec.moe;
+  moe.num_experts = config.get_int_or("num_experts", 1, 1 << 16, 256);
+  moe.experts_per_token =
+      config.get_int_or("num_experts_per_tok", 1, moe.num_experts, std::min(8, moe.num_experts));
+  moe.expert_intermediate_size = config.get_int_or("moe_intermediate_size", 1, kMaxDim, 512);
+  moe.normalize_top_k = true;
+  moe.shared_expert_intermediate_size = spec.intermediate_size;
+}
+
 void read_decoder(const Fields& config, ModelSpec& spec) {
   spec.is_decoder = true;
   spec.vocab_size = config.get_int("vocab_size", 1, kMaxVocab);
   spec.hidden_size = config.get_int("hidden_size", 1, kMaxDim);
-  spec.intermediate_size = config.get_int("intermediate_size", 1, kMaxDim);
+  // Qwen3.5 has no dense MLP; its shared expert is one, run on every token.
+  spec.intermediate_size =
+      spec.family == ModelFamily::kQwen3_5
+          ? config.get_int_or("shared_expert_intermediate_size", 1, kMaxDim, 512)
+          : config.get_int("intermediate_size", 1, kMaxDim);
   spec.num_layers = config.get_int("num_hidden_layers", 1, kMaxLayers);
   spec.num_heads = config.get_int("num_attention_heads", 1, kMaxDim);
   spec.num_kv_heads = config.get_int_or("num_key_value_heads", 1, kMaxDim, spec.num_heads);
@@ -550,7 +635,8 @@ void read_decoder(const Fields& config, ModelSpec& spec) {
   if (spec.family == ModelFamily::kMistral || spec.family == ModelFamily::kGptOss) {
     default_positions = 131072;
   }
-  if (spec.family == ModelFamily::kQwen2 || spec.family == ModelFamily::kQwen3) {
+  if (spec.family == ModelFamily::kQwen2 || spec.family == ModelFamily::kQwen3 ||
+      spec.family == ModelFamily::kQwen3_5) {
     default_positions = 32768;
   }
   spec.max_position_embeddings =
@@ -577,6 +663,13 @@ void read_decoder(const Fields& config, ModelSpec& spec) {
     case ModelFamily::kQwen2:
       spec.attention_qkv_bias = true;  // hard-coded in Qwen2Attention; o_proj has none
       break;
+    case ModelFamily::kQwen3_5:
+      spec.attention_qkv_bias = spec.attention_out_bias =
+          config.get_bool_or("attention_bias", false);
+      spec.qk_norm = true;
+      spec.attention_output_gate = true;
+      spec.zero_centred_norms = true;
+      break;
     case ModelFamily::kGptOss:
       spec.attention_qkv_bias = spec.attention_out_bias =
           config.get_bool_or("attention_bias", true);
@@ -598,6 +691,7 @@ void read_decoder(const Fields& config, ModelSpec& spec) {
   if (spec.architecture == "Qwen3MoeForCausalLM") read_moe(config, spec);
   if (spec.architecture == "MixtralForCausalLM") read_mixtral_moe(config, spec);
   if (spec.architecture == "GptOssForCausalLM") read_gpt_oss_moe(config, spec);
+  if (spec.family == ModelFamily::kQwen3_5) read_qwen3_5(config, spec);
   spec.pooling = Pooling::kLastToken;
 }
 
@@ -641,9 +735,18 @@ void read_encoder(const Fields& config, ModelSpec& spec) {
 }
 
 ModelSpec parse_config(std::string_view config_json, std::string_view source) {
-  const json root = parse_json_object(config_json, source);
+  json root = parse_json_object(config_json, source);
+  const ArchitectureInfo& info = read_architecture(Fields(root, source));
+  // Qwen3.5's released checkpoints describe the text model in "text_config"; its fields win
+  // over the outer ones (llama.cpp's converter merges them the same way).
+  if (info.family == ModelFamily::kQwen3_5) {
+    const auto text = root.find("text_config");
+    if (text != root.end() && text->is_object()) {
+      json text_config = *text;
+      for (auto& [key, value] : text_config.items()) root[key] = value;
+    }
+  }
   const Fields config(root, source);
-  const ArchitectureInfo& info = read_architecture(config);
   if (const json* quantization = config.find("quantization_config")) {
     std::string method = "unknown";
     if (quantization->is_object()) {
@@ -826,6 +929,8 @@ const char* family_name(ModelFamily family) {
       return "qwen2";
     case ModelFamily::kQwen3:
       return "qwen3";
+    case ModelFamily::kQwen3_5:
+      return "qwen3.5";
     case ModelFamily::kGptOss:
       return "gpt-oss";
     case ModelFamily::kBert:
@@ -898,6 +1003,14 @@ bool ModelSpec::is_sparse_layer(int32_t layer) const {
     if (dense == layer) return false;
   }
   return (layer + 1) % moe.sparse_step == 0;
+}
+
+bool ModelSpec::is_linear_attention_layer(int32_t layer) const {
+  return std::binary_search(linear_attention.layers.begin(), linear_attention.layers.end(), layer);
+}
+
+int32_t ModelSpec::kv_layer_count() const {
+  return num_layers - static_cast<int32_t>(linear_attention.layers.size());
 }
 
 int32_t ModelSpec::layer_sliding_window(int32_t layer) const {

@@ -12,7 +12,7 @@
 
 namespace sparkd::model {
 
-enum class ModelFamily { kLlama, kMistral, kQwen2, kQwen3, kGptOss, kBert, kXlmRoberta };
+enum class ModelFamily { kLlama, kMistral, kQwen2, kQwen3, kQwen3_5, kGptOss, kBert, kXlmRoberta };
 
 // What the loaded model is for; decided by the architecture and sentence-transformers files.
 enum class ModelTask {
@@ -65,6 +65,37 @@ struct MoeSpec {
   ExpertActivation activation = ExpertActivation::kSwiglu;
   float swiglu_alpha = 1.702f;  // kClampedSwiglu only
   float swiglu_limit = 7.0f;
+  // Qwen3.5: a shared SwiGLU expert of this width runs on every token beside the routed ones,
+  // its output scaled by sigmoid(shared_expert_gate · x) (0: none).
+  int32_t shared_expert_intermediate_size = 0;
+};
+
+// Qwen3.5's Gated DeltaNet layers (linear attention): no KV cache, but per sequence a
+// recurrent state of fixed size, whatever the context: the last conv_kernel - 1 inputs of the
+// causal depthwise convolution, and one [key_head_dim, value_head_dim] F32 matrix per value
+// head that the delta rule updates token by token.
+struct LinearAttentionSpec {
+  int32_t key_heads = 0;    // linear_num_key_heads
+  int32_t value_heads = 0;  // linear_num_value_heads, a multiple of key_heads
+  int32_t key_head_dim = 0;
+  int32_t value_head_dim = 0;
+  int32_t conv_kernel = 0;      // linear_conv_kernel_dim
+  std::vector<int32_t> layers;  // the linear-attention layers, ascending (empty: none)
+
+  // The convolution's channels: q and k (key_heads x key_head_dim each), then v.
+  int64_t conv_dim() const {
+    return 2 * int64_t{key_heads} * key_head_dim + int64_t{value_heads} * value_head_dim;
+  }
+  // F32 elements of one layer's state: the convolution's, then the delta rule's.
+  int64_t conv_state_elements() const { return int64_t{conv_kernel - 1} * conv_dim(); }
+  int64_t delta_state_elements() const {
+    return int64_t{value_heads} * key_head_dim * value_head_dim;
+  }
+  // One sequence's state over every linear-attention layer, in bytes.
+  uint64_t state_bytes_per_sequence() const {
+    return static_cast<uint64_t>(conv_state_elements() + delta_state_elements()) * sizeof(float) *
+           layers.size();
+  }
 };
 
 struct ModelSpec {
@@ -96,6 +127,17 @@ struct ModelSpec {
   // windowed and full layers; Qwen2 windows only the layers from max_window_layers on).
   std::vector<int32_t> full_attention_layers;
   bool attention_sinks = false;  // gpt-oss: a learned logit per head joins every softmax
+  // Qwen3.5: q_proj also yields a per-head gate ([q | gate] per head); the attention output
+  // is multiplied by sigmoid(gate) before o_proj.
+  bool attention_output_gate = false;
+  // Rotary embedding on the first rotary_dim dimensions of each head only (Qwen3.5's
+  // partial_rotary_factor); 0: all of head_dim.
+  int32_t rotary_dim = 0;
+  // Qwen3.5's RMSNorms are zero-centred: they scale by (1 + weight). The model adds the 1 to
+  // every RMSNorm weight but the linear-attention layers' gated norm when it binds them (GGUF
+  // files store them with the 1 added: false there).
+  bool zero_centred_norms = false;
+  LinearAttentionSpec linear_attention;
   MoeSpec moe;
   // GGUF llama models with llama-3 RoPE scaling carry it as per-frequency divisors, the
   // tensor "rope_freqs.weight" [head_dim / 2]; inv_freq[i] is divided by factor[i].
@@ -122,6 +164,12 @@ struct ModelSpec {
   bool is_sparse_layer(int32_t layer) const;
   // The attention window of layer `layer` (0: it sees every earlier position).
   int32_t layer_sliding_window(int32_t layer) const;
+  // Whether layer `layer` is a Gated DeltaNet layer (no KV cache) rather than attention.
+  bool is_linear_attention_layer(int32_t layer) const;
+  // The layers with a KV cache (every layer but the linear-attention ones).
+  int32_t kv_layer_count() const;
+  // The dimensions rotary embedding turns (rotary_dim, or head_dim when that is 0).
+  int32_t rope_dim() const { return rotary_dim > 0 ? rotary_dim : head_dim; }
 };
 
 // The largest hyper-parameters accepted from any model file: beyond them a value is damage.

@@ -135,6 +135,7 @@ Expected<ChatTemplateKind> chat_template_for(const model::ModelSpec& spec) {
                     "tokenizer_config.json's chat_template, or a GGUF's tokenizer.chat_template)");
     case model::ModelFamily::kQwen2:
     case model::ModelFamily::kQwen3:
+    case model::ModelFamily::kQwen3_5:
     case model::ModelFamily::kLlama:
     case model::ModelFamily::kMistral:
       break;
@@ -148,6 +149,7 @@ Expected<ChatTemplateKind> chat_template_for(const model::ModelSpec& spec) {
   switch (spec.family) {
     case model::ModelFamily::kQwen2:
     case model::ModelFamily::kQwen3:
+    case model::ModelFamily::kQwen3_5:  // ChatML, as Qwen3's (its own template adds thinking)
       return ChatTemplateKind::kChatMl;
     case model::ModelFamily::kLlama:
       return ChatTemplateKind::kLlama3;

@@ -224,11 +224,15 @@ Expected<std::vector<float>> embed_batch(const LoadedModel& model,
   } else {
     // A decoder embedder: one causal pass per batch; its KV cache is just this batch.
     SPARKD_ASSIGN_OR_RETURN(KvCache kv, model.decoder()->allocate_kv_cache(rows));
+    SPARKD_ASSIGN_OR_RETURN(
+        arch::RecurrentStates states,
+        model.decoder()->allocate_recurrent_states(static_cast<int32_t>(inputs.size())));
     std::vector<arch::DecoderStepSequence> steps;
     for (size_t i = 0; i < inputs.size(); ++i) {
       arch::DecoderStepSequence step;
       step.tokens = inputs[i];
       step.kv.kv_slot_begin = spans[i].begin;
+      step.recurrent_state = states.sequence(static_cast<int32_t>(i));
       steps.push_back(step);
     }
     SPARKD_ASSIGN_OR_RETURN(hidden, model.decoder()->forward_hidden(steps, kv, act));
@@ -345,12 +349,14 @@ Expected<Generation> generate_greedy(const LoadedModel& model, std::span<const i
   if (max_new == 0) return generation;
 
   SPARKD_ASSIGN_OR_RETURN(KvCache kv, decoder->allocate_kv_cache(prompt_tokens + max_new));
+  SPARKD_ASSIGN_OR_RETURN(const arch::RecurrentStates state, decoder->allocate_recurrent_states(1));
   const std::vector<int32_t>& eos = model.spec().eos_token_ids;
   const int32_t vocab = model.spec().vocab_size;
 
   arch::DecoderStepSequence step;
   step.tokens = prompt_ids;
   step.past_tokens = 0;
+  step.recurrent_state = state.sequence(0);
   int32_t next_token = 0;
   auto start = Clock::now();
   for (int32_t produced = 0; produced < max_new; ++produced) {

@@ -104,7 +104,7 @@ void check_decoder(const std::string& name, double logits_tolerance,
 
   // The rope frequencies, scaling folded in, are the ones transformers computed.
   const std::vector<float> inv_freq =
-      sparkd::arch::rope_inv_freq(model->spec().rope, model->spec().head_dim);
+      sparkd::arch::rope_inv_freq(model->spec().rope, model->spec().rope_dim());
   const std::vector<float> expected_inv_freq = arrays.get("rope.inv_freq");
   REQUIRE(inv_freq.size() == expected_inv_freq.size());
   for (size_t i = 0; i < inv_freq.size(); ++i)
@@ -123,8 +123,11 @@ void check_decoder(const std::string& name, double logits_tolerance,
 
     auto kv = model->decoder()->allocate_kv_cache(static_cast<int32_t>(ids.size()));
     REQUIRE(kv.has_value());
+    auto state = model->decoder()->allocate_recurrent_states(1);
+    REQUIRE(state.has_value());
     sparkd::arch::DecoderStepSequence step;
     step.tokens = ids;
+    step.recurrent_state = state->sequence(0);
     step.logits = sparkd::arch::StepLogits::kAll;
     auto logits = model->decoder()->forward({&step, 1}, *kv);
     REQUIRE(logits.has_value());
@@ -286,6 +289,13 @@ TEST_CASE("decoders match transformers' logits and greedy continuations", "[mode
   // the model against llama.cpp, which computes as sparkd does, in test_gguf_llama_cpp_models.
   SECTION("gpt_oss_mxfp4") {
     check_decoder("gpt_oss_mxfp4", 1.0, /*quantized_activations=*/true);
+  }
+  // Qwen3.5's hybrid: three Gated DeltaNet layers (conv and delta-rule state) then gated
+  // attention with partial rotary, zero-centred norms, 8 experts with a gated shared expert.
+  // transformers runs prefill through the chunked form of the delta rule, sparkd the
+  // recurrent one: the same sums in another order.
+  SECTION("qwen3_5_moe_f32") {
+    check_decoder("qwen3_5_moe_f32", 1e-3);
   }
   // YaRN: interpolated and extrapolated frequencies, and the attention factor on the scores.
   SECTION("qwen3_yarn_f32") {

@@ -300,6 +300,85 @@ TEST_CASE("model spec: gpt-oss as released", "[model][spec][moe]") {
   check_error(llama_mxfp4, StatusCode::kUnimplemented, {"quantization_config", "mxfp4"});
 }
 
+// Qwen3.5-35B-A3B's config.json as released: the text model under text_config, beside a
+// vision tower sparkd does not load.
+json qwen3_5_released() {
+  return json::parse(R"({
+    "architectures": ["Qwen3_5MoeForConditionalGeneration"], "model_type": "qwen3_5_moe",
+    "image_token_id": 248056, "video_token_id": 248057, "tie_word_embeddings": false,
+    "vision_config": {"depth": 27, "hidden_size": 1152, "model_type": "qwen3_5_moe"},
+    "text_config": {
+      "model_type": "qwen3_5_moe_text", "attn_output_gate": true, "dtype": "bfloat16",
+      "eos_token_id": 248044, "full_attention_interval": 4, "head_dim": 256,
+      "hidden_act": "silu", "hidden_size": 2048, "linear_conv_kernel_dim": 4,
+      "linear_key_head_dim": 128, "linear_num_key_heads": 16, "linear_num_value_heads": 32,
+      "linear_value_head_dim": 128, "max_position_embeddings": 262144,
+      "moe_intermediate_size": 512, "mtp_num_hidden_layers": 1, "num_attention_heads": 16,
+      "num_experts": 256, "num_experts_per_tok": 8, "num_hidden_layers": 40,
+      "num_key_value_heads": 2, "rms_norm_eps": 1e-06, "shared_expert_intermediate_size": 512,
+      "vocab_size": 248320,
+      "rope_parameters": {"mrope_interleaved": true, "mrope_section": [11, 11, 10],
+        "rope_type": "default", "rope_theta": 10000000, "partial_rotary_factor": 0.25}}})");
+}
+
+TEST_CASE("model spec: Qwen3.5-MoE as released", "[model][spec][moe]") {
+  const ModelSpec spec = parse_ok(qwen3_5_released());
+  CHECK(spec.family == ModelFamily::kQwen3_5);
+  CHECK(spec.architecture == "Qwen3_5MoeForConditionalGeneration");
+  CHECK(spec.hidden_size == 2048);
+  CHECK(spec.num_layers == 40);
+  CHECK(spec.head_dim == 256);
+  CHECK(spec.rope_dim() == 64);  // partial_rotary_factor 0.25
+  CHECK(spec.rope.theta == 10000000.0f);
+  CHECK(spec.qk_norm);
+  CHECK(spec.attention_output_gate);
+  CHECK(spec.zero_centred_norms);
+  CHECK_FALSE(spec.attention_qkv_bias);
+  CHECK(spec.eos_token_ids == std::vector<int32_t>{248044});
+  // Three Gated DeltaNet layers, then attention, ten times.
+  CHECK(spec.linear_attention.layers.size() == 30);
+  CHECK(spec.is_linear_attention_layer(0));
+  CHECK_FALSE(spec.is_linear_attention_layer(3));
+  CHECK_FALSE(spec.is_linear_attention_layer(39));
+  CHECK(spec.kv_layer_count() == 10);
+  CHECK(spec.linear_attention.conv_dim() == 2 * 16 * 128 + 32 * 128);
+  // Per layer 3 x 8192 conv inputs and 32 matrices of 128 x 128, F32: about 63 MiB a sequence.
+  CHECK(spec.linear_attention.state_bytes_per_sequence() ==
+        30ull * (3 * 8192 + 32 * 128 * 128) * 4);
+  CHECK(spec.moe.num_experts == 256);
+  CHECK(spec.moe.experts_per_token == 8);
+  CHECK(spec.moe.expert_intermediate_size == 512);
+  CHECK(spec.moe.normalize_top_k);
+  CHECK(spec.moe.shared_expert_intermediate_size == 512);
+  CHECK(spec.is_sparse_layer(0));
+  CHECK(spec.is_sparse_layer(3));
+
+  // The flat form save_pretrained writes for the text model, with explicit layer_types.
+  json flat = qwen3_5_released()["text_config"];
+  flat["architectures"] = {"Qwen3_5MoeForCausalLM"};
+  flat["num_hidden_layers"] = 4;
+  flat["layer_types"] = {"linear_attention", "full_attention", "linear_attention",
+                         "full_attention"};
+  const ModelSpec text = parse_ok(flat);
+  CHECK(text.linear_attention.layers == std::vector<int32_t>{0, 2});
+  CHECK(text.kv_layer_count() == 2);
+
+  json other = flat;
+  other["layer_types"][1] = "mamba";
+  check_error(other, StatusCode::kUnimplemented, {"layer_types", "mamba"});
+  other = flat;
+  other["layer_types"] = {"linear_attention"};
+  check_error(other, StatusCode::kInvalidArgument, {"layer_types", "one entry per layer"});
+  other = flat;
+  other["linear_num_value_heads"] = 24;
+  other["linear_num_key_heads"] = 16;
+  check_error(other, StatusCode::kInvalidArgument,
+              {"linear_num_value_heads (24)", "linear_num_key_heads (16)"});
+  other = flat;
+  other["rope_parameters"]["partial_rotary_factor"] = 0.001;
+  check_error(other, StatusCode::kInvalidArgument, {"partial_rotary_factor", "even"});
+}
+
 TEST_CASE("model spec: decoders used as embedders", "[model][spec]") {
   for (const char* architecture : {"Qwen3Model", "Qwen2Model", "LlamaModel", "MistralModel"}) {
     INFO(architecture);

@@ -64,6 +64,7 @@ class TestBackend final : public Backend {
     std::memcpy(dst, src_host, size_bytes);
     ++uploads;
   }
+  void fill_zero(void*, size_t) override { std::abort(); }
   void download_f32(const Tensor&, std::span<float>) override { std::abort(); }
   void linear(const Tensor&, const Tensor&, const Tensor*, Tensor&) override { std::abort(); }
   void gather_rows(const Tensor&, std::span<const int32_t>, Tensor&) override { std::abort(); }
@@ -78,6 +79,16 @@ class TestBackend final : public Backend {
   }
   void silu_mul(const Tensor&, const Tensor&, Tensor&) override { std::abort(); }
   void clamped_swiglu(const Tensor&, const Tensor&, float, float, Tensor&) override {
+    std::abort();
+  }
+  void sigmoid_mul(const Tensor&, const Tensor&, Tensor&) override { std::abort(); }
+  void split_head_halves(const Tensor&, Tensor&, Tensor&) override { std::abort(); }
+  void causal_conv1d_silu(const Tensor&, const Tensor&, std::span<const sparkd::RecurrentSequence>,
+                          Tensor&) override {
+    std::abort();
+  }
+  void gated_delta_net(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                       int32_t, std::span<const sparkd::RecurrentSequence>, Tensor&) override {
     std::abort();
   }
   void gelu(const Tensor&, bool, Tensor&) override { std::abort(); }

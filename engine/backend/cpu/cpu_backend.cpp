@@ -33,6 +33,21 @@ void check_same_shape(const char* op, const Tensor& a, const Tensor& b) {
                    "shapes differ: " + describe(a) + " vs " + describe(b));
 }
 
+// The sequences of a recurrent op cover rows [0, rows) in order, without gaps.
+void check_recurrent_rows(const char* op, std::span<const RecurrentSequence> sequences,
+                          int64_t rows) {
+  int64_t next = 0;
+  for (const RecurrentSequence& seq : sequences) {
+    SPARKD_CPU_CHECK(seq.row_begin == next && seq.rows >= 0, op,
+                     "sequence rows [" + std::to_string(seq.row_begin) + ", +" +
+                         std::to_string(seq.rows) + ") do not follow row " + std::to_string(next));
+    next += seq.rows;
+  }
+  SPARKD_CPU_CHECK(
+      next == rows, op,
+      "the sequences cover " + std::to_string(next) + " rows of " + std::to_string(rows));
+}
+
 bool overlaps(const Tensor& a, const Tensor& b) {
   const char* a_begin = static_cast<const char*>(a.data);
   const char* b_begin = static_cast<const char*>(b.data);
@@ -118,6 +133,9 @@ class CpuBackend final : public Backend {
   }
   void upload(void* dst, const void* src_host, size_t size_bytes) override {
     if (size_bytes != 0) std::memcpy(dst, src_host, size_bytes);
+  }
+  void fill_zero(void* dst, size_t size_bytes) override {
+    if (size_bytes != 0) std::memset(dst, 0, size_bytes);
   }
   void download_f32(const Tensor& src, std::span<float> dst) override {
     SPARKD_CPU_CHECK(static_cast<int64_t>(dst.size()) == src.numel(), "download_f32",
@@ -270,16 +288,106 @@ class CpuBackend final : public Backend {
     cpu::tanh(config_, x.as<const float>(), x.numel(), out.as<float>());
   }
 
+  void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) override {
+    check_f32("sigmoid_mul", "gate", gate);
+    check_f32("sigmoid_mul", "x", x);
+    check_f32("sigmoid_mul", "out", out);
+    check_same_shape("sigmoid_mul", gate, x);
+    check_same_shape("sigmoid_mul", gate, out);
+    cpu::sigmoid_mul(config_, gate.as<const float>(), x.as<const float>(), x.numel(),
+                     out.as<float>());
+  }
+
+  void split_head_halves(const Tensor& x, Tensor& first, Tensor& second) override {
+    check_f32("split_head_halves", "x", x);
+    check_f32("split_head_halves", "first", first);
+    check_f32("split_head_halves", "second", second);
+    check_same_shape("split_head_halves", first, second);
+    SPARKD_CPU_CHECK(
+        x.rank() == 3 && first.rank() == 3 && x.dim(0) == first.dim(0) &&
+            x.dim(1) == first.dim(1) && x.dim(2) == 2 * first.dim(2),
+        "split_head_halves",
+        "x " + describe(x) + " must be [tokens, heads, 2 d] for halves " + describe(first));
+    cpu::split_halves(config_, x.as<const float>(), x.dim(0) * x.dim(1), first.dim(2),
+                      first.as<float>(), second.as<float>());
+  }
+
   void rope(Tensor& x, std::span<const int32_t> positions, const Tensor& inv_freq) override {
     check_f32("rope", "x", x);
-    SPARKD_CPU_CHECK(
-        x.rank() == 3 && x.dim(2) % 2 == 0 && static_cast<int64_t>(positions.size()) == x.dim(0) &&
-            inv_freq.numel() == x.dim(2) / 2,
-        "rope",
-        "x " + describe(x) + " (want [tokens, heads, even head_dim]), " +
-            std::to_string(positions.size()) + " positions, inv_freq " + describe(inv_freq));
+    SPARKD_CPU_CHECK(x.rank() == 3 && static_cast<int64_t>(positions.size()) == x.dim(0) &&
+                         inv_freq.numel() >= 1 && 2 * inv_freq.numel() <= x.dim(2),
+                     "rope",
+                     "x " + describe(x) + " (want [tokens, heads, head_dim]), " +
+                         std::to_string(positions.size()) + " positions, inv_freq " +
+                         describe(inv_freq) + " (at most head_dim / 2)");
     const F32Values inv_freq_f32(inv_freq);
-    cpu::rope(config_, x.as<float>(), x.dim(0), x.dim(1), x.dim(2), positions, inv_freq_f32.data());
+    cpu::rope(config_, x.as<float>(), x.dim(0), x.dim(1), x.dim(2), inv_freq.numel(), positions,
+              inv_freq_f32.data());
+  }
+
+  void causal_conv1d_silu(const Tensor& x, const Tensor& weight,
+                          std::span<const RecurrentSequence> sequences, Tensor& out) override {
+    check_f32("causal_conv1d_silu", "x", x);
+    check_f32("causal_conv1d_silu", "out", out);
+    check_same_shape("causal_conv1d_silu", x, out);
+    SPARKD_CPU_CHECK(x.rank() == 2 && weight.rank() == 2 && weight.dim(0) == x.dim(1),
+                     "causal_conv1d_silu",
+                     "x " + describe(x) + " must be [tokens, channels] and weight " +
+                         describe(weight) + " [channels, kernel]");
+    SPARKD_CPU_CHECK(!overlaps(x, out), "causal_conv1d_silu",
+                     "out must not overlap x: later tokens read earlier inputs");
+    const int64_t channels = x.dim(1), kernel = weight.dim(1);
+    check_recurrent_rows("causal_conv1d_silu", sequences, x.dim(0));
+    for (const RecurrentSequence& seq : sequences) {
+      check_f32("causal_conv1d_silu", "conv_state", seq.conv_state);
+      SPARKD_CPU_CHECK(seq.conv_state.numel() == (kernel - 1) * channels, "causal_conv1d_silu",
+                       "conv_state " + describe(seq.conv_state) + " must hold (kernel - 1) x " +
+                           std::to_string(channels) + " values");
+    }
+    const F32Values weight_f32(weight);
+    cpu::causal_conv1d_silu(config_, x.as<const float>(), weight_f32.data(), channels, kernel,
+                            sequences, out.as<float>());
+  }
+
+  void gated_delta_net(const Tensor& qkv, const Tensor& a, const Tensor& b, const Tensor& a_neg,
+                       const Tensor& dt_bias, int32_t key_heads,
+                       std::span<const RecurrentSequence> sequences, Tensor& out) override {
+    for (const auto& [what, t] : {std::pair<const char*, const Tensor*>{"qkv", &qkv},
+                                  {"a", &a},
+                                  {"b", &b},
+                                  {"out", &out}}) {
+      check_f32("gated_delta_net", what, *t);
+    }
+    check_same_shape("gated_delta_net", a, b);
+    SPARKD_CPU_CHECK(
+        out.rank() == 3 && qkv.rank() == 2 && a.rank() == 2 && qkv.dim(0) == out.dim(0) &&
+            a.dim(0) == out.dim(0) && a.dim(1) == out.dim(1) && a_neg.numel() == out.dim(1) &&
+            dt_bias.numel() == out.dim(1) && key_heads > 0 && out.dim(1) % key_heads == 0,
+        "gated_delta_net",
+        "out " + describe(out) + " must be [tokens, value_heads, value_head_dim], " + "qkv " +
+            describe(qkv) + " [tokens, conv_dim], a and b " + describe(a) +
+            " [tokens, value_heads], a_neg and dt_bias [value_heads], key_heads " +
+            std::to_string(key_heads) + " dividing value_heads");
+    cpu::DeltaNetShape shape;
+    shape.key_heads = key_heads;
+    shape.value_heads = out.dim(1);
+    shape.value_head_dim = out.dim(2);
+    const int64_t key_channels = qkv.dim(1) - shape.value_heads * shape.value_head_dim;
+    SPARKD_CPU_CHECK(key_channels > 0 && key_channels % (2 * key_heads) == 0, "gated_delta_net",
+                     "qkv " + describe(qkv) + " leaves no whole q and k heads beside v");
+    shape.key_head_dim = key_channels / (2 * key_heads);
+    check_recurrent_rows("gated_delta_net", sequences, qkv.dim(0));
+    for (const RecurrentSequence& seq : sequences) {
+      check_f32("gated_delta_net", "delta_state", seq.delta_state);
+      SPARKD_CPU_CHECK(
+          seq.delta_state.numel() == shape.value_heads * shape.key_head_dim * shape.value_head_dim,
+          "gated_delta_net",
+          "delta_state " + describe(seq.delta_state) + " must hold " +
+              "value_heads x key_head_dim x value_head_dim values");
+    }
+    const F32Values a_neg_f32(a_neg), dt_bias_f32(dt_bias);
+    cpu::gated_delta_net(config_, qkv.as<const float>(), a.as<const float>(), b.as<const float>(),
+                         a_neg_f32.data(), dt_bias_f32.data(), shape, sequences, out.as<float>());
   }
 
   void store_kv(const Tensor& k, const Tensor& v, std::span<const int32_t> slots,

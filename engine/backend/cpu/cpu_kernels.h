@@ -234,11 +234,32 @@ void clamped_swiglu(const KernelConfig& config, const float* gate, const float* 
 void gelu(const KernelConfig& config, const float* x, bool tanh_approximation, int64_t count,
           float* out);
 void tanh(const KernelConfig& config, const float* x, int64_t count, float* out);
-// x: [tokens, heads, head_dim] in place; inv_freq: F32 [head_dim / 2].
+void sigmoid_mul(const KernelConfig& config, const float* gate, const float* x, int64_t count,
+                 float* out);
+// x: [rows, 2 * half] -> first, second: [rows, half] (rows = tokens x heads).
+void split_halves(const KernelConfig& config, const float* x, int64_t rows, int64_t half,
+                  float* first, float* second);
+// x: [tokens, heads, head_dim] in place; inv_freq: F32 [rotary_half], rotating dimensions
+// [0, 2 * rotary_half) of each head.
 void rope(const KernelConfig& config, float* x, int64_t tokens, int64_t heads, int64_t head_dim,
-          std::span<const int32_t> positions, const float* inv_freq);
+          int64_t rotary_half, std::span<const int32_t> positions, const float* inv_freq);
 void mean_rows(const KernelConfig& config, const float* x, int64_t cols,
                std::span<const RowSpan> spans, float* out);
 void l2_normalize_rows(const KernelConfig& config, float* x, int64_t rows, int64_t cols);
+
+// ---- Gated DeltaNet (cpu_delta_net.cpp): shapes already checked --------------------------
+// x, out: [tokens, channels]; weight: F32 [channels, kernel]; each sequence's conv_state F32
+// [kernel - 1, channels].
+void causal_conv1d_silu(const KernelConfig& config, const float* x, const float* weight,
+                        int64_t channels, int64_t kernel,
+                        std::span<const RecurrentSequence> sequences, float* out);
+struct DeltaNetShape {
+  int64_t key_heads = 0, key_head_dim = 0, value_heads = 0, value_head_dim = 0;
+};
+// qkv: [tokens, 2 * key_heads * key_head_dim + value_heads * value_head_dim]; a, b: [tokens,
+// value_heads]; a_neg, dt_bias: [value_heads]; out: [tokens, value_heads, value_head_dim].
+void gated_delta_net(const KernelConfig& config, const float* qkv, const float* a, const float* b,
+                     const float* a_neg, const float* dt_bias, const DeltaNetShape& shape,
+                     std::span<const RecurrentSequence> sequences, float* out);
 
 }  // namespace sparkd::cpu

@@ -345,13 +345,29 @@ void tanh(const KernelConfig& config, const float* x, int64_t count, float* out)
   });
 }
 
+void sigmoid_mul(const KernelConfig& config, const float* gate, const float* x, int64_t count,
+                 float* out) {
+  for_each_chunk(config, count, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) out[i] = x[i] / (1.0f + std::exp(-gate[i]));
+  });
+}
+
+void split_halves(const KernelConfig& config, const float* x, int64_t rows, int64_t half,
+                  float* first, float* second) {
+  parallel_for(config, rows, 2 * half, [&](int64_t r) {
+    const float* row = x + r * 2 * half;
+    std::copy_n(row, half, first + r * half);
+    std::copy_n(row + half, half, second + r * half);
+  });
+}
+
 // transformers' apply_rotary_pos_emb: x * cos + rotate_half(x) * sin with cos/sin of the F32
 // angle position * inv_freq, i.e. for i < half:
 //   out[i]        = x[i] * cos - x[i + half] * sin
 //   out[i + half] = x[i + half] * cos + x[i] * sin
 void rope(const KernelConfig& config, float* x, int64_t tokens, int64_t heads, int64_t head_dim,
-          std::span<const int32_t> positions, const float* inv_freq) {
-  const int64_t half = head_dim / 2;
+          int64_t rotary_half, std::span<const int32_t> positions, const float* inv_freq) {
+  const int64_t half = rotary_half;
   parallel_for(config, tokens, heads * head_dim, [&](int64_t t) {
     float* cos_sin = thread_scratch(0, static_cast<size_t>(2 * half));
     float* cos_angle = cos_sin;
