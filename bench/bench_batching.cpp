@@ -303,7 +303,8 @@ class Engine {
   sparkd::sched::StepPlan step() {
     sparkd::sched::StepPlan plan = scheduler_->schedule();
     if (plan.empty()) fail("the scheduler planned an empty step");
-    auto logits = sparkd::sched::run_decoder_step(model_, *kv_, *scheduler_, plan);
+    auto logits =
+        sparkd::sched::run_decoder_step(model_, *kv_, /*states=*/nullptr, *scheduler_, plan);
     if (!logits) fail(logits.status().to_string());
     const size_t vocab = static_cast<size_t>(model_.spec().vocab_size);
     std::vector<int32_t> sampled;

@@ -153,6 +153,10 @@ struct Metrics::Families {
         kv_rounding_waste_bytes(build<Gauge>(
             r, "sparkd_model_kv_rounding_waste_bytes",
             "Committed KV bytes no block can use (granule rounding of partial block groups)")),
+        recurrent_state_bytes(build<Gauge>(
+            r, "sparkd_model_recurrent_state_bytes",
+            "Bytes of the running sequences' recurrent state (linear-attention layers), "
+            "counted in the KV in use")),
         waiting_for_memory(
             build<Gauge>(r, "sparkd_model_requests_waiting_for_memory",
                          "Requests that cannot start until the governor grants their KV memory")),
@@ -252,6 +256,7 @@ struct Metrics::Families {
   Family<Gauge>& kv_min_bytes;
   Family<Gauge>& kv_max_bytes;
   Family<Gauge>& kv_rounding_waste_bytes;
+  Family<Gauge>& recurrent_state_bytes;
   Family<Gauge>& waiting_for_memory;
   Family<Gauge>& queue_depth;
   Family<Gauge>& running;
@@ -414,6 +419,7 @@ void Metrics::apply_models_locked(const std::vector<ModelSnapshot>& models) {
     f.kv_min_bytes.Add(labels).Set(static_cast<double>(model.kv_min_bytes));
     f.kv_max_bytes.Add(labels).Set(static_cast<double>(model.kv_max_bytes));
     f.kv_rounding_waste_bytes.Add(labels).Set(static_cast<double>(model.kv_rounding_waste_bytes));
+    f.recurrent_state_bytes.Add(labels).Set(static_cast<double>(model.recurrent_state_bytes));
     f.waiting_for_memory.Add(labels).Set(static_cast<double>(model.waiting_for_memory));
     f.queue_depth.Add(labels).Set(static_cast<double>(model.queue_depth));
     f.running.Add(labels).Set(static_cast<double>(model.running));
@@ -443,7 +449,7 @@ void Metrics::apply_models_locked(const std::vector<ModelSnapshot>& models) {
     for (Family<Gauge>* family :
          {&f.weights_bytes, &f.kv_granted_bytes, &f.kv_used_bytes, &f.prefix_cache_bytes,
           &f.workspace_bytes, &f.kv_min_bytes, &f.kv_max_bytes, &f.kv_rounding_waste_bytes,
-          &f.waiting_for_memory, &f.queue_depth, &f.running}) {
+          &f.recurrent_state_bytes, &f.waiting_for_memory, &f.queue_depth, &f.running}) {
       remove_series(*family, labels);
     }
     if (present_models.count(it->first.first) == 0) {

@@ -39,6 +39,7 @@ struct ModelSnapshot {
   std::string model, task;  // task: embed | rerank | generate
   uint64_t weights_bytes = 0, kv_granted_bytes = 0, kv_used_bytes = 0, prefix_cached_bytes = 0;
   uint64_t workspace_bytes = 0, kv_min_bytes = 0, kv_max_bytes = 0, kv_rounding_waste_bytes = 0;
+  uint64_t recurrent_state_bytes = 0;  // Qwen3.5's per-sequence state (within kv_used_bytes)
   uint64_t queue_depth = 0, running = 0, waiting_for_memory = 0;
   uint64_t preemptions_total = 0, prefix_cache_hit_blocks_total = 0,
            prefix_cache_queried_blocks_total = 0;

@@ -498,13 +498,13 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
   if (!footprint) return fail(footprint.status());
   const bool generates = footprint->spec.task == model::ModelTask::kGenerate;
   if (generates && footprint->kv_geometry.max_blocks < 1) {
-    return fail(
-        Status(StatusCode::kInvalidArgument,
-               "kv_max (" + std::to_string(config.kv_max_bytes) +
-                   " bytes) cannot hold one KV block: this model's KV pool commits at least " +
-                   std::to_string(footprint->kv_smallest_pool_bytes) +
-                   " bytes (a 2 MiB granule for the keys and the values of each of its " +
-                   std::to_string(footprint->spec.num_layers) + " layers); raise kv_max"));
+    return fail(Status(
+        StatusCode::kInvalidArgument,
+        "kv_max (" + std::to_string(config.kv_max_bytes) +
+            " bytes) cannot hold one KV block: this model's KV pool commits at least " +
+            std::to_string(footprint->kv_smallest_pool_bytes) +
+            " bytes (a 2 MiB granule for the keys and the values of each of its " +
+            std::to_string(footprint->spec.kv_layer_count()) + " attention layers); raise kv_max"));
   }
   governor::ModelAccountOptions account;
   account.name = config.name;
@@ -1484,6 +1484,7 @@ void Service::snapshot(std::vector<ModelSnapshot>& models, SystemSnapshot& syste
         m.decode_bytes_per_second = entry->decode_bytes_per_second(s.steps);
         m.waiting_for_memory = s.waiting_for_memory;
         m.kv_rounding_waste_bytes = s.kv_rounding_waste_bytes;
+        m.recurrent_state_bytes = s.recurrent_state_bytes;
       });
       entry->with_encoder([&](sched::EncoderRunner& runner) {
         const sched::EncoderRunnerStats s = runner.stats();

@@ -81,6 +81,8 @@ struct DecoderRunner::State {
   std::unique_ptr<KvBlockPool> pool;
   std::unique_ptr<kv::PrefixCache> cache;
   std::unique_ptr<KvCache> kv;
+  // Models with linear-attention layers: each running sequence's recurrent state.
+  std::unique_ptr<RecurrentStatePool> states;
   std::unique_ptr<Scheduler> scheduler;
   Sampler sampler;
   std::map<RequestId, Active> active;
@@ -96,6 +98,7 @@ struct DecoderRunner::State {
     // Sequences first (their blocks go back to the cache), then the cache (cached blocks go
     // back to the pool), then the pool (granules go back to the arbiter).
     scheduler.reset();
+    states.reset();
     cache.reset();
     kv.reset();
     pool.reset();
@@ -119,12 +122,17 @@ struct DecoderRunner::State {
     s.kv_blocks_cached = static_cast<int32_t>(cache->cached_unreferenced_blocks());
     s.kv_blocks_committed = pool->blocks_in_use();
     s.kv_rounding_waste_bytes = pool->rounding_waste_bytes();
+    const uint64_t state_bytes =
+        states ? static_cast<uint64_t>(states->states_in_use()) * states->state_bytes() : 0;
+    s.recurrent_states_in_use = states ? states->states_in_use() : 0;
+    s.recurrent_state_bytes = state_bytes;
     if (memory_blocked) {
       for (const auto& [id, a] : active) s.waiting_for_memory += a.memory_wait_since ? 1 : 0;
     }
-    arbiter->report_kv_usage(config.consumer,
-                             static_cast<uint64_t>(s.kv_blocks_in_use) * pool->block_bytes(),
-                             static_cast<uint64_t>(s.kv_blocks_cached) * pool->block_bytes());
+    arbiter->report_kv_usage(
+        config.consumer,
+        static_cast<uint64_t>(s.kv_blocks_in_use) * pool->block_bytes() + state_bytes,
+        static_cast<uint64_t>(s.kv_blocks_cached) * pool->block_bytes());
     std::lock_guard<std::mutex> lock(runner->stats_mutex_);
     runner->stats_ = s;
   }
@@ -270,12 +278,13 @@ struct DecoderRunner::State {
     }
   }
 
-  // Granules the first `blocks` blocks commit, packed from block 0 (the least any `blocks`
-  // blocks can take).
+  // Granules a sequence of `blocks` blocks needs at least: the blocks, packed from block 0,
+  // and its recurrent state when the model has one.
   uint64_t granules_for_blocks(int64_t blocks) const {
     KvBlockPoolGeometry g = pool->geometry();
     g.max_blocks = static_cast<int32_t>(blocks);
-    return KvBlockPool::committed_bytes_at_capacity(g) / governor::kGranuleBytes;
+    return KvBlockPool::committed_bytes_at_capacity(g) / governor::kGranuleBytes +
+           (states ? states->granules_per_state() : 0);
   }
 
   // Nothing runs and nothing could be admitted. A head request that needs more KV than the
@@ -446,7 +455,7 @@ struct DecoderRunner::State {
     // This step's share of the daemon's cores.
     const governor::ComputeStep compute(config.compute, config.consumer);
     model->backend().set_compute_threads(compute.threads());
-    auto logits = run_decoder_step(*decoder, *kv, *scheduler, plan);
+    auto logits = run_decoder_step(*decoder, *kv, states.get(), *scheduler, plan);
     if (!logits) {
       // Every sequence in the plan may have half-written KV: end them.
       for (const ScheduledChunk& chunk : plan.chunks) finish(chunk.id, "error", logits.status());
@@ -512,10 +521,18 @@ Expected<std::unique_ptr<DecoderRunner>> DecoderRunner::start(const tasks::Loade
   state->vocab_size = spec.vocab_size;
   state->context_tokens = model.max_input_tokens();
   state->pool = std::make_unique<KvBlockPool>(std::move(pool).value());
-  state->cache =
-      std::make_unique<kv::PrefixCache>(*state->pool, config.block_tokens, config.prefix_caching);
+  // A recurrent state cannot be restored from cached KV blocks (scheduler.h): a model with one
+  // keeps no prefix cache.
+  const uint64_t state_bytes = model.decoder()->recurrent_state_bytes();
+  state->cache = std::make_unique<kv::PrefixCache>(*state->pool, config.block_tokens,
+                                                   config.prefix_caching && state_bytes == 0);
   state->kv = std::make_unique<KvCache>(state->pool->cache_view());
-  state->scheduler = std::make_unique<Scheduler>(config.scheduler, *state->cache);
+  if (state_bytes > 0) {
+    state->states = std::make_unique<RecurrentStatePool>(
+        model.backend(), state_bytes, config.scheduler.max_seqs, arbiter, config.consumer);
+  }
+  state->scheduler =
+      std::make_unique<Scheduler>(config.scheduler, *state->cache, state->states.get());
   state->arbiter = &arbiter;
   state->publish_stats();
   runner->state_ = std::move(state);

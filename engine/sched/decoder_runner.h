@@ -108,6 +108,10 @@ struct RunnerStats {
   int32_t kv_blocks_cached = 0;     // unreferenced, kept for prefix hits
   int32_t kv_blocks_committed = 0;  // blocks the pool holds memory for (in use or cached)
   uint64_t kv_rounding_waste_bytes = 0;
+  // Models with linear-attention layers: the running sequences' recurrent states (granted on
+  // the same account as the KV; each rounded up to whole granules there).
+  int32_t recurrent_states_in_use = 0;
+  uint64_t recurrent_state_bytes = 0;
   size_t waiting_for_memory = 0;  // requests that cannot start until the arbiter grants KV
 };
 

@@ -5,6 +5,7 @@
 namespace sparkd::sched {
 
 Expected<std::vector<float>> run_decoder_step(arch::DecoderModel& model, const KvCache& kv,
+                                              const RecurrentStatePool* states,
                                               const Scheduler& scheduler, const StepPlan& plan) {
   std::vector<arch::DecoderStepSequence> batch;
   batch.reserve(plan.chunks.size());
@@ -18,6 +19,9 @@ Expected<std::vector<float>> run_decoder_step(arch::DecoderModel& model, const K
     step.tokens = std::span(seq->tokens).subspan(chunk.begin, chunk.count);
     step.past_tokens = chunk.begin;
     step.kv.block_table = seq->block_table;
+    if (states != nullptr && seq->state_slot >= 0) {
+      step.recurrent_state = states->state(seq->state_slot);
+    }
     // A prefill chunk that does not finish its prompt samples nothing: no vocabulary
     // projection for it.
     step.logits = chunk.samples ? arch::StepLogits::kLast : arch::StepLogits::kNone;

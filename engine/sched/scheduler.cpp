@@ -7,8 +7,9 @@
 
 namespace sparkd::sched {
 
-Scheduler::Scheduler(const SchedulerConfig& config, kv::PrefixCache& cache)
-    : config_(config), cache_(cache) {}
+Scheduler::Scheduler(const SchedulerConfig& config, kv::PrefixCache& cache,
+                     RecurrentStateSource* states)
+    : config_(config), cache_(cache), states_(states) {}
 
 void Scheduler::add(RequestId id, std::vector<int32_t> prompt, int32_t priority,
                     uint64_t cache_salt) {
@@ -73,6 +74,10 @@ void Scheduler::release(SequenceState& seq) {
   seq.block_table.clear();
   seq.block_keys.clear();
   seq.computed_tokens = 0;
+  if (seq.state_slot >= 0) {
+    states_->release_state(seq.state_slot);
+    seq.state_slot = -1;
+  }
 }
 
 bool Scheduler::preempt_one(RequestId keep, StepPlan& plan) {
@@ -146,7 +151,16 @@ StepPlan Scheduler::schedule() {
         stop_admitting = true;  // it would only take back the blocks it just gave up
         break;
       }
-      seq.block_table = cache_.acquire_cached_prefix(seq.tokens, seq.cache_salt, &seq.block_keys);
+      if (states_ != nullptr) {
+        const std::optional<int32_t> slot = states_->acquire_state();
+        if (!slot) {
+          stop_admitting = true;  // no memory for its state: it waits at the head of its queue
+          break;
+        }
+        seq.state_slot = *slot;
+      } else {
+        seq.block_table = cache_.acquire_cached_prefix(seq.tokens, seq.cache_salt, &seq.block_keys);
+      }
       const int32_t block_tokens = cache_.block_tokens();
       const int32_t cached = static_cast<int32_t>(seq.block_table.size()) * block_tokens;
       seq.computed_tokens = cached;

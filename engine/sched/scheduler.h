@@ -13,6 +13,12 @@
 //  2. Then waiting sequences, by priority class (lower value first), first come first
 //     served within a class, while budget, sequence cap and blocks allow: each first takes
 //     the longest cached prefix of its tokens, then a prefill chunk of what remains.
+//
+// Models with linear-attention layers (Qwen3.5) also give each running sequence a recurrent
+// state from a RecurrentStateSource: taken at admission (no state, no admission), released
+// with the sequence's blocks. Such a state is built token by token from the first, so a
+// cached prefix of KV cannot restore it: these sequences always compute from their first
+// token (the prefix cache is not offered; a preempted one recomputes from a zeroed state).
 #pragma once
 
 #include <cstdint>
@@ -24,6 +30,7 @@
 #include <vector>
 
 #include "engine/kv/prefix_cache.h"
+#include "engine/kv/recurrent_state_pool.h"
 
 namespace sparkd::sched {
 
@@ -43,6 +50,7 @@ struct SequenceState {
   int32_t prompt_tokens = 0;
   int32_t computed_tokens = 0;  // tokens whose KV is in this sequence's blocks
   std::vector<int32_t> block_table;
+  int32_t state_slot = -1;  // its recurrent state while running (-1: none)
   // Keys of the full blocks registered so far (the chain continues from the last one).
   std::vector<kv::BlockKey> block_keys;
   int32_t preemptions = 0;
@@ -75,7 +83,10 @@ struct SchedulerStats {
 
 class Scheduler {
  public:
-  Scheduler(const SchedulerConfig& config, kv::PrefixCache& cache);
+  // `states`: where running sequences' recurrent states come from (nullptr: the model has
+  // none).
+  Scheduler(const SchedulerConfig& config, kv::PrefixCache& cache,
+            RecurrentStateSource* states = nullptr);
 
   // A new sequence (its prompt must be non-empty), waiting to be admitted.
   void add(RequestId id, std::vector<int32_t> prompt, int32_t priority = 0,
@@ -112,6 +123,7 @@ class Scheduler {
 
   SchedulerConfig config_;
   kv::PrefixCache& cache_;
+  RecurrentStateSource* states_;
   std::map<RequestId, std::unique_ptr<SequenceState>> sequences_;
   std::map<int32_t, std::deque<RequestId>> waiting_;  // by priority
   std::vector<RequestId> running_;                    // admission order

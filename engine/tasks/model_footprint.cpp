@@ -26,6 +26,14 @@ uint64_t workspace_bytes(const model::ModelSpec& spec, int64_t tokens, int64_t l
     if (spec.moe.num_experts > 0) {  // DecoderModel's MoeScratch
       per_token += static_cast<uint64_t>(spec.moe.num_experts) + 2 * hidden +
                    2 * static_cast<uint64_t>(spec.moe.expert_intermediate_size);
+      if (spec.moe.shared_expert_intermediate_size > 0) per_token += 1;  // the shared gate
+    }
+    if (spec.attention_output_gate) per_token += 3 * q;  // q_proj's [q | gate], the gate
+    if (!spec.linear_attention.layers.empty()) {         // LinearScratch
+      const model::LinearAttentionSpec& linear = spec.linear_attention;
+      per_token += 2 * static_cast<uint64_t>(linear.conv_dim()) +
+                   2 * static_cast<uint64_t>(linear.value_heads) * linear.value_head_dim +
+                   2 * static_cast<uint64_t>(linear.value_heads);
     }
     const uint64_t rows = static_cast<uint64_t>(logit_rows);
     fixed = rows * (hidden + static_cast<uint64_t>(spec.vocab_size));
@@ -86,11 +94,13 @@ Expected<ModelFootprint> estimate_footprint(const std::string& reference,
       std::min<int64_t>(spec.is_decoder ? options.max_seqs : options.max_batch_inputs, tokens);
   footprint.workspace_bytes = workspace_bytes(spec, tokens, rows, options.activation_dtype);
   if (spec.is_decoder && spec.task == model::ModelTask::kGenerate) {
-    footprint.kv_bytes_per_token = 2ull * static_cast<uint64_t>(spec.num_layers) *
+    // Only attention layers keep KV; linear-attention layers keep a fixed state per sequence.
+    footprint.kv_bytes_per_token = 2ull * static_cast<uint64_t>(spec.kv_layer_count()) *
                                    spec.num_kv_heads * spec.head_dim *
                                    dtype_size_bytes(options.activation_dtype);
+    footprint.recurrent_state_bytes_per_sequence = spec.linear_attention.state_bytes_per_sequence();
     KvBlockPoolGeometry& g = footprint.kv_geometry;
-    g.num_layers = spec.num_layers;
+    g.num_layers = spec.kv_layer_count();
     g.kv_heads = spec.num_kv_heads;
     g.head_dim = spec.head_dim;
     g.block_tokens = options.block_tokens;

@@ -32,8 +32,12 @@ struct ModelFootprint {
   // One forward's activations and scratch at max_batch_tokens (decoders: plus the logits of
   // max_seqs rows), allocated once at load and reused by every forward.
   uint64_t workspace_bytes = 0;
-  // Decoders: KV bytes per token of context, all layers, keys and values (0 otherwise).
+  // Decoders: KV bytes per token of context, all attention layers, keys and values (0
+  // otherwise).
   uint64_t kv_bytes_per_token = 0;
+  // Models with linear-attention layers (Qwen3.5): each running sequence's recurrent state,
+  // whatever its length (0 otherwise). The runner takes it from the same KV account.
+  uint64_t recurrent_state_bytes_per_sequence = 0;
   // Generating models: the pool's shape at the most blocks kv_max buys (max_blocks 0 when it
   // buys none), what it commits when full (kv_max or less: granule rounding included), and
   // the least a pool of this model can commit (one granule per layer sub-range).

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "engine/kv/kv_block_pool.h"
 #include "engine/kv/kv_cache.h"
 #include "engine/kv/prefix_cache.h"
+#include "engine/kv/recurrent_state_pool.h"
 #include "engine/sched/decoder_step.h"
 #include "engine/sched/scheduler.h"
 #include "engine/tasks/loaded_model.h"
@@ -50,7 +52,12 @@ RunResult generate_all(sparkd::arch::DecoderModel& model, const std::vector<Requ
   REQUIRE(pool.has_value());
   const sparkd::KvCache kv = pool->cache_view();
   sparkd::kv::PrefixCache cache(*pool, kBlockTokens, caching);
-  Scheduler scheduler(config, cache);
+  // Qwen3.5: each running sequence's recurrent state, granted by the same arbiter.
+  std::optional<sparkd::RecurrentStatePool> states;
+  if (model.recurrent_state_bytes() > 0) {
+    states.emplace(model.backend(), model.recurrent_state_bytes(), config.max_seqs, arbiter, 1);
+  }
+  Scheduler scheduler(config, cache, states ? &*states : nullptr);
   const size_t vocab = static_cast<size_t>(model.spec().vocab_size);
   RunResult result;
   for (int step = 0; result.outputs.size() < requests.size(); ++step) {
@@ -65,7 +72,8 @@ RunResult generate_all(sparkd::arch::DecoderModel& model, const std::vector<Requ
                           [&](const Request& r) { return r.step_added > step; }));
       continue;
     }
-    auto logits = sparkd::sched::run_decoder_step(model, kv, scheduler, plan);
+    auto logits =
+        sparkd::sched::run_decoder_step(model, kv, states ? &*states : nullptr, scheduler, plan);
     REQUIRE(logits.has_value());
     std::vector<int32_t> sampled;
     for (size_t row = 0; row * vocab < logits->size(); ++row) {
@@ -123,9 +131,9 @@ std::map<RequestId, std::vector<int32_t>> each_alone(sparkd::arch::DecoderModel&
 }  // namespace
 
 TEST_CASE("32 concurrent greedy requests produce exactly what each produces alone", "[batching]") {
-  for (const char* name :
-       {"llama_f32", "llama_bf16_sharded", "mistral_f32", "qwen2_f32", "qwen3_f32", "qwen3_f16",
-        "qwen3_moe_f32", "qwen3_moe_step2_f32", "mixtral_f32", "gpt_oss_f32", "gpt_oss_mxfp4"}) {
+  for (const char* name : {"llama_f32", "llama_bf16_sharded", "mistral_f32", "qwen2_f32",
+                           "qwen3_f32", "qwen3_f16", "qwen3_moe_f32", "qwen3_moe_step2_f32",
+                           "mixtral_f32", "gpt_oss_f32", "gpt_oss_mxfp4", "qwen3_5_moe_f32"}) {
     INFO(name);
     auto backend = sparkd::make_cpu_backend();
     auto model = sparkd::tasks::LoadedModel::load(
@@ -141,7 +149,8 @@ TEST_CASE("32 concurrent greedy requests produce exactly what each produces alon
     CHECK(together.stats.preemptions == 0);
 
     // KV for about half the load: sequences are preempted and recomputed, with the prefix
-    // cache on (preempted sequences find their own blocks again).
+    // cache on (preempted sequences find their own blocks again; Qwen3.5's recompute from a
+    // zeroed recurrent state).
     const auto tight = generate_all(decoder, requests, {64, 32}, 100, true);
     CHECK(tight.outputs == alone);
     CHECK(tight.stats.preemptions > 0);
@@ -195,4 +204,85 @@ TEST_CASE("prompts longer than the step budget are prefilled in chunks with the 
   // that sample nothing (a forward with no logits at all).
   const auto chunked = generate_all(decoder, requests, {8, 4}, 64, false);
   CHECK(chunked.outputs == each_alone(decoder, requests));
+}
+
+TEST_CASE("a hybrid model's recurrent states are granted per running sequence and released",
+          "[batching][ledger]") {
+  auto backend = sparkd::make_cpu_backend();
+  auto model = sparkd::tasks::LoadedModel::load(
+      std::string(SPARKD_SOURCE_DIR) + "/tests/fixtures/models/qwen3_5_moe_f32", *backend);
+  REQUIRE(model.has_value());
+  auto& decoder = *(*model)->decoder();
+  // 3 linear-attention layers x (3 x 128 conv inputs + 4 x 16 x 16 delta-rule values), F32.
+  REQUIRE(decoder.recurrent_state_bytes() == 3 * (3 * 128 + 4 * 16 * 16) * 4);
+  // Only the one attention layer has KV.
+  CHECK(decoder.kv_pool_geometry(kBlockTokens, 8).num_layers == 1);
+
+  sparkd::governor::FixedBudgetArbiter arbiter(/*budget_granules=*/64);
+  auto pool = sparkd::KvBlockPool::create(decoder.kv_pool_geometry(kBlockTokens, 64), arbiter, 1);
+  REQUIRE(pool.has_value());
+  const sparkd::KvCache kv = pool->cache_view();
+  // As the runner builds it for a model with recurrent state: no prefix cache.
+  sparkd::kv::PrefixCache cache(*pool, kBlockTokens, /*caching_enabled=*/false);
+  sparkd::RecurrentStatePool states(decoder.backend(), decoder.recurrent_state_bytes(),
+                                    /*max_states=*/4, arbiter, 1);
+  REQUIRE(states.granules_per_state() == 1);
+  Scheduler scheduler({512, 4}, cache, &states);
+  const auto requests = random_requests(6, (*model)->spec().vocab_size, 3);
+  for (const Request& r : requests) scheduler.add(r.id, r.prompt);
+  auto kv_granules = [&] { return pool->committed_bytes() / sparkd::governor::kGranuleBytes; };
+
+  // Four run (max_seqs), each holding a state the arbiter granted beside the KV.
+  const auto plan = scheduler.schedule();
+  CHECK(scheduler.running() == 4);
+  CHECK(states.states_in_use() == 4);
+  CHECK(arbiter.granted_granules(1) == kv_granules() + 4);
+  auto logits = sparkd::sched::run_decoder_step(decoder, kv, &states, scheduler, plan);
+  REQUIRE(logits.has_value());
+  scheduler.complete(plan, std::vector<int32_t>(plan.chunks.size(), 5));
+
+  // Preemption gives the state back; finishing gives back the rest.
+  const RequestId preempted = scheduler.preempt_newest();
+  CHECK(preempted != 0);
+  CHECK(scheduler.find(preempted)->state_slot == -1);
+  CHECK(states.states_in_use() == 3);
+  CHECK(arbiter.granted_granules(1) == kv_granules() + 3);
+  for (const Request& r : requests) scheduler.finish(r.id);
+  CHECK(states.states_in_use() == 0);
+  CHECK(arbiter.granted_granules(1) == 0);
+
+  // No memory for a state: nothing is admitted (and nothing leaks).
+  sparkd::governor::FixedBudgetArbiter tight(/*budget_granules=*/2);
+  auto small_pool =
+      sparkd::KvBlockPool::create(decoder.kv_pool_geometry(kBlockTokens, 64), tight, 1);
+  REQUIRE(small_pool.has_value());
+  sparkd::kv::PrefixCache small_cache(*small_pool, kBlockTokens, false);
+  sparkd::RecurrentStatePool small_states(decoder.backend(), decoder.recurrent_state_bytes(), 4,
+                                          tight, 1);
+  Scheduler starved({64, 4}, small_cache, &small_states);
+  starved.add(1, requests[0].prompt);
+  CHECK(starved.schedule().empty());
+  CHECK(starved.waiting() == 1);
+  CHECK(small_states.states_in_use() == 0);
+  CHECK(tight.granted_granules(1) == 0);
+}
+
+TEST_CASE("a hybrid model is never served from the prefix cache and computes every prompt",
+          "[batching]") {
+  auto backend = sparkd::make_cpu_backend();
+  auto model = sparkd::tasks::LoadedModel::load(
+      std::string(SPARKD_SOURCE_DIR) + "/tests/fixtures/models/qwen3_5_moe_f32", *backend);
+  REQUIRE(model.has_value());
+  auto& decoder = *(*model)->decoder();
+  std::vector<Request> requests = random_requests(4, (*model)->spec().vocab_size, 11);
+  const std::vector<int32_t> system(32, 42);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    requests[i].prompt.insert(requests[i].prompt.begin(), system.begin(), system.end());
+    requests[i].step_added = i == 0 ? 0 : 1;
+  }
+  // Cached KV blocks alone cannot restore the recurrent state the system prompt left.
+  const auto cached = generate_all(decoder, requests, {256, 16}, 512, true);
+  CHECK(cached.outputs == each_alone(decoder, requests));
+  CHECK(cached.cache_stats.hit_blocks == 0);
+  CHECK(cached.stats.cached_prefix_tokens == 0);
 }

@@ -150,7 +150,8 @@ nlohmann::json expected_json(const std::string& name) {
 
 TEST_CASE("concurrent seeded requests equal each request alone, greedy matches transformers",
           "[runner]") {
-  for (const char* name : {"qwen2_f32", "llama_f32"}) {
+  // Qwen3.5 with recurrent state per sequence (and so no prefix cache).
+  for (const char* name : {"qwen2_f32", "llama_f32", "qwen3_5_moe_f32"}) {
     INFO(name);
     Fixture f(name);
     const auto requests = sampled_requests(f.model->spec().vocab_size);
@@ -197,11 +198,18 @@ TEST_CASE("concurrent seeded requests equal each request alone, greedy matches t
       REQUIRE(decoded.has_value());
       CHECK(result.text == *decoded);
     }
+    const auto stats = runner->stats();
+    CHECK(stats.recurrent_states_in_use == 0);  // every state came back with its sequence
+    CHECK(stats.recurrent_state_bytes == 0);
+    if (f.model->decoder()->recurrent_state_bytes() > 0) {
+      CHECK(stats.prefix_hit_blocks == 0);
+      CHECK(stats.kv_blocks_cached == 0);
+    }
   }
 }
 
 TEST_CASE("a tight KV budget preempts but every output stays the same", "[runner]") {
-  Fixture f("qwen2_f32");
+  Fixture f(GENERATE("qwen2_f32", "qwen3_5_moe_f32"));
   const auto requests = sampled_requests(f.model->spec().vocab_size);
   std::vector<GenerateResult> alone;
   for (const auto& r : requests) alone.push_back(run_alone(*f.model, r));

@@ -20,7 +20,7 @@ using sparkd::testing::LoadedFixture;
 TEST_CASE("footprint: the weights from the headers are what a load holds", "[footprint]") {
   for (const char* name :
        {"bert_embed", "bert_rerank", "qwen3_f32", "qwen3_f16", "qwen2_f32", "llama_bf16_sharded",
-        "xlmr_embed", "qwen3_moe_f32", "gpt_oss_f32", "gpt_oss_mxfp4"}) {
+        "xlmr_embed", "qwen3_moe_f32", "gpt_oss_f32", "gpt_oss_mxfp4", "qwen3_5_moe_f32"}) {
     INFO(name);
     auto footprint = tasks::estimate_footprint(fixture_model_dir(name), {});
     REQUIRE(footprint.has_value());
@@ -32,6 +32,9 @@ TEST_CASE("footprint: the weights from the headers are what a load holds", "[foo
       const KvBlockPoolGeometry g = loaded.model->decoder()->kv_pool_geometry(1, 1);
       CHECK(footprint->kv_bytes_per_token ==
             2ull * g.num_layers * g.kv_heads * g.head_dim * dtype_size_bytes(g.dtype));
+      CHECK(footprint->kv_geometry.num_layers == g.num_layers);
+      CHECK(footprint->recurrent_state_bytes_per_sequence ==
+            loaded.model->decoder()->recurrent_state_bytes());
     } else {
       CHECK(footprint->kv_bytes_per_token == 0);
     }
@@ -46,9 +49,12 @@ TEST_CASE("footprint: a broken model fails as its load would", "[footprint]") {
 
 TEST_CASE("footprint: the largest decoder step fits in the workspace", "[footprint]") {
   // A dense model, and a mixture of experts with its routing scratch.
-  const char* name = GENERATE("qwen3_f32", "qwen3_moe_f32");
+  // Qwen3.5: gated attention and the linear-attention layers' scratch too.
+  const char* name = GENERATE("qwen3_f32", "qwen3_moe_f32", "qwen3_5_moe_f32");
   INFO(name);
   LoadedFixture f(name);
+  auto states = f.model->decoder()->allocate_recurrent_states(8);
+  REQUIRE(states.has_value());
   tasks::FootprintOptions options;
   options.max_batch_tokens = 96;
   options.max_seqs = 8;
@@ -64,6 +70,7 @@ TEST_CASE("footprint: the largest decoder step fits in the workspace", "[footpri
     arch::DecoderStepSequence step;
     step.tokens = tokens[i];
     step.kv.kv_slot_begin = i * 12;
+    step.recurrent_state = states->sequence(i);
     batch.push_back(step);
   }
   auto logits = f.model->decoder()->forward(batch, *kv);
