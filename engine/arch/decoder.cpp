@@ -144,8 +144,13 @@ Status DecoderModel::bind_weights(const model::ModelWeights& weights) {
       SPARKD_RETURN_IF_ERROR(bind(weights, e + "gate_proj.weight", {shared, hidden}, w.gate_proj));
       SPARKD_RETURN_IF_ERROR(bind(weights, e + "up_proj.weight", {shared, hidden}, w.up_proj));
       SPARKD_RETURN_IF_ERROR(bind(weights, e + "down_proj.weight", {hidden, shared}, w.down_proj));
-      SPARKD_RETURN_IF_ERROR(bind(weights, p + "mlp.shared_expert_gate.weight", {1, hidden},
-                                  w.shared_expert_gate.emplace()));
+      // [1, hidden] as nn.Linear stores it; GGUF files may hold it as a vector.
+      const std::string gate = p + "mlp.shared_expert_gate.weight";
+      if (auto vector = weights.get(gate, {hidden})) {
+        w.shared_expert_gate = vector->reshaped({1, hidden});
+      } else {
+        SPARKD_RETURN_IF_ERROR(bind(weights, gate, {1, hidden}, w.shared_expert_gate.emplace()));
+      }
       continue;
     }
     SPARKD_RETURN_IF_ERROR(bind(weights, p + "mlp.gate_proj.weight", {inter, hidden}, w.gate_proj));
@@ -204,10 +209,13 @@ Status DecoderModel::bind_linear_attention(const model::ModelWeights& weights,
   SPARKD_RETURN_IF_ERROR(bind(weights, p + "in_proj_z.weight", {value_dim, hidden}, l.in_proj_z));
   SPARKD_RETURN_IF_ERROR(bind(weights, p + "in_proj_b.weight", {heads, hidden}, l.in_proj_b));
   SPARKD_RETURN_IF_ERROR(bind(weights, p + "in_proj_a.weight", {heads, hidden}, l.in_proj_a));
-  Tensor conv;
-  SPARKD_RETURN_IF_ERROR(
-      bind(weights, p + "conv1d.weight", {conv_dim, 1, linear.conv_kernel}, conv));
-  l.conv = conv.reshaped({conv_dim, linear.conv_kernel});
+  // conv1d's [channels, 1, kernel]; GGUF stores it without the middle axis.
+  if (auto conv = weights.get(p + "conv1d.weight", {conv_dim, 1, linear.conv_kernel})) {
+    l.conv = conv->reshaped({conv_dim, linear.conv_kernel});
+  } else {
+    SPARKD_RETURN_IF_ERROR(
+        bind(weights, p + "conv1d.weight", {conv_dim, linear.conv_kernel}, l.conv));
+  }
   SPARKD_RETURN_IF_ERROR(bind(weights, p + "dt_bias", {heads}, l.dt_bias));
   // GGUF stores the decay rate as it is used, -exp(A_log); safetensors, A_log itself.
   if (weights.contains(p + "a_neg")) {
@@ -549,7 +557,7 @@ void DecoderModel::add_linear_attention(const LinearAttentionWeights& w, const T
   b.causal_conv1d_silu(scratch.mixed, w.conv, sequences, scratch.convolved);
   Tensor core = scratch.core.reshaped({n, value_heads, value_head_dim});
   b.gated_delta_net(scratch.convolved, scratch.a, scratch.b, w.a_neg, w.dt_bias, spec.key_heads,
-                    sequences, core);
+                    spec.value_heads_tiled, sequences, core);
   // The gated RMSNorm: norm(core) * weight, times silu(z), per value head.
   Tensor core_rows = scratch.core.reshaped({n * value_heads, value_head_dim});
   b.rms_norm(core_rows, w.norm, spec_.norm_eps, core_rows);

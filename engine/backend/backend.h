@@ -134,7 +134,7 @@ class Backend {
   virtual void causal_conv1d_silu(const Tensor& x, const Tensor& weight,
                                   std::span<const RecurrentSequence> sequences, Tensor& out) = 0;
   // Gated DeltaNet's recurrence, per sequence in token order and per value head h (which reads
-  // key head h / (value_heads / key_heads)), in F32:
+  // key head h / (value_heads / key_heads), or h % key_heads when value_heads_tiled), in F32:
   //   q, k L2-normalised (eps 1e-6), q scaled by key_head_dim^-1/2,
   //   g = a_neg[h] * softplus(a[t, h] + dt_bias[h]),  beta = sigmoid(b[t, h]),
   //   S = exp(g) S;  S += k ⊗ beta (v - Sᵀk);  out[t, h] = Sᵀq
@@ -144,7 +144,8 @@ class Backend {
   // [value_heads] F32; out: [tokens, value_heads, value_head_dim].
   virtual void gated_delta_net(const Tensor& qkv, const Tensor& a, const Tensor& b,
                                const Tensor& a_neg, const Tensor& dt_bias, int32_t key_heads,
-                               std::span<const RecurrentSequence> sequences, Tensor& out) = 0;
+                               bool value_heads_tiled, std::span<const RecurrentSequence> sequences,
+                               Tensor& out) = 0;
   // Writes this step's k, v [tokens, kv_heads, head_dim] into the slots given per token.
   virtual void store_kv(const Tensor& k, const Tensor& v, std::span<const int32_t> slots,
                         const KvLayerView& kv) = 0;

@@ -23,6 +23,7 @@ constexpr GgufArchitecture kArchitectures[] = {
     {"qwen3", "Qwen3ForCausalLM", ModelFamily::kQwen3, false},
     {"qwen3moe", "Qwen3MoeForCausalLM", ModelFamily::kQwen3, false},
     {"gpt-oss", "GptOssForCausalLM", ModelFamily::kGptOss, false},
+    {"qwen35moe", "Qwen3_5MoeForCausalLM", ModelFamily::kQwen3_5, false},
     {"bert", "BertModel", ModelFamily::kBert, false},
 };
 
@@ -53,6 +54,23 @@ constexpr std::pair<const char*, const char*> kGptOssLayerTensorNames[] = {
     {"post_attention_norm", "post_attention_layernorm"},
     {"attn_sinks", "self_attn.sinks"},
     {"ffn_gate_inp", "mlp.router"},
+};
+
+// Qwen3.5's (qwen35moe): the post-attention norm, the linear-attention layers' tensors, the
+// shared expert and its gate.
+constexpr std::pair<const char*, const char*> kQwen3_5LayerTensorNames[] = {
+    {"post_attention_norm", "post_attention_layernorm"},
+    {"attn_qkv", "linear_attn.in_proj_qkv"},
+    {"attn_gate", "linear_attn.in_proj_z"},
+    {"ssm_beta", "linear_attn.in_proj_b"},
+    {"ssm_alpha", "linear_attn.in_proj_a"},
+    {"ssm_conv1d", "linear_attn.conv1d"},
+    {"ssm_norm", "linear_attn.norm"},
+    {"ssm_out", "linear_attn.out_proj"},
+    {"ffn_gate_inp_shexp", "mlp.shared_expert_gate"},
+    {"ffn_gate_shexp", "mlp.shared_expert.gate_proj"},
+    {"ffn_up_shexp", "mlp.shared_expert.up_proj"},
+    {"ffn_down_shexp", "mlp.shared_expert.down_proj"},
 };
 
 constexpr std::pair<const char*, const char*> kModelTensorNames[] = {
@@ -270,6 +288,50 @@ Status read_swa_pattern(const GgufMetadata& metadata, const std::string& key, Mo
   return Status::ok();
 }
 
+// qwen35moe (llama.cpp's Qwen3.5-MoE): which layers are Gated DeltaNet
+// (attention.recurrent_layers, else every full_attention_interval-th layer is attention), their
+// dimensions (ssm.*: state_size is the key and the value head size, group_count the key heads,
+// time_step_rank the value heads, tiled over the key heads), the shared expert, the gated
+// attention. Its norms are stored with the 1 of zero-centred RMSNorm added.
+Status read_qwen3_5_layers(const GgufMetadata& metadata, const std::string& key, ModelSpec& spec) {
+  LinearAttentionSpec& linear = spec.linear_attention;
+  const std::string layers_key = key + "attention.recurrent_layers";
+  if (metadata.find(layers_key) != nullptr) {
+    SPARKD_ASSIGN_OR_RETURN(auto flags, metadata.integer_array(layers_key));
+    if (!flags || flags->size() < static_cast<size_t>(spec.num_layers)) {
+      return invalid(metadata.source(), layers_key + " must flag each of the " +
+                                            std::to_string(spec.num_layers) + " layers");
+    }
+    for (int32_t l = 0; l < spec.num_layers; ++l) {
+      if ((*flags)[static_cast<size_t>(l)] != 0) linear.layers.push_back(l);
+    }
+  } else {
+    SPARKD_ASSIGN_OR_RETURN(int32_t interval,
+                            bounded(metadata, key + "full_attention_interval", 1, kMaxLayers, 4));
+    for (int32_t l = 0; l < spec.num_layers; ++l) {
+      if ((l + 1) % interval != 0) linear.layers.push_back(l);
+    }
+  }
+  SPARKD_ASSIGN_OR_RETURN(linear.conv_kernel, bounded(metadata, key + "ssm.conv_kernel", 1, 64));
+  SPARKD_ASSIGN_OR_RETURN(linear.key_head_dim,
+                          bounded(metadata, key + "ssm.state_size", 1, kMaxDim));
+  SPARKD_ASSIGN_OR_RETURN(linear.key_heads, bounded(metadata, key + "ssm.group_count", 1, kMaxDim));
+  SPARKD_ASSIGN_OR_RETURN(linear.value_heads,
+                          bounded(metadata, key + "ssm.time_step_rank", 1, kMaxDim));
+  SPARKD_ASSIGN_OR_RETURN(int32_t inner, bounded(metadata, key + "ssm.inner_size", 1, kMaxDim));
+  if (linear.value_heads % linear.key_heads != 0 || inner % linear.value_heads != 0) {
+    return invalid(metadata.source(), "ssm.time_step_rank " + std::to_string(linear.value_heads) +
+                                          " must be a multiple of ssm.group_count " +
+                                          std::to_string(linear.key_heads) +
+                                          " and divide ssm.inner_size " + std::to_string(inner));
+  }
+  linear.value_head_dim = inner / linear.value_heads;
+  linear.value_heads_tiled = true;
+  spec.attention_output_gate = true;
+  spec.moe.shared_expert_intermediate_size = spec.intermediate_size;
+  return Status::ok();
+}
+
 }  // namespace
 
 std::vector<std::string> supported_gguf_architectures() {
@@ -279,8 +341,11 @@ std::vector<std::string> supported_gguf_architectures() {
 }
 
 std::string hf_tensor_name(ModelFamily family, const std::string& gguf_name) {
-  static const std::regex layer(R"(^blk\.([0-9]+)\.([a-z_]+)\.(weight|bias)$)");
+  static const std::regex layer(R"(^blk\.([0-9]+)\.([a-z0-9_]+)\.(weight|bias)$)");
   static const std::regex model_tensor(R"(^([a-z_]+)\.(weight|bias)$)");
+  // qwen35moe's decay rate has no suffix (transformers' A_log has none either, but it is
+  // stored as -exp(A_log): named a_neg, as the decoder uses it).
+  static const std::regex bare_layer(R"(^blk\.([0-9]+)\.ssm_a$)");
   std::smatch match;
   if (family == ModelFamily::kBert) {
     if (std::regex_match(gguf_name, match, model_tensor)) {
@@ -301,6 +366,14 @@ std::string hf_tensor_name(ModelFamily family, const std::string& gguf_name) {
   }
   if (std::regex_match(gguf_name, match, layer)) {
     const std::string prefix = "model.layers." + match[1].str() + ".";
+    if (family == ModelFamily::kQwen3_5) {
+      if (match[2].str() == "ssm_dt" && match[3].str() == "bias") {
+        return prefix + "linear_attn.dt_bias";
+      }
+      for (const auto& [gguf, hf] : kQwen3_5LayerTensorNames) {
+        if (match[2].str() == gguf) return prefix + hf + "." + match[3].str();
+      }
+    }
     if (family == ModelFamily::kGptOss) {
       if (match[2].str() == "attn_sinks") return prefix + "self_attn.sinks";
       for (const auto& [gguf, hf] : kGptOssLayerTensorNames) {
@@ -312,6 +385,9 @@ std::string hf_tensor_name(ModelFamily family, const std::string& gguf_name) {
         return "model.layers." + match[1].str() + "." + hf + "." + match[3].str();
       }
     }
+  }
+  if (family == ModelFamily::kQwen3_5 && std::regex_match(gguf_name, match, bare_layer)) {
+    return "model.layers." + match[1].str() + ".linear_attn.a_neg";
   }
   return gguf_name;
 }
@@ -362,14 +438,24 @@ Expected<ModelSpec> gguf_model_spec(const GgufModel& model) {
   SPARKD_ASSIGN_OR_RETURN(spec.hidden_size,
                           bounded(metadata, key + "embedding_length", 1, kMaxDim));
   SPARKD_ASSIGN_OR_RETURN(spec.num_layers, bounded(metadata, key + "block_count", 1, kMaxLayers));
-  SPARKD_ASSIGN_OR_RETURN(auto feed_forward,
-                          uniform_integer(metadata, key + "feed_forward_length"));
+  // Multi-token-prediction layers (qwen35moe's converter may append them) are a draft model's,
+  // not the decoder's.
+  SPARKD_ASSIGN_OR_RETURN(int32_t prediction_layers, bounded(metadata, key + "nextn_predict_layers",
+                                                             0, spec.num_layers - 1, 0));
+  spec.num_layers -= prediction_layers;
+  const bool qwen3_5 = spec.family == ModelFamily::kQwen3_5;
+  SPARKD_ASSIGN_OR_RETURN(
+      auto feed_forward,
+      uniform_integer(
+          metadata, key + (qwen3_5 ? "expert_shared_feed_forward_length" : "feed_forward_length")));
   SPARKD_ASSIGN_OR_RETURN(auto heads, uniform_integer(metadata, key + "attention.head_count"));
   SPARKD_ASSIGN_OR_RETURN(auto kv_heads,
                           uniform_integer(metadata, key + "attention.head_count_kv"));
   if (!feed_forward || !heads) {
-    return invalid(source, "metadata keys " + key + "feed_forward_length and " + key +
-                               "attention.head_count are required");
+    return invalid(source,
+                   "metadata keys " + key +
+                       (qwen3_5 ? "expert_shared_feed_forward_length" : "feed_forward_length") +
+                       " and " + key + "attention.head_count are required");
   }
   auto in_range = [&](int64_t value, const std::string& what, int64_t high) -> Status {
     if (value < 1 || value > high) {
@@ -414,7 +500,15 @@ Expected<ModelSpec> gguf_model_spec(const GgufModel& model) {
     return invalid(source, "rope.freq_base is " + std::to_string(spec.rope.theta));
   }
   SPARKD_ASSIGN_OR_RETURN(auto rope_dims, metadata.optional_integer(key + "rope.dimension_count"));
-  if (rope_dims && *rope_dims != spec.head_dim) {
+  if (qwen3_5 && rope_dims) {
+    // Partial rotary. Its IMROPE sections give text tokens the same position in every
+    // section: plain rotary over the first dimension_count dimensions.
+    if (*rope_dims < 2 || *rope_dims > spec.head_dim || *rope_dims % 2 != 0) {
+      return invalid(source, "rope.dimension_count is " + std::to_string(*rope_dims) +
+                                 " for heads of " + std::to_string(spec.head_dim));
+    }
+    spec.rotary_dim = static_cast<int32_t>(*rope_dims);
+  } else if (rope_dims && *rope_dims != spec.head_dim) {
     return Status(StatusCode::kUnimplemented,
                   source + ": rope.dimension_count " + std::to_string(*rope_dims) +
                       " rotates part of each head of " + std::to_string(spec.head_dim) +
@@ -433,7 +527,7 @@ Expected<ModelSpec> gguf_model_spec(const GgufModel& model) {
     return Status(StatusCode::kUnimplemented, source + ": RoPE scaling '" + *scaling +
                                                   "' (sparkd runs none, linear, yarn, llama3)");
   }
-  if (arch_name == "qwen3moe" || arch_name == "gpt-oss") {
+  if (arch_name == "qwen3moe" || arch_name == "gpt-oss" || qwen3_5) {
     // llama.cpp's qwen3moe and gpt-oss: every layer sparse, the top k renormalised (gpt-oss
     // softmaxes the top k logits: the same).
     MoeSpec& moe = spec.moe;
@@ -444,6 +538,7 @@ Expected<ModelSpec> gguf_model_spec(const GgufModel& model) {
                             bounded(metadata, key + "expert_feed_forward_length", 1, kMaxDim));
     moe.normalize_top_k = true;
   }
+  if (qwen3_5) SPARKD_RETURN_IF_ERROR(read_qwen3_5_layers(metadata, key, spec));
   if (arch_name == "gpt-oss") {
     // llama.cpp's gpt-oss graph: biased router and experts, the clamped SwiGLU with its
     // constants (alpha 1.702, limit 7, which llama.cpp hard-codes), sinks on every layer.
@@ -473,9 +568,11 @@ Expected<ModelSpec> gguf_model_spec(const GgufModel& model) {
   spec.attention_qkv_bias = find_tensor(tensors, "blk.0.attn_q.bias") != nullptr;
   spec.attention_out_bias = find_tensor(tensors, "blk.0.attn_output.bias") != nullptr;
   spec.mlp_bias = find_tensor(tensors, "blk.0.ffn_up.bias") != nullptr;
-  spec.qk_norm = find_tensor(tensors, "blk.0.attn_q_norm.weight") != nullptr;
+  // qwen35moe's first layers are linear attention: its q/k norms are a given (llama.cpp's
+  // graph requires them; the decoder's binding names any missing one).
+  spec.qk_norm = qwen3_5 || find_tensor(tensors, "blk.0.attn_q_norm.weight") != nullptr;
   spec.rope_freq_factors = find_tensor(tensors, "rope_freqs.weight") != nullptr;
-  if (spec.qk_norm != (spec.family == ModelFamily::kQwen3)) {
+  if (spec.qk_norm != (spec.family == ModelFamily::kQwen3 || qwen3_5)) {
     return invalid(source, std::string(arch->name) + (spec.qk_norm ? " with" : " without") +
                                " q/k norm tensors");
   }

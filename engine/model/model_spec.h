@@ -81,6 +81,10 @@ struct LinearAttentionSpec {
   int32_t value_head_dim = 0;
   int32_t conv_kernel = 0;      // linear_conv_kernel_dim
   std::vector<int32_t> layers;  // the linear-attention layers, ascending (empty: none)
+  // Which key head value head h reads: transformers groups value heads by key head
+  // (h / (value_heads / key_heads)); llama.cpp's GGUF files reorder them so they tile
+  // (h % key_heads), every per-head tensor with them, and this says so.
+  bool value_heads_tiled = false;
 
   // The convolution's channels: q and k (key_heads x key_head_dim each), then v.
   int64_t conv_dim() const {

@@ -1,23 +1,26 @@
-// Tiny llama / mistral / qwen2 / qwen3 / qwen3moe / gpt-oss models converted by llama.cpp's
-// convert_hf_to_gguf.py and quantized by llama-quantize (Q2_K ... Q8_0, MXFP4_MOE,
+// Tiny llama / mistral / qwen2 / qwen3 / qwen3moe / gpt-oss / qwen35moe models converted by
+// llama.cpp's convert_hf_to_gguf.py and quantized by llama-quantize (Q2_K ... Q8_0, MXFP4_MOE,
 // tests/fixtures/gguf/models), against llama.cpp's own answers on them (llama_cpp.json there;
 // both made by tools/fixtures/make_gguf_model_fixtures.py): the same prompt ids, the same
-// logits, and the same greedy tokens. The gpt_oss_mxfp4 HF fixture converted as it is (MXFP4
-// experts repacked by the converter) is checked twice: as the GGUF file, and as the safetensors
-// directory sparkd repacks itself.
+// logits, and the same greedy tokens. The gpt_oss_mxfp4 and qwen3_5_moe_f32 HF fixtures
+// converted as they are (MXFP4 experts repacked; Qwen3.5's norms +1, -exp(A_log) and value
+// heads retiled by the converter) are checked twice: as the GGUF file, and as the safetensors
+// directory.
 //
 // Both engines read the same quantized weights and quantize activations to 8 bits the same
 // way (q8_0/q8_1/q8_K blocks, round to nearest), so most logits agree to the goldens' 5
 // significant digits. What differs is the order of float sums and the approximations in
 // RMSNorm, RoPE, softmax and SiLU: a last-bit difference in an activation now and then lands
 // on the other side of an 8-bit rounding step, and from that position on (through the KV
-// cache) the logits move by about a tenth. On these 13 models, at 3 prompts and 32 steps each,
-// 1795 of 2044 rows are exact; the others leave exactness at one position and stay within
-// 0.17 of llama.cpp after it. A wrong op moves logits by whole units, at every position.
+// cache) the logits move by about a tenth. On these 16 models and conversions, at 3 prompts
+// and 32 steps each, 2104 of 2506 rows are exact; the others leave exactness at one position
+// and stay within 0.17 of llama.cpp after it (the quantized Qwen3.5: 0.98, see
+// tolerance_for). A wrong op moves logits by whole units, at every position: llama.cpp's
+// value-head order misread moves the Qwen3.5 conversions' by 11 to 86.
 //
 // The greedy check feeds llama.cpp's own continuation back (teacher forcing), so all 32 steps
 // are compared even past a near-tie, and at every step sparkd's argmax must be llama.cpp's
-// unless llama.cpp's two best logits are within kNearTie of each other.
+// unless llama.cpp's two best logits are within twice the tolerance of each other.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -44,8 +47,18 @@ constexpr float kExact = 1e-3f;
 // Rows (prompt positions and decode steps) that must be exact: one rounding flip early in a
 // sequence leaves the rest of it inexact, so this is well below the measured share.
 constexpr double kAtLeastExactShare = 0.6;
-// llama.cpp's two best logits closer than this count as a tie that either engine may break.
-constexpr float kNearTie = 2 * kLogitTolerance;
+// llama.cpp's two best logits closer than twice the tolerance count as a tie that either
+// engine may break.
+//
+// The quantized Qwen3.5 hybrid is the exception to kLogitTolerance: this small random model
+// amplifies activation rounding, so that llama.cpp's own logits on it move by up to its
+// "activation_rounding_worst" (0.98) when only that rounding changes (the generator runs
+// llama.cpp on a dequantized copy too). sparkd rounds the same activations the same way, but
+// after sums in another order; it is held to twice llama.cpp's own spread. Its F32
+// conversions are held to the common bound, and are exact on every row.
+float tolerance_for(const json& file) {
+  return std::max(kLogitTolerance, 2 * file.value("activation_rounding_worst", 0.0f));
+}
 
 std::string fixture_dir() {
   return std::string(SPARKD_SOURCE_DIR) + "/tests/fixtures/gguf/models/";
@@ -57,6 +70,7 @@ json golden() {
 }
 
 struct Agreement {
+  float tolerance = kLogitTolerance;
   float worst = 0.0f;
   int rows = 0;
   int exact_rows = 0;
@@ -66,6 +80,12 @@ struct Agreement {
     worst = std::max(worst, difference);
     ++rows;
     if (difference <= kExact) ++exact_rows;
+  }
+  void merge(const Agreement& other) {
+    worst = std::max(worst, other.worst);
+    rows += other.rows;
+    exact_rows += other.exact_rows;
+    near_tie_swaps += other.near_tie_swaps;
   }
 };
 
@@ -87,7 +107,7 @@ void compare_top(std::span<const float> ours, const json& theirs, const std::str
     WARN(where << ": near-tie, sparkd's argmax " << best << " (logit " << ours[best]
                << "), llama.cpp's " << expected << " (logit " << ours[expected]
                << " here), llama.cpp's top-2 gap " << gap);
-    CHECK(gap < kNearTie);
+    CHECK(gap < 2 * agreement.tolerance);
     ++agreement.near_tie_swaps;
   }
 }
@@ -110,10 +130,13 @@ void compare_with_llama_cpp(const sparkd::tasks::LoadedModel& model, const json&
     auto kv =
         model.decoder()->allocate_kv_cache(static_cast<int32_t>(prompt_ids.size()) + new_tokens);
     REQUIRE(kv.has_value());
+    auto state = model.decoder()->allocate_recurrent_states(1);  // Qwen3.5's
+    REQUIRE(state.has_value());
 
     // Prefill, every prompt position's logits: the batched (GEMM) path.
     sparkd::arch::DecoderStepSequence prefill;
     prefill.tokens = prompt_ids;
+    prefill.recurrent_state = state->sequence(0);
     prefill.logits = sparkd::arch::StepLogits::kAll;
     auto logits = model.decoder()->forward({&prefill, 1}, *kv);
     REQUIRE(logits.has_value());
@@ -141,6 +164,7 @@ void compare_with_llama_cpp(const sparkd::tasks::LoadedModel& model, const json&
       sparkd::arch::DecoderStepSequence step;
       step.tokens = std::span<const int32_t>(&continuation[static_cast<size_t>(n)], 1);
       step.past_tokens = past++;
+      step.recurrent_state = state->sequence(0);
       auto next = model.decoder()->forward({&step, 1}, *kv);
       REQUIRE(next.has_value());
       compare_top(*next, c.at("greedy_top").at(n), "greedy step " + std::to_string(n + 1),
@@ -154,13 +178,11 @@ void compare_with_llama_cpp(const sparkd::tasks::LoadedModel& model, const json&
 TEST_CASE("llama.cpp-converted GGUF models: prompt ids, logits and greedy tokens equal llama.cpp's",
           "[gguf][llama_cpp_models]") {
   const std::map<std::string, std::string> sparkd_architecture = {
-      {"llama", "LlamaForCausalLM"},
-      {"qwen2", "Qwen2ForCausalLM"},
-      {"qwen3", "Qwen3ForCausalLM"},
-      {"qwen3moe", "Qwen3MoeForCausalLM"},
-      {"gpt-oss", "GptOssForCausalLM"}};
+      {"llama", "LlamaForCausalLM"},    {"qwen2", "Qwen2ForCausalLM"},
+      {"qwen3", "Qwen3ForCausalLM"},    {"qwen3moe", "Qwen3MoeForCausalLM"},
+      {"gpt-oss", "GptOssForCausalLM"}, {"qwen35moe", "Qwen3_5MoeForCausalLM"}};
   const json expected = golden();
-  REQUIRE(expected.at("models").size() == 12);
+  REQUIRE(expected.at("models").size() >= 14);
   auto backend = sparkd::make_cpu_backend();
   const int32_t new_tokens = expected.at("new_tokens").get<int32_t>();
   Agreement agreement;
@@ -183,7 +205,6 @@ TEST_CASE("llama.cpp-converted GGUF models: prompt ids, logits and greedy tokens
     }
     for (size_t i = 0; i < sources.size(); ++i) {
       const std::string& source = sources[i];
-      const Agreement before = agreement;
       INFO("model " << source << " (llama.cpp's answers on " << name << ", llama-quantize "
                     << file.at("ftype").get<std::string>() << ")");
       auto loaded = sparkd::tasks::LoadedModel::load(source, *backend);
@@ -191,18 +212,20 @@ TEST_CASE("llama.cpp-converted GGUF models: prompt ids, logits and greedy tokens
       REQUIRE(loaded.has_value());
       CHECK((*loaded)->spec().architecture ==
             sparkd_architecture.at(file.at("gguf_architecture").get<std::string>()));
-      compare_with_llama_cpp(**loaded, file, new_tokens, agreement);
-      WARN(labels[i] << ": " << agreement.exact_rows - before.exact_rows << " of "
-                     << agreement.rows - before.rows << " rows exact, "
-                     << agreement.near_tie_swaps - before.near_tie_swaps
-                     << " near-tie swaps, worst " << agreement.worst);
+      Agreement one;
+      one.tolerance = tolerance_for(file);
+      compare_with_llama_cpp(**loaded, file, new_tokens, one);
+      WARN(labels[i] << ": " << one.exact_rows << " of " << one.rows << " rows exact, "
+                     << one.near_tie_swaps << " near-tie swaps, worst " << one.worst << " (allowed "
+                     << one.tolerance << ")");
+      CHECK(one.worst <= one.tolerance);
+      agreement.merge(one);
     }
   }
   const double exact_share = static_cast<double>(agreement.exact_rows) / agreement.rows;
   WARN("against llama.cpp: largest logit difference "
        << agreement.worst << ", " << agreement.exact_rows << " of " << agreement.rows
        << " rows exact, " << agreement.near_tie_swaps << " near-tie argmax swaps");
-  CHECK(agreement.worst <= kLogitTolerance);
   CHECK(exact_share >= kAtLeastExactShare);
 }
 

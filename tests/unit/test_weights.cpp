@@ -88,7 +88,8 @@ class TestBackend final : public Backend {
     std::abort();
   }
   void gated_delta_net(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                       int32_t, std::span<const sparkd::RecurrentSequence>, Tensor&) override {
+                       int32_t, bool, std::span<const sparkd::RecurrentSequence>,
+                       Tensor&) override {
     std::abort();
   }
   void gelu(const Tensor&, bool, Tensor&) override { std::abort(); }

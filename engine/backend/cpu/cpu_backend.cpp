@@ -350,7 +350,7 @@ class CpuBackend final : public Backend {
   }
 
   void gated_delta_net(const Tensor& qkv, const Tensor& a, const Tensor& b, const Tensor& a_neg,
-                       const Tensor& dt_bias, int32_t key_heads,
+                       const Tensor& dt_bias, int32_t key_heads, bool value_heads_tiled,
                        std::span<const RecurrentSequence> sequences, Tensor& out) override {
     for (const auto& [what, t] : {std::pair<const char*, const Tensor*>{"qkv", &qkv},
                                   {"a", &a},
@@ -370,6 +370,7 @@ class CpuBackend final : public Backend {
             std::to_string(key_heads) + " dividing value_heads");
     cpu::DeltaNetShape shape;
     shape.key_heads = key_heads;
+    shape.value_heads_tiled = value_heads_tiled;
     shape.value_heads = out.dim(1);
     shape.value_head_dim = out.dim(2);
     const int64_t key_channels = qkv.dim(1) - shape.value_heads * shape.value_head_dim;

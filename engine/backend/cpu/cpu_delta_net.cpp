@@ -79,7 +79,7 @@ void gated_delta_net(const KernelConfig& config, const float* qkv, const float* 
   parallel_for(config, items, dk * dv * 4, [&](int64_t item) {
     const RecurrentSequence& seq = sequences[static_cast<size_t>(item / hv)];
     const int64_t h = item % hv;
-    const int64_t key_head = h / heads_per_key;
+    const int64_t key_head = shape.value_heads_tiled ? h % hk : h / heads_per_key;
     float* s = seq.delta_state.as<float>() + h * dk * dv;  // S[i][j]: [dk, dv]
     float* q = thread_scratch(0, static_cast<size_t>(2 * dk + dv));
     float* k = q + dk;

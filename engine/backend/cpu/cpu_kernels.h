@@ -255,6 +255,7 @@ void causal_conv1d_silu(const KernelConfig& config, const float* x, const float*
                         std::span<const RecurrentSequence> sequences, float* out);
 struct DeltaNetShape {
   int64_t key_heads = 0, key_head_dim = 0, value_heads = 0, value_head_dim = 0;
+  bool value_heads_tiled = false;  // value head h reads key head h % key_heads
 };
 // qkv: [tokens, 2 * key_heads * key_head_dim + value_heads * value_head_dim]; a, b: [tokens,
 // value_heads]; a_neg, dt_bias: [value_heads]; out: [tokens, value_heads, value_head_dim].
