@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -606,3 +607,44 @@ TEST_CASE("Daemon governor: the ledger matches RSS under a mixed load", "[daemon
 }
 
 }  // namespace
+
+// Qwen3.5's hybrid in a real daemon: every running sequence holds a recurrent state beside its
+// KV, granted on the model's account. Concurrent requests answer as transformers does, and once
+// they are done no state (and, with no prefix cache for such a model, no KV) is left held.
+TEST_CASE("Daemon governor: a hybrid model serves concurrent requests and returns its state",
+          "[daemon][governor]") {
+  const std::string dir = fixture_model_dir("qwen3_5_moe_f32");
+  std::ifstream expected_file(dir + "/expected.json");
+  const nlohmann::json expected = nlohmann::json::parse(expected_file);
+  DaemonProcess daemon([&](const auto& daemon_dir) {
+    return governor_config(daemon_dir, "budget = \"1GiB\"\nos_reserve = \"1GiB\"",
+                           model_table("hybrid", dir, "kv_max = \"64MiB\""));
+  });
+  std::vector<std::thread> threads;
+  std::vector<v1::Response> responses(expected.at("greedy").size());
+  for (size_t i = 0; i < responses.size(); ++i) {
+    threads.emplace_back([&, i] {
+      const nlohmann::json& greedy = expected.at("greedy")[i];
+      const nlohmann::json& prompt = expected.at("prompts")[greedy.at("prompt").get<size_t>()];
+      v1::Request request = generate_request("hybrid", prompt.at("text").get<std::string>(),
+                                             static_cast<uint32_t>(greedy.at("new_ids").size()));
+      request.mutable_generate()->set_ignore_eos(true);
+      api::Client client = daemon.connect();
+      responses[i] = call_once(client, request);
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (size_t i = 0; i < responses.size(); ++i) {
+    INFO("greedy continuation " << i);
+    REQUIRE(error_code(responses[i]) == v1::OK);
+    CHECK(std::vector<int32_t>(responses[i].generate().token_ids().begin(),
+                               responses[i].generate().token_ids().end()) ==
+          expected.at("greedy")[i].at("new_ids").get<std::vector<int32_t>>());
+  }
+  const std::string page = http_get(daemon.metrics_port(), "/metrics");
+  CHECK(metric_value(
+            page, "sparkd_model_recurrent_state_bytes{model=\"hybrid\",task=\"generate\"}") == 0);
+  CHECK(metric_value(page, "sparkd_model_kv_used_bytes{model=\"hybrid\",task=\"generate\"}") == 0);
+  CHECK(metric_value(page, "sparkd_model_prefix_cache_bytes{model=\"hybrid\",task=\"generate\"}") ==
+        0);
+}
