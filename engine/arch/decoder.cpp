@@ -1,5 +1,6 @@
 #include "engine/arch/decoder.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <utility>
@@ -204,11 +205,24 @@ Status DecoderModel::bind_linear_attention(const model::ModelWeights& weights,
   const int64_t heads = linear.value_heads;
   const std::string p = layer_prefix + "linear_attn.";
   LinearAttentionWeights& l = w.linear.emplace();
-  SPARKD_RETURN_IF_ERROR(
-      bind(weights, p + "in_proj_qkv.weight", {conv_dim, hidden}, l.in_proj_qkv));
-  SPARKD_RETURN_IF_ERROR(bind(weights, p + "in_proj_z.weight", {value_dim, hidden}, l.in_proj_z));
-  SPARKD_RETURN_IF_ERROR(bind(weights, p + "in_proj_b.weight", {heads, hidden}, l.in_proj_b));
-  SPARKD_RETURN_IF_ERROR(bind(weights, p + "in_proj_a.weight", {heads, hidden}, l.in_proj_a));
+  if (linear.fused_projections) {
+    // Qwen3-Next's, regrouped by the loader into [q | k | v | z] and [b | a]
+    // (engine/model/qwen3_next_projections.h).
+    Tensor qkvz, ba;
+    SPARKD_RETURN_IF_ERROR(
+        bind(weights, p + "in_proj_qkvz.weight", {conv_dim + value_dim, hidden}, qkvz));
+    SPARKD_RETURN_IF_ERROR(bind(weights, p + "in_proj_ba.weight", {2 * heads, hidden}, ba));
+    l.in_proj_qkv = qkvz.row_range(0, conv_dim);
+    l.in_proj_z = qkvz.row_range(conv_dim, value_dim);
+    l.in_proj_b = ba.row_range(0, heads);
+    l.in_proj_a = ba.row_range(heads, heads);
+  } else {
+    SPARKD_RETURN_IF_ERROR(
+        bind(weights, p + "in_proj_qkv.weight", {conv_dim, hidden}, l.in_proj_qkv));
+    SPARKD_RETURN_IF_ERROR(bind(weights, p + "in_proj_z.weight", {value_dim, hidden}, l.in_proj_z));
+    SPARKD_RETURN_IF_ERROR(bind(weights, p + "in_proj_b.weight", {heads, hidden}, l.in_proj_b));
+    SPARKD_RETURN_IF_ERROR(bind(weights, p + "in_proj_a.weight", {heads, hidden}, l.in_proj_a));
+  }
   // conv1d's [channels, 1, kernel]; GGUF stores it without the middle axis.
   if (auto conv = weights.get(p + "conv1d.weight", {conv_dim, 1, linear.conv_kernel})) {
     l.conv = conv->reshaped({conv_dim, linear.conv_kernel});
@@ -402,8 +416,10 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
   SPARKD_ASSIGN_OR_RETURN(Tensor v, act.make({n, kv_heads * head_dim}));
   SPARKD_ASSIGN_OR_RETURN(Tensor attention_out, act.make({n, heads * head_dim}));
   SPARKD_ASSIGN_OR_RETURN(Tensor projected, act.make({n, hidden}));
-  SPARKD_ASSIGN_OR_RETURN(Tensor gate, act.make({n, inter}));
-  SPARKD_ASSIGN_OR_RETURN(Tensor up, act.make({n, inter}));
+  // A dense MLP's, or a shared expert's (Qwen3-Next has both, of their own widths).
+  const int64_t mlp_width = std::max(inter, int64_t{spec_.moe.shared_expert_intermediate_size});
+  SPARKD_ASSIGN_OR_RETURN(Tensor mlp_gate, act.make({n, mlp_width}));
+  SPARKD_ASSIGN_OR_RETURN(Tensor mlp_up, act.make({n, mlp_width}));
   Tensor q_and_gate, output_gate;  // gated attention: q_proj's output, and the gate split off
   if (spec_.attention_output_gate) {
     SPARKD_ASSIGN_OR_RETURN(q_and_gate, act.make({n, 2 * heads * head_dim}));
@@ -512,6 +528,8 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
       add_experts(w, normed, x, moe);
       if (!w.shared_expert_gate) continue;
     }
+    Tensor gate(DType::kF32, {n, w.gate_proj.rows()}, mlp_gate.data);
+    Tensor up(DType::kF32, {n, w.gate_proj.rows()}, mlp_up.data);
     b.linear(normed, w.gate_proj, ptr(w.gate_bias), gate);
     b.linear(normed, w.up_proj, ptr(w.up_bias), up);
     b.silu_mul(gate, up, gate);

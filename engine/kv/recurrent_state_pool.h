@@ -49,6 +49,10 @@ class RecurrentStatePool final : public RecurrentStateSource {
   // Granules one state takes in the ledger.
   uint64_t granules_per_state() const { return granules_per_state_; }
   int32_t states_in_use() const { return in_use_; }
+  // What the states in use hold on the model's account, granule rounding included.
+  uint64_t committed_bytes() const {
+    return static_cast<uint64_t>(in_use_) * granules_per_state_ * governor::kGranuleBytes;
+  }
 
  private:
   Backend& backend_;

@@ -180,6 +180,9 @@ constexpr ArchitectureInfo kArchitectures[] = {
     // The released checkpoints: the text model under "text_config" beside a vision tower,
     // which sparkd does not load.
     {"Qwen3_5MoeForConditionalGeneration", ModelFamily::kQwen3_5, ModelTask::kGenerate},
+    // Qwen3.5's predecessor with the same hybrid layers (fused input projections, dense
+    // mlp_only_layers, norm_topk_prob).
+    {"Qwen3NextForCausalLM", ModelFamily::kQwen3_5, ModelTask::kGenerate},
     {"LlamaModel", ModelFamily::kLlama, ModelTask::kEmbed},
     {"MistralModel", ModelFamily::kMistral, ModelTask::kEmbed},
     {"Qwen2Model", ModelFamily::kQwen2, ModelTask::kEmbed},
@@ -203,6 +206,7 @@ constexpr std::pair<const char*, const char*> kModelTypeArchitectures[] = {
     {"gpt_oss", "GptOssForCausalLM"},
     {"qwen3_5_moe_text", "Qwen3_5MoeForCausalLM"},
     {"qwen3_5_moe", "Qwen3_5MoeForConditionalGeneration"},
+    {"qwen3_next", "Qwen3NextForCausalLM"},
     {"bert", "BertModel"},
     {"xlm-roberta", "XLMRobertaModel"},
     {"roberta", "RobertaModel"},
@@ -472,6 +476,20 @@ void read_labels(const Fields& config, ModelSpec& spec) {
   for (auto& label : labels) spec.labels.push_back(std::move(*label));
 }
 
+// "mlp_only_layers": the layers that keep a dense MLP in a mixture of experts.
+void read_dense_layers(const Fields& config, ModelSpec& spec) {
+  const json* dense = config.find("mlp_only_layers");
+  if (dense == nullptr) return;
+  if (!dense->is_array()) {
+    config.fail_field(StatusCode::kInvalidArgument, "mlp_only_layers",
+                      "must be a list of layer indexes, got " + describe_untrusted_json(*dense));
+  }
+  for (const json& layer : *dense) {
+    spec.moe.dense_layers.push_back(
+        config.as_int(layer, "mlp_only_layers", 0, spec.num_layers - 1));
+  }
+}
+
 // Qwen3MoeConfig's fields (the released checkpoints name the expert count "num_experts";
 // transformers 5 writes "num_local_experts"), with its defaults.
 void read_moe(const Fields& config, ModelSpec& spec) {
@@ -482,15 +500,7 @@ void read_moe(const Fields& config, ModelSpec& spec) {
   moe.expert_intermediate_size = config.get_int("moe_intermediate_size", 1, kMaxDim);
   moe.normalize_top_k = config.get_bool_or("norm_topk_prob", false);
   moe.sparse_step = config.get_int_or("decoder_sparse_step", 1, kMaxLayers, 1);
-  if (const json* dense = config.find("mlp_only_layers")) {
-    if (!dense->is_array()) {
-      config.fail_field(StatusCode::kInvalidArgument, "mlp_only_layers",
-                        "must be a list of layer indexes, got " + describe_untrusted_json(*dense));
-    }
-    for (const json& layer : *dense) {
-      moe.dense_layers.push_back(config.as_int(layer, "mlp_only_layers", 0, spec.num_layers - 1));
-    }
-  }
+  read_dense_layers(config, spec);
 }
 
 // MixtralConfig's: every layer sparse, experts as wide as intermediate_size, the top k always
@@ -584,23 +594,35 @@ void read_qwen3_5(const Fields& config, ModelSpec& spec) {
   }
 
   MoeSpec& moe = spec.moe;
-  moe.num_experts = config.get_int_or("num_experts", 1, 1 << 16, 256);
-  moe.experts_per_token =
-      config.get_int_or("num_experts_per_tok", 1, moe.num_experts, std::min(8, moe.num_experts));
+  const bool next = spec.architecture == "Qwen3NextForCausalLM";
+  moe.num_experts = config.get_int_or("num_experts", 1, 1 << 16, next ? 512 : 256);
+  moe.experts_per_token = config.get_int_or("num_experts_per_tok", 1, moe.num_experts,
+                                            std::min(next ? 10 : 8, moe.num_experts));
   moe.expert_intermediate_size = config.get_int_or("moe_intermediate_size", 1, kMaxDim, 512);
-  moe.normalize_top_k = true;
-  moe.shared_expert_intermediate_size = spec.intermediate_size;
+  moe.shared_expert_intermediate_size =
+      config.get_int_or("shared_expert_intermediate_size", 1, kMaxDim, 512);
+  if (!next) {
+    moe.normalize_top_k = true;  // Qwen3.5 always renormalises; every layer is sparse
+    return;
+  }
+  // Qwen3-Next: Qwen3-MoE's sparsity rules and norm_topk_prob, and fused projections.
+  moe.normalize_top_k = config.get_bool_or("norm_topk_prob", true);
+  moe.sparse_step = config.get_int_or("decoder_sparse_step", 1, kMaxLayers, 1);
+  read_dense_layers(config, spec);
+  linear.fused_projections = true;
 }
 
 void read_decoder(const Fields& config, ModelSpec& spec) {
   spec.is_decoder = true;
   spec.vocab_size = config.get_int("vocab_size", 1, kMaxVocab);
   spec.hidden_size = config.get_int("hidden_size", 1, kMaxDim);
-  // Qwen3.5 has no dense MLP; its shared expert is one, run on every token.
+  // Qwen3.5 has no dense MLP; its shared expert is one, run on every token. (Qwen3-Next's
+  // mlp_only_layers have one.)
+  const bool qwen3_5 = spec.architecture == "Qwen3_5MoeForCausalLM" ||
+                       spec.architecture == "Qwen3_5MoeForConditionalGeneration";
   spec.intermediate_size =
-      spec.family == ModelFamily::kQwen3_5
-          ? config.get_int_or("shared_expert_intermediate_size", 1, kMaxDim, 512)
-          : config.get_int("intermediate_size", 1, kMaxDim);
+      qwen3_5 ? config.get_int_or("shared_expert_intermediate_size", 1, kMaxDim, 512)
+              : config.get_int("intermediate_size", 1, kMaxDim);
   spec.num_layers = config.get_int("num_hidden_layers", 1, kMaxLayers);
   spec.num_heads = config.get_int("num_attention_heads", 1, kMaxDim);
   spec.num_kv_heads = config.get_int_or("num_key_value_heads", 1, kMaxDim, spec.num_heads);

@@ -85,6 +85,11 @@ struct LinearAttentionSpec {
   // (h / (value_heads / key_heads)); llama.cpp's GGUF files reorder them so they tile
   // (h % key_heads), every per-head tensor with them, and this says so.
   bool value_heads_tiled = false;
+  // Qwen3-Next fuses the input projections, grouped per key head: in_proj_qkvz [q | k | v | z]
+  // and in_proj_ba [b | a] for each key head's values. The loader regroups their rows into
+  // [all q | all k | all v | all z] and [all b | all a] (qwen3_next_row_order), which the
+  // decoder then takes as row ranges.
+  bool fused_projections = false;
 
   // The convolution's channels: q and k (key_heads x key_head_dim each), then v.
   int64_t conv_dim() const {

@@ -233,9 +233,11 @@ Expected<ModelWeights> ModelWeights::load_planned(const std::vector<PlannedFile>
         permuted.resize(static_cast<size_t>(size_bytes));
         const size_t quantized_row_bytes = dtype_row_bytes(dtype, cols);
         for (int64_t r = 0; r < rows; ++r) {
-          status = file.read_exact(staging.data(), source_row_bytes,
-                                   info.file_offset + static_cast<uint64_t>(r) * source_row_bytes,
-                                   info.name);
+          const int64_t source_row =
+              info.row_permutation.empty() ? r : info.row_permutation[static_cast<size_t>(r)];
+          status = file.read_exact(
+              staging.data(), source_row_bytes,
+              info.file_offset + static_cast<uint64_t>(source_row) * source_row_bytes, info.name);
           if (!status.is_ok()) return status;
           if (info.dtype == DType::kF32) {
             std::memcpy(widened.data(), staging.data(), static_cast<size_t>(source_row_bytes));
@@ -387,13 +389,12 @@ Expected<ModelWeights> ModelWeights::load(const std::string& model_dir, Backend&
     file.path = header.path;
     file.size_bytes = header.file_size_bytes;
     for (const SafetensorsTensorInfo& info : header.tensors) {
+      std::vector<int64_t> order;
+      if (options.row_order && info.shape.size() == 2) {
+        order = options.row_order(info.name, info.shape.front());
+      }
       file.tensors.push_back(
-          {info.name,
-           info.dtype,
-           info.shape,
-           info.file_offset,
-           info.size_bytes,
-           {},
+          {info.name, info.dtype, info.shape, info.file_offset, info.size_bytes, std::move(order),
            load_quantization(info.name, info.shape, info.dtype, options.quantize)});
     }
   }

@@ -6,6 +6,7 @@
 // the DGX Spark mmap loading was measured 10x slower than sequential reads.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -34,6 +35,10 @@ struct WeightLoadOptions {
   // Quantize float matrices to this type as they are read (safetensors only; config.toml's
   // `quantize`). Which tensors: load_quantization().
   std::optional<DType> quantize;
+  // Safetensors only: rows to regroup as they are read, row r of tensor `name` (of `rows` rows)
+  // being row row_order(name, rows)[r] of the file's (empty: as stored). The model's spec
+  // decides (LoadedModel sets Qwen3-Next's qwen3_next_row_order).
+  std::function<std::vector<int64_t>(const std::string& name, int64_t rows)> row_order;
 };
 
 // The type tensor `name` of `shape` and `dtype` is held in when `target` is asked for: the

@@ -139,7 +139,7 @@ struct DecoderRunner::State {
 
   // The governor's demand, between two steps (kv_reclaim.h).
   void apply_reclaim(const governor::ReclaimDemand& demand) {
-    apply_reclaim_demand(demand, *pool, *cache, *scheduler);
+    apply_reclaim_demand(demand, *pool, *cache, *scheduler, states.get());
     // The governor plans the next reclaim from these figures: they must be fresh.
     publish_stats();
     arbiter->reclaim_applied(config.consumer);

@@ -7,6 +7,7 @@
 
 #include "engine/kv/kv_block_pool.h"
 #include "engine/kv/prefix_cache.h"
+#include "engine/kv/recurrent_state_pool.h"
 #include "engine/sched/scheduler.h"
 #include "governor/memory_arbiter.h"
 
@@ -18,9 +19,12 @@ namespace sparkd::sched {
 void drop_prefix_cache(KvBlockPool& pool, kv::PrefixCache& cache, uint64_t bytes);
 
 // Cache first, then the newest sequences are preempted (re-queued and recomputed, so their
-// output does not change) until the pool holds no more than the demand's target. The caller
-// then reports its usage and tells the arbiter the demand is applied.
+// output does not change) until the model holds no more than the demand's target: the pool's
+// committed memory and, for a model with recurrent state, its running sequences' `states`
+// (nullptr: none). The caller then reports its usage and tells the arbiter the demand is
+// applied.
 void apply_reclaim_demand(const governor::ReclaimDemand& demand, KvBlockPool& pool,
-                          kv::PrefixCache& cache, Scheduler& scheduler);
+                          kv::PrefixCache& cache, Scheduler& scheduler,
+                          const RecurrentStatePool* states = nullptr);
 
 }  // namespace sparkd::sched

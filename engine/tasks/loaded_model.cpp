@@ -12,6 +12,7 @@
 #include "engine/arch/pooling.h"
 #include "engine/model/gguf_model.h"
 #include "engine/model/model_location.h"
+#include "engine/model/qwen3_next_projections.h"
 #include "engine/tokenizer/ggml_vocabulary.h"
 
 namespace sparkd::tasks {
@@ -126,8 +127,14 @@ Expected<std::unique_ptr<LoadedModel>> LoadedModel::load(
     SPARKD_ASSIGN_OR_RETURN(tokenizer, tokenizer::Tokenizer::from_file(location.path));
     SPARKD_ASSIGN_OR_RETURN(model->chat_template_source_, hf_chat_template_source(location.path));
     SPARKD_ASSIGN_OR_RETURN(model->special_token_texts_, hf_special_token_texts(location.path));
+    model::WeightLoadOptions options = weight_options;
+    if (model->spec_.linear_attention.fused_projections) {
+      options.row_order = [spec = model->spec_](const std::string& name, int64_t rows) {
+        return model::qwen3_next_row_order(spec, name, rows);
+      };
+    }
     SPARKD_ASSIGN_OR_RETURN(model->weights_,
-                            model::ModelWeights::load(location.path, backend, weight_options));
+                            model::ModelWeights::load(location.path, backend, options));
   }
   // Requests are tokenized plainly: truncation is decided per task here, and batches are
   // packed, never padded.

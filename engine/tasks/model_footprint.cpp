@@ -14,7 +14,9 @@ uint64_t workspace_bytes(const model::ModelSpec& spec, int64_t tokens, int64_t l
                          DType activation_dtype) {
   const uint64_t n = static_cast<uint64_t>(tokens);
   const uint64_t hidden = static_cast<uint64_t>(spec.hidden_size);
-  const uint64_t inter = static_cast<uint64_t>(spec.intermediate_size);
+  // A dense MLP's or a shared expert's activations, whichever is wider (decoder.cpp).
+  const uint64_t inter = static_cast<uint64_t>(
+      std::max(spec.intermediate_size, spec.moe.shared_expert_intermediate_size));
   const uint64_t element = dtype_size_bytes(activation_dtype);
   // The tensors forward_hidden() makes (engine/arch/decoder.cpp, encoder.cpp), per token.
   uint64_t per_token = 0;

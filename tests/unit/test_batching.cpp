@@ -17,6 +17,7 @@
 #include "engine/kv/prefix_cache.h"
 #include "engine/kv/recurrent_state_pool.h"
 #include "engine/sched/decoder_step.h"
+#include "engine/sched/kv_reclaim.h"
 #include "engine/sched/scheduler.h"
 #include "engine/tasks/loaded_model.h"
 #include "governor/fixed_budget_arbiter.h"
@@ -131,9 +132,10 @@ std::map<RequestId, std::vector<int32_t>> each_alone(sparkd::arch::DecoderModel&
 }  // namespace
 
 TEST_CASE("32 concurrent greedy requests produce exactly what each produces alone", "[batching]") {
-  for (const char* name : {"llama_f32", "llama_bf16_sharded", "mistral_f32", "qwen2_f32",
-                           "qwen3_f32", "qwen3_f16", "qwen3_moe_f32", "qwen3_moe_step2_f32",
-                           "mixtral_f32", "gpt_oss_f32", "gpt_oss_mxfp4", "qwen3_5_moe_f32"}) {
+  for (const char* name :
+       {"llama_f32", "llama_bf16_sharded", "mistral_f32", "qwen2_f32", "qwen3_f32", "qwen3_f16",
+        "qwen3_moe_f32", "qwen3_moe_step2_f32", "mixtral_f32", "gpt_oss_f32", "gpt_oss_mxfp4",
+        "qwen3_5_moe_f32", "qwen3_next_f32"}) {
     INFO(name);
     auto backend = sparkd::make_cpu_backend();
     auto model = sparkd::tasks::LoadedModel::load(
@@ -247,6 +249,14 @@ TEST_CASE("a hybrid model's recurrent states are granted per running sequence an
   CHECK(scheduler.find(preempted)->state_slot == -1);
   CHECK(states.states_in_use() == 3);
   CHECK(arbiter.granted_granules(1) == kv_granules() + 3);
+
+  // The governor's shrink target is on everything the model holds, states included: asked to
+  // keep no more than its KV pool alone commits now, it preempts until its states are back.
+  sparkd::governor::ReclaimDemand demand;
+  demand.shrink_kv_to_bytes = pool->committed_bytes();
+  sparkd::sched::apply_reclaim_demand(demand, *pool, cache, scheduler, &states);
+  CHECK(states.states_in_use() == 0);
+  CHECK(arbiter.granted_granules(1) * sparkd::governor::kGranuleBytes <= demand.shrink_kv_to_bytes);
   for (const Request& r : requests) scheduler.finish(r.id);
   CHECK(states.states_in_use() == 0);
   CHECK(arbiter.granted_granules(1) == 0);

@@ -18,9 +18,9 @@ using sparkd::testing::fixture_model_dir;
 using sparkd::testing::LoadedFixture;
 
 TEST_CASE("footprint: the weights from the headers are what a load holds", "[footprint]") {
-  for (const char* name :
-       {"bert_embed", "bert_rerank", "qwen3_f32", "qwen3_f16", "qwen2_f32", "llama_bf16_sharded",
-        "xlmr_embed", "qwen3_moe_f32", "gpt_oss_f32", "gpt_oss_mxfp4", "qwen3_5_moe_f32"}) {
+  for (const char* name : {"bert_embed", "bert_rerank", "qwen3_f32", "qwen3_f16", "qwen2_f32",
+                           "llama_bf16_sharded", "xlmr_embed", "qwen3_moe_f32", "gpt_oss_f32",
+                           "gpt_oss_mxfp4", "qwen3_5_moe_f32", "qwen3_next_f32"}) {
     INFO(name);
     auto footprint = tasks::estimate_footprint(fixture_model_dir(name), {});
     REQUIRE(footprint.has_value());
@@ -50,7 +50,7 @@ TEST_CASE("footprint: a broken model fails as its load would", "[footprint]") {
 TEST_CASE("footprint: the largest decoder step fits in the workspace", "[footprint]") {
   // A dense model, and a mixture of experts with its routing scratch.
   // Qwen3.5: gated attention and the linear-attention layers' scratch too.
-  const char* name = GENERATE("qwen3_f32", "qwen3_moe_f32", "qwen3_5_moe_f32");
+  const char* name = GENERATE("qwen3_f32", "qwen3_moe_f32", "qwen3_5_moe_f32", "qwen3_next_f32");
   INFO(name);
   LoadedFixture f(name);
   auto states = f.model->decoder()->allocate_recurrent_states(8);

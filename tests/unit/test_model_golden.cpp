@@ -297,6 +297,11 @@ TEST_CASE("decoders match transformers' logits and greedy continuations", "[mode
   SECTION("qwen3_5_moe_f32") {
     check_decoder("qwen3_5_moe_f32", 1e-3);
   }
+  // Qwen3-Next: the same layers from its fused per-key-head projections (regrouped at load),
+  // a dense layer among the sparse ones, the top k not renormalised.
+  SECTION("qwen3_next_f32") {
+    check_decoder("qwen3_next_f32", 1e-3);
+  }
   // YaRN: interpolated and extrapolated frequencies, and the attention factor on the scores.
   SECTION("qwen3_yarn_f32") {
     check_decoder("qwen3_yarn_f32", 1e-3);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "engine/model/model_spec.h"
+#include "engine/model/qwen3_next_projections.h"
 
 namespace {
 
@@ -377,6 +378,45 @@ TEST_CASE("model spec: Qwen3.5-MoE as released", "[model][spec][moe]") {
   other = flat;
   other["rope_parameters"]["partial_rotary_factor"] = 0.001;
   check_error(other, StatusCode::kInvalidArgument, {"partial_rotary_factor", "even"});
+}
+
+TEST_CASE("model spec: Qwen3-Next and its fused projections' row order", "[model][spec][moe]") {
+  json config = qwen3_5_released()["text_config"];
+  config["architectures"] = {"Qwen3NextForCausalLM"};
+  config["model_type"] = "qwen3_next";
+  config["intermediate_size"] = 5120;
+  config["num_hidden_layers"] = 4;
+  config["mlp_only_layers"] = {1};
+  config["norm_topk_prob"] = false;
+  const ModelSpec spec = parse_ok(config);
+  CHECK(spec.family == ModelFamily::kQwen3_5);
+  CHECK(spec.intermediate_size == 5120);  // the dense layers' MLP
+  CHECK(spec.moe.shared_expert_intermediate_size == 512);
+  CHECK_FALSE(spec.moe.normalize_top_k);
+  CHECK(spec.is_sparse_layer(0));
+  CHECK_FALSE(spec.is_sparse_layer(1));
+  CHECK(spec.linear_attention.fused_projections);
+  CHECK(spec.linear_attention.layers == std::vector<int32_t>{0, 1, 2});
+
+  // 2 key heads of 1, 4 value heads of 1: each key head's group is q, k, v v, z z (6 rows)
+  // and b b, a a (4 rows); regrouped, all q, all k, all v, all z / all b, all a.
+  ModelSpec small = spec;
+  small.linear_attention.key_heads = 2;
+  small.linear_attention.value_heads = 4;
+  small.linear_attention.key_head_dim = 1;
+  small.linear_attention.value_head_dim = 1;
+  const std::string layer = "model.layers.0.linear_attn.";
+  CHECK(sparkd::model::qwen3_next_row_order(small, layer + "in_proj_qkvz.weight", 12) ==
+        std::vector<int64_t>{0, 6, 1, 7, 2, 3, 8, 9, 4, 5, 10, 11});
+  CHECK(sparkd::model::qwen3_next_row_order(small, layer + "in_proj_ba.weight", 8) ==
+        std::vector<int64_t>{0, 1, 4, 5, 2, 3, 6, 7});
+  // Anything else, or a size that does not fit, is left as stored (the decoder names it).
+  CHECK(sparkd::model::qwen3_next_row_order(small, layer + "out_proj.weight", 12).empty());
+  CHECK(sparkd::model::qwen3_next_row_order(small, layer + "in_proj_qkvz.weight", 13).empty());
+  // Qwen3.5 stores them split: nothing to regroup.
+  CHECK(sparkd::model::qwen3_next_row_order(parse_ok(qwen3_5_released()),
+                                            layer + "in_proj_qkvz.weight", 12)
+            .empty());
 }
 
 TEST_CASE("model spec: decoders used as embedders", "[model][spec]") {

@@ -382,3 +382,36 @@ TEST_CASE("load errors from the directory pass through", "[model][weights]") {
   REQUIRE_FALSE(bad.has_value());
   CHECK(bad.status().code() == StatusCode::kDataLoss);
 }
+
+TEST_CASE("rows regrouped at load stay regrouped when the tensor is quantized at load",
+          "[model][weights]") {
+  // Four rows of 32, row r all r + 1: one Q8_0 block each, whose scale is (r + 1) / 127.
+  TempDir dir;
+  std::vector<float> rows;
+  for (int r = 0; r < 4; ++r) rows.insert(rows.end(), 32, static_cast<float>(r + 1));
+  write_shards(dir, {{"model.safetensors", {{"w", "F32", {4, 32}, raw_bytes(rows)}}}});
+  TestBackend backend(/*host_accessible=*/true);
+  for (const bool quantized : {false, true}) {
+    INFO((quantized ? "quantized to Q8_0" : "as stored"));
+    WeightLoadOptions options;
+    if (quantized) options.quantize = DType::kQ8_0;
+    options.row_order = [](const std::string& name, int64_t count) {
+      return name == "w" && count == 4 ? std::vector<int64_t>{3, 2, 1, 0} : std::vector<int64_t>{};
+    };
+    auto weights = ModelWeights::load(dir.path.string(), backend, options);
+    REQUIRE(weights.has_value());
+    const Tensor& w = weights->tensors().at("w");
+    REQUIRE(w.dtype == (quantized ? DType::kQ8_0 : DType::kF32));
+    for (int64_t r = 0; r < 4; ++r) {
+      const Tensor row = w.row_range(r, 1);
+      const float stored = static_cast<float>(4 - r);  // row r is the file's row 3 - r
+      if (quantized) {
+        uint16_t scale = 0;
+        std::memcpy(&scale, row.data, sizeof(scale));
+        CHECK(sparkd::f16_to_f32(scale) * 127.0f == Approx(stored).epsilon(1e-3));
+      } else {
+        CHECK(values_of<float>(row) == std::vector<float>(32, stored));
+      }
+    }
+  }
+}
