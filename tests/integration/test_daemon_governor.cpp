@@ -16,6 +16,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -620,25 +621,34 @@ TEST_CASE("Daemon governor: a hybrid model serves concurrent requests and return
     return governor_config(daemon_dir, "budget = \"1GiB\"\nos_reserve = \"1GiB\"",
                            model_table("hybrid", dir, "kv_max = \"64MiB\""));
   });
+  // Clients and requests are made here: Catch's assertions are not thread-safe, so the threads
+  // only call.
+  const size_t count = expected.at("greedy").size();
+  std::vector<api::Client> clients;
+  std::vector<v1::Request> requests;
+  for (size_t i = 0; i < count; ++i) {
+    const nlohmann::json& greedy = expected.at("greedy")[i];
+    const nlohmann::json& prompt = expected.at("prompts")[greedy.at("prompt").get<size_t>()];
+    requests.push_back(generate_request("hybrid", prompt.at("text").get<std::string>(),
+                                        static_cast<uint32_t>(greedy.at("new_ids").size())));
+    requests.back().mutable_generate()->set_ignore_eos(true);
+    clients.push_back(daemon.connect());
+  }
+  std::vector<std::optional<Expected<std::vector<v1::Response>>>> answers(count);
   std::vector<std::thread> threads;
-  std::vector<v1::Response> responses(expected.at("greedy").size());
-  for (size_t i = 0; i < responses.size(); ++i) {
-    threads.emplace_back([&, i] {
-      const nlohmann::json& greedy = expected.at("greedy")[i];
-      const nlohmann::json& prompt = expected.at("prompts")[greedy.at("prompt").get<size_t>()];
-      v1::Request request = generate_request("hybrid", prompt.at("text").get<std::string>(),
-                                             static_cast<uint32_t>(greedy.at("new_ids").size()));
-      request.mutable_generate()->set_ignore_eos(true);
-      api::Client client = daemon.connect();
-      responses[i] = call_once(client, request);
-    });
+  for (size_t i = 0; i < count; ++i) {
+    threads.emplace_back([&, i] { answers[i].emplace(clients[i].call(requests[i])); });
   }
   for (std::thread& thread : threads) thread.join();
-  for (size_t i = 0; i < responses.size(); ++i) {
+  for (size_t i = 0; i < count; ++i) {
     INFO("greedy continuation " << i);
-    REQUIRE(error_code(responses[i]) == v1::OK);
-    CHECK(std::vector<int32_t>(responses[i].generate().token_ids().begin(),
-                               responses[i].generate().token_ids().end()) ==
+    const auto& answer = *answers[i];
+    REQUIRE(answer.has_value());
+    REQUIRE(!answer->empty());
+    const v1::Response& response = answer->back();
+    REQUIRE(error_code(response) == v1::OK);
+    CHECK(std::vector<int32_t>(response.generate().token_ids().begin(),
+                               response.generate().token_ids().end()) ==
           expected.at("greedy")[i].at("new_ids").get<std::vector<int32_t>>());
   }
   const std::string page = http_get(daemon.metrics_port(), "/metrics");
