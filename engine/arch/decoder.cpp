@@ -26,6 +26,20 @@ Status bind_optional(const model::ModelWeights& weights, bool present, const std
   return Status::ok();
 }
 
+// Tensor `name` viewed as `shape`, stored so or in one of the `alternatives` of as many
+// elements (some files squeeze an axis away); the loader's error names `shape` otherwise.
+Status bind_as(const model::ModelWeights& weights, const std::string& name,
+               std::initializer_list<std::vector<int64_t>> alternatives, std::vector<int64_t> shape,
+               Tensor& out) {
+  for (const std::vector<int64_t>& stored : alternatives) {
+    if (auto tensor = weights.get(name, stored)) {
+      out = tensor->reshaped(std::move(shape));
+      return Status::ok();
+    }
+  }
+  return bind(weights, name, std::move(shape), out);
+}
+
 const Tensor* ptr(const std::optional<Tensor>& t) {
   return t ? &*t : nullptr;
 }
@@ -103,7 +117,7 @@ Status DecoderModel::bind_weights(const model::ModelWeights& weights) {
     SPARKD_ASSIGN_OR_RETURN(w.input_norm, norm_weight(w.input_norm));
     SPARKD_ASSIGN_OR_RETURN(w.post_attention_norm, norm_weight(w.post_attention_norm));
     if (spec_.is_linear_attention_layer(i)) {
-      SPARKD_RETURN_IF_ERROR(bind_linear_attention(weights, p, w));
+      SPARKD_RETURN_IF_ERROR(bind_linear_attention(weights, i, p, w));
     } else {
       kv_layer_[i] = kv_layers++;
       SPARKD_RETURN_IF_ERROR(
@@ -140,30 +154,14 @@ Status DecoderModel::bind_weights(const model::ModelWeights& weights) {
       SPARKD_RETURN_IF_ERROR(bind_experts(weights, p, w));
       const int64_t shared = spec_.moe.shared_expert_intermediate_size;
       if (shared == 0) continue;
-      // Qwen3.5's shared expert runs where a dense layer's MLP would.
-      const std::string e = p + "mlp.shared_expert.";
-      SPARKD_RETURN_IF_ERROR(bind(weights, e + "gate_proj.weight", {shared, hidden}, w.gate_proj));
-      SPARKD_RETURN_IF_ERROR(bind(weights, e + "up_proj.weight", {shared, hidden}, w.up_proj));
-      SPARKD_RETURN_IF_ERROR(bind(weights, e + "down_proj.weight", {hidden, shared}, w.down_proj));
-      // [1, hidden] as nn.Linear stores it; GGUF files may hold it as a vector.
-      const std::string gate = p + "mlp.shared_expert_gate.weight";
-      if (auto vector = weights.get(gate, {hidden})) {
-        w.shared_expert_gate = vector->reshaped({1, hidden});
-      } else {
-        SPARKD_RETURN_IF_ERROR(bind(weights, gate, {1, hidden}, w.shared_expert_gate.emplace()));
-      }
+      // Qwen3.5's shared expert runs where a dense layer's MLP would; its gate is [1, hidden]
+      // as nn.Linear stores it, a vector in GGUF files.
+      SPARKD_RETURN_IF_ERROR(bind_mlp(weights, p + "mlp.shared_expert.", shared, false, w));
+      SPARKD_RETURN_IF_ERROR(bind_as(weights, p + "mlp.shared_expert_gate.weight", {{hidden}},
+                                     {1, hidden}, w.shared_expert_gate.emplace()));
       continue;
     }
-    SPARKD_RETURN_IF_ERROR(bind(weights, p + "mlp.gate_proj.weight", {inter, hidden}, w.gate_proj));
-    SPARKD_RETURN_IF_ERROR(bind(weights, p + "mlp.up_proj.weight", {inter, hidden}, w.up_proj));
-    SPARKD_RETURN_IF_ERROR(bind(weights, p + "mlp.down_proj.weight", {hidden, inter}, w.down_proj));
-    const bool mlp_bias = spec_.mlp_bias;
-    SPARKD_RETURN_IF_ERROR(
-        bind_optional(weights, mlp_bias, p + "mlp.gate_proj.bias", {inter}, w.gate_bias));
-    SPARKD_RETURN_IF_ERROR(
-        bind_optional(weights, mlp_bias, p + "mlp.up_proj.bias", {inter}, w.up_bias));
-    SPARKD_RETURN_IF_ERROR(
-        bind_optional(weights, mlp_bias, p + "mlp.down_proj.bias", {hidden}, w.down_bias));
+    SPARKD_RETURN_IF_ERROR(bind_mlp(weights, p + "mlp.", inter, spec_.mlp_bias, w));
   }
   // What every forward reads of the layers (all but the experts), for
   // last_forward_weight_bytes().
@@ -196,7 +194,22 @@ Status DecoderModel::bind_weights(const model::ModelWeights& weights) {
   return Status::ok();
 }
 
-Status DecoderModel::bind_linear_attention(const model::ModelWeights& weights,
+Status DecoderModel::bind_mlp(const model::ModelWeights& weights, const std::string& prefix,
+                              int64_t width, bool biased, LayerWeights& w) {
+  const int64_t hidden = spec_.hidden_size;
+  SPARKD_RETURN_IF_ERROR(bind(weights, prefix + "gate_proj.weight", {width, hidden}, w.gate_proj));
+  SPARKD_RETURN_IF_ERROR(bind(weights, prefix + "up_proj.weight", {width, hidden}, w.up_proj));
+  SPARKD_RETURN_IF_ERROR(bind(weights, prefix + "down_proj.weight", {hidden, width}, w.down_proj));
+  SPARKD_RETURN_IF_ERROR(
+      bind_optional(weights, biased, prefix + "gate_proj.bias", {width}, w.gate_bias));
+  SPARKD_RETURN_IF_ERROR(
+      bind_optional(weights, biased, prefix + "up_proj.bias", {width}, w.up_bias));
+  SPARKD_RETURN_IF_ERROR(
+      bind_optional(weights, biased, prefix + "down_proj.bias", {hidden}, w.down_bias));
+  return Status::ok();
+}
+
+Status DecoderModel::bind_linear_attention(const model::ModelWeights& weights, int32_t layer,
                                            const std::string& layer_prefix, LayerWeights& w) {
   const model::LinearAttentionSpec& linear = spec_.linear_attention;
   const int64_t hidden = spec_.hidden_size;
@@ -205,6 +218,8 @@ Status DecoderModel::bind_linear_attention(const model::ModelWeights& weights,
   const int64_t heads = linear.value_heads;
   const std::string p = layer_prefix + "linear_attn.";
   LinearAttentionWeights& l = w.linear.emplace();
+  l.state_index = static_cast<int32_t>(
+      std::lower_bound(linear.layers.begin(), linear.layers.end(), layer) - linear.layers.begin());
   if (linear.fused_projections) {
     // Qwen3-Next's, regrouped by the loader into [q | k | v | z] and [b | a]
     // (engine/model/qwen3_next_projections.h).
@@ -224,12 +239,8 @@ Status DecoderModel::bind_linear_attention(const model::ModelWeights& weights,
     SPARKD_RETURN_IF_ERROR(bind(weights, p + "in_proj_a.weight", {heads, hidden}, l.in_proj_a));
   }
   // conv1d's [channels, 1, kernel]; GGUF stores it without the middle axis.
-  if (auto conv = weights.get(p + "conv1d.weight", {conv_dim, 1, linear.conv_kernel})) {
-    l.conv = conv->reshaped({conv_dim, linear.conv_kernel});
-  } else {
-    SPARKD_RETURN_IF_ERROR(
-        bind(weights, p + "conv1d.weight", {conv_dim, linear.conv_kernel}, l.conv));
-  }
+  SPARKD_RETURN_IF_ERROR(bind_as(weights, p + "conv1d.weight", {{conv_dim, 1, linear.conv_kernel}},
+                                 {conv_dim, linear.conv_kernel}, l.conv));
   SPARKD_RETURN_IF_ERROR(bind(weights, p + "dt_bias", {heads}, l.dt_bias));
   // GGUF stores the decay rate as it is used, -exp(A_log); safetensors, A_log itself.
   if (weights.contains(p + "a_neg")) {
@@ -426,8 +437,7 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
     SPARKD_ASSIGN_OR_RETURN(output_gate, act.make({n, heads * head_dim}));
   }
   LinearScratch linear;
-  // Each sequence's state in each linear-attention layer: the layer's conv state, then its
-  // delta-rule matrices, layer after layer.
+  // The batch's rows for the linear-attention layers (each points them at its own state).
   std::vector<RecurrentSequence> recurrent;
   const model::LinearAttentionSpec& linear_spec = spec_.linear_attention;
   if (!linear_spec.layers.empty()) {
@@ -471,25 +481,11 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
   last_forward_weight_bytes_ = static_cast<uint64_t>(n) * embed_tokens_.row_bytes() +
                                final_norm_.size_bytes() + layers_fixed_bytes_;
   b.gather_rows(embed_tokens_, tokens, x);
-  int32_t linear_index = 0;
   for (int32_t l = 0; l < spec_.num_layers; ++l) {
     const LayerWeights& w = layers_[l];
     b.rms_norm(x, w.input_norm, spec_.norm_eps, normed);
     if (w.linear) {
-      const int64_t conv_elements = linear_spec.conv_state_elements();
-      const int64_t delta_elements = linear_spec.delta_state_elements();
-      for (size_t i = 0; i < batch.size(); ++i) {
-        float* state = static_cast<float*>(batch[i].recurrent_state) +
-                       linear_index * (conv_elements + delta_elements);
-        recurrent[i].conv_state =
-            Tensor(DType::kF32, {linear_spec.conv_kernel - 1, linear_spec.conv_dim()}, state);
-        recurrent[i].delta_state =
-            Tensor(DType::kF32,
-                   {linear_spec.value_heads, linear_spec.key_head_dim, linear_spec.value_head_dim},
-                   state + conv_elements);
-      }
-      ++linear_index;
-      add_linear_attention(*w.linear, normed, recurrent, x, linear, projected);
+      add_linear_attention(*w.linear, normed, batch, recurrent, x, linear, projected);
     } else {
       const KvLayerView& kv_layer = kv.layer(kv_layer_[l]);
       if (spec_.attention_output_gate) {
@@ -562,10 +558,23 @@ void DecoderModel::add_shared_expert(const LayerWeights& w, const Tensor& shared
 }
 
 void DecoderModel::add_linear_attention(const LinearAttentionWeights& w, const Tensor& normed,
-                                        std::span<const RecurrentSequence> sequences, Tensor& x,
+                                        std::span<const DecoderStepSequence> batch,
+                                        std::span<RecurrentSequence> sequences, Tensor& x,
                                         LinearScratch& scratch, Tensor& projected) {
   Backend& b = backend_;
   const model::LinearAttentionSpec& spec = spec_.linear_attention;
+  // A sequence's state holds each linear-attention layer's conv history, then its delta-rule
+  // matrices, layer after layer.
+  const int64_t conv_elements = spec.conv_state_elements();
+  const int64_t delta_elements = spec.delta_state_elements();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    float* state = static_cast<float*>(batch[i].recurrent_state) +
+                   w.state_index * (conv_elements + delta_elements);
+    sequences[i].conv_state = Tensor(DType::kF32, {spec.conv_kernel - 1, spec.conv_dim()}, state);
+    sequences[i].delta_state =
+        Tensor(DType::kF32, {spec.value_heads, spec.key_head_dim, spec.value_head_dim},
+               state + conv_elements);
+  }
   const int64_t n = normed.rows();
   const int64_t value_heads = spec.value_heads, value_head_dim = spec.value_head_dim;
   b.linear(normed, w.in_proj_qkv, nullptr, scratch.mixed);

@@ -108,6 +108,7 @@ class DecoderModel {
   };
   // A linear-attention (Gated DeltaNet) layer's mixer, in place of q/k/v/o.
   struct LinearAttentionWeights {
+    int32_t state_index = 0;  // its place among the layers in a sequence's recurrent state
     Tensor in_proj_qkv, in_proj_z, in_proj_b, in_proj_a;
     Tensor conv;            // [conv_dim, kernel]
     Tensor dt_bias, a_neg;  // [value_heads]; a_neg = -exp(A_log)
@@ -148,18 +149,23 @@ class DecoderModel {
 
   DecoderModel(const model::ModelSpec& spec, Backend& backend) : spec_(spec), backend_(backend) {}
   Status bind_weights(const model::ModelWeights& weights);
-  Status bind_linear_attention(const model::ModelWeights& weights, const std::string& layer_prefix,
-                               LayerWeights& w);
+  Status bind_linear_attention(const model::ModelWeights& weights, int32_t layer,
+                               const std::string& layer_prefix, LayerWeights& w);
   // A small vector weight as F32 in memory this model owns, each value passed through
   // `transform` (the +1 of zero-centred RMSNorm weights, -exp(A_log)).
   Expected<Tensor> transformed_vector(const Tensor& weight, float (*transform)(float));
   // An RMSNorm weight as the norm multiplies by it: 1 + weight when spec_.zero_centred_norms.
   Expected<Tensor> norm_weight(const Tensor& weight);
-  // x += the linear-attention layer's output for `normed`; `sequences` carry each sequence's
-  // state of this layer.
+  // x += the linear-attention layer's output for `normed`, advancing each sequence's state of
+  // this layer (`sequences`: the batch's rows, pointed here at this layer's state).
   void add_linear_attention(const LinearAttentionWeights& w, const Tensor& normed,
-                            std::span<const RecurrentSequence> sequences, Tensor& x,
+                            std::span<const DecoderStepSequence> batch,
+                            std::span<RecurrentSequence> sequences, Tensor& x,
                             LinearScratch& scratch, Tensor& projected);
+  // A SwiGLU MLP's three projections under `prefix` (a dense layer's "mlp.", Qwen3.5's shared
+  // expert), `width` wide, with biases when `biased`.
+  Status bind_mlp(const model::ModelWeights& weights, const std::string& prefix, int64_t width,
+                  bool biased, LayerWeights& w);
   Status bind_experts(const model::ModelWeights& weights, const std::string& layer_prefix,
                       LayerWeights& w);
   // x += the mixture of experts' output for `normed` (the post-attention-norm activations).

@@ -308,9 +308,7 @@ Status read_qwen3_5_layers(const GgufMetadata& metadata, const std::string& key,
   } else {
     SPARKD_ASSIGN_OR_RETURN(int32_t interval,
                             bounded(metadata, key + "full_attention_interval", 1, kMaxLayers, 4));
-    for (int32_t l = 0; l < spec.num_layers; ++l) {
-      if ((l + 1) % interval != 0) linear.layers.push_back(l);
-    }
+    linear.layers = linear_layers_between_full(spec.num_layers, interval);
   }
   SPARKD_ASSIGN_OR_RETURN(linear.conv_kernel, bounded(metadata, key + "ssm.conv_kernel", 1, 64));
   SPARKD_ASSIGN_OR_RETURN(linear.key_head_dim,

@@ -8,6 +8,7 @@
 #include "engine/model/model_spec.h"
 
 #include <algorithm>
+#include <initializer_list>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -357,9 +358,10 @@ RopeSpec read_rope(const Fields& config, float default_theta) {
                "'" + type + "' is not supported (supported: default, linear, llama3, yarn)");
 }
 
-// transformers 5's "layer_types": for each layer whether it is "sliding_attention" or
-// "full_attention"; nullopt when the config does not list them.
-std::optional<std::vector<bool>> read_sliding_layers(const Fields& config, int32_t num_layers) {
+// transformers 5's "layer_types": each layer's kind, one of `supported` (the family's); nullopt
+// when the config does not list them.
+std::optional<std::vector<std::string>> read_layer_types(
+    const Fields& config, int32_t num_layers, std::initializer_list<std::string_view> supported) {
   const json* types = config.find("layer_types");
   if (types == nullptr) return std::nullopt;
   if (!types->is_array() || types->size() != static_cast<size_t>(num_layers)) {
@@ -367,15 +369,29 @@ std::optional<std::vector<bool>> read_sliding_layers(const Fields& config, int32
                       "must list one entry per layer (" + std::to_string(num_layers) + "), got " +
                           describe_untrusted_json(*types));
   }
-  std::vector<bool> sliding;
+  std::vector<std::string> kinds;
   for (const json& type : *types) {
-    if (type != "sliding_attention" && type != "full_attention") {
-      config.fail_field(StatusCode::kUnimplemented, "layer_types",
-                        "entry " + describe_untrusted_json(type) +
-                            " is not supported (supported: full_attention, sliding_attention)");
+    if (!type.is_string() ||
+        std::find(supported.begin(), supported.end(), type.get<std::string>()) == supported.end()) {
+      std::string list;
+      for (std::string_view kind : supported)
+        list += (list.empty() ? "" : ", ") + std::string(kind);
+      config.fail_field(
+          StatusCode::kUnimplemented, "layer_types",
+          "entry " + describe_untrusted_json(type) + " is not supported (supported: " + list + ")");
     }
-    sliding.push_back(type == "sliding_attention");
+    kinds.push_back(type.get<std::string>());
   }
+  return kinds;
+}
+
+// For each layer whether it is "sliding_attention" (else "full_attention"); nullopt when the
+// config does not list them.
+std::optional<std::vector<bool>> read_sliding_layers(const Fields& config, int32_t num_layers) {
+  const auto kinds = read_layer_types(config, num_layers, {"full_attention", "sliding_attention"});
+  if (!kinds) return std::nullopt;
+  std::vector<bool> sliding;
+  for (const std::string& kind : *kinds) sliding.push_back(kind == "sliding_attention");
   return sliding;
 }
 
@@ -537,26 +553,15 @@ void read_gpt_oss_moe(const Fields& config, ModelSpec& spec) {
 // mixture of experts: every layer sparse, the top k always renormalised, plus a shared expert.
 void read_qwen3_5(const Fields& config, ModelSpec& spec) {
   LinearAttentionSpec& linear = spec.linear_attention;
-  if (const json* types = config.find("layer_types")) {
-    if (!types->is_array() || types->size() != static_cast<size_t>(spec.num_layers)) {
-      config.fail_field(StatusCode::kInvalidArgument, "layer_types",
-                        "must list one entry per layer (" + std::to_string(spec.num_layers) +
-                            "), got " + describe_untrusted_json(*types));
-    }
+  if (const auto kinds =
+          read_layer_types(config, spec.num_layers, {"full_attention", "linear_attention"})) {
     for (int32_t layer = 0; layer < spec.num_layers; ++layer) {
-      const json& type = (*types)[static_cast<size_t>(layer)];
-      if (type != "linear_attention" && type != "full_attention") {
-        config.fail_field(StatusCode::kUnimplemented, "layer_types",
-                          "entry " + describe_untrusted_json(type) +
-                              " is not supported (supported: full_attention, linear_attention)");
-      }
-      if (type == "linear_attention") linear.layers.push_back(layer);
+      if ((*kinds)[static_cast<size_t>(layer)] == "linear_attention")
+        linear.layers.push_back(layer);
     }
   } else {
-    const int32_t interval = config.get_int_or("full_attention_interval", 1, kMaxLayers, 4);
-    for (int32_t layer = 0; layer < spec.num_layers; ++layer) {
-      if ((layer + 1) % interval != 0) linear.layers.push_back(layer);
-    }
+    linear.layers = linear_layers_between_full(
+        spec.num_layers, config.get_int_or("full_attention_interval", 1, kMaxLayers, 4));
   }
   linear.key_heads = config.get_int_or("linear_num_key_heads", 1, kMaxDim, 16);
   linear.value_heads = config.get_int_or("linear_num_value_heads", 1, kMaxDim, 32);
@@ -1025,6 +1030,15 @@ bool ModelSpec::is_sparse_layer(int32_t layer) const {
     if (dense == layer) return false;
   }
   return (layer + 1) % moe.sparse_step == 0;
+}
+
+std::vector<int32_t> linear_layers_between_full(int32_t num_layers,
+                                                int32_t full_attention_interval) {
+  std::vector<int32_t> layers;
+  for (int32_t layer = 0; layer < num_layers; ++layer) {
+    if ((layer + 1) % full_attention_interval != 0) layers.push_back(layer);
+  }
+  return layers;
 }
 
 bool ModelSpec::is_linear_attention_layer(int32_t layer) const {

@@ -187,6 +187,11 @@ inline constexpr int64_t kMaxVocab = int64_t{1} << 22;
 inline constexpr int64_t kMaxLayers = 1024;
 inline constexpr int64_t kMaxPositions = int64_t{1} << 24;
 
+// The hybrid layout without an explicit list of layer kinds: every full_attention_interval-th
+// layer is attention, the others linear attention (transformers' and llama.cpp's default).
+std::vector<int32_t> linear_layers_between_full(int32_t num_layers,
+                                                int32_t full_attention_interval);
+
 const char* family_name(ModelFamily family);
 const char* task_name(ModelTask task);
 // The architectures config.json may name, for "unsupported architecture" errors.

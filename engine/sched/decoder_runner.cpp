@@ -273,14 +273,14 @@ struct DecoderRunner::State {
       finish(id, "error",
              {StatusCode::kResourceExhausted,
               std::string("waited ") + waited_text + " s for KV memory (" +
-                  (a.request.deadline ? "until its deadline" : "the model's memory_wait") +
-                  "): " + arbiter->explain_shortage(config.consumer, granules_for_blocks(blocks))});
+                  (a.request.deadline ? "until its deadline" : "the model's memory_wait") + "): " +
+                  arbiter->explain_shortage(config.consumer, granules_for_sequence(blocks))});
     }
   }
 
   // Granules a sequence of `blocks` blocks needs at least: the blocks, packed from block 0,
   // and its recurrent state when the model has one.
-  uint64_t granules_for_blocks(int64_t blocks) const {
+  uint64_t granules_for_sequence(int64_t blocks) const {
     KvBlockPoolGeometry g = pool->geometry();
     g.max_blocks = static_cast<int32_t>(blocks);
     return KvBlockPool::committed_bytes_at_capacity(g) / governor::kGranuleBytes +
@@ -309,7 +309,7 @@ struct DecoderRunner::State {
                   std::to_string(config.max_blocks) + " blocks (the model's kv_max)"});
       return;
     }
-    const uint64_t granules = granules_for_blocks(blocks);
+    const uint64_t granules = granules_for_sequence(blocks);
     if (granules > arbiter->max_grantable_granules(config.consumer)) {
       finish(head, "error",
              {StatusCode::kResourceExhausted,
