@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -64,6 +65,35 @@ struct RowSpan {
   int32_t count = 0;
 };
 
+// The unit of VirtualRange: offsets and sizes committed or decommitted are multiples of it,
+// and a range's base is aligned to it. The governor's granule (governor::kGranuleBytes), and
+// the allocation granularity CUDA reports on every GPU we target.
+inline constexpr size_t kVirtualGranuleBytes = size_t{2} << 20;
+
+// Address space reserved at once and backed by memory piece by piece: the paged KV pool
+// commits granules as the governor grants them and decommits them when it reclaims, while
+// block ids (offsets into the range) stay fixed. Touching an uncommitted part is a fault.
+class VirtualRange {
+ public:
+  virtual ~VirtualRange() = default;
+  char* base() const { return base_; }
+  size_t size_bytes() const { return size_bytes_; }
+  // Backs [offset, offset + bytes) with memory the backend's ops may read and write, resident
+  // now: what the governor granted is what the process holds, and a machine short of memory
+  // fails here, where a refusal is handled, not in the middle of a forward.
+  virtual Status commit(size_t offset, size_t bytes) = 0;
+  // Gives that memory back to the system; the addresses stay reserved.
+  virtual Status decommit(size_t offset, size_t bytes) = 0;
+
+ protected:
+  char* base_ = nullptr;
+  size_t size_bytes_ = 0;
+};
+
+// Host address space (mmap PROT_NONE; commit maps read/write and faults the pages in,
+// decommit drops them with MADV_DONTNEED): the CPU backend's KV memory.
+Expected<std::unique_ptr<VirtualRange>> reserve_host_virtual(size_t size_bytes);
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -77,6 +107,11 @@ class Backend {
   // True when the CPU may write allocate()d memory directly (CPU backend, unified memory);
   // model loading then reads files straight into it instead of staging.
   virtual bool memory_is_host_accessible() const = 0;
+  // `size_bytes` (a multiple of kVirtualGranuleBytes) of address space to commit later; host
+  // address space unless the backend's kernels need other memory.
+  virtual Expected<std::unique_ptr<VirtualRange>> reserve_virtual(size_t size_bytes) {
+    return reserve_host_virtual(size_bytes);
+  }
   // Raw bytes from host memory into backend memory.
   virtual void upload(void* dst, const void* src_host, size_t size_bytes) = 0;
   // Zeroes backend memory (a sequence's recurrent state before its first token).

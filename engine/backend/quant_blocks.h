@@ -1,6 +1,6 @@
 // The block layouts of ggml's quantized types, byte for byte as GGUF files store them
-// (ggml-common.h is the reference). Shared by every backend: the CPU kernels read these
-// structs, the CUDA kernels will read the same bytes.
+// (ggml-common.h is the reference). Shared by every backend: the CPU kernels and the CUDA
+// kernels (cuda/cuda_quant.cuh) read these structs and unpack them with the helpers below.
 //
 // A quantized row of K values is K / kBlockElements blocks. Each block holds one or two F16
 // scales (or 6-bit sub-block scales under an F16 super-scale for the K-quants, whose blocks
@@ -12,6 +12,13 @@
 #include <cstdint>
 
 #include "engine/backend/tensor.h"
+
+// The unpacking helpers compile for the GPU too when nvcc includes this header.
+#if defined(__CUDACC__)
+#define SPARKD_HOST_DEVICE __host__ __device__
+#else
+#define SPARKD_HOST_DEVICE
+#endif
 
 namespace sparkd::quant {
 
@@ -111,12 +118,12 @@ inline constexpr int8_t kMxfp4Values[16] = {0, 1,  2,  3,  4,  6,  8,  12,
                                             0, -1, -2, -3, -4, -6, -8, -12};
 
 // 32-value blocks: byte i holds value i (low nibble) and value i + 16 (high nibble).
-inline int nibble(const uint8_t* qs, int i) {
+inline SPARKD_HOST_DEVICE int nibble(const uint8_t* qs, int i) {
   return i < 16 ? (qs[i] & 0xF) : (qs[i - 16] >> 4);
 }
 
 // Q5_0/Q5_1: value i's fifth bit, from the little-endian qh.
-inline int fifth_bit(const uint8_t qh[4], int i) {
+inline SPARKD_HOST_DEVICE int fifth_bit(const uint8_t qh[4], int i) {
   const uint32_t bits = static_cast<uint32_t>(qh[0]) | (static_cast<uint32_t>(qh[1]) << 8) |
                         (static_cast<uint32_t>(qh[2]) << 16) | (static_cast<uint32_t>(qh[3]) << 24);
   return static_cast<int>((bits >> i) & 1u);
@@ -124,7 +131,7 @@ inline int fifth_bit(const uint8_t qh[4], int i) {
 
 // Q3_K's 16 signed 6-bit scales: low 4 bits from bytes 0-7 (low nibbles, then high), top 2
 // bits from bytes 8-11 (2 bits per scale, 4 scales per byte, in strides of 4), minus 32.
-inline void q3_k_scales(const uint8_t packed[12], int scales[16]) {
+inline SPARKD_HOST_DEVICE void q3_k_scales(const uint8_t packed[12], int scales[16]) {
   for (int j = 0; j < 16; ++j) {
     const int low = j < 8 ? (packed[j] & 0xF) : (packed[j - 8] >> 4);
     const int high = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
@@ -133,7 +140,8 @@ inline void q3_k_scales(const uint8_t packed[12], int scales[16]) {
 }
 
 // Q4_K/Q5_K: sub-block j's 6-bit scale and min from the 12 packed bytes.
-inline void k_scale_min(const uint8_t* scales, int j, uint8_t& scale, uint8_t& min) {
+inline SPARKD_HOST_DEVICE void k_scale_min(const uint8_t* scales, int j, uint8_t& scale,
+                                           uint8_t& min) {
   if (j < 4) {
     scale = scales[j] & 63;
     min = scales[j + 4] & 63;

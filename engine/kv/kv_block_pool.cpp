@@ -1,14 +1,9 @@
 #include "engine/kv/kv_block_pool.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <limits>
 #include <numeric>
 #include <string>
@@ -18,20 +13,10 @@ namespace sparkd {
 namespace {
 
 using governor::kGranuleBytes;
+static_assert(kGranuleBytes == kVirtualGranuleBytes, "KV granules are backend granules");
 
 uint64_t round_up_to_granule(uint64_t bytes) {
   return (bytes + kGranuleBytes - 1) / kGranuleBytes * kGranuleBytes;
-}
-
-// Faults a committed range in (MADV_POPULATE_WRITE, Linux 5.14+; else one write per page).
-void populate(char* begin, size_t bytes) {
-#ifdef MADV_POPULATE_WRITE
-  if (madvise(begin, bytes, MADV_POPULATE_WRITE) == 0) return;
-#endif
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  for (size_t offset = 0; offset < bytes; offset += page) {
-    reinterpret_cast<volatile char*>(begin)[offset] = 0;
-  }
 }
 
 std::string describe(const KvBlockPoolGeometry& g) {
@@ -45,7 +30,7 @@ std::string describe(const KvBlockPoolGeometry& g) {
 Expected<KvBlockPool> KvBlockPool::create(const KvBlockPoolGeometry& geometry,
                                           governor::MemoryArbiter& arbiter,
                                           governor::ConsumerId consumer, KvGroupRelease release,
-                                          KvBacking backing) {
+                                          KvBacking backing, Backend* backend) {
   if (geometry.num_layers <= 0 || geometry.kv_heads <= 0 || geometry.head_dim <= 0 ||
       geometry.block_tokens <= 0 || geometry.max_blocks <= 0) {
     return Status(StatusCode::kInvalidArgument,
@@ -85,27 +70,13 @@ Expected<KvBlockPool> KvBlockPool::create(const KvBlockPoolGeometry& geometry,
   pool.group_span_bytes_ = piece_bytes * static_cast<uint64_t>(pool.blocks_per_group_);
 
   if (backing == KvBacking::kMemory) {
-    // Over-reserve by a granule and trim, so every sub-range starts granule-aligned in
-    // absolute terms too (transparent huge pages can then back whole granules).
-    const size_t map_bytes = reservation_bytes + kGranuleBytes;
-    void* mapped =
-        mmap(nullptr, map_bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (mapped == MAP_FAILED) {
+    auto reserved = backend != nullptr ? backend->reserve_virtual(reservation_bytes)
+                                       : reserve_host_virtual(reservation_bytes);
+    if (!reserved) {
       return Status(StatusCode::kResourceExhausted,
-                    "KV block pool: cannot reserve " + std::to_string(reservation_bytes >> 20) +
-                        " MiB of address space (" + describe(geometry) +
-                        "): " + std::strerror(errno));
+                    "KV block pool (" + describe(geometry) + "): " + reserved.status().message());
     }
-    const auto mapped_at = reinterpret_cast<uintptr_t>(mapped);
-    const uintptr_t aligned_at = (mapped_at + kGranuleBytes - 1) / kGranuleBytes * kGranuleBytes;
-    const size_t head_bytes = aligned_at - mapped_at;
-    const size_t tail_bytes = map_bytes - head_bytes - reservation_bytes;
-    if (head_bytes > 0) munmap(mapped, head_bytes);
-    if (tail_bytes > 0) {
-      munmap(reinterpret_cast<void*>(aligned_at + reservation_bytes), tail_bytes);
-    }
-    pool.base_ = reinterpret_cast<char*>(aligned_at);
-    pool.reservation_bytes_ = reservation_bytes;
+    pool.memory_ = std::move(reserved).value();
   }
 
   const int32_t num_groups =
@@ -161,8 +132,7 @@ KvBlockPool& KvBlockPool::operator=(KvBlockPool&& other) noexcept {
   arbiter_ = std::exchange(other.arbiter_, nullptr);
   consumer_ = other.consumer_;
   release_ = other.release_;
-  base_ = std::exchange(other.base_, nullptr);
-  reservation_bytes_ = std::exchange(other.reservation_bytes_, 0);
+  memory_ = std::move(other.memory_);
   range_stride_bytes_ = other.range_stride_bytes_;
   piece_bytes_ = other.piece_bytes_;
   group_span_bytes_ = other.group_span_bytes_;
@@ -185,11 +155,9 @@ KvBlockPool::~KvBlockPool() {
 
 void KvBlockPool::destroy() {
   if (arbiter_ == nullptr) return;
-  if (base_ != nullptr) munmap(base_, reservation_bytes_);
+  memory_.reset();  // unmaps committed memory with the reservation
   if (committed_granules_ > 0) arbiter_->release_granules(consumer_, committed_granules_);
   arbiter_ = nullptr;
-  base_ = nullptr;
-  reservation_bytes_ = 0;
   committed_granules_ = 0;
   committed_groups_ = 0;
   blocks_in_use_ = 0;
@@ -246,7 +214,7 @@ KvCache KvBlockPool::cache_view() const {
 }
 
 KvLayerView KvBlockPool::layer_view(int32_t layer) const {
-  if (base_ == nullptr) {
+  if (memory_ == nullptr) {
     std::fprintf(stderr, "sparkd: KvBlockPool: layer_view of a ledger-only pool\n");
     std::abort();
   }
@@ -272,23 +240,19 @@ bool KvBlockPool::commit_group(int32_t group) {
   if (!arbiter_->grant_granules(consumer_, granules)) return false;
   const uint64_t offset = static_cast<uint64_t>(group) * group_span_bytes_;
   const size_t bytes = granules_per_range * kGranuleBytes;
-  for (int32_t r = 0; r < ranges && base_ != nullptr; ++r) {
-    if (mprotect(range_base(r) + offset, bytes, PROT_READ | PROT_WRITE) != 0) {
-      // ENOMEM here means the process ran out of mappings (vm.max_map_count): treat it as a
-      // refusal so the caller preempts or waits instead of crashing.
+  for (int32_t r = 0; r < ranges && memory_ != nullptr; ++r) {
+    const Status committed = memory_->commit(range_offset(r) + offset, bytes);
+    if (!committed.is_ok()) {
+      // Out of mappings or device memory: a refusal, so the caller preempts or waits.
       std::fprintf(stderr, "sparkd: KvBlockPool: cannot commit block group %" PRId32 ": %s\n",
-                   group, std::strerror(errno));
+                   group, committed.message().c_str());
       for (int32_t undo = 0; undo < r; ++undo) {
-        mprotect(range_base(undo) + offset, bytes, PROT_NONE);
+        static_cast<void>(memory_->decommit(range_offset(undo) + offset, bytes));
       }
       arbiter_->release_granules(consumer_, granules);
       return false;
     }
   }
-  // Resident now, not at the first write: what the arbiter granted is what the process holds
-  // (the governor's ledger and RSS agree), and a machine short of memory fails here, where a
-  // refusal is handled, not in the middle of a forward.
-  for (int32_t r = 0; r < ranges && base_ != nullptr; ++r) populate(range_base(r) + offset, bytes);
   group_committed_[group] = 1;
   uncommitted_groups_.erase(group);
   const int32_t first = group * blocks_per_group_;
@@ -304,14 +268,12 @@ uint64_t KvBlockPool::decommit_group(int32_t group) {
   const uint64_t granules_per_range = group_granules_per_range(group);
   const uint64_t offset = static_cast<uint64_t>(group) * group_span_bytes_;
   const size_t bytes = granules_per_range * kGranuleBytes;
-  for (int32_t r = 0; r < ranges && base_ != nullptr; ++r) {
-    // MADV_DONTNEED frees the pages now (mprotect alone would keep them resident); a failure
-    // of either leaves at worst a mapped range nothing uses, so it is logged, not fatal.
-    const bool dropped = madvise(range_base(r) + offset, bytes, MADV_DONTNEED) == 0;
-    const bool protected_again = mprotect(range_base(r) + offset, bytes, PROT_NONE) == 0;
-    if (!dropped || !protected_again) {
+  for (int32_t r = 0; r < ranges && memory_ != nullptr; ++r) {
+    // A failure leaves at worst a committed range nothing uses: logged, not fatal.
+    const Status decommitted = memory_->decommit(range_offset(r) + offset, bytes);
+    if (!decommitted.is_ok()) {
       std::fprintf(stderr, "sparkd: KvBlockPool: decommit of block group %" PRId32 ": %s\n", group,
-                   std::strerror(errno));
+                   decommitted.message().c_str());
     }
   }
   const int32_t first = group * blocks_per_group_;

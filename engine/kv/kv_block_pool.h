@@ -1,7 +1,8 @@
-// KvBlockPool: one model's paged KV storage on the CPU backend, committed on demand in
-// granules granted by the MemoryArbiter and handed back when blocks are no longer used.
+// KvBlockPool: one model's paged KV storage, committed on demand in granules granted by the
+// MemoryArbiter and handed back when blocks are no longer used.
 //
-// Layout. One virtual reservation (PROT_NONE, nothing committed) holds 2 x num_layers
+// Layout. One virtual reservation (Backend::reserve_virtual: PROT_NONE host address space on
+// the CPU, a CUDA virtual address range on the GPU; nothing committed) holds 2 x num_layers
 // sub-ranges, in the order layer 0 keys, layer 0 values, layer 1 keys, ...; each starts on a
 // granule boundary and holds max_blocks blocks back to back, so a sub-range is exactly the
 // [max_blocks * block_tokens, kv_heads, head_dim] tensor the attention kernels index with
@@ -14,15 +15,16 @@
 // over two granules; a 3 MiB piece, groups of 2 blocks over 3 granules. Pieces are never
 // padded (the tensor must stay dense), so groups never share a granule. The last group may
 // be partial: it commits only the granules its blocks touch. Committing group g asks the
-// arbiter for 2 x num_layers x (granules per sub-range) granules, then maps those ranges
-// read/write; decommitting drops the pages (MADV_DONTNEED, so resident memory really falls),
-// maps them PROT_NONE again (a stale block table faults instead of reading zeros) and
-// releases the granules.
+// arbiter for 2 x num_layers x (granules per sub-range) granules, then commits those ranges
+// (resident at once); decommitting gives the memory back to the system (resident memory
+// really falls; a stale block table faults instead of reading zeros) and releases the
+// granules.
 //
 // Not thread-safe: one model's scheduler owns its pool.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <set>
 #include <vector>
@@ -41,7 +43,7 @@ struct KvBlockPoolGeometry {
   int32_t head_dim = 0;
   int32_t block_tokens = 0;
   int32_t max_blocks = 0;
-  DType dtype = DType::kF32;  // the CPU backend's activation dtype
+  DType dtype = DType::kF32;  // the backend's activation dtype
 };
 
 // When a group whose last block was freed gives its granules back.
@@ -65,14 +67,15 @@ enum class KvBacking {
 
 class KvBlockPool : public kv::BlockSource {
  public:
-  // Reserves the address space (nothing is committed or granted yet). Errors:
-  // INVALID_ARGUMENT for a geometry that is empty or too large to address, RESOURCE_EXHAUSTED
-  // when the address space cannot be reserved.
+  // Reserves the address space (nothing is committed or granted yet) from `backend`, or host
+  // address space without one. Errors: INVALID_ARGUMENT for a geometry that is empty or too
+  // large to address, RESOURCE_EXHAUSTED when the address space cannot be reserved.
   static Expected<KvBlockPool> create(const KvBlockPoolGeometry& geometry,
                                       governor::MemoryArbiter& arbiter,
                                       governor::ConsumerId consumer,
                                       KvGroupRelease release = KvGroupRelease::kOnFree,
-                                      KvBacking backing = KvBacking::kMemory);
+                                      KvBacking backing = KvBacking::kMemory,
+                                      Backend* backend = nullptr);
 
   // The most blocks a pool of `geometry` (its max_blocks ignored) can hold without ever
   // committing more than `bytes`, rounding included: the whole of every sub-range, rounded up
@@ -131,7 +134,8 @@ class KvBlockPool : public kv::BlockSource {
   uint64_t group_granules_per_range(int32_t group) const;
   bool commit_group(int32_t group);
   uint64_t decommit_group(int32_t group);
-  char* range_base(int32_t range) const { return base_ + range * range_stride_bytes_; }
+  uint64_t range_offset(int32_t range) const { return range * range_stride_bytes_; }
+  char* range_base(int32_t range) const { return memory_->base() + range_offset(range); }
   void destroy();
 
   KvBlockPoolGeometry geometry_;
@@ -139,9 +143,8 @@ class KvBlockPool : public kv::BlockSource {
   governor::ConsumerId consumer_ = 0;
   KvGroupRelease release_ = KvGroupRelease::kOnFree;
 
-  char* base_ = nullptr;  // granule-aligned start of the reservation (kMemory only)
-  uint64_t reservation_bytes_ = 0;
-  uint64_t range_stride_bytes_ = 0;  // distance between sub-ranges, a granule multiple
+  std::unique_ptr<VirtualRange> memory_;  // the reservation (kMemory only)
+  uint64_t range_stride_bytes_ = 0;       // distance between sub-ranges, a granule multiple
   uint64_t piece_bytes_ = 0;
   uint64_t group_span_bytes_ = 0;  // a full group's bytes in one sub-range
   int32_t blocks_per_group_ = 0;

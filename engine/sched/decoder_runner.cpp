@@ -508,7 +508,8 @@ Expected<std::unique_ptr<DecoderRunner>> DecoderRunner::start(const tasks::Loade
   const model::ModelSpec& spec = model.spec();
   const KvBlockPoolGeometry geometry =
       model.decoder()->kv_pool_geometry(config.block_tokens, config.max_blocks);
-  auto pool = KvBlockPool::create(geometry, arbiter, config.consumer);
+  auto pool = KvBlockPool::create(geometry, arbiter, config.consumer, KvGroupRelease::kOnFree,
+                                  KvBacking::kMemory, &model.backend());
   if (!pool) return pool.status();
 
   std::unique_ptr<DecoderRunner> runner(new DecoderRunner());

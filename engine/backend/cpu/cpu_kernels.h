@@ -28,6 +28,7 @@
 #include <string>
 
 #include "engine/backend/backend.h"
+#include "engine/backend/op_checks.h"
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -253,10 +254,6 @@ void l2_normalize_rows(const KernelConfig& config, float* x, int64_t rows, int64
 void causal_conv1d_silu(const KernelConfig& config, const float* x, const float* weight,
                         int64_t channels, int64_t kernel,
                         std::span<const RecurrentSequence> sequences, float* out);
-struct DeltaNetShape {
-  int64_t key_heads = 0, key_head_dim = 0, value_heads = 0, value_head_dim = 0;
-  bool value_heads_tiled = false;  // value head h reads key head h % key_heads
-};
 // qkv: [tokens, 2 * key_heads * key_head_dim + value_heads * value_head_dim]; a, b: [tokens,
 // value_heads]; a_neg, dt_bias: [value_heads]; out: [tokens, value_heads, value_head_dim].
 void gated_delta_net(const KernelConfig& config, const float* qkv, const float* a, const float* b,
