@@ -1,0 +1,447 @@
+// The CUDA backend: device memory, the op stream, the small host tables each op needs, shape
+// checks (op_checks.h, the CPU's own) and dispatch to the kernels of cuda_kernels.h.
+//
+// One stream per backend (a backend serves one model runner); ops are queued on it and the
+// host waits only where the interface hands data back (download_f32, synchronize) or takes
+// host memory the caller may reuse at once (upload).
+#include "engine/backend/cuda/cuda_backend.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "engine/backend/cuda/cuda_common.cuh"
+#include "engine/backend/cuda/cuda_kernels.h"
+#include "engine/backend/cuda/cuda_virtual_memory.h"
+#include "engine/backend/op_checks.h"
+
+namespace sparkd {
+namespace {
+
+using cuda::AttentionSequenceArgs;
+using cuda::RecurrentSequenceArgs;
+
+// Tables of indices (rows, positions, slots, block tables, sequence descriptors) reach the
+// GPU in stream order: appended to a pinned host ring and copied with cudaMemcpyAsync into the
+// same offset of a device ring. The ring is cut into segments; the host side of a segment is
+// written again only after the event recorded when the ring last left it has completed, so no
+// queued copy reads bytes already overwritten. (The device side needs no wait: its next copy
+// is queued after every kernel that read it.)
+class ArgumentRing {
+ public:
+  static constexpr int kSegments = 8;
+
+  ~ArgumentRing() { release(); }
+
+  void init(size_t segment_bytes) {
+    segment_bytes_ = segment_bytes;
+    SPARKD_CUDA_CHECK(cudaMallocHost(&host_, kSegments * segment_bytes_));
+    SPARKD_CUDA_CHECK(cudaMalloc(&device_, kSegments * segment_bytes_));
+    for (cudaEvent_t& event : left_) {
+      SPARKD_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+    }
+  }
+
+  // The values, in device memory once the stream gets there; nullptr when empty.
+  template <typename T>
+  const T* push(const T* values, size_t count, cudaStream_t stream) {
+    if (count == 0) return nullptr;
+    const size_t bytes = (count * sizeof(T) + 15) / 16 * 16;
+    if (bytes > segment_bytes_) grow(bytes, stream);
+    if (used_ + bytes > segment_bytes_) {
+      SPARKD_CUDA_CHECK(cudaEventRecord(left_[segment_], stream));
+      pending_[segment_] = true;
+      segment_ = (segment_ + 1) % kSegments;
+      used_ = 0;
+      if (pending_[segment_]) {
+        SPARKD_CUDA_CHECK(cudaEventSynchronize(left_[segment_]));
+        pending_[segment_] = false;
+      }
+    }
+    const size_t offset = segment_ * segment_bytes_ + used_;
+    std::memcpy(host_ + offset, values, count * sizeof(T));
+    SPARKD_CUDA_CHECK(
+        cudaMemcpyAsync(device_ + offset, host_ + offset, bytes, cudaMemcpyHostToDevice, stream));
+    used_ += bytes;
+    return reinterpret_cast<const T*>(device_ + offset);
+  }
+  template <typename T>
+  const T* push(const std::vector<T>& values, cudaStream_t stream) {
+    return push(values.data(), values.size(), stream);
+  }
+  template <typename T>
+  const T* push(std::span<const T> values, cudaStream_t stream) {
+    return push(values.data(), values.size(), stream);
+  }
+
+ private:
+  // A table larger than a segment: wait for everything queued, then start over larger.
+  void grow(size_t bytes, cudaStream_t stream) {
+    SPARKD_CUDA_CHECK(cudaStreamSynchronize(stream));
+    release();
+    size_t segment = segment_bytes_;
+    while (segment < bytes) segment *= 2;
+    segment_ = 0;
+    used_ = 0;
+    std::fill(std::begin(pending_), std::end(pending_), false);
+    init(segment);
+  }
+
+  void release() {
+    if (host_ != nullptr) cudaFreeHost(host_);
+    if (device_ != nullptr) cudaFree(device_);
+    for (cudaEvent_t& event : left_) {
+      if (event != nullptr) cudaEventDestroy(event);
+      event = nullptr;
+    }
+    host_ = nullptr;
+    device_ = nullptr;
+  }
+
+  char* host_ = nullptr;
+  char* device_ = nullptr;
+  size_t segment_bytes_ = 0;
+  int segment_ = 0;
+  size_t used_ = 0;
+  cudaEvent_t left_[kSegments] = {};
+  bool pending_[kSegments] = {};
+};
+
+class CudaBackend final : public Backend {
+ public:
+  static Expected<std::unique_ptr<Backend>> create(const CudaBackendOptions& options) {
+    int count = 0;
+    cudaError_t error = cudaGetDeviceCount(&count);
+    if (error != cudaSuccess) {
+      return Status(StatusCode::kUnavailable,
+                    std::string("no CUDA device: ") + cudaGetErrorString(error));
+    }
+    if (options.device < 0 || options.device >= count) {
+      return Status(StatusCode::kUnavailable,
+                    "no CUDA device " + std::to_string(options.device) + " (this machine has " +
+                        std::to_string(count) + ")");
+    }
+    cudaDeviceProp prop{};
+    error = cudaGetDeviceProperties(&prop, options.device);
+    if (error == cudaSuccess) error = cudaSetDevice(options.device);
+    if (error != cudaSuccess) {
+      return Status(StatusCode::kUnavailable, "CUDA device " + std::to_string(options.device) +
+                                                  ": " + cudaGetErrorString(error));
+    }
+    return std::unique_ptr<Backend>(new CudaBackend(options, prop));
+  }
+
+  ~CudaBackend() override {
+    cudaSetDevice(device_);
+    cudaStreamSynchronize(stream_);
+    cublasDestroy(cublas_);
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "cuda:" + std::to_string(device_); }
+  DType activation_dtype() const override { return DType::kF32; }
+
+  // ---- memory ---------------------------------------------------------------------------
+  Expected<Buffer> allocate(size_t size_bytes) override {
+    use_device();
+    void* data = nullptr;
+    const size_t bytes = std::max<size_t>(size_bytes, 1);
+    // Integrated GPUs (GB10) share the host's memory: managed memory lets model loading
+    // read files straight into it, and it is counted in /proc/meminfo like any other.
+    const cudaError_t error =
+        integrated_ ? cudaMallocManaged(&data, bytes) : cudaMalloc(&data, bytes);
+    if (error != cudaSuccess) {
+      cudaGetLastError();  // clear the sticky-free error state
+      return Status(StatusCode::kResourceExhausted,
+                    name() + " backend: cannot allocate " + std::to_string(size_bytes) +
+                        " bytes: " + cudaGetErrorString(error));
+    }
+    return Buffer(data, size_bytes, [](void* p) { cudaFree(p); });
+  }
+  bool memory_is_host_accessible() const override { return integrated_; }
+  Expected<std::unique_ptr<VirtualRange>> reserve_virtual(size_t size_bytes) override {
+    use_device();
+    return virtual_memory_.reserve(size_bytes);
+  }
+  void upload(void* dst, const void* src_host, size_t size_bytes) override {
+    if (size_bytes == 0) return;
+    use_device();
+    SPARKD_CUDA_CHECK(cudaMemcpyAsync(dst, src_host, size_bytes, cudaMemcpyHostToDevice, stream_));
+    // The caller may reuse its host memory as soon as this returns.
+    SPARKD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void fill_zero(void* dst, size_t size_bytes) override {
+    if (size_bytes == 0) return;
+    use_device();
+    SPARKD_CUDA_CHECK(cudaMemsetAsync(dst, 0, size_bytes, stream_));
+  }
+  void download_f32(const Tensor& src, std::span<float> dst) override {
+    checks_.download_f32(src, dst.size());
+    if (dst.empty()) return;
+    use_device();
+    const void* from = src.data;
+    if (src.dtype != DType::kF32) {
+      void* converted = download_scratch_.get(dst.size() * sizeof(float));
+      cuda::gather_rows(src.data, src.dtype, src.cols(), nullptr, src.rows(), converted,
+                        DType::kF32, stream_);
+      from = converted;
+    }
+    SPARKD_CUDA_CHECK(cudaMemcpyAsync(dst.data(), from, dst.size() * sizeof(float),
+                                      cudaMemcpyDeviceToHost, stream_));
+    SPARKD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void synchronize() override {
+    use_device();
+    SPARKD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  // ---- ops ------------------------------------------------------------------------------
+  void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& y) override {
+    checks_.linear(x, weight, bias, y);
+    use_device();
+    cuda::linear(linear_context_, x.as<const float>(), x.rows(), x.cols(), weight.data,
+                 weight.dtype, weight.dim(0), bias ? bias->data : nullptr,
+                 bias ? bias->dtype : DType::kF32, y.as<float>());
+  }
+
+  void gather_rows(const Tensor& src, std::span<const int32_t> rows, Tensor& out) override {
+    checks_.gather_rows(src, rows, out);
+    use_device();
+    cuda::gather_rows(src.data, src.dtype, src.cols(), arguments_.push(rows, stream_),
+                      static_cast<int64_t>(rows.size()), out.data, out.dtype, stream_);
+  }
+
+  void scatter_add_rows(const Tensor& src, std::span<const int32_t> rows,
+                        std::span<const float> scales, Tensor& dst) override {
+    checks_.scatter_add_rows(src, rows, scales, dst);
+    use_device();
+    const int32_t* device_rows = arguments_.push(rows, stream_);
+    const float* device_scales = arguments_.push(scales, stream_);
+    cuda::scatter_add_rows(src.as<const float>(), device_rows, device_scales,
+                           static_cast<int64_t>(rows.size()), dst.cols(), dst.as<float>(),
+                           stream_);
+  }
+
+  void add(const Tensor& a, const Tensor& b, Tensor& out) override {
+    const bool broadcast = checks_.add(a, b, out);
+    use_device();
+    cuda::add(a.as<const float>(), b.data, b.dtype, broadcast, a.rows(), a.cols(), out.as<float>(),
+              stream_);
+  }
+
+  void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) override {
+    checks_.rms_norm(x, weight, out);
+    use_device();
+    cuda::rms_norm(x.as<const float>(), weight.data, weight.dtype, eps, x.rows(), x.cols(),
+                   out.as<float>(), stream_);
+  }
+
+  void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
+                  Tensor& out) override {
+    checks_.layer_norm(x, weight, bias, out);
+    use_device();
+    cuda::layer_norm(x.as<const float>(), weight.data, weight.dtype, bias.data, bias.dtype, eps,
+                     x.rows(), x.cols(), out.as<float>(), stream_);
+  }
+
+  void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override {
+    checks_.binary_elementwise("silu_mul", gate, up, out);
+    pointwise(cuda::Pointwise::kSiluMul, gate, &up, 0.0f, 0.0f, out);
+  }
+
+  void clamped_swiglu(const Tensor& gate, const Tensor& up, float alpha, float limit,
+                      Tensor& out) override {
+    checks_.binary_elementwise("clamped_swiglu", gate, up, out);
+    pointwise(cuda::Pointwise::kClampedSwiglu, gate, &up, alpha, limit, out);
+  }
+
+  void gelu(const Tensor& x, bool tanh_approximation, Tensor& out) override {
+    checks_.unary_elementwise("gelu", x, out);
+    pointwise(tanh_approximation ? cuda::Pointwise::kGeluTanh : cuda::Pointwise::kGeluErf, x,
+              nullptr, 0.0f, 0.0f, out);
+  }
+
+  void tanh(const Tensor& x, Tensor& out) override {
+    checks_.unary_elementwise("tanh", x, out);
+    pointwise(cuda::Pointwise::kTanh, x, nullptr, 0.0f, 0.0f, out);
+  }
+
+  void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) override {
+    checks_.binary_elementwise("sigmoid_mul", gate, x, out);
+    pointwise(cuda::Pointwise::kSigmoidMul, gate, &x, 0.0f, 0.0f, out);
+  }
+
+  void split_head_halves(const Tensor& x, Tensor& first, Tensor& second) override {
+    checks_.split_head_halves(x, first, second);
+    use_device();
+    cuda::split_head_halves(x.as<const float>(), x.dim(0) * x.dim(1), first.dim(2),
+                            first.as<float>(), second.as<float>(), stream_);
+  }
+
+  void rope(Tensor& x, std::span<const int32_t> positions, const Tensor& inv_freq) override {
+    checks_.rope(x, positions, inv_freq);
+    use_device();
+    cuda::rope(x.as<float>(), x.dim(0), x.dim(1), x.dim(2), inv_freq.numel(),
+               arguments_.push(positions, stream_), inv_freq.data, inv_freq.dtype, stream_);
+  }
+
+  void causal_conv1d_silu(const Tensor& x, const Tensor& weight,
+                          std::span<const RecurrentSequence> sequences, Tensor& out) override {
+    checks_.causal_conv1d_silu(x, weight, sequences, out);
+    use_device();
+    const std::vector<RecurrentSequenceArgs> args = recurrent_args(sequences);
+    cuda::causal_conv1d_silu(x.as<const float>(), weight.data, weight.dtype, x.dim(1),
+                             weight.dim(1), arguments_.push(args, stream_),
+                             static_cast<int64_t>(args.size()), out.as<float>(), stream_);
+  }
+
+  void gated_delta_net(const Tensor& qkv, const Tensor& a, const Tensor& b, const Tensor& a_neg,
+                       const Tensor& dt_bias, int32_t key_heads, bool value_heads_tiled,
+                       std::span<const RecurrentSequence> sequences, Tensor& out) override {
+    const DeltaNetShape shape = checks_.gated_delta_net(qkv, a, b, a_neg, dt_bias, key_heads,
+                                                        value_heads_tiled, sequences, out);
+    use_device();
+    const std::vector<RecurrentSequenceArgs> args = recurrent_args(sequences);
+    cuda::gated_delta_net(qkv.as<const float>(), a.as<const float>(), b.as<const float>(),
+                          a_neg.data, a_neg.dtype, dt_bias.data, dt_bias.dtype, shape,
+                          arguments_.push(args, stream_), static_cast<int64_t>(args.size()),
+                          out.as<float>(), stream_);
+  }
+
+  void store_kv(const Tensor& k, const Tensor& v, std::span<const int32_t> slots,
+                const KvLayerView& kv) override {
+    checks_.store_kv(k, v, slots, kv);
+    use_device();
+    cuda::store_kv(k.as<const float>(), v.as<const float>(), arguments_.push(slots, stream_),
+                   static_cast<int64_t>(slots.size()), kv.keys.dim(1) * kv.keys.dim(2),
+                   kv.keys.data, kv.values.data, kv.keys.dtype, stream_);
+  }
+
+  void attention(const Tensor& q, const KvLayerView& kv,
+                 std::span<const AttentionSequence> sequences, const AttentionParams& params,
+                 Tensor& out) override {
+    checks_.attention(q, kv, sequences, params, out);
+    use_device();
+    std::vector<AttentionSequenceArgs> args;
+    std::vector<int32_t> row_sequence(static_cast<size_t>(q.dim(0)), 0);
+    std::vector<int32_t> block_tables;
+    for (size_t s = 0; s < sequences.size(); ++s) {
+      const AttentionSequence& seq = sequences[s];
+      args.push_back({seq.query_begin, seq.query_tokens, seq.context_tokens, seq.kv_slot_begin,
+                      static_cast<int32_t>(block_tables.size())});
+      block_tables.insert(block_tables.end(), seq.block_table.begin(), seq.block_table.end());
+      for (int32_t r = 0; r < seq.query_tokens; ++r) {
+        row_sequence[static_cast<size_t>(seq.query_begin + r)] = static_cast<int32_t>(s);
+      }
+    }
+    // Rows no sequence owns are left alone, as on the CPU: only owned rows are launched.
+    cuda::AttentionLaunch launch;
+    launch.q = q.as<const float>();
+    launch.out = out.as<float>();
+    launch.heads = static_cast<int32_t>(q.dim(1));
+    launch.kv_heads = static_cast<int32_t>(kv.keys.dim(1));
+    launch.head_dim = static_cast<int32_t>(kv.keys.dim(2));
+    launch.keys = kv.keys.data;
+    launch.values = kv.values.data;
+    launch.kv_type = kv.keys.dtype;
+    launch.block_tokens = kv.block_tokens;
+    launch.params = params;
+    launch.params.sinks = nullptr;  // host metadata; the kernel reads launch.sinks
+    launch.sinks = params.sinks != nullptr ? params.sinks->as<const float>() : nullptr;
+    launch.sequences = arguments_.push(args, stream_);
+    launch.block_tables = arguments_.push(block_tables, stream_);
+    // One launch per contiguous run of owned rows keeps unowned rows untouched.
+    std::vector<int32_t> owned(static_cast<size_t>(q.dim(0)), 0);
+    for (const AttentionSequence& seq : sequences) {
+      std::fill_n(owned.begin() + seq.query_begin, seq.query_tokens, 1);
+    }
+    const int32_t* device_rows = arguments_.push(row_sequence, stream_);
+    for (int64_t begin = 0; begin < q.dim(0);) {
+      if (!owned[static_cast<size_t>(begin)]) {
+        ++begin;
+        continue;
+      }
+      int64_t end = begin;
+      while (end < q.dim(0) && owned[static_cast<size_t>(end)]) ++end;
+      cuda::AttentionLaunch part = launch;
+      part.row_sequence = device_rows;
+      part.first_row = begin;
+      part.rows = end - begin;
+      cuda::attention(part, stream_);
+      begin = end;
+    }
+  }
+
+  void mean_rows(const Tensor& x, std::span<const RowSpan> spans, Tensor& out) override {
+    checks_.mean_rows(x, spans, out);
+    use_device();
+    cuda::mean_rows(x.as<const float>(), x.cols(), arguments_.push(spans, stream_),
+                    static_cast<int64_t>(spans.size()), out.as<float>(), stream_);
+  }
+
+  void l2_normalize_rows(Tensor& x) override {
+    checks_.l2_normalize_rows(x);
+    use_device();
+    cuda::l2_normalize_rows(x.as<float>(), x.rows(), x.cols(), stream_);
+  }
+
+ private:
+  CudaBackend(const CudaBackendOptions& options, const cudaDeviceProp& prop)
+      : device_(options.device),
+        integrated_(prop.integrated != 0),
+        checks_("cuda"),
+        virtual_memory_(options.device) {
+    SPARKD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    SPARKD_CUBLAS_CHECK(cublasCreate(&cublas_));
+    SPARKD_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+    arguments_.init(size_t{1} << 20);
+    linear_context_.stream = stream_;
+    linear_context_.cublas = cublas_;
+    linear_context_.x_scratch = &gemm_x_scratch_;
+    linear_context_.weight_scratch = &gemm_weight_scratch_;
+    linear_context_.input_copy = &input_copy_scratch_;
+    linear_context_.f32_gemm = options.f32_gemm;
+  }
+
+  // Ops may be called from any thread (a runner's); the CUDA runtime's current device is
+  // per thread.
+  void use_device() const { SPARKD_CUDA_CHECK(cudaSetDevice(device_)); }
+
+  void pointwise(cuda::Pointwise op, const Tensor& a, const Tensor* b, float alpha, float limit,
+                 Tensor& out) {
+    use_device();
+    cuda::pointwise(op, a.as<const float>(), b != nullptr ? b->as<const float>() : nullptr, alpha,
+                    limit, a.numel(), out.as<float>(), stream_);
+  }
+
+  static std::vector<RecurrentSequenceArgs> recurrent_args(
+      std::span<const RecurrentSequence> sequences) {
+    std::vector<RecurrentSequenceArgs> args;
+    args.reserve(sequences.size());
+    for (const RecurrentSequence& seq : sequences) {
+      args.push_back({seq.row_begin, seq.rows, seq.conv_state.as<float>(),
+                      seq.delta_state.as<float>()});
+    }
+    return args;
+  }
+
+  int device_ = 0;
+  bool integrated_ = false;
+  const OpChecks checks_;
+  cuda::VirtualMemory virtual_memory_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  ArgumentRing arguments_;
+  cuda::DeviceScratch gemm_x_scratch_, gemm_weight_scratch_, input_copy_scratch_,
+      download_scratch_;
+  cuda::LinearContext linear_context_;
+};
+
+}  // namespace
+
+Expected<std::unique_ptr<Backend>> make_cuda_backend(const CudaBackendOptions& options) {
+  return CudaBackend::create(options);
+}
+
+}  // namespace sparkd

@@ -1,0 +1,25 @@
+// The CUDA backend: every Backend op on one GPU, checked op by op against the CPU backend
+// (tests/gpu). Activations are F32 (the CPU's arithmetic, so the architectures run unchanged);
+// weights stay as stored (16-bit or quantized) and are read as such by the decode kernels;
+// prefill GEMMs run on the tensor cores in BF16 with F32 accumulation.
+#pragma once
+
+#include <memory>
+
+#include "common/status.h"
+#include "engine/backend/backend.h"
+
+namespace sparkd {
+
+struct CudaBackendOptions {
+  int device = 0;
+  // Prefill GEMMs in F32 (no tensor cores) instead of BF16 inputs: the reference runs that
+  // compare whole models with the CPU token for token.
+  bool f32_gemm = false;
+};
+
+// Errors: UNAVAILABLE when this binary was built without CUDA, no driver or no such device
+// is present, or the device cannot be initialised.
+Expected<std::unique_ptr<Backend>> make_cuda_backend(const CudaBackendOptions& options = {});
+
+}  // namespace sparkd

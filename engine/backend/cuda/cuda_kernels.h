@@ -1,0 +1,134 @@
+// The CUDA backend's kernels, as host functions that launch them on a stream. Pointers are
+// device pointers (tables of indices included: cuda_backend.cu copies them over first);
+// shapes were checked by the caller. Activations are F32; weights, KV and small tensors may
+// be 16-bit, and weights quantized.
+//
+// Files, read in this order:
+//   cuda_common.cuh      error checks, dtype loads/stores, reductions
+//   cuda_quant.cuh       quantized rows, 32 values at a time (the CPU's dequantize, on the GPU)
+//   cuda_elementwise.cu  conversions, gathers, adds, activations, norms, rope, pooling
+//   cuda_linear.cu       y = x·Wᵀ + b: GEMV kernels for decode, cuBLAS GEMMs for prefill
+//   cuda_attention.cu    store_kv and attention over contiguous or paged KV
+//   cuda_delta_net.cu    Gated DeltaNet: causal conv and the delta rule, per sequence
+//   cuda_virtual_memory.cu  KV address ranges: CUDA VMM reserve / map / unmap
+//   cuda_backend.cu      the Backend: memory, argument tables, checks, dispatch
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/backend/backend.h"
+#include "engine/backend/op_checks.h"
+
+namespace sparkd::cuda {
+
+// ---- elementwise (cuda_elementwise.cu) ----------------------------------------------------
+// n values of a float type into another (F32, F16, BF16).
+void convert(const void* src, DType src_type, void* dst, DType dst_type, int64_t n,
+             cudaStream_t stream);
+// out[i, :] = src[rows[i], :] converted to out_type (a float type); src may be quantized.
+// rows == nullptr: the identity (src's first `count` rows).
+void gather_rows(const void* src, DType src_type, int64_t cols, const int32_t* rows, int64_t count,
+                 void* out, DType out_type, cudaStream_t stream);
+void scatter_add_rows(const float* src, const int32_t* rows, const float* scales, int64_t count,
+                      int64_t cols, float* dst, cudaStream_t stream);
+void add(const float* a, const void* b, DType b_type, bool broadcast, int64_t rows, int64_t cols,
+         float* out, cudaStream_t stream);
+
+enum class Pointwise { kSiluMul, kClampedSwiglu, kSigmoidMul, kGeluErf, kGeluTanh, kTanh };
+// out = op(a, b) elementwise; b is unused by the one-input ops, alpha and limit only by
+// kClampedSwiglu.
+void pointwise(Pointwise op, const float* a, const float* b, float alpha, float limit, int64_t n,
+               float* out, cudaStream_t stream);
+
+void rms_norm(const float* x, const void* weight, DType weight_type, float eps, int64_t rows,
+              int64_t cols, float* out, cudaStream_t stream);
+void layer_norm(const float* x, const void* weight, DType weight_type, const void* bias,
+                DType bias_type, float eps, int64_t rows, int64_t cols, float* out,
+                cudaStream_t stream);
+void split_head_halves(const float* x, int64_t rows, int64_t half, float* first, float* second,
+                       cudaStream_t stream);
+void rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_half,
+          const int32_t* positions, const void* inv_freq, DType inv_freq_type,
+          cudaStream_t stream);
+void mean_rows(const float* x, int64_t cols, const RowSpan* spans, int64_t count, float* out,
+               cudaStream_t stream);
+void l2_normalize_rows(float* x, int64_t rows, int64_t cols, cudaStream_t stream);
+
+// ---- linear (cuda_linear.cu) --------------------------------------------------------------
+// Device memory an op may use for intermediates, grown on demand and kept.
+class DeviceScratch {
+ public:
+  DeviceScratch() = default;
+  DeviceScratch(const DeviceScratch&) = delete;
+  DeviceScratch& operator=(const DeviceScratch&) = delete;
+  ~DeviceScratch();
+  // At least `bytes` bytes, 256-byte aligned; the contents are not kept across growth.
+  void* get(size_t bytes);
+
+ private:
+  void* data_ = nullptr;
+  size_t size_bytes_ = 0;
+};
+
+struct LinearContext {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  DeviceScratch* x_scratch = nullptr;       // x converted for the GEMM
+  DeviceScratch* weight_scratch = nullptr;  // weight rows dequantized for the GEMM
+  DeviceScratch* input_copy = nullptr;      // x copied when y is x
+  bool f32_gemm = false;  // F32 GEMM inputs instead of BF16 (reference runs)
+};
+// y[m, n] = x[m, k] · weight[n, k]ᵀ (+ bias[n]). x may be y (in place).
+void linear(const LinearContext& context, const float* x, int64_t m, int64_t k, const void* weight,
+            DType weight_type, int64_t n, const void* bias, DType bias_type, float* y);
+
+// ---- attention (cuda_attention.cu) --------------------------------------------------------
+void store_kv(const float* k, const float* v, const int32_t* slots, int64_t tokens,
+              int64_t row_elements, void* keys, void* values, DType kv_type, cudaStream_t stream);
+
+// One sequence of an attention call, as the kernel reads it.
+struct AttentionSequenceArgs {
+  int32_t query_begin;
+  int32_t query_tokens;
+  int32_t context_tokens;
+  int32_t kv_slot_begin;       // contiguous layout
+  int32_t block_table_offset;  // paged layout: its table's first entry in block_tables
+};
+struct AttentionLaunch {
+  const float* q = nullptr;  // [rows, heads, head_dim]
+  float* out = nullptr;      // the same shape; may be q
+  int64_t first_row = 0;     // the query rows this launch computes: [first_row, +rows)
+  int64_t rows = 0;
+  int32_t heads = 0, kv_heads = 0, head_dim = 0;
+  const void* keys = nullptr;
+  const void* values = nullptr;
+  DType kv_type = DType::kF32;
+  int32_t block_tokens = 0;
+  const AttentionSequenceArgs* sequences = nullptr;
+  const int32_t* row_sequence = nullptr;  // [rows]: the sequence of each query row
+  const int32_t* block_tables = nullptr;
+  AttentionParams params;
+  const float* sinks = nullptr;  // [heads] or none
+};
+void attention(const AttentionLaunch& launch, cudaStream_t stream);
+
+// ---- Gated DeltaNet (cuda_delta_net.cu) ----------------------------------------------------
+struct RecurrentSequenceArgs {
+  int32_t row_begin;
+  int32_t rows;
+  float* conv_state;
+  float* delta_state;
+};
+void causal_conv1d_silu(const float* x, const void* weight, DType weight_type, int64_t channels,
+                        int64_t kernel, const RecurrentSequenceArgs* sequences,
+                        int64_t sequence_count, float* out, cudaStream_t stream);
+void gated_delta_net(const float* qkv, const float* a, const float* b, const void* a_neg,
+                     DType a_neg_type, const void* dt_bias, DType dt_bias_type,
+                     const DeltaNetShape& shape, const RecurrentSequenceArgs* sequences,
+                     int64_t sequence_count, float* out, cudaStream_t stream);
+
+}  // namespace sparkd::cuda
