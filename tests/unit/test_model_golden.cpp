@@ -1,7 +1,8 @@
 // Every fixture model (tests/fixtures/models, written by tools/fixtures/make_model_fixtures.py
 // with transformers and sentence-transformers) against that library's own outputs: full
 // logits of several prompts, 32-token greedy continuations, embeddings of uneven batches and
-// reranker scores. The CPU backend is the reference, so the bounds here are tight.
+// reranker scores. They run on the CPU backend here and on the CUDA backend in
+// sparkd_gpu_tests (tests/support/test_backend.h); the bounds are tight F32 ones.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -15,10 +16,10 @@
 #include <vector>
 
 #include "engine/arch/rope.h"
-#include "engine/backend/cpu/cpu_backend.h"
 #include "engine/model/safetensors.h"
 #include "engine/tasks/loaded_model.h"
 #include "tests/support/golden_arrays.h"
+#include "tests/support/test_backend.h"
 
 namespace {
 
@@ -96,7 +97,7 @@ int32_t argmax(const float* row, int32_t vocab) {
 // not.
 void check_decoder(const std::string& name, double logits_tolerance,
                    bool quantized_activations = false) {
-  auto backend = sparkd::make_cpu_backend();
+  auto backend = sparkd::testing::make_test_backend();
   auto model = load(model_fixture(name), *backend);
   const json expected = read_json(model_fixture(name) / "expected.json");
   const GoldenArrays arrays(model_fixture(name) / "expected.safetensors");
@@ -203,7 +204,7 @@ void check_decoder(const std::string& name, double logits_tolerance,
 // Embeddings of an uneven batch, tokenized by us and pooled as sentence-transformers does.
 void check_embedder(const std::filesystem::path& dir, const GoldenArrays& arrays,
                     const json& expected, double min_cosine) {
-  auto backend = sparkd::make_cpu_backend();
+  auto backend = sparkd::testing::make_test_backend();
   auto model = load(dir, *backend);
   const std::vector<std::string> texts = expected.at("texts").get<std::vector<std::string>>();
   const json& ids = expected.at("ids");
@@ -233,7 +234,7 @@ void check_embedder(const std::filesystem::path& dir, const GoldenArrays& arrays
 }
 
 void check_reranker(const std::string& name) {
-  auto backend = sparkd::make_cpu_backend();
+  auto backend = sparkd::testing::make_test_backend();
   auto model = load(model_fixture(name), *backend);
   const json expected = read_json(model_fixture(name) / "expected.json");
   const json& pairs = expected.at("pairs");
@@ -368,7 +369,7 @@ TEST_CASE("real all-MiniLM-L6-v2 matches sentence-transformers on 100+ sentences
 // different stage (one prefilling, others decoding), give what each gives alone: the batch
 // path the scheduler will use agrees with the single-sequence path checked above.
 TEST_CASE("a batched decoder step equals each sequence run alone", "[model_golden]") {
-  auto backend = sparkd::make_cpu_backend();
+  auto backend = sparkd::testing::make_test_backend();
   auto model = load(model_fixture("mistral_f32"), *backend);  // sliding window too
   const json expected = read_json(model_fixture("mistral_f32") / "expected.json");
   const json& prompts = expected.at("prompts");

@@ -1,0 +1,85 @@
+// The KV pool in CUDA virtual memory: the governor's granules are the device's committed
+// bytes, granted and returned exactly, and the mapped blocks hold what attention reads.
+#include <cuda_runtime.h>
+
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <vector>
+
+#include "engine/backend/cuda/cuda_backend.h"
+#include "engine/kv/kv_block_pool.h"
+#include "governor/fixed_budget_arbiter.h"
+
+namespace {
+
+using sparkd::DType;
+using sparkd::KvBlockPool;
+using sparkd::KvBlockPoolGeometry;
+using sparkd::governor::FixedBudgetArbiter;
+using sparkd::governor::kGranuleBytes;
+
+int64_t device_free_bytes() {
+  size_t free_bytes = 0, total_bytes = 0;
+  REQUIRE(cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess);
+  return static_cast<int64_t>(free_bytes);
+}
+
+}  // namespace
+
+TEST_CASE("cuda: KV grants and releases move the device's committed bytes by the granules",
+          "[gpu]") {
+  auto made = sparkd::make_cuda_backend();
+  REQUIRE(made.has_value());
+  auto& backend = **made;
+  // 64 KiB pieces: a group of 32 blocks fills one granule per sub-range, 4 sub-ranges.
+  const KvBlockPoolGeometry geometry{.num_layers = 2,
+                                     .kv_heads = 8,
+                                     .head_dim = 128,
+                                     .block_tokens = 16,
+                                     .max_blocks = 256,
+                                     .dtype = DType::kF32};
+  FixedBudgetArbiter arbiter(1000);
+  auto pool =
+      KvBlockPool::create(geometry, arbiter, /*consumer=*/1, sparkd::KvGroupRelease::kOnFree,
+                          sparkd::KvBacking::kMemory, &backend);
+  REQUIRE(pool.has_value());
+  backend.synchronize();
+  const int64_t baseline = device_free_bytes();
+  const int64_t group_bytes = 4 * static_cast<int64_t>(kGranuleBytes);
+
+  std::vector<int32_t> blocks;
+  blocks.push_back(*pool->allocate_block());
+  CHECK(pool->committed_bytes() == static_cast<uint64_t>(group_bytes));
+  CHECK(baseline - device_free_bytes() == group_bytes);
+
+  for (int i = 0; i < 40; ++i) blocks.push_back(*pool->allocate_block());  // into group 2
+  CHECK(pool->committed_bytes() == static_cast<uint64_t>(2 * group_bytes));
+  CHECK(baseline - device_free_bytes() == 2 * group_bytes);
+
+  // Written and read back through the mapping.
+  const sparkd::KvLayerView view = pool->layer_view(1);
+  const int64_t row = geometry.kv_heads * geometry.head_dim;
+  std::vector<float> k(static_cast<size_t>(row), 1.25f), v(static_cast<size_t>(row), -3.0f);
+  auto k_buffer = backend.allocate(k.size() * 4);
+  auto v_buffer = backend.allocate(v.size() * 4);
+  REQUIRE((k_buffer && v_buffer));
+  backend.upload(k_buffer->data(), k.data(), k.size() * 4);
+  backend.upload(v_buffer->data(), v.data(), v.size() * 4);
+  const int32_t slot = blocks.back() * geometry.block_tokens + 3;
+  backend.store_kv(
+      sparkd::Tensor(DType::kF32, {1, geometry.kv_heads, geometry.head_dim}, k_buffer->data()),
+      sparkd::Tensor(DType::kF32, {1, geometry.kv_heads, geometry.head_dim}, v_buffer->data()),
+      std::vector<int32_t>{slot}, view);
+  std::vector<float> stored(static_cast<size_t>(row));
+  backend.download_f32(
+      view.values.reshaped({geometry.max_blocks * geometry.block_tokens, row}).row_range(slot, 1),
+      stored);
+  CHECK(stored[0] == -3.0f);
+  CHECK(stored[static_cast<size_t>(row - 1)] == -3.0f);
+
+  // A full reclaim returns to the baseline.
+  for (int32_t b : blocks) pool->free_block(b);
+  CHECK(pool->committed_bytes() == 0);
+  CHECK(arbiter.granted_granules(1) == 0);
+  CHECK(device_free_bytes() == baseline);
+}
