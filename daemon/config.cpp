@@ -21,6 +21,7 @@
 
 #include "common/model_name.h"
 #include "common/model_reference.h"
+#include "engine/backend/placement.h"
 #include "engine/backend/quantize.h"
 #include "engine/model/model_location.h"
 
@@ -717,6 +718,16 @@ void read_model(Section& section, const fs::path& config_dir, ModelConfig& model
     section.error("quantize", *section.table()->get("quantize"),
                   "must be \"\" (as stored) or one of " + quant::quantize_target_names() +
                       ", got " + quote_text(model.quantize));
+  }
+  if (read_string(section, "device", model.device)) {
+    // Only the syntax here ("auto" would look for devices): whether the device exists is the
+    // load's question.
+    if (model.device.empty()) model.device = "auto";
+    if (auto placement = model.device == "auto" ? Expected<Placement>(Placement{})
+                                                : parse_placement(model.device);
+        !placement) {
+      section.error("device", *section.table()->get("device"), placement.status().message());
+    }
   }
   read_keep_alive(section, model.keep_alive_s);
 }

@@ -107,6 +107,9 @@ struct ModelConfig {
   std::string
       chat_template;     // "" = the model's own, else by family; or "chatml"|"llama3"|"mistral"
   std::string quantize;  // "" = as stored; else a quant::quantize_target() name
+  // Where it runs: "auto" (a CUDA device when there is one, else the CPU), "cpu", "cuda"
+  // (device 0) or "cuda:N"; resolved when the model loads.
+  std::string device = "auto";
   // on_demand models: unload after this many idle seconds; negative = stay resident until
   // the governor needs the memory (TOML: seconds, "30s"/"5m"/"2h", or "forever").
   double keep_alive_s = -1;

@@ -11,7 +11,7 @@
 #include "api/protocol/status_codes.h"
 #include "daemon/chat_request.h"
 #include "daemon/plan.h"
-#include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/placement.h"
 #include "engine/backend/quantize.h"
 #include "engine/kv/kv_block_pool.h"
 #include "engine/sched/decoder_runner.h"
@@ -530,7 +530,15 @@ Status Service::load_into(const std::shared_ptr<ModelEntry>& loading,
 
   CpuBackendOptions backend_options;
   backend_options.num_threads = options_.config.engine.threads;
-  entry.backend = make_cpu_backend(backend_options);
+  auto placement = parse_placement(config.device);
+  if (!placement) return fail(placement.status());
+  auto backend = make_backend(*placement, backend_options);
+  if (!backend) {
+    return fail(Status(backend.status().code(), "device \"" + config.device + "\" (" +
+                                                    placement->to_string() +
+                                                    "): " + backend.status().message()));
+  }
+  entry.backend = std::move(backend).value();
   model::WeightLoadOptions weight_options;
   if (!config.quantize.empty()) weight_options.quantize = quant::quantize_target(config.quantize);
   auto loaded = tasks::LoadedModel::load(config.path, *entry.backend, weight_options);
@@ -1443,6 +1451,7 @@ v1::Response Service::list_models() const {
     if (!task.empty()) info->set_task(task);
     if (state == ModelState::kReady && entry->model) {
       info->set_weights_bytes(entry->model->weights().size_bytes());
+      info->set_device(entry->backend->name());
       info->set_kv_bytes(governor_.granted_granules(entry->consumer) * governor::kGranuleBytes);
       info->set_max_input_tokens(static_cast<uint32_t>(entry->model->max_input_tokens()));
       if (entry->model->spec().task == model::ModelTask::kEmbed) {
@@ -1570,6 +1579,8 @@ v1::Response Service::status() const {
     m->set_requests_total(entry->requests_total.load());
     m->set_priority(entry->config.priority);
     m->set_residency(std::string(residency_name(entry->residency)));
+    // The loading thread owns the backend until it publishes kReady.
+    if (state == ModelState::kReady && entry->backend) m->set_device(entry->backend->name());
     if (state == ModelState::kReady || state == ModelState::kLoading) {
       if (const auto it = accounts.find(entry->consumer); it != accounts.end()) {
         const governor::AccountFigures& a = *it->second;

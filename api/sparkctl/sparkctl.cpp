@@ -176,11 +176,13 @@ void print_tokenize(const v1::Response& response) {
 
 void print_models(const v1::Response& response) {
   std::vector<std::vector<std::string>> rows = {
-      {"NAME", "TASK", "STATE", "WEIGHTS", "KV", "MAX_INPUT"}};
+      {"NAME", "TASK", "STATE", "DEVICE", "WEIGHTS", "KV", "MAX_INPUT"}};
   std::vector<std::string> failures;
   for (const v1::ModelInfo& model : response.list_models().models()) {
-    rows.push_back({model.name(), model.task(), model.state(), human_bytes(model.weights_bytes()),
-                    human_bytes(model.kv_bytes()), std::to_string(model.max_input_tokens())});
+    rows.push_back({model.name(), model.task(), model.state(),
+                    model.device().empty() ? "-" : model.device(),
+                    human_bytes(model.weights_bytes()), human_bytes(model.kv_bytes()),
+                    std::to_string(model.max_input_tokens())});
     if (!model.error().empty()) failures.push_back(model.name() + ": " + model.error());
   }
   print_table(rows);

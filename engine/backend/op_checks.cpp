@@ -327,6 +327,11 @@ void OpChecks::mean_rows(const Tensor& x, std::span<const RowSpan> spans, const 
   }
 }
 
+void OpChecks::float_tensor(const char* op, const char* what, const Tensor& t) const {
+  SPARKD_OP_CHECK(!dtype_is_quantized(t.dtype), op,
+                  std::string(what) + " must be F32, F16 or BF16, got " + describe(t));
+}
+
 void OpChecks::l2_normalize_rows(const Tensor& x) const {
   check_f32("l2_normalize_rows", "x", x);
 }

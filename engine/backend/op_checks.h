@@ -59,6 +59,9 @@ class OpChecks {
                  const Tensor& out) const;
   void mean_rows(const Tensor& x, std::span<const RowSpan> spans, const Tensor& out) const;
   void l2_normalize_rows(const Tensor& x) const;
+  // A tensor an op reads or writes element by element (norm weights, biases, caches, outputs
+  // of gathers) must be F32, F16 or BF16; backends that do not dequantize such tensors check.
+  void float_tensor(const char* op, const char* what, const Tensor& t) const;
 
   // "F32[2, 64]", for messages.
   static std::string describe(const Tensor& t);

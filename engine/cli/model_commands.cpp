@@ -10,16 +10,17 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/placement.h"
 #include "engine/tasks/loaded_model.h"
 
 namespace sparkd::cli {
 
 const char* const kModelCommandsUsage =
-    "       sparkd-run MODEL_DIR embed [TEXT...] [--json] [--threads N]\n"
-    "       sparkd-run MODEL_DIR rerank QUERY DOCUMENT... | --json [--threads N]\n"
+    "       sparkd-run MODEL_DIR embed [TEXT...] [--json] [--threads N] [--device D]\n"
+    "       sparkd-run MODEL_DIR rerank QUERY DOCUMENT... | --json [--threads N] [--device D]\n"
     "       sparkd-run MODEL_DIR generate [PROMPT] [--max-new-tokens N] [--ignore-eos] [--json]\n"
-    "                  [--threads N]\n"
+    "                  [--threads N] [--device D]\n"
+    "  --device: auto (default: a CUDA device when there is one), cpu, cuda or cuda:N.\n"
     "  Without --json, inputs come from the arguments (embed and generate read stdin when\n"
     "  none are given) and results are printed for people. With --json, each stdin line is a\n"
     "  request and each output line its JSON result:\n"
@@ -42,6 +43,7 @@ struct ModelOptions {
   int threads = 0;
   int32_t max_new_tokens = 64;
   bool ignore_eos = false;
+  std::string device = "auto";
   std::vector<std::string> positional;
 };
 
@@ -317,6 +319,12 @@ bool parse_model_options(int argc, char** argv, ModelOptions* options, std::stri
       options->json_mode = true;
     } else if (arg == "--ignore-eos") {
       options->ignore_eos = true;
+    } else if (arg == "--device") {
+      if (i + 1 >= argc) {
+        *error = "--device needs a value (auto, cpu, cuda or cuda:N)";
+        return false;
+      }
+      options->device = argv[++i];
     } else if (arg == "--threads") {
       if (!integer(1, &value)) {
         *error = "--threads needs a positive integer";
@@ -356,7 +364,18 @@ int run_model_command(int argc, char** argv) {
   const std::string_view command = argv[2];
   CpuBackendOptions backend_options;
   backend_options.num_threads = options.threads;
-  std::unique_ptr<Backend> backend = make_cpu_backend(backend_options);
+  auto placement = parse_placement(options.device);
+  if (!placement) {
+    std::fprintf(stderr, "sparkd-run: --device: %s\n", placement.status().message().c_str());
+    return 2;
+  }
+  auto made = make_backend(*placement, backend_options);
+  if (!made) {
+    std::fprintf(stderr, "sparkd-run: %s: %s\n", placement->to_string().c_str(),
+                 made.status().to_string().c_str());
+    return 1;
+  }
+  std::unique_ptr<Backend> backend = std::move(made).value();
   auto model = tasks::LoadedModel::load(argv[1], *backend);
   if (!model) {
     std::fprintf(stderr, "sparkd-run: %s\n", model.status().to_string().c_str());

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "engine/backend/devices.h"
+#include "engine/backend/placement.h"
 #include "engine/cli/model_commands.h"
 #include "engine/tasks/loaded_model.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -127,6 +128,8 @@ int run_devices() {
                 d.multiprocessor_count, d.shared_memory_per_block_optin_bytes / 1024,
                 d.integrated ? " (unified memory)" : "");
   }
+  std::printf("models with device = \"auto\" run on %s\n",
+              sparkd::default_placement().to_string().c_str());
   return 0;
 }
 

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <cstdlib>
 #include <vector>
 
 #include "engine/backend/cuda/cuda_backend.h"
@@ -43,28 +44,45 @@ TEST_CASE("cuda: KV grants and releases move the device's committed bytes by the
       KvBlockPool::create(geometry, arbiter, /*consumer=*/1, sparkd::KvGroupRelease::kOnFree,
                           sparkd::KvBacking::kMemory, &backend);
   REQUIRE(pool.has_value());
+  // Everything else first: the buffers below, and one launch of store_kv (CUDA loads kernel
+  // modules lazily, into device memory), so that from here on only the pool moves memory.
+  const int64_t row = geometry.kv_heads * geometry.head_dim;
+  std::vector<float> k(static_cast<size_t>(row), 1.25f), v(static_cast<size_t>(row), -3.0f);
+  auto k_buffer = backend.allocate(k.size() * 4);
+  auto v_buffer = backend.allocate(v.size() * 4);
+  auto scratch_kv = backend.allocate(2 * k.size() * 4);
+  REQUIRE((k_buffer && v_buffer && scratch_kv));
+  backend.upload(k_buffer->data(), k.data(), k.size() * 4);
+  backend.upload(v_buffer->data(), v.data(), v.size() * 4);
+  const sparkd::Tensor k_row(DType::kF32, {1, geometry.kv_heads, geometry.head_dim},
+                             k_buffer->data());
+  const sparkd::Tensor v_row(DType::kF32, {1, geometry.kv_heads, geometry.head_dim},
+                             v_buffer->data());
+  const sparkd::KvLayerView warm_up{
+      sparkd::Tensor(DType::kF32, {1, geometry.kv_heads, geometry.head_dim}, scratch_kv->data()),
+      sparkd::Tensor(DType::kF32, {1, geometry.kv_heads, geometry.head_dim},
+                     static_cast<float*>(scratch_kv->data()) + row),
+      0};
+  backend.store_kv(k_row, v_row, std::vector<int32_t>{0}, warm_up);
   backend.synchronize();
+  // On an integrated GPU the device's free memory is the machine's, which other processes move.
+  cudaDeviceProp prop{};
+  REQUIRE(cudaGetDeviceProperties(&prop, 0) == cudaSuccess);
+  const int64_t noise = prop.integrated ? int64_t{64} << 20 : 0;
   const int64_t baseline = device_free_bytes();
   const int64_t group_bytes = 4 * static_cast<int64_t>(kGranuleBytes);
 
   std::vector<int32_t> blocks;
   blocks.push_back(*pool->allocate_block());
   CHECK(pool->committed_bytes() == static_cast<uint64_t>(group_bytes));
-  CHECK(baseline - device_free_bytes() == group_bytes);
+  CHECK(std::abs(baseline - device_free_bytes() - group_bytes) <= noise);
 
   for (int i = 0; i < 40; ++i) blocks.push_back(*pool->allocate_block());  // into group 2
   CHECK(pool->committed_bytes() == static_cast<uint64_t>(2 * group_bytes));
-  CHECK(baseline - device_free_bytes() == 2 * group_bytes);
+  CHECK(std::abs(baseline - device_free_bytes() - 2 * group_bytes) <= noise);
 
   // Written and read back through the mapping.
   const sparkd::KvLayerView view = pool->layer_view(1);
-  const int64_t row = geometry.kv_heads * geometry.head_dim;
-  std::vector<float> k(static_cast<size_t>(row), 1.25f), v(static_cast<size_t>(row), -3.0f);
-  auto k_buffer = backend.allocate(k.size() * 4);
-  auto v_buffer = backend.allocate(v.size() * 4);
-  REQUIRE((k_buffer && v_buffer));
-  backend.upload(k_buffer->data(), k.data(), k.size() * 4);
-  backend.upload(v_buffer->data(), v.data(), v.size() * 4);
   const int32_t slot = blocks.back() * geometry.block_tokens + 3;
   backend.store_kv(
       sparkd::Tensor(DType::kF32, {1, geometry.kv_heads, geometry.head_dim}, k_buffer->data()),
@@ -81,5 +99,5 @@ TEST_CASE("cuda: KV grants and releases move the device's committed bytes by the
   for (int32_t b : blocks) pool->free_block(b);
   CHECK(pool->committed_bytes() == 0);
   CHECK(arbiter.granted_granules(1) == 0);
-  CHECK(device_free_bytes() == baseline);
+  CHECK(std::abs(device_free_bytes() - baseline) <= noise);
 }

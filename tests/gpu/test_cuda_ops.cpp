@@ -424,6 +424,8 @@ struct AttentionCase {
   std::string name;
 };
 
+constexpr int32_t kContiguousGap = 5;  // unused slots after each contiguous sequence
+
 // A step of three sequences: a decode over a long context, a whole prefill, a prefill chunk
 // after earlier tokens. Every context position is stored first (store_kv), then attended.
 std::vector<float> run_attention(Backend& be, const AttentionCase& test, uint32_t seed) {
@@ -435,7 +437,9 @@ std::vector<float> run_attention(Backend& be, const AttentionCase& test, uint32_
   const int32_t block = test.block_tokens > 0 ? test.block_tokens : 1;
   int32_t slots_needed = 0;
   for (const Seq& s : seqs) slots_needed += (s.context_tokens + block - 1) / block * block;
-  const int32_t total_slots = slots_needed + 3 * block;  // spare blocks, never referenced
+  // Spare blocks never referenced (paged), or the gaps left between sequences (contiguous).
+  const int32_t total_slots =
+      slots_needed + (test.block_tokens > 0 ? 3 * block : kContiguousGap * 3);
   const int64_t row = int64_t{test.kv_heads} * test.head_dim;
 
   On on(be);
@@ -469,7 +473,7 @@ std::vector<float> run_attention(Backend& be, const AttentionCase& test, uint32_
     } else {
       seq.kv_slot_begin = next_slot;
       for (int32_t p = 0; p < seqs[s].context_tokens; ++p) slots.push_back(next_slot + p);
-      next_slot += seqs[s].context_tokens + 5;
+      next_slot += seqs[s].context_tokens + kContiguousGap;
     }
     sequences.push_back(seq);
     query_rows += seqs[s].query_tokens;

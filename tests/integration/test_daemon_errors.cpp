@@ -11,6 +11,7 @@
 
 #include "api/protocol/frame.h"
 #include "api/protocol/status_codes.h"
+#include "engine/backend/placement.h"
 #include "tests/integration/daemon_test_helpers.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/model_copy.h"
@@ -456,6 +457,42 @@ TEST_CASE("Daemon: max_tokens takes the whole uint32 range", "[daemon][errors]")
   INFO(cli.text);
   CHECK(cli.exit_code == 0);
   CHECK(json::parse(cli.text)["finish_reason"] == "length");
+}
+
+TEST_CASE("Daemon: each model runs where its device says, and a missing GPU gives its reason",
+          "[daemon][errors][device]") {
+  const std::string xlmr = fixture_model_dir("xlmr_embed");
+  DaemonProcess daemon([&](const auto& dir) {
+    return fixture_config(dir, "",
+                          "[[models]]\nname = \"on_cpu\"\ndevice = \"cpu\"\npath = \"" + xlmr +
+                              "\"\n[[models]]\nname = \"on_gpu9\"\ndevice = \"cuda:9\"\n"
+                              "residency = \"on_demand\"\npath = \"" +
+                              xlmr + "\"\n");
+  });
+  api::Client client = daemon.connect();
+  auto models = model_list(client);
+  CHECK(models["on_cpu"].device() == "cpu");
+  // No device key: "auto", a GPU when the machine has one.
+  CHECK(models["embed"].device() == sparkd::default_placement().to_string());
+  CHECK(models["on_gpu9"].device().empty());  // not loaded
+
+  // No machine this runs on has a ninth GPU: the load fails with the backend's own reason,
+  // and everything else keeps serving.
+  const v1::Response refused = call_once(client, load_request("on_gpu9", ""));
+  CHECK(error_code(refused) == v1::UNAVAILABLE);
+  CHECK_THAT(refused.error().message(), Contains("device \"cuda:9\" (cuda:9): "));
+  CHECK(error_code(call_once(client, embed_request("on_cpu", {"still here"}))) == v1::OK);
+
+  v1::Request status;
+  status.mutable_status();
+  const v1::Response answered = call_once(client, status);
+  bool found = false;
+  for (const v1::ModelStatus& m : answered.status().models()) {
+    if (m.name() != "on_cpu") continue;
+    found = true;
+    CHECK(m.device() == "cpu");
+  }
+  CHECK(found);
 }
 
 TEST_CASE("Daemon: admin loads are first-class: residency, unload, names, paths, logs",

@@ -572,6 +572,18 @@ TEST_CASE("quantize is empty or a type sparkd quantizes to", "[config]") {
                         "got \"int4\""});
 }
 
+TEST_CASE("device is auto, cpu, cuda or cuda:N", "[config]") {
+  CHECK(parse_ok(model_with("")).models[0].device == "auto");
+  for (const char* name : {"auto", "cpu", "cuda", "cuda:0", "cuda:3"}) {
+    CHECK(parse_ok(model_with(std::string("device = \"") + name + "\"")).models[0].device == name);
+  }
+  for (const char* bad : {"gpu", "cuda:", "cuda:-1", "cuda:x", "CUDA"}) {
+    require_single_error(model_with(std::string("device = \"") + bad + "\""),
+                         {"`models[0].device`: device \"" + std::string(bad) +
+                          "\" is not one of \"auto\", \"cpu\", \"cuda\" or \"cuda:N\""});
+  }
+}
+
 TEST_CASE("socket_mode is octal permission bits", "[config]") {
   CHECK(parse_ok("[server]\nsocket_mode = \"660\"\n").server.socket_mode == 0660);
   CHECK(parse_ok("[server]\nsocket_mode = \"0777\"\n").server.socket_mode == 0777);

@@ -81,6 +81,24 @@ TEST_CASE("sparkd-run fails clearly on a missing tokenizer", "[cli]") {
   CHECK(run.lines.empty());
 }
 
+TEST_CASE("sparkd-run --device: cpu runs, a bad name or a missing device is refused", "[cli]") {
+  const std::string model = std::string(SPARKD_SOURCE_DIR) + "/tests/fixtures/models/qwen2_f32";
+  RunResult cpu = run_sparkd_run(model + " generate Hi --max-new-tokens 2 --device cpu 2>&1", "");
+  CHECK(cpu.exit_code == 0);
+  CHECK_THAT(cpu.text(), Catch::Contains("(Qwen2ForCausalLM, generate) on cpu:"));
+
+  RunResult bad = run_sparkd_run(model + " generate Hi --device gpu 2>&1", "");
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.text(),
+             Catch::Contains("--device: device \"gpu\" is not one of \"auto\", \"cpu\", "
+                             "\"cuda\" or \"cuda:N\""));
+
+  // No machine this runs on has a ninth GPU.
+  RunResult missing = run_sparkd_run(model + " generate Hi --device cuda:9 2>&1", "");
+  CHECK(missing.exit_code == 1);
+  CHECK_THAT(missing.text(), Catch::StartsWith("sparkd-run: cuda:9: UNAVAILABLE: "));
+}
+
 TEST_CASE("sparkd-run applies tokenizer.json padding unless --plain", "[cli]") {
   // all-MiniLM-L6-v2's tokenizer.json pads to 128, and the library applies it.
   const auto dir = kFixtures / "all_minilm_l6_v2";
@@ -92,14 +110,13 @@ TEST_CASE("sparkd-run applies tokenizer.json padding unless --plain", "[cli]") {
   CHECK(json::parse(plain.lines[0]).at("ids") == json({101, 7592, 2088, 102}));
 }
 
-TEST_CASE("sparkd-run generate puts its stats on a line of their own, even on one pipe",
-          "[cli]") {
+TEST_CASE("sparkd-run generate puts its stats on a line of their own, even on one pipe", "[cli]") {
   const auto model = std::filesystem::path(SPARKD_SOURCE_DIR) / "tests/fixtures/models/qwen2_f32";
   const RunResult run = run_sparkd_run(
       model.string() + " generate 'Once upon a time' --max-new-tokens 8 --ignore-eos 2>&1", "");
   REQUIRE(run.exit_code == 0);
   REQUIRE(run.lines.size() >= 3);
   CHECK(run.lines.front().rfind("sparkd-run: ", 0) == 0);  // the load line
-  CHECK(run.lines[1].rfind("Once upon a time", 0) == 0);  // prompt and continuation
+  CHECK(run.lines[1].rfind("Once upon a time", 0) == 0);   // prompt and continuation
   CHECK(run.lines.back().rfind("10 prompt tokens, 8 new (length); prefill ", 0) == 0);
 }

@@ -64,7 +64,8 @@ __global__ void attention_kernel(AttentionLaunch p) {
     const int64_t slot =
         p.block_tokens == 0
             ? seq.kv_slot_begin + position
-            : static_cast<int64_t>(p.block_tables[seq.block_table_offset + position / p.block_tokens]) *
+            : static_cast<int64_t>(
+                  p.block_tables[seq.block_table_offset + position / p.block_tokens]) *
                       p.block_tokens +
                   position % p.block_tokens;
     const int64_t offset = (slot * p.kv_heads + kv_head) * head_dim;

@@ -4,13 +4,12 @@
 // One stream per backend (a backend serves one model runner); ops are queued on it and the
 // host waits only where the interface hands data back (download_f32, synchronize) or takes
 // host memory the caller may reuse at once (upload).
-#include "engine/backend/cuda/cuda_backend.h"
-
 #include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "engine/backend/cuda/cuda_backend.h"
 #include "engine/backend/cuda/cuda_common.cuh"
 #include "engine/backend/cuda/cuda_kernels.h"
 #include "engine/backend/cuda/cuda_virtual_memory.h"
@@ -27,20 +26,34 @@ using cuda::RecurrentSequenceArgs;
 // same offset of a device ring. The ring is cut into segments; the host side of a segment is
 // written again only after the event recorded when the ring last left it has completed, so no
 // queued copy reads bytes already overwritten. (The device side needs no wait: its next copy
-// is queued after every kernel that read it.)
+// is queued after every kernel that read it.) A table larger than a segment makes a larger
+// ring; the old one is kept until the stream is next known idle (release_retired), because
+// tables pushed earlier for the same op still point into it.
 class ArgumentRing {
  public:
   static constexpr int kSegments = 8;
 
-  ~ArgumentRing() { release(); }
+  ~ArgumentRing() {
+    release_retired();
+    release(current_);
+  }
 
   void init(size_t segment_bytes) {
     segment_bytes_ = segment_bytes;
-    SPARKD_CUDA_CHECK(cudaMallocHost(&host_, kSegments * segment_bytes_));
-    SPARKD_CUDA_CHECK(cudaMalloc(&device_, kSegments * segment_bytes_));
-    for (cudaEvent_t& event : left_) {
+    segment_ = 0;
+    used_ = 0;
+    std::fill(std::begin(pending_), std::end(pending_), false);
+    SPARKD_CUDA_CHECK(cudaMallocHost(&current_.host, kSegments * segment_bytes_));
+    SPARKD_CUDA_CHECK(cudaMalloc(&current_.device, kSegments * segment_bytes_));
+    for (cudaEvent_t& event : current_.left) {
       SPARKD_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
     }
+  }
+
+  // Frees rings replaced by larger ones; call only when the stream has no queued work.
+  void release_retired() {
+    for (Memory& memory : retired_) release(memory);
+    retired_.clear();
   }
 
   // The values, in device memory once the stream gets there; nullptr when empty.
@@ -48,23 +61,23 @@ class ArgumentRing {
   const T* push(const T* values, size_t count, cudaStream_t stream) {
     if (count == 0) return nullptr;
     const size_t bytes = (count * sizeof(T) + 15) / 16 * 16;
-    if (bytes > segment_bytes_) grow(bytes, stream);
+    if (bytes > segment_bytes_) grow(bytes);
     if (used_ + bytes > segment_bytes_) {
-      SPARKD_CUDA_CHECK(cudaEventRecord(left_[segment_], stream));
+      SPARKD_CUDA_CHECK(cudaEventRecord(current_.left[segment_], stream));
       pending_[segment_] = true;
       segment_ = (segment_ + 1) % kSegments;
       used_ = 0;
       if (pending_[segment_]) {
-        SPARKD_CUDA_CHECK(cudaEventSynchronize(left_[segment_]));
+        SPARKD_CUDA_CHECK(cudaEventSynchronize(current_.left[segment_]));
         pending_[segment_] = false;
       }
     }
     const size_t offset = segment_ * segment_bytes_ + used_;
-    std::memcpy(host_ + offset, values, count * sizeof(T));
-    SPARKD_CUDA_CHECK(
-        cudaMemcpyAsync(device_ + offset, host_ + offset, bytes, cudaMemcpyHostToDevice, stream));
+    std::memcpy(current_.host + offset, values, count * sizeof(T));
+    SPARKD_CUDA_CHECK(cudaMemcpyAsync(current_.device + offset, current_.host + offset, bytes,
+                                      cudaMemcpyHostToDevice, stream));
     used_ += bytes;
-    return reinterpret_cast<const T*>(device_ + offset);
+    return reinterpret_cast<const T*>(current_.device + offset);
   }
   template <typename T>
   const T* push(const std::vector<T>& values, cudaStream_t stream) {
@@ -76,31 +89,32 @@ class ArgumentRing {
   }
 
  private:
-  // A table larger than a segment: wait for everything queued, then start over larger.
-  void grow(size_t bytes, cudaStream_t stream) {
-    SPARKD_CUDA_CHECK(cudaStreamSynchronize(stream));
-    release();
+  struct Memory {
+    char* host = nullptr;
+    char* device = nullptr;
+    cudaEvent_t left[kSegments] = {};  // recorded when the ring last left each segment
+  };
+
+  // A table larger than a segment: a new ring, large enough; the old one is retired.
+  void grow(size_t bytes) {
+    retired_.push_back(current_);
+    current_ = Memory();
     size_t segment = segment_bytes_;
     while (segment < bytes) segment *= 2;
-    segment_ = 0;
-    used_ = 0;
-    std::fill(std::begin(pending_), std::end(pending_), false);
     init(segment);
   }
 
-  void release() {
-    if (host_ != nullptr) cudaFreeHost(host_);
-    if (device_ != nullptr) cudaFree(device_);
-    for (cudaEvent_t& event : left_) {
+  static void release(Memory& memory) {
+    if (memory.host != nullptr) cudaFreeHost(memory.host);
+    if (memory.device != nullptr) cudaFree(memory.device);
+    for (cudaEvent_t& event : memory.left) {
       if (event != nullptr) cudaEventDestroy(event);
-      event = nullptr;
     }
-    host_ = nullptr;
-    device_ = nullptr;
+    memory = Memory();
   }
 
-  char* host_ = nullptr;
-  char* device_ = nullptr;
+  Memory current_;
+  std::vector<Memory> retired_;
   size_t segment_bytes_ = 0;
   int segment_ = 0;
   size_t used_ = 0;
@@ -118,9 +132,9 @@ class CudaBackend final : public Backend {
                     std::string("no CUDA device: ") + cudaGetErrorString(error));
     }
     if (options.device < 0 || options.device >= count) {
-      return Status(StatusCode::kUnavailable,
-                    "no CUDA device " + std::to_string(options.device) + " (this machine has " +
-                        std::to_string(count) + ")");
+      return Status(StatusCode::kUnavailable, "no CUDA device " + std::to_string(options.device) +
+                                                  " (this machine has " + std::to_string(count) +
+                                                  ")");
     }
     cudaDeviceProp prop{};
     error = cudaGetDeviceProperties(&prop, options.device);
@@ -129,13 +143,19 @@ class CudaBackend final : public Backend {
       return Status(StatusCode::kUnavailable, "CUDA device " + std::to_string(options.device) +
                                                   ": " + cudaGetErrorString(error));
     }
-    return std::unique_ptr<Backend>(new CudaBackend(options, prop));
+    auto blas = cuda::load_cublas();
+    if (!blas) return blas.status();
+    // Host-writable managed memory only where the CPU may touch it while kernels run.
+    int concurrent_managed = 0;
+    cudaDeviceGetAttribute(&concurrent_managed, cudaDevAttrConcurrentManagedAccess, options.device);
+    const bool host_accessible = prop.integrated != 0 && concurrent_managed != 0;
+    return std::unique_ptr<Backend>(new CudaBackend(options, *blas, host_accessible));
   }
 
   ~CudaBackend() override {
     cudaSetDevice(device_);
     cudaStreamSynchronize(stream_);
-    cublasDestroy(cublas_);
+    blas_->destroy(cublas_);
     cudaStreamDestroy(stream_);
   }
 
@@ -150,16 +170,16 @@ class CudaBackend final : public Backend {
     // Integrated GPUs (GB10) share the host's memory: managed memory lets model loading
     // read files straight into it, and it is counted in /proc/meminfo like any other.
     const cudaError_t error =
-        integrated_ ? cudaMallocManaged(&data, bytes) : cudaMalloc(&data, bytes);
+        host_accessible_ ? cudaMallocManaged(&data, bytes) : cudaMalloc(&data, bytes);
     if (error != cudaSuccess) {
       cudaGetLastError();  // clear the sticky-free error state
-      return Status(StatusCode::kResourceExhausted,
-                    name() + " backend: cannot allocate " + std::to_string(size_bytes) +
-                        " bytes: " + cudaGetErrorString(error));
+      return Status(StatusCode::kResourceExhausted, name() + " backend: cannot allocate " +
+                                                        std::to_string(size_bytes) +
+                                                        " bytes: " + cudaGetErrorString(error));
     }
     return Buffer(data, size_bytes, [](void* p) { cudaFree(p); });
   }
-  bool memory_is_host_accessible() const override { return integrated_; }
+  bool memory_is_host_accessible() const override { return host_accessible_; }
   Expected<std::unique_ptr<VirtualRange>> reserve_virtual(size_t size_bytes) override {
     use_device();
     return virtual_memory_.reserve(size_bytes);
@@ -169,7 +189,7 @@ class CudaBackend final : public Backend {
     use_device();
     SPARKD_CUDA_CHECK(cudaMemcpyAsync(dst, src_host, size_bytes, cudaMemcpyHostToDevice, stream_));
     // The caller may reuse its host memory as soon as this returns.
-    SPARKD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    stream_idle();
   }
   void fill_zero(void* dst, size_t size_bytes) override {
     if (size_bytes == 0) return;
@@ -189,16 +209,17 @@ class CudaBackend final : public Backend {
     }
     SPARKD_CUDA_CHECK(cudaMemcpyAsync(dst.data(), from, dst.size() * sizeof(float),
                                       cudaMemcpyDeviceToHost, stream_));
-    SPARKD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    stream_idle();
   }
   void synchronize() override {
     use_device();
-    SPARKD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    stream_idle();
   }
 
   // ---- ops ------------------------------------------------------------------------------
   void linear(const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor& y) override {
     checks_.linear(x, weight, bias, y);
+    if (bias) checks_.float_tensor("linear", "bias", *bias);
     use_device();
     cuda::linear(linear_context_, x.as<const float>(), x.rows(), x.cols(), weight.data,
                  weight.dtype, weight.dim(0), bias ? bias->data : nullptr,
@@ -207,6 +228,7 @@ class CudaBackend final : public Backend {
 
   void gather_rows(const Tensor& src, std::span<const int32_t> rows, Tensor& out) override {
     checks_.gather_rows(src, rows, out);
+    checks_.float_tensor("gather_rows", "out", out);
     use_device();
     cuda::gather_rows(src.data, src.dtype, src.cols(), arguments_.push(rows, stream_),
                       static_cast<int64_t>(rows.size()), out.data, out.dtype, stream_);
@@ -219,12 +241,12 @@ class CudaBackend final : public Backend {
     const int32_t* device_rows = arguments_.push(rows, stream_);
     const float* device_scales = arguments_.push(scales, stream_);
     cuda::scatter_add_rows(src.as<const float>(), device_rows, device_scales,
-                           static_cast<int64_t>(rows.size()), dst.cols(), dst.as<float>(),
-                           stream_);
+                           static_cast<int64_t>(rows.size()), dst.cols(), dst.as<float>(), stream_);
   }
 
   void add(const Tensor& a, const Tensor& b, Tensor& out) override {
     const bool broadcast = checks_.add(a, b, out);
+    checks_.float_tensor("add", "b", b);
     use_device();
     cuda::add(a.as<const float>(), b.data, b.dtype, broadcast, a.rows(), a.cols(), out.as<float>(),
               stream_);
@@ -232,6 +254,7 @@ class CudaBackend final : public Backend {
 
   void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) override {
     checks_.rms_norm(x, weight, out);
+    checks_.float_tensor("rms_norm", "weight", weight);
     use_device();
     cuda::rms_norm(x.as<const float>(), weight.data, weight.dtype, eps, x.rows(), x.cols(),
                    out.as<float>(), stream_);
@@ -240,6 +263,8 @@ class CudaBackend final : public Backend {
   void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
                   Tensor& out) override {
     checks_.layer_norm(x, weight, bias, out);
+    checks_.float_tensor("layer_norm", "weight", weight);
+    checks_.float_tensor("layer_norm", "bias", bias);
     use_device();
     cuda::layer_norm(x.as<const float>(), weight.data, weight.dtype, bias.data, bias.dtype, eps,
                      x.rows(), x.cols(), out.as<float>(), stream_);
@@ -281,6 +306,7 @@ class CudaBackend final : public Backend {
 
   void rope(Tensor& x, std::span<const int32_t> positions, const Tensor& inv_freq) override {
     checks_.rope(x, positions, inv_freq);
+    checks_.float_tensor("rope", "inv_freq", inv_freq);
     use_device();
     cuda::rope(x.as<float>(), x.dim(0), x.dim(1), x.dim(2), inv_freq.numel(),
                arguments_.push(positions, stream_), inv_freq.data, inv_freq.dtype, stream_);
@@ -289,6 +315,7 @@ class CudaBackend final : public Backend {
   void causal_conv1d_silu(const Tensor& x, const Tensor& weight,
                           std::span<const RecurrentSequence> sequences, Tensor& out) override {
     checks_.causal_conv1d_silu(x, weight, sequences, out);
+    checks_.float_tensor("causal_conv1d_silu", "weight", weight);
     use_device();
     const std::vector<RecurrentSequenceArgs> args = recurrent_args(sequences);
     cuda::causal_conv1d_silu(x.as<const float>(), weight.data, weight.dtype, x.dim(1),
@@ -301,6 +328,8 @@ class CudaBackend final : public Backend {
                        std::span<const RecurrentSequence> sequences, Tensor& out) override {
     const DeltaNetShape shape = checks_.gated_delta_net(qkv, a, b, a_neg, dt_bias, key_heads,
                                                         value_heads_tiled, sequences, out);
+    checks_.float_tensor("gated_delta_net", "a_neg", a_neg);
+    checks_.float_tensor("gated_delta_net", "dt_bias", dt_bias);
     use_device();
     const std::vector<RecurrentSequenceArgs> args = recurrent_args(sequences);
     cuda::gated_delta_net(qkv.as<const float>(), a.as<const float>(), b.as<const float>(),
@@ -312,6 +341,7 @@ class CudaBackend final : public Backend {
   void store_kv(const Tensor& k, const Tensor& v, std::span<const int32_t> slots,
                 const KvLayerView& kv) override {
     checks_.store_kv(k, v, slots, kv);
+    checks_.float_tensor("store_kv", "the cache", kv.keys);
     use_device();
     cuda::store_kv(k.as<const float>(), v.as<const float>(), arguments_.push(slots, stream_),
                    static_cast<int64_t>(slots.size()), kv.keys.dim(1) * kv.keys.dim(2),
@@ -322,6 +352,7 @@ class CudaBackend final : public Backend {
                  std::span<const AttentionSequence> sequences, const AttentionParams& params,
                  Tensor& out) override {
     checks_.attention(q, kv, sequences, params, out);
+    checks_.float_tensor("attention", "the cache", kv.keys);
     use_device();
     std::vector<AttentionSequenceArgs> args;
     std::vector<int32_t> row_sequence(static_cast<size_t>(q.dim(0)), 0);
@@ -387,21 +418,29 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  CudaBackend(const CudaBackendOptions& options, const cudaDeviceProp& prop)
+  CudaBackend(const CudaBackendOptions& options, const cuda::Cublas* blas, bool host_accessible)
       : device_(options.device),
-        integrated_(prop.integrated != 0),
+        host_accessible_(host_accessible),
         checks_("cuda"),
-        virtual_memory_(options.device) {
+        virtual_memory_(options.device),
+        blas_(blas) {
     SPARKD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    SPARKD_CUBLAS_CHECK(cublasCreate(&cublas_));
-    SPARKD_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+    SPARKD_CUBLAS_CHECK(blas_->create(&cublas_));
+    SPARKD_CUBLAS_CHECK(blas_->set_stream(cublas_, stream_));
     arguments_.init(size_t{1} << 20);
     linear_context_.stream = stream_;
+    linear_context_.blas = blas_;
     linear_context_.cublas = cublas_;
     linear_context_.x_scratch = &gemm_x_scratch_;
     linear_context_.weight_scratch = &gemm_weight_scratch_;
     linear_context_.input_copy = &input_copy_scratch_;
     linear_context_.f32_gemm = options.f32_gemm;
+  }
+
+  // Waits for the stream; what only queued work could still use is freed then.
+  void stream_idle() {
+    SPARKD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    arguments_.release_retired();
   }
 
   // Ops may be called from any thread (a runner's); the CUDA runtime's current device is
@@ -420,21 +459,23 @@ class CudaBackend final : public Backend {
     std::vector<RecurrentSequenceArgs> args;
     args.reserve(sequences.size());
     for (const RecurrentSequence& seq : sequences) {
-      args.push_back({seq.row_begin, seq.rows, seq.conv_state.as<float>(),
-                      seq.delta_state.as<float>()});
+      args.push_back(
+          {seq.row_begin, seq.rows, seq.conv_state.as<float>(), seq.delta_state.as<float>()});
     }
     return args;
   }
 
   int device_ = 0;
-  bool integrated_ = false;
+  // Integrated GPUs (GB10) whose memory the CPU may write while kernels run: allocations are
+  // managed memory, which model loading fills straight from file reads.
+  bool host_accessible_ = false;
   const OpChecks checks_;
   cuda::VirtualMemory virtual_memory_;
   cudaStream_t stream_ = nullptr;
+  const cuda::Cublas* blas_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   ArgumentRing arguments_;
-  cuda::DeviceScratch gemm_x_scratch_, gemm_weight_scratch_, input_copy_scratch_,
-      download_scratch_;
+  cuda::DeviceScratch gemm_x_scratch_, gemm_weight_scratch_, input_copy_scratch_, download_scratch_;
   cuda::LinearContext linear_context_;
 };
 

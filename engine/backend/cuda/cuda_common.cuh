@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "engine/backend/tensor.h"
 
@@ -25,22 +26,23 @@ namespace sparkd::cuda {
   std::abort();
 }
 
-#define SPARKD_CUDA_CHECK(call)                                                            \
-  do {                                                                                     \
-    const cudaError_t sparkd_cuda_error = (call);                                          \
-    if (sparkd_cuda_error != cudaSuccess) {                                                \
-      ::sparkd::cuda::fail_call(#call, cudaGetErrorString(sparkd_cuda_error), __FILE__,    \
-                                __LINE__);                                                 \
-    }                                                                                      \
+#define SPARKD_CUDA_CHECK(call)                                                                    \
+  do {                                                                                             \
+    const cudaError_t sparkd_cuda_error = (call);                                                  \
+    if (sparkd_cuda_error != cudaSuccess) {                                                        \
+      ::sparkd::cuda::fail_call(#call, cudaGetErrorString(sparkd_cuda_error), __FILE__, __LINE__); \
+    }                                                                                              \
   } while (0)
 
-#define SPARKD_CUBLAS_CHECK(call)                                                          \
-  do {                                                                                     \
-    const cublasStatus_t sparkd_cublas_status = (call);                                    \
-    if (sparkd_cublas_status != CUBLAS_STATUS_SUCCESS) {                                   \
-      ::sparkd::cuda::fail_call(#call, cublasGetStatusString(sparkd_cublas_status),        \
-                                __FILE__, __LINE__);                                       \
-    }                                                                                      \
+#define SPARKD_CUBLAS_CHECK(call)                                                              \
+  do {                                                                                         \
+    const cublasStatus_t sparkd_cublas_status = (call);                                        \
+    if (sparkd_cublas_status != CUBLAS_STATUS_SUCCESS) {                                       \
+      ::sparkd::cuda::fail_call(                                                               \
+          #call,                                                                               \
+          ("cuBLAS status " + std::to_string(static_cast<int>(sparkd_cublas_status))).c_str(), \
+          __FILE__, __LINE__);                                                                 \
+    }                                                                                          \
   } while (0)
 
 // After every launch: a bad configuration (too many threads, too much shared memory) shows
@@ -88,7 +90,8 @@ __device__ __forceinline__ void store_f32(void* data, DType dtype, int64_t i, fl
 // ---- reductions -------------------------------------------------------------------------
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  for (int offset = kWarp / 2; offset > 0; offset /= 2)
+    v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;
 }
 

@@ -132,8 +132,8 @@ void gated_delta_net(const float* qkv, const float* a, const float* b, const voi
     fail_call("gated_delta_net", "key_head_dim above 256 is not supported", __FILE__, __LINE__);
   }
   const dim3 grid(static_cast<unsigned>(sequence_count), static_cast<unsigned>(shape.value_heads));
-  gated_delta_net_kernel<<<grid, kDeltaThreads, 0, stream>>>(
-      qkv, a, b, a_neg, a_neg_type, dt_bias, dt_bias_type, shape, sequences, out);
+  gated_delta_net_kernel<<<grid, kDeltaThreads, 0, stream>>>(qkv, a, b, a_neg, a_neg_type, dt_bias,
+                                                             dt_bias_type, shape, sequences, out);
   SPARKD_CUDA_LAUNCHED();
 }
 

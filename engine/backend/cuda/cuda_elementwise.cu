@@ -9,7 +9,7 @@ namespace {
 
 constexpr int kRowThreads = 256;  // one block per row for the reductions
 
-#define SPARKD_GRID_STRIDE(i, n)                                                    \
+#define SPARKD_GRID_STRIDE(i, n)                                                         \
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
@@ -19,8 +19,7 @@ __global__ void convert_kernel(const void* src, DType src_type, void* dst, DType
 }
 
 __global__ void gather_float_kernel(const void* src, DType src_type, int64_t cols,
-                                    const int32_t* rows, int64_t count, void* out,
-                                    DType out_type) {
+                                    const int32_t* rows, int64_t count, void* out, DType out_type) {
   SPARKD_GRID_STRIDE(i, count * cols) {
     const int64_t r = i / cols, c = i % cols;
     const int64_t row = rows != nullptr ? rows[r] : r;
@@ -54,8 +53,8 @@ __global__ void scatter_add_rows_kernel(const float* src, const int32_t* rows, c
   }
 }
 
-__global__ void add_kernel(const float* a, const void* b, DType b_type, bool broadcast,
-                           int64_t n, int64_t cols, float* out) {
+__global__ void add_kernel(const float* a, const void* b, DType b_type, bool broadcast, int64_t n,
+                           int64_t cols, float* out) {
   SPARKD_GRID_STRIDE(i, n) out[i] = a[i] + load_f32(b, b_type, broadcast ? i % cols : i);
 }
 
@@ -116,8 +115,8 @@ __global__ void layer_norm_kernel(const float* x, const void* weight, DType weig
   const float variance = block_sum(squares, scratch) / static_cast<float>(cols);
   const float inv_std = 1.0f / sqrtf(variance + eps);
   for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-    dst[c] = (row[c] - mean) * inv_std * load_f32(weight, weight_type, c) +
-             load_f32(bias, bias_type, c);
+    dst[c] =
+        (row[c] - mean) * inv_std * load_f32(weight, weight_type, c) + load_f32(bias, bias_type, c);
   }
 }
 
@@ -181,7 +180,7 @@ void convert(const void* src, DType src_type, void* dst, DType dst_type, int64_t
              cudaStream_t stream) {
   if (n == 0) return;
   convert_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(src, src_type, dst,
-                                                                           dst_type, n);
+                                                                            dst_type, n);
   SPARKD_CUDA_LAUNCHED();
 }
 
@@ -214,8 +213,8 @@ void add(const float* a, const void* b, DType b_type, bool broadcast, int64_t ro
          float* out, cudaStream_t stream) {
   const int64_t n = rows * cols;
   if (n == 0) return;
-  add_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(a, b, b_type, broadcast,
-                                                                       n, cols, out);
+  add_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(a, b, b_type, broadcast, n,
+                                                                        cols, out);
   SPARKD_CUDA_LAUNCHED();
 }
 
@@ -256,7 +255,7 @@ void rms_norm(const float* x, const void* weight, DType weight_type, float eps, 
               int64_t cols, float* out, cudaStream_t stream) {
   if (rows == 0) return;
   rms_norm_kernel<<<row_blocks(rows), kRowThreads, 0, stream>>>(x, weight, weight_type, eps, cols,
-                                                                 out);
+                                                                out);
   SPARKD_CUDA_LAUNCHED();
 }
 
@@ -265,7 +264,7 @@ void layer_norm(const float* x, const void* weight, DType weight_type, const voi
                 cudaStream_t stream) {
   if (rows == 0) return;
   layer_norm_kernel<<<row_blocks(rows), kRowThreads, 0, stream>>>(x, weight, weight_type, bias,
-                                                                   bias_type, eps, cols, out);
+                                                                  bias_type, eps, cols, out);
   SPARKD_CUDA_LAUNCHED();
 }
 

@@ -10,6 +10,7 @@
 //   cuda_linear.cu       y = x·Wᵀ + b: GEMV kernels for decode, cuBLAS GEMMs for prefill
 //   cuda_attention.cu    store_kv and attention over contiguous or paged KV
 //   cuda_delta_net.cu    Gated DeltaNet: causal conv and the delta rule, per sequence
+//   cuda_cublas.cu       cuBLAS, opened at run time
 //   cuda_virtual_memory.cu  KV address ranges: CUDA VMM reserve / map / unmap
 //   cuda_backend.cu      the Backend: memory, argument tables, checks, dispatch
 #pragma once
@@ -21,6 +22,7 @@
 #include <cstdint>
 
 #include "engine/backend/backend.h"
+#include "engine/backend/cuda/cuda_cublas.h"
 #include "engine/backend/op_checks.h"
 
 namespace sparkd::cuda {
@@ -52,8 +54,7 @@ void layer_norm(const float* x, const void* weight, DType weight_type, const voi
 void split_head_halves(const float* x, int64_t rows, int64_t half, float* first, float* second,
                        cudaStream_t stream);
 void rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_half,
-          const int32_t* positions, const void* inv_freq, DType inv_freq_type,
-          cudaStream_t stream);
+          const int32_t* positions, const void* inv_freq, DType inv_freq_type, cudaStream_t stream);
 void mean_rows(const float* x, int64_t cols, const RowSpan* spans, int64_t count, float* out,
                cudaStream_t stream);
 void l2_normalize_rows(float* x, int64_t rows, int64_t cols, cudaStream_t stream);
@@ -76,11 +77,12 @@ class DeviceScratch {
 
 struct LinearContext {
   cudaStream_t stream = nullptr;
+  const Cublas* blas = nullptr;  // the library's entry points
   cublasHandle_t cublas = nullptr;
   DeviceScratch* x_scratch = nullptr;       // x converted for the GEMM
   DeviceScratch* weight_scratch = nullptr;  // weight rows dequantized for the GEMM
   DeviceScratch* input_copy = nullptr;      // x copied when y is x
-  bool f32_gemm = false;  // F32 GEMM inputs instead of BF16 (reference runs)
+  bool f32_gemm = false;                    // F32 GEMM inputs instead of BF16 (reference runs)
 };
 // y[m, n] = x[m, k] · weight[n, k]ᵀ (+ bias[n]). x may be y (in place).
 void linear(const LinearContext& context, const float* x, int64_t m, int64_t k, const void* weight,

@@ -43,7 +43,7 @@ __device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) {
 // Finishes a GEMV: every lane holds partial sums; lane 0 writes y[r, n] (+ bias).
 template <int kRows>
 __device__ __forceinline__ void gemv_store(float (&acc)[kRows], int rows, int64_t n, int64_t ldy,
-                                          const void* bias, DType bias_type, float* y) {
+                                           const void* bias, DType bias_type, float* y) {
   const float b = bias != nullptr ? load_f32(bias, bias_type, n) : 0.0f;
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
@@ -65,7 +65,7 @@ __global__ void gemv_float_kernel(const float* x, int rows, int64_t k, const T* 
   if constexpr (kVector) {
     constexpr int kLanes = 16 / sizeof(T);  // values per 16-byte load
     for (int64_t base = static_cast<int64_t>(lane) * kLanes; base < k; base += kWarp * kLanes) {
-      T values[kLanes];
+      alignas(16) T values[kLanes];
       *reinterpret_cast<uint4*>(values) = *reinterpret_cast<const uint4*>(w_row + base);
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
@@ -108,8 +108,8 @@ __global__ void gemv_quantized_kernel(const float* x, int rows, int64_t k, const
 #pragma unroll
         for (int j = 0; j < kChunk / 4; ++j) {
           const float4 xv = x4[j];
-          acc[r] += v[4 * j] * xv.x + v[4 * j + 1] * xv.y + v[4 * j + 2] * xv.z +
-                    v[4 * j + 3] * xv.w;
+          acc[r] +=
+              v[4 * j] * xv.x + v[4 * j + 1] * xv.y + v[4 * j + 2] * xv.z + v[4 * j + 3] * xv.w;
         }
       }
     }
@@ -171,18 +171,18 @@ __global__ void add_bias_kernel(float* y, int64_t m, int64_t n, const void* bias
 // y[:, n0 : n0 + rows] (row-major, leading dimension ldy) = x · w_tileᵀ for a tile of `rows`
 // weight rows of `type` (F32 or BF16), x already in that type. Row-major y is column-major
 // yᵀ, so cuBLAS computes yᵀ = W · xᵀ: op(A) = Wᵀ of the column-major [k, rows] W.
-void gemm_tile(cublasHandle_t cublas, const void* x, int64_t m, int64_t k, const void* w_tile,
-               int64_t rows, DType type, float* y, int64_t ldy) {
+void gemm_tile(const LinearContext& context, const void* x, int64_t m, int64_t k,
+               const void* w_tile, int64_t rows, DType type, float* y, int64_t ldy) {
   const float alpha = 1.0f, beta = 0.0f;
   const cudaDataType_t input_type = type == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF;
   // F32 inputs: plain F32 arithmetic (no TF32), the reference path.
   const cublasComputeType_t compute =
       type == DType::kF32 ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
-  SPARKD_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows),
-                                   static_cast<int>(m), static_cast<int>(k), &alpha, w_tile,
-                                   input_type, static_cast<int>(k), x, input_type,
-                                   static_cast<int>(k), &beta, y, CUDA_R_32F,
-                                   static_cast<int>(ldy), compute, CUBLAS_GEMM_DEFAULT));
+  SPARKD_CUBLAS_CHECK(
+      context.blas->gemm_ex(context.cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows),
+                            static_cast<int>(m), static_cast<int>(k), &alpha, w_tile, input_type,
+                            static_cast<int>(k), x, input_type, static_cast<int>(k), &beta, y,
+                            CUDA_R_32F, static_cast<int>(ldy), compute, CUBLAS_GEMM_DEFAULT));
 }
 
 void gemm(const LinearContext& context, const float* x, int64_t m, int64_t k, const void* weight,
@@ -197,7 +197,7 @@ void gemm(const LinearContext& context, const float* x, int64_t m, int64_t k, co
     x_gemm = converted;
   }
   if (weight_type == gemm_type) {
-    gemm_tile(context.cublas, x_gemm, m, k, weight, n, gemm_type, y, n);
+    gemm_tile(context, x_gemm, m, k, weight, n, gemm_type, y, n);
   } else {
     // W converted (F16) or dequantized (quantized types) tile by tile into the GEMM's type.
     const int64_t tile_rows = std::max<int64_t>(
@@ -207,9 +207,9 @@ void gemm(const LinearContext& context, const float* x, int64_t m, int64_t k, co
     const size_t row_bytes = dtype_row_bytes(weight_type, k);
     for (int64_t n0 = 0; n0 < n; n0 += tile_rows) {
       const int64_t rows = std::min(tile_rows, n - n0);
-      gather_rows(static_cast<const char*>(weight) + n0 * row_bytes, weight_type, k, nullptr,
-                  rows, tile, gemm_type, context.stream);
-      gemm_tile(context.cublas, x_gemm, m, k, tile, rows, gemm_type, y + n0, n);
+      gather_rows(static_cast<const char*>(weight) + n0 * row_bytes, weight_type, k, nullptr, rows,
+                  tile, gemm_type, context.stream);
+      gemm_tile(context, x_gemm, m, k, tile, rows, gemm_type, y + n0, n);
     }
   }
   if (bias != nullptr) {
@@ -249,8 +249,7 @@ void linear(const LinearContext& context, const float* x, int64_t m, int64_t k, 
     // In place (N == K): every output column reads all of x, so x is read from a copy; so is
     // an x the kernels' 16-byte loads cannot read.
     void* copy = context.input_copy->get(x_bytes);
-    SPARKD_CUDA_CHECK(
-        cudaMemcpyAsync(copy, x, x_bytes, cudaMemcpyDeviceToDevice, context.stream));
+    SPARKD_CUDA_CHECK(cudaMemcpyAsync(copy, x, x_bytes, cudaMemcpyDeviceToDevice, context.stream));
     x = static_cast<const float*>(copy);
   }
   if (m >= kGemmMinRows) {

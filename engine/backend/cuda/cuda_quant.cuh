@@ -33,7 +33,8 @@ __device__ __forceinline__ float mxfp4_code(int code) {
 
 // The 32 values of chunk `chunk` of a quantized row (`row`: its first byte).
 template <DType kType>
-__device__ __forceinline__ void dequantize_chunk(const uint8_t* row, int64_t chunk, float v[kChunk]) {
+__device__ __forceinline__ void dequantize_chunk(const uint8_t* row, int64_t chunk,
+                                                 float v[kChunk]) {
   using namespace sparkd::quant;
   if constexpr (kType == DType::kQ4_0) {
     const auto& b = reinterpret_cast<const BlockQ4_0*>(row)[chunk];

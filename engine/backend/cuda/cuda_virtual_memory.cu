@@ -68,6 +68,9 @@ class VmmRange final : public VirtualRange {
     size_bytes_ = size_bytes;
   }
   ~VmmRange() override {
+    // Nothing may still read the range when it goes.
+    cudaSetDevice(device_);
+    cudaDeviceSynchronize();
     for (size_t g = 0; g < handles_.size(); ++g) {
       if (handles_[g] != 0) unmap_granule(g);
     }
@@ -78,22 +81,25 @@ class VmmRange final : public VirtualRange {
 
   Status commit(size_t offset, size_t bytes) override {
     SPARKD_RETURN_IF_ERROR(check("commit", offset, bytes));
+    SPARKD_CUDA_CHECK(cudaSetDevice(device_));
     const size_t first = offset / kVirtualGranuleBytes, end = first + bytes / kVirtualGranuleBytes;
+    std::vector<size_t> mapped_now;  // undone on failure; granules mapped before stay
     for (size_t g = first; g < end; ++g) {
       if (handles_[g] != 0) continue;
       Status mapped = map_granule(g);
       if (!mapped.is_ok()) {
-        for (size_t undo = first; undo < g; ++undo) unmap_granule(undo);
+        for (size_t undo : mapped_now) unmap_granule(undo);
         return mapped;
       }
+      mapped_now.push_back(g);
     }
     return Status::ok();
   }
 
   Status decommit(size_t offset, size_t bytes) override {
     SPARKD_RETURN_IF_ERROR(check("decommit", offset, bytes));
-    // Kernels queued before this may still read the granules: unmapping waits for them
-    // (the driver defers freeing until the device is done; we also synchronise to be sure).
+    // Kernels queued before this may still read the granules: wait for them first.
+    SPARKD_CUDA_CHECK(cudaSetDevice(device_));
     SPARKD_CUDA_CHECK(cudaDeviceSynchronize());
     const size_t first = offset / kVirtualGranuleBytes, end = first + bytes / kVirtualGranuleBytes;
     for (size_t g = first; g < end; ++g) {
@@ -108,10 +114,9 @@ class VmmRange final : public VirtualRange {
         offset <= size_bytes_ && bytes <= size_bytes_ - offset) {
       return Status::ok();
     }
-    return Status(StatusCode::kInvalidArgument, std::string(what) + " of [" +
-                                                    std::to_string(offset) + ", +" +
-                                                    std::to_string(bytes) +
-                                                    "): not whole granules inside the range");
+    return Status(StatusCode::kInvalidArgument,
+                  std::string(what) + " of [" + std::to_string(offset) + ", +" +
+                      std::to_string(bytes) + "): not whole granules inside the range");
   }
 
   Status map_granule(size_t g) {
@@ -180,9 +185,9 @@ VirtualMemory::VirtualMemory(int device) : device_(device), driver_(std::make_un
   CUdevice handle = 0;
   int supported = 0;
   if (driver_->vmm.device_get(&handle, device) != CUDA_SUCCESS ||
-      driver_->vmm.device_attribute(
-          &supported, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, handle) !=
-          CUDA_SUCCESS ||
+      driver_->vmm.device_attribute(&supported,
+                                    CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED,
+                                    handle) != CUDA_SUCCESS ||
       supported == 0) {
     unsupported_reason_ = "the device does not support virtual memory management";
     return;
@@ -195,8 +200,8 @@ VirtualMemory::VirtualMemory(int device) : device_(device), driver_(std::make_un
   const CUresult result =
       driver_->vmm.granularity(&granularity, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM);
   if (result != CUDA_SUCCESS || granularity == 0 || kVirtualGranuleBytes % granularity != 0) {
-    unsupported_reason_ = "allocation granularity " + std::to_string(granularity) +
-                          " bytes does not divide 2 MiB";
+    unsupported_reason_ =
+        "allocation granularity " + std::to_string(granularity) + " bytes does not divide 2 MiB";
     return;
   }
   granularity_bytes_ = granularity;
