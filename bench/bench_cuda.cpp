@@ -51,10 +51,11 @@ using Clock = std::chrono::steady_clock;
   std::exit(1);
 }
 
-#define BENCH_CUDA(call)                                                        \
-  do {                                                                          \
-    const cudaError_t bench_error = (call);                                     \
-    if (bench_error != cudaSuccess) die(#call ": " + std::string(cudaGetErrorString(bench_error))); \
+#define BENCH_CUDA(call)                                              \
+  do {                                                                \
+    const cudaError_t bench_error = (call);                           \
+    if (bench_error != cudaSuccess)                                   \
+      die(#call ": " + std::string(cudaGetErrorString(bench_error))); \
   } while (0)
 
 // Median seconds of fn() over `repeats` runs after `warmup` runs; `sync` waits for the GPU.
@@ -218,11 +219,11 @@ int main(int argc, char** argv) {
   const uint64_t layer_bytes = w.q.size_bytes() + w.k.size_bytes() + w.v.size_bytes() +
                                w.o.size_bytes() + w.gate.size_bytes() + w.up.size_bytes() +
                                w.down.size_bytes();
-  const uint64_t token_weight_bytes = layer_bytes * static_cast<uint64_t>(layers) +
-                                      lm_head.size_bytes();
+  const uint64_t token_weight_bytes =
+      layer_bytes * static_cast<uint64_t>(layers) + lm_head.size_bytes();
 
-  const std::vector<int> batches = quick ? std::vector<int>{1, 8, 32}
-                                         : std::vector<int>{1, 2, 4, 8, 16, 32, 64, 128};
+  const std::vector<int> batches =
+      quick ? std::vector<int>{1, 8, 32} : std::vector<int>{1, 2, 4, 8, 16, 32, 64, 128};
   const int max_batch = batches.back();
   // One KV cache per layer would be layers x the memory; every layer attends to the same one
   // (the bytes read per layer are the same).
@@ -240,12 +241,12 @@ int main(int argc, char** argv) {
   Tensor up = memory.make(DType::kF32, {max_batch, s.mlp});
   Tensor logits = memory.make(DType::kF32, {max_batch, s.vocab});
 
-  std::printf("decode: synthetic Llama-3-8B, %d layers, %s weights (%.2f GB read per step), "
-              "%d-token context per sequence, F32 KV\n",
-              layers, sparkd::dtype_name(weight_type),
-              static_cast<double>(token_weight_bytes) / 1e9, context);
-  std::printf("%6s %10s %10s %12s %10s\n", "batch", "step ms", "tok/s", "x batch 1",
-              "% of probe");
+  std::printf(
+      "decode: synthetic Llama-3-8B, %d layers, %s weights (%.2f GB read per step), "
+      "%d-token context per sequence, F32 KV\n",
+      layers, sparkd::dtype_name(weight_type), static_cast<double>(token_weight_bytes) / 1e9,
+      context);
+  std::printf("%6s %10s %10s %12s %10s\n", "batch", "step ms", "tok/s", "x batch 1", "% of probe");
   double batch1_tps = 0;
   for (int batch : batches) {
     const auto rows = [&](Tensor t) { return t.row_range(0, batch); };
@@ -293,8 +294,8 @@ int main(int argc, char** argv) {
     const double tps = batch / seconds;
     if (batch == 1) batch1_tps = tps;
     const double achieved_gbs = static_cast<double>(token_weight_bytes) / seconds / 1e9;
-    std::printf("%6d %10.2f %10.1f %11.1fx %9.1f%%\n", batch, seconds * 1e3, tps,
-                tps / batch1_tps, 100.0 * achieved_gbs / probe_gbs);
+    std::printf("%6d %10.2f %10.1f %11.1fx %9.1f%%\n", batch, seconds * 1e3, tps, tps / batch1_tps,
+                100.0 * achieved_gbs / probe_gbs);
   }
 
   // ---- prefill ---------------------------------------------------------------------------
@@ -303,16 +304,19 @@ int main(int argc, char** argv) {
   cublasHandle_t handle = nullptr;
   if ((*blas)->create(&handle) != CUBLAS_STATUS_SUCCESS) die("cublasCreate failed");
   const int64_t tokens = 2048;
-  std::printf("\nprefill: %lld tokens, BF16 weights; sparkd's linear (x converted to BF16, F32 "
-              "out) vs cuBLAS GemmEx on the same BF16 operands\n",
-              static_cast<long long>(tokens));
+  std::printf(
+      "\nprefill: %lld tokens, BF16 weights; sparkd's linear (x converted to BF16, F32 "
+      "out) vs cuBLAS GemmEx on the same BF16 operands\n",
+      static_cast<long long>(tokens));
   std::printf("%-22s %12s %12s %8s\n", "shape (n x k)", "sparkd TF/s", "cuBLAS TF/s", "ratio");
   Tensor px = memory.random(DType::kF32, {tokens, s.mlp}, 20);
   Tensor px_bf16 = memory.random(DType::kBF16, {tokens, s.mlp}, 21);
   Tensor py = memory.make(DType::kF32, {tokens, s.mlp});
-  for (const auto& [n, k_dim] : std::vector<std::pair<int64_t, int64_t>>{
-           {s.heads * s.head_dim, s.hidden}, {s.kv_heads * s.head_dim, s.hidden},
-           {s.mlp, s.hidden}, {s.hidden, s.mlp}}) {
+  for (const auto& [n, k_dim] :
+       std::vector<std::pair<int64_t, int64_t>>{{s.heads * s.head_dim, s.hidden},
+                                                {s.kv_heads * s.head_dim, s.hidden},
+                                                {s.mlp, s.hidden},
+                                                {s.hidden, s.mlp}}) {
     const Tensor weight = memory.random(DType::kBF16, {n, k_dim}, 22, 0.02f);
     const Tensor x_in(DType::kF32, {tokens, k_dim}, px.data);
     Tensor y_out(DType::kF32, {tokens, n}, py.data);
@@ -326,15 +330,15 @@ int main(int argc, char** argv) {
           (*blas)->gemm_ex(handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n),
                            static_cast<int>(tokens), static_cast<int>(k_dim), &alpha, weight.data,
                            CUDA_R_16BF, static_cast<int>(k_dim), px_bf16.data, CUDA_R_16BF,
-                           static_cast<int>(k_dim), &beta, py.data, CUDA_R_32F,
-                           static_cast<int>(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                           static_cast<int>(k_dim), &beta, py.data, CUDA_R_32F, static_cast<int>(n),
+                           CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
         },
         [] { BENCH_CUDA(cudaDeviceSynchronize()); });
     char shape[64];
     std::snprintf(shape, sizeof shape, "%lld x %lld", static_cast<long long>(n),
                   static_cast<long long>(k_dim));
-    std::printf("%-22s %12.1f %12.1f %7.0f%%\n", shape, flops / ours / 1e12,
-                flops / theirs / 1e12, 100.0 * theirs / ours);
+    std::printf("%-22s %12.1f %12.1f %7.0f%%\n", shape, flops / ours / 1e12, flops / theirs / 1e12,
+                100.0 * theirs / ours);
   }
   (*blas)->destroy(handle);
   return 0;

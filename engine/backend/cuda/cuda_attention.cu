@@ -1,11 +1,19 @@
 // store_kv and attention over a KV cache whose slots are contiguous or paged.
 //
-// Attention: one block per (query row, head), four warps. The warps split the row's visible
-// keys (warp w takes keys w, w + 4, ...); each keeps an online softmax (running max, sum and
-// output accumulator, the accumulator spread over its lanes, head_dim / 32 values each) and
-// the four are merged at the end. The semantics are cpu_attention.cpp's: causal or
-// bidirectional, sliding window, GQA, sinks, F32/F16/BF16 caches; a row with no visible key
-// (or whose sink takes all the weight) gets zeros.
+// Attention: one block per (query row, head, key chunk), four warps. The warps split the
+// block's visible keys (warp w takes keys w, w + 4, ...); each keeps an online softmax
+// (running max, sum and output accumulator, the accumulator spread over its lanes,
+// head_dim / 32 values each), and the four are merged at the end of the block.
+//
+// Split-KV (flash-decoding): a decode step has few (row, head) pairs but long contexts, too
+// few blocks to fill the GPU. The keys are then cut into chunks of `split_keys`, one block
+// each, which write their partial (max, sum, accumulator) to scratch; a second kernel merges
+// the chunks of each (row, head). Without a split, one chunk covers every key and the block
+// writes the output itself.
+//
+// The semantics are cpu_attention.cpp's: causal or bidirectional, sliding window, GQA, sinks,
+// F32/F16/BF16 caches; a row with no visible key (or whose sink takes all the weight) gets
+// zeros.
 #include <cmath>
 
 #include "engine/backend/cuda/cuda_common.cuh"
@@ -29,18 +37,31 @@ __global__ void store_kv_kernel(const float* k, const float* v, const int32_t* s
   }
 }
 
+// The normalised output of a merged softmax: sum(acc_i e^(m_i - M)) / (sum(l_i e^(m_i - M))
+// + the sink's term), zeros when nothing was visible.
+__device__ __forceinline__ float softmax_scale(float max_all, float sum, const float* sinks,
+                                               int head) {
+  if (sinks != nullptr) {
+    // The sink's logit joins the softmax with a zero value: only the sum grows.
+    sum = sum > 0.0f ? sum + expf(sinks[head] - max_all) : 0.0f;
+  }
+  return sum > 0.0f ? 1.0f / sum : 0.0f;
+}
+
 template <int kDimsPerLane>
 __global__ void attention_kernel(AttentionLaunch p) {
   extern __shared__ float shared[];  // [warps][head_dim] accumulators, then [warps] max, sum
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   const int64_t row = p.first_row + blockIdx.x;
   const int head = static_cast<int>(blockIdx.y);
+  const int chunk = static_cast<int>(blockIdx.z);
   const AttentionSequenceArgs seq = p.sequences[p.row_sequence[row]];
   const int64_t i = row - seq.query_begin;
   const int kv_head = head / (p.heads / p.kv_heads);
   const int head_dim = p.head_dim;
 
-  // The keys [first, end) this row sees (visible_keys in cpu_attention.cpp).
+  // The keys [first, end) this row sees (visible_keys in cpu_attention.cpp), then this
+  // block's chunk of them.
   int64_t first = 0, end = seq.context_tokens;
   if (p.params.causal) {
     const int64_t position = seq.context_tokens - seq.query_tokens + i;
@@ -49,6 +70,11 @@ __global__ void attention_kernel(AttentionLaunch p) {
       first = position - p.params.sliding_window + 1;
       if (first < 0) first = 0;
     }
+  }
+  if (p.split_keys > 0) {
+    const int64_t chunk_begin = static_cast<int64_t>(chunk) * p.split_keys;
+    first = first > chunk_begin ? first : chunk_begin;
+    end = end < chunk_begin + p.split_keys ? end : chunk_begin + p.split_keys;
   }
 
   float q[kDimsPerLane], acc[kDimsPerLane];
@@ -109,17 +135,54 @@ __global__ void attention_kernel(AttentionLaunch p) {
   if (max_all != -INFINITY) {
     for (int w = 0; w < kAttentionWarps; ++w) sum += warp_sum_of[w] * expf(warp_max[w] - max_all);
   }
-  if (p.sinks != nullptr) {
-    // The sink's logit joins the softmax with a zero value: only the sum grows.
-    sum = sum > 0.0f ? sum + expf(p.sinks[head] - max_all) : 0.0f;
-  }
-  const float inv_sum = sum > 0.0f ? 1.0f / sum : 0.0f;
-  float* out_row = p.out + (row * p.heads + head) * head_dim;
-  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+  // This block's accumulator, relative to max_all.
+  const auto merged = [&](int d) {
     float total = 0.0f;
     if (max_all != -INFINITY) {
       for (int w = 0; w < kAttentionWarps; ++w) {
         total += warp_acc[w * head_dim + d] * expf(warp_max[w] - max_all);
+      }
+    }
+    return total;
+  };
+  if (p.split_keys > 0) {
+    // Partial results, [rows][heads][chunks]: merged by attention_merge_kernel.
+    const int64_t part = ((row - p.first_row) * p.heads + head) * p.chunks + chunk;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+      p.partial_acc[part * head_dim + d] = merged(d);
+    }
+    if (threadIdx.x == 0) {
+      p.partial_max[part] = max_all;
+      p.partial_sum[part] = sum;
+    }
+    return;
+  }
+  const float inv_sum = softmax_scale(max_all, sum, p.sinks, head);
+  float* out_row = p.out + (row * p.heads + head) * head_dim;
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) out_row[d] = merged(d) * inv_sum;
+}
+
+// One block per (row, head): the chunks' partial softmaxes merged into the output.
+__global__ void attention_merge_kernel(AttentionLaunch p) {
+  const int64_t local_row = blockIdx.x;
+  const int head = static_cast<int>(blockIdx.y);
+  const int64_t first_part = (local_row * p.heads + head) * p.chunks;
+  float max_all = -INFINITY;
+  for (int c = 0; c < p.chunks; ++c) max_all = fmaxf(max_all, p.partial_max[first_part + c]);
+  float sum = 0.0f;
+  if (max_all != -INFINITY) {
+    for (int c = 0; c < p.chunks; ++c) {
+      sum += p.partial_sum[first_part + c] * expf(p.partial_max[first_part + c] - max_all);
+    }
+  }
+  const float inv_sum = softmax_scale(max_all, sum, p.sinks, head);
+  float* out_row = p.out + ((p.first_row + local_row) * p.heads + head) * p.head_dim;
+  for (int d = threadIdx.x; d < p.head_dim; d += blockDim.x) {
+    float total = 0.0f;
+    if (max_all != -INFINITY) {
+      for (int c = 0; c < p.chunks; ++c) {
+        total += p.partial_acc[(first_part + c) * p.head_dim + d] *
+                 expf(p.partial_max[first_part + c] - max_all);
       }
     }
     out_row[d] = total * inv_sum;
@@ -136,13 +199,20 @@ void store_kv(const float* k, const float* v, const int32_t* slots, int64_t toke
   SPARKD_CUDA_LAUNCHED();
 }
 
+size_t attention_partial_floats(int64_t rows, int32_t heads, int32_t head_dim, int32_t chunks) {
+  return static_cast<size_t>(rows) * static_cast<size_t>(heads) * static_cast<size_t>(chunks) *
+         (static_cast<size_t>(head_dim) + 2);
+}
+
 void attention(const AttentionLaunch& launch, cudaStream_t stream) {
   if (launch.rows == 0) return;
   const int dims_per_lane = (launch.head_dim + kWarp - 1) / kWarp;
   if (dims_per_lane > kMaxDimsPerLane) {
     fail_call("attention", "head_dim above 256 is not supported", __FILE__, __LINE__);
   }
-  const dim3 grid(static_cast<unsigned>(launch.rows), static_cast<unsigned>(launch.heads));
+  const bool split = launch.split_keys > 0;
+  const dim3 grid(static_cast<unsigned>(launch.rows), static_cast<unsigned>(launch.heads),
+                  split ? static_cast<unsigned>(launch.chunks) : 1u);
   const size_t shared_bytes =
       (static_cast<size_t>(kAttentionWarps) * launch.head_dim + 2 * kAttentionWarps) *
       sizeof(float);
@@ -157,6 +227,11 @@ void attention(const AttentionLaunch& launch, cudaStream_t stream) {
     attention_kernel<8><<<grid, threads, shared_bytes, stream>>>(launch);
   }
   SPARKD_CUDA_LAUNCHED();
+  if (split) {
+    const dim3 merge_grid(static_cast<unsigned>(launch.rows), static_cast<unsigned>(launch.heads));
+    attention_merge_kernel<<<merge_grid, threads, 0, stream>>>(launch);
+    SPARKD_CUDA_LAUNCHED();
+  }
 }
 
 }  // namespace sparkd::cuda

@@ -149,12 +149,17 @@ class CudaBackend final : public Backend {
     int concurrent_managed = 0;
     cudaDeviceGetAttribute(&concurrent_managed, cudaDevAttrConcurrentManagedAccess, options.device);
     const bool host_accessible = prop.integrated != 0 && concurrent_managed != 0;
-    return std::unique_ptr<Backend>(new CudaBackend(options, *blas, host_accessible));
+    return std::unique_ptr<Backend>(
+        new CudaBackend(options, *blas, host_accessible, prop.multiProcessorCount));
   }
 
   ~CudaBackend() override {
     cudaSetDevice(device_);
     cudaStreamSynchronize(stream_);
+    for (int i = 0; i < 2; ++i) {
+      if (staging_[i] != nullptr) cudaFreeHost(staging_[i]);
+      if (staging_done_[i] != nullptr) cudaEventDestroy(staging_done_[i]);
+    }
     blas_->destroy(cublas_);
     cudaStreamDestroy(stream_);
   }
@@ -187,7 +192,12 @@ class CudaBackend final : public Backend {
   void upload(void* dst, const void* src_host, size_t size_bytes) override {
     if (size_bytes == 0) return;
     use_device();
-    SPARKD_CUDA_CHECK(cudaMemcpyAsync(dst, src_host, size_bytes, cudaMemcpyHostToDevice, stream_));
+    if (size_bytes <= kDirectUploadBytes) {
+      SPARKD_CUDA_CHECK(
+          cudaMemcpyAsync(dst, src_host, size_bytes, cudaMemcpyHostToDevice, stream_));
+    } else {
+      upload_staged(static_cast<char*>(dst), static_cast<const char*>(src_host), size_bytes);
+    }
     // The caller may reuse its host memory as soon as this returns.
     stream_idle();
   }
@@ -399,6 +409,7 @@ class CudaBackend final : public Backend {
       part.row_sequence = device_rows;
       part.first_row = begin;
       part.rows = end - begin;
+      plan_split(part, sequences);
       cuda::attention(part, stream_);
       begin = end;
     }
@@ -418,9 +429,12 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  CudaBackend(const CudaBackendOptions& options, const cuda::Cublas* blas, bool host_accessible)
+  CudaBackend(const CudaBackendOptions& options, const cuda::Cublas* blas, bool host_accessible,
+              int multiprocessors)
       : device_(options.device),
         host_accessible_(host_accessible),
+        multiprocessors_(multiprocessors),
+        attention_split_keys_(options.attention_split_keys),
         checks_("cuda"),
         virtual_memory_(options.device),
         blas_(blas) {
@@ -435,6 +449,32 @@ class CudaBackend final : public Backend {
     linear_context_.weight_scratch = &gemm_weight_scratch_;
     linear_context_.input_copy = &input_copy_scratch_;
     linear_context_.f32_gemm = options.f32_gemm;
+  }
+
+  // Large uploads (weights) go through two pinned buffers: while one is copied to the device
+  // by DMA, the CPU fills the other, so the copy runs at the link's speed instead of the
+  // driver's pageable-memory path.
+  static constexpr size_t kDirectUploadBytes = size_t{1} << 20;
+  static constexpr size_t kStagingBytes = size_t{32} << 20;
+
+  void upload_staged(char* dst, const char* src, size_t size_bytes) {
+    if (staging_[0] == nullptr) {
+      for (int i = 0; i < 2; ++i) {
+        SPARKD_CUDA_CHECK(cudaMallocHost(&staging_[i], kStagingBytes));
+        SPARKD_CUDA_CHECK(cudaEventCreateWithFlags(&staging_done_[i], cudaEventDisableTiming));
+      }
+    }
+    bool in_flight[2] = {false, false};
+    int next = 0;
+    for (size_t offset = 0; offset < size_bytes; offset += kStagingBytes, next ^= 1) {
+      const size_t bytes = std::min(kStagingBytes, size_bytes - offset);
+      if (in_flight[next]) SPARKD_CUDA_CHECK(cudaEventSynchronize(staging_done_[next]));
+      std::memcpy(staging_[next], src + offset, bytes);
+      SPARKD_CUDA_CHECK(
+          cudaMemcpyAsync(dst + offset, staging_[next], bytes, cudaMemcpyHostToDevice, stream_));
+      SPARKD_CUDA_CHECK(cudaEventRecord(staging_done_[next], stream_));
+      in_flight[next] = true;
+    }
   }
 
   // Waits for the stream; what only queued work could still use is freed then.
@@ -454,6 +494,39 @@ class CudaBackend final : public Backend {
                     limit, a.numel(), out.as<float>(), stream_);
   }
 
+  // Split-KV for a launch whose (row, head) blocks would not fill the GPU: key chunks of at
+  // least kMinSplitKeys, enough of them for about two blocks per multiprocessor.
+  void plan_split(cuda::AttentionLaunch& launch, std::span<const AttentionSequence> sequences) {
+    constexpr int64_t kMinSplitKeys = 256;
+    int64_t longest = 0;
+    for (const AttentionSequence& seq : sequences) {
+      if (seq.query_begin < launch.first_row + launch.rows &&
+          seq.query_begin + seq.query_tokens > launch.first_row) {
+        longest = std::max<int64_t>(longest, seq.context_tokens);
+      }
+    }
+    int64_t split_keys = 0;
+    if (attention_split_keys_ > 0) {
+      split_keys = attention_split_keys_;
+    } else if (attention_split_keys_ == 0) {
+      const int64_t blocks = launch.rows * launch.heads;
+      const int64_t wanted_chunks = (2 * int64_t{multiprocessors_} + blocks - 1) / blocks;
+      if (wanted_chunks > 1 && longest >= 2 * kMinSplitKeys) {
+        split_keys = std::max(kMinSplitKeys, (longest + wanted_chunks - 1) / wanted_chunks);
+      }
+    }
+    if (split_keys <= 0 || longest <= split_keys) return;
+    launch.split_keys = static_cast<int32_t>(split_keys);
+    launch.chunks = static_cast<int32_t>((longest + split_keys - 1) / split_keys);
+    const size_t floats =
+        cuda::attention_partial_floats(launch.rows, launch.heads, launch.head_dim, launch.chunks);
+    auto* partial = static_cast<float*>(attention_scratch_.get(floats * sizeof(float)));
+    const size_t parts = static_cast<size_t>(launch.rows) * launch.heads * launch.chunks;
+    launch.partial_acc = partial;
+    launch.partial_max = partial + parts * launch.head_dim;
+    launch.partial_sum = launch.partial_max + parts;
+  }
+
   static std::vector<RecurrentSequenceArgs> recurrent_args(
       std::span<const RecurrentSequence> sequences) {
     std::vector<RecurrentSequenceArgs> args;
@@ -469,14 +542,19 @@ class CudaBackend final : public Backend {
   // Integrated GPUs (GB10) whose memory the CPU may write while kernels run: allocations are
   // managed memory, which model loading fills straight from file reads.
   bool host_accessible_ = false;
+  int multiprocessors_ = 1;
+  int attention_split_keys_ = 0;  // CudaBackendOptions::attention_split_keys
   const OpChecks checks_;
   cuda::VirtualMemory virtual_memory_;
   cudaStream_t stream_ = nullptr;
   const cuda::Cublas* blas_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   ArgumentRing arguments_;
-  cuda::DeviceScratch gemm_x_scratch_, gemm_weight_scratch_, input_copy_scratch_, download_scratch_;
+  cuda::DeviceScratch gemm_x_scratch_, gemm_weight_scratch_, input_copy_scratch_, download_scratch_,
+      attention_scratch_;
   cuda::LinearContext linear_context_;
+  void* staging_[2] = {nullptr, nullptr};  // pinned, for upload_staged
+  cudaEvent_t staging_done_[2] = {nullptr, nullptr};
 };
 
 }  // namespace

@@ -16,6 +16,10 @@ struct CudaBackendOptions {
   // Prefill GEMMs in F32 (no tensor cores) instead of BF16 inputs: the reference runs that
   // compare whole models with the CPU token for token.
   bool f32_gemm = false;
+  // Split-KV attention: 0 decides per call (split when (rows x heads) blocks would leave the
+  // GPU idle and the context is long), > 0 always splits keys into chunks of this many
+  // positions, < 0 never splits. The tests force both ways.
+  int attention_split_keys = 0;
 };
 
 // Errors: UNAVAILABLE when this binary was built without CUDA, no driver or no such device

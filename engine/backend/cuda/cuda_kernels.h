@@ -115,7 +115,17 @@ struct AttentionLaunch {
   const int32_t* block_tables = nullptr;
   AttentionParams params;
   const float* sinks = nullptr;  // [heads] or none
+  // Split-KV: > 0 cuts each row's keys into chunks of this many positions, `chunks` of them
+  // (covering the longest context), merged by a second kernel through the partial buffers
+  // (attention_partial_floats of them, carved as acc, then max, then sum).
+  int32_t split_keys = 0;
+  int32_t chunks = 1;
+  float* partial_acc = nullptr;  // [rows][heads][chunks][head_dim]
+  float* partial_max = nullptr;  // [rows][heads][chunks]
+  float* partial_sum = nullptr;  // [rows][heads][chunks]
 };
+// The scratch floats a split launch of `rows` rows needs.
+size_t attention_partial_floats(int64_t rows, int32_t heads, int32_t head_dim, int32_t chunks);
 void attention(const AttentionLaunch& launch, cudaStream_t stream);
 
 // ---- Gated DeltaNet (cuda_delta_net.cu) ----------------------------------------------------
