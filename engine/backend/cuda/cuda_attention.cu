@@ -15,6 +15,7 @@
 // F32/F16/BF16 caches; a row with no visible key (or whose sink takes all the weight) gets
 // zeros.
 #include <cmath>
+#include <string>
 
 #include "engine/backend/cuda/cuda_common.cuh"
 #include "engine/backend/cuda/cuda_kernels.h"
@@ -197,6 +198,39 @@ void store_kv(const float* k, const float* v, const int32_t* slots, int64_t toke
   store_kv_kernel<<<elementwise_blocks(tokens * row_elements), kElementwiseThreads, 0, stream>>>(
       k, v, slots, tokens, row_elements, keys, values, kv_type);
   SPARKD_CUDA_LAUNCHED();
+}
+
+Status check_attention_launches(const cudaDeviceProp& prop) {
+  const int threads = kAttentionWarps * kWarp;
+  const size_t max_shared_bytes =
+      (static_cast<size_t>(kAttentionWarps) * kMaxDimsPerLane * kWarp + 2 * kAttentionWarps) *
+      sizeof(float);
+  const void* kernels[] = {reinterpret_cast<const void*>(attention_kernel<1>),
+                           reinterpret_cast<const void*>(attention_kernel<2>),
+                           reinterpret_cast<const void*>(attention_kernel<4>),
+                           reinterpret_cast<const void*>(attention_kernel<8>),
+                           reinterpret_cast<const void*>(attention_merge_kernel)};
+  for (const void* kernel : kernels) {
+    cudaFuncAttributes attributes{};
+    const cudaError_t error = cudaFuncGetAttributes(&attributes, kernel);
+    if (error != cudaSuccess) {
+      cudaGetLastError();
+      return Status(StatusCode::kUnavailable,
+                    "attention kernels for sm_" + std::to_string(prop.major) +
+                        std::to_string(prop.minor) + ": " + cudaGetErrorString(error) +
+                        " (this build targets CMAKE_CUDA_ARCHITECTURES)");
+    }
+    if (attributes.maxThreadsPerBlock < threads ||
+        attributes.sharedSizeBytes + max_shared_bytes > prop.sharedMemPerBlock) {
+      return Status(StatusCode::kUnavailable,
+                    "attention kernels need " + std::to_string(threads) + " threads and " +
+                        std::to_string(attributes.sharedSizeBytes + max_shared_bytes) +
+                        " bytes of shared memory per block; the device allows " +
+                        std::to_string(attributes.maxThreadsPerBlock) + " and " +
+                        std::to_string(prop.sharedMemPerBlock));
+    }
+  }
+  return Status::ok();
 }
 
 size_t attention_partial_floats(int64_t rows, int32_t heads, int32_t head_dim, int32_t chunks) {

@@ -149,8 +149,15 @@ class CudaBackend final : public Backend {
     int concurrent_managed = 0;
     cudaDeviceGetAttribute(&concurrent_managed, cudaDevAttrConcurrentManagedAccess, options.device);
     const bool host_accessible = prop.integrated != 0 && concurrent_managed != 0;
-    return std::unique_ptr<Backend>(
+    if (Status launches = cuda::check_attention_launches(prop); !launches.is_ok()) {
+      return launches;
+    }
+    auto backend = std::unique_ptr<CudaBackend>(
         new CudaBackend(options, *blas, host_accessible, prop.multiProcessorCount));
+    // cuBLAS picks its algorithms per device and shape: one product checked against our own
+    // kernel before any model trusts it.
+    if (Status gemm = cuda::check_gemm(backend->linear_context_); !gemm.is_ok()) return gemm;
+    return std::unique_ptr<Backend>(std::move(backend));
   }
 
   ~CudaBackend() override {

@@ -84,6 +84,9 @@ struct LinearContext {
   DeviceScratch* input_copy = nullptr;      // x copied when y is x
   bool f32_gemm = false;                    // F32 GEMM inputs instead of BF16 (reference runs)
 };
+// Start-up check of the GEMM path on this device: a small BF16 product through cuBLAS against
+// the GEMV kernel on the same operands. UNAVAILABLE, with what differed, when they disagree.
+Status check_gemm(const LinearContext& context);
 // y[m, n] = x[m, k] · weight[n, k]ᵀ (+ bias[n]). x may be y (in place).
 void linear(const LinearContext& context, const float* x, int64_t m, int64_t k, const void* weight,
             DType weight_type, int64_t n, const void* bias, DType bias_type, float* y);
@@ -124,6 +127,9 @@ struct AttentionLaunch {
   float* partial_max = nullptr;  // [rows][heads][chunks]
   float* partial_sum = nullptr;  // [rows][heads][chunks]
 };
+// Start-up check that this binary has attention kernels for the device and that their
+// launch shapes fit its limits (threads, shared memory per block). UNAVAILABLE otherwise.
+Status check_attention_launches(const cudaDeviceProp& prop);
 // The scratch floats a split launch of `rows` rows needs.
 size_t attention_partial_floats(int64_t rows, int32_t heads, int32_t head_dim, int32_t chunks);
 void attention(const AttentionLaunch& launch, cudaStream_t stream);

@@ -9,6 +9,10 @@
 // default (x rounded to BF16; F16 and quantized W converted to BF16 in tiles of rows); F32
 // weights, or every weight with LinearContext::f32_gemm, through an F32 GEMM instead.
 #include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
 
 #include "engine/backend/cuda/cuda_common.cuh"
 #include "engine/backend/cuda/cuda_kernels.h"
@@ -235,6 +239,59 @@ void* DeviceScratch::get(size_t bytes) {
   SPARKD_CUDA_CHECK(cudaMalloc(&data_, grown));
   size_bytes_ = grown;
   return data_;
+}
+
+Status check_gemm(const LinearContext& context) {
+  // 32 x 96 . 64 x 96: the GEMM path (m >= kGemmMinRows), BF16 weights, values exact in BF16
+  // so the two paths differ only by summation order and x's rounding to BF16.
+  constexpr int64_t m = 32, k = 96, n = 64;
+  std::vector<float> x_host(m * k);
+  std::vector<uint16_t> w_host(n * k);
+  for (int64_t i = 0; i < m * k; ++i) x_host[i] = static_cast<float>((i * 7) % 13 - 6) / 8.0f;
+  for (int64_t i = 0; i < n * k; ++i) {
+    const float w = static_cast<float>((i * 5) % 11 - 5) / 16.0f;
+    uint32_t bits;
+    std::memcpy(&bits, &w, 4);
+    w_host[i] = static_cast<uint16_t>(bits >> 16);  // exact: few mantissa bits
+  }
+  float* x = nullptr;
+  float* y_gemm = nullptr;
+  float* y_gemv = nullptr;
+  void* w = nullptr;
+  const auto release = [&] {
+    cudaFree(x);
+    cudaFree(y_gemm);
+    cudaFree(y_gemv);
+    cudaFree(w);
+  };
+  if (cudaMalloc(&x, m * k * 4) != cudaSuccess || cudaMalloc(&y_gemm, m * n * 4) != cudaSuccess ||
+      cudaMalloc(&y_gemv, m * n * 4) != cudaSuccess || cudaMalloc(&w, n * k * 2) != cudaSuccess) {
+    release();
+    cudaGetLastError();
+    return Status(StatusCode::kUnavailable, "cannot allocate the GEMM self-check's buffers");
+  }
+  SPARKD_CUDA_CHECK(cudaMemcpy(x, x_host.data(), m * k * 4, cudaMemcpyHostToDevice));
+  SPARKD_CUDA_CHECK(cudaMemcpy(w, w_host.data(), n * k * 2, cudaMemcpyHostToDevice));
+  gemm(context, x, m, k, w, DType::kBF16, n, nullptr, DType::kF32, y_gemm);
+  for (int64_t r = 0; r < m; r += kGemvRows) {
+    gemv(x + r * k, kGemvRows, k, w, DType::kBF16, n, nullptr, DType::kF32, y_gemv + r * n,
+         context.stream);
+  }
+  std::vector<float> got(m * n), want(m * n);
+  SPARKD_CUDA_CHECK(cudaStreamSynchronize(context.stream));
+  SPARKD_CUDA_CHECK(cudaMemcpy(got.data(), y_gemm, m * n * 4, cudaMemcpyDeviceToHost));
+  SPARKD_CUDA_CHECK(cudaMemcpy(want.data(), y_gemv, m * n * 4, cudaMemcpyDeviceToHost));
+  release();
+  // x's values are multiples of 1/8 below 1: exact in BF16, so the products agree closely.
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!(std::fabs(got[i] - want[i]) <= 1e-3f * (1.0f + std::fabs(want[i])))) {
+      return Status(StatusCode::kUnavailable,
+                    "cuBLAS GEMM self-check failed: element " + std::to_string(i) + " is " +
+                        std::to_string(got[i]) + ", the GEMV kernel gives " +
+                        std::to_string(want[i]));
+    }
+  }
+  return Status::ok();
 }
 
 void linear(const LinearContext& context, const float* x, int64_t m, int64_t k, const void* weight,
