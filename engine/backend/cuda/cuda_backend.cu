@@ -522,6 +522,9 @@ class CudaBackend final : public Backend {
         split_keys = std::max(kMinSplitKeys, (longest + wanted_chunks - 1) / wanted_chunks);
       }
     }
+    // At most kMaxChunks chunks (a grid dimension, and scratch per row and head).
+    constexpr int64_t kMaxChunks = 1024;
+    split_keys = std::max(split_keys, (longest + kMaxChunks - 1) / kMaxChunks);
     if (split_keys <= 0 || longest <= split_keys) return;
     launch.split_keys = static_cast<int32_t>(split_keys);
     launch.chunks = static_cast<int32_t>((longest + split_keys - 1) / split_keys);

@@ -231,9 +231,12 @@ DeviceScratch::~DeviceScratch() {
 
 void* DeviceScratch::get(size_t bytes) {
   if (bytes <= size_bytes_) return data_;
-  // cudaFree waits for the work queued on the device, so no kernel still reads the old one.
+  // Queued kernels may still read the old memory: wait for the device before freeing it.
   const size_t grown = std::max(bytes, size_bytes_ + size_bytes_ / 2);
-  if (data_ != nullptr) SPARKD_CUDA_CHECK(cudaFree(data_));
+  if (data_ != nullptr) {
+    SPARKD_CUDA_CHECK(cudaDeviceSynchronize());
+    SPARKD_CUDA_CHECK(cudaFree(data_));
+  }
   data_ = nullptr;
   size_bytes_ = 0;
   SPARKD_CUDA_CHECK(cudaMalloc(&data_, grown));
@@ -270,8 +273,11 @@ Status check_gemm(const LinearContext& context) {
     cudaGetLastError();
     return Status(StatusCode::kUnavailable, "cannot allocate the GEMM self-check's buffers");
   }
-  SPARKD_CUDA_CHECK(cudaMemcpy(x, x_host.data(), m * k * 4, cudaMemcpyHostToDevice));
-  SPARKD_CUDA_CHECK(cudaMemcpy(w, w_host.data(), n * k * 2, cudaMemcpyHostToDevice));
+  // On the backend's (non-blocking) stream: a plain cudaMemcpy is not ordered before it.
+  SPARKD_CUDA_CHECK(
+      cudaMemcpyAsync(x, x_host.data(), m * k * 4, cudaMemcpyHostToDevice, context.stream));
+  SPARKD_CUDA_CHECK(
+      cudaMemcpyAsync(w, w_host.data(), n * k * 2, cudaMemcpyHostToDevice, context.stream));
   gemm(context, x, m, k, w, DType::kBF16, n, nullptr, DType::kF32, y_gemm);
   for (int64_t r = 0; r < m; r += kGemvRows) {
     gemv(x + r * k, kGemvRows, k, w, DType::kBF16, n, nullptr, DType::kF32, y_gemv + r * n,
