@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/text_table.h"
+#include "engine/backend/placement.h"
 #include "engine/backend/quantize.h"
 #include "engine/kv/kv_block_pool.h"
 #include "engine/tasks/model_footprint.h"
@@ -41,6 +42,8 @@ tasks::FootprintOptions footprint_options(const ModelConfig& model) {
   options.block_tokens = model.block_tokens;
   options.kv_max_bytes = model.kv_max_bytes;
   if (!model.quantize.empty()) options.quantize = quant::quantize_target(model.quantize);
+  // The KV dtype of the backend the model will run on (the device was checked at parse).
+  if (auto placement = parse_placement(model.device)) options.kv_dtype = kv_dtype_for(*placement);
   return options;
 }
 

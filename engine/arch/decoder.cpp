@@ -371,7 +371,7 @@ KvBlockPoolGeometry DecoderModel::kv_pool_geometry(int32_t block_tokens, int32_t
   geometry.head_dim = spec_.head_dim;
   geometry.block_tokens = block_tokens;
   geometry.max_blocks = max_blocks;
-  geometry.dtype = backend_.activation_dtype();
+  geometry.dtype = backend_.kv_dtype();
   return geometry;
 }
 

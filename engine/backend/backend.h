@@ -101,6 +101,9 @@ class Backend {
   virtual std::string name() const = 0;
   // The dtype this backend computes activations in (F32 on the CPU).
   virtual DType activation_dtype() const = 0;
+  // The dtype of the KV caches it keeps (store_kv converts to it, attention reads it): the
+  // activation dtype unless the backend halves KV memory and bandwidth with a 16-bit one.
+  virtual DType kv_dtype() const { return activation_dtype(); }
 
   // ---- memory -------------------------------------------------------------------------
   virtual Expected<Buffer> allocate(size_t size_bytes) = 0;

@@ -35,6 +35,10 @@ Placement default_placement() {
   return {Placement::Kind::kCpu, 0};
 }
 
+DType kv_dtype_for(const Placement& placement) {
+  return placement.kind == Placement::Kind::kCuda ? kCudaKvDtype : DType::kF32;
+}
+
 Expected<std::unique_ptr<Backend>> make_backend(const Placement& placement,
                                                 const CpuBackendOptions& cpu_options) {
   if (placement.kind == Placement::Kind::kCpu) return make_cpu_backend(cpu_options);

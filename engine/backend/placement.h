@@ -27,6 +27,10 @@ Expected<Placement> parse_placement(std::string_view text);
 // cuda:0 when this build has CUDA and the machine a device, else cpu.
 Placement default_placement();
 
+// The KV dtype the backend for `placement` will keep (its kv_dtype()), for footprints
+// computed before the backend exists.
+DType kv_dtype_for(const Placement& placement);
+
 // The backend for `placement`; cpu_options apply to the CPU backend. Errors: UNAVAILABLE when
 // the device is missing or the build has no CUDA.
 Expected<std::unique_ptr<Backend>> make_backend(const Placement& placement,

@@ -43,7 +43,7 @@ struct KvBlockPoolGeometry {
   int32_t head_dim = 0;
   int32_t block_tokens = 0;
   int32_t max_blocks = 0;
-  DType dtype = DType::kF32;  // the backend's activation dtype
+  DType dtype = DType::kF32;  // the backend's kv_dtype()
 };
 
 // When a group whose last block was freed gives its granules back.

@@ -10,7 +10,7 @@ Expected<KvCache> KvCache::allocate(Backend& backend, int32_t num_layers, int32_
   KvCache cache;
   cache.num_slots_ = num_slots;
   cache.block_tokens_ = block_tokens;
-  const DType dtype = backend.activation_dtype();
+  const DType dtype = backend.kv_dtype();
   const std::vector<int64_t> shape = {num_slots, kv_heads, head_dim};
   const size_t bytes =
       static_cast<size_t>(num_slots) * kv_heads * head_dim * dtype_size_bytes(dtype);

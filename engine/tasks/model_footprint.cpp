@@ -99,14 +99,14 @@ Expected<ModelFootprint> estimate_footprint(const std::string& reference,
     // Only attention layers keep KV; linear-attention layers keep a fixed state per sequence.
     footprint.kv_bytes_per_token = 2ull * static_cast<uint64_t>(spec.kv_layer_count()) *
                                    spec.num_kv_heads * spec.head_dim *
-                                   dtype_size_bytes(options.activation_dtype);
+                                   dtype_size_bytes(options.kv_dtype);
     footprint.recurrent_state_bytes_per_sequence = spec.linear_attention.state_bytes_per_sequence();
     KvBlockPoolGeometry& g = footprint.kv_geometry;
     g.num_layers = spec.kv_layer_count();
     g.kv_heads = spec.num_kv_heads;
     g.head_dim = spec.head_dim;
     g.block_tokens = options.block_tokens;
-    g.dtype = options.activation_dtype;
+    g.dtype = options.kv_dtype;
     g.max_blocks = 1;
     footprint.kv_smallest_pool_bytes = KvBlockPool::committed_bytes_at_capacity(g);
     g.max_blocks = KvBlockPool::max_blocks_within(g, options.kv_max_bytes);

@@ -18,6 +18,7 @@ struct FootprintOptions {
   int32_t max_seqs = 64;            // rows of logits one decoder step produces at most
   int32_t max_batch_inputs = 64;    // encoders: inputs (pooled rows) in one forward at most
   DType activation_dtype = DType::kF32;
+  DType kv_dtype = DType::kF32;  // the backend's kv_dtype() (placement.h: kv_dtype_for)
   // Generating models: the KV pool's block size and the cap its committed bytes stay within.
   int32_t block_tokens = 16;
   uint64_t kv_max_bytes = 0;

@@ -159,6 +159,29 @@ TEST_CASE("32 concurrent greedy requests produce exactly what each produces alon
   }
 }
 
+TEST_CASE("a BF16 KV cache (a backend's kv_dtype) serves batched requests as it serves each alone",
+          "[batching]") {
+  for (const char* name : {"qwen3_f32", "qwen3_5_moe_f32"}) {
+    INFO(name);
+    sparkd::CpuBackendOptions options;
+    options.kv_dtype = sparkd::DType::kBF16;
+    auto backend = sparkd::make_cpu_backend(options);
+    auto model = sparkd::tasks::LoadedModel::load(
+        std::string(SPARKD_SOURCE_DIR) + "/tests/fixtures/models/" + name, *backend);
+    REQUIRE(model.has_value());
+    auto& decoder = *(*model)->decoder();
+    const sparkd::KvBlockPoolGeometry geometry = decoder.kv_pool_geometry(kBlockTokens, 8);
+    CHECK(geometry.dtype == sparkd::DType::kBF16);
+    auto kv = decoder.allocate_kv_cache(kBlockTokens);
+    REQUIRE(kv.has_value());
+    CHECK(kv->layer(0).keys.dtype == sparkd::DType::kBF16);
+    const auto requests = random_requests(12, (*model)->spec().vocab_size, 9);
+    const auto alone = each_alone(decoder, requests);
+    const auto together = generate_all(decoder, requests, {64, 16}, 512, false);
+    CHECK(together.outputs == alone);
+  }
+}
+
 TEST_CASE("requests sharing a system prompt hit the prefix cache and compute less", "[batching]") {
   // A dense model, the mixtures of experts, and gpt-oss's sinks and sliding windows.
   const char* name =

@@ -41,6 +41,24 @@ TEST_CASE("footprint: the weights from the headers are what a load holds", "[foo
   }
 }
 
+TEST_CASE("footprint: a 16-bit KV (the GPU's) halves the KV per token and fits twice the blocks",
+          "[footprint]") {
+  tasks::FootprintOptions options;
+  options.kv_max_bytes = 64ull << 20;
+  auto f32 = tasks::estimate_footprint(fixture_model_dir("qwen3_f32"), options);
+  options.kv_dtype = DType::kBF16;
+  auto bf16 = tasks::estimate_footprint(fixture_model_dir("qwen3_f32"), options);
+  REQUIRE((f32.has_value() && bf16.has_value()));
+  CHECK(bf16->kv_bytes_per_token * 2 == f32->kv_bytes_per_token);
+  CHECK(bf16->kv_geometry.dtype == DType::kBF16);
+  // The cap holds whole granules per sub-range either way: twice the blocks, give or take
+  // a granule's rounding.
+  CHECK(bf16->kv_geometry.max_blocks >= 2 * f32->kv_geometry.max_blocks - 1);
+  CHECK(bf16->kv_cap_bytes <= options.kv_max_bytes);
+  // What a pool of that geometry commits at capacity is the cap the governor was told.
+  CHECK(KvBlockPool::committed_bytes_at_capacity(bf16->kv_geometry) == bf16->kv_cap_bytes);
+}
+
 TEST_CASE("footprint: a broken model fails as its load would", "[footprint]") {
   auto missing = tasks::estimate_footprint("/nonexistent/sparkd/model", {});
   REQUIRE_FALSE(missing.has_value());

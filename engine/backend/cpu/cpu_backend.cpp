@@ -43,7 +43,7 @@ class F32Values {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(const CpuBackendOptions& options) {
+  explicit CpuBackend(const CpuBackendOptions& options) : kv_dtype_(options.kv_dtype) {
     config_.num_threads = options.num_threads;
     if (config_.num_threads <= 0) {
 #if defined(_OPENMP)
@@ -79,6 +79,9 @@ class CpuBackend final : public Backend {
   }
   DType activation_dtype() const override {
     return DType::kF32;
+  }
+  DType kv_dtype() const override {
+    return kv_dtype_;
   }
 
   // ---- memory ---------------------------------------------------------------------------
@@ -264,6 +267,7 @@ class CpuBackend final : public Backend {
 
  private:
   const OpChecks checks_{"cpu"};
+  DType kv_dtype_ = DType::kF32;
   KernelConfig config_;
   int max_threads_ = 1;  // what it was configured with: set_compute_threads never exceeds it
 };

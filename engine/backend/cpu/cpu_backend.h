@@ -19,6 +19,8 @@ enum class CpuKernels { kWidest, kAvx2, kPortable };
 struct CpuBackendOptions {
   int num_threads = 0;  // 0: OpenMP's default (all cores, or OMP_NUM_THREADS)
   CpuKernels kernels = CpuKernels::kWidest;
+  // The KV cache's dtype: F32, or F16/BF16 for half the memory (attention converts per tile).
+  DType kv_dtype = DType::kF32;
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options = {});

@@ -118,8 +118,7 @@ class ArgumentRing {
   size_t segment_bytes_ = 0;
   int segment_ = 0;
   size_t used_ = 0;
-  cudaEvent_t left_[kSegments] = {};
-  bool pending_[kSegments] = {};
+  bool pending_[kSegments] = {};  // whether current_.left[s] was recorded and not yet waited
 };
 
 class CudaBackend final : public Backend {
@@ -173,6 +172,7 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda:" + std::to_string(device_); }
   DType activation_dtype() const override { return DType::kF32; }
+  DType kv_dtype() const override { return kv_dtype_; }
 
   // ---- memory ---------------------------------------------------------------------------
   Expected<Buffer> allocate(size_t size_bytes) override {
@@ -442,6 +442,7 @@ class CudaBackend final : public Backend {
         host_accessible_(host_accessible),
         multiprocessors_(multiprocessors),
         attention_split_keys_(options.attention_split_keys),
+        kv_dtype_(options.f32_kv ? DType::kF32 : kCudaKvDtype),
         checks_("cuda"),
         virtual_memory_(options.device),
         blas_(blas) {
@@ -554,6 +555,7 @@ class CudaBackend final : public Backend {
   bool host_accessible_ = false;
   int multiprocessors_ = 1;
   int attention_split_keys_ = 0;  // CudaBackendOptions::attention_split_keys
+  DType kv_dtype_ = kCudaKvDtype;
   const OpChecks checks_;
   cuda::VirtualMemory virtual_memory_;
   cudaStream_t stream_ = nullptr;

@@ -11,6 +11,11 @@
 
 namespace sparkd {
 
+// The KV cache's dtype on the GPU unless CudaBackendOptions::f32_kv: half the memory and the
+// bandwidth of F32, the precision the model was trained in. The governor's footprints use it
+// (placement.h) before a backend exists.
+inline constexpr DType kCudaKvDtype = DType::kBF16;
+
 struct CudaBackendOptions {
   int device = 0;
   // Prefill GEMMs in F32 (no tensor cores) instead of BF16 inputs: the reference runs that
@@ -20,6 +25,8 @@ struct CudaBackendOptions {
   // GPU idle and the context is long), > 0 always splits keys into chunks of this many
   // positions, < 0 never splits. The tests force both ways.
   int attention_split_keys = 0;
+  // An F32 KV cache instead of kCudaKvDtype (whole-model tests against F32 references).
+  bool f32_kv = false;
 };
 
 // Errors: UNAVAILABLE when this binary was built without CUDA, no driver or no such device
