@@ -228,8 +228,8 @@ int main(int argc, char** argv) {
   // One KV cache per layer would be layers x the memory; every layer attends to the same one
   // (the bytes read per layer are the same).
   const int64_t slots = int64_t{max_batch} * (context + 1);
-  Tensor keys = memory.random(DType::kF32, {slots, s.kv_heads, s.head_dim}, 12);
-  Tensor values = memory.random(DType::kF32, {slots, s.kv_heads, s.head_dim}, 13);
+  Tensor keys = memory.random(backend.kv_dtype(), {slots, s.kv_heads, s.head_dim}, 12);
+  Tensor values = memory.random(backend.kv_dtype(), {slots, s.kv_heads, s.head_dim}, 13);
   const KvLayerView kv{keys, values, 0};
   Tensor x = memory.random(DType::kF32, {max_batch, s.hidden}, 14);
   Tensor h = memory.make(DType::kF32, {max_batch, s.hidden});
