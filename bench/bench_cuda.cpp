@@ -6,9 +6,9 @@
 //    roofline.
 // 2. Decode: one step of a synthetic Llama-3-8B (hidden 4096, 32 heads / 8 KV heads of 128,
 //    MLP 14336, vocab 128256) run op by op through the Backend as DecoderModel runs it, at
-//    batch 1 .. 128 with a `--context`-token KV each. Every layer reads the same weights (one
-//    layer's worth is allocated; 436 MB in BF16 is far larger than any L2, so each layer
-//    still streams its weights from memory): tok/s, the weight bytes a token moves, and
+//    batch 1 .. 128 with a `--context`-token KV each, in the backend's KV dtype. Every layer reads
+//    the same weights (one layer's worth is allocated; 436 MB in BF16 is far larger than any L2, so
+//    each layer still streams its weights from memory): tok/s, the weight bytes a token moves, and
 //    batch 1 as % of the probe (target >= 85 %); batch B as a multiple of batch 1 (targets:
 //    20x at 32, 50x at 128).
 // 3. Prefill: linear at 2048 tokens for the layer's four matrix shapes, through the backend
@@ -243,9 +243,9 @@ int main(int argc, char** argv) {
 
   std::printf(
       "decode: synthetic Llama-3-8B, %d layers, %s weights (%.2f GB read per step), "
-      "%d-token context per sequence, F32 KV\n",
+      "%d-token context per sequence, %s KV\n",
       layers, sparkd::dtype_name(weight_type), static_cast<double>(token_weight_bytes) / 1e9,
-      context);
+      context, sparkd::dtype_name(backend.kv_dtype()));
   std::printf("%6s %10s %10s %12s %10s\n", "batch", "step ms", "tok/s", "x batch 1", "% of probe");
   double batch1_tps = 0;
   for (int batch : batches) {
