@@ -410,7 +410,10 @@ Value CallArgs::take(size_t index, std::string_view name) {
       return v;
     }
   }
-  return index < positional.size() ? positional[index] : Value();
+  // Missing: undefined, with a hint for the error should the callee need it.
+  return index < positional.size()
+             ? positional[index]
+             : Value::undefined("missing required argument '" + std::string(name) + "'");
 }
 
 void CallArgs::check_no_more(std::string_view callee, size_t positional_count) const {

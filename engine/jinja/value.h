@@ -84,7 +84,11 @@ class Value {
   Dict& mutable_dict() const { return *dict_; }  // namespaces are assigned through
   const std::string& function_name() const { return *string_; }
   Value call(CallArgs& args) const;
-  const std::string& undefined_hint() const { return *string_; }
+  // What was looked up (a default-constructed undefined value has no hint of its own).
+  const std::string& undefined_hint() const {
+    static const std::string kNoHint = "a value is undefined";
+    return string_ ? *string_ : kNoHint;
+  }
 
   // Python's type name ("str", "dict", ...) for error messages.
   std::string type_name() const;

@@ -111,6 +111,12 @@ TEST_CASE("jinja: errors name the template line and jinja2's reason", "[jinja]")
   CHECK(
       render("{{ 'unterminated }}").find("PARSE ERROR: template t: line 1: unterminated string") ==
       0);
+  // A filter called without an argument it needs: once a null dereference (found by
+  // fuzz_jinja), now jinja2's kind of error.
+  CHECK(render("{% set x = [1]|selectattr %}") ==
+        "ERROR: template t: line 1: missing required argument 'attribute'");
+  CHECK(render("{{ [1]|selectattr() }}") ==
+        "ERROR: template t: line 1: missing required argument 'attribute'");
   // A raw tag cut off at the end of the template (the lexer once read past the end here).
   CHECK_THAT(render("{% raw"),
              Catch::StartsWith("PARSE ERROR: template t: line 1: unexpected end"));
