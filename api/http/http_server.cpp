@@ -816,8 +816,10 @@ void HttpServer::finish(const Status& cut_off) {
   for (const auto& [id, c] : s.connections) open.push_back(c);
   for (Connection* c : open) {
     if (c->active) {
+      // Its answer is posted (and written before the close) before the work is cancelled: a
+      // runner that saw the cancel first would answer with its own, plainer reason.
+      c->active->fail(cut_off);
       c->active->cancel();
-      c->active->fail(cut_off);  // its answer is posted, and written before the close
     }
   }
   s.close_listeners();

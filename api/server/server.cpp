@@ -652,14 +652,15 @@ void Server::Loop::finish() {
   if (finished) return;
   finished = true;
   // Requests still in flight (the drain timed out) are cancelled, and each caller is told so
-  // before its connection closes.
+  // before its connection closes. The reason is sent before the cancel: a runner that sees
+  // the cancel first would end the call with its own, plainer one.
   const Status cut_off(StatusCode::kCancelled,
                        "sparkd is shutting down: the drain timeout (server.drain_timeout_s) ended "
                        "this request before it finished");
   for (const auto& [connection_id, c] : connections) {
     for (const auto& [request_id, call] : c->inflight) {
-      call->cancel();
       call->fail(cut_off);
+      call->cancel();
     }
   }
   for (LoopFrontend* frontend : frontends) frontend->finish(cut_off);
