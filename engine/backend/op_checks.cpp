@@ -1,8 +1,10 @@
 #include "engine/backend/op_checks.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <utility>
+#include <vector>
 
 namespace sparkd {
 
@@ -311,6 +313,22 @@ void OpChecks::attention(const Tensor& q, const KvLayerView& kv,
         "sinks " + describe(*params.sinks) + " for q " + describe(q) + " (want one per head)");
   }
   for (const AttentionSequence& sequence : sequences) check_sequence(q.dim(0), kv, sequence);
+  // Each query row belongs to one sequence at most: kernels that compute a sequence's rows
+  // together (the CUDA tiled kernel) would otherwise race on a shared row, and out may be q.
+  std::vector<std::pair<int32_t, int32_t>> rows;
+  for (const AttentionSequence& sequence : sequences) {
+    if (sequence.query_tokens > 0) {
+      rows.emplace_back(sequence.query_begin, sequence.query_begin + sequence.query_tokens);
+    }
+  }
+  std::sort(rows.begin(), rows.end());
+  for (size_t i = 1; i < rows.size(); ++i) {
+    SPARKD_OP_CHECK(rows[i].first >= rows[i - 1].second, "attention",
+                    "sequences share query rows: [" + std::to_string(rows[i - 1].first) + ", " +
+                        std::to_string(rows[i - 1].second) + ") and [" +
+                        std::to_string(rows[i].first) + ", " + std::to_string(rows[i].second) +
+                        ")");
+  }
 }
 
 void OpChecks::mean_rows(const Tensor& x, std::span<const RowSpan> spans, const Tensor& out) const {

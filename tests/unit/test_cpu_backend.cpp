@@ -851,4 +851,19 @@ TEST_CASE("cpu backend: mismatched shapes abort naming the op", "[cpu_backend]")
         backend->attention(q, kv, {&sequence, 1}, AttentionParams{}, q);
       },
       "attention: block 2 outside the cache");
+
+  // Two sequences claiming the same query row.
+  Tensor q3 = store.make(DType::kF32, {3, 1, 8});
+  const std::vector<int32_t> first_block = {0}, second_block = {1};
+  std::vector<AttentionSequence> overlapping(2);
+  overlapping[0].query_tokens = 2;
+  overlapping[0].context_tokens = 2;
+  overlapping[0].block_table = first_block;
+  overlapping[1].query_begin = 1;
+  overlapping[1].query_tokens = 2;
+  overlapping[1].context_tokens = 2;
+  overlapping[1].block_table = second_block;
+  sparkd::testing::check_aborts(
+      [&] { backend->attention(q3, kv, overlapping, AttentionParams{}, q3); },
+      "attention: sequences share query rows: [0, 2) and [1, 3)");
 }
