@@ -14,6 +14,9 @@
 // 3. Prefill: linear at 2048 tokens for the layer's four matrix shapes, through the backend
 //    (BF16 tensor cores, F32 out) and through cuBLAS directly on the same BF16 operands:
 //    TFLOP/s of each and the ratio (target >= 70 %).
+// 4. Prefill attention: one layer's causal attention over a 2048-token prompt (32 heads / 8 KV
+//    heads of 128, the backend's KV dtype), the tiled kernel against the per-row one: ms and
+//    the ratio.
 //
 // Timing: the backend's stream is synchronised around each repetition and the median of the
 // repetitions is printed; inputs are pseudo-random (never zeros).
@@ -341,5 +344,44 @@ int main(int argc, char** argv) {
                 100.0 * theirs / ours);
   }
   (*blas)->destroy(handle);
+
+  // ---- prefill attention -----------------------------------------------------------------
+  // The same memory, read by two more backends that differ only in the attention kernel.
+  const auto attention_backend = [&](int tiling) {
+    sparkd::CudaBackendOptions forced = options;
+    forced.attention_tiling = tiling;
+    auto made_forced = sparkd::make_cuda_backend(forced);
+    if (!made_forced) die(made_forced.status().to_string());
+    return std::move(made_forced).value();
+  };
+  auto tiled = attention_backend(1);
+  auto per_row = attention_backend(-1);
+  Tensor prompt_keys = memory.random(backend.kv_dtype(), {tokens, s.kv_heads, s.head_dim}, 30);
+  Tensor prompt_values = memory.random(backend.kv_dtype(), {tokens, s.kv_heads, s.head_dim}, 31);
+  const KvLayerView prompt_kv{prompt_keys, prompt_values, 0};
+  const Tensor prompt_q = memory.random(DType::kF32, {tokens, s.heads, s.head_dim}, 32);
+  Tensor prompt_out = memory.make(DType::kF32, {tokens, s.heads, s.head_dim});
+  const std::vector<AttentionSequence> prompt = {
+      {0, static_cast<int32_t>(tokens), static_cast<int32_t>(tokens), 0, {}}};
+  AttentionParams causal;
+  causal.scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  const auto attention_seconds = [&](Backend& b) {
+    return median_seconds(
+        2, repeats, [&] { b.attention(prompt_q, prompt_kv, prompt, causal, prompt_out); },
+        [&] { b.synchronize(); });
+  };
+  const double tiled_seconds = attention_seconds(*tiled);
+  const double per_row_seconds = attention_seconds(*per_row);
+  // q·k and p·v over the causal half: 2 x 2 x heads x head_dim x tokens² / 2.
+  const double attention_flops = 2.0 * static_cast<double>(s.heads * s.head_dim) *
+                                 static_cast<double>(tokens) * static_cast<double>(tokens);
+  std::printf("\nprefill attention: %lld tokens, causal, %s KV, one layer\n",
+              static_cast<long long>(tokens), sparkd::dtype_name(backend.kv_dtype()));
+  std::printf("%-10s %10s %10s\n", "kernel", "ms", "TF/s");
+  std::printf("%-10s %10.3f %10.2f\n", "tiled", tiled_seconds * 1e3,
+              attention_flops / tiled_seconds / 1e12);
+  std::printf("%-10s %10.3f %10.2f\n", "per row", per_row_seconds * 1e3,
+              attention_flops / per_row_seconds / 1e12);
+  std::printf("tiled / per row: %.1fx faster\n", per_row_seconds / tiled_seconds);
   return 0;
 }

@@ -115,6 +115,10 @@ class Backend {
   virtual Expected<std::unique_ptr<VirtualRange>> reserve_virtual(size_t size_bytes) {
     return reserve_host_virtual(size_bytes);
   }
+  // Whether committing and decommitting its virtual memory costs enough (driver calls per
+  // granule, a wait for queued work) that a KV pool should keep a spare group committed
+  // rather than decommit each group the moment it empties. Host mmap: no.
+  virtual bool virtual_commit_is_costly() const { return false; }
   // Raw bytes from host memory into backend memory.
   virtual void upload(void* dst, const void* src_host, size_t size_bytes) = 0;
   // Zeroes backend memory (a sequence's recurrent state before its first token).

@@ -144,6 +144,7 @@ KvBlockPool& KvBlockPool::operator=(KvBlockPool&& other) noexcept {
   uncommitted_groups_ = std::move(other.uncommitted_groups_);
   blocks_in_use_ = std::exchange(other.blocks_in_use_, 0);
   committed_groups_ = std::exchange(other.committed_groups_, 0);
+  empty_committed_groups_ = std::exchange(other.empty_committed_groups_, 0);
   // The moved-from pool must not release these granules a second time.
   committed_granules_ = std::exchange(other.committed_granules_, 0);
   return *this;
@@ -160,6 +161,7 @@ void KvBlockPool::destroy() {
   arbiter_ = nullptr;
   committed_granules_ = 0;
   committed_groups_ = 0;
+  empty_committed_groups_ = 0;
   blocks_in_use_ = 0;
 }
 
@@ -171,7 +173,7 @@ std::optional<int32_t> KvBlockPool::allocate_block() {
   const int32_t block = *free_committed_blocks_.begin();
   free_committed_blocks_.erase(free_committed_blocks_.begin());
   block_live_[block] = 1;
-  ++group_live_blocks_[block / blocks_per_group_];
+  if (group_live_blocks_[block / blocks_per_group_]++ == 0) --empty_committed_groups_;
   ++blocks_in_use_;
   return block;
 }
@@ -189,7 +191,10 @@ void KvBlockPool::free_block(int32_t block) {
   --group_live_blocks_[group];
   --blocks_in_use_;
   free_committed_blocks_.insert(block);
-  if (release_ == KvGroupRelease::kOnFree && group_live_blocks_[group] == 0) {
+  if (group_live_blocks_[group] > 0) return;
+  ++empty_committed_groups_;
+  if (release_ == KvGroupRelease::kOnFree ||
+      (release_ == KvGroupRelease::kKeepSpareGroup && empty_committed_groups_ > 1)) {
     decommit_group(group);
   }
 }
@@ -254,6 +259,7 @@ bool KvBlockPool::commit_group(int32_t group) {
     }
   }
   group_committed_[group] = 1;
+  ++empty_committed_groups_;
   uncommitted_groups_.erase(group);
   const int32_t first = group * blocks_per_group_;
   const int32_t end = std::min(first + blocks_per_group_, geometry_.max_blocks);
@@ -280,6 +286,7 @@ uint64_t KvBlockPool::decommit_group(int32_t group) {
   const int32_t end = std::min(first + blocks_per_group_, geometry_.max_blocks);
   for (int32_t b = first; b < end; ++b) free_committed_blocks_.erase(b);
   group_committed_[group] = 0;
+  --empty_committed_groups_;  // only groups without a live block are decommitted
   uncommitted_groups_.insert(group);
   const uint64_t granules = granules_per_range * static_cast<uint64_t>(ranges);
   --committed_groups_;

@@ -53,6 +53,12 @@ enum class KvGroupRelease {
   // Only in release_unused_groups(): the owner keeps warm groups to avoid commit/decommit
   // churn and returns them when the governor asks.
   kOnRequest,
+  // In free_block(), except one empty group kept committed as a spare, so the next request's
+  // first blocks are taken without committing: for backends whose commits are costly (CUDA
+  // VMM creates, maps and unmaps per granule, and an unmap waits for the model's stream). The
+  // spare is on the ledger like any committed group; release_unused_groups() gives it back,
+  // and reclaim does that before it drops a cached prefix (sched/kv_reclaim.h).
+  kKeepSpareGroup,
 };
 
 // What stands behind the blocks.
@@ -102,6 +108,8 @@ class KvBlockPool : public kv::BlockSource {
   void free_block(int32_t block) override;
   // Decommits every committed group without a live block; returns the granules released.
   uint64_t release_unused_groups();
+  // Committed groups without a live block (kOnFree: none after any call returns).
+  int32_t empty_committed_groups() const { return empty_committed_groups_; }
 
   // Keys and values of `layer` as [max_blocks * block_tokens, kv_heads, head_dim] tensors
   // over the whole sub-range; only slots of allocated blocks may be touched. A kLedgerOnly
@@ -156,6 +164,7 @@ class KvBlockPool : public kv::BlockSource {
   std::set<int32_t> uncommitted_groups_;
   int32_t blocks_in_use_ = 0;
   int32_t committed_groups_ = 0;
+  int32_t empty_committed_groups_ = 0;
   uint64_t committed_granules_ = 0;
 };
 

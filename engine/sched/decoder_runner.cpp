@@ -508,8 +508,14 @@ Expected<std::unique_ptr<DecoderRunner>> DecoderRunner::start(const tasks::Loade
   const model::ModelSpec& spec = model.spec();
   const KvBlockPoolGeometry geometry =
       model.decoder()->kv_pool_geometry(config.block_tokens, config.max_blocks);
-  auto pool = KvBlockPool::create(geometry, arbiter, config.consumer, KvGroupRelease::kOnFree,
-                                  KvBacking::kMemory, &model.backend());
+  // Groups go back as they empty, but where that costs driver calls and a stream wait (CUDA
+  // VMM) one empty group stays as a spare: a request that ends and the next that starts would
+  // otherwise unmap and map the same memory.
+  const KvGroupRelease release = model.backend().virtual_commit_is_costly()
+                                     ? KvGroupRelease::kKeepSpareGroup
+                                     : KvGroupRelease::kOnFree;
+  auto pool = KvBlockPool::create(geometry, arbiter, config.consumer, release, KvBacking::kMemory,
+                                  &model.backend());
   if (!pool) return pool.status();
 
   std::unique_ptr<DecoderRunner> runner(new DecoderRunner());

@@ -5,8 +5,10 @@ namespace sparkd::sched {
 void drop_prefix_cache(KvBlockPool& pool, kv::PrefixCache& cache, uint64_t bytes) {
   const uint64_t start = pool.committed_bytes();
   const uint64_t target = start > bytes ? start - bytes : 0;
+  pool.release_unused_groups();
   while (pool.committed_bytes() > target && cache.cached_unreferenced_blocks() > 0) {
     cache.reclaim(1);
+    if (pool.empty_committed_groups() > 0) pool.release_unused_groups();
   }
 }
 

@@ -15,12 +15,14 @@ namespace sparkd::sched {
 
 // Drops unreferenced prefix-cache blocks, least recently used first, until the pool has given
 // back `bytes` (or the cache is empty). A block frees memory only once its whole group is
-// free, so the loop watches the pool, not the block count.
+// free, so the loop watches the pool, not the block count. Empty groups a pool keeps
+// (KvGroupRelease::kKeepSpareGroup) go first, and any group the drops empty goes at once:
+// no cached prefix is dropped for memory a spare could give.
 void drop_prefix_cache(KvBlockPool& pool, kv::PrefixCache& cache, uint64_t bytes);
 
-// Cache first, then the newest sequences are preempted (re-queued and recomputed, so their
-// output does not change) until the model holds no more than the demand's target: the pool's
-// committed memory and, for a model with recurrent state, its running sequences' `states`
+// Spare groups and cache first, then the newest sequences are preempted (re-queued and recomputed,
+// so their output does not change) until the model holds no more than the demand's target: the
+// pool's committed memory and, for a model with recurrent state, its running sequences' `states`
 // (nullptr: none). The caller then reports its usage and tells the arbiter the demand is
 // applied.
 void apply_reclaim_demand(const governor::ReclaimDemand& demand, KvBlockPool& pool,

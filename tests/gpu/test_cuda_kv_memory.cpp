@@ -100,4 +100,26 @@ TEST_CASE("cuda: KV grants and releases move the device's committed bytes by the
   CHECK(pool->committed_bytes() == 0);
   CHECK(arbiter.granted_granules(1) == 0);
   CHECK(std::abs(device_free_bytes() - baseline) <= noise);
+
+  // The runner's policy where commits cost driver calls: the group emptied last stays mapped
+  // (and on the ledger), the next allocation takes it without mapping, and releasing unused
+  // groups (what reclaim does first) returns to the baseline.
+  CHECK(backend.virtual_commit_is_costly());
+  auto spare_pool = KvBlockPool::create(geometry, arbiter, /*consumer=*/2,
+                                        sparkd::KvGroupRelease::kKeepSpareGroup,
+                                        sparkd::KvBacking::kMemory, &backend);
+  REQUIRE(spare_pool.has_value());
+  blocks.clear();
+  for (int i = 0; i < 41; ++i) blocks.push_back(*spare_pool->allocate_block());
+  CHECK(std::abs(baseline - device_free_bytes() - 2 * group_bytes) <= noise);
+  for (int32_t b : blocks) spare_pool->free_block(b);
+  CHECK(spare_pool->committed_bytes() == static_cast<uint64_t>(group_bytes));
+  CHECK(arbiter.granted_granules(2) * kGranuleBytes == static_cast<uint64_t>(group_bytes));
+  CHECK(std::abs(baseline - device_free_bytes() - group_bytes) <= noise);
+  const int32_t again = *spare_pool->allocate_block();
+  CHECK(spare_pool->committed_bytes() == static_cast<uint64_t>(group_bytes));
+  spare_pool->free_block(again);
+  CHECK(spare_pool->release_unused_groups() == 4);
+  CHECK(arbiter.granted_granules(2) == 0);
+  CHECK(std::abs(device_free_bytes() - baseline) <= noise);
 }

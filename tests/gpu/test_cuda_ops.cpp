@@ -39,10 +39,12 @@ using sparkd::RecurrentSequence;
 using sparkd::RowSpan;
 using sparkd::Tensor;
 
-std::unique_ptr<Backend> cuda_backend(bool f32_gemm = false, int attention_split_keys = 0) {
+std::unique_ptr<Backend> cuda_backend(bool f32_gemm = false, int attention_split_keys = 0,
+                                      int attention_tiling = 0) {
   sparkd::CudaBackendOptions options;
   options.f32_gemm = f32_gemm;
   options.attention_split_keys = attention_split_keys;
+  options.attention_tiling = attention_tiling;
   auto backend = sparkd::make_cuda_backend(options);
   if (!backend) FAIL("CUDA backend: " << backend.status().to_string());
   return std::move(backend).value();
@@ -435,16 +437,18 @@ struct AttentionCase {
 
 constexpr int32_t kContiguousGap = 5;  // unused slots after each contiguous sequence
 
-// A step of three sequences: a decode over a long context, a whole prefill, a prefill chunk
-// after earlier tokens. Every context position is stored first (store_kv), then attended.
+// A step of four sequences: a decode over a long context, a whole prefill, two prefill chunks
+// after earlier tokens (the last over several key tiles of the tiled kernel). Every context
+// position is stored first (store_kv), then attended.
 std::vector<float> run_attention(Backend& be, const AttentionCase& test, uint32_t seed) {
   std::mt19937 rng(seed);
   struct Seq {
     int32_t query_tokens, context_tokens;
   };
   // A lone decode row leaves most of the GPU idle: the backend's own choice splits it.
-  const std::vector<Seq> seqs = test.decode_only ? std::vector<Seq>{{1, 4100}}
-                                                 : std::vector<Seq>{{1, 4100}, {37, 37}, {5, 20}};
+  const std::vector<Seq> seqs = test.decode_only
+                                    ? std::vector<Seq>{{1, 4100}}
+                                    : std::vector<Seq>{{1, 4100}, {37, 37}, {5, 20}, {70, 131}};
   const int32_t block = test.block_tokens > 0 ? test.block_tokens : 1;
   int32_t slots_needed = 0;
   for (const Seq& s : seqs) slots_needed += (s.context_tokens + block - 1) / block * block;
@@ -518,11 +522,13 @@ std::vector<float> run_attention(Backend& be, const AttentionCase& test, uint32_
 
 TEST_CASE("cuda: store_kv and attention (contiguous and paged, masks, GQA, sinks)", "[gpu]") {
   // Split-KV as the backend decides, always (chunks of 256 keys, so the 4100-token decode
-  // takes 17 chunks and short rows leave chunks empty), and never.
+  // takes 17 chunks and short rows leave chunks empty), and never; tiled attention as the
+  // backend decides (the mixed step tiles), always (the lone decode row too) and never.
   std::vector<std::pair<std::string, std::unique_ptr<Backend>>> gpus;
-  gpus.emplace_back("auto split", cuda_backend(false, 0));
-  gpus.emplace_back("split 256", cuda_backend(false, 256));
-  gpus.emplace_back("no split", cuda_backend(false, -1));
+  gpus.emplace_back("auto split, auto tiles", cuda_backend(false, 0, 0));
+  gpus.emplace_back("split 256, untiled", cuda_backend(false, 256, -1));
+  gpus.emplace_back("no split, untiled", cuda_backend(false, -1, -1));
+  gpus.emplace_back("always tiled", cuda_backend(false, 0, 1));
   auto cpu = sparkd::make_cpu_backend();
   const Tensor some_sinks;  // marks "with sinks"; run_attention makes the real ones
   uint32_t seed = 100;

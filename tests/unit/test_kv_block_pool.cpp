@@ -1,6 +1,7 @@
 // KvBlockPool: low-id allocation, group commit/decommit through the MemoryArbiter with an
-// exact ledger, resident memory that really falls on release, and attention over paged
-// blocks that matches a contiguous KvCache bit for bit.
+// exact ledger (and a spare group where commits are costly, released before any cached
+// prefix), resident memory that really falls on release, and attention over paged blocks
+// that matches a contiguous KvCache bit for bit.
 
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -16,6 +17,8 @@
 #include "engine/backend/cpu/cpu_backend.h"
 #include "engine/kv/kv_block_pool.h"
 #include "engine/kv/kv_cache.h"
+#include "engine/kv/prefix_cache.h"
+#include "engine/sched/kv_reclaim.h"
 #include "governor/fixed_budget_arbiter.h"
 #include "tests/support/check_aborts.h"
 
@@ -193,6 +196,75 @@ TEST_CASE("kv block pool: freeing every block returns every granule", "[kv_pool]
     CHECK(pool.release_unused_groups() == 0);
     CHECK(arbiter.total_granted_granules() == 0);
   }
+}
+
+TEST_CASE("kv block pool: kKeepSpareGroup keeps one emptied group, on the ledger, for reuse",
+          "[kv_pool]") {
+  FixedBudgetArbiter arbiter(1000);
+  KvBlockPool pool = make_pool(small_geometry(128), arbiter, KvGroupRelease::kKeepSpareGroup);
+  std::vector<int32_t> blocks;
+  for (int i = 0; i < 100; ++i) blocks.push_back(must_allocate(pool));  // groups 0 … 3
+  REQUIRE(arbiter.granted_granules(kConsumer) == 16);
+  CHECK(pool.empty_committed_groups() == 0);
+  // Group 3 empties first and stays; group 2 empties next and goes, so do 0 and 1.
+  for (int32_t b = 99; b >= 0; --b) pool.free_block(b);
+  CHECK(pool.blocks_in_use() == 0);
+  CHECK(pool.committed_groups() == 1);
+  CHECK(pool.empty_committed_groups() == 1);
+  check_ledger(pool, arbiter);
+  CHECK(arbiter.granted_granules(kConsumer) == 4);
+  // The next request's first block comes from the spare: nothing new is granted.
+  const int32_t reused = must_allocate(pool);
+  CHECK(reused == 96);
+  CHECK(pool.empty_committed_groups() == 0);
+  CHECK(arbiter.granted_granules(kConsumer) == 4);
+  // Past the spare, groups commit as usual; freeing all leaves one spare again.
+  std::vector<int32_t> more;
+  for (int i = 0; i < 70; ++i) more.push_back(must_allocate(pool));  // 3's rest, 0, part of 1
+  CHECK(pool.committed_groups() == 3);
+  CHECK(arbiter.granted_granules(kConsumer) == 12);
+  pool.free_block(reused);
+  for (int32_t b : more) pool.free_block(b);
+  CHECK(pool.committed_groups() == 1);
+  check_ledger(pool, arbiter);
+  // What the governor's reclaim does first: the spare goes back.
+  CHECK(pool.release_unused_groups() == 4);
+  CHECK(pool.empty_committed_groups() == 0);
+  CHECK(arbiter.total_granted_granules() == 0);
+}
+
+TEST_CASE("kv reclaim: a spare group goes back before any cached prefix is dropped", "[kv_pool]") {
+  FixedBudgetArbiter arbiter(1000);
+  KvBlockPool pool = make_pool(small_geometry(128), arbiter, KvGroupRelease::kKeepSpareGroup);
+  sparkd::kv::PrefixCache cache(pool, /*block_tokens=*/16);
+  // Group 0: 32 cached, unreferenced blocks (a chain of one prompt's blocks).
+  std::vector<int32_t> cached;
+  sparkd::kv::BlockKey parent = sparkd::kv::kRootBlockKey;
+  for (int32_t i = 0; i < 32; ++i) {
+    const int32_t block = *cache.allocate_block();
+    std::vector<int32_t> tokens(16, i + 1);
+    parent = cache.register_full_block(block, parent, tokens, /*salt=*/0);
+    cached.push_back(block);
+  }
+  cache.release_blocks(cached);
+  // Group 1: a finished request's private blocks, now the pool's spare.
+  std::vector<int32_t> private_blocks;
+  for (int i = 0; i < 32; ++i) private_blocks.push_back(*cache.allocate_block());
+  cache.release_blocks(private_blocks);
+  REQUIRE(pool.committed_groups() == 2);
+  REQUIRE(pool.empty_committed_groups() == 1);
+  REQUIRE(cache.cached_unreferenced_blocks() == 32);
+
+  const uint64_t group_bytes = 4 * kGranuleBytes;
+  sparkd::sched::drop_prefix_cache(pool, cache, group_bytes);
+  CHECK(pool.committed_bytes() == group_bytes);
+  CHECK(cache.cached_unreferenced_blocks() == 32);  // the spare paid
+  check_ledger(pool, arbiter);
+  // Asked for more, the cache goes too, and the group it empties is given back at once.
+  sparkd::sched::drop_prefix_cache(pool, cache, group_bytes);
+  CHECK(pool.committed_bytes() == 0);
+  CHECK(cache.cached_unreferenced_blocks() == 0);
+  CHECK(arbiter.total_granted_granules() == 0);
 }
 
 TEST_CASE("kv block pool: the destructor releases every granule and a move hands them over",

@@ -148,14 +148,20 @@ class CudaBackend final : public Backend {
     int concurrent_managed = 0;
     cudaDeviceGetAttribute(&concurrent_managed, cudaDevAttrConcurrentManagedAccess, options.device);
     const bool host_accessible = prop.integrated != 0 && concurrent_managed != 0;
-    if (Status launches = cuda::check_attention_launches(prop); !launches.is_ok()) {
+    cuda::AttentionTiling tiling;
+    if (Status launches = cuda::check_attention_launches(prop, &tiling); !launches.is_ok()) {
       return launches;
     }
+    if (options.attention_tiling < 0) tiling.max_head_dim = 0;
     auto backend = std::unique_ptr<CudaBackend>(
-        new CudaBackend(options, *blas, host_accessible, prop.multiProcessorCount));
+        new CudaBackend(options, *blas, host_accessible, prop.multiProcessorCount, tiling));
     // cuBLAS picks its algorithms per device and shape: one product checked against our own
-    // kernel before any model trusts it.
+    // kernel before any model trusts it. So is the tiled attention kernel, against the
+    // per-row one.
     if (Status gemm = cuda::check_gemm(backend->linear_context_); !gemm.is_ok()) return gemm;
+    if (Status tiled = cuda::check_attention_tiling(tiling, backend->stream_); !tiled.is_ok()) {
+      return tiled;
+    }
     return std::unique_ptr<Backend>(std::move(backend));
   }
 
@@ -194,8 +200,10 @@ class CudaBackend final : public Backend {
   bool memory_is_host_accessible() const override { return host_accessible_; }
   Expected<std::unique_ptr<VirtualRange>> reserve_virtual(size_t size_bytes) override {
     use_device();
-    return virtual_memory_.reserve(size_bytes);
+    // Only this backend's stream reads the range: a decommit waits for it alone.
+    return virtual_memory_.reserve(size_bytes, stream_);
   }
+  bool virtual_commit_is_costly() const override { return virtual_memory_.supported(); }
   void upload(void* dst, const void* src_host, size_t size_bytes) override {
     if (size_bytes == 0) return;
     use_device();
@@ -399,19 +407,26 @@ class CudaBackend final : public Backend {
     launch.sinks = params.sinks != nullptr ? params.sinks->as<const float>() : nullptr;
     launch.sequences = arguments_.push(args, stream_);
     launch.block_tables = arguments_.push(block_tables, stream_);
-    // One launch per contiguous run of owned rows keeps unowned rows untouched.
-    std::vector<int32_t> owned(static_cast<size_t>(q.dim(0)), 0);
-    for (const AttentionSequence& seq : sequences) {
-      std::fill_n(owned.begin() + seq.query_begin, seq.query_tokens, 1);
+    // Prefill sequences through the tiled kernel (one launch), the rest row by row: one
+    // launch per contiguous run of their rows, which keeps rows no sequence owns untouched.
+    const std::vector<uint8_t> tiled = plan_tiles(launch, sequences);
+    if (launch.tile_count > 0) cuda::attention(launch, stream_);
+    launch.tiles = nullptr;
+    launch.tile_count = 0;
+    std::vector<uint8_t> per_row(static_cast<size_t>(q.dim(0)), 0);
+    for (size_t s = 0; s < sequences.size(); ++s) {
+      if (!tiled[s])
+        std::fill_n(per_row.begin() + sequences[s].query_begin, sequences[s].query_tokens, 1);
     }
-    const int32_t* device_rows = arguments_.push(row_sequence, stream_);
+    const int32_t* device_rows = nullptr;
     for (int64_t begin = 0; begin < q.dim(0);) {
-      if (!owned[static_cast<size_t>(begin)]) {
+      if (!per_row[static_cast<size_t>(begin)]) {
         ++begin;
         continue;
       }
       int64_t end = begin;
-      while (end < q.dim(0) && owned[static_cast<size_t>(end)]) ++end;
+      while (end < q.dim(0) && per_row[static_cast<size_t>(end)]) ++end;
+      if (device_rows == nullptr) device_rows = arguments_.push(row_sequence, stream_);
       cuda::AttentionLaunch part = launch;
       part.row_sequence = device_rows;
       part.first_row = begin;
@@ -437,11 +452,13 @@ class CudaBackend final : public Backend {
 
  private:
   CudaBackend(const CudaBackendOptions& options, const cuda::Cublas* blas, bool host_accessible,
-              int multiprocessors)
+              int multiprocessors, const cuda::AttentionTiling& tiling)
       : device_(options.device),
         host_accessible_(host_accessible),
         multiprocessors_(multiprocessors),
         attention_split_keys_(options.attention_split_keys),
+        attention_tiling_(options.attention_tiling),
+        tiling_(tiling),
         kv_dtype_(options.f32_kv ? DType::kF32 : kCudaKvDtype),
         checks_("cuda"),
         virtual_memory_(options.device),
@@ -502,6 +519,45 @@ class CudaBackend final : public Backend {
                     limit, a.numel(), out.as<float>(), stream_);
   }
 
+  // The sequences the tiled kernel takes, flagged, with their tiles of up to
+  // kAttentionTileRows rows set on `launch`. Left to the per-row kernel: sequences of fewer
+  // than kMinTiledRows rows (decode rows, whose long contexts want split-KV), and every
+  // sequence when the tiles would leave most of the GPU idle over a long context (a short
+  // chunk after a long prompt: split-KV fills the GPU; tiles would not). The options may
+  // force either way.
+  std::vector<uint8_t> plan_tiles(cuda::AttentionLaunch& launch,
+                                  std::span<const AttentionSequence> sequences) {
+    constexpr int32_t kMinTiledRows = 8;
+    constexpr int64_t kLongContext = 512;
+    std::vector<uint8_t> tiled(sequences.size(), 0);
+    if (attention_tiling_ < 0 || launch.head_dim > tiling_.max_head_dim) return tiled;
+    std::vector<cuda::AttentionTile> tiles;
+    int64_t longest = 0;
+    for (size_t s = 0; s < sequences.size(); ++s) {
+      const AttentionSequence& seq = sequences[s];
+      if (seq.query_tokens == 0 || (attention_tiling_ == 0 && seq.query_tokens < kMinTiledRows)) {
+        continue;
+      }
+      tiled[s] = 1;
+      longest = std::max<int64_t>(longest, seq.context_tokens);
+      for (int32_t row = 0; row < seq.query_tokens; row += cuda::kAttentionTileRows) {
+        tiles.push_back({static_cast<int32_t>(s), seq.query_begin + row,
+                         std::min(cuda::kAttentionTileRows, seq.query_tokens - row)});
+      }
+    }
+    const int64_t blocks = static_cast<int64_t>(tiles.size()) * launch.heads;
+    if (attention_tiling_ == 0 && blocks < 2 * int64_t{multiprocessors_} &&
+        longest >= kLongContext) {
+      std::fill(tiled.begin(), tiled.end(), 0);
+      return tiled;
+    }
+    if (!tiles.empty()) {
+      launch.tiles = arguments_.push(tiles, stream_);
+      launch.tile_count = static_cast<int32_t>(tiles.size());
+    }
+    return tiled;
+  }
+
   // Split-KV for a launch whose (row, head) blocks would not fill the GPU: key chunks of at
   // least kMinSplitKeys, enough of them for about two blocks per multiprocessor.
   void plan_split(cuda::AttentionLaunch& launch, std::span<const AttentionSequence> sequences) {
@@ -555,6 +611,8 @@ class CudaBackend final : public Backend {
   bool host_accessible_ = false;
   int multiprocessors_ = 1;
   int attention_split_keys_ = 0;  // CudaBackendOptions::attention_split_keys
+  int attention_tiling_ = 0;      // CudaBackendOptions::attention_tiling
+  cuda::AttentionTiling tiling_;  // what the tiled kernel takes on this device
   DType kv_dtype_ = kCudaKvDtype;
   const OpChecks checks_;
   cuda::VirtualMemory virtual_memory_;

@@ -25,6 +25,10 @@ struct CudaBackendOptions {
   // GPU idle and the context is long), > 0 always splits keys into chunks of this many
   // positions, < 0 never splits. The tests force both ways.
   int attention_split_keys = 0;
+  // Tiled attention for prefill rows: 0 decides per call (tiles when the rows are mostly
+  // prefill), > 0 always tiles where the head size fits the device, < 0 never. The tests
+  // force both ways.
+  int attention_tiling = 0;
   // An F32 KV cache instead of kCudaKvDtype (whole-model tests against F32 references).
   bool f32_kv = false;
 };

@@ -103,6 +103,14 @@ struct AttentionSequenceArgs {
   int32_t kv_slot_begin;       // contiguous layout
   int32_t block_table_offset;  // paged layout: its table's first entry in block_tables
 };
+// A tile of consecutive query rows of one sequence, for the tiled (prefill) kernel.
+struct AttentionTile {
+  int32_t sequence;   // index into AttentionLaunch::sequences
+  int32_t first_row;  // the tile's rows: [first_row, first_row + rows)
+  int32_t rows;       // 1 … kAttentionTileRows
+};
+// Query rows per tile of the tiled kernel.
+inline constexpr int kAttentionTileRows = 16;
 struct AttentionLaunch {
   const float* q = nullptr;  // [rows, heads, head_dim]
   float* out = nullptr;      // the same shape; may be q
@@ -126,10 +134,24 @@ struct AttentionLaunch {
   float* partial_acc = nullptr;  // [rows][heads][chunks][head_dim]
   float* partial_max = nullptr;  // [rows][heads][chunks]
   float* partial_sum = nullptr;  // [rows][heads][chunks]
+  // Tiled (prefill): when tile_count > 0 the launch computes these tiles, every query row of
+  // a tile with each key it reads from global memory once, and never splits.
+  const AttentionTile* tiles = nullptr;
+  int32_t tile_count = 0;
+};
+// What the tiled kernel can take on this device, set up at start-up: the largest head_dim
+// whose tiles fit the device's opt-in shared memory per block (0: none).
+struct AttentionTiling {
+  int32_t max_head_dim = 0;
 };
 // Start-up check that this binary has attention kernels for the device and that their
 // launch shapes fit its limits (threads, shared memory per block). UNAVAILABLE otherwise.
-Status check_attention_launches(const cudaDeviceProp& prop);
+// Also raises the tiled kernel's shared-memory limit where the device allows more than the
+// default 48 KiB per block, and reports the head sizes it can tile.
+Status check_attention_launches(const cudaDeviceProp& prop, AttentionTiling* tiling);
+// Start-up check of the tiled kernel against the per-row one on one causal, paged, GQA
+// prefill: UNAVAILABLE, with the difference, when they disagree.
+Status check_attention_tiling(const AttentionTiling& tiling, cudaStream_t stream);
 // The scratch floats a split launch of `rows` rows needs.
 size_t attention_partial_floats(int64_t rows, int32_t heads, int32_t head_dim, int32_t chunks);
 void attention(const AttentionLaunch& launch, cudaStream_t stream);

@@ -62,13 +62,18 @@ struct DriverVmm {
 
 class VmmRange final : public VirtualRange {
  public:
-  VmmRange(const DriverVmm& driver, int device, CUdeviceptr base, size_t size_bytes)
-      : driver_(driver), device_(device), handles_(size_bytes / kVirtualGranuleBytes, 0) {
+  VmmRange(const DriverVmm& driver, int device, cudaStream_t stream, CUdeviceptr base,
+           size_t size_bytes)
+      : driver_(driver),
+        device_(device),
+        stream_(stream),
+        handles_(size_bytes / kVirtualGranuleBytes, 0) {
     base_ = reinterpret_cast<char*>(base);
     size_bytes_ = size_bytes;
   }
   ~VmmRange() override {
-    // Nothing may still read the range when it goes.
+    // Nothing may still read the range when it goes. (The whole device: the owner's stream
+    // may already be gone when a model unloads, and this is no hot path.)
     cudaSetDevice(device_);
     cudaDeviceSynchronize();
     for (size_t g = 0; g < handles_.size(); ++g) {
@@ -98,9 +103,11 @@ class VmmRange final : public VirtualRange {
 
   Status decommit(size_t offset, size_t bytes) override {
     SPARKD_RETURN_IF_ERROR(check("decommit", offset, bytes));
-    // Kernels queued before this may still read the granules: wait for them first.
+    // Kernels queued before this may still read the granules: wait for them first. Only the
+    // owner's stream reads the range, so other models' work on the device goes on. (Between
+    // two steps, where the pool decommits, the stream is already idle.)
     SPARKD_CUDA_CHECK(cudaSetDevice(device_));
-    SPARKD_CUDA_CHECK(cudaDeviceSynchronize());
+    SPARKD_CUDA_CHECK(cudaStreamSynchronize(stream_));
     const size_t first = offset / kVirtualGranuleBytes, end = first + bytes / kVirtualGranuleBytes;
     for (size_t g = first; g < end; ++g) {
       if (handles_[g] != 0) unmap_granule(g);
@@ -157,6 +164,7 @@ class VmmRange final : public VirtualRange {
 
   const DriverVmm driver_;  // a copy: the range may outlive the VirtualMemory
   int device_;
+  cudaStream_t stream_;  // the owner's: the only one that reads the range
   std::vector<CUmemGenericAllocationHandle> handles_;  // per granule; 0: not mapped
 };
 
@@ -210,7 +218,8 @@ VirtualMemory::VirtualMemory(int device) : device_(device), driver_(std::make_un
 
 VirtualMemory::~VirtualMemory() = default;
 
-Expected<std::unique_ptr<VirtualRange>> VirtualMemory::reserve(size_t size_bytes) {
+Expected<std::unique_ptr<VirtualRange>> VirtualMemory::reserve(size_t size_bytes,
+                                                               cudaStream_t stream) {
   if (size_bytes == 0 || size_bytes % kVirtualGranuleBytes != 0) {
     return Status(StatusCode::kInvalidArgument,
                   "reserving " + std::to_string(size_bytes) +
@@ -235,7 +244,8 @@ Expected<std::unique_ptr<VirtualRange>> VirtualMemory::reserve(size_t size_bytes
                   "cannot reserve " + std::to_string(size_bytes >> 20) +
                       " MiB of device address space: " + driver_->vmm.describe(result));
   }
-  return std::unique_ptr<VirtualRange>(new VmmRange(driver_->vmm, device_, base, size_bytes));
+  return std::unique_ptr<VirtualRange>(
+      new VmmRange(driver_->vmm, device_, stream, base, size_bytes));
 }
 
 }  // namespace sparkd::cuda

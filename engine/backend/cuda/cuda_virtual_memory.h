@@ -1,6 +1,8 @@
 // Device virtual memory for the paged KV pool (cuda_virtual_memory.cu).
 #pragma once
 
+#include <cuda_runtime.h>
+
 #include <memory>
 #include <string>
 
@@ -16,8 +18,10 @@ class VirtualMemory {
   VirtualMemory(const VirtualMemory&) = delete;
   VirtualMemory& operator=(const VirtualMemory&) = delete;
 
-  // A range of `size_bytes` (whole 2 MiB granules); with VMM nothing is committed yet.
-  Expected<std::unique_ptr<VirtualRange>> reserve(size_t size_bytes);
+  // A range of `size_bytes` (whole 2 MiB granules); with VMM nothing is committed yet. Only
+  // work queued on `stream` may read it: a decommit (and the range's end) waits for that
+  // stream alone, not for other models' work on the device.
+  Expected<std::unique_ptr<VirtualRange>> reserve(size_t size_bytes, cudaStream_t stream);
 
   bool supported() const { return supported_; }
   // Why VMM is not used (empty when it is).
