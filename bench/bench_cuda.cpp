@@ -17,6 +17,10 @@
 // 4. Prefill attention: one layer's causal attention over a 2048-token prompt (32 heads / 8 KV
 //    heads of 128, the backend's KV dtype), the tiled kernel against the per-row one: ms and
 //    the ratio.
+// 5. MoE decode: one sparse layer shaped like Qwen3-30B-A3B's (hidden 2048, experts of 768,
+//    top 8 of 32 experts here, BF16) at 1, 4 and 16 tokens: the device path (routing and
+//    grouped GEMVs on the GPU) against the host-grouped one (routing downloaded, an expert at
+//    a time): ms and the GB/s of expert weights each reads.
 //
 // Timing: the backend's stream is synchronised around each repetition and the median of the
 // repetitions is printed; inputs are pseudo-random (never zeros).
@@ -36,6 +40,7 @@
 #include "engine/backend/cuda/cuda_backend.h"
 #include "engine/backend/cuda/cuda_cublas.h"
 #include "engine/backend/half.h"
+#include "engine/backend/moe.h"
 #include "engine/backend/quantize.h"
 
 namespace {
@@ -383,5 +388,61 @@ int main(int argc, char** argv) {
   std::printf("%-10s %10.3f %10.2f\n", "per row", per_row_seconds * 1e3,
               attention_flops / per_row_seconds / 1e12);
   std::printf("tiled / per row: %.1fx faster\n", per_row_seconds / tiled_seconds);
+
+  // ---- MoE decode ------------------------------------------------------------------------
+  const int32_t experts_count = 32, top_k = 8;
+  const int64_t moe_hidden = 2048, moe_inter = 768;
+  std::vector<Tensor> expert_gate, expert_up, expert_down;
+  for (int32_t e = 0; e < experts_count; ++e) {
+    const auto seed = static_cast<uint32_t>(40 + 3 * e);
+    expert_gate.push_back(memory.random(DType::kBF16, {moe_inter, moe_hidden}, seed, 0.02f));
+    expert_up.push_back(memory.random(DType::kBF16, {moe_inter, moe_hidden}, seed + 1, 0.02f));
+    expert_down.push_back(memory.random(DType::kBF16, {moe_hidden, moe_inter}, seed + 2, 0.02f));
+  }
+  sparkd::MoeExperts experts;
+  experts.gate = expert_gate;
+  experts.up = expert_up;
+  experts.down = expert_down;
+  const Tensor router = memory.random(DType::kBF16, {experts_count, moe_hidden}, 39, 0.05f);
+  const double expert_set_bytes =
+      static_cast<double>(3 * expert_gate[0].size_bytes());  // gate, up and down alike
+  std::printf("\nMoE decode: one layer, %d experts of %lld x %lld, top %d, BF16\n", experts_count,
+              static_cast<long long>(moe_inter), static_cast<long long>(moe_hidden), top_k);
+  std::printf("%6s %14s %10s %14s %10s\n", "tokens", "device ms", "GB/s", "host ms", "GB/s");
+  for (int64_t moe_tokens : {1, 4, 16}) {
+    const int64_t rows = sparkd::moe_scratch_rows(moe_tokens, top_k);
+    const sparkd::MoeScratch scratch{
+        memory.make(DType::kF32, {rows, moe_hidden}), memory.make(DType::kF32, {rows, moe_inter}),
+        memory.make(DType::kF32, {rows, moe_inter}), memory.make(DType::kF32, {rows, moe_hidden})};
+    const Tensor moe_x = memory.random(DType::kF32, {moe_tokens, moe_hidden}, 50);
+    Tensor moe_residual = memory.random(DType::kF32, {moe_tokens, moe_hidden}, 51);
+    Tensor logits_moe = memory.make(DType::kF32, {moe_tokens, experts_count});
+    Tensor ids = memory.make(DType::kF32, {moe_tokens, top_k});
+    Tensor routing_weights = memory.make(DType::kF32, {moe_tokens, top_k});
+    int64_t device_reads = 0, host_reads = 0;
+    const double device_seconds = median_seconds(
+        2, repeats,
+        [&] {
+          backend.linear(moe_x, router, nullptr, logits_moe);
+          backend.moe_route(logits_moe, top_k, true, ids, routing_weights);
+          device_reads =
+              backend.moe_experts(moe_x, ids, routing_weights, experts, scratch, moe_residual);
+        },
+        sync);
+    const double host_seconds = median_seconds(
+        2, repeats,
+        [&] {
+          backend.linear(moe_x, router, nullptr, logits_moe);
+          sparkd::route_on_host(backend, logits_moe, top_k, true, ids, routing_weights);
+          host_reads = sparkd::run_experts_by_expert(backend, moe_x, ids, routing_weights, experts,
+                                                     scratch, moe_residual);
+        },
+        sync);
+    std::printf("%6lld %14.3f %10.0f %14.3f %10.0f\n", static_cast<long long>(moe_tokens),
+                device_seconds * 1e3,
+                static_cast<double>(device_reads) * expert_set_bytes / device_seconds / 1e9,
+                host_seconds * 1e3,
+                static_cast<double>(host_reads) * expert_set_bytes / host_seconds / 1e9);
+  }
   return 0;
 }

@@ -5,7 +5,6 @@
 #include <string>
 #include <utility>
 
-#include "engine/arch/moe_routing.h"
 #include "engine/arch/rope.h"
 
 namespace sparkd::arch {
@@ -184,10 +183,10 @@ Status DecoderModel::bind_weights(const model::ModelWeights& weights) {
       }
     }
     if (!w.experts.empty()) {
-      const ExpertWeights& e = w.experts.front();
-      expert_bytes_ = e.gate_proj.size_bytes() + e.up_proj.size_bytes() + e.down_proj.size_bytes();
-      for (const std::optional<Tensor>* t : {&e.gate_bias, &e.up_bias, &e.down_bias}) {
-        if (t->has_value()) expert_bytes_ += (*t)->size_bytes();
+      const ExpertTable& e = w.experts;
+      expert_bytes_ = e.gate[0].size_bytes() + e.up[0].size_bytes() + e.down[0].size_bytes();
+      for (const std::vector<Tensor>* biases : {&e.gate_bias, &e.up_bias, &e.down_bias}) {
+        if (!biases->empty()) expert_bytes_ += biases->front().size_bytes();
       }
     }
   }
@@ -300,7 +299,10 @@ Status DecoderModel::bind_experts(const model::ModelWeights& weights, const std:
   SPARKD_RETURN_IF_ERROR(bind(weights, router + "weight", {experts, hidden}, w.router));
   SPARKD_RETURN_IF_ERROR(
       bind_optional(weights, moe.router_bias, router + "bias", {experts}, w.router_bias));
-  w.experts.resize(moe.num_experts);
+  ExpertTable& table = w.experts;
+  table.gate.resize(moe.num_experts);
+  table.up.resize(moe.num_experts);
+  table.down.resize(moe.num_experts);
   if (!gpt_oss && weights.contains(block + "experts.gate_up_proj")) {
     // Qwen3.5 as released: each expert's gate and up stacked in one [2 I, hidden] matrix (its
     // halves are its two projections), all experts in one tensor, without ".weight".
@@ -311,9 +313,9 @@ Status DecoderModel::bind_experts(const model::ModelWeights& weights, const std:
         bind(weights, block + "experts.down_proj", {experts, hidden, expert_inter}, down));
     for (int32_t e = 0; e < moe.num_experts; ++e) {
       const Tensor both = expert_slice(gate_up, e);
-      w.experts[e].gate_proj = both.row_range(0, expert_inter);
-      w.experts[e].up_proj = both.row_range(expert_inter, expert_inter);
-      w.experts[e].down_proj = expert_slice(down, e);
+      table.gate[e] = both.row_range(0, expert_inter);
+      table.up[e] = both.row_range(expert_inter, expert_inter);
+      table.down[e] = expert_slice(down, e);
     }
     return Status::ok();
   }
@@ -334,14 +336,13 @@ Status DecoderModel::bind_experts(const model::ModelWeights& weights, const std:
     SPARKD_RETURN_IF_ERROR(bind_optional(weights, biased, block + "experts.down_proj.bias",
                                          {experts, hidden}, down_bias));
     for (int32_t e = 0; e < moe.num_experts; ++e) {
-      ExpertWeights& ew = w.experts[e];
-      ew.gate_proj = expert_slice(gate, e);
-      ew.up_proj = expert_slice(up, e);
-      ew.down_proj = expert_slice(down, e);
+      table.gate[e] = expert_slice(gate, e);
+      table.up[e] = expert_slice(up, e);
+      table.down[e] = expert_slice(down, e);
       if (biased) {
-        ew.gate_bias = gate_bias->row_range(e, 1).reshaped({expert_inter});
-        ew.up_bias = up_bias->row_range(e, 1).reshaped({expert_inter});
-        ew.down_bias = down_bias->row_range(e, 1).reshaped({hidden});
+        table.gate_bias.push_back(gate_bias->row_range(e, 1).reshaped({expert_inter}));
+        table.up_bias.push_back(up_bias->row_range(e, 1).reshaped({expert_inter}));
+        table.down_bias.push_back(down_bias->row_range(e, 1).reshaped({hidden}));
       }
     }
     return Status::ok();
@@ -351,10 +352,9 @@ Status DecoderModel::bind_experts(const model::ModelWeights& weights, const std:
   const char* down_name = mixtral ? "w2.weight" : "down_proj.weight";
   for (int32_t e = 0; e < moe.num_experts; ++e) {
     const std::string ep = block + "experts." + std::to_string(e) + ".";
-    ExpertWeights& ew = w.experts[e];
-    SPARKD_RETURN_IF_ERROR(bind(weights, ep + gate_name, {expert_inter, hidden}, ew.gate_proj));
-    SPARKD_RETURN_IF_ERROR(bind(weights, ep + up_name, {expert_inter, hidden}, ew.up_proj));
-    SPARKD_RETURN_IF_ERROR(bind(weights, ep + down_name, {hidden, expert_inter}, ew.down_proj));
+    SPARKD_RETURN_IF_ERROR(bind(weights, ep + gate_name, {expert_inter, hidden}, table.gate[e]));
+    SPARKD_RETURN_IF_ERROR(bind(weights, ep + up_name, {expert_inter, hidden}, table.up[e]));
+    SPARKD_RETURN_IF_ERROR(bind(weights, ep + down_name, {hidden, expert_inter}, table.down[e]));
   }
   return Status::ok();
 }
@@ -460,11 +460,15 @@ Expected<Tensor> DecoderModel::forward_hidden(std::span<const DecoderStepSequenc
   MoeScratch moe;
   if (spec_.moe.num_experts > 0) {
     const int64_t expert_inter = spec_.moe.expert_intermediate_size;
+    const int32_t top_k = spec_.moe.experts_per_token;
+    const int64_t rows = moe_scratch_rows(n, top_k);
     SPARKD_ASSIGN_OR_RETURN(moe.router_logits, act.make({n, spec_.moe.num_experts}));
-    SPARKD_ASSIGN_OR_RETURN(moe.input, act.make({n, hidden}));
-    SPARKD_ASSIGN_OR_RETURN(moe.gate, act.make({n, expert_inter}));
-    SPARKD_ASSIGN_OR_RETURN(moe.up, act.make({n, expert_inter}));
-    SPARKD_ASSIGN_OR_RETURN(moe.output, act.make({n, hidden}));
+    SPARKD_ASSIGN_OR_RETURN(moe.expert_ids, act.make(DType::kF32, {n, top_k}));
+    SPARKD_ASSIGN_OR_RETURN(moe.expert_weights, act.make(DType::kF32, {n, top_k}));
+    SPARKD_ASSIGN_OR_RETURN(moe.experts.input, act.make({rows, hidden}));
+    SPARKD_ASSIGN_OR_RETURN(moe.experts.gate, act.make({rows, expert_inter}));
+    SPARKD_ASSIGN_OR_RETURN(moe.experts.up, act.make({rows, expert_inter}));
+    SPARKD_ASSIGN_OR_RETURN(moe.experts.output, act.make({rows, hidden}));
     if (spec_.moe.shared_expert_intermediate_size > 0) {
       SPARKD_ASSIGN_OR_RETURN(moe.shared_gate, act.make({n, 1}));
     }
@@ -545,16 +549,10 @@ void DecoderModel::add_shared_expert(const LayerWeights& w, const Tensor& shared
   // The gate is one logit per token: its sigmoid scales the shared expert's row on the way
   // into the residual, as the router's weights scale the routed experts'.
   Backend& b = backend_;
-  const int64_t n = normed.rows();
   b.linear(normed, *w.shared_expert_gate, nullptr, scratch.shared_gate);
-  std::vector<float> scales(static_cast<size_t>(n));
-  b.download_f32(scratch.shared_gate, scales);
-  std::vector<int32_t> rows(static_cast<size_t>(n));
-  for (int32_t r = 0; r < n; ++r) {
-    rows[r] = r;
-    scales[r] = 1.0f / (1.0f + std::exp(-scales[r]));
-  }
-  b.scatter_add_rows(shared_output, rows, scales, x);
+  Tensor gated = shared_output;
+  b.sigmoid_mul(scratch.shared_gate, shared_output, gated);
+  b.add(x, gated, x);
 }
 
 void DecoderModel::add_linear_attention(const LinearAttentionWeights& w, const Tensor& normed,
@@ -597,36 +595,24 @@ void DecoderModel::add_experts(const LayerWeights& w, const Tensor& normed, Tens
                                MoeScratch& scratch) {
   Backend& b = backend_;
   const model::MoeSpec& moe = spec_.moe;
-  const int64_t n = normed.rows();
-  // The router's choice is made on the host: top-k over a few hundred logits per token is
-  // small next to one expert's matrices, and it decides which weights are read at all.
+  // The routing stays where the backend computes (a GPU keeps it on the device); the backend
+  // then reads only the routed experts' weights.
   b.linear(normed, w.router, ptr(w.router_bias), scratch.router_logits);
-  std::vector<float> logits(static_cast<size_t>(n) * moe.num_experts);
-  b.download_f32(scratch.router_logits, logits);
-  const std::vector<ExpertAssignment> routed =
-      route_tokens(logits, n, moe.num_experts, moe.experts_per_token, moe.normalize_top_k);
-  // Each expert with tokens runs once over all of them.
-  for (int32_t e = 0; e < moe.num_experts; ++e) {
-    const ExpertAssignment& assigned = routed[e];
-    if (assigned.tokens.empty()) continue;
-    const int64_t m = static_cast<int64_t>(assigned.tokens.size());
-    const ExpertWeights& expert = w.experts[e];
-    last_forward_weight_bytes_ += expert_bytes_;
-    Tensor input = scratch.input.row_range(0, m);
-    Tensor gate = scratch.gate.row_range(0, m);
-    Tensor up = scratch.up.row_range(0, m);
-    Tensor output = scratch.output.row_range(0, m);
-    b.gather_rows(normed, assigned.tokens, input);
-    b.linear(input, expert.gate_proj, ptr(expert.gate_bias), gate);
-    b.linear(input, expert.up_proj, ptr(expert.up_bias), up);
-    if (moe.activation == model::ExpertActivation::kClampedSwiglu) {
-      b.clamped_swiglu(gate, up, moe.swiglu_alpha, moe.swiglu_limit, gate);
-    } else {
-      b.silu_mul(gate, up, gate);
-    }
-    b.linear(gate, expert.down_proj, ptr(expert.down_bias), output);
-    b.scatter_add_rows(output, assigned.tokens, assigned.weights, x);
-  }
+  b.moe_route(scratch.router_logits, moe.experts_per_token, moe.normalize_top_k, scratch.expert_ids,
+              scratch.expert_weights);
+  MoeExperts experts;
+  experts.gate = w.experts.gate;
+  experts.up = w.experts.up;
+  experts.down = w.experts.down;
+  experts.gate_bias = w.experts.gate_bias;
+  experts.up_bias = w.experts.up_bias;
+  experts.down_bias = w.experts.down_bias;
+  experts.clamped_swiglu = moe.activation == model::ExpertActivation::kClampedSwiglu;
+  experts.swiglu_alpha = moe.swiglu_alpha;
+  experts.swiglu_limit = moe.swiglu_limit;
+  const int64_t read = b.moe_experts(normed, scratch.expert_ids, scratch.expert_weights, experts,
+                                     scratch.experts, x);
+  last_forward_weight_bytes_ += static_cast<uint64_t>(read) * expert_bytes_;
 }
 
 Expected<std::vector<float>> DecoderModel::forward(std::span<const DecoderStepSequence> batch,

@@ -102,9 +102,11 @@ class DecoderModel {
   uint64_t last_forward_weight_bytes() const { return last_forward_weight_bytes_; }
 
  private:
-  struct ExpertWeights {
-    Tensor gate_proj, up_proj, down_proj;
-    std::optional<Tensor> gate_bias, up_bias, down_bias;  // gpt-oss
+  // A sparse layer's routed experts, one entry per expert (MoeExperts' spans view them).
+  struct ExpertTable {
+    std::vector<Tensor> gate, up, down;
+    std::vector<Tensor> gate_bias, up_bias, down_bias;  // gpt-oss; else empty
+    bool empty() const { return gate.empty(); }
   };
   // A linear-attention (Gated DeltaNet) layer's mixer, in place of q/k/v/o.
   struct LinearAttentionWeights {
@@ -130,14 +132,14 @@ class DecoderModel {
     // A sparse layer's (ModelSpec::is_sparse_layer) router [num_experts, hidden] and experts.
     Tensor router;
     std::optional<Tensor> router_bias;  // gpt-oss
-    std::vector<ExpertWeights> experts;
+    ExpertTable experts;
   };
   // The scratch a sparse layer uses, allocated once per forward for all of them.
   struct MoeScratch {
-    Tensor router_logits;  // [tokens, num_experts]
-    Tensor input, gate, up,
-        output;          // [tokens, hidden], [tokens, expert_inter] x2, [tokens, hidden]
-    Tensor shared_gate;  // [tokens, 1]: the shared expert's gate logits (Qwen3.5)
+    Tensor router_logits;               // [tokens, num_experts]
+    Tensor expert_ids, expert_weights;  // [tokens, experts_per_token]: the routing
+    sparkd::MoeScratch experts;         // moe_scratch_rows() rows each
+    Tensor shared_gate;                 // [tokens, 1]: the shared expert's gate logits (Qwen3.5)
   };
 
   // The scratch a linear-attention layer uses, allocated once per forward for all of them.
@@ -170,7 +172,8 @@ class DecoderModel {
                       LayerWeights& w);
   // x += the mixture of experts' output for `normed` (the post-attention-norm activations).
   void add_experts(const LayerWeights& w, const Tensor& normed, Tensor& x, MoeScratch& scratch);
-  // x += sigmoid(shared_expert_gate · normed) * shared_output, per token.
+  // x += sigmoid(shared_expert_gate · normed) * shared_output, per token (shared_output is
+  // overwritten on the way).
   void add_shared_expert(const LayerWeights& w, const Tensor& shared_output, const Tensor& normed,
                          Tensor& x, MoeScratch& scratch);
 

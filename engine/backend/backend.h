@@ -37,6 +37,31 @@ struct AttentionSequence {
   std::span<const int32_t> block_table;  // paged layout
 };
 
+// The routed experts of one mixture-of-experts layer: per expert its gate and up [inter,
+// hidden] and down [hidden, inter] matrices (all experts' matrices of a projection share a
+// dtype), biases empty or one per expert (gpt-oss), and the activation between them.
+struct MoeExperts {
+  std::span<const Tensor> gate, up, down;
+  std::span<const Tensor> gate_bias, up_bias, down_bias;
+  bool clamped_swiglu = false;  // gpt-oss's; otherwise silu(gate) * up
+  float swiglu_alpha = 0.0f, swiglu_limit = 0.0f;
+};
+
+// Tokens up to which a backend may compute every (token, expert) assignment of a
+// moe_experts call at once (decode); above it, the experts run one at a time over their
+// tokens (prefill), each expert's matrices read once.
+inline constexpr int64_t kMoeAssignmentTokens = 16;
+// Rows of each MoeScratch tensor a moe_experts call over `tokens` tokens needs.
+inline int64_t moe_scratch_rows(int64_t tokens, int32_t top_k) {
+  const int64_t assigned = (tokens < kMoeAssignmentTokens ? tokens : kMoeAssignmentTokens) * top_k;
+  return tokens > assigned ? tokens : assigned;
+}
+// F32 scratch of moe_experts, moe_scratch_rows() rows each: input and output [rows, hidden],
+// gate and up [rows, inter].
+struct MoeScratch {
+  Tensor input, gate, up, output;
+};
+
 struct AttentionParams {
   float scale = 1.0f;  // applied to q·k, usually 1/sqrt(head_dim)
   // Causal: query i of a sequence sits at position context_tokens - query_tokens + i and sees
@@ -143,6 +168,21 @@ class Backend {
   // rows of the tokens routed to it.
   virtual void scatter_add_rows(const Tensor& src, std::span<const int32_t> rows,
                                 std::span<const float> scales, Tensor& dst) = 0;
+  // Mixture-of-experts routing, as transformers' Qwen3-MoE and Mixtral blocks route: per
+  // token (a row of logits [tokens, experts]), softmax over all experts in F32, the top_k
+  // largest probabilities (equal ones in expert order), divided by their sum when
+  // `normalize`. Written per token in ascending expert order: expert_ids [tokens, top_k] (F32
+  // holding the ids, exact below 2^24) and expert_weights [tokens, top_k]. On the host:
+  // route_on_host (moe.h); a GPU backend keeps it on the device.
+  virtual void moe_route(const Tensor& logits, int32_t top_k, bool normalize, Tensor& expert_ids,
+                         Tensor& expert_weights);
+  // residual[t] += sum over token t's routed experts e, in ascending order, of expert_weights
+  // times down_e(act(gate_e(x[t]), up_e(x[t]))). Returns how many expert matrix sets it read
+  // (a set read once for several tokens counts once). On the host: experts one at a time over
+  // their tokens through this backend's own ops (run_experts_by_expert, moe.h).
+  virtual int64_t moe_experts(const Tensor& x, const Tensor& expert_ids,
+                              const Tensor& expert_weights, const MoeExperts& experts,
+                              const MoeScratch& scratch, Tensor& residual);
   // out = a + b, elementwise; b may also be a single row [cols] broadcast over a's rows.
   virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
   // Per row: x / sqrt(mean(x²) + eps) * weight[cols].
@@ -159,7 +199,8 @@ class Backend {
   // GELU, exact (erf) or the tanh approximation ("gelu_new", "gelu_pytorch_tanh").
   virtual void gelu(const Tensor& x, bool tanh_approximation, Tensor& out) = 0;
   virtual void tanh(const Tensor& x, Tensor& out) = 0;
-  // out = x * sigmoid(gate), elementwise (Qwen3.5's gated attention output).
+  // out = x * sigmoid(gate), elementwise (Qwen3.5's gated attention output); gate may also be
+  // one column [rows, 1], each value gating its row of x (Qwen3.5's shared expert).
   virtual void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) = 0;
   // x [tokens, heads, 2 * d] split per head: first[t, h] = x[t, h, :d], second[t, h] =
   // x[t, h, d:] (Qwen3.5's q_proj yields each head's query and its output gate side by side).

@@ -140,6 +140,20 @@ void OpChecks::binary_elementwise(const char* op, const Tensor& a, const Tensor&
   check_same_shape(op, a, out);
 }
 
+bool OpChecks::sigmoid_mul(const Tensor& gate, const Tensor& x, const Tensor& out) const {
+  check_f32("sigmoid_mul", "gate", gate);
+  check_f32("sigmoid_mul", "x", x);
+  check_f32("sigmoid_mul", "out", out);
+  check_same_shape("sigmoid_mul", x, out);
+  const bool per_row = gate.cols() == 1 && x.cols() != 1;
+  SPARKD_OP_CHECK(
+      per_row ? gate.rows() == x.rows() : gate.numel() == x.numel() && gate.cols() == x.cols(),
+      "sigmoid_mul",
+      "gate " + describe(gate) + " for x " + describe(x) +
+          " (want x's shape, or one column of x's rows)");
+  return per_row;
+}
+
 void OpChecks::unary_elementwise(const char* op, const Tensor& x, const Tensor& out) const {
   check_f32(op, "x", x);
   check_f32(op, "out", out);
@@ -329,6 +343,70 @@ void OpChecks::attention(const Tensor& q, const KvLayerView& kv,
                         std::to_string(rows[i].first) + ", " + std::to_string(rows[i].second) +
                         ")");
   }
+}
+
+void OpChecks::moe_route(const Tensor& logits, int32_t top_k, const Tensor& expert_ids,
+                         const Tensor& expert_weights) const {
+  check_f32("moe_route", "logits", logits);
+  check_f32("moe_route", "expert_ids", expert_ids);
+  check_f32("moe_route", "expert_weights", expert_weights);
+  SPARKD_OP_CHECK(logits.rank() == 2 && top_k >= 1 && top_k <= logits.cols() &&
+                      expert_ids.rows() == logits.rows() && expert_ids.cols() == top_k &&
+                      expert_weights.shape == expert_ids.shape,
+                  "moe_route",
+                  "top " + std::to_string(top_k) + " of logits " + describe(logits) + " into " +
+                      describe(expert_ids) + " and " + describe(expert_weights));
+}
+
+void OpChecks::moe_experts(const Tensor& x, const Tensor& expert_ids, const Tensor& expert_weights,
+                           const MoeExperts& experts, const MoeScratch& scratch,
+                           const Tensor& residual) const {
+  check_f32("moe_experts", "x", x);
+  check_f32("moe_experts", "expert_ids", expert_ids);
+  check_f32("moe_experts", "expert_weights", expert_weights);
+  check_f32("moe_experts", "residual", residual);
+  const int64_t tokens = x.rows(), hidden = x.cols();
+  const size_t count = experts.gate.size();
+  SPARKD_OP_CHECK(residual.rows() == tokens && residual.cols() == hidden &&
+                      expert_ids.rows() == tokens && expert_ids.cols() >= 1 &&
+                      expert_weights.shape == expert_ids.shape,
+                  "moe_experts",
+                  "x " + describe(x) + ", residual " + describe(residual) + ", routing " +
+                      describe(expert_ids) + " and " + describe(expert_weights));
+  SPARKD_OP_CHECK(count > 0 && experts.up.size() == count && experts.down.size() == count &&
+                      (experts.gate_bias.empty() || experts.gate_bias.size() == count) &&
+                      (experts.up_bias.empty() || experts.up_bias.size() == count) &&
+                      (experts.down_bias.empty() || experts.down_bias.size() == count),
+                  "moe_experts",
+                  std::to_string(count) + " gate, " + std::to_string(experts.up.size()) + " up, " +
+                      std::to_string(experts.down.size()) + " down matrices and " +
+                      std::to_string(experts.gate_bias.size()) + "/" +
+                      std::to_string(experts.up_bias.size()) + "/" +
+                      std::to_string(experts.down_bias.size()) + " biases");
+  const int64_t inter = experts.gate[0].rows();
+  for (size_t e = 0; e < count; ++e) {
+    const Tensor& gate = experts.gate[e];
+    const Tensor& up = experts.up[e];
+    const Tensor& down = experts.down[e];
+    SPARKD_OP_CHECK(
+        gate.rank() == 2 && gate.rows() == inter && gate.cols() == hidden &&
+            up.shape == gate.shape && up.dtype == experts.up[0].dtype &&
+            gate.dtype == experts.gate[0].dtype && down.rank() == 2 && down.rows() == hidden &&
+            down.cols() == inter && down.dtype == experts.down[0].dtype,
+        "moe_experts",
+        "expert " + std::to_string(e) + ": gate " + describe(gate) + ", up " + describe(up) +
+            ", down " + describe(down) + " for x " + describe(x) + " (all experts alike)");
+  }
+  const int64_t rows = moe_scratch_rows(tokens, static_cast<int32_t>(expert_ids.cols()));
+  const auto fits = [&](const Tensor& t, int64_t cols) {
+    return t.dtype == DType::kF32 && t.rows() >= rows && t.cols() == cols;
+  };
+  SPARKD_OP_CHECK(fits(scratch.input, hidden) && fits(scratch.output, hidden) &&
+                      fits(scratch.gate, inter) && fits(scratch.up, inter),
+                  "moe_experts",
+                  "scratch input " + describe(scratch.input) + ", gate " + describe(scratch.gate) +
+                      ", up " + describe(scratch.up) + ", output " + describe(scratch.output) +
+                      " (want " + std::to_string(rows) + " rows)");
 }
 
 void OpChecks::mean_rows(const Tensor& x, std::span<const RowSpan> spans, const Tensor& out) const {

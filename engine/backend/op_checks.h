@@ -41,6 +41,8 @@ class OpChecks {
   // silu_mul, clamped_swiglu, sigmoid_mul: three F32 tensors of one shape.
   void binary_elementwise(const char* op, const Tensor& a, const Tensor& b,
                           const Tensor& out) const;
+  // Returns whether gate is one column, a value per row of x.
+  bool sigmoid_mul(const Tensor& gate, const Tensor& x, const Tensor& out) const;
   // gelu, tanh: two F32 tensors of one shape.
   void unary_elementwise(const char* op, const Tensor& x, const Tensor& out) const;
   void split_head_halves(const Tensor& x, const Tensor& first, const Tensor& second) const;
@@ -57,6 +59,12 @@ class OpChecks {
   void attention(const Tensor& q, const KvLayerView& kv,
                  std::span<const AttentionSequence> sequences, const AttentionParams& params,
                  const Tensor& out) const;
+  void moe_route(const Tensor& logits, int32_t top_k, const Tensor& expert_ids,
+                 const Tensor& expert_weights) const;
+  // Also the matrices' shapes against x, the residual and each other, and the scratch rows.
+  void moe_experts(const Tensor& x, const Tensor& expert_ids, const Tensor& expert_weights,
+                   const MoeExperts& experts, const MoeScratch& scratch,
+                   const Tensor& residual) const;
   void mean_rows(const Tensor& x, std::span<const RowSpan> spans, const Tensor& out) const;
   void l2_normalize_rows(const Tensor& x) const;
   // A tensor an op reads or writes element by element (norm weights, biases, caches, outputs

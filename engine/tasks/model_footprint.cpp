@@ -26,9 +26,12 @@ uint64_t workspace_bytes(const model::ModelSpec& spec, int64_t tokens, int64_t l
     const uint64_t kv = static_cast<uint64_t>(spec.num_kv_heads) * spec.head_dim;
     per_token = 3 * hidden + 2 * q + 2 * kv + 2 * inter;
     if (spec.moe.num_experts > 0) {  // DecoderModel's MoeScratch
-      per_token += static_cast<uint64_t>(spec.moe.num_experts) + 2 * hidden +
-                   2 * static_cast<uint64_t>(spec.moe.expert_intermediate_size);
+      const int32_t top_k = spec.moe.experts_per_token;
+      per_token += static_cast<uint64_t>(spec.moe.num_experts) + 2 * static_cast<uint64_t>(top_k);
       if (spec.moe.shared_expert_intermediate_size > 0) per_token += 1;  // the shared gate
+      // The experts' scratch: a row per (token, expert) for few tokens, per token for many.
+      fixed += static_cast<uint64_t>(moe_scratch_rows(tokens, top_k)) *
+               (2 * hidden + 2 * static_cast<uint64_t>(spec.moe.expert_intermediate_size));
     }
     if (spec.attention_output_gate) per_token += 3 * q;  // q_proj's [q | gate], the gate
     if (!spec.linear_attention.layers.empty()) {         // LinearScratch
@@ -38,7 +41,7 @@ uint64_t workspace_bytes(const model::ModelSpec& spec, int64_t tokens, int64_t l
                    2 * static_cast<uint64_t>(linear.value_heads);
     }
     const uint64_t rows = static_cast<uint64_t>(logit_rows);
-    fixed = rows * (hidden + static_cast<uint64_t>(spec.vocab_size));
+    fixed += rows * (hidden + static_cast<uint64_t>(spec.vocab_size));
   } else {
     per_token = 6 * hidden + inter;
     const uint64_t rows = static_cast<uint64_t>(logit_rows);

@@ -359,6 +359,10 @@ TEST_CASE("cuda: elementwise ops, norms, rope, pooling", "[gpu]") {
       compare("sigmoid_mul", 1e-6, [&](Backend& be, On& on, Tensor& out) {
         be.sigmoid_mul(on.f32({rows, cols}, a), on.f32({rows, cols}, b), out);
       });
+      compare("sigmoid_mul, a gate per row", 1e-6, [&](Backend& be, On& on, Tensor& out) {
+        be.sigmoid_mul(on.f32({rows, 1}, std::vector<float>(a.begin(), a.begin() + rows)),
+                       on.f32({rows, cols}, b), out);
+      });
       compare("l2_normalize_rows", 1e-6, [&](Backend& be, On& on, Tensor& out) {
         std::vector<float> with_zero_row = a;
         std::fill_n(with_zero_row.begin(), cols, 0.0f);  // stays zero
@@ -555,6 +559,104 @@ TEST_CASE("cuda: store_kv and attention (contiguous and paged, masks, GQA, sinks
           }
         }
       }
+    }
+  }
+}
+
+TEST_CASE("cuda: MoE routing and experts (grouped on the device, by expert on the host)", "[gpu]") {
+  // F32 GEMMs for the host-grouped path's experts, so every case compares F32 arithmetic.
+  auto gpu = cuda_backend(/*f32_gemm=*/true);
+  auto cpu = sparkd::make_cpu_backend();
+  std::mt19937 rng(17);
+  struct Case {
+    DType dtype;
+    int32_t experts, top_k;
+    bool normalize, biased_clamped;  // gpt-oss: biases and the clamped SwiGLU
+    int64_t hidden, inter;
+  };
+  const std::vector<Case> cases = {
+      {DType::kBF16, 8, 2, true, false, 256, 512},  {DType::kQ4_K, 64, 8, true, false, 256, 256},
+      {DType::kF32, 32, 4, false, true, 128, 256},  {DType::kQ8_0, 128, 8, true, false, 96, 64},
+      {DType::kMXFP4, 32, 4, true, true, 128, 160}, {DType::kF16, 512, 10, true, false, 64, 40},
+      {DType::kQ4_0, 1100, 2, true, false, 64, 32},  // past the device router: routed on the host
+  };
+  for (const Case& test : cases) {
+    const int64_t hidden = test.hidden, inter = test.inter;
+    for (int64_t tokens : {1, 3, 16, 17, 40}) {
+      const std::string what = std::string(sparkd::dtype_name(test.dtype)) + ", " +
+                               std::to_string(test.experts) + " experts, top " +
+                               std::to_string(test.top_k) + ", " + std::to_string(tokens) +
+                               " tokens" + (test.biased_clamped ? ", biased, clamped" : "");
+      INFO(what);
+      const auto random_weight = [&](int64_t rows, int64_t cols) {
+        return test.dtype == DType::kMXFP4
+                   ? random_blocks(test.dtype, rows, cols, rng)
+                   : encode(random_values(static_cast<size_t>(rows * cols), rng, 0.05f), test.dtype,
+                            cols);
+      };
+      std::vector<std::vector<uint8_t>> gate_bytes, up_bytes, down_bytes;
+      for (int32_t e = 0; e < test.experts; ++e) {
+        gate_bytes.push_back(random_weight(inter, hidden));
+        up_bytes.push_back(random_weight(inter, hidden));
+        down_bytes.push_back(random_weight(hidden, inter));
+      }
+      const std::vector<float> x = random_values(static_cast<size_t>(tokens * hidden), rng);
+      const std::vector<float> residual = random_values(static_cast<size_t>(tokens * hidden), rng);
+      const std::vector<float> logits =
+          random_values(static_cast<size_t>(tokens * test.experts), rng, 2.0f);
+      const std::vector<float> bias_values =
+          random_values(static_cast<size_t>(std::max(hidden, inter)), rng);
+
+      // One backend's run: the routing and the residual after the experts. The CPU gets the
+      // weights dequantized to F32 (its own quantized kernels round x to 8 bits).
+      const auto run = [&](Backend& be, bool reference) {
+        On on(be);
+        std::vector<Tensor> gate, up, down, gate_bias, up_bias, down_bias;
+        for (int32_t e = 0; e < test.experts; ++e) {
+          const auto weight = [&](const std::vector<uint8_t>& bytes, int64_t rows, int64_t cols) {
+            const Tensor stored = on.bytes(test.dtype, {rows, cols}, bytes);
+            return reference ? on.f32({rows, cols}, on.read(stored)) : stored;
+          };
+          gate.push_back(weight(gate_bytes[e], inter, hidden));
+          up.push_back(weight(up_bytes[e], inter, hidden));
+          down.push_back(weight(down_bytes[e], hidden, inter));
+          if (test.biased_clamped) {
+            const std::vector<float> inter_bias(bias_values.begin(), bias_values.begin() + inter);
+            gate_bias.push_back(on.values(DType::kBF16, {inter}, inter_bias));
+            up_bias.push_back(on.values(DType::kBF16, {inter}, inter_bias));
+            down_bias.push_back(on.values(DType::kBF16, {hidden},
+                                          {bias_values.begin(), bias_values.begin() + hidden}));
+          }
+        }
+        sparkd::MoeExperts experts;
+        experts.gate = gate;
+        experts.up = up;
+        experts.down = down;
+        experts.gate_bias = gate_bias;
+        experts.up_bias = up_bias;
+        experts.down_bias = down_bias;
+        experts.clamped_swiglu = test.biased_clamped;
+        experts.swiglu_alpha = 1.702f;
+        experts.swiglu_limit = 7.0f;
+        const int64_t rows = sparkd::moe_scratch_rows(tokens, test.top_k);
+        sparkd::MoeScratch scratch{on.poisoned({rows, hidden}), on.poisoned({rows, inter}),
+                                   on.poisoned({rows, inter}), on.poisoned({rows, hidden})};
+        Tensor ids = on.poisoned({tokens, test.top_k});
+        Tensor weights = on.poisoned({tokens, test.top_k});
+        be.moe_route(on.f32({tokens, test.experts}, logits), test.top_k, test.normalize, ids,
+                     weights);
+        Tensor out = on.f32({tokens, hidden}, residual);
+        const int64_t read =
+            be.moe_experts(on.f32({tokens, hidden}, x), ids, weights, experts, scratch, out);
+        CHECK(read >= 1);
+        CHECK(read <= tokens * test.top_k);
+        return std::vector<std::vector<float>>{on.read(ids), on.read(weights), on.read(out)};
+      };
+      const auto want = run(*cpu, true);
+      const auto got = run(*gpu, false);
+      CHECK(got[0] == want[0]);  // the same experts, in the same (ascending) order
+      check_close(got[1], want[1], 1e-6, "routing weights");
+      check_close(got[2], want[2], 1e-5, "residual");
     }
   }
 }

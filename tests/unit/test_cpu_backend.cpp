@@ -473,6 +473,28 @@ TEST_CASE("cpu backend: silu_mul, gelu (exact and tanh), tanh", "[cpu_backend]")
   }
 }
 
+TEST_CASE("cpu backend: sigmoid_mul, elementwise and with a gate per row", "[cpu_backend]") {
+  for (auto& [backend_name, backend] : all_backends()) {
+    INFO(backend_name);
+    TensorStore store(*backend);
+    const int64_t rows = 7, cols = 33;
+    const std::vector<float> x = random_values(rows * cols, 61, -3.0f, 3.0f);
+    const std::vector<float> gates = random_values(rows * cols, 62, -8.0f, 8.0f);
+    const Tensor x_t = store.make(DType::kF32, {rows, cols}, x);
+    Tensor out_t = store.make(DType::kF32, {rows, cols});
+    std::vector<double> elementwise, per_row;
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      elementwise.push_back(x[i] / (1.0 + std::exp(-double{gates[i]})));
+      per_row.push_back(x[i] / (1.0 + std::exp(-double{gates[i / cols]})));
+    }
+    backend->sigmoid_mul(store.make(DType::kF32, {rows, cols}, gates), x_t, out_t);
+    check_close(store.read(out_t), elementwise, 1e-6, 1e-37);
+    const std::vector<float> row_gates(gates.begin(), gates.begin() + rows);
+    backend->sigmoid_mul(store.make(DType::kF32, {rows, 1}, row_gates), x_t, out_t);
+    check_close(store.read(out_t), per_row, 1e-6, 1e-37);
+  }
+}
+
 // Exact GELU's vector erf against std::erf over the whole float range: every 251st bit
 // pattern of each sign (all binades, subnormals and the saturated tails included), a dense
 // sweep of [-4.5, 4.5] where the polynomial pieces meet, and the special values.

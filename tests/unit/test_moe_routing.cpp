@@ -1,14 +1,17 @@
-// Mixture-of-experts routing (engine/arch/moe_routing.*): the experts and weights each token
+// Mixture-of-experts routing (engine/backend/moe.*): the experts and weights each token
 // gets, as transformers' Qwen3MoeSparseMoeBlock computes them.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <span>
 #include <vector>
 
-#include "engine/arch/moe_routing.h"
+#include "engine/backend/cpu/cpu_backend.h"
+#include "engine/backend/moe.h"
+#include "tests/support/check_aborts.h"
 #include "tests/support/loaded_fixture.h"
 
-using sparkd::arch::ExpertAssignment;
-using sparkd::arch::route_tokens;
+using sparkd::ExpertAssignment;
+using sparkd::route_tokens;
 
 TEST_CASE("moe routing: softmax over all experts, the top k, optionally renormalised", "[moe]") {
   // Two tokens, four experts.
@@ -71,4 +74,52 @@ TEST_CASE("a decode step reads only the routed experts' weights", "[moe]") {
           all - embedding + embedding / spec.vocab_size - unread_experts * one_expert);
     if (spec.moe.num_experts > 0) CHECK(unread_experts == 12);  // 2 sparse layers x (8 - 2)
   }
+}
+
+TEST_CASE("moe_route lists each token's experts in ascending order, with route_tokens' weights",
+          "[moe]") {
+  auto backend = sparkd::make_cpu_backend();
+  const std::vector<float> logits = {1.0f, 3.0f, 2.0f,  0.0f,  //
+                                     0.5f, 0.5f, -1.0f, 4.0f};
+  std::vector<sparkd::Buffer> buffers;
+  const auto tensor = [&](std::vector<int64_t> shape, const std::vector<float>& values) {
+    sparkd::Tensor t(sparkd::DType::kF32, std::move(shape), nullptr);
+    auto buffer = backend->allocate(t.size_bytes());
+    REQUIRE(buffer.has_value());
+    t.data = buffer->data();
+    backend->upload(t.data, values.data(), t.size_bytes());
+    buffers.push_back(std::move(*buffer));
+    return t;
+  };
+  sparkd::Tensor ids = tensor({2, 2}, std::vector<float>(4, -1.0f));
+  sparkd::Tensor weights = tensor({2, 2}, std::vector<float>(4, -1.0f));
+  backend->moe_route(tensor({2, 4}, logits), 2, true, ids, weights);
+  std::vector<float> got_ids(4), got_weights(4);
+  backend->download_f32(ids, got_ids);
+  backend->download_f32(weights, got_weights);
+  // Token 0: experts 1 (rank 1) and 2; token 1: experts 0 and 3 (rank 1), ascending.
+  CHECK(got_ids == std::vector<float>{1.0f, 2.0f, 0.0f, 3.0f});
+  const auto routed = route_tokens(logits, 2, 4, 2, true);
+  CHECK(got_weights[0] == routed[1].weights[0]);
+  CHECK(got_weights[1] == routed[2].weights[0]);
+  CHECK(got_weights[2] == routed[0].weights[0]);
+  CHECK(got_weights[3] == routed[3].weights[0]);
+
+  // An id past the experts (a bug in whoever wrote the routing) stops the op.
+  std::vector<sparkd::Tensor> matrices = {tensor({4, 8}, std::vector<float>(32, 0.0f)),
+                                          tensor({8, 4}, std::vector<float>(32, 0.0f))};
+  sparkd::MoeExperts experts;
+  experts.gate = std::span(matrices.data(), 1);
+  experts.up = std::span(matrices.data(), 1);
+  experts.down = std::span(matrices.data() + 1, 1);
+  const int64_t rows = sparkd::moe_scratch_rows(2, 2);
+  const sparkd::MoeScratch scratch{tensor({rows, 8}, std::vector<float>(rows * 8, 0.0f)),
+                                   tensor({rows, 4}, std::vector<float>(rows * 4, 0.0f)),
+                                   tensor({rows, 4}, std::vector<float>(rows * 4, 0.0f)),
+                                   tensor({rows, 8}, std::vector<float>(rows * 8, 0.0f))};
+  const sparkd::Tensor x = tensor({2, 8}, std::vector<float>(16, 1.0f));
+  sparkd::Tensor residual = tensor({2, 8}, std::vector<float>(16, 0.0f));
+  sparkd::testing::check_aborts(
+      [&] { backend->moe_experts(x, ids, weights, experts, scratch, residual); },
+      "moe_experts: token 0 is routed to expert 1.000000 of 1");
 }

@@ -206,9 +206,9 @@ class CpuBackend final : public Backend {
   }
 
   void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) override {
-    checks_.binary_elementwise("sigmoid_mul", gate, x, out);
+    const bool per_row = checks_.sigmoid_mul(gate, x, out);
     cpu::sigmoid_mul(config_, gate.as<const float>(), x.as<const float>(), x.numel(),
-                     out.as<float>());
+                     per_row ? x.cols() : 1, out.as<float>());
   }
 
   void split_head_halves(const Tensor& x, Tensor& first, Tensor& second) override {

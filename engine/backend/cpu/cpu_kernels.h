@@ -235,8 +235,9 @@ void clamped_swiglu(const KernelConfig& config, const float* gate, const float* 
 void gelu(const KernelConfig& config, const float* x, bool tanh_approximation, int64_t count,
           float* out);
 void tanh(const KernelConfig& config, const float* x, int64_t count, float* out);
+// out[i] = x[i] * sigmoid(gate[i / values_per_gate]): 1 elementwise, a row's width per row.
 void sigmoid_mul(const KernelConfig& config, const float* gate, const float* x, int64_t count,
-                 float* out);
+                 int64_t values_per_gate, float* out);
 // x: [rows, 2 * half] -> first, second: [rows, half] (rows = tokens x heads).
 void split_halves(const KernelConfig& config, const float* x, int64_t rows, int64_t half,
                   float* first, float* second);

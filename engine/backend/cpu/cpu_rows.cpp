@@ -346,9 +346,15 @@ void tanh(const KernelConfig& config, const float* x, int64_t count, float* out)
 }
 
 void sigmoid_mul(const KernelConfig& config, const float* gate, const float* x, int64_t count,
-                 float* out) {
+                 int64_t values_per_gate, float* out) {
   for_each_chunk(config, count, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) out[i] = x[i] / (1.0f + std::exp(-gate[i]));
+    if (values_per_gate == 1) {
+      for (int64_t i = begin; i < end; ++i) out[i] = x[i] / (1.0f + std::exp(-gate[i]));
+      return;
+    }
+    for (int64_t i = begin; i < end; ++i) {
+      out[i] = x[i] / (1.0f + std::exp(-gate[i / values_per_gate]));
+    }
   });
 }
 

@@ -7,12 +7,14 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "engine/backend/cuda/cuda_backend.h"
 #include "engine/backend/cuda/cuda_common.cuh"
 #include "engine/backend/cuda/cuda_kernels.h"
 #include "engine/backend/cuda/cuda_virtual_memory.h"
+#include "engine/backend/moe.h"
 #include "engine/backend/op_checks.h"
 
 namespace sparkd {
@@ -172,6 +174,7 @@ class CudaBackend final : public Backend {
       if (staging_[i] != nullptr) cudaFreeHost(staging_[i]);
       if (staging_done_[i] != nullptr) cudaEventDestroy(staging_done_[i]);
     }
+    for (auto& [key, entry] : expert_tables_) cudaFree(entry.device);
     blas_->destroy(cublas_);
     cudaStreamDestroy(stream_);
   }
@@ -318,8 +321,13 @@ class CudaBackend final : public Backend {
   }
 
   void sigmoid_mul(const Tensor& gate, const Tensor& x, Tensor& out) override {
-    checks_.binary_elementwise("sigmoid_mul", gate, x, out);
-    pointwise(cuda::Pointwise::kSigmoidMul, gate, &x, 0.0f, 0.0f, out);
+    if (!checks_.sigmoid_mul(gate, x, out)) {
+      pointwise(cuda::Pointwise::kSigmoidMul, gate, &x, 0.0f, 0.0f, out);
+      return;
+    }
+    use_device();
+    cuda::sigmoid_mul_rows(gate.as<const float>(), x.as<const float>(), x.numel(), x.cols(),
+                           out.as<float>(), stream_);
   }
 
   void split_head_halves(const Tensor& x, Tensor& first, Tensor& second) override {
@@ -435,6 +443,43 @@ class CudaBackend final : public Backend {
       cuda::attention(part, stream_);
       begin = end;
     }
+  }
+
+  // ---- mixture of experts --------------------------------------------------------------
+  void moe_route(const Tensor& logits, int32_t top_k, bool normalize, Tensor& expert_ids,
+                 Tensor& expert_weights) override {
+    checks_.moe_route(logits, top_k, expert_ids, expert_weights);
+    if (logits.cols() > cuda::kMaxRoutedExperts || top_k > cuda::kMaxRoutedTopK) {
+      route_on_host(*this, logits, top_k, normalize, expert_ids, expert_weights);
+      return;
+    }
+    use_device();
+    cuda::moe_route(logits.as<const float>(), logits.rows(), static_cast<int32_t>(logits.cols()),
+                    top_k, normalize, expert_ids.as<float>(), expert_weights.as<float>(), stream_);
+  }
+
+  int64_t moe_experts(const Tensor& x, const Tensor& expert_ids, const Tensor& expert_weights,
+                      const MoeExperts& experts, const MoeScratch& scratch,
+                      Tensor& residual) override {
+    checks_.moe_experts(x, expert_ids, expert_weights, experts, scratch, residual);
+    for (const std::span<const Tensor>* biases :
+         {&experts.gate_bias, &experts.up_bias, &experts.down_bias}) {
+      if (!biases->empty()) checks_.float_tensor("moe_experts", "an expert bias", biases->front());
+    }
+    const int64_t tokens = x.rows();
+    const auto top_k = static_cast<int32_t>(expert_ids.cols());
+    // Many tokens: each expert once over all of its tokens (GEMMs), which needs the routing
+    // on the host.
+    if (tokens > kMoeAssignmentTokens) {
+      return run_experts_by_expert(*this, x, expert_ids, expert_weights, experts, scratch,
+                                   residual);
+    }
+    use_device();
+    cuda::moe_experts_assigned(expert_table(experts), x.as<const float>(), tokens, top_k,
+                               expert_ids.as<const float>(), expert_weights.as<const float>(),
+                               scratch.gate.as<float>(), scratch.up.as<float>(),
+                               scratch.output.as<float>(), residual.as<float>(), stream_);
+    return tokens * top_k;
   }
 
   void mean_rows(const Tensor& x, std::span<const RowSpan> spans, Tensor& out) override {
@@ -594,6 +639,68 @@ class CudaBackend final : public Backend {
     launch.partial_sum = launch.partial_max + parts;
   }
 
+  // A MoE layer's experts as device pointer tables, made on the layer's first call and kept
+  // (weights do not move while the model is loaded), keyed by where its tensors are listed.
+  // The pointers are compared on every call, so other weights listed at the same place get a
+  // table of their own.
+  struct ExpertTableEntry {
+    std::vector<const void*> pointers;  // gate, up, down, then the biases present
+    void* device = nullptr;
+    cuda::MoeDeviceExperts table;
+  };
+  const cuda::MoeDeviceExperts& expert_table(const MoeExperts& experts) {
+    const size_t count = experts.gate.size();
+    const std::span<const Tensor> lists[] = {experts.gate,      experts.up,      experts.down,
+                                             experts.gate_bias, experts.up_bias, experts.down_bias};
+    std::vector<const void*> pointers;
+    for (const std::span<const Tensor>& list : lists) {
+      for (const Tensor& t : list) pointers.push_back(t.data);
+    }
+    ExpertTableEntry& entry = expert_tables_[experts.gate.data()];
+    if (entry.device != nullptr && entry.pointers == pointers) return entry.table;
+    if (entry.device != nullptr) {
+      stream_idle();  // queued kernels may still read the old table
+      SPARKD_CUDA_CHECK(cudaFree(entry.device));
+      entry.device = nullptr;
+    }
+    const size_t bytes = pointers.size() * sizeof(void*);
+    SPARKD_CUDA_CHECK(cudaMalloc(&entry.device, bytes));
+    SPARKD_CUDA_CHECK(
+        cudaMemcpyAsync(entry.device, pointers.data(), bytes, cudaMemcpyHostToDevice, stream_));
+    entry.pointers = std::move(pointers);
+
+    cuda::MoeDeviceExperts& table = entry.table;
+    table = {};
+    table.count = static_cast<int32_t>(count);
+    table.hidden = experts.gate[0].cols();
+    table.inter = experts.gate[0].rows();
+    // The table holds gate, up and down pointers, then each bias list present.
+    const auto* base = static_cast<const void* const*>(entry.device);
+    size_t next_bias = 3 * count;
+    const auto projection = [&](std::span<const Tensor> matrices, size_t at,
+                                std::span<const Tensor> biases) {
+      cuda::MoeDeviceProjection p;
+      p.weights = base + at;
+      p.type = matrices[0].dtype;
+      p.aligned = std::all_of(matrices.begin(), matrices.end(), [](const Tensor& t) {
+        return reinterpret_cast<uintptr_t>(t.data) % 16 == 0;
+      });
+      if (!biases.empty()) {
+        p.biases = base + next_bias;
+        p.bias_type = biases[0].dtype;
+        next_bias += count;
+      }
+      return p;
+    };
+    table.gate = projection(experts.gate, 0, experts.gate_bias);
+    table.up = projection(experts.up, count, experts.up_bias);
+    table.down = projection(experts.down, 2 * count, experts.down_bias);
+    table.clamped_swiglu = experts.clamped_swiglu;
+    table.swiglu_alpha = experts.swiglu_alpha;
+    table.swiglu_limit = experts.swiglu_limit;
+    return table;
+  }
+
   static std::vector<RecurrentSequenceArgs> recurrent_args(
       std::span<const RecurrentSequence> sequences) {
     std::vector<RecurrentSequenceArgs> args;
@@ -623,6 +730,7 @@ class CudaBackend final : public Backend {
   cuda::DeviceScratch gemm_x_scratch_, gemm_weight_scratch_, input_copy_scratch_, download_scratch_,
       attention_scratch_;
   cuda::LinearContext linear_context_;
+  std::unordered_map<const Tensor*, ExpertTableEntry> expert_tables_;
   void* staging_[2] = {nullptr, nullptr};  // pinned, for upload_staged
   cudaEvent_t staging_done_[2] = {nullptr, nullptr};
 };

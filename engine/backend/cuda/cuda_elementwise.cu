@@ -218,6 +218,21 @@ void add(const float* a, const void* b, DType b_type, bool broadcast, int64_t ro
   SPARKD_CUDA_LAUNCHED();
 }
 
+namespace {
+__global__ void sigmoid_mul_rows_kernel(const float* gate, const float* x, int64_t n, int64_t cols,
+                                        float* out) {
+  SPARKD_GRID_STRIDE(i, n) out[i] = x[i] / (1.0f + expf(-gate[i / cols]));
+}
+}  // namespace
+
+void sigmoid_mul_rows(const float* gate, const float* x, int64_t n, int64_t cols, float* out,
+                      cudaStream_t stream) {
+  if (n == 0) return;
+  sigmoid_mul_rows_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(gate, x, n,
+                                                                                     cols, out);
+  SPARKD_CUDA_LAUNCHED();
+}
+
 void pointwise(Pointwise op, const float* a, const float* b, float alpha, float limit, int64_t n,
                float* out, cudaStream_t stream) {
   if (n == 0) return;

@@ -7,9 +7,11 @@
 //   cuda_common.cuh      error checks, dtype loads/stores, reductions
 //   cuda_quant.cuh       quantized rows, 32 values at a time (the CPU's dequantize, on the GPU)
 //   cuda_elementwise.cu  conversions, gathers, adds, activations, norms, rope, pooling
+//   cuda_gemv.cuh        the GEMV building blocks (a warp per output column)
 //   cuda_linear.cu       y = x·Wᵀ + b: GEMV kernels for decode, cuBLAS GEMMs for prefill
 //   cuda_attention.cu    store_kv and attention over contiguous or paged KV
 //   cuda_delta_net.cu    Gated DeltaNet: causal conv and the delta rule, per sequence
+//   cuda_moe.cu          mixture of experts: routing, and few tokens' experts in grouped GEMVs
 //   cuda_cublas.cu       cuBLAS, opened at run time
 //   cuda_virtual_memory.cu  KV address ranges: CUDA VMM reserve / map / unmap
 //   cuda_backend.cu      the Backend: memory, argument tables, checks, dispatch
@@ -46,6 +48,9 @@ enum class Pointwise { kSiluMul, kClampedSwiglu, kSigmoidMul, kGeluErf, kGeluTan
 void pointwise(Pointwise op, const float* a, const float* b, float alpha, float limit, int64_t n,
                float* out, cudaStream_t stream);
 
+// out[i] = x[i] * sigmoid(gate[i / cols]): a gate per row of x [n / cols, cols].
+void sigmoid_mul_rows(const float* gate, const float* x, int64_t n, int64_t cols, float* out,
+                      cudaStream_t stream);
 void rms_norm(const float* x, const void* weight, DType weight_type, float eps, int64_t rows,
               int64_t cols, float* out, cudaStream_t stream);
 void layer_norm(const float* x, const void* weight, DType weight_type, const void* bias,
@@ -170,5 +175,37 @@ void gated_delta_net(const float* qkv, const float* a, const float* b, const voi
                      DType a_neg_type, const void* dt_bias, DType dt_bias_type,
                      const DeltaNetShape& shape, const RecurrentSequenceArgs* sequences,
                      int64_t sequence_count, float* out, cudaStream_t stream);
+
+// ---- mixture of experts (cuda_moe.cu) ---------------------------------------------------
+// moe_route's limits; a layer past them is routed on the host.
+inline constexpr int32_t kMaxRoutedExperts = 1024;
+inline constexpr int32_t kMaxRoutedTopK = 32;
+// Backend::moe_route on the device: ids (as F32) and weights [tokens, top_k], each token's
+// experts ascending.
+void moe_route(const float* logits, int64_t tokens, int32_t experts, int32_t top_k, bool normalize,
+               float* ids, float* weights, cudaStream_t stream);
+
+// One projection of a layer's routed experts as the device reads it: tables of device
+// pointers, one per expert.
+struct MoeDeviceProjection {
+  const void* const* weights = nullptr;
+  const void* const* biases = nullptr;  // or none
+  DType type = DType::kF32, bias_type = DType::kF32;
+  // Every expert's matrix 16-byte aligned: the float GEMVs may load 8 values at once.
+  bool aligned = false;
+};
+struct MoeDeviceExperts {
+  int32_t count = 0;
+  int64_t hidden = 0, inter = 0;
+  MoeDeviceProjection gate, up;  // each expert's [inter, hidden]
+  MoeDeviceProjection down;      // each expert's [hidden, inter]
+  bool clamped_swiglu = false;
+  float swiglu_alpha = 0.0f, swiglu_limit = 0.0f;
+};
+// Backend::moe_experts for few tokens: every (token, expert) assignment at once. gate and up
+// hold [tokens * top_k, inter], output [tokens * top_k, hidden].
+void moe_experts_assigned(const MoeDeviceExperts& experts, const float* x, int64_t tokens,
+                          int32_t top_k, const float* ids, const float* weights, float* gate,
+                          float* up, float* output, float* residual, cudaStream_t stream);
 
 }  // namespace sparkd::cuda

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "engine/backend/cuda/cuda_common.cuh"
+#include "engine/backend/cuda/cuda_gemv.cuh"
 #include "engine/backend/cuda/cuda_kernels.h"
-#include "engine/backend/cuda/cuda_quant.cuh"
 
 namespace sparkd::cuda {
 namespace {
@@ -25,104 +25,28 @@ namespace {
 constexpr int kGemvRows = 8;
 // From this many rows on, the GEMM (whose weight reads are amortised over all rows) wins.
 constexpr int64_t kGemmMinRows = 24;
-constexpr int kGemvWarps = 4;  // output columns per block
 // Weight rows dequantized per GEMM tile: bounded scratch whatever the matrix.
 constexpr size_t kWeightTileBytes = size_t{64} << 20;
 
-template <typename T>
-__device__ __forceinline__ float to_float(T v);
-template <>
-__device__ __forceinline__ float to_float<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ float to_float<__half>(__half v) {
-  return __half2float(v);
-}
-template <>
-__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) {
-  return __bfloat162float(v);
-}
-
-// Finishes a GEMV: every lane holds partial sums; lane 0 writes y[r, n] (+ bias).
-template <int kRows>
-__device__ __forceinline__ void gemv_store(float (&acc)[kRows], int rows, int64_t n, int64_t ldy,
-                                           const void* bias, DType bias_type, float* y) {
-  const float b = bias != nullptr ? load_f32(bias, bias_type, n) : 0.0f;
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const float total = warp_sum(acc[r]);
-    if (threadIdx.x % kWarp == 0 && r < rows) y[r * ldy + n] = total + b;
-  }
-}
-
-// Float weights W[n, k] of type T. kVector: k is a multiple of 8 and rows are 16-byte
-// aligned, so each lane loads 8 consecutive weights at once.
 template <int kRows, typename T, bool kVector>
 __global__ void gemv_float_kernel(const float* x, int rows, int64_t k, const T* w, int64_t n_total,
                                   const void* bias, DType bias_type, float* y, int64_t ldy) {
-  const int lane = threadIdx.x % kWarp;
   const int64_t n = static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / kWarp;
   if (n >= n_total) return;
-  const T* w_row = w + n * k;
   float acc[kRows] = {};
-  if constexpr (kVector) {
-    constexpr int kLanes = 16 / sizeof(T);  // values per 16-byte load
-    for (int64_t base = static_cast<int64_t>(lane) * kLanes; base < k; base += kWarp * kLanes) {
-      alignas(16) T values[kLanes];
-      *reinterpret_cast<uint4*>(values) = *reinterpret_cast<const uint4*>(w_row + base);
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        if (r < rows) {
-          const float* x_row = x + r * k + base;
-#pragma unroll
-          for (int j = 0; j < kLanes; ++j) acc[r] += to_float(values[j]) * x_row[j];
-        }
-      }
-    }
-  } else {
-    for (int64_t i = lane; i < k; i += kWarp) {
-      const float wi = to_float(w_row[i]);
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        if (r < rows) acc[r] += wi * x[r * k + i];
-      }
-    }
-  }
+  gemv_float_row<kRows, T, kVector>(w + n * k, x, rows, k, acc);
   gemv_store<kRows>(acc, rows, n, ldy, bias, bias_type, y);
 }
 
-// Quantized weights: each lane dequantizes whole 32-value chunks of W's row n.
 template <int kRows, DType kType>
 __global__ void gemv_quantized_kernel(const float* x, int rows, int64_t k, const uint8_t* w,
                                       size_t row_bytes, int64_t n_total, const void* bias,
                                       DType bias_type, float* y, int64_t ldy) {
-  const int lane = threadIdx.x % kWarp;
   const int64_t n = static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / kWarp;
   if (n >= n_total) return;
-  const uint8_t* w_row = w + n * row_bytes;
   float acc[kRows] = {};
-  for (int64_t chunk = lane; chunk < k / kChunk; chunk += kWarp) {
-    float v[kChunk];
-    dequantize_chunk<kType>(w_row, chunk, v);
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      if (r < rows) {
-        const float4* x4 = reinterpret_cast<const float4*>(x + r * k + chunk * kChunk);
-#pragma unroll
-        for (int j = 0; j < kChunk / 4; ++j) {
-          const float4 xv = x4[j];
-          acc[r] +=
-              v[4 * j] * xv.x + v[4 * j + 1] * xv.y + v[4 * j + 2] * xv.z + v[4 * j + 3] * xv.w;
-        }
-      }
-    }
-  }
+  gemv_quantized_row<kRows, kType>(w + n * row_bytes, x, rows, k, acc);
   gemv_store<kRows>(acc, rows, n, ldy, bias, bias_type, y);
-}
-
-unsigned gemv_blocks(int64_t n) {
-  return static_cast<unsigned>((n + kGemvWarps - 1) / kGemvWarps);
 }
 
 template <typename T>
