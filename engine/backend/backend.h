@@ -177,9 +177,10 @@ class Backend {
   virtual void moe_route(const Tensor& logits, int32_t top_k, bool normalize, Tensor& expert_ids,
                          Tensor& expert_weights);
   // residual[t] += sum over token t's routed experts e, in ascending order, of expert_weights
-  // times down_e(act(gate_e(x[t]), up_e(x[t]))). Returns how many expert matrix sets it read
-  // (a set read once for several tokens counts once). On the host: experts one at a time over
-  // their tokens through this backend's own ops (run_experts_by_expert, moe.h).
+  // times down_e(act(gate_e(x[t]), up_e(x[t]))). Returns how many expert matrix sets it read:
+  // a set read once for several tokens counts once, one read per (token, expert) as many
+  // times (a GPU's decode path). On the host: experts one at a time over their tokens through
+  // this backend's own ops (run_experts_by_expert, moe.h).
   virtual int64_t moe_experts(const Tensor& x, const Tensor& expert_ids,
                               const Tensor& expert_weights, const MoeExperts& experts,
                               const MoeScratch& scratch, Tensor& residual);

@@ -397,6 +397,23 @@ void OpChecks::moe_experts(const Tensor& x, const Tensor& expert_ids, const Tens
         "expert " + std::to_string(e) + ": gate " + describe(gate) + ", up " + describe(up) +
             ", down " + describe(down) + " for x " + describe(x) + " (all experts alike)");
   }
+  // Biases: a float vector per expert of its projection's output width, one dtype per list.
+  const auto check_biases = [&](std::span<const Tensor> biases, int64_t width, const char* what) {
+    for (const Tensor& bias : biases) {
+      SPARKD_OP_CHECK(
+          !dtype_is_quantized(bias.dtype) && bias.numel() == width && bias.dtype == biases[0].dtype,
+          "moe_experts",
+          std::string(what) + " bias " + describe(bias) + " (want " + std::to_string(width) +
+              " values of " + describe(biases[0]) + "'s dtype)");
+    }
+  };
+  check_biases(experts.gate_bias, inter, "gate");
+  check_biases(experts.up_bias, inter, "up");
+  check_biases(experts.down_bias, hidden, "down");
+  SPARKD_OP_CHECK(expert_ids.rank() == 2 && expert_ids.cols() <= static_cast<int64_t>(count),
+                  "moe_experts",
+                  "routing " + describe(expert_ids) + " for " + std::to_string(count) +
+                      " experts (want [tokens, top_k], top_k <= experts)");
   const int64_t rows = moe_scratch_rows(tokens, static_cast<int32_t>(expert_ids.cols()));
   const auto fits = [&](const Tensor& t, int64_t cols) {
     return t.dtype == DType::kF32 && t.rows() >= rows && t.cols() == cols;

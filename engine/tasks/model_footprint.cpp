@@ -47,7 +47,9 @@ uint64_t workspace_bytes(const model::ModelSpec& spec, int64_t tokens, int64_t l
     const uint64_t rows = static_cast<uint64_t>(logit_rows);
     fixed = rows * (2 * hidden + static_cast<uint64_t>(std::max(spec.num_labels, 1)));
   }
-  return (n * per_token + fixed) * element;
+  // Activations rounds every tensor up to a 64-byte line; a forward makes fewer than 64.
+  constexpr uint64_t kAlignmentSlack = 64 * 64;
+  return (n * per_token + fixed) * element + kAlignmentSlack;
 }
 
 Expected<ModelFootprint> estimate_footprint(const std::string& reference,

@@ -602,10 +602,18 @@ TEST_CASE("cuda: MoE routing and experts (grouped on the device, by expert on th
       }
       const std::vector<float> x = random_values(static_cast<size_t>(tokens * hidden), rng);
       const std::vector<float> residual = random_values(static_cast<size_t>(tokens * hidden), rng);
-      const std::vector<float> logits =
+      std::vector<float> logits =
           random_values(static_cast<size_t>(tokens * test.experts), rng, 2.0f);
-      const std::vector<float> bias_values =
-          random_values(static_cast<size_t>(std::max(hidden, inter)), rng);
+      // Token 0's logits repeat every 3 experts: ties across the top-k boundary, which both
+      // sides break towards the lower id.
+      for (int32_t e = 3; e < test.experts; ++e) logits[static_cast<size_t>(e)] = logits[e % 3];
+      // A bias of its own per expert and projection: a table that mixes them up shows.
+      std::vector<std::vector<float>> gate_biases, up_biases, down_biases;
+      for (int32_t e = 0; e < test.experts && test.biased_clamped; ++e) {
+        gate_biases.push_back(random_values(static_cast<size_t>(inter), rng));
+        up_biases.push_back(random_values(static_cast<size_t>(inter), rng));
+        down_biases.push_back(random_values(static_cast<size_t>(hidden), rng));
+      }
 
       // One backend's run: the routing and the residual after the experts. The CPU gets the
       // weights dequantized to F32 (its own quantized kernels round x to 8 bits).
@@ -621,11 +629,9 @@ TEST_CASE("cuda: MoE routing and experts (grouped on the device, by expert on th
           up.push_back(weight(up_bytes[e], inter, hidden));
           down.push_back(weight(down_bytes[e], hidden, inter));
           if (test.biased_clamped) {
-            const std::vector<float> inter_bias(bias_values.begin(), bias_values.begin() + inter);
-            gate_bias.push_back(on.values(DType::kBF16, {inter}, inter_bias));
-            up_bias.push_back(on.values(DType::kBF16, {inter}, inter_bias));
-            down_bias.push_back(on.values(DType::kBF16, {hidden},
-                                          {bias_values.begin(), bias_values.begin() + hidden}));
+            gate_bias.push_back(on.values(DType::kBF16, {inter}, gate_biases[e]));
+            up_bias.push_back(on.values(DType::kBF16, {inter}, up_biases[e]));
+            down_bias.push_back(on.values(DType::kBF16, {hidden}, down_biases[e]));
           }
         }
         sparkd::MoeExperts experts;
@@ -650,15 +656,31 @@ TEST_CASE("cuda: MoE routing and experts (grouped on the device, by expert on th
             be.moe_experts(on.f32({tokens, hidden}, x), ids, weights, experts, scratch, out);
         CHECK(read >= 1);
         CHECK(read <= tokens * test.top_k);
-        return std::vector<std::vector<float>>{on.read(ids), on.read(weights), on.read(out)};
+        // What the experts added: the residual would dwarf it.
+        std::vector<float> added = on.read(out);
+        for (size_t i = 0; i < added.size(); ++i) added[i] -= residual[i];
+        return std::vector<std::vector<float>>{on.read(ids), on.read(weights), added};
       };
       const auto want = run(*cpu, true);
       const auto got = run(*gpu, false);
       CHECK(got[0] == want[0]);  // the same experts, in the same (ascending) order
       check_close(got[1], want[1], 1e-6, "routing weights");
-      check_close(got[2], want[2], 1e-5, "residual");
+      check_close(got[2], want[2], 1e-5, "the experts' sum");
     }
   }
+
+  // NaN logits route to valid experts (with NaN weights) rather than stopping the device, and
+  // the backend goes on working.
+  On on(*gpu);
+  std::vector<float> nan_logits(16, std::numeric_limits<float>::quiet_NaN());
+  Tensor ids = on.poisoned({2, 4});
+  Tensor weights = on.poisoned({2, 4});
+  gpu->moe_route(on.f32({2, 8}, nan_logits), 4, true, ids, weights);
+  for (float id : on.read(ids)) {
+    CHECK(id >= 0.0f);
+    CHECK(id < 8.0f);
+  }
+  CHECK(on.read(on.f32({1}, {2.5f})) == std::vector<float>{2.5f});
 }
 
 TEST_CASE("cuda: Gated DeltaNet conv and delta rule, states carried", "[gpu]") {

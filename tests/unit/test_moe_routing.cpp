@@ -106,12 +106,14 @@ TEST_CASE("moe_route lists each token's experts in ascending order, with route_t
   CHECK(got_weights[3] == routed[3].weights[0]);
 
   // An id past the experts (a bug in whoever wrote the routing) stops the op.
-  std::vector<sparkd::Tensor> matrices = {tensor({4, 8}, std::vector<float>(32, 0.0f)),
-                                          tensor({8, 4}, std::vector<float>(32, 0.0f))};
+  // Two experts: token 0's second expert (2) is not one of them.
+  const sparkd::Tensor gate = tensor({4, 8}, std::vector<float>(32, 0.0f));
+  const sparkd::Tensor down = tensor({8, 4}, std::vector<float>(32, 0.0f));
+  const std::vector<sparkd::Tensor> gates = {gate, gate}, downs = {down, down};
   sparkd::MoeExperts experts;
-  experts.gate = std::span(matrices.data(), 1);
-  experts.up = std::span(matrices.data(), 1);
-  experts.down = std::span(matrices.data() + 1, 1);
+  experts.gate = gates;
+  experts.up = gates;
+  experts.down = downs;
   const int64_t rows = sparkd::moe_scratch_rows(2, 2);
   const sparkd::MoeScratch scratch{tensor({rows, 8}, std::vector<float>(rows * 8, 0.0f)),
                                    tensor({rows, 4}, std::vector<float>(rows * 4, 0.0f)),
@@ -121,5 +123,5 @@ TEST_CASE("moe_route lists each token's experts in ascending order, with route_t
   sparkd::Tensor residual = tensor({2, 8}, std::vector<float>(16, 0.0f));
   sparkd::testing::check_aborts(
       [&] { backend->moe_experts(x, ids, weights, experts, scratch, residual); },
-      "moe_experts: token 0 is routed to expert 1.000000 of 1");
+      "moe_experts: token 0 is routed to expert 2.000000 of 2");
 }

@@ -6,7 +6,8 @@
 #      memory, the model goldens on the CUDA backend (all but the real MiniLM, which does not
 #      travel);
 #   3. bench_cuda: bandwidth probe, synthetic 8B decode at batch 1..128 (BF16 and Q4_K),
-#      prefill against cuBLAS.
+#      prefill against cuBLAS, tiled against per-row prefill attention, and a MoE layer's
+#      decode on the device against the host-grouped path.
 # Logs go to $OUT (they come back); the last lines printed are the summary.
 set -uo pipefail
 ROOT=$PWD

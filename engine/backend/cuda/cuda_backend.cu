@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "engine/backend/cuda/cuda_backend.h"
@@ -174,7 +173,6 @@ class CudaBackend final : public Backend {
       if (staging_[i] != nullptr) cudaFreeHost(staging_[i]);
       if (staging_done_[i] != nullptr) cudaEventDestroy(staging_done_[i]);
     }
-    for (auto& [key, entry] : expert_tables_) cudaFree(entry.device);
     blas_->destroy(cublas_);
     cudaStreamDestroy(stream_);
   }
@@ -462,10 +460,6 @@ class CudaBackend final : public Backend {
                       const MoeExperts& experts, const MoeScratch& scratch,
                       Tensor& residual) override {
     checks_.moe_experts(x, expert_ids, expert_weights, experts, scratch, residual);
-    for (const std::span<const Tensor>* biases :
-         {&experts.gate_bias, &experts.up_bias, &experts.down_bias}) {
-      if (!biases->empty()) checks_.float_tensor("moe_experts", "an expert bias", biases->front());
-    }
     const int64_t tokens = x.rows();
     const auto top_k = static_cast<int32_t>(expert_ids.cols());
     // Many tokens: each expert once over all of its tokens (GEMMs), which needs the routing
@@ -475,7 +469,7 @@ class CudaBackend final : public Backend {
                                    residual);
     }
     use_device();
-    cuda::moe_experts_assigned(expert_table(experts), x.as<const float>(), tokens, top_k,
+    cuda::moe_experts_assigned(device_experts(experts), x.as<const float>(), tokens, top_k,
                                expert_ids.as<const float>(), expert_weights.as<const float>(),
                                scratch.gate.as<float>(), scratch.up.as<float>(),
                                scratch.output.as<float>(), residual.as<float>(), stream_);
@@ -639,43 +633,20 @@ class CudaBackend final : public Backend {
     launch.partial_sum = launch.partial_max + parts;
   }
 
-  // A MoE layer's experts as device pointer tables, made on the layer's first call and kept
-  // (weights do not move while the model is loaded), keyed by where its tensors are listed.
-  // The pointers are compared on every call, so other weights listed at the same place get a
-  // table of their own.
-  struct ExpertTableEntry {
-    std::vector<const void*> pointers;  // gate, up, down, then the biases present
-    void* device = nullptr;
-    cuda::MoeDeviceExperts table;
-  };
-  const cuda::MoeDeviceExperts& expert_table(const MoeExperts& experts) {
+  // A MoE layer's experts as the device reads them: their pointers (gate, up, down, then each
+  // bias list present) pushed through the argument ring with this call's other tables.
+  cuda::MoeDeviceExperts device_experts(const MoeExperts& experts) {
     const size_t count = experts.gate.size();
-    const std::span<const Tensor> lists[] = {experts.gate,      experts.up,      experts.down,
-                                             experts.gate_bias, experts.up_bias, experts.down_bias};
     std::vector<const void*> pointers;
-    for (const std::span<const Tensor>& list : lists) {
+    for (std::span<const Tensor> list : {experts.gate, experts.up, experts.down, experts.gate_bias,
+                                         experts.up_bias, experts.down_bias}) {
       for (const Tensor& t : list) pointers.push_back(t.data);
     }
-    ExpertTableEntry& entry = expert_tables_[experts.gate.data()];
-    if (entry.device != nullptr && entry.pointers == pointers) return entry.table;
-    if (entry.device != nullptr) {
-      stream_idle();  // queued kernels may still read the old table
-      SPARKD_CUDA_CHECK(cudaFree(entry.device));
-      entry.device = nullptr;
-    }
-    const size_t bytes = pointers.size() * sizeof(void*);
-    SPARKD_CUDA_CHECK(cudaMalloc(&entry.device, bytes));
-    SPARKD_CUDA_CHECK(
-        cudaMemcpyAsync(entry.device, pointers.data(), bytes, cudaMemcpyHostToDevice, stream_));
-    entry.pointers = std::move(pointers);
-
-    cuda::MoeDeviceExperts& table = entry.table;
-    table = {};
+    const void* const* base = arguments_.push(pointers, stream_);
+    cuda::MoeDeviceExperts table;
     table.count = static_cast<int32_t>(count);
     table.hidden = experts.gate[0].cols();
     table.inter = experts.gate[0].rows();
-    // The table holds gate, up and down pointers, then each bias list present.
-    const auto* base = static_cast<const void* const*>(entry.device);
     size_t next_bias = 3 * count;
     const auto projection = [&](std::span<const Tensor> matrices, size_t at,
                                 std::span<const Tensor> biases) {
@@ -730,7 +701,6 @@ class CudaBackend final : public Backend {
   cuda::DeviceScratch gemm_x_scratch_, gemm_weight_scratch_, input_copy_scratch_, download_scratch_,
       attention_scratch_;
   cuda::LinearContext linear_context_;
-  std::unordered_map<const Tensor*, ExpertTableEntry> expert_tables_;
   void* staging_[2] = {nullptr, nullptr};  // pinned, for upload_staged
   cudaEvent_t staging_done_[2] = {nullptr, nullptr};
 };

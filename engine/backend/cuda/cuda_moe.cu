@@ -53,7 +53,10 @@ __global__ void moe_route_kernel(const float* logits, int64_t tokens, int32_t ex
 #pragma unroll
   for (int i = 0; i < kExpertsPerLane; ++i) p[i] /= sum;
 
-  // The top k, one warp argmax each; `taken` marks this lane's chosen experts.
+  // The top k, one warp argmax each; `taken` marks this lane's chosen experts. A NaN
+  // probability (NaN or infinite logits) ranks below every number but above the -1 start,
+  // so the row still routes to valid experts (with NaN weights, as on the CPU) instead of
+  // to none.
   uint32_t taken = 0;
   int chosen_expert[kMaxRoutedTopK];
   float chosen_probability[kMaxRoutedTopK];
@@ -65,8 +68,9 @@ __global__ void moe_route_kernel(const float* logits, int64_t tokens, int32_t ex
     for (int i = 0; i < kExpertsPerLane; ++i) {
       const int e = lane + i * kWarp;
       // Ascending e within the lane and a strict >: equal probabilities keep the lower id.
-      if (e < experts && ((taken >> i) & 1u) == 0 && p[i] > best) {
-        best = p[i];
+      const float rank = isnan(p[i]) ? -0.5f : p[i];
+      if (e < experts && ((taken >> i) & 1u) == 0 && rank > best) {
+        best = rank;
         best_expert = e;
       }
     }
@@ -80,9 +84,10 @@ __global__ void moe_route_kernel(const float* logits, int64_t tokens, int32_t ex
       }
     }
     if (best_expert % kWarp == lane) taken |= 1u << (best_expert / kWarp);
+    const float probability = best == -0.5f ? NAN : best;
     chosen_expert[j] = best_expert;
-    chosen_probability[j] = best;
-    chosen_sum += best;  // in rank order, as route_tokens sums them
+    chosen_probability[j] = probability;
+    chosen_sum += probability;  // in rank order, as route_tokens sums them
   }
   if (lane != 0) return;
   // Ascending expert order (insertion sort of at most kMaxRoutedTopK).
@@ -194,9 +199,12 @@ void grouped_gemv(const GroupedGemv& g, int64_t assignments, DType weight_type, 
       float_kernel(__nv_bfloat16{});
       break;
     default:
-      dispatch_quantized(weight_type, [&](auto type) {
-        grouped_gemv_kernel<QuantizedRows<decltype(type)::value>><<<grid, threads, 0, stream>>>(g);
-      });
+      if (!dispatch_quantized(weight_type, [&](auto type) {
+            grouped_gemv_kernel<QuantizedRows<decltype(type)::value>>
+                <<<grid, threads, 0, stream>>>(g);
+          })) {
+        fail_call("moe_experts", "no grouped GEMV for this weight type", __FILE__, __LINE__);
+      }
   }
   SPARKD_CUDA_LAUNCHED();
 }
