@@ -569,7 +569,8 @@ class CudaBackend final : public Backend {
     constexpr int32_t kMinTiledRows = 8;
     constexpr int64_t kLongContext = 512;
     std::vector<uint8_t> tiled(sequences.size(), 0);
-    if (attention_tiling_ < 0 || launch.head_dim > tiling_.max_head_dim) return tiled;
+    // (attention_tiling < 0 left max_head_dim at 0 at creation.)
+    if (launch.head_dim > tiling_.max_head_dim) return tiled;
     std::vector<cuda::AttentionTile> tiles;
     int64_t longest = 0;
     for (size_t s = 0; s < sequences.size(); ++s) {
